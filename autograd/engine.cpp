@@ -1,0 +1,114 @@
+// The reverse-mode engine, on one page (micrograd's idea without recursion):
+//   1. collect every node reachable from the root with an explicit stack and count, for each
+//      node, how many edges point at it (its consumers);
+//   2. run nodes in an order where a node runs only after all its consumers have sent their
+//      gradient (a ready queue keyed by dependency count);
+//   3. each node maps its output gradient to its inputs' gradients; those flow into the next
+//      node's buffer or into a leaf's .grad.
+#include "autograd/engine.h"
+
+#include <atomic>
+#include <unordered_map>
+#include <vector>
+
+#include "autograd/node.h"
+#include "core/ops/elementwise.h"
+
+namespace idem {
+
+namespace {
+
+std::atomic<uint64_t> g_backward_nodes{0};
+
+Tensor accumulate(const Tensor& acc, const Tensor& g) {
+  return acc.defined() ? ops::binary(acc, g, BinaryOp::add) : g;
+}
+
+void check_grad(const Node& node, size_t i, const Edge& e, const Tensor& g) {
+  IDEM_CHECK(g.shape() == e.shape && g.dtype() == e.dtype, std::string("backward of ") + node.name(),
+             "gradient for input ", i, " has ", dtype_name(g.dtype()), " ", shape_str(g.shape()),
+             " but the input is ", dtype_name(e.dtype), " ", shape_str(e.shape));
+}
+
+}  // namespace
+
+uint64_t backward_node_count() { return g_backward_nodes.load(); }
+
+void run_backward(const Tensor& root, const Tensor& grad_output) {
+  IDEM_CHECK(root.defined(), "backward", "called on an undefined tensor");
+  IDEM_CHECK(root.requires_grad(), "backward",
+             "the tensor does not require grad and has no grad_fn (did you call requires_grad_() "
+             "on the inputs, or compute it under NoGradGuard?)");
+  Tensor g0 = grad_output;
+  if (!g0.defined()) {
+    IDEM_CHECK(root.numel() == 1, "backward", "grad_output can be omitted only for a tensor with "
+               "one element, got ", shape_str(root.shape()));
+    g0 = full(root.shape(), 1.0, root.options());
+  }
+  IDEM_CHECK(g0.shape() == root.shape() && g0.dtype() == root.dtype() &&
+                 g0.device() == root.device(),
+             "backward", "grad_output ", dtype_name(g0.dtype()), " ", shape_str(g0.shape()), " on ",
+             g0.device().str(), " does not match the tensor ", dtype_name(root.dtype()), " ",
+             shape_str(root.shape()), " on ", root.device().str());
+
+  NoGradGuard no_grad;
+  std::shared_ptr<Node> root_fn = root.grad_fn();
+  if (!root_fn) {  // a leaf: its gradient is grad_output itself
+    auto& meta = root.impl().autograd;
+    meta->grad = accumulate(meta->grad, g0);
+    return;
+  }
+
+  // 1. dependency counts over the reachable graph
+  std::unordered_map<Node*, int> deps;
+  std::vector<Node*> stack{root_fn.get()};
+  deps[root_fn.get()] = 0;
+  while (!stack.empty()) {
+    Node* n = stack.back();
+    stack.pop_back();
+    for (const Edge& e : n->next()) {
+      if (!e.fn) continue;
+      auto it = deps.find(e.fn.get());
+      if (it == deps.end()) {
+        deps[e.fn.get()] = 1;
+        stack.push_back(e.fn.get());
+      } else {
+        ++it->second;
+      }
+    }
+  }
+
+  // 2-3. run nodes whose consumers are all done
+  std::unordered_map<Node*, Tensor> buffers;
+  buffers[root_fn.get()] = g0;
+  std::vector<Node*> ready{root_fn.get()};
+  while (!ready.empty()) {
+    Node* n = ready.back();
+    ready.pop_back();
+    Tensor g = std::move(buffers[n]);
+    buffers.erase(n);
+    // A node none of whose consumers produced a gradient passes nothing on, but still
+    // releases its inputs' dependency counts.
+    std::vector<Tensor> grads(n->next().size());
+    if (g.defined()) {
+      grads = n->backward(g);
+      g_backward_nodes.fetch_add(1);
+    }
+    const auto& next = n->next();
+    IDEM_CHECK(grads.size() == next.size(), std::string("backward of ") + n->name(), "returned ",
+               grads.size(), " gradients for ", next.size(), " inputs");
+    for (size_t i = 0; i < next.size(); ++i) {
+      const Edge& e = next[i];
+      if (!e.defined()) continue;
+      if (grads[i].defined()) check_grad(*n, i, e, grads[i]);
+      if (e.fn) {
+        if (grads[i].defined()) buffers[e.fn.get()] = accumulate(buffers[e.fn.get()], grads[i]);
+        if (--deps[e.fn.get()] == 0) ready.push_back(e.fn.get());
+      } else if (grads[i].defined()) {
+        e.leaf->grad = accumulate(e.leaf->grad, grads[i]);
+      }
+    }
+  }
+}
+
+}  // namespace idem

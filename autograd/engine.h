@@ -1,0 +1,11 @@
+// The reverse-mode engine: walks the graph behind `root` in reverse topological order
+// (iteratively: no recursion depth limit) and accumulates gradients into leaves.
+#pragma once
+#include "core/tensor.h"
+
+namespace idem {
+
+// grad_output may be undefined only when root has one element (then it is 1).
+void run_backward(const Tensor& root, const Tensor& grad_output);
+
+}  // namespace idem

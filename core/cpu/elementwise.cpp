@@ -1,0 +1,169 @@
+// CPU elementwise kernels. Broadcasting walks the output with an odometer over per-input
+// strides (0 on broadcast dims); equal shapes take a flat loop.
+#include <cmath>
+#include <array>
+#include <cstring>
+
+#include "core/kernels/elementwise.h"
+#include "core/kernels/elementwise_math.h"
+
+namespace idem::cpu {
+
+namespace {
+
+// Strides of `in` when broadcast to `out` (0 where in has extent 1 or is missing).
+std::vector<int64_t> broadcast_strides(const Shape& in, const Shape& out) {
+  std::vector<int64_t> st(out.size(), 0);
+  std::vector<int64_t> cs = contiguous_strides(in);
+  size_t lead = out.size() - in.size();
+  for (size_t i = 0; i < in.size(); ++i) st[lead + i] = in[i] == 1 ? 0 : cs[i];
+  return st;
+}
+
+// Calls f(out_index, offsets...) for every output element, offsets per input.
+template <size_t N, typename F>
+void for_each_broadcast(const Shape& out, const std::array<std::vector<int64_t>, N>& strides,
+                        F&& f) {
+  const int64_t n = numel_of(out);
+  const size_t nd = out.size();
+  std::vector<int64_t> idx(nd, 0);
+  std::array<int64_t, N> off{};
+  for (int64_t i = 0; i < n; ++i) {
+    f(i, off);
+    for (size_t d = nd; d-- > 0;) {  // odometer increment
+      ++idx[d];
+      for (size_t k = 0; k < N; ++k) off[k] += strides[k][d];
+      if (idx[d] < out[d]) break;
+      for (size_t k = 0; k < N; ++k) off[k] -= strides[k][d] * out[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+}  // namespace
+
+void unary_fwd(const Tensor& out, const Tensor& in, UnaryOp op, UnaryParams p) {
+  IDEM_DISPATCH_FLOAT(in.dtype(), "unary", [&] {
+    const scalar_t* x = in.data<scalar_t>();
+    scalar_t* y = out.data<scalar_t>();
+    const scalar_t a = static_cast<scalar_t>(p.alpha);
+    const int64_t n = in.numel();
+    for (int64_t i = 0; i < n; ++i) y[i] = math::unary_apply(op, x[i], a);
+  });
+}
+
+void unary_bwd(const Tensor& grad_in, const Tensor& grad_out, const Tensor& in, const Tensor& out,
+               UnaryOp op, UnaryParams p) {
+  IDEM_DISPATCH_FLOAT(in.dtype(), "unary_backward", [&] {
+    const scalar_t* g = grad_out.data<scalar_t>();
+    const scalar_t* x = in.data<scalar_t>();
+    const scalar_t* y = out.data<scalar_t>();
+    scalar_t* gi = grad_in.data<scalar_t>();
+    const scalar_t a = static_cast<scalar_t>(p.alpha);
+    const int64_t n = in.numel();
+    for (int64_t i = 0; i < n; ++i) gi[i] = math::unary_grad(op, g[i], x[i], y[i], a);
+  });
+}
+
+void binary_fwd(const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op) {
+  const bool same = a.shape() == out.shape() && b.shape() == out.shape();
+  std::array<std::vector<int64_t>, 2> st{broadcast_strides(a.shape(), out.shape()),
+                                         broadcast_strides(b.shape(), out.shape())};
+  IDEM_DISPATCH_ALL(a.dtype(), "binary", [&] {
+    const scalar_t* pa = a.data<scalar_t>();
+    const scalar_t* pb = b.data<scalar_t>();
+    if (is_comparison(op)) {
+      uint8_t* po = out.data<uint8_t>();
+      if (same) {
+        for (int64_t i = 0, n = out.numel(); i < n; ++i)
+          po[i] = math::binary_compare(op, pa[i], pb[i]);
+      } else {
+        for_each_broadcast<2>(out.shape(), st, [&](int64_t i, const std::array<int64_t, 2>& o) {
+          po[i] = math::binary_compare(op, pa[o[0]], pb[o[1]]);
+        });
+      }
+    } else {
+      scalar_t* po = out.data<scalar_t>();
+      if (same) {
+        for (int64_t i = 0, n = out.numel(); i < n; ++i)
+          po[i] = math::binary_apply(op, pa[i], pb[i]);
+      } else {
+        for_each_broadcast<2>(out.shape(), st, [&](int64_t i, const std::array<int64_t, 2>& o) {
+          po[i] = math::binary_apply(op, pa[o[0]], pb[o[1]]);
+        });
+      }
+    }
+  });
+}
+
+void where_fwd(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b) {
+  std::array<std::vector<int64_t>, 3> st{broadcast_strides(cond.shape(), out.shape()),
+                                         broadcast_strides(a.shape(), out.shape()),
+                                         broadcast_strides(b.shape(), out.shape())};
+  const uint8_t* pc = cond.data<uint8_t>();
+  IDEM_DISPATCH_ALL(a.dtype(), "where", [&] {
+    const scalar_t* pa = a.data<scalar_t>();
+    const scalar_t* pb = b.data<scalar_t>();
+    scalar_t* po = out.data<scalar_t>();
+    for_each_broadcast<3>(out.shape(), st, [&](int64_t i, const std::array<int64_t, 3>& o) {
+      po[i] = pc[o[0]] ? pa[o[1]] : pb[o[2]];
+    });
+  });
+}
+
+void expand_fwd(const Tensor& out, const Tensor& in) {
+  std::array<std::vector<int64_t>, 1> st{broadcast_strides(in.shape(), out.shape())};
+  IDEM_DISPATCH_ALL(in.dtype(), "expand", [&] {
+    const scalar_t* pi = in.data<scalar_t>();
+    scalar_t* po = out.data<scalar_t>();
+    for_each_broadcast<1>(out.shape(), st,
+                          [&](int64_t i, const std::array<int64_t, 1>& o) { po[i] = pi[o[0]]; });
+  });
+}
+
+void cast(const Tensor& out, const Tensor& in) {
+  const int64_t n = in.numel();
+  IDEM_DISPATCH_ALL(in.dtype(), "cast", [&] {
+    using src_t = scalar_t;
+    const src_t* pi = in.data<src_t>();
+    IDEM_DISPATCH_ALL(out.dtype(), "cast", [&] {
+      scalar_t* po = out.data<scalar_t>();
+      for (int64_t i = 0; i < n; ++i) po[i] = static_cast<scalar_t>(pi[i]);
+    });
+  });
+}
+
+void fill(const Tensor& out, double value) {
+  IDEM_DISPATCH_ALL(out.dtype(), "fill", [&] {
+    scalar_t* po = out.data<scalar_t>();
+    const scalar_t v = static_cast<scalar_t>(value);
+    for (int64_t i = 0, n = out.numel(); i < n; ++i) po[i] = v;
+  });
+}
+
+void arange_fill(const Tensor& out, double start, double step) {
+  IDEM_DISPATCH_ALL(out.dtype(), "arange", [&] {
+    scalar_t* po = out.data<scalar_t>();
+    for (int64_t i = 0, n = out.numel(); i < n; ++i)
+      po[i] = static_cast<scalar_t>(start + static_cast<double>(i) * step);
+  });
+}
+
+void random_fill(const Tensor& out, RandomDist dist, double lo, double hi, uint64_t seed,
+                 uint64_t offset) {
+  IDEM_DISPATCH_FLOAT(out.dtype(), "random", [&] {
+    scalar_t* po = out.data<scalar_t>();
+    for (int64_t i = 0, n = out.numel(); i < n; ++i) {
+      uint32_t r[4];
+      philox_block(seed, static_cast<uint64_t>(i), offset, r);
+      if (dist == RandomDist::uniform) {
+        double u = philox_uniform(r[0]);
+        po[i] = static_cast<scalar_t>(lo + (hi - lo) * u);
+      } else {
+        po[i] = static_cast<scalar_t>(lo + hi * static_cast<double>(math::philox_normal(r)));
+      }
+    }
+  });
+}
+
+}  // namespace idem::cpu

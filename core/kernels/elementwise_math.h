@@ -1,0 +1,99 @@
+// The scalar formulas of every elementwise op, forward and derivative, written once and used by
+// both the CPU kernels (core/cpu/elementwise.cpp) and the CUDA kernels
+// (cuda/kernels/elementwise.cu). Kernels template on the op so the switch folds away.
+#pragma once
+#include <cmath>
+
+#include "core/kernels/elementwise.h"
+#include "core/philox.h"
+
+namespace idem::math {
+
+template <typename T>
+IDEM_HOST_DEVICE inline T unary_apply(UnaryOp op, T x, T a) {
+  switch (op) {
+    case UnaryOp::neg: return -x;
+    case UnaryOp::exp: return std::exp(x);
+    case UnaryOp::log: return std::log(x);
+    case UnaryOp::sqrt: return std::sqrt(x);
+    case UnaryOp::abs: return std::fabs(x);
+    case UnaryOp::relu: return x > T(0) ? x : T(0);
+    case UnaryOp::leaky_relu: return x > T(0) ? x : a * x;
+    case UnaryOp::sigmoid: return T(1) / (T(1) + std::exp(-x));
+    case UnaryOp::tanh: return std::tanh(x);
+    case UnaryOp::gelu: return T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752440)));
+    case UnaryOp::add_scalar: return x + a;
+    case UnaryOp::mul_scalar: return x * a;
+    case UnaryOp::pow_scalar: return std::pow(x, a);
+    case UnaryOp::rsub_scalar: return a - x;
+    case UnaryOp::rdiv_scalar: return a / x;
+    case UnaryOp::square: return x * x;
+  }
+  return x;
+}
+
+// d(op)/dx times g; y = op(x) is passed so exp/sigmoid/tanh/sqrt reuse the forward result.
+template <typename T>
+IDEM_HOST_DEVICE inline T unary_grad(UnaryOp op, T g, T x, T y, T a) {
+  switch (op) {
+    case UnaryOp::neg: return -g;
+    case UnaryOp::exp: return g * y;
+    case UnaryOp::log: return g / x;
+    case UnaryOp::sqrt: return g * T(0.5) / y;
+    case UnaryOp::abs: return x > T(0) ? g : (x < T(0) ? -g : T(0));
+    case UnaryOp::relu: return x > T(0) ? g : T(0);
+    case UnaryOp::leaky_relu: return x > T(0) ? g : a * g;
+    case UnaryOp::sigmoid: return g * y * (T(1) - y);
+    case UnaryOp::tanh: return g * (T(1) - y * y);
+    case UnaryOp::gelu: {
+      // d/dx [x Φ(x)] = Φ(x) + x φ(x)
+      T cdf = T(0.5) * (T(1) + std::erf(x * T(0.70710678118654752440)));
+      T pdf = std::exp(T(-0.5) * x * x) * T(0.39894228040143267794);
+      return g * (cdf + x * pdf);
+    }
+    case UnaryOp::add_scalar: return g;
+    case UnaryOp::mul_scalar: return g * a;
+    case UnaryOp::pow_scalar: return g * a * std::pow(x, a - T(1));
+    case UnaryOp::rsub_scalar: return -g;
+    case UnaryOp::rdiv_scalar: return -g * a / (x * x);
+    case UnaryOp::square: return T(2) * g * x;
+  }
+  return g;
+}
+
+// Arithmetic binary ops (comparisons use binary_compare).
+template <typename T>
+IDEM_HOST_DEVICE inline T binary_apply(BinaryOp op, T a, T b) {
+  switch (op) {
+    case BinaryOp::add: return a + b;
+    case BinaryOp::sub: return a - b;
+    case BinaryOp::mul: return a * b;
+    case BinaryOp::div: return a / b;
+    case BinaryOp::pow: return static_cast<T>(std::pow(a, b));
+    case BinaryOp::maximum: return a > b ? a : b;
+    case BinaryOp::minimum: return a < b ? a : b;
+    default: return T(0);
+  }
+}
+
+template <typename T>
+IDEM_HOST_DEVICE inline bool binary_compare(BinaryOp op, T a, T b) {
+  switch (op) {
+    case BinaryOp::eq: return a == b;
+    case BinaryOp::ne: return a != b;
+    case BinaryOp::lt: return a < b;
+    case BinaryOp::le: return a <= b;
+    case BinaryOp::gt: return a > b;
+    case BinaryOp::ge: return a >= b;
+    default: return false;
+  }
+}
+
+// Standard normal from one Philox block (see core/kernels/elementwise.h).
+IDEM_HOST_DEVICE inline float philox_normal(const uint32_t r[4]) {
+  float u1 = 1.0f - philox_uniform(r[0]);  // (0, 1]
+  float u2 = philox_uniform(r[1]);
+  return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853071795864769f * u2);
+}
+
+}  // namespace idem::math

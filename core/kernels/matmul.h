@@ -1,0 +1,38 @@
+// Kernel contract: (batched) matrix product C = op(A)·op(B), row-major.
+//   op(A) is (M,K): A stored (M,K), or (K,M) when trans_a;  op(B) is (K,N): B stored (K,N),
+//   or (N,K) when trans_b;  C is (M,N). Batches are contiguous; a batch stride of 0 shares one
+//   matrix across the batch (a weight used by every sample).
+// beta = 0 overwrites C (C may hold garbage); beta = 1 accumulates into C.
+#pragma once
+#include <cstdint>
+
+#include "core/tensor.h"
+
+namespace idem {
+
+struct MatmulParams {
+  bool trans_a = false, trans_b = false;
+  int64_t batch = 1, M = 0, N = 0, K = 0;
+  int64_t stride_a = 0, stride_b = 0, stride_c = 0;  // elements between batch entries
+  double alpha = 1.0, beta = 0.0;
+};
+
+// Which CUDA implementation matmul uses. Chosen at run time so both can be timed in one
+// process: set_gemm_backend(), or the environment variable IDEM_GEMM=hand|cublas at start-up.
+enum class GemmBackend : uint8_t { hand, cublas };
+GemmBackend gemm_backend();
+void set_gemm_backend(GemmBackend b);
+const char* gemm_backend_name(GemmBackend b);
+
+namespace cpu {
+void matmul_fwd(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p);
+}
+namespace cuda {
+// Dispatches to matmul_hand or matmul_cublas according to gemm_backend().
+void matmul_fwd(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p);
+void matmul_hand(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p);
+// Throws idem::Error when built without IDEM_CUBLAS.
+void matmul_cublas(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p);
+}  // namespace cuda
+
+}  // namespace idem

@@ -1,0 +1,88 @@
+// Built instead of cuda/*.cu when IDEM_CUDA=OFF: every CUDA entry point exists, so the library
+// links, and fails with a clear idem::Error when called. Queries (compiled, available,
+// device_count) answer "no" instead of throwing.
+#include <string>
+
+#include "core/error.h"
+#include "core/kernels/elementwise.h"
+#include "core/kernels/index.h"
+#include "core/kernels/matmul.h"
+#include "core/kernels/reduce.h"
+#include "core/kernels/runtime.h"
+#include "core/kernels/softmax.h"
+
+namespace idem::cuda {
+
+namespace {
+[[noreturn]] void no_cuda(const char* op) {
+  fail(op, "idem was built without CUDA (IDEM_CUDA=OFF); rebuild with nvcc available and "
+           "-DIDEM_CUDA=ON to use cuda devices");
+}
+}  // namespace
+
+// ---- runtime ----
+bool compiled() { return false; }
+bool available() { return false; }
+int device_count() { return 0; }
+void* alloc(size_t, int) { no_cuda("cuda alloc"); }
+void release(void*, size_t, int) noexcept {}
+void memcpy(void*, const void*, size_t, int, int) { no_cuda("cuda memcpy"); }
+void synchronize(int) { no_cuda("cuda synchronize"); }
+DeviceProperties device_properties(int) { no_cuda("cuda device_properties"); }
+std::string device_summary() {
+  return "CUDA unavailable: idem was built without CUDA (IDEM_CUDA=OFF)";
+}
+AllocatorStats allocator_stats(int) { return {}; }
+void empty_cache(int) {}  // nothing is ever cached without CUDA
+void set_poison_allocations(bool) {}
+bool poison_allocations() { return false; }
+
+// ---- elementwise ----
+void unary_fwd(const Tensor&, const Tensor&, UnaryOp, UnaryParams) { no_cuda("unary"); }
+void unary_bwd(const Tensor&, const Tensor&, const Tensor&, const Tensor&, UnaryOp, UnaryParams) {
+  no_cuda("unary_backward");
+}
+void binary_fwd(const Tensor&, const Tensor&, const Tensor&, BinaryOp) { no_cuda("binary"); }
+void where_fwd(const Tensor&, const Tensor&, const Tensor&, const Tensor&) { no_cuda("where"); }
+void expand_fwd(const Tensor&, const Tensor&) { no_cuda("expand"); }
+void cast(const Tensor&, const Tensor&) { no_cuda("cast"); }
+void fill(const Tensor&, double) { no_cuda("fill"); }
+void arange_fill(const Tensor&, double, double) { no_cuda("arange"); }
+void random_fill(const Tensor&, RandomDist, double, double, uint64_t, uint64_t) {
+  no_cuda("random");
+}
+
+// ---- reduce ----
+void reduce_fwd(const Tensor&, const Tensor&, ReduceShape, ReduceOp) { no_cuda("reduce"); }
+
+// ---- matmul ----
+void matmul_fwd(const Tensor&, const Tensor&, const Tensor&, const MatmulParams&) {
+  no_cuda("matmul");
+}
+void matmul_hand(const Tensor&, const Tensor&, const Tensor&, const MatmulParams&) {
+  no_cuda("matmul");
+}
+void matmul_cublas(const Tensor&, const Tensor&, const Tensor&, const MatmulParams&) {
+  no_cuda("matmul");
+}
+
+// ---- softmax ----
+void softmax_fwd(const Tensor&, const Tensor&, ReduceShape, bool) { no_cuda("softmax"); }
+void softmax_bwd(const Tensor&, const Tensor&, const Tensor&, ReduceShape, bool) {
+  no_cuda("softmax_backward");
+}
+
+// ---- index ----
+void slice_copy(const Tensor&, const Tensor&, SliceCopy) { no_cuda("slice_copy"); }
+void index_select_fwd(const Tensor&, const Tensor&, const Tensor&, IndexShape) {
+  no_cuda("index_select");
+}
+void index_add(const Tensor&, const Tensor&, const Tensor&, IndexShape) { no_cuda("index_add"); }
+void gather_fwd(const Tensor&, const Tensor&, const Tensor&, GatherShape) { no_cuda("gather"); }
+void scatter_add(const Tensor&, const Tensor&, const Tensor&, GatherShape) {
+  no_cuda("scatter_add");
+}
+void one_hot(const Tensor&, const Tensor&, int64_t) { no_cuda("one_hot"); }
+void permute(const Tensor&, const Tensor&, const std::vector<int64_t>&) { no_cuda("permute"); }
+
+}  // namespace idem::cuda

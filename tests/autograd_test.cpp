@@ -1,0 +1,109 @@
+// The engine: accumulation, needs_grad, no-grad guard, detach, deep graphs, shared subgraphs.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "autograd/functions.h"
+
+namespace idem {
+namespace {
+
+TEST(Autograd, ChainRuleAndAccumulationIntoLeaves) {
+  Tensor x = from_vector<double>({1.0, 2.0, 3.0}, {3});
+  x.requires_grad_();
+  Tensor y = sum(x * x + 3.0 * x);  // dy/dx = 2x + 3
+  y.backward();
+  EXPECT_EQ(x.grad().to_vector<double>(), (std::vector<double>{5, 7, 9}));
+  // A second backward accumulates.
+  sum(x * x + 3.0 * x).backward();
+  EXPECT_EQ(x.grad().to_vector<double>(), (std::vector<double>{10, 14, 18}));
+  x.zero_grad();
+  EXPECT_FALSE(x.grad().defined());
+}
+
+TEST(Autograd, SharedSubgraphSumsBothPaths) {
+  Tensor x = from_vector<double>({2.0}, {1});
+  x.requires_grad_();
+  Tensor h = exp(x);
+  Tensor y = sum(h * h + h);  // d/dx = 2e^{2x} + e^x
+  y.backward();
+  EXPECT_NEAR(x.grad().item(), 2 * std::exp(4.0) + std::exp(2.0), 1e-9);
+}
+
+TEST(Autograd, ExplicitGradientForNonScalar) {
+  Tensor x = from_vector<double>({1, 2}, {2});
+  x.requires_grad_();
+  Tensor y = x * 3.0;
+  y.backward(from_vector<double>({1, 10}, {2}));
+  EXPECT_EQ(x.grad().to_vector<double>(), (std::vector<double>{3, 30}));
+  EXPECT_THROW(y.backward(), Error);                              // not a scalar
+  EXPECT_THROW(y.backward(from_vector<double>({1}, {1})), Error);  // wrong shape
+}
+
+TEST(Autograd, NoGradGuardAndDetachRecordNothing) {
+  Tensor x = ones({2}, {DType::f64});
+  x.requires_grad_();
+  {
+    NoGradGuard ng;
+    Tensor y = x * 2.0;
+    EXPECT_FALSE(y.requires_grad());
+    EXPECT_EQ(y.grad_fn(), nullptr);
+  }
+  EXPECT_TRUE(grad_enabled());
+  Tensor d = x.detach();
+  EXPECT_FALSE(d.requires_grad());
+  EXPECT_TRUE(d.same_storage(x));
+  Tensor y = x * 2.0;
+  EXPECT_TRUE(y.requires_grad());
+  EXPECT_FALSE(y.is_leaf());
+  EXPECT_STREQ(y.grad_fn()->name(), "mul_scalar");
+  EXPECT_THROW(sum(d).backward(), Error);  // nothing requires grad
+  EXPECT_THROW(y.requires_grad_(false), Error);  // not a leaf
+  EXPECT_THROW(ones({2}, {DType::i64}).requires_grad_(), Error);
+}
+
+TEST(Autograd, FrozenInputGetsNoGradientButPassesItThrough) {
+  // w frozen (no requires_grad), x trainable: the mul node computes only dx.
+  Tensor w = from_vector<double>({2, 3}, {2});
+  Tensor x = from_vector<double>({5, 7}, {2});
+  x.requires_grad_();
+  Tensor y = sum(w * x);
+  ASSERT_TRUE(y.grad_fn());
+  y.backward();
+  EXPECT_EQ(x.grad().to_vector<double>(), (std::vector<double>{2, 3}));
+  EXPECT_FALSE(w.grad().defined());
+  auto mul_node = y.grad_fn()->next()[0].fn;
+  ASSERT_TRUE(mul_node);
+  EXPECT_FALSE(mul_node->needs_grad(0));
+  EXPECT_TRUE(mul_node->needs_grad(1));
+}
+
+TEST(Autograd, DeepChainNeedsNoRecursion) {
+  // 100k nodes: a recursive engine would overflow the stack.
+  Tensor x = from_vector<double>({1.0}, {1});
+  x.requires_grad_();
+  Tensor y = x;
+  for (int i = 0; i < 100000; ++i) y = y + 1e-6;
+  sum(y).backward();
+  EXPECT_DOUBLE_EQ(x.grad().item(), 1.0);
+}
+
+TEST(Autograd, BackwardNodeCounterCountsNodes) {
+  Tensor x = ones({3}, {DType::f64});
+  x.requires_grad_();
+  Tensor y = sum(exp(x) * 2.0);  // exp, mul_scalar, sum
+  uint64_t before = backward_node_count();
+  y.backward();
+  EXPECT_EQ(backward_node_count() - before, 3u);
+}
+
+TEST(Autograd, GradientThroughBroadcastSumsBack) {
+  Tensor b = from_vector<double>({1, 2, 3}, {3});
+  b.requires_grad_();
+  Tensor a = ones({4, 3}, {DType::f64});
+  sum(a + b).backward();
+  EXPECT_EQ(b.grad().to_vector<double>(), (std::vector<double>{4, 4, 4}));
+}
+
+}  // namespace
+}  // namespace idem
