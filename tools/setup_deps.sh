@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages idem needs, when run as root; otherwise names what is missing.
+# Sourced by tools/demo.sh and tools/test.sh.
+set -euo pipefail
+IDEM_PACKAGES=(g++ cmake make libeigen3-dev zlib1g-dev libgtest-dev libbenchmark-dev)
+
+missing=()
+for p in "${IDEM_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "idem: installing ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "idem: missing Debian packages: ${missing[*]}" >&2
+    echo "      install them with: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+# nvcc in the usual place but not on PATH: let CMake find it (CUDA is optional).
+if ! command -v nvcc >/dev/null && [[ -x /usr/local/cuda/bin/nvcc ]]; then
+  export CUDACXX=/usr/local/cuda/bin/nvcc
+fi
