@@ -1,6 +1,7 @@
 #include "autograd/node.h"
 
 #include <atomic>
+#include <vector>
 
 namespace idem {
 
@@ -10,6 +11,20 @@ std::atomic<uint64_t> g_next_sequence{1};
 }  // namespace
 
 bool grad_enabled() { return g_grad_enabled; }
+
+Node::~Node() {
+  std::vector<std::shared_ptr<Node>> pending;
+  for (Edge& e : next_)
+    if (e.fn) pending.push_back(std::move(e.fn));
+  while (!pending.empty()) {
+    std::shared_ptr<Node> n = std::move(pending.back());
+    pending.pop_back();
+    // Only the last owner takes the node's edges apart; then dropping n frees no chain.
+    if (n.use_count() == 1)
+      for (Edge& e : n->next_)
+        if (e.fn) pending.push_back(std::move(e.fn));
+  }
+}
 
 NoGradGuard::NoGradGuard() : prev_(g_grad_enabled) { g_grad_enabled = false; }
 NoGradGuard::~NoGradGuard() { g_grad_enabled = prev_; }

@@ -36,7 +36,9 @@ struct Edge {
 
 class Node {
  public:
-  virtual ~Node() = default;
+  // Releases the chain of nodes behind this one iteratively: a plain member-wise destructor
+  // would recurse once per node and overflow the stack on very long graphs.
+  virtual ~Node();
   // The op's name, used in engine error messages ("[backward of matmul] ...").
   virtual const char* name() const = 0;
   // One gradient per input; an entry may be undefined when !needs_grad(i).

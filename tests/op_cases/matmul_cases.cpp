@@ -1,0 +1,44 @@
+// Op-case rows for the matmul family: every transpose combination, batched 3-D, a 2-D operand
+// shared across a batch (on either side), the IT³ first-layer shape and odd non-square shapes.
+#include "tests/op_cases/op_cases.h"
+
+namespace idem::testing {
+
+namespace {
+// parity_scale grows with the reduction length K (f32 rounding error grows with it).
+OpCase mm_case(const std::string& name, Shape a, Shape b, bool ta, bool tb, int64_t k) {
+  OpCase c{
+      name, "matmul", {{std::move(a)}, {std::move(b)}}, [ta, tb](const std::vector<Tensor>& x) {
+        return matmul(x[0], x[1], ta, tb);
+      }};
+  c.parity_scale = k > 8 ? static_cast<double>(k) / 8.0 : 1.0;
+  return c;
+}
+}  // namespace
+
+std::vector<OpCase> matmul_cases() {
+  return {
+      // The IT³ MLP's first layer at batch 8: (8,14)·(14,30).
+      mm_case("matmul_it3_8x14x30", {8, 14}, {14, 30}, false, false, 14),
+      // M=7, K=5, N=3 in all four storage layouts.
+      mm_case("matmul_nn_7x5x3", {7, 5}, {5, 3}, false, false, 5),
+      mm_case("matmul_tn_7x5x3", {5, 7}, {5, 3}, true, false, 5),
+      mm_case("matmul_nt_7x5x3", {7, 5}, {3, 5}, false, true, 5),
+      mm_case("matmul_tt_7x5x3", {5, 7}, {3, 5}, true, true, 5),
+      mm_case("matmul_vec_1x6x1", {1, 6}, {6, 1}, false, false, 6),
+      // Batched (B,M,K)·(B,K,N).
+      mm_case("matmul_batched_3x4x5x2", {3, 4, 5}, {3, 5, 2}, false, false, 5),
+      mm_case("matmul_batched_tt", {3, 5, 4}, {3, 2, 5}, true, true, 5),
+      mm_case("matmul_batched_tn", {2, 5, 4}, {2, 5, 3}, true, false, 5),
+      // 3-D × shared 2-D weight (its gradient sums over the batch).
+      mm_case("matmul_shared_b", {3, 4, 5}, {5, 2}, false, false, 5),
+      mm_case("matmul_shared_b_nt", {3, 4, 5}, {2, 5}, false, true, 5),
+      mm_case("matmul_shared_b_ta", {3, 5, 4}, {5, 2}, true, false, 5),
+      mm_case("matmul_shared_b_tt", {2, 5, 4}, {3, 5}, true, true, 5),
+      // Shared 2-D × 3-D.
+      mm_case("matmul_shared_a", {4, 5}, {3, 5, 2}, false, false, 5),
+      mm_case("matmul_shared_a_tt", {5, 4}, {3, 2, 5}, true, true, 5),
+  };
+}
+
+}  // namespace idem::testing
