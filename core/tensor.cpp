@@ -31,7 +31,7 @@ void check_device_usable(Device d, const char* op) {
   if (d.is_cpu()) return;
   IDEM_CHECK(cuda::compiled(), op, "idem was built without CUDA; cannot use ", d.str());
   IDEM_CHECK(d.index < cuda::device_count(), op, "device ", d.str(), " is not available (",
-             cuda::device_count(), " CUDA device(s) visible)");
+             cuda::device_count(), " CUDA device(s) visible; ", cuda::device_summary(), ")");
 }
 
 }  // namespace

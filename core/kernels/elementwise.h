@@ -39,8 +39,8 @@ enum class RandomDist : uint8_t { uniform, normal };
 // uses only the block philox_block(seed, i, offset) = r[0..3]:
 //   uniform: u = philox_uniform(r0) in [0,1)
 //   normal:  u1 = 1 - philox_uniform(r0) in (0,1], u2 = philox_uniform(r1);
-//            z = sqrt(-2 ln u1) * cos(2π u2), computed in f32 on both CPU and GPU
-//            (the same formula gives matching values up to libm rounding).
+//            z = sqrt(-2 ln u1) * cos(2π u2), computed in double on both CPU and GPU and
+//            rounded once to the output dtype (see math::philox_normal).
 
 namespace cpu {
 // out = op(in). Same shape, same floating dtype.

@@ -89,11 +89,13 @@ IDEM_HOST_DEVICE inline bool binary_compare(BinaryOp op, T a, T b) {
   }
 }
 
-// Standard normal from one Philox block (see core/kernels/elementwise.h).
-IDEM_HOST_DEVICE inline float philox_normal(const uint32_t r[4]) {
-  float u1 = 1.0f - philox_uniform(r[0]);  // (0, 1]
-  float u2 = philox_uniform(r[1]);
-  return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853071795864769f * u2);
+// Standard normal from one Philox block (see core/kernels/elementwise.h). Computed in double
+// and rounded once, so the CPU (glibc) and the GPU (CUDA libdevice) agree on f32 draws except
+// in the rare case where their double log/cos differ across a float rounding boundary.
+IDEM_HOST_DEVICE inline double philox_normal(const uint32_t r[4]) {
+  double u1 = 1.0 - static_cast<double>(philox_uniform(r[0]));  // (0, 1]
+  double u2 = static_cast<double>(philox_uniform(r[1]));
+  return ::sqrt(-2.0 * ::log(u1)) * ::cos(6.283185307179586476925 * u2);
 }
 
 }  // namespace idem::math

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# The GPU machine's check, in one call: configure (Release, IDEM_CUDA=ON, build folder outside
+# the tree), build with -j16, run the test suite through CTest, then the kernel report and the
+# benchmarks when idem_bench was built. Full logs go under $OUT (else ./gpu_check_out); a short
+# summary (GPU, tests passed/failed, benchmark lines) ends the output. Exits non-zero when any
+# step fails. Meant to finish in under ~8 minutes on a 16-core H100 machine.
+#
+# Environment knobs:
+#   GPU_CHECK_TESTS=REGEX       run only the CTest tests matching REGEX (e.g. 'Parity|Cuda')
+#   GPU_CHECK_BENCH=REGEX       --benchmark_filter for idem_bench ('' = all; 'none' = skip)
+#   GPU_CHECK_MIN_TIME=SECONDS  --benchmark_min_time (default 0.05)
+#   GPU_CHECK_BUILD_DIR=DIR     build folder (default /tmp/idem-build)
+#   GPU_CHECK_JOBS=N            build parallelism (default 16)
+#   GPU_CHECK_BUDGET=SECONDS    wall-clock budget for all steps (default 450); a step gets at
+#                               most what is left, so the summary always prints
+set -u -o pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+out="${OUT:-$root/gpu_check_out}"
+build="${GPU_CHECK_BUILD_DIR:-/tmp/idem-build}"
+jobs="${GPU_CHECK_JOBS:-16}"
+tests_re="${GPU_CHECK_TESTS:-}"
+bench_re="${GPU_CHECK_BENCH:-}"
+min_time="${GPU_CHECK_MIN_TIME:-0.05}"
+budget="${GPU_CHECK_BUDGET:-450}"
+mkdir -p "$out"
+t_start=$(date +%s)
+failed_steps=()
+
+elapsed() { echo "$(( $(date +%s) - t_start ))s"; }
+
+# step NAME TIMEOUT_S CMD...: runs CMD with its output in $out/NAME.log; reports and records
+# a failure (with the log's tail) without stopping the script.
+step() {
+  local name="$1" limit="$2"
+  shift 2
+  local left=$(( budget - ($(date +%s) - t_start) - 10 ))
+  [ "$left" -lt "$limit" ] && limit=$left
+  if [ "$limit" -lt 15 ]; then
+    echo "== $name: skipped, the time budget (${budget}s) is spent" | tee "$out/$name.log"
+    failed_steps+=("$name(no-time)")
+    return 124
+  fi
+  echo "== [$(elapsed)] $name (limit ${limit}s): $*"
+  timeout --kill-after=10 "$limit" "$@" >"$out/$name.log" 2>&1
+  local rc=$?
+  if [ $rc -ne 0 ]; then
+    [ $rc -eq 124 ] && echo "   TIMED OUT after ${limit}s" >>"$out/$name.log"
+    echo "   FAILED (rc $rc); last lines of $name.log:"
+    tail -n 40 "$out/$name.log" | sed 's/^/   | /'
+    failed_steps+=("$name")
+  else
+    echo "   ok"
+  fi
+  return $rc
+}
+
+summary() {
+  local s="$out/summary.txt"
+  {
+    echo "================ gpu_check summary ($(elapsed)) ================"
+    echo "GPU:      $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -n 4 | tr '\n' ';' || echo unknown)"
+    if [ -f "$out/ctest.log" ]; then
+      echo "tests:    $(grep -E 'tests passed|tests failed' "$out/ctest.log" | tail -n 1)"
+      local skipped
+      skipped=$(grep -c '\*\*\*Skipped' "$out/ctest.log" || true)
+      echo "skipped:  $skipped"
+      grep -E '^\s+[0-9]+ - .*\((Failed|Timeout|SEGFAULT|Subprocess aborted|Exception|Not Run)\)' \
+        "$out/ctest.log" | head -n 40 | sed 's/^/  failed: /'
+    else
+      echo "tests:    not run"
+    fi
+    if [ -f "$out/kernels.log" ]; then
+      grep -E '^\[(device|bench|philox)\]' "$out/kernels.log" | head -n 30
+    fi
+    if [ -f "$out/bench.log" ]; then
+      echo "benchmarks (idem_bench, medians):"
+      grep -E '_median|summary|hand|cublas|GB/s|TFLOP' "$out/bench.log" | grep -v -E '_mean|_stddev|_cv' |
+        head -n 60 | sed 's/^/  /'
+    fi
+    if [ ${#failed_steps[@]} -eq 0 ]; then
+      echo "result:   OK"
+    else
+      echo "result:   FAILED steps: ${failed_steps[*]}"
+    fi
+  } | tee "$s"
+}
+
+# ---- environment ----
+{
+  nvidia-smi || true
+  echo; nvcc --version || true
+  echo; cmake --version || true
+  echo; nproc; free -g || true
+} >"$out/env.log" 2>&1
+echo "== GPU: $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)"
+
+# ---- configure (benchmarks on when Google Benchmark is found, else off) ----
+cfg=(-S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DIDEM_CUDA=ON -DIDEM_TESTS=ON)
+command -v ninja >/dev/null 2>&1 && [ ! -f "$build/CMakeCache.txt" ] && cfg+=(-G Ninja)
+if ! step configure 120 cmake "${cfg[@]}" -DIDEM_BENCH=ON; then
+  echo "   retrying without benchmarks"
+  failed_steps=()
+  rm -rf "$build"
+  step configure 120 cmake "${cfg[@]}" -DIDEM_BENCH=OFF || { summary; exit 1; }
+fi
+
+# ---- build ----
+step build 330 cmake --build "$build" -j "$jobs" || { summary; exit 1; }
+
+# ---- tests ----
+ctest_args=(--output-on-failure -j 8 --timeout 240)
+[ -n "$tests_re" ] && ctest_args+=(-R "$tests_re")
+step ctest 270 bash -c 'cd "$1" && shift && exec ctest "$@"' ctest "$build" "${ctest_args[@]}"
+
+# ---- kernel report: device line, Philox agreement, reduction bandwidth ----
+if [ -x "$build/idem_tests" ]; then
+  step kernels 60 "$build/idem_tests" \
+    --gtest_filter='CudaRuntime.DeviceQuery:CudaRuntime.PhiloxCpuEqualsGpu:CudaReduce.BandwidthReport'
+fi
+
+# ---- benchmarks ----
+if [ -x "$build/idem_bench" ] && [ "$bench_re" != "none" ]; then
+  bench_args=(--benchmark_min_time="$min_time")
+  [ -n "$bench_re" ] && bench_args+=(--benchmark_filter="$bench_re")
+  # The benchmarks get whatever is left of the budget (step() caps the limit).
+  step bench "$budget" "$build/idem_bench" "${bench_args[@]}"
+fi
+
+summary
+[ ${#failed_steps[@]} -eq 0 ]
