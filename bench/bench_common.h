@@ -1,0 +1,107 @@
+// Shared helpers of the kernel benchmarks (bench/kernel_bench.cpp, bench/kernel_checks.cpp):
+// CUDA-event timing with manual time, an L2 flush, and the registration hooks that main() calls.
+#pragma once
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <string>
+
+#include "core/tensor.h"
+
+namespace idem::bench {
+
+// True when a CUDA GPU is usable (idem built with CUDA and a device visible).
+bool gpu_available();
+// "NVIDIA H100 80GB HBM3" or "none".
+std::string gpu_name();
+
+// Registration hooks called from main() in kernel_bench.cpp; `gpu` says whether the CUDA
+// benchmarks will run (without a GPU they are registered once each, and skip).
+void register_kernel_benchmarks(bool gpu);
+void register_kernel_checks(bool gpu);
+
+// Work counted per launch, reported as a rate counter:
+//   flops -> "TFLOP/s", bytes -> "GB/s".
+struct Work {
+  double flops = 0;
+  double bytes = 0;
+};
+
+#ifdef IDEM_WITH_CUDA
+// Times `launch` with CUDA events on the current stream: one untimed warm-up call, then per
+// benchmark iteration an optional L2 flush (outside the events) and `reps` back-to-back launches
+// between two events. The iteration time is the whole elapsed time (so Google Benchmark's
+// min-time logic counts what really ran); the counters are per launch: "us/launch", and
+// "TFLOP/s" or "GB/s" from it (means over iterations; with repetitions, read the _median line).
+// For kernels shorter than the host's launch cost, back-to-back launches measure that cost.
+// Any idem::Error from the warm-up turns into SkipWithError.
+template <typename F>
+void time_gpu(benchmark::State& state, F&& launch, int reps, bool flush, Work work);
+#endif
+
+}  // namespace idem::bench
+
+#ifdef IDEM_WITH_CUDA
+#include <cuda_runtime.h>
+
+#include "core/kernels/matmul.h"
+#include "cuda/common.cuh"
+
+namespace idem::cuda {
+// Defined in cuda/kernels/matmul.cu for the benchmark only: 0 = the shape heuristic of
+// matmul_hand; 1 = 128x128x8, 2 = 128x128x16, 3 = 64x64x16, 4 = 32x32x16, 5 = small kernels.
+void matmul_hand_variant(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p,
+                         int variant);
+}  // namespace idem::cuda
+
+namespace idem::bench {
+
+// Writes a buffer twice the size of L2 so the next kernel starts with cold caches.
+void flush_l2();
+// Synchronizes the current stream; throws idem::Error on a CUDA error.
+void sync_stream();
+
+template <typename F>
+void time_gpu(benchmark::State& state, F&& launch, int reps, bool flush, Work work) {
+  if (!gpu_available()) {
+    state.SkipWithError("no CUDA GPU available");
+    return;
+  }
+  cudaEvent_t start = nullptr, stop = nullptr;
+  try {
+    launch();  // warm-up: module load, handle creation, allocator caching
+    sync_stream();
+    IDEM_CUDA_CHECK("bench", cudaEventCreate(&start));
+    IDEM_CUDA_CHECK("bench", cudaEventCreate(&stop));
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+    return;
+  }
+  const cudaStream_t st = cuda::current_stream();
+  double total = 0;
+  for (auto _ : state) {
+    if (flush) flush_l2();
+    cudaEventRecord(start, st);
+    for (int r = 0; r < reps; ++r) launch();
+    cudaEventRecord(stop, st);
+    cudaEventSynchronize(stop);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, start, stop);
+    state.SetIterationTime(ms * 1e-3);
+    total += ms * 1e-3 / reps;
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) {
+    state.SkipWithError(cudaGetErrorString(err));
+    return;
+  }
+  const double per = total / static_cast<double>(state.iterations());  // seconds per launch
+  state.counters["us/launch"] = per * 1e6;
+  if (work.flops > 0) state.counters["TFLOP/s"] = work.flops / per * 1e-12;
+  if (work.bytes > 0) state.counters["GB/s"] = work.bytes / per * 1e-9;
+}
+
+}  // namespace idem::bench
+#endif

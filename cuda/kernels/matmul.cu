@@ -1,0 +1,446 @@
+// CUDA matmul: the hand-written SGEMM (cuda::matmul_hand) and the run-time switch between it and
+// cuBLAS (cuda::matmul_fwd). Contract: core/kernels/matmul.h (row-major, transpose flags,
+// batch strides with 0 = shared, alpha/beta, beta = 0 never reads C).
+//
+// Paths, chosen per call by shape:
+//  - tiled: shared-memory tiles of op(A) and op(B) stored k-major (a transposed operand is
+//    transposed while it is written to shared memory, so the inner loop is the same for all four
+//    flag combinations), register blocking with 4x4 sub-tiles per thread read as float4,
+//    16-byte global loads when the contiguous dim is a multiple of 4 and the base is aligned,
+//    and double buffering (the next tile's global loads are in flight during this tile's math).
+//    Tile sizes: 128x128x8 (8x8 per thread), 64x64x16 and 32x32x16 (4x4 per thread); the
+//    largest one that still gives every SM a block is used. (128x128x16 is compiled for the
+//    benchmark's comparison only.)
+//  - small: IT³ multiplies tiny matrices (8x14·14x30) where a 128x128 tile would leave the GPU
+//    empty: one thread per output, or one warp per output when K is long.
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+
+#include "core/kernels/matmul.h"
+#include "cuda/common.cuh"
+
+namespace idem::cuda {
+
+namespace {
+
+struct GemmArgs {
+  const float* a;
+  const float* b;
+  float* c;
+  int M, N, K;
+  int64_t stride_a, stride_b, stride_c;
+  float alpha, beta;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Tiled kernel.
+//   BM x BN block tile, BK deep; each thread owns TM x TN outputs as (TM/4) x (TN/4) sub-tiles
+//   of 4x4. A warp is WTM x WTN threads; sub-tile i of a thread starts WTM*4 rows after sub-tile
+//   i-1, so one float4 shared-memory read per sub-tile serves 4 rows and a warp's reads of one
+//   k row are contiguous (no bank conflicts).
+
+// Four consecutive elements along the contiguous dim of a row-major (rows x cols) matrix,
+// zero outside it. VEC: cols % 4 == 0 and the rows are 16-byte aligned, so a float4 is either
+// all inside or all outside.
+template <bool VEC>
+__device__ __forceinline__ float4 load4(const float* __restrict__ base, int row, int col, int rows,
+                                        int cols, int ld) {
+  float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+  if (row >= rows) return v;
+  const float* p = base + static_cast<int64_t>(row) * ld + col;
+  if (VEC) {
+    if (col < cols) v = __ldg(reinterpret_cast<const float4*>(p));
+  } else {
+    if (col + 0 < cols) v.x = __ldg(p + 0);
+    if (col + 1 < cols) v.y = __ldg(p + 1);
+    if (col + 2 < cols) v.z = __ldg(p + 2);
+    if (col + 3 < cols) v.w = __ldg(p + 3);
+  }
+  return v;
+}
+
+template <int BM, int BN, int BK, int TM, int TN, int WTM, int WTN, int MIN_BLOCKS, bool TA,
+          bool TB, bool VEC_A, bool VEC_B>
+__global__ void __launch_bounds__((BM / TM) * (BN / TN), MIN_BLOCKS)
+    matmul_fwd_tiled_kernel(GemmArgs g) {
+  constexpr int NT = (BM / TM) * (BN / TN);
+  constexpr int WARP_M = WTM * TM, WARP_N = WTN * TN;
+  constexpr int WARPS_N = BN / WARP_N;
+  static_assert(WTM * WTN == 32, "a warp is 32 threads");
+  static_assert((BM / WARP_M) * (BN / WARP_N) * 32 == NT, "warps must tile the block");
+  static_assert(TM % 4 == 0 && TN % 4 == 0, "4x4 sub-tiles");
+  constexpr int A_VECS = BM * BK / 4 / NT, B_VECS = BN * BK / 4 / NT;
+  static_assert(A_VECS >= 1 && A_VECS * 4 * NT == BM * BK, "A tile must split into float4s");
+  static_assert(B_VECS >= 1 && B_VECS * 4 * NT == BN * BK, "B tile must split into float4s");
+  // +4 floats per k row: the transposing scalar stores of a non-transposed operand would
+  // otherwise hit one bank twice; 4 keeps rows 16-byte aligned for the float4 reads.
+  constexpr int LDA_S = BM + 4, LDB_S = BN + 4;
+  __shared__ __align__(16) float As[2][BK][LDA_S];
+  __shared__ __align__(16) float Bs[2][BK][LDB_S];
+
+  const int M = g.M, N = g.N, K = g.K;
+  const float* __restrict__ A = g.a + static_cast<int64_t>(blockIdx.z) * g.stride_a;
+  const float* __restrict__ B = g.b + static_cast<int64_t>(blockIdx.z) * g.stride_b;
+  float* __restrict__ C = g.c + static_cast<int64_t>(blockIdx.z) * g.stride_c;
+  const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
+  const int tid = threadIdx.x;
+
+  float4 ra[A_VECS], rb[B_VECS];
+
+  // Global -> registers for the tile starting at k0. op(A) tile is BM x BK, op(B) is BK x BN.
+  auto load_tile = [&](int k0) {
+#pragma unroll
+    for (int l = 0; l < A_VECS; ++l) {
+      const int f = tid + l * NT;
+      if (!TA) {  // A (M,K): 4 along k
+        const int r = f / (BK / 4), kq = (f % (BK / 4)) * 4;
+        ra[l] = load4<VEC_A>(A, m0 + r, k0 + kq, M, K, K);
+      } else {  // A (K,M): 4 along m
+        const int kr = f / (BM / 4), mq = (f % (BM / 4)) * 4;
+        ra[l] = load4<VEC_A>(A, k0 + kr, m0 + mq, K, M, M);
+      }
+    }
+#pragma unroll
+    for (int l = 0; l < B_VECS; ++l) {
+      const int f = tid + l * NT;
+      if (!TB) {  // B (K,N): 4 along n
+        const int kr = f / (BN / 4), nq = (f % (BN / 4)) * 4;
+        rb[l] = load4<VEC_B>(B, k0 + kr, n0 + nq, K, N, N);
+      } else {  // B (N,K): 4 along k
+        const int r = f / (BK / 4), kq = (f % (BK / 4)) * 4;
+        rb[l] = load4<VEC_B>(B, n0 + r, k0 + kq, N, K, K);
+      }
+    }
+  };
+  // Registers -> shared buffer `buf`, k-major.
+  auto store_tile = [&](int buf) {
+#pragma unroll
+    for (int l = 0; l < A_VECS; ++l) {
+      const int f = tid + l * NT;
+      if (!TA) {
+        const int r = f / (BK / 4), kq = (f % (BK / 4)) * 4;
+        As[buf][kq + 0][r] = ra[l].x;
+        As[buf][kq + 1][r] = ra[l].y;
+        As[buf][kq + 2][r] = ra[l].z;
+        As[buf][kq + 3][r] = ra[l].w;
+      } else {
+        const int kr = f / (BM / 4), mq = (f % (BM / 4)) * 4;
+        *reinterpret_cast<float4*>(&As[buf][kr][mq]) = ra[l];
+      }
+    }
+#pragma unroll
+    for (int l = 0; l < B_VECS; ++l) {
+      const int f = tid + l * NT;
+      if (!TB) {
+        const int kr = f / (BN / 4), nq = (f % (BN / 4)) * 4;
+        *reinterpret_cast<float4*>(&Bs[buf][kr][nq]) = rb[l];
+      } else {
+        const int r = f / (BK / 4), kq = (f % (BK / 4)) * 4;
+        Bs[buf][kq + 0][r] = rb[l].x;
+        Bs[buf][kq + 1][r] = rb[l].y;
+        Bs[buf][kq + 2][r] = rb[l].z;
+        Bs[buf][kq + 3][r] = rb[l].w;
+      }
+    }
+  };
+
+  const int warp = tid / 32, lane = tid % 32;
+  const int wm = warp / WARPS_N, wn = warp % WARPS_N;
+  const int tm = lane / WTN, tn = lane % WTN;
+  const int row_s = wm * WARP_M + tm * 4;  // first row of sub-tile 0 inside the block tile
+  const int col_s = wn * WARP_N + tn * 4;
+
+  float acc[TM][TN];
+#pragma unroll
+  for (int i = 0; i < TM; ++i)
+#pragma unroll
+    for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
+
+  const int k_tiles = (K + BK - 1) / BK;
+  load_tile(0);
+  store_tile(0);
+  __syncthreads();
+
+  for (int kt = 0; kt < k_tiles; ++kt) {
+    const int cur = kt & 1;
+    const bool more = kt + 1 < k_tiles;
+    if (more) load_tile((kt + 1) * BK);  // lands while the FFMAs below run
+#pragma unroll
+    for (int k = 0; k < BK; ++k) {
+      float af[TM], bf[TN];
+#pragma unroll
+      for (int i = 0; i < TM / 4; ++i) {
+        const float4 v = *reinterpret_cast<const float4*>(&As[cur][k][row_s + i * WTM * 4]);
+        af[i * 4 + 0] = v.x;
+        af[i * 4 + 1] = v.y;
+        af[i * 4 + 2] = v.z;
+        af[i * 4 + 3] = v.w;
+      }
+#pragma unroll
+      for (int j = 0; j < TN / 4; ++j) {
+        const float4 v = *reinterpret_cast<const float4*>(&Bs[cur][k][col_s + j * WTN * 4]);
+        bf[j * 4 + 0] = v.x;
+        bf[j * 4 + 1] = v.y;
+        bf[j * 4 + 2] = v.z;
+        bf[j * 4 + 3] = v.w;
+      }
+#pragma unroll
+      for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(af[i], bf[j], acc[i][j]);
+    }
+    // The other buffer was last read before the previous barrier, so it is free to fill.
+    if (more) store_tile(cur ^ 1);
+    __syncthreads();
+  }
+
+  // Epilogue: C = alpha*acc (+ beta*C). beta == 0 must not read C (it may hold NaN garbage).
+  const float alpha = g.alpha, beta = g.beta;
+  const bool vec_c = (N % 4 == 0) && ((reinterpret_cast<uintptr_t>(C) & 15) == 0);
+#pragma unroll
+  for (int i = 0; i < TM / 4; ++i)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int row = m0 + row_s + i * WTM * 4 + r;
+      if (row >= M) continue;
+      float* crow = C + static_cast<int64_t>(row) * N;
+#pragma unroll
+      for (int j = 0; j < TN / 4; ++j) {
+        const int col = n0 + col_s + j * WTN * 4;
+        const float* v = &acc[i * 4 + r][j * 4];
+        if (vec_c && col < N) {
+          float4 o = make_float4(alpha * v[0], alpha * v[1], alpha * v[2], alpha * v[3]);
+          float4* cp = reinterpret_cast<float4*>(crow + col);
+          if (beta != 0.f) {
+            const float4 old = *cp;
+            o.x = fmaf(beta, old.x, o.x);
+            o.y = fmaf(beta, old.y, o.y);
+            o.z = fmaf(beta, old.z, o.z);
+            o.w = fmaf(beta, old.w, o.w);
+          }
+          *cp = o;
+        } else {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            if (col + e >= N) break;
+            float o = alpha * v[e];
+            if (beta != 0.f) o = fmaf(beta, crow[col + e], o);
+            crow[col + e] = o;
+          }
+        }
+      }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small shapes. Element (m,k) of op(A) and (k,n) of op(B) under the transpose flags.
+template <bool TA>
+__device__ __forceinline__ float a_at(const float* __restrict__ A, int m, int k, int M, int K) {
+  return TA ? __ldg(A + static_cast<int64_t>(k) * M + m) : __ldg(A + static_cast<int64_t>(m) * K + k);
+}
+template <bool TB>
+__device__ __forceinline__ float b_at(const float* __restrict__ B, int k, int n, int N, int K) {
+  return TB ? __ldg(B + static_cast<int64_t>(n) * K + k) : __ldg(B + static_cast<int64_t>(k) * N + n);
+}
+
+__device__ __forceinline__ void store_c(float* c, float v, float alpha, float beta) {
+  float o = alpha * v;
+  if (beta != 0.f) o = fmaf(beta, *c, o);
+  *c = o;
+}
+
+// One thread per output; threads of a warp take neighbouring n, so B reads coalesce (no
+// transpose) and A reads broadcast.
+template <bool TA, bool TB>
+__global__ void matmul_fwd_small_kernel(GemmArgs g, int batch) {
+  const int64_t MN = static_cast<int64_t>(g.M) * g.N, total = MN * batch;
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t bz = idx / MN, rem = idx - bz * MN;
+    const int m = static_cast<int>(rem / g.N), n = static_cast<int>(rem % g.N);
+    const float* A = g.a + bz * g.stride_a;
+    const float* B = g.b + bz * g.stride_b;
+    float s = 0.f;
+#pragma unroll 4
+    for (int k = 0; k < g.K; ++k) s = fmaf(a_at<TA>(A, m, k, g.M, g.K), b_at<TB>(B, k, n, g.N, g.K), s);
+    store_c(g.c + bz * g.stride_c + rem, s, g.alpha, g.beta);
+  }
+}
+
+// One warp per output for few outputs and a long K (e.g. a weight gradient over a batch): the
+// lanes split K, then a fixed shuffle tree sums them (deterministic).
+template <bool TA, bool TB>
+__global__ void matmul_fwd_warp_kernel(GemmArgs g, int batch) {
+  const int64_t MN = static_cast<int64_t>(g.M) * g.N, total = MN * batch;
+  const int lane = threadIdx.x % 32;
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / 32);
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
+       idx < total; idx += warps) {
+    const int64_t bz = idx / MN, rem = idx - bz * MN;
+    const int m = static_cast<int>(rem / g.N), n = static_cast<int>(rem % g.N);
+    const float* A = g.a + bz * g.stride_a;
+    const float* B = g.b + bz * g.stride_b;
+    float s = 0.f;
+    for (int k = lane; k < g.K; k += 32)
+      s = fmaf(a_at<TA>(A, m, k, g.M, g.K), b_at<TB>(B, k, n, g.N, g.K), s);
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
+    if (lane == 0) store_c(g.c + bz * g.stride_c + rem, s, g.alpha, g.beta);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host side.
+
+int sm_count(int device) {
+  static std::atomic<int> cache[64] = {};
+  if (device < 0 || device >= 64) return 132;
+  int v = cache[device].load(std::memory_order_relaxed);
+  if (v == 0) {
+    IDEM_CUDA_CHECK("matmul", cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, device));
+    cache[device].store(v, std::memory_order_relaxed);
+  }
+  return v;
+}
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+
+template <int BM, int BN, int BK, int TM, int TN, int WTM, int WTN, int MINB, bool TA, bool TB>
+void launch_tiled_t(const GemmArgs& g, int batch, bool vec_a, bool vec_b, cudaStream_t st) {
+  constexpr int NT = (BM / TM) * (BN / TN);
+  const dim3 grid((g.M + BM - 1) / BM, (g.N + BN - 1) / BN, batch);
+  if (vec_a && vec_b)
+    matmul_fwd_tiled_kernel<BM, BN, BK, TM, TN, WTM, WTN, MINB, TA, TB, true, true>
+        <<<grid, NT, 0, st>>>(g);
+  else if (vec_a)
+    matmul_fwd_tiled_kernel<BM, BN, BK, TM, TN, WTM, WTN, MINB, TA, TB, true, false>
+        <<<grid, NT, 0, st>>>(g);
+  else if (vec_b)
+    matmul_fwd_tiled_kernel<BM, BN, BK, TM, TN, WTM, WTN, MINB, TA, TB, false, true>
+        <<<grid, NT, 0, st>>>(g);
+  else
+    matmul_fwd_tiled_kernel<BM, BN, BK, TM, TN, WTM, WTN, MINB, TA, TB, false, false>
+        <<<grid, NT, 0, st>>>(g);
+}
+
+template <int BM, int BN, int BK, int TM, int TN, int WTM, int WTN, int MINB>
+void launch_tiled(const GemmArgs& g, int batch, bool ta, bool tb, bool vec_a, bool vec_b,
+                  cudaStream_t st) {
+  IDEM_CHECK((g.N + BN - 1) / BN <= 65535, "matmul", "N = ", g.N, " is too large for one launch");
+  if (!ta && !tb)
+    launch_tiled_t<BM, BN, BK, TM, TN, WTM, WTN, MINB, false, false>(g, batch, vec_a, vec_b, st);
+  else if (!ta && tb)
+    launch_tiled_t<BM, BN, BK, TM, TN, WTM, WTN, MINB, false, true>(g, batch, vec_a, vec_b, st);
+  else if (ta && !tb)
+    launch_tiled_t<BM, BN, BK, TM, TN, WTM, WTN, MINB, true, false>(g, batch, vec_a, vec_b, st);
+  else
+    launch_tiled_t<BM, BN, BK, TM, TN, WTM, WTN, MINB, true, true>(g, batch, vec_a, vec_b, st);
+}
+
+void launch_small(const GemmArgs& g, int batch, bool ta, bool tb, bool per_warp,
+                  cudaStream_t st) {
+  const int64_t outputs = static_cast<int64_t>(g.M) * g.N * batch;
+  const int threads = 256;
+  if (per_warp) {
+    const unsigned grid = grid_for(outputs * 32, threads);
+    if (!ta && !tb) matmul_fwd_warp_kernel<false, false><<<grid, threads, 0, st>>>(g, batch);
+    else if (!ta && tb) matmul_fwd_warp_kernel<false, true><<<grid, threads, 0, st>>>(g, batch);
+    else if (ta && !tb) matmul_fwd_warp_kernel<true, false><<<grid, threads, 0, st>>>(g, batch);
+    else matmul_fwd_warp_kernel<true, true><<<grid, threads, 0, st>>>(g, batch);
+  } else {
+    const unsigned grid = grid_for(outputs, threads);
+    if (!ta && !tb) matmul_fwd_small_kernel<false, false><<<grid, threads, 0, st>>>(g, batch);
+    else if (!ta && tb) matmul_fwd_small_kernel<false, true><<<grid, threads, 0, st>>>(g, batch);
+    else if (ta && !tb) matmul_fwd_small_kernel<true, false><<<grid, threads, 0, st>>>(g, batch);
+    else matmul_fwd_small_kernel<true, true><<<grid, threads, 0, st>>>(g, batch);
+  }
+}
+
+int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+}  // namespace
+
+// variant: 0 picks the kernel by shape (what matmul_hand does); 1..5 force one tile config
+// (1: 128x128x8, 2: 128x128x16, 3: 64x64x16, 4: 32x32x16, 5: the small-shape kernels) so the
+// benchmark can time each one. Not in a header: only bench/ declares it.
+void matmul_hand_variant(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p,
+                         int variant) {
+  const char* op = "matmul";
+  if (p.M == 0 || p.N == 0 || p.batch == 0) return;
+  IDEM_CHECK(p.M < INT32_MAX && p.N < INT32_MAX && p.K < INT32_MAX, op, "matrix extents M=", p.M,
+             " N=", p.N, " K=", p.K, " exceed the 32-bit range of the CUDA kernels");
+  set_device(c.device().index);
+  const cudaStream_t st = current_stream();
+  GemmArgs g;
+  g.a = a.data<float>();
+  g.b = b.data<float>();
+  g.c = c.data<float>();
+  g.M = static_cast<int>(p.M);
+  g.N = static_cast<int>(p.N);
+  g.K = static_cast<int>(p.K);
+  g.stride_a = p.stride_a;
+  g.stride_b = p.stride_b;
+  g.stride_c = p.stride_c;
+  g.alpha = static_cast<float>(p.alpha);
+  g.beta = static_cast<float>(p.beta);
+
+  // 16-byte loads need the contiguous dim of the stored matrix to be a multiple of 4, an
+  // aligned base and a batch stride that keeps every batch entry aligned.
+  const int64_t a_cols = p.trans_a ? p.M : p.K, b_cols = p.trans_b ? p.K : p.N;
+  const bool vec_a = a_cols % 4 == 0 && p.stride_a % 4 == 0 && aligned16(g.a);
+  const bool vec_b = b_cols % 4 == 0 && p.stride_b % 4 == 0 && aligned16(g.b);
+
+  const int64_t outputs = p.M * p.N * p.batch;
+  const int nsm = sm_count(c.device().index);
+
+  // gridDim.z is limited to 65535: walk the batch in chunks.
+  for (int64_t b0 = 0; b0 < p.batch; b0 += 65535) {
+    const int nb = static_cast<int>(std::min<int64_t>(65535, p.batch - b0));
+    GemmArgs gc = g;
+    gc.a = g.a + b0 * p.stride_a;
+    gc.b = g.b + b0 * p.stride_b;
+    gc.c = g.c + b0 * p.stride_c;
+    int v = variant;
+    if (v == 0) {
+      // Tiny products (IT³ layers) or a short K: the tiles would leave the GPU idle.
+      if (p.K <= 16 || outputs <= 8192) v = 5;
+      // Otherwise the largest tile that still gives every SM a block.
+      else if (cdiv(p.M, 128) * cdiv(p.N, 128) * nb >= nsm) v = 1;
+      else if (cdiv(p.M, 64) * cdiv(p.N, 64) * nb >= nsm) v = 3;
+      else v = 4;
+    }
+    const bool ta = p.trans_a, tb = p.trans_b;
+    switch (v) {
+      case 1: launch_tiled<128, 128, 8, 8, 8, 8, 4, 2>(gc, nb, ta, tb, vec_a, vec_b, st); break;
+      case 2: launch_tiled<128, 128, 16, 8, 8, 8, 4, 2>(gc, nb, ta, tb, vec_a, vec_b, st); break;
+      case 3: launch_tiled<64, 64, 16, 4, 4, 4, 8, 1>(gc, nb, ta, tb, vec_a, vec_b, st); break;
+      case 4: launch_tiled<32, 32, 16, 4, 4, 4, 8, 1>(gc, nb, ta, tb, vec_a, vec_b, st); break;
+      default:
+        // Few outputs and a long K: a warp per output keeps enough threads busy.
+        launch_small(gc, nb, ta, tb, p.K >= 128 && outputs <= 65536, st);
+    }
+    IDEM_LAUNCH_CHECK(op);
+  }
+}
+
+void matmul_hand(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p) {
+  matmul_hand_variant(c, a, b, p, 0);
+}
+
+void matmul_fwd(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p) {
+  if (gemm_backend() == GemmBackend::cublas)
+    matmul_cublas(c, a, b, p);
+  else
+    matmul_hand(c, a, b, p);
+}
+
+#ifndef IDEM_WITH_CUBLAS
+void matmul_cublas(const Tensor&, const Tensor&, const Tensor&, const MatmulParams&) {
+  fail("matmul", "the cuBLAS path was not built (IDEM_CUBLAS=OFF); use the hand-written SGEMM "
+                 "(IDEM_GEMM=hand or idem::set_gemm_backend(GemmBackend::hand)) or rebuild with "
+                 "-DIDEM_CUBLAS=ON");
+}
+#endif
+
+}  // namespace idem::cuda
