@@ -4,9 +4,14 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/kernels/conv.h"
 #include "core/kernels/elementwise.h"
+#include "core/kernels/graph.h"
 #include "core/kernels/index.h"
 #include "core/kernels/matmul.h"
+#include "core/kernels/norm.h"
+#include "core/kernels/optim.h"
+#include "core/kernels/pool.h"
 #include "core/kernels/reduce.h"
 #include "core/kernels/runtime.h"
 #include "core/kernels/softmax.h"
@@ -84,5 +89,84 @@ void scatter_add(const Tensor&, const Tensor&, const Tensor&, GatherShape) {
 }
 void one_hot(const Tensor&, const Tensor&, int64_t) { no_cuda("one_hot"); }
 void permute(const Tensor&, const Tensor&, const std::vector<int64_t>&) { no_cuda("permute"); }
+
+// ---- graph ----
+void build_csr(const Tensor&, const Tensor&, const Tensor&, SegmentShape) { no_cuda("build_csr"); }
+void segment_reduce_fwd(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                        SegmentShape, SegmentOp op) {
+  no_cuda(segment_op_name(op));
+}
+void segment_expand(const Tensor&, const Tensor&, const Tensor&, const Tensor&, SegmentShape,
+                    bool) {
+  no_cuda("segment_expand");
+}
+void segment_max_bwd(const Tensor&, const Tensor&, const Tensor&, SegmentShape) {
+  no_cuda("segment_max_backward");
+}
+
+// ---- optim ----
+void optim_step(const std::vector<OptimTensorDesc>&, const void*, const std::vector<const void*>&,
+                const OptimStepParams&, int) {
+  no_cuda("optim_step");
+}
+
+// ---- conv ----
+void conv2d_fwd(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const ConvShape&) {
+  no_cuda("conv2d");
+}
+void conv2d_bwd_data(const Tensor&, const Tensor&, const Tensor&, const ConvShape&) {
+  no_cuda("conv2d_backward_data");
+}
+void conv2d_bwd_weight(const Tensor&, const Tensor&, const Tensor&, const ConvShape&) {
+  no_cuda("conv2d_backward_weight");
+}
+void conv2d_hand(ConvDir, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                 const ConvShape&) {
+  no_cuda("conv2d");
+}
+void conv2d_cudnn(ConvDir, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                  const ConvShape&) {
+  no_cuda("conv2d");
+}
+
+// ---- pool ----
+void max_pool2d_fwd(const Tensor&, const Tensor&, const Tensor&, const PoolShape&) {
+  no_cuda("max_pool2d");
+}
+void max_pool2d_bwd(const Tensor&, const Tensor&, const Tensor&, const PoolShape&) {
+  no_cuda("max_pool2d_backward");
+}
+void avg_pool2d_fwd(const Tensor&, const Tensor&, const PoolShape&) { no_cuda("avg_pool2d"); }
+void avg_pool2d_bwd(const Tensor&, const Tensor&, const PoolShape&) {
+  no_cuda("avg_pool2d_backward");
+}
+void adaptive_avg_pool2d_fwd(const Tensor&, const Tensor&, const PoolShape&) {
+  no_cuda("adaptive_avg_pool2d");
+}
+void adaptive_avg_pool2d_bwd(const Tensor&, const Tensor&, const PoolShape&) {
+  no_cuda("adaptive_avg_pool2d_backward");
+}
+void upsample2d_fwd(const Tensor&, const Tensor&, const PoolShape&, UpsampleMode, bool) {
+  no_cuda("upsample2d");
+}
+void upsample2d_bwd(const Tensor&, const Tensor&, const PoolShape&, UpsampleMode, bool) {
+  no_cuda("upsample2d_backward");
+}
+
+// ---- norm ----
+void norm_fwd(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+              const Tensor&, const Tensor&, const Tensor&, const NormShape&, const NormParams&) {
+  no_cuda("norm");
+}
+void norm_fwd_stats(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                    const Tensor&, const Tensor&, const Tensor&, const NormShape&,
+                    const NormParams&) {
+  no_cuda("norm");
+}
+void norm_bwd(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+              const Tensor&, const Tensor&, const Tensor&, const NormShape&, bool) {
+  no_cuda("norm_backward");
+}
+void dropout_apply(const Tensor&, const Tensor&, const DropoutParams&) { no_cuda("dropout"); }
 
 }  // namespace idem::cuda

@@ -4,10 +4,13 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <ostream>
 #include <string>
 #include <vector>
 
 #include "autograd/functions.h"
+#include "autograd/graph_functions.h"
+#include "autograd/nn_functions.h"
 
 namespace idem::testing {
 
@@ -44,8 +47,16 @@ std::vector<OpCase> reduce_cases();
 std::vector<OpCase> matmul_cases();
 std::vector<OpCase> softmax_cases();
 std::vector<OpCase> index_cases();
+std::vector<OpCase> conv_cases();   // conv2d, conv_transpose2d
+std::vector<OpCase> pool_cases();   // pooling, upsampling
+std::vector<OpCase> norm_cases();   // batch/layer/group norm, dropout
+std::vector<OpCase> loss_cases();
+std::vector<OpCase> graph_cases();  // scatter/segment ops, global pooling
 // Every row of every family, in a fixed order.
 const std::vector<OpCase>& all_op_cases();
+
+// GoogleTest prints a failing row by name instead of a byte dump.
+inline void PrintTo(const OpCase& c, std::ostream* os) { *os << c.family << "/" << c.name; }
 
 // Samples the inputs of `c` for (seed), as `dtype` floats on `device`; the same seed gives the
 // same values on every device (drawn on the CPU in f64, then converted).

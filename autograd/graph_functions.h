@@ -1,0 +1,35 @@
+// Level L2: differentiable graph ops for message passing (autograd/graph_functions.cpp).
+// Rows are nodes (V) or edges (E); features are the last dim (F). Gathering rows by an edge
+// index is idem::index_select(x, 0, index). All scatters are deterministic (no float atomics).
+#pragma once
+#include <cstdint>
+
+#include "autograd/functions.h"
+
+namespace idem {
+
+// out (num_rows, F): out[index[e]] += src[e]. index (E) i64 in [0, num_rows).
+Tensor scatter_add_rows(const Tensor& src, const Tensor& index, int64_t num_rows);
+// Mean over the rows scattered to each output row (0 for rows that receive none).
+Tensor scatter_mean_rows(const Tensor& src, const Tensor& index, int64_t num_rows);
+// Max over the rows scattered to each output row (0 for rows that receive none); the gradient
+// goes to the (first) maximal source row.
+Tensor scatter_max_rows(const Tensor& src, const Tensor& index, int64_t num_rows);
+
+// Compressed rows: edges sorted by destination; row_ptr (V+1) i64 with row_ptr[0] = 0 and
+// row_ptr[V] = E; the edges of row v are [row_ptr[v], row_ptr[v+1]).
+// out (V, F): out[v] = Σ_{e in row v} src[e]. The fast path for a fixed graph.
+Tensor segment_sum_csr(const Tensor& src, const Tensor& row_ptr);
+// Builds row_ptr (V+1) and the permutation that sorts edges by destination (stable).
+struct CsrIndex {
+  Tensor row_ptr;  // (V+1) i64
+  Tensor perm;     // (E) i64: sorted edge k is original edge perm[k]
+};
+CsrIndex build_csr(const Tensor& dst_index, int64_t num_rows);
+
+// Pooling nodes into graphs: batch (V) i64 gives each node's graph in [0, num_graphs).
+Tensor global_add_pool(const Tensor& x, const Tensor& batch, int64_t num_graphs);
+Tensor global_mean_pool(const Tensor& x, const Tensor& batch, int64_t num_graphs);
+Tensor global_max_pool(const Tensor& x, const Tensor& batch, int64_t num_graphs);
+
+}  // namespace idem

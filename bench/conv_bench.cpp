@@ -1,0 +1,263 @@
+// Convolution benchmarks (Google Benchmark, CUDA events, manual time): the hand-written direct
+// kernels (cuda::conv2d_hand) against cuDNN (cuda::conv2d_cudnn, FP32 FMA math, no TF32) on the
+// fmnist CNN's two layers at batch 256:
+//   fmnist1: x (256,1,28,28)  * w (10,1,5,5)   -> (256,10,24,24)
+//   fmnist2: x (256,10,12,12) * w (20,10,5,5)  -> (256,20,8,8)
+// for fwd (with bias), bwd_data, bwd_weight and bwd (= bwd_data + bwd_weight, what a training
+// step runs for a layer whose input needs a gradient).
+//
+// Timing: the kernel functions are called directly (no validation or autograd). One untimed
+// warm-up call (module load, cuDNN handle and algorithm choice, allocator caching). Each
+// iteration flushes L2 (the operands fit in it), then holds the stream with a host function
+// while the call is enqueued, so the events measure GPU time only — not the host cost of
+// enqueueing (cuDNN builds descriptors per call; idem allocates bwd_weight's workspace). Time is
+// microseconds per call; GFLOP/s = 2·N·O·P·Q·(C/G)·R·S per direction (bwd: twice that) / time.
+// hand lines also report hand_over_cudnn (time ratio against the cuDNN line of the same case,
+// measured just before in the same process; the target is <= 3) and max_abs_diff, the largest
+// difference between the two backends' outputs. Read the _median lines. Without a GPU (or
+// without cuDNN for the cudnn lines) every benchmark skips with a message.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench/bench_common.h"
+#include "core/kernels/conv.h"
+#include "core/kernels/runtime.h"
+#include "core/ops/conv.h"
+
+#ifdef IDEM_WITH_CUDA
+#include <cuda_runtime.h>
+
+#include "cuda/common.cuh"
+#endif
+
+namespace {
+
+using idem::ConvDir;
+using idem::ConvShape;
+using idem::Tensor;
+
+struct Layer {
+  const char* name;
+  idem::Shape x, w;
+};
+const Layer kLayers[] = {
+    {"fmnist1", {256, 1, 28, 28}, {10, 1, 5, 5}},
+    {"fmnist2", {256, 10, 12, 12}, {20, 10, 5, 5}},
+};
+
+enum class Dir { fwd, bwd_data, bwd_weight, bwd };
+const char* dir_name(Dir d) {
+  switch (d) {
+    case Dir::fwd:
+      return "fwd";
+    case Dir::bwd_data:
+      return "bwd_data";
+    case Dir::bwd_weight:
+      return "bwd_weight";
+    case Dir::bwd:
+      return "bwd";
+  }
+  return "?";
+}
+
+#ifdef IDEM_WITH_CUDA
+
+// cuDNN per-repetition times (seconds per call), by "layer/dir", for the hand lines' ratio.
+std::mutex g_mu;
+std::map<std::string, std::vector<double>> g_cudnn_times;
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Operands of one layer on cuda:0, made once per process.
+struct Operands {
+  ConvShape s;
+  Tensor x, w, b, y, dy, dx, dw;
+};
+
+const Operands& operands(const Layer& l) {
+  static std::map<std::string, Operands> cache;
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache.find(l.name);
+  if (it != cache.end()) return it->second;
+  const idem::Options gpu{idem::DType::f32, idem::Device::cuda(0)};
+  Operands o;
+  o.s = idem::ops::conv2d_shape(l.x, l.w, idem::ConvParams{}, "conv_bench");
+  o.x = idem::randn(l.x, 1, gpu);
+  o.w = idem::randn(l.w, 2, gpu);
+  o.b = idem::randn({o.s.O}, 3, gpu);
+  o.y = idem::empty({o.s.N, o.s.O, o.s.P, o.s.Q}, gpu);
+  o.dy = idem::randn({o.s.N, o.s.O, o.s.P, o.s.Q}, 4, gpu);
+  o.dx = idem::empty(l.x, gpu);
+  o.dw = idem::empty(l.w, gpu);
+  return cache.emplace(l.name, std::move(o)).first->second;
+}
+
+// One call of `dir` with backend `cudnn`.
+void run(const Operands& o, Dir dir, bool cudnn) {
+  auto call = [&](ConvDir d, const Tensor& out, const Tensor& a, const Tensor& b,
+                  const Tensor& bias) {
+    if (cudnn)
+      idem::cuda::conv2d_cudnn(d, out, a, b, bias, o.s);
+    else
+      idem::cuda::conv2d_hand(d, out, a, b, bias, o.s);
+  };
+  switch (dir) {
+    case Dir::fwd:
+      call(ConvDir::fwd, o.y, o.x, o.w, o.b);
+      break;
+    case Dir::bwd_data:
+      call(ConvDir::bwd_data, o.dx, o.dy, o.w, Tensor());
+      break;
+    case Dir::bwd_weight:
+      call(ConvDir::bwd_weight, o.dw, o.dy, o.x, Tensor());
+      break;
+    case Dir::bwd:
+      call(ConvDir::bwd_data, o.dx, o.dy, o.w, Tensor());
+      call(ConvDir::bwd_weight, o.dw, o.dy, o.x, Tensor());
+      break;
+  }
+}
+
+// Blocks the stream until the host has enqueued the timed work (or 1 s passes, so a call that
+// unexpectedly waits on the stream cannot deadlock: its time would then show as ~1 s).
+void CUDART_CB hold_stream(void* flag) {
+  auto* go = static_cast<std::atomic<int>*>(flag);
+  const auto t0 = std::chrono::steady_clock::now();
+  while (go->load(std::memory_order_acquire) == 0 &&
+         std::chrono::steady_clock::now() - t0 < std::chrono::seconds(1))
+    std::this_thread::yield();
+}
+
+// Largest |hand − cuDNN| over the outputs of `dir` (0 when cuDNN is unavailable).
+double diff_vs_cudnn(const Operands& o, Dir dir) {
+  auto outputs = [&]() -> std::vector<float> {
+    std::vector<float> v;
+    auto add = [&](const Tensor& t) {
+      const auto h = t.to_vector<float>();
+      v.insert(v.end(), h.begin(), h.end());
+    };
+    if (dir == Dir::fwd) add(o.y);
+    if (dir == Dir::bwd_data || dir == Dir::bwd) add(o.dx);
+    if (dir == Dir::bwd_weight || dir == Dir::bwd) add(o.dw);
+    return v;
+  };
+  run(o, dir, false);
+  const auto hand = outputs();
+  try {
+    run(o, dir, true);
+  } catch (const idem::Error&) {
+    return 0;
+  }
+  const auto ref = outputs();
+  double worst = 0;
+  for (size_t i = 0; i < hand.size(); ++i)
+    worst = std::max(worst, std::fabs(static_cast<double>(hand[i]) - ref[i]));
+  return worst;
+}
+
+#endif  // IDEM_WITH_CUDA
+
+void bm_conv(benchmark::State& state, const Layer& layer, Dir dir, bool cudnn) {
+#ifdef IDEM_WITH_CUDA
+  if (!idem::cuda::available()) {
+    state.SkipWithError("no CUDA device");
+    return;
+  }
+  const Operands* op = nullptr;
+  cudaEvent_t start = nullptr, stop = nullptr;
+  try {
+    op = &operands(layer);
+    run(*op, dir, cudnn);  // warm-up; a missing cuDNN build throws here
+    idem::bench::sync_stream();
+    IDEM_CUDA_CHECK("conv_bench", cudaEventCreate(&start));
+    IDEM_CUDA_CHECK("conv_bench", cudaEventCreate(&stop));
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+    return;
+  }
+  const ConvShape& s = op->s;
+  double flops = 2.0 * s.N * s.O * s.P * s.Q * s.Cg() * s.R * s.S;
+  if (dir == Dir::bwd) flops *= 2;
+  const cudaStream_t st = idem::cuda::current_stream();
+  double total = 0;
+  for (auto _ : state) {
+    idem::bench::flush_l2();
+    std::atomic<int> go{0};
+    cudaLaunchHostFunc(st, hold_stream, &go);
+    cudaEventRecord(start, st);
+    run(*op, dir, cudnn);
+    cudaEventRecord(stop, st);
+    go.store(1, std::memory_order_release);
+    cudaEventSynchronize(stop);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, start, stop);
+    state.SetIterationTime(ms * 1e-3);
+    total += ms * 1e-3;
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  const cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess) {
+    state.SkipWithError(cudaGetErrorString(err));
+    return;
+  }
+  const double per = total / static_cast<double>(state.iterations());
+  state.counters["GFLOP/s"] = flops / per * 1e-9;
+  const std::string key = std::string(layer.name) + "/" + dir_name(dir);
+  if (cudnn) {
+    std::lock_guard<std::mutex> lock(g_mu);
+    g_cudnn_times[key].push_back(per);
+  } else {
+    double ref = 0;
+    {
+      std::lock_guard<std::mutex> lock(g_mu);
+      ref = median(g_cudnn_times[key]);
+    }
+    if (ref > 0) state.counters["hand_over_cudnn"] = per / ref;
+    state.counters["max_abs_diff"] = diff_vs_cudnn(*op, dir);
+  }
+  state.SetLabel(idem::bench::gpu_name());
+#else
+  (void)layer;
+  (void)dir;
+  (void)cudnn;
+  state.SkipWithError("idem was built without CUDA");
+#endif
+}
+
+// cuDNN first, so every hand line can quote the ratio against it. Without a GPU each line is
+// registered with one iteration and no repetitions, so it skips once.
+const bool g_registered = [] {
+  const bool gpu = idem::cuda::available();
+  for (const Layer& l : kLayers)
+    for (Dir d : {Dir::fwd, Dir::bwd_data, Dir::bwd_weight, Dir::bwd})
+      for (bool cudnn : {true, false}) {
+        const std::string name =
+            std::string("conv2d/") + l.name + "/" + dir_name(d) + "/" + (cudnn ? "cudnn" : "hand");
+        auto* b = benchmark::RegisterBenchmark(
+            name.c_str(), [&l, d, cudnn](benchmark::State& st) { bm_conv(st, l, d, cudnn); });
+        b->UseManualTime()->Unit(benchmark::kMicrosecond);
+        if (gpu)
+          b->MinTime(0.1)->Repetitions(5)->ReportAggregatesOnly(true);
+        else
+          b->Iterations(1);
+      }
+  return true;
+}();
+
+}  // namespace

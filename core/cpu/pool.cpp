@@ -1,0 +1,262 @@
+// CPU pooling and upsampling: direct loops over NCHW planes (contract: core/kernels/pool.h).
+// Forward kernels loop over outputs; backward kernels zero grad_in and scatter each output's
+// gradient in increasing (p, q) order, which is the same order in which the CUDA kernels (one
+// thread per input element) gather it.
+#include "core/kernels/pool.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace idem::cpu {
+
+namespace {
+
+using namespace idem::pool_math;
+
+template <typename T>
+void max_pool_fwd_typed(const Tensor& out, const Tensor& indices, const Tensor& in,
+                        const PoolShape& s) {
+  const T* x = in.data<T>();
+  T* y = out.data<T>();
+  int64_t* idx = indices.data<int64_t>();
+  for (int64_t nc = 0; nc < s.NC; ++nc) {
+    const T* plane = x + nc * s.H * s.W;
+    for (int64_t p = 0; p < s.P; ++p) {
+      const int64_t h0 = std::max<int64_t>(p * s.stride_h - s.pad_h, 0);
+      const int64_t h1 = std::min(p * s.stride_h - s.pad_h + s.kernel_h, s.H);
+      for (int64_t q = 0; q < s.Q; ++q) {
+        const int64_t w0 = std::max<int64_t>(q * s.stride_w - s.pad_w, 0);
+        const int64_t w1 = std::min(q * s.stride_w - s.pad_w + s.kernel_w, s.W);
+        T best = -std::numeric_limits<T>::infinity();
+        int64_t best_at = h0 * s.W + w0;
+        for (int64_t h = h0; h < h1; ++h)
+          for (int64_t w = w0; w < w1; ++w) {
+            const T v = plane[h * s.W + w];
+            // Strict '>' keeps the first maximum; a NaN always wins (PyTorch propagates it).
+            if (v > best || std::isnan(v)) {
+              best = v;
+              best_at = h * s.W + w;
+            }
+          }
+        const int64_t o = (nc * s.P + p) * s.Q + q;
+        y[o] = best;
+        idx[o] = best_at;
+      }
+    }
+  }
+}
+
+template <typename T>
+void max_pool_bwd_typed(const Tensor& grad_in, const Tensor& grad_out, const Tensor& indices,
+                        const PoolShape& s) {
+  T* gx = grad_in.data<T>();
+  const T* gy = grad_out.data<T>();
+  const int64_t* idx = indices.data<int64_t>();
+  std::fill(gx, gx + s.NC * s.H * s.W, T(0));
+  for (int64_t nc = 0; nc < s.NC; ++nc)
+    for (int64_t k = 0; k < s.P * s.Q; ++k) {
+      const int64_t o = nc * s.P * s.Q + k;
+      gx[nc * s.H * s.W + idx[o]] += gy[o];
+    }
+}
+
+// PyTorch's avg_pool2d divisor with count_include_pad=True: the window clipped to the padded
+// input, padding included.
+inline int64_t avg_divisor(int64_t p, int64_t q, const PoolShape& s) {
+  const int64_t h0 = p * s.stride_h - s.pad_h, w0 = q * s.stride_w - s.pad_w;
+  const int64_t h1 = std::min(h0 + s.kernel_h, s.H + s.pad_h);
+  const int64_t w1 = std::min(w0 + s.kernel_w, s.W + s.pad_w);
+  return (h1 - h0) * (w1 - w0);
+}
+
+template <typename T>
+void avg_pool_fwd_typed(const Tensor& out, const Tensor& in, const PoolShape& s) {
+  const T* x = in.data<T>();
+  T* y = out.data<T>();
+  for (int64_t nc = 0; nc < s.NC; ++nc) {
+    const T* plane = x + nc * s.H * s.W;
+    for (int64_t p = 0; p < s.P; ++p)
+      for (int64_t q = 0; q < s.Q; ++q) {
+        const int64_t h0 = std::max<int64_t>(p * s.stride_h - s.pad_h, 0);
+        const int64_t h1 = std::min(p * s.stride_h - s.pad_h + s.kernel_h, s.H);
+        const int64_t w0 = std::max<int64_t>(q * s.stride_w - s.pad_w, 0);
+        const int64_t w1 = std::min(q * s.stride_w - s.pad_w + s.kernel_w, s.W);
+        T sum = T(0);
+        for (int64_t h = h0; h < h1; ++h)
+          for (int64_t w = w0; w < w1; ++w) sum += plane[h * s.W + w];
+        y[(nc * s.P + p) * s.Q + q] = sum / static_cast<T>(avg_divisor(p, q, s));
+      }
+  }
+}
+
+template <typename T>
+void avg_pool_bwd_typed(const Tensor& grad_in, const Tensor& grad_out, const PoolShape& s) {
+  T* gx = grad_in.data<T>();
+  const T* gy = grad_out.data<T>();
+  std::fill(gx, gx + s.NC * s.H * s.W, T(0));
+  for (int64_t nc = 0; nc < s.NC; ++nc) {
+    T* plane = gx + nc * s.H * s.W;
+    for (int64_t p = 0; p < s.P; ++p)
+      for (int64_t q = 0; q < s.Q; ++q) {
+        const int64_t h0 = std::max<int64_t>(p * s.stride_h - s.pad_h, 0);
+        const int64_t h1 = std::min(p * s.stride_h - s.pad_h + s.kernel_h, s.H);
+        const int64_t w0 = std::max<int64_t>(q * s.stride_w - s.pad_w, 0);
+        const int64_t w1 = std::min(q * s.stride_w - s.pad_w + s.kernel_w, s.W);
+        const T g = gy[(nc * s.P + p) * s.Q + q] / static_cast<T>(avg_divisor(p, q, s));
+        for (int64_t h = h0; h < h1; ++h)
+          for (int64_t w = w0; w < w1; ++w) plane[h * s.W + w] += g;
+      }
+  }
+}
+
+template <typename T>
+void adaptive_fwd_typed(const Tensor& out, const Tensor& in, const PoolShape& s) {
+  const T* x = in.data<T>();
+  T* y = out.data<T>();
+  for (int64_t nc = 0; nc < s.NC; ++nc) {
+    const T* plane = x + nc * s.H * s.W;
+    for (int64_t p = 0; p < s.P; ++p) {
+      const int64_t h0 = adaptive_start(p, s.P, s.H), h1 = adaptive_end(p, s.P, s.H);
+      for (int64_t q = 0; q < s.Q; ++q) {
+        const int64_t w0 = adaptive_start(q, s.Q, s.W), w1 = adaptive_end(q, s.Q, s.W);
+        T sum = T(0);
+        for (int64_t h = h0; h < h1; ++h)
+          for (int64_t w = w0; w < w1; ++w) sum += plane[h * s.W + w];
+        y[(nc * s.P + p) * s.Q + q] = sum / static_cast<T>((h1 - h0) * (w1 - w0));
+      }
+    }
+  }
+}
+
+template <typename T>
+void adaptive_bwd_typed(const Tensor& grad_in, const Tensor& grad_out, const PoolShape& s) {
+  T* gx = grad_in.data<T>();
+  const T* gy = grad_out.data<T>();
+  std::fill(gx, gx + s.NC * s.H * s.W, T(0));
+  for (int64_t nc = 0; nc < s.NC; ++nc) {
+    T* plane = gx + nc * s.H * s.W;
+    for (int64_t p = 0; p < s.P; ++p) {
+      const int64_t h0 = adaptive_start(p, s.P, s.H), h1 = adaptive_end(p, s.P, s.H);
+      for (int64_t q = 0; q < s.Q; ++q) {
+        const int64_t w0 = adaptive_start(q, s.Q, s.W), w1 = adaptive_end(q, s.Q, s.W);
+        const T g = gy[(nc * s.P + p) * s.Q + q] / static_cast<T>((h1 - h0) * (w1 - w0));
+        for (int64_t h = h0; h < h1; ++h)
+          for (int64_t w = w0; w < w1; ++w) plane[h * s.W + w] += g;
+      }
+    }
+  }
+}
+
+template <typename T>
+void upsample_fwd_typed(const Tensor& out, const Tensor& in, const PoolShape& s, UpsampleMode mode,
+                        bool align_corners) {
+  const T* x = in.data<T>();
+  T* y = out.data<T>();
+  if (mode == UpsampleMode::nearest) {
+    for (int64_t nc = 0; nc < s.NC; ++nc)
+      for (int64_t p = 0; p < s.P; ++p) {
+        const int64_t h = nearest_src(p, s.H, s.P);
+        for (int64_t q = 0; q < s.Q; ++q)
+          y[(nc * s.P + p) * s.Q + q] = x[(nc * s.H + h) * s.W + nearest_src(q, s.W, s.Q)];
+      }
+    return;
+  }
+  const T sh = linear_scale<T>(s.H, s.P, align_corners);
+  const T sw = linear_scale<T>(s.W, s.Q, align_corners);
+  for (int64_t nc = 0; nc < s.NC; ++nc) {
+    const T* plane = x + nc * s.H * s.W;
+    for (int64_t p = 0; p < s.P; ++p) {
+      int64_t h0, h1;
+      T lh0, lh1;
+      linear_src<T>(p, s.H, sh, align_corners, h0, h1, lh0, lh1);
+      for (int64_t q = 0; q < s.Q; ++q) {
+        int64_t w0, w1;
+        T lw0, lw1;
+        linear_src<T>(q, s.W, sw, align_corners, w0, w1, lw0, lw1);
+        // The same association as PyTorch's kernel.
+        y[(nc * s.P + p) * s.Q + q] =
+            lh0 * (lw0 * plane[h0 * s.W + w0] + lw1 * plane[h0 * s.W + w1]) +
+            lh1 * (lw0 * plane[h1 * s.W + w0] + lw1 * plane[h1 * s.W + w1]);
+      }
+    }
+  }
+}
+
+template <typename T>
+void upsample_bwd_typed(const Tensor& grad_in, const Tensor& grad_out, const PoolShape& s,
+                        UpsampleMode mode, bool align_corners) {
+  T* gx = grad_in.data<T>();
+  const T* gy = grad_out.data<T>();
+  std::fill(gx, gx + s.NC * s.H * s.W, T(0));
+  if (mode == UpsampleMode::nearest) {
+    for (int64_t nc = 0; nc < s.NC; ++nc)
+      for (int64_t p = 0; p < s.P; ++p) {
+        const int64_t h = nearest_src(p, s.H, s.P);
+        for (int64_t q = 0; q < s.Q; ++q)
+          gx[(nc * s.H + h) * s.W + nearest_src(q, s.W, s.Q)] += gy[(nc * s.P + p) * s.Q + q];
+      }
+    return;
+  }
+  const T sh = linear_scale<T>(s.H, s.P, align_corners);
+  const T sw = linear_scale<T>(s.W, s.Q, align_corners);
+  for (int64_t nc = 0; nc < s.NC; ++nc) {
+    T* plane = gx + nc * s.H * s.W;
+    for (int64_t p = 0; p < s.P; ++p) {
+      int64_t h0, h1;
+      T lh0, lh1;
+      linear_src<T>(p, s.H, sh, align_corners, h0, h1, lh0, lh1);
+      for (int64_t q = 0; q < s.Q; ++q) {
+        int64_t w0, w1;
+        T lw0, lw1;
+        linear_src<T>(q, s.W, sw, align_corners, w0, w1, lw0, lw1);
+        const T g = gy[(nc * s.P + p) * s.Q + q];
+        plane[h0 * s.W + w0] += lh0 * lw0 * g;
+        plane[h0 * s.W + w1] += lh0 * lw1 * g;
+        plane[h1 * s.W + w0] += lh1 * lw0 * g;
+        plane[h1 * s.W + w1] += lh1 * lw1 * g;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void max_pool2d_fwd(const Tensor& out, const Tensor& indices, const Tensor& in,
+                    const PoolShape& s) {
+  IDEM_DISPATCH_FLOAT(in.dtype(), "max_pool2d",
+                      [&] { max_pool_fwd_typed<scalar_t>(out, indices, in, s); });
+}
+void max_pool2d_bwd(const Tensor& grad_in, const Tensor& grad_out, const Tensor& indices,
+                    const PoolShape& s) {
+  IDEM_DISPATCH_FLOAT(grad_in.dtype(), "max_pool2d_backward",
+                      [&] { max_pool_bwd_typed<scalar_t>(grad_in, grad_out, indices, s); });
+}
+void avg_pool2d_fwd(const Tensor& out, const Tensor& in, const PoolShape& s) {
+  IDEM_DISPATCH_FLOAT(in.dtype(), "avg_pool2d", [&] { avg_pool_fwd_typed<scalar_t>(out, in, s); });
+}
+void avg_pool2d_bwd(const Tensor& grad_in, const Tensor& grad_out, const PoolShape& s) {
+  IDEM_DISPATCH_FLOAT(grad_in.dtype(), "avg_pool2d_backward",
+                      [&] { avg_pool_bwd_typed<scalar_t>(grad_in, grad_out, s); });
+}
+void adaptive_avg_pool2d_fwd(const Tensor& out, const Tensor& in, const PoolShape& s) {
+  IDEM_DISPATCH_FLOAT(in.dtype(), "adaptive_avg_pool2d",
+                      [&] { adaptive_fwd_typed<scalar_t>(out, in, s); });
+}
+void adaptive_avg_pool2d_bwd(const Tensor& grad_in, const Tensor& grad_out, const PoolShape& s) {
+  IDEM_DISPATCH_FLOAT(grad_in.dtype(), "adaptive_avg_pool2d_backward",
+                      [&] { adaptive_bwd_typed<scalar_t>(grad_in, grad_out, s); });
+}
+void upsample2d_fwd(const Tensor& out, const Tensor& in, const PoolShape& s, UpsampleMode mode,
+                    bool align_corners) {
+  IDEM_DISPATCH_FLOAT(in.dtype(), "upsample2d",
+                      [&] { upsample_fwd_typed<scalar_t>(out, in, s, mode, align_corners); });
+}
+void upsample2d_bwd(const Tensor& grad_in, const Tensor& grad_out, const PoolShape& s,
+                    UpsampleMode mode, bool align_corners) {
+  IDEM_DISPATCH_FLOAT(grad_in.dtype(), "upsample2d_backward", [&] {
+    upsample_bwd_typed<scalar_t>(grad_in, grad_out, s, mode, align_corners);
+  });
+}
+
+}  // namespace idem::cpu

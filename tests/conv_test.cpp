@@ -1,0 +1,350 @@
+// conv2d / conv_transpose2d: forward values against hand-computed numbers and an independent
+// naive loop (every stride / padding / dilation / groups combination of the op-case rows),
+// the adjoint identity between the two ops, gradients of the bias and of a frozen weight, the
+// backend switch, CUDA hand and cuDNN paths against the CPU (skipped without a GPU), bad input.
+#include "core/ops/conv.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "autograd/functions.h"
+#include "autograd/nn_functions.h"
+#include "core/kernels/runtime.h"
+
+namespace idem {
+namespace {
+
+template <typename F>
+void expect_error(F&& f, const std::string& op, const std::string& part) {
+  try {
+    f();
+    ADD_FAILURE() << "expected idem::Error containing '" << part << "'";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("[" + op + "]"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(part), std::string::npos) << msg;
+  }
+}
+
+Conv2dParams params(int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
+                    int64_t groups) {
+  Conv2dParams p;
+  p.stride_h = sh;
+  p.stride_w = sw;
+  p.pad_h = ph;
+  p.pad_w = pw;
+  p.dilation_h = dh;
+  p.dilation_w = dw;
+  p.groups = groups;
+  return p;
+}
+
+// The definition, one output at a time, in f64 (independent of im2col and of the kernels).
+std::vector<double> naive_conv2d(const Tensor& xt, const Tensor& wt, const Tensor& bt,
+                                 const Conv2dParams& p, Shape& out_shape) {
+  const auto x = xt.to_vector<double>();
+  const auto w = wt.to_vector<double>();
+  const std::vector<double> b = bt.defined() ? bt.to_vector<double>() : std::vector<double>();
+  const int64_t N = xt.size(0), C = xt.size(1), H = xt.size(2), W = xt.size(3);
+  const int64_t O = wt.size(0), Cg = wt.size(1), R = wt.size(2), S = wt.size(3);
+  const int64_t Og = O / p.groups;
+  const int64_t P = (H + 2 * p.pad_h - p.dilation_h * (R - 1) - 1) / p.stride_h + 1;
+  const int64_t Q = (W + 2 * p.pad_w - p.dilation_w * (S - 1) - 1) / p.stride_w + 1;
+  out_shape = {N, O, P, Q};
+  std::vector<double> y(N * O * P * Q, 0.0);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t o = 0; o < O; ++o)
+      for (int64_t i = 0; i < P; ++i)
+        for (int64_t j = 0; j < Q; ++j) {
+          double acc = b.empty() ? 0.0 : b[o];
+          const int64_t g = o / Og;
+          for (int64_t c = 0; c < Cg; ++c)
+            for (int64_t r = 0; r < R; ++r)
+              for (int64_t s = 0; s < S; ++s) {
+                const int64_t h = i * p.stride_h - p.pad_h + r * p.dilation_h;
+                const int64_t v = j * p.stride_w - p.pad_w + s * p.dilation_w;
+                if (h < 0 || h >= H || v < 0 || v >= W) continue;
+                acc +=
+                    x[((n * C + g * Cg + c) * H + h) * W + v] * w[((o * Cg + c) * R + r) * S + s];
+              }
+          y[((n * O + o) * P + i) * Q + j] = acc;
+        }
+  return y;
+}
+
+double dot(const Tensor& a, const Tensor& b) {
+  const auto va = a.to_vector<double>(), vb = b.to_vector<double>();
+  double s = 0.0;
+  for (size_t i = 0; i < va.size(); ++i) s += va[i] * vb[i];
+  return s;
+}
+
+TEST(Conv2d, HandComputedValues) {
+  // y[i,j] = x[i,j] − x[i+1,j+1] + 0.5 = −4 + 0.5 for x = 1..9 row-major.
+  Tensor x = from_vector<double>({1, 2, 3, 4, 5, 6, 7, 8, 9}, {1, 1, 3, 3});
+  Tensor w = from_vector<double>({1, 0, 0, -1}, {1, 1, 2, 2});
+  Tensor b = from_vector<double>({0.5}, {1});
+  Tensor y = conv2d(x, w, b);
+  ASSERT_EQ(y.shape(), (Shape{1, 1, 2, 2}));
+  for (double v : y.to_vector<double>()) EXPECT_DOUBLE_EQ(v, -3.5);
+
+  // Zero padding: a 3x3 box filter of ones over ones counts the in-range taps.
+  Tensor ones3 = ones({1, 1, 3, 3}, {DType::f64});
+  Tensor box = ones({1, 1, 3, 3}, {DType::f64});
+  const auto z = conv2d(ones3, box, Tensor(), params(1, 1, 1, 1, 1, 1, 1)).to_vector<double>();
+  const std::vector<double> want = {4, 6, 4, 6, 9, 6, 4, 6, 4};
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_DOUBLE_EQ(z[i], want[i]) << i;
+}
+
+TEST(Conv2d, MatchesNaiveLoop) {
+  struct Row {
+    Shape x, w;
+    bool bias;
+    Conv2dParams p;
+  };
+  const std::vector<Row> rows = {
+      {{2, 3, 6, 6}, {4, 3, 3, 3}, true, params(1, 1, 0, 0, 1, 1, 1)},
+      {{2, 2, 7, 7}, {3, 2, 3, 3}, true, params(2, 2, 1, 1, 1, 1, 1)},
+      {{2, 2, 7, 7}, {2, 2, 3, 3}, false, params(1, 1, 1, 1, 2, 2, 1)},
+      {{2, 4, 5, 5}, {6, 2, 3, 3}, true, params(1, 1, 1, 1, 1, 1, 2)},
+      {{2, 3, 5, 5}, {3, 1, 3, 3}, true, params(1, 1, 1, 1, 1, 1, 3)},
+      {{2, 2, 6, 5}, {3, 2, 2, 3}, true, params(2, 1, 1, 0, 1, 1, 1)},
+      {{2, 3, 4, 4}, {5, 3, 1, 1}, true, params(1, 1, 0, 0, 1, 1, 1)},
+      {{1, 4, 9, 8}, {4, 2, 2, 3}, false, params(3, 2, 1, 2, 2, 1, 2)},
+      {{3, 1, 28, 28}, {10, 1, 5, 5}, true, params(1, 1, 0, 0, 1, 1, 1)},
+  };
+  uint64_t seed = 100;
+  for (const Row& r : rows) {
+    for (DType dt : {DType::f64, DType::f32}) {
+      ++seed;
+      Tensor x = randn(r.x, seed, {dt});
+      Tensor w = randn(r.w, seed + 1000, {dt});
+      Tensor b = r.bias ? randn({r.w[0]}, seed + 2000, {dt}) : Tensor();
+      Shape want_shape;
+      const auto want = naive_conv2d(x, w, b, r.p, want_shape);
+      Tensor y = conv2d(x, w, b, r.p);
+      ASSERT_EQ(y.shape(), want_shape) << "seed " << seed;
+      const auto got = y.to_vector<double>();
+      const double tol = dt == DType::f64 ? 1e-12 : 1e-4;
+      for (size_t i = 0; i < want.size(); ++i)
+        ASSERT_NEAR(got[i], want[i], tol * (1 + std::fabs(want[i])))
+            << "element " << i << ", x " << shape_str(r.x) << ", w " << shape_str(r.w) << ", seed "
+            << seed;
+    }
+  }
+}
+
+TEST(ConvTranspose2d, HandComputedValues) {
+  // Stride 2, a 2x2 kernel of ones: every input pixel becomes a 2x2 block.
+  Tensor x = from_vector<double>({1, 2, 3, 4}, {1, 1, 2, 2});
+  Tensor w = ones({1, 1, 2, 2}, {DType::f64});
+  ConvTranspose2dParams p;
+  p.stride_h = p.stride_w = 2;
+  Tensor y = conv_transpose2d(x, w, Tensor(), p);
+  ASSERT_EQ(y.shape(), (Shape{1, 1, 4, 4}));
+  const std::vector<double> want = {1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4};
+  const auto got = y.to_vector<double>();
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_DOUBLE_EQ(got[i], want[i]) << i;
+
+  // Output size (H−1)·s − 2p + d(R−1) + output_padding + 1 = 3·2 − 2 + 2 + 1 + 1 = 8.
+  ConvTranspose2dParams q;
+  q.stride_h = q.stride_w = 2;
+  q.pad_h = q.pad_w = 1;
+  q.output_pad_h = q.output_pad_w = 1;
+  Tensor y2 =
+      conv_transpose2d(randn({2, 3, 4, 4}, 1, {DType::f64}), randn({3, 5, 3, 3}, 2, {DType::f64}),
+                       randn({5}, 3, {DType::f64}), q);
+  EXPECT_EQ(y2.shape(), (Shape{2, 5, 8, 8}));
+}
+
+TEST(ConvTranspose2d, IsTheAdjointOfConv2d) {
+  // <conv2d(x, w), y> = <x, conv_transpose2d(y, w)> with the same stride/padding/dilation/
+  // groups; output_padding recovers x's extent where the stride drops rows.
+  struct Row {
+    Shape x, w;
+    Conv2dParams p;
+  };
+  const std::vector<Row> rows = {
+      {{2, 3, 7, 7}, {4, 3, 3, 3}, params(2, 2, 1, 1, 1, 1, 1)},
+      {{2, 4, 8, 6}, {6, 2, 3, 2}, params(2, 1, 0, 1, 2, 1, 2)},
+      {{1, 2, 9, 9}, {2, 1, 3, 3}, params(3, 3, 2, 2, 1, 1, 2)},
+  };
+  uint64_t seed = 500;
+  for (const Row& r : rows) {
+    ++seed;
+    Tensor x = randn(r.x, seed, {DType::f64});
+    Tensor w = randn(r.w, seed + 1, {DType::f64});
+    Tensor cx = conv2d(x, w, Tensor(), r.p);
+    Tensor y = randn(cx.shape(), seed + 2, {DType::f64});
+    ConvTranspose2dParams t;
+    t.stride_h = r.p.stride_h;
+    t.stride_w = r.p.stride_w;
+    t.pad_h = r.p.pad_h;
+    t.pad_w = r.p.pad_w;
+    t.dilation_h = r.p.dilation_h;
+    t.dilation_w = r.p.dilation_w;
+    t.groups = r.p.groups;
+    const int64_t Ho =
+        (cx.size(2) - 1) * t.stride_h - 2 * t.pad_h + t.dilation_h * (r.w[2] - 1) + 1;
+    const int64_t Wo =
+        (cx.size(3) - 1) * t.stride_w - 2 * t.pad_w + t.dilation_w * (r.w[3] - 1) + 1;
+    t.output_pad_h = r.x[2] - Ho;
+    t.output_pad_w = r.x[3] - Wo;
+    Tensor ty = conv_transpose2d(y, w, Tensor(), t);
+    ASSERT_EQ(ty.shape(), x.shape()) << "seed " << seed;
+    EXPECT_NEAR(dot(cx, y), dot(x, ty), 1e-10 * (1 + std::fabs(dot(cx, y)))) << "seed " << seed;
+  }
+}
+
+TEST(Conv2d, BiasGradientSumsOverBatchAndPlane) {
+  Tensor x = randn({2, 3, 5, 5}, 7, {DType::f64});
+  Tensor w = randn({4, 3, 3, 3}, 8, {DType::f64});
+  Tensor b = zeros({4}, {DType::f64});
+  b.requires_grad_();
+  sum(conv2d(x, w, b)).backward();
+  // dL/db[o] = number of outputs per channel = N·P·Q = 2·3·3.
+  for (double v : b.grad().to_vector<double>()) EXPECT_DOUBLE_EQ(v, 18.0);
+}
+
+TEST(Conv2d, FrozenWeightGetsNoGradientButInputDoes) {
+  Tensor x = randn({2, 3, 5, 5}, 9, {DType::f64});
+  Tensor w = randn({4, 3, 3, 3}, 10, {DType::f64});
+  Tensor b = randn({4}, 11, {DType::f64});
+  x.requires_grad_();
+  sum(conv2d(x, w, b)).backward();
+  ASSERT_TRUE(x.grad().defined());
+  EXPECT_FALSE(w.grad().defined());
+  EXPECT_FALSE(b.grad().defined());
+  // d(Σy)/dx[c,h,w] = Σ_o Σ over the taps covering (h,w) of w: check one interior pixel.
+  const auto wv = w.to_vector<double>();
+  double want = 0.0;
+  for (double v : wv) want += v;  // the centre pixel (2,2) of a 5x5 input sees all 9 taps
+  double got = 0.0;
+  for (int64_t c = 0; c < 3; ++c) got += x.grad().at({0, c, 2, 2});
+  EXPECT_NEAR(got, want, 1e-12);
+}
+
+TEST(ConvBackend, SwitchRoundTrips) {
+  const ConvBackend before = conv_backend();
+  set_conv_backend(ConvBackend::cudnn);
+  EXPECT_EQ(conv_backend(), ConvBackend::cudnn);
+  EXPECT_STREQ(conv_backend_name(ConvBackend::cudnn), "cudnn");
+  set_conv_backend(ConvBackend::hand);
+  EXPECT_EQ(conv_backend(), ConvBackend::hand);
+  EXPECT_STREQ(conv_backend_name(ConvBackend::hand), "hand");
+  set_conv_backend(before);
+}
+
+// Restores the backend when a test ends, even on failure.
+struct BackendGuard {
+  ConvBackend saved = conv_backend();
+  ~BackendGuard() { set_conv_backend(saved); }
+};
+
+TEST(Conv2dCuda, HandAndCudnnMatchCpuOnFmnistShapes) {
+  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  BackendGuard guard;
+  struct Row {
+    Shape x, w;
+  };
+  const std::vector<Row> rows = {{{8, 1, 28, 28}, {10, 1, 5, 5}},
+                                 {{8, 10, 12, 12}, {20, 10, 5, 5}}};
+  std::vector<ConvBackend> backends = {ConvBackend::hand};
+#ifdef IDEM_WITH_CUDNN
+  backends.push_back(ConvBackend::cudnn);
+#endif
+  uint64_t seed = 900;
+  for (const Row& r : rows) {
+    ++seed;
+    Tensor x = randn(r.x, seed), w = randn(r.w, seed + 1), b = randn({r.w[0]}, seed + 2);
+    const ConvParams p;
+    Tensor y = ops::conv2d(x, w, b, p);
+    Tensor g = randn(y.shape(), seed + 3);
+    Tensor dx = ops::conv2d_backward_data(g, w, x.shape(), p);
+    Tensor dw = ops::conv2d_backward_weight(g, x, w.shape(), p);
+    const Device dev = Device::cuda(0);
+    for (ConvBackend be : backends) {
+      set_conv_backend(be);
+      const std::string tag = std::string(conv_backend_name(be)) + " seed " + std::to_string(seed);
+      Tensor yc = ops::conv2d(x.to(dev), w.to(dev), b.to(dev), p);
+      Tensor dxc = ops::conv2d_backward_data(g.to(dev), w.to(dev), x.shape(), p);
+      Tensor dwc = ops::conv2d_backward_weight(g.to(dev), x.to(dev), w.shape(), p);
+      const std::pair<const Tensor*, const Tensor*> pairs[] = {{&y, &yc}, {&dx, &dxc}, {&dw, &dwc}};
+      for (const auto& [cpu, gpu] : pairs) {
+        const auto c = cpu->to_vector<float>();
+        const auto d = gpu->to_vector<float>();
+        ASSERT_EQ(c.size(), d.size());
+        for (size_t i = 0; i < c.size(); ++i)
+          ASSERT_NEAR(d[i], c[i], 1e-3 * (1 + std::fabs(c[i]))) << tag << " element " << i;
+      }
+    }
+  }
+}
+
+TEST(Conv2dCuda, HandPathIsDeterministic) {
+  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  BackendGuard guard;
+  set_conv_backend(ConvBackend::hand);
+  const Device dev = Device::cuda(0);
+  Tensor x = randn({16, 10, 12, 12}, 31, {DType::f32, dev});
+  Tensor g = randn({16, 20, 8, 8}, 32, {DType::f32, dev});
+  const auto a = ops::conv2d_backward_weight(g, x, {20, 10, 5, 5}, {}).to_vector<float>();
+  const auto b = ops::conv2d_backward_weight(g, x, {20, 10, 5, 5}, {}).to_vector<float>();
+  EXPECT_EQ(a, b);
+}
+
+TEST(Conv2d, BadInput) {
+  Tensor x = randn({2, 3, 5, 5}, 1);
+  Tensor w = randn({4, 3, 3, 3}, 2);
+  expect_error([&] { conv2d(x, randn({4, 2, 3, 3}, 3), Tensor()); }, "conv2d", "channels");
+  expect_error([&] { conv2d(x, w, randn({3}, 4)); }, "conv2d", "bias");
+  expect_error([&] { conv2d(randn({3, 5, 5}, 5), w, Tensor()); }, "conv2d", "4-D");
+  expect_error([&] { conv2d(x, w.to(DType::f64), Tensor()); }, "conv2d", "dtype");
+  expect_error([&] { conv2d(x, randn({4, 3, 6, 6}, 6), Tensor()); }, "conv2d", "smaller");
+  expect_error([&] { conv2d(x, w, Tensor(), params(0, 1, 0, 0, 1, 1, 1)); }, "conv2d", "stride");
+  expect_error([&] { conv2d(x, w, Tensor(), params(1, 1, -1, 0, 1, 1, 1)); }, "conv2d", "padding");
+  expect_error([&] { conv2d(x, w, Tensor(), params(1, 1, 0, 0, 0, 1, 1)); }, "conv2d", "dilation");
+  expect_error(
+      [&] {
+        conv2d(x, randn({4, 1, 3, 3}, 7), Tensor(), params(1, 1, 0, 0, 1, 1, 2));
+      },
+      "conv2d", "divisible");
+  expect_error(
+      [&] {
+        conv2d(randn({2, 4, 5, 5}, 8), randn({3, 2, 3, 3}, 9), Tensor(),
+               params(1, 1, 0, 0, 1, 1, 2));
+      },
+      "conv2d", "divisible");
+  expect_error([&] { conv2d(x.to(DType::i64), w.to(DType::i64), Tensor()); }, "conv2d", "floating");
+  expect_error([&] { conv2d(x, Tensor(), Tensor()); }, "conv2d", "undefined");
+  expect_error(
+      [&] {
+        ops::conv2d_backward_data(randn({2, 4, 2, 2}, 10), w, x.shape(), {});
+      },
+      "conv2d_backward_data", "grad_out");
+}
+
+TEST(ConvTranspose2d, BadInput) {
+  Tensor x = randn({2, 3, 4, 4}, 1);
+  Tensor w = randn({3, 2, 3, 3}, 2);
+  ConvTranspose2dParams p;
+  p.stride_h = p.stride_w = 2;
+  p.output_pad_h = p.output_pad_w = 2;  // not below stride 2 nor dilation 1
+  expect_error([&] { conv_transpose2d(x, w, Tensor(), p); }, "conv_transpose2d", "output_padding");
+  expect_error(
+      [&] {
+        conv_transpose2d(x, randn({2, 2, 3, 3}, 3), Tensor());
+      },
+      "conv_transpose2d", "channels");
+  expect_error([&] { conv_transpose2d(x, w, randn({3}, 4)); }, "conv_transpose2d", "bias");
+  ConvTranspose2dParams big_pad;
+  big_pad.pad_h = big_pad.pad_w = 4;
+  expect_error([&] { conv_transpose2d(x, w, Tensor(), big_pad); }, "conv_transpose2d",
+               "non-positive");
+}
+
+}  // namespace
+}  // namespace idem

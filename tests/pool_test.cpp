@@ -1,0 +1,226 @@
+// Pooling and upsampling: hand-computed values (PyTorch semantics: first maximum gets the
+// gradient, padding never wins a max, count_include_pad averaging, adaptive windows, nearest
+// and bilinear source pixels with and without align_corners), the backward as the adjoint of
+// the forward, CUDA against the CPU (skipped without a GPU), bad input.
+#include "core/ops/pool.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "autograd/functions.h"
+#include "autograd/nn_functions.h"
+#include "core/kernels/runtime.h"
+
+namespace idem {
+namespace {
+
+template <typename F>
+void expect_error(F&& f, const std::string& op, const std::string& part) {
+  try {
+    f();
+    ADD_FAILURE() << "expected idem::Error containing '" << part << "'";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("[" + op + "]"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(part), std::string::npos) << msg;
+  }
+}
+
+void expect_values(const Tensor& t, const std::vector<double>& want, double tol = 1e-12) {
+  const auto got = t.to_vector<double>();
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], tol) << "element " << i;
+}
+
+Tensor iota(const Shape& s) {
+  std::vector<double> v(numel_of(s));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<double>(i);
+  return from_vector<double>(v, s);
+}
+
+TEST(MaxPool2d, HandComputedValuesAndGradient) {
+  Tensor x = iota({1, 1, 4, 4});
+  x.requires_grad_();
+  Tensor y = max_pool2d(x, 2);
+  expect_values(y, {5, 7, 13, 15});
+  sum(y).backward();
+  expect_values(x.grad(), {0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 1, 0, 1});
+}
+
+TEST(MaxPool2d, GradientGoesToTheFirstMaximum) {
+  // All equal: PyTorch routes each window's gradient to its first element in row-major order.
+  Tensor x = ones({1, 1, 4, 4}, {DType::f64});
+  x.requires_grad_();
+  sum(max_pool2d(x, 2)).backward();
+  expect_values(x.grad(), {1, 0, 1, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0});
+  // Overlapping windows (stride 1) over a constant: every window picks its own first element.
+  Tensor z = ones({1, 1, 3, 3}, {DType::f64});
+  z.requires_grad_();
+  sum(max_pool2d(z, 2, 1)).backward();
+  expect_values(z.grad(), {1, 1, 0, 1, 1, 0, 0, 0, 0});
+}
+
+TEST(MaxPool2d, PaddingNeverWins) {
+  // All negative: a zero-padded max would return 0 at the border; PyTorch pads with -inf.
+  Tensor x = from_vector<double>({-5, -4, -3, -2, -1, -6, -7, -8, -9}, {1, 1, 3, 3});
+  expect_values(max_pool2d(x, 3, 2, 1), {-1, -1, -1, -1});
+  Tensor y = max_pool2d(x, 2, 2, 1);  // windows clipped to one to four pixels
+  expect_values(y, {-5, -3, -2, -1});
+}
+
+TEST(MaxPool2d, NanPropagates) {
+  Tensor x = from_vector<double>({1, NAN, 3, 4}, {1, 1, 2, 2});
+  EXPECT_TRUE(std::isnan(max_pool2d(x, 2).item()));
+}
+
+TEST(AvgPool2d, CountsPaddingLikePyTorch) {
+  // count_include_pad=True: every 3x3 window divides by 9, padding included.
+  Tensor x = ones({1, 1, 3, 3}, {DType::f64});
+  expect_values(avg_pool2d(x, 3, 1, 1),
+                {4.0 / 9, 6.0 / 9, 4.0 / 9, 6.0 / 9, 1, 6.0 / 9, 4.0 / 9, 6.0 / 9, 4.0 / 9});
+  expect_values(avg_pool2d(iota({1, 1, 4, 4}), 2), {2.5, 4.5, 10.5, 12.5});
+}
+
+TEST(AvgPool2d, GradientSpreadsOverTheWindow) {
+  Tensor x = zeros({1, 1, 4, 4}, {DType::f64});
+  x.requires_grad_();
+  sum(avg_pool2d(x, 2)).backward();
+  for (double v : x.grad().to_vector<double>()) EXPECT_DOUBLE_EQ(v, 0.25);
+}
+
+TEST(AdaptiveAvgPool2d, UnevenWindows) {
+  // H = 5 -> P = 3: windows [0,2), [1,4), [3,5) (start ⌊pH/P⌋, end ⌈(p+1)H/P⌉).
+  Tensor x = from_vector<double>({0, 1, 2, 3, 4}, {1, 1, 5, 1});
+  expect_values(adaptive_avg_pool2d(x, 3, 1), {0.5, 2.0, 3.5});
+  // Upsampling adaptive pooling repeats pixels: H = 2 -> P = 3: windows [0,1), [0,2), [1,2).
+  Tensor z = from_vector<double>({2, 4}, {1, 1, 2, 1});
+  expect_values(adaptive_avg_pool2d(z, 3, 1), {2, 3, 4});
+}
+
+TEST(GlobalAvgPool2d, IsTheMeanOverThePlane) {
+  Tensor x = randn({2, 3, 4, 5}, 3, {DType::f64});
+  Tensor g = global_avg_pool2d(x);
+  ASSERT_EQ(g.shape(), (Shape{2, 3}));
+  const auto want = mean(x, {2, 3}).to_vector<double>();
+  expect_values(g, want, 1e-14);
+}
+
+TEST(UpsampleNearest2d, SourcePixels) {
+  Tensor x = from_vector<double>({1, 2, 3, 4}, {1, 1, 2, 2});
+  expect_values(upsample_nearest2d(x, 4, 4), {1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4});
+  // in 3 -> out 5: src = ⌊dst·0.6⌋ = 0, 0, 1, 1, 2.
+  Tensor r = from_vector<double>({10, 20, 30}, {1, 1, 1, 3});
+  expect_values(upsample_nearest2d(r, 1, 5), {10, 10, 20, 20, 30});
+  // in 5 -> out 2: src = ⌊dst·2.5⌋ = 0, 2.
+  Tensor d = from_vector<double>({1, 2, 3, 4, 5}, {1, 1, 1, 5});
+  expect_values(upsample_nearest2d(d, 1, 2), {1, 3});
+}
+
+TEST(UpsampleBilinear2d, SourcePixelsAndAlignCorners) {
+  Tensor x = from_vector<double>({0, 1}, {1, 1, 1, 2});
+  // align_corners=false: src = 0.5·(dst + 0.5) − 0.5 clamped at 0 -> 0, 0.25, 0.75, 1.
+  expect_values(upsample_bilinear2d(x, 1, 4), {0, 0.25, 0.75, 1});
+  // align_corners=true: src = dst·(in−1)/(out−1) -> 0, 1/3, 2/3, 1.
+  expect_values(upsample_bilinear2d(x, 1, 4, true), {0, 1.0 / 3, 2.0 / 3, 1}, 1e-15);
+  // 2-D: corners preserved with align_corners, centre is the mean of the four pixels.
+  Tensor q = from_vector<double>({1, 2, 3, 4}, {1, 1, 2, 2});
+  expect_values(upsample_bilinear2d(q, 3, 3, true), {1, 1.5, 2, 2, 2.5, 3, 3, 3.5, 4});
+  // Output of one pixel with align_corners: scale 0, the top-left pixel.
+  expect_values(upsample_bilinear2d(q, 1, 1, true), {1});
+}
+
+// For a linear map f, the gradient of <f(x), g> is fᵀg: check <f(x), g> = <x, fᵀg>.
+void expect_adjoint(const std::function<Tensor(const Tensor&)>& f, const Shape& xs, uint64_t seed) {
+  Tensor x = randn(xs, seed, {DType::f64});
+  x.requires_grad_();
+  Tensor y = f(x);
+  Tensor g = randn(y.shape(), seed + 1, {DType::f64});
+  sum(y * g).backward();
+  const auto yv = y.to_vector<double>(), gv = g.to_vector<double>();
+  const auto xv = x.to_vector<double>(), xg = x.grad().to_vector<double>();
+  double lhs = 0, rhs = 0;
+  for (size_t i = 0; i < yv.size(); ++i) lhs += yv[i] * gv[i];
+  for (size_t i = 0; i < xv.size(); ++i) rhs += xv[i] * xg[i];
+  EXPECT_NEAR(lhs, rhs, 1e-10 * (1 + std::fabs(lhs))) << "seed " << seed;
+}
+
+TEST(Pool, BackwardIsTheAdjoint) {
+  expect_adjoint([](const Tensor& x) { return avg_pool2d(x, 3, 2, 1); }, {2, 3, 9, 8}, 21);
+  expect_adjoint([](const Tensor& x) { return adaptive_avg_pool2d(x, 4, 3); }, {2, 2, 9, 7}, 22);
+  expect_adjoint([](const Tensor& x) { return upsample_nearest2d(x, 7, 11); }, {2, 2, 3, 5}, 23);
+  expect_adjoint([](const Tensor& x) { return upsample_nearest2d(x, 2, 3); }, {2, 2, 7, 8}, 24);
+  expect_adjoint([](const Tensor& x) { return upsample_bilinear2d(x, 9, 7); }, {2, 2, 4, 3}, 25);
+  expect_adjoint([](const Tensor& x) { return upsample_bilinear2d(x, 9, 7, true); }, {2, 2, 4, 3},
+                 26);
+  expect_adjoint([](const Tensor& x) { return upsample_bilinear2d(x, 3, 2, true); }, {2, 2, 8, 9},
+                 27);
+  expect_adjoint([](const Tensor& x) { return upsample_bilinear2d(x, 3, 2); }, {2, 2, 8, 9}, 28);
+}
+
+TEST(PoolCuda, MatchesCpu) {
+  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  const Device dev = Device::cuda(0);
+  using F = std::function<Tensor(const Tensor&)>;
+  const std::vector<std::pair<std::string, F>> ops_list = {
+      {"max_pool2d", [](const Tensor& x) { return max_pool2d(x, 3, 2, 1); }},
+      {"avg_pool2d", [](const Tensor& x) { return avg_pool2d(x, 3, 2, 1); }},
+      {"adaptive_avg_pool2d", [](const Tensor& x) { return adaptive_avg_pool2d(x, 5, 3); }},
+      {"global_avg_pool2d", [](const Tensor& x) { return global_avg_pool2d(x); }},
+      {"upsample_nearest2d", [](const Tensor& x) { return upsample_nearest2d(x, 29, 13); }},
+      {"upsample_bilinear2d", [](const Tensor& x) { return upsample_bilinear2d(x, 29, 13); }},
+      {"upsample_bilinear2d_align",
+       [](const Tensor& x) { return upsample_bilinear2d(x, 7, 30, true); }},
+  };
+  uint64_t seed = 40;
+  for (const auto& [name, f] : ops_list) {
+    ++seed;
+    Tensor x = randn({3, 4, 17, 15}, seed);
+    Tensor xc = x.to(dev);
+    x.requires_grad_();
+    xc.requires_grad_();
+    Tensor y = f(x), yc = f(xc);
+    Tensor g = randn(y.shape(), seed + 100);
+    sum(y * g).backward();
+    sum(yc * g.to(dev)).backward();
+    const std::pair<Tensor, Tensor> pairs[] = {{y, yc}, {x.grad(), xc.grad()}};
+    for (const auto& [c, d] : pairs) {
+      const auto cv = c.to_vector<float>(), dv = d.to_vector<float>();
+      ASSERT_EQ(cv.size(), dv.size()) << name;
+      for (size_t i = 0; i < cv.size(); ++i)
+        ASSERT_NEAR(dv[i], cv[i], 1e-5 * (1 + std::fabs(cv[i])))
+            << name << " element " << i << " seed " << seed;
+    }
+  }
+}
+
+TEST(Pool, BadInput) {
+  Tensor x = randn({2, 3, 5, 5}, 1);
+  expect_error([&] { max_pool2d(randn({3, 5, 5}, 2), 2); }, "max_pool2d", "4-D");
+  expect_error([&] { max_pool2d(x, 3, 1, 2); }, "max_pool2d", "padding");
+  expect_error([&] { max_pool2d(x, 7); }, "max_pool2d", "too small");
+  expect_error([&] { max_pool2d(x, 0); }, "max_pool2d", "kernel");
+  expect_error([&] { max_pool2d(x, 2, -1); }, "max_pool2d", "stride");
+  expect_error([&] { avg_pool2d(x.to(DType::i64), 2); }, "avg_pool2d", "floating");
+  expect_error([&] { avg_pool2d(Tensor(), 2); }, "avg_pool2d", "undefined");
+  expect_error([&] { adaptive_avg_pool2d(x, 0, 2); }, "adaptive_avg_pool2d", "output size");
+  expect_error([&] { global_avg_pool2d(randn({2, 3}, 3)); }, "global_avg_pool2d", "4-D");
+  expect_error([&] { upsample_nearest2d(x, 4, -1); }, "upsample_nearest2d", "output size");
+  expect_error(
+      [&] {
+        upsample_bilinear2d(randn({2, 3, 0, 4}, 4), 4, 4);
+      },
+      "upsample_bilinear2d", "non-empty");
+  expect_error(
+      [&] {
+        ops::avg_pool2d_backward(randn({2, 3, 3, 3}, 5), x.shape(),
+                                 ops::PoolWindow{2, 2, 2, 2, 0, 0});
+      },
+      "avg_pool2d_backward", "grad_out");
+}
+
+}  // namespace
+}  // namespace idem
