@@ -1,0 +1,486 @@
+// batch_norm / layer_norm / group_norm / dropout: hand-computed values, the running-statistic
+// update (momentum, unbiased variance), evaluation mode, forward and backward against an
+// independent composition of L2 functions (mean, var, sqrt, ...), needs_grad (frozen
+// parameters), the Philox dropout mask, bad input, and CPU-vs-CUDA checks on shapes large
+// enough to use several warps per block (skipped without a GPU).
+#include "core/ops/norm.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+
+#include "autograd/nn_functions.h"
+#include "core/kernels/runtime.h"
+
+namespace idem {
+namespace {
+
+template <typename F>
+void expect_error(F&& f, const std::string& op, const std::string& part) {
+  try {
+    f();
+    ADD_FAILURE() << "expected idem::Error [" << op << "] containing '" << part << "'";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("[" + op + "]"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(part), std::string::npos) << msg;
+  }
+}
+
+void expect_close(const Tensor& a, const Tensor& b, double atol, double rtol,
+                  const std::string& what) {
+  ASSERT_TRUE(a.defined()) << what << ": first tensor undefined";
+  ASSERT_TRUE(b.defined()) << what << ": second tensor undefined";
+  ASSERT_EQ(a.shape(), b.shape()) << what;
+  const auto va = a.to_vector<double>(), vb = b.to_vector<double>();
+  for (size_t i = 0; i < va.size(); ++i)
+    ASSERT_NEAR(va[i], vb[i], atol + rtol * std::fabs(vb[i])) << what << " at " << i;
+}
+
+// ---- references composed from L2 functions (independent of the norm kernels) ----
+
+// Normalizes x over `dims` (biased variance) — the textbook formula.
+Tensor ref_normalize(const Tensor& x, const std::vector<int64_t>& dims, double eps) {
+  Tensor mu = mean(x, dims, true);
+  Tensor v = var(x, dims, /*correction=*/0, true);
+  return div(sub(x, mu), sqrt(add(v, eps)));
+}
+
+// (C) -> (1, C, 1, ...) for broadcasting over x of rank `rank`.
+Tensor per_channel(const Tensor& w, int64_t rank) {
+  Shape s(static_cast<size_t>(rank), 1);
+  s[1] = w.numel();
+  return w.reshape(s);
+}
+
+Tensor ref_batch_norm(const Tensor& x, const Tensor& w, const Tensor& b, double eps) {
+  std::vector<int64_t> dims = {0};
+  for (int64_t d = 2; d < x.dim(); ++d) dims.push_back(d);
+  Tensor y = ref_normalize(x, dims, eps);
+  if (w.defined()) y = mul(y, per_channel(w, x.dim()));
+  if (b.defined()) y = add(y, per_channel(b, x.dim()));
+  return y;
+}
+
+Tensor ref_group_norm(const Tensor& x, int64_t groups, const Tensor& w, const Tensor& b,
+                      double eps) {
+  const int64_t n = x.size(0);
+  Tensor xg = x.reshape({n, groups, x.numel() / (n * groups)});
+  Tensor y = ref_normalize(xg, {2}, eps).reshape(x.shape());
+  if (w.defined()) y = mul(y, per_channel(w, x.dim()));
+  if (b.defined()) y = add(y, per_channel(b, x.dim()));
+  return y;
+}
+
+// Compares forward and every gradient of `fn` and `ref` on fresh leaf copies of `inputs`,
+// with the output weighted by a random tensor so each element has its own gradient.
+void compare_with_reference(const std::function<Tensor(const std::vector<Tensor>&)>& fn,
+                            const std::function<Tensor(const std::vector<Tensor>&)>& ref,
+                            const std::vector<Tensor>& inputs, uint64_t seed, double tol,
+                            const std::string& what) {
+  auto leaves = [&] {
+    std::vector<Tensor> v;
+    for (const Tensor& t : inputs) v.push_back(t.clone_data().requires_grad_());
+    return v;
+  };
+  std::vector<Tensor> a = leaves(), b = leaves();
+  Tensor ya = fn(a), yb = ref(b);
+  expect_close(ya, yb, tol, tol, what + " forward (seed " + std::to_string(seed) + ")");
+  Tensor r = randn(ya.shape(), seed + 100, ya.options());
+  sum(mul(ya, r)).backward();
+  sum(mul(yb, r)).backward();
+  for (size_t i = 0; i < a.size(); ++i)
+    expect_close(
+        a[i].grad(), b[i].grad(), tol, tol,
+        what + " grad of input " + std::to_string(i) + " (seed " + std::to_string(seed) + ")");
+}
+
+// ---------------------------------------------------------------------------------------------
+// batch_norm
+
+TEST(BatchNorm, TrainingHandComputedWithRunningStats) {
+  // Channel 0: 1 3 5 7 -> mean 4, biased var 5, unbiased 20/3.
+  // Channel 1: 2 4 6 9 -> mean 5.25, biased var 6.6875, unbiased 8.91666...
+  for (DType dt : {DType::f64, DType::f32}) {
+    Tensor x = from_vector<double>({1, 2, 3, 4, 5, 6, 7, 9}, {4, 2}).to(dt);
+    Tensor w = from_vector<double>({2, 0.5}, {2}).to(dt);
+    Tensor b = from_vector<double>({1, -1}, {2}).to(dt);
+    Tensor rm = from_vector<double>({0.5, -0.5}, {2}).to(dt);
+    Tensor rv = from_vector<double>({2, 3}, {2}).to(dt);
+    Tensor rm_alias = rm;  // the update must be in place: aliases see it
+    Tensor y = batch_norm(x, rm, rv, w, b, /*training=*/true, 0.1, 1e-5);
+    const std::vector<double> want = {-1.6832788897221995, -1.6283782480643443, 0.10557370342593342,
+                                      -1.2416839415632093, 1.8944262965740666,  -0.8549896350620744,
+                                      3.6832788897221995,  -0.27494817531037186};
+    const double tol = dt == DType::f64 ? 1e-12 : 1e-5;
+    const auto yv = y.to_vector<double>();
+    for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(yv[i], want[i], tol) << i;
+    // running_mean = 0.9·old + 0.1·mean; running_var = 0.9·old + 0.1·unbiased var.
+    const auto m = rm_alias.to_vector<double>(), v = rv.to_vector<double>();
+    EXPECT_NEAR(m[0], 0.85, tol);
+    EXPECT_NEAR(m[1], 0.075, tol);
+    EXPECT_NEAR(v[0], 2.466666666666667, tol);
+    EXPECT_NEAR(v[1], 3.591666666666667, tol);
+  }
+}
+
+TEST(BatchNorm, RunningStatsOn4dInputAgainstNaiveLoop) {
+  const uint64_t seed = 21;
+  Tensor x = randn({3, 2, 2, 3}, seed, {DType::f64});
+  Tensor rm = randn({2}, seed + 1, {DType::f64});
+  Tensor rv = uniform({2}, 0.5, 2.0, seed + 2, {DType::f64});
+  const auto rm0 = rm.to_vector<double>(), rv0 = rv.to_vector<double>();
+  const double momentum = 0.25;
+  {
+    NoGradGuard ng;  // the update happens with grad mode off too
+    batch_norm(x, rm, rv, Tensor(), Tensor(), true, momentum);
+  }
+  const auto rmv = rm.to_vector<double>(), rvv = rv.to_vector<double>();
+  for (int64_t c = 0; c < 2; ++c) {
+    std::vector<double> vals;
+    for (int64_t n = 0; n < 3; ++n)
+      for (int64_t h = 0; h < 2; ++h)
+        for (int64_t w = 0; w < 3; ++w) vals.push_back(x.at({n, c, h, w}));
+    double mu = 0;
+    for (double v : vals) mu += v;
+    mu /= vals.size();
+    double ss = 0;
+    for (double v : vals) ss += (v - mu) * (v - mu);
+    const double unbiased = ss / (vals.size() - 1);
+    EXPECT_NEAR(rmv[c], (1 - momentum) * rm0[c] + momentum * mu, 1e-12) << "seed " << seed;
+    EXPECT_NEAR(rvv[c], (1 - momentum) * rv0[c] + momentum * unbiased, 1e-12) << "seed " << seed;
+  }
+}
+
+TEST(BatchNorm, EvalUsesRunningStatsAndLeavesThemAlone) {
+  const uint64_t seed = 5;
+  Tensor x = randn({4, 3, 2}, seed, {DType::f64});
+  Tensor w = randn({3}, seed + 1, {DType::f64});
+  Tensor b = randn({3}, seed + 2, {DType::f64});
+  Tensor rm = from_vector<double>({0.5, -1.0, 2.0}, {3});
+  Tensor rv = from_vector<double>({4.0, 0.25, 1.0}, {3});
+  Tensor y = batch_norm(x, rm, rv, w, b, /*training=*/false, 0.1, 1e-5);
+  for (int64_t n = 0; n < 4; ++n)
+    for (int64_t c = 0; c < 3; ++c)
+      for (int64_t s = 0; s < 2; ++s) {
+        const double want =
+            (x.at({n, c, s}) - rm.at({c})) / std::sqrt(rv.at({c}) + 1e-5) * w.at({c}) + b.at({c});
+        EXPECT_NEAR(y.at({n, c, s}), want, 1e-12) << "seed " << seed;
+      }
+  EXPECT_EQ(rm.to_vector<double>(), (std::vector<double>{0.5, -1.0, 2.0}));
+  EXPECT_EQ(rv.to_vector<double>(), (std::vector<double>{4.0, 0.25, 1.0}));
+  // One sample per channel is fine in evaluation (no batch statistics).
+  Tensor one =
+      batch_norm(from_vector<double>({1, 2, 3}, {1, 3}), rm, rv, Tensor(), Tensor(), false);
+  EXPECT_NEAR(one.at({0, 0}), 0.5 / std::sqrt(4.0 + 1e-5), 1e-12);
+}
+
+TEST(BatchNorm, EvalGradientIsAffine) {
+  // y = (x − rm)·rstd·w + b: dx = g·w·rstd, dw = Σ g·x̂, db = Σ g.
+  Tensor x = from_vector<double>({1, 2, 3, 4}, {2, 2}).requires_grad_();
+  Tensor w = from_vector<double>({3, -1}, {2}).requires_grad_();
+  Tensor b = from_vector<double>({0, 0}, {2}).requires_grad_();
+  Tensor rm = from_vector<double>({1, 1}, {2});
+  Tensor rv = from_vector<double>({3, 8}, {2});
+  sum(batch_norm(x, rm, rv, w, b, false, 0.1, 1.0)).backward();  // eps 1: rstd = 1/2, 1/3
+  const auto dx = x.grad().to_vector<double>();
+  EXPECT_NEAR(dx[0], 1.5, 1e-14);
+  EXPECT_NEAR(dx[1], -1.0 / 3, 1e-14);
+  EXPECT_NEAR(dx[2], 1.5, 1e-14);
+  EXPECT_NEAR(dx[3], -1.0 / 3, 1e-14);
+  const auto dw = w.grad().to_vector<double>();
+  EXPECT_NEAR(dw[0], (0 + 2) / 2.0, 1e-14);
+  EXPECT_NEAR(dw[1], (1 + 3) / 3.0, 1e-14);
+  EXPECT_EQ(b.grad().to_vector<double>(), (std::vector<double>{2, 2}));
+}
+
+TEST(BatchNorm, MatchesComposedReference) {
+  for (uint64_t seed : {1ull, 2ull}) {
+    std::vector<Tensor> in = {randn({4, 3, 2, 3}, seed, {DType::f64}),
+                              randn({3}, seed + 1, {DType::f64}),
+                              randn({3}, seed + 2, {DType::f64})};
+    compare_with_reference(
+        [](const std::vector<Tensor>& v) {
+          return batch_norm(v[0], Tensor(), Tensor(), v[1], v[2], true, 0.1, 1e-5);
+        },
+        [](const std::vector<Tensor>& v) { return ref_batch_norm(v[0], v[1], v[2], 1e-5); }, in,
+        seed, 1e-10, "batch_norm 4d");
+    std::vector<Tensor> in2 = {randn({7, 5}, seed, {DType::f64})};
+    compare_with_reference(
+        [](const std::vector<Tensor>& v) {
+          return batch_norm(v[0], Tensor(), Tensor(), Tensor(), Tensor(), true);
+        },
+        [](const std::vector<Tensor>& v) { return ref_batch_norm(v[0], Tensor(), Tensor(), 1e-5); },
+        in2, seed, 1e-10, "batch_norm 2d");
+  }
+}
+
+TEST(BatchNorm, FrozenParametersGetNoGradient) {
+  // IT³'s frozen anchor: weights do not require grad, the input does.
+  const uint64_t seed = 9;
+  Tensor x = randn({5, 3, 2}, seed, {DType::f64}).requires_grad_();
+  Tensor w = randn({3}, seed + 1, {DType::f64});
+  Tensor b = randn({3}, seed + 2, {DType::f64});
+  Tensor r = randn({5, 3, 2}, seed + 3, {DType::f64});
+  sum(mul(batch_norm(x, Tensor(), Tensor(), w, b, true), r)).backward();
+  ASSERT_TRUE(x.grad().defined());
+  EXPECT_FALSE(w.grad().defined());
+  EXPECT_FALSE(b.grad().defined());
+  // The batch-statistics gradient sums to zero over each channel (Σ x̂ = 0).
+  Tensor s = sum(x.grad(), {0, 2});
+  for (double v : s.to_vector<double>()) EXPECT_NEAR(v, 0.0, 1e-12) << "seed " << seed;
+  // And it equals the reference gradient.
+  Tensor x2 = x.detach().clone_data().requires_grad_();
+  sum(mul(ref_batch_norm(x2, w, b, 1e-5), r)).backward();
+  expect_close(x.grad(), x2.grad(), 1e-10, 1e-10, "frozen batch_norm dx");
+}
+
+// ---------------------------------------------------------------------------------------------
+// layer_norm and group_norm
+
+TEST(LayerNorm, HandComputed) {
+  // [1,2,3,4]: mean 2.5, var 1.25.
+  Tensor y = layer_norm(from_vector<double>({1, 2, 3, 4}, {1, 4}), 1, Tensor(), Tensor(), 1e-5);
+  const std::vector<double> want = {-1.3416354199689269, -0.447211806656309, 0.447211806656309,
+                                    1.3416354199689269};
+  const auto v = y.to_vector<double>();
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(v[i], want[i], 1e-14);
+}
+
+TEST(LayerNorm, MatchesComposedReference) {
+  for (uint64_t seed : {3ull, 4ull}) {
+    std::vector<Tensor> in = {randn({3, 5}, seed, {DType::f64}), randn({5}, seed + 1, {DType::f64}),
+                              randn({5}, seed + 2, {DType::f64})};
+    compare_with_reference(
+        [](const std::vector<Tensor>& v) { return layer_norm(v[0], 1, v[1], v[2]); },
+        [](const std::vector<Tensor>& v) {
+          return add(mul(ref_normalize(v[0], {1}, 1e-5), v[1]), v[2]);
+        },
+        in, seed, 1e-10, "layer_norm 1 dim");
+    std::vector<Tensor> in2 = {randn({2, 3, 4}, seed, {DType::f64}),
+                               randn({3, 4}, seed + 1, {DType::f64}),
+                               randn({3, 4}, seed + 2, {DType::f64})};
+    compare_with_reference(
+        [](const std::vector<Tensor>& v) { return layer_norm(v[0], 2, v[1], v[2]); },
+        [](const std::vector<Tensor>& v) {
+          return add(mul(ref_normalize(v[0], {1, 2}, 1e-5), v[1]), v[2]);
+        },
+        in2, seed, 1e-10, "layer_norm 2 dims");
+  }
+}
+
+TEST(GroupNorm, MatchesComposedReference) {
+  for (uint64_t seed : {5ull, 6ull}) {
+    std::vector<Tensor> in = {randn({2, 6, 2, 3}, seed, {DType::f64}),
+                              randn({6}, seed + 1, {DType::f64}),
+                              randn({6}, seed + 2, {DType::f64})};
+    for (int64_t groups : {1, 2, 3, 6}) {
+      compare_with_reference(
+          [groups](const std::vector<Tensor>& v) { return group_norm(v[0], groups, v[1], v[2]); },
+          [groups](const std::vector<Tensor>& v) {
+            return ref_group_norm(v[0], groups, v[1], v[2], 1e-5);
+          },
+          in, seed, 1e-10, "group_norm groups=" + std::to_string(groups));
+    }
+  }
+}
+
+TEST(GroupNorm, HandComputed) {
+  // x (1, 2, 2), one group: [1,3 | 5,7] -> mean 4, var 5.
+  Tensor y = group_norm(from_vector<double>({1, 3, 5, 7}, {1, 2, 2}), 1,
+                        from_vector<double>({1, 2}, {2}), from_vector<double>({0, 10}, {2}), 0.0);
+  const double s = std::sqrt(5.0);
+  const std::vector<double> want = {-3 / s, -1 / s, 2 * 1 / s + 10, 2 * 3 / s + 10};
+  const auto v = y.to_vector<double>();
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(v[i], want[i], 1e-14);
+}
+
+// ---------------------------------------------------------------------------------------------
+// dropout
+
+TEST(Dropout, MaskIsThePhiloxUniformDraw) {
+  const uint64_t seed = 77, offset = 5;
+  const double p = 0.3;
+  Tensor x = uniform({40, 25}, 0.5, 2.0, seed + 1, {DType::f64});
+  Tensor y = dropout(x, p, true, seed, offset);
+  Tensor u = rand({40, 25}, seed, {DType::f64}, offset);  // element i: uniform(seed, offset, i)
+  const auto xv = x.to_vector<double>(), yv = y.to_vector<double>(), uv = u.to_vector<double>();
+  int64_t kept = 0;
+  for (size_t i = 0; i < xv.size(); ++i) {
+    const bool keep = uv[i] >= p;
+    kept += keep;
+    EXPECT_DOUBLE_EQ(yv[i], keep ? xv[i] / (1 - p) : 0.0) << i << " seed " << seed;
+  }
+  // 1000 draws with keep probability 0.7: 700 ± 5σ (σ ≈ 14.5).
+  EXPECT_NEAR(static_cast<double>(kept), 700.0, 75.0);
+  // f32 uses the same mask.
+  const auto y32 = dropout(x.to(DType::f32), p, true, seed, offset).to_vector<double>();
+  for (size_t i = 0; i < xv.size(); ++i) EXPECT_EQ(y32[i] != 0.0, yv[i] != 0.0) << i;
+  // Another offset gives another mask.
+  EXPECT_NE(dropout(x, p, true, seed, offset + 1).to_vector<double>(), yv);
+}
+
+TEST(Dropout, BackwardUsesTheSameMaskAndEvalIsIdentity) {
+  const uint64_t seed = 3;
+  Tensor x = uniform({6, 7}, 0.5, 2.0, seed, {DType::f64}).requires_grad_();
+  Tensor y = dropout(x, 0.5, true, seed);
+  sum(y).backward();
+  const auto g = x.grad().to_vector<double>(), yv = y.to_vector<double>();
+  for (size_t i = 0; i < g.size(); ++i) EXPECT_EQ(g[i], yv[i] != 0.0 ? 2.0 : 0.0) << i;
+  // p = 0 keeps everything; eval returns x itself.
+  EXPECT_EQ(dropout(x, 0.0, true, seed).to_vector<double>(), x.to_vector<double>());
+  Tensor e = dropout(x, 0.5, false, seed);
+  EXPECT_TRUE(e.same_storage(x));
+}
+
+// ---------------------------------------------------------------------------------------------
+// bad input
+
+TEST(NormBadInput, Errors) {
+  Tensor x = zeros({4, 3, 2});
+  expect_error([&] { batch_norm(x, Tensor(), Tensor(), ones({4}), Tensor(), true); }, "batch_norm",
+               "weight (4)");
+  expect_error([&] { batch_norm(x, zeros({2}), ones({2}), Tensor(), Tensor(), true); },
+               "batch_norm", "running_mean (2)");
+  expect_error([&] { batch_norm(x, zeros({3}), Tensor(), Tensor(), Tensor(), true); }, "batch_norm",
+               "both be defined");
+  expect_error([&] { batch_norm(zeros({5}), Tensor(), Tensor(), Tensor(), Tensor(), true); },
+               "batch_norm", "(N,C)");
+  expect_error([&] { batch_norm(x, Tensor(), Tensor(), Tensor(), Tensor(), false); }, "batch_norm",
+               "evaluation mode");
+  expect_error(
+      [&] {
+        batch_norm(zeros({1, 3}), Tensor(), Tensor(), Tensor(), Tensor(), true);
+      },
+      "batch_norm", "more than 1 value per channel");
+  expect_error([&] { batch_norm(x, Tensor(), Tensor(), ones({3}, {DType::f64}), Tensor(), true); },
+               "batch_norm", "dtype");
+  expect_error(
+      [&] {
+        batch_norm(zeros({4, 3}, {DType::i64}), Tensor(), Tensor(), Tensor(), Tensor(), true);
+      },
+      "batch_norm", "floating");
+  expect_error([&] { layer_norm(x, 4, Tensor(), Tensor()); }, "layer_norm", "normalized_dims 4");
+  expect_error([&] { layer_norm(x, 0, Tensor(), Tensor()); }, "layer_norm", "normalized_dims 0");
+  expect_error([&] { layer_norm(x, 2, ones({2, 3}), Tensor()); }, "layer_norm", "weight (2x3)");
+  expect_error([&] { group_norm(x, 2, Tensor(), Tensor()); }, "group_norm", "2 groups");
+  expect_error([&] { group_norm(x, 0, Tensor(), Tensor()); }, "group_norm", "0 groups");
+  expect_error([&] { group_norm(x, 3, Tensor(), ones({4})); }, "group_norm", "bias (4)");
+  expect_error([&] { dropout(x, 1.0, true, 1); }, "dropout", "[0, 1)");
+  expect_error([&] { dropout(x, -0.1, true, 1); }, "dropout", "[0, 1)");
+  expect_error([&] { dropout(x, 1.5, false, 1); }, "dropout", "[0, 1)");
+  expect_error([&] { dropout(zeros({3}, {DType::i32}), 0.5, true, 1); }, "dropout", "floating");
+}
+
+TEST(NormEdge, EmptyBatch) {
+  // Layer/group norm of an empty batch: empty output, zero parameter gradients.
+  Tensor x = zeros({0, 4}, {DType::f64}).requires_grad_();
+  Tensor w = ones({4}, {DType::f64}).requires_grad_();
+  Tensor y = layer_norm(x, 1, w, Tensor());
+  EXPECT_EQ(y.shape(), (Shape{0, 4}));
+  sum(y).backward();
+  EXPECT_EQ(w.grad().to_vector<double>(), (std::vector<double>{0, 0, 0, 0}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// CUDA against the CPU, on shapes with several warps per block and more groups than one wave.
+
+class NormCuda : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  }
+};
+
+// Runs fn on CPU f32 and CUDA copies of `inputs`; compares the output and every gradient.
+void cpu_vs_cuda(const std::function<Tensor(const std::vector<Tensor>&)>& fn,
+                 const std::vector<Tensor>& inputs, uint64_t seed, double tol,
+                 const std::string& what) {
+  auto run = [&](Device dev, std::vector<Tensor>& leaves) {
+    for (const Tensor& t : inputs) leaves.push_back(t.to(DType::f32).to(dev).requires_grad_());
+    Tensor y = fn(leaves);
+    Tensor r = randn(y.shape(), seed + 50, {DType::f32}).to(dev);
+    sum(mul(y, r)).backward();
+    return y;
+  };
+  std::vector<Tensor> lc, lg;
+  Tensor yc = run(Device::cpu(), lc);
+  Tensor yg = run(Device::cuda(0), lg);
+  expect_close(yg.to(Device::cpu()), yc, tol, tol, what + " forward");
+  for (size_t i = 0; i < lc.size(); ++i)
+    expect_close(lg[i].grad().to(Device::cpu()), lc[i].grad(), tol, tol,
+                 what + " grad " + std::to_string(i));
+}
+
+TEST_F(NormCuda, BatchNormTrainingMatchesCpu) {
+  const uint64_t seed = 31;
+  // R = 16·7·7 = 784 per channel: several warps; 2-D input: S = 1.
+  cpu_vs_cuda(
+      [](const std::vector<Tensor>& v) {
+        return batch_norm(v[0], Tensor(), Tensor(), v[1], v[2], true);
+      },
+      {randn({16, 5, 7, 7}, seed, {DType::f64}), randn({5}, seed + 1, {DType::f64}),
+       randn({5}, seed + 2, {DType::f64})},
+      seed, 2e-4, "batch_norm 4d");
+  cpu_vs_cuda(
+      [](const std::vector<Tensor>& v) {
+        return batch_norm(v[0], Tensor(), Tensor(), Tensor(), v[1], true);
+      },
+      {randn({300, 40}, seed, {DType::f64}), randn({40}, seed + 1, {DType::f64})}, seed, 2e-4,
+      "batch_norm 2d");
+}
+
+TEST_F(NormCuda, BatchNormRunningStatsAndEvalMatchCpu) {
+  const uint64_t seed = 32;
+  Tensor x = randn({8, 6, 5, 5}, seed, {DType::f32});
+  Tensor rm_c = randn({6}, seed + 1, {DType::f32}), rv_c = uniform({6}, 0.5, 2, seed + 2);
+  Tensor rm_g = rm_c.to(Device::cuda(0)), rv_g = rv_c.to(Device::cuda(0));
+  batch_norm(x, rm_c, rv_c, Tensor(), Tensor(), true, 0.1);
+  batch_norm(x.to(Device::cuda(0)), rm_g, rv_g, Tensor(), Tensor(), true, 0.1);
+  expect_close(rm_g.to(Device::cpu()), rm_c, 1e-5, 1e-5, "running_mean");
+  expect_close(rv_g.to(Device::cpu()), rv_c, 1e-5, 1e-5, "running_var");
+  cpu_vs_cuda(
+      [&](const std::vector<Tensor>& v) {
+        Device d = v[0].device();
+        return batch_norm(v[0], rm_c.to(d), rv_c.to(d), v[1], v[2], false);
+      },
+      {randn({8, 6, 5, 5}, seed + 3, {DType::f64}), randn({6}, seed + 4, {DType::f64}),
+       randn({6}, seed + 5, {DType::f64})},
+      seed, 1e-4, "batch_norm eval");
+}
+
+TEST_F(NormCuda, LayerAndGroupNormMatchCpu) {
+  const uint64_t seed = 33;
+  cpu_vs_cuda([](const std::vector<Tensor>& v) { return layer_norm(v[0], 1, v[1], v[2]); },
+              {randn({70, 600}, seed, {DType::f64}), randn({600}, seed + 1, {DType::f64}),
+               randn({600}, seed + 2, {DType::f64})},
+              seed, 5e-4, "layer_norm");
+  cpu_vs_cuda([](const std::vector<Tensor>& v) { return group_norm(v[0], 4, v[1], v[2]); },
+              {randn({3, 16, 9, 9}, seed, {DType::f64}), randn({16}, seed + 1, {DType::f64}),
+               randn({16}, seed + 2, {DType::f64})},
+              seed, 5e-4, "group_norm");
+}
+
+TEST_F(NormCuda, FrozenBatchNormInputGradientMatchesCpu) {
+  const uint64_t seed = 34;
+  Tensor w = randn({4}, seed + 1, {DType::f32}), b = randn({4}, seed + 2, {DType::f32});
+  cpu_vs_cuda(
+      [&](const std::vector<Tensor>& v) {
+        Device d = v[0].device();
+        return batch_norm(v[0], Tensor(), Tensor(), w.to(d), b.to(d), true);
+      },
+      {randn({32, 4, 6, 6}, seed, {DType::f64})}, seed, 2e-4, "frozen batch_norm");
+}
+
+TEST_F(NormCuda, DropoutMaskIdenticalToCpu) {
+  const uint64_t seed = 35;
+  Tensor x = uniform({1000, 37}, 0.5, 2.0, seed, {DType::f32});
+  const auto yc = dropout(x, 0.3, true, seed, 11).to_vector<float>();
+  const auto yg = dropout(x.to(Device::cuda(0)), 0.3, true, seed, 11).to_vector<float>();
+  ASSERT_EQ(yc.size(), yg.size());
+  for (size_t i = 0; i < yc.size(); ++i) ASSERT_EQ(yc[i], yg[i]) << i << " seed " << seed;
+}
+
+}  // namespace
+}  // namespace idem
