@@ -1,0 +1,99 @@
+// CPU fused optimizer update: the reference for cuda/kernels/optim.cu. Contract and formulas:
+// core/kernels/optim.h. Every scalar is converted to the parameter dtype first and the
+// operations are done in the same order as in the CUDA kernel, so the two agree to a few ulps.
+#include "core/kernels/optim.h"
+
+#include <cmath>
+
+namespace idem {
+
+const char* optim_name(OptimKind k) {
+  switch (k) {
+    case OptimKind::sgd:
+      return "SGD";
+    case OptimKind::adam:
+      return "Adam";
+    case OptimKind::adamw:
+      return "AdamW";
+  }
+  return "?";
+}
+
+namespace cpu {
+
+namespace {
+
+template <typename T>
+void sgd_tensor(const OptimTensorDesc& d, const T* grad, const OptimStepParams& p) {
+  T* w = static_cast<T*>(d.param);
+  T* buf = static_cast<T*>(d.m);
+  const T lr = static_cast<T>(p.lr), wd = static_cast<T>(p.weight_decay);
+  const T mom = static_cast<T>(p.momentum), damp = static_cast<T>(1.0 - p.dampening);
+  const bool use_wd = p.weight_decay != 0.0, use_mom = p.momentum != 0.0;
+  for (int64_t i = 0; i < d.numel; ++i) {
+    T g = p.maximize ? -grad[i] : grad[i];
+    if (use_wd) g = g + wd * w[i];
+    if (use_mom) {
+      const T b = p.first_step ? g : mom * buf[i] + damp * g;
+      buf[i] = b;
+      g = p.nesterov ? g + mom * b : b;
+    }
+    w[i] = w[i] - lr * g;
+  }
+}
+
+template <typename T>
+void adam_tensor(const OptimTensorDesc& d, const T* grad, const OptimStepParams& p) {
+  T* w = static_cast<T*>(d.param);
+  T* m = static_cast<T*>(d.m);
+  T* v = static_cast<T*>(d.v);
+  const bool decoupled = p.kind == OptimKind::adamw;
+  const bool use_wd = p.weight_decay != 0.0;
+  const T wd = static_cast<T>(p.weight_decay);
+  const T decay = static_cast<T>(1.0 - p.lr * p.weight_decay);
+  const T w1 = static_cast<T>(1.0 - p.beta1), b2 = static_cast<T>(p.beta2),
+          w2 = static_cast<T>(1.0 - p.beta2);
+  const T step_size = static_cast<T>(p.step_size), bc2 = static_cast<T>(p.bias_correction2_sqrt),
+          eps = static_cast<T>(p.eps);
+  for (int64_t i = 0; i < d.numel; ++i) {
+    T g = p.maximize ? -grad[i] : grad[i];
+    T x = w[i];
+    if (use_wd) {
+      if (decoupled)
+        x = x * decay;
+      else
+        g = g + wd * x;
+    }
+    const T mi = m[i] + w1 * (g - m[i]);
+    const T vi = b2 * v[i] + w2 * (g * g);
+    m[i] = mi;
+    v[i] = vi;
+    const T denom = std::sqrt(vi) / bc2 + eps;
+    w[i] = x - step_size * (mi / denom);
+  }
+}
+
+template <typename T>
+void step_typed(const std::vector<OptimTensorDesc>& table, const std::vector<const void*>& grads,
+                const OptimStepParams& p) {
+  for (size_t t = 0; t < table.size(); ++t) {
+    if (!grads[t]) continue;
+    const T* g = static_cast<const T*>(grads[t]);
+    if (p.kind == OptimKind::sgd)
+      sgd_tensor<T>(table[t], g, p);
+    else
+      adam_tensor<T>(table[t], g, p);
+  }
+}
+
+}  // namespace
+
+void optim_step(const std::vector<OptimTensorDesc>& table, const std::vector<const void*>& grads,
+                DType dtype, const OptimStepParams& p) {
+  IDEM_CHECK(grads.size() == table.size(), "optim_step", "got ", grads.size(),
+             " gradient pointers for ", table.size(), " parameters");
+  IDEM_DISPATCH_FLOAT(dtype, "optim_step", [&] { step_typed<scalar_t>(table, grads, p); });
+}
+
+}  // namespace cpu
+}  // namespace idem
