@@ -1,0 +1,90 @@
+// Module checkpoints in safetensors: the file holds PyTorch-style names, and a model loaded from
+// it reproduces the saved model's outputs bit for bit (CPU, and GPU when present).
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+
+#include "core/kernels/runtime.h"
+#include "layers/activation.h"
+#include "layers/checkpoint.h"
+#include "layers/conv.h"
+#include "layers/linear.h"
+#include "layers/misc.h"
+#include "layers/norm.h"
+
+namespace idem {
+namespace {
+
+std::shared_ptr<Sequential> small_cnn(uint64_t seed, Device device) {
+  Options o{DType::f32, device};
+  auto net = std::make_shared<Sequential>(std::initializer_list<std::shared_ptr<Module>>{
+      std::make_shared<Conv2d>(1, 4, 3, Conv2dOptions{}, o, seed),
+      std::make_shared<BatchNorm2d>(4, BatchNormOptions{}, o), std::make_shared<ReLU>(),
+      std::make_shared<Flatten>(), std::make_shared<Linear>(4 * 6 * 6, 3, true, o, seed + 1)});
+  return net;
+}
+
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() /
+          ("idem_ckpt_" + std::to_string(::getpid()) + "_" + name))
+      .string();
+}
+
+void round_trip(Device device) {
+  auto a = small_cnn(1, device);
+  Tensor x = randn({5, 1, 8, 8}, 7, {DType::f32, device});
+  a->forward(x);  // training mode: moves the BatchNorm running statistics
+  a->eval();
+  const Tensor want = a->forward(x).to(Device::cpu());
+
+  const std::string path = temp_path("cnn.safetensors");
+  save_checkpoint(*a, path);
+  auto b = small_cnn(99, device);  // different initial weights
+  b->eval();
+  load_checkpoint(*b, path);
+  const Tensor got = b->forward(x).to(Device::cpu());
+  ASSERT_EQ(got.shape(), want.shape());
+  EXPECT_EQ(std::memcmp(got.raw_data(), want.raw_data(), want.nbytes()), 0)
+      << "reloaded model's outputs differ";
+
+  // The names are PyTorch's, buffers included.
+  NamedTensors file = load_safetensors(path);
+  std::vector<std::string> names;
+  for (const auto& [n, t] : file) names.push_back(n);
+  for (const char* n : {"0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean",
+                        "1.running_var", "1.num_batches_tracked", "4.weight", "4.bias"})
+    EXPECT_NE(std::find(names.begin(), names.end(), n), names.end()) << n;
+  std::filesystem::remove(path);
+}
+
+TEST(Checkpoint, ReloadedModelReproducesOutputsBitForBit) { round_trip(Device::cpu()); }
+
+TEST(Checkpoint, ReloadedModelReproducesOutputsBitForBitOnGpu) {
+  if (!cuda::available()) GTEST_SKIP() << "no usable GPU";
+  round_trip(Device::cuda(0));
+}
+
+TEST(Checkpoint, MismatchedModelIsAClearErrorAndLeavesWeightsUntouched) {
+  auto a = small_cnn(1, Device::cpu());
+  const std::string path = temp_path("mismatch.safetensors");
+  save_checkpoint(*a, path);
+  Linear other(3, 2);
+  Tensor before = other.weight().clone_data();
+  try {
+    load_checkpoint(other, path);
+    ADD_FAILURE() << "expected idem::Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("load_state_dict"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(std::memcmp(other.weight().raw_data(), before.raw_data(), before.nbytes()), 0);
+  std::filesystem::remove(path);
+  EXPECT_THROW(load_checkpoint(other, temp_path("does_not_exist.safetensors")), Error);
+}
+
+}  // namespace
+}  // namespace idem
