@@ -6,8 +6,12 @@
 // Direct (implicit) convolution, no im2col buffer: the networks idem trains (the fmnist CNN:
 // 1->10 and 10->20 channels, 5x5) have a few channels and a tiny reduction, where a generic
 // GEMM tile would be mostly empty. Every kernel is deterministic (no atomics):
-//  - fwd: one thread per (n, block of OB output channels, p, q); each input tap it loads is
-//    reused for OB channels; weight reads are warp-uniform (broadcast).
+//  - fwd, tiled (when a group's weights and one image's zero-padded input patch fit in 48 KB of
+//    shared memory, as both fmnist layers do): one block per (n, g, chunk of work items) stages
+//    both in shared memory once; a thread accumulates OB output channels x 2 pixels in
+//    registers (one float4 weight load per tap for OB channels).
+//  - fwd, direct (otherwise): one thread per (n, block of OB output channels, p, q); each input
+//    tap it loads is reused for OB channels; weight reads are warp-uniform (broadcast).
 //  - bwd_data: one thread per (n, block of CB input channels, h, w), gathering
 //    dy[n, o, p, q]·w[o, c, r, s] over the taps with p·sh − ph + r·dh = h (and likewise w).
 //  - bwd_weight: two passes. Pass 1: one thread per (chunk of the N·P·Q positions, block of OB
@@ -136,6 +140,127 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int j = 0; j < OB; ++j)
       if (j < nvalid) yo[j * pq] = acc[j];
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// fwd, tiled fast path (taken when a group's weights and one image's input patch fit in 48 KB
+// of shared memory, e.g. the fmnist CNN's 10->20 layer: 20 KB + 5.6 KB). One block per
+// (n, g, chunk of work items); the block stages, once,
+//  - the group's weights transposed to ws[k·OgP + o] (k = (c·R + r)·S + s, o < OgP, zero for
+//    o >= Og), so a thread's OB channels at one tap are contiguous (a float4 when OB % 4 == 0)
+//    and warp-uniform (broadcast);
+//  - the input patch of all Cg channels with the padding materialised as zeros,
+//    xs[(c·Hp + hh)·Wp + ww] = x[n, g·Cg + c, hh − ph, ww − pw], so the tap loop has no bounds
+//    checks.
+// A work item is (channel block ob, pixel block pb): OB channels x PB pixels (pb, pb + n_pb, ...)
+// accumulated in registers; items are numbered ob-major so a warp shares ob (weight broadcast)
+// and its lanes read neighbouring pixels. Each output's sum runs bias, then c, r, s in order,
+// as in conv2d_fwd_direct_kernel; no atomics.
+template <int OB, int PB, int KS>
+__global__ void __launch_bounds__(kThreads)
+    conv2d_fwd_tiled_kernel(float* __restrict__ y, const float* __restrict__ x,
+                            const float* __restrict__ w, const float* __restrict__ bias,
+                            ConvDims d, int n_ob, int OgP, int n_pb, int Hp, int Wp, int chunks) {
+  extern __shared__ float4 conv_smem[];  // float4: 16-byte alignment for the weight loads
+  const int S = KS > 0 ? KS : d.S;
+  const int crs = d.Cg * d.R * S;
+  const int hpwp = Hp * Wp;
+  float* ws = reinterpret_cast<float*>(conv_smem);
+  float* xs = ws + crs * OgP;
+
+  const int chunk = static_cast<int>(blockIdx.x % chunks);
+  const int ng = static_cast<int>(blockIdx.x / chunks);
+  const int g = ng % d.G, n = ng / d.G;
+
+  // Stage the weights: read in global order (coalesced), store transposed.
+  const float* wg = w + static_cast<int64_t>(g) * d.Og * crs;
+  for (int i = threadIdx.x; i < d.Og * crs; i += blockDim.x) {
+    const int o = i / crs, k = i - o * crs;
+    ws[k * OgP + o] = __ldg(wg + i);
+  }
+  const int opad = OgP - d.Og;
+  for (int i = threadIdx.x; i < opad * crs; i += blockDim.x) {
+    const int k = i / opad, o = d.Og + (i - k * opad);
+    ws[k * OgP + o] = 0.f;
+  }
+  // Stage the zero-padded input patch.
+  const int64_t hw = static_cast<int64_t>(d.H) * d.W;
+  const float* xg = x + (static_cast<int64_t>(n) * d.C + static_cast<int64_t>(g) * d.Cg) * hw;
+  for (int i = threadIdx.x; i < d.Cg * hpwp; i += blockDim.x) {
+    const int c = i / hpwp, rem = i - c * hpwp;
+    const int hh = rem / Wp, wc = rem - hh * Wp;
+    const int h = hh - d.ph, wx = wc - d.pw;
+    xs[i] = (h >= 0 && h < d.H && wx >= 0 && wx < d.W)
+                ? __ldg(xg + c * hw + static_cast<int64_t>(h) * d.W + wx)
+                : 0.f;
+  }
+  __syncthreads();
+
+  const int item = chunk * blockDim.x + threadIdx.x;
+  if (item >= n_ob * n_pb) return;  // no barrier follows
+  const int ob = item / n_pb, pb = item - ob * n_pb;
+  const int pq = d.P * d.Q;
+  int xoff[PB];
+  bool valid[PB];
+#pragma unroll
+  for (int i = 0; i < PB; ++i) {
+    const int pix = pb + i * n_pb;
+    valid[i] = pix < pq;
+    const int pc = valid[i] ? pix : 0;  // a missing pixel reads pixel 0's taps, never stored
+    const int p = pc / d.Q, q = pc - p * d.Q;
+    xoff[i] = p * d.sh * Wp + q * d.sw;
+  }
+  float acc[OB][PB];
+#pragma unroll
+  for (int j = 0; j < OB; ++j) {
+    const int o = ob * OB + j;
+    const float b0 = (bias != nullptr && o < d.Og) ? __ldg(bias + g * d.Og + o) : 0.f;
+#pragma unroll
+    for (int i = 0; i < PB; ++i) acc[j][i] = b0;
+  }
+
+  const float* wk = ws + ob * OB;
+  const int row_step = d.dh * Wp;
+  for (int c = 0; c < d.Cg; ++c) {
+    const float* xr = xs + c * hpwp;
+    for (int r = 0; r < d.R; ++r, xr += row_step) {
+#pragma unroll
+      for (int s = 0; s < S; ++s, wk += OgP) {
+        float wv[OB];
+        if constexpr (OB % 4 == 0) {
+#pragma unroll
+          for (int j = 0; j < OB; j += 4) {
+            const float4 v4 = *reinterpret_cast<const float4*>(wk + j);
+            wv[j] = v4.x;
+            wv[j + 1] = v4.y;
+            wv[j + 2] = v4.z;
+            wv[j + 3] = v4.w;
+          }
+        } else {
+#pragma unroll
+          for (int j = 0; j < OB; ++j) wv[j] = wk[j];
+        }
+        const int so = s * d.dw;
+#pragma unroll
+        for (int i = 0; i < PB; ++i) {
+          const float xv = xr[xoff[i] + so];
+#pragma unroll
+          for (int j = 0; j < OB; ++j) acc[j][i] = fmaf(xv, wv[j], acc[j][i]);
+        }
+      }
+    }
+  }
+
+  const int nvalid = min(OB, d.Og - ob * OB);
+  float* yo = y + (static_cast<int64_t>(n) * d.O + g * d.Og + ob * OB) * pq;
+#pragma unroll
+  for (int i = 0; i < PB; ++i) {
+    if (!valid[i]) continue;
+    const int pix = pb + i * n_pb;
+#pragma unroll
+    for (int j = 0; j < OB; ++j)
+      if (j < nvalid) yo[static_cast<int64_t>(j) * pq + pix] = acc[j][i];
   }
 }
 
@@ -306,8 +431,65 @@ void with_block(int block, F&& f) {
   }
 }
 
+// Register block over channels for the tiled fwd kernel, whose weight tile is padded with zero
+// channels to a multiple of the block: the largest of 8, 4, 2 that pads at most an eighth of
+// the extent (20 -> 4, 10 -> 2, 16 -> 8, 1 -> 1).
+int tiled_channel_block(int extent) {
+  for (int b : {8, 4, 2}) {
+    const int blocks = (extent + b - 1) / b;
+    if (extent >= b && (blocks * b - extent) * 8 <= extent) return b;
+  }
+  return 1;
+}
+
+// The tiled fwd kernel when its shared-memory tile fits in the default 48 KB; false (and
+// nothing launched) otherwise.
+bool hand_fwd_tiled(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias,
+                    const ConvDims& d, cudaStream_t st) {
+  constexpr int kPB = 2;           // pixels per thread
+  constexpr int64_t kMaxSmem = 48 * 1024;
+  const int ob = tiled_channel_block(d.Og);
+  const int n_ob = (d.Og + ob - 1) / ob;
+  const int64_t OgP = static_cast<int64_t>(n_ob) * ob;
+  // The padded rows / columns actually read: (P−1)·sh + (R−1)·dh + 1 <= H + 2·ph.
+  const int64_t Hp = static_cast<int64_t>(d.P - 1) * d.sh + static_cast<int64_t>(d.R - 1) * d.dh + 1;
+  const int64_t Wp = static_cast<int64_t>(d.Q - 1) * d.sw + static_cast<int64_t>(d.S - 1) * d.dw + 1;
+  const int64_t crs = static_cast<int64_t>(d.Cg) * d.R * d.S;
+  const int64_t smem = (crs * OgP + static_cast<int64_t>(d.Cg) * Hp * Wp) * 4;
+  if (smem > kMaxSmem) return false;
+  const int64_t pq = static_cast<int64_t>(d.P) * d.Q;
+  const int64_t n_pb = (pq + kPB - 1) / kPB;
+  const int64_t items = n_ob * n_pb;
+  // Chunks of at most kThreads items per (n, g), balanced, in whole warps.
+  const int64_t chunks = (items + kThreads - 1) / kThreads;
+  const int64_t per = (items + chunks - 1) / chunks;
+  const int threads = static_cast<int>(std::min<int64_t>(kThreads, (per + 31) / 32 * 32));
+  const int64_t blocks = static_cast<int64_t>(d.N) * d.G * chunks;
+  if (blocks > INT_MAX || pq > INT_MAX) return false;
+  const float* b = bias.defined() ? bias.data<float>() : nullptr;
+  auto launch = [&](auto blk, auto ks) {
+    conv2d_fwd_tiled_kernel<decltype(blk)::value, kPB, decltype(ks)::value>
+        <<<static_cast<unsigned>(blocks), threads, static_cast<size_t>(smem), st>>>(
+            y.data<float>(), x.data<float>(), w.data<float>(), b, d, n_ob,
+            static_cast<int>(OgP), static_cast<int>(n_pb), static_cast<int>(Hp),
+            static_cast<int>(Wp), static_cast<int>(chunks));
+  };
+  with_block(ob, [&](auto blk) {
+    // The 5x5 and 3x3 kernels get the tap row unrolled at compile time.
+    if (d.S == 5)
+      launch(blk, std::integral_constant<int, 5>{});
+    else if (d.S == 3)
+      launch(blk, std::integral_constant<int, 3>{});
+    else
+      launch(blk, std::integral_constant<int, 0>{});
+  });
+  IDEM_LAUNCH_CHECK("conv2d");
+  return true;
+}
+
 void hand_fwd(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias,
               const ConvDims& d, cudaStream_t st) {
+  if (hand_fwd_tiled(y, x, w, bias, d, st)) return;
   const int ob = channel_block(d.Og);
   const int n_ob = (d.Og + ob - 1) / ob;
   const int64_t total = static_cast<int64_t>(d.N) * d.G * n_ob * d.P * d.Q;
