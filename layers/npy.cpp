@@ -2,13 +2,8 @@
 // exactly the subset numpy writes (strings, True/False, tuples of integers) and nothing else.
 #include "layers/npy.h"
 
-#include <sys/stat.h>
-
-#include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <limits>
-#include <memory>
 
 #include "layers/safetensors.h"
 
@@ -210,19 +205,6 @@ std::string shape_literal(const Shape& s) {
   return out + ")";
 }
 
-struct FileCloser {
-  void operator()(std::FILE* f) const {
-    if (f) std::fclose(f);
-  }
-};
-
-void read_exact(std::FILE* f, void* dst, size_t n, const std::string& path, const char* what) {
-  if (n == 0) return;
-  const size_t got = std::fread(dst, 1, n, f);
-  if (got != n)
-    bad(path, "unexpected end of file while reading ", what, " (got ", got, " of ", n, " bytes)");
-}
-
 }  // namespace
 
 void save_npy(const std::string& path, const Tensor& t) {
@@ -265,23 +247,19 @@ void save_npy(const std::string& path, const Tensor& t) {
 
 Tensor load_npy(const std::string& path, Device device) {
   check_little_endian("npy");
-  std::unique_ptr<std::FILE, FileCloser> f(std::fopen(path.c_str(), "rb"));
-  if (!f) bad(path, "cannot open: ", std::strerror(errno));
-  struct stat st {};
-  if (::fstat(::fileno(f.get()), &st) != 0) bad(path, "cannot stat: ", std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) bad(path, "not a regular file");
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  InputFile f(path, "npy");
+  const uint64_t size = f.size();
   if (size < 10) bad(path, "file is ", size, " bytes, too short for an .npy header");
 
   unsigned char pre[8];
-  read_exact(f.get(), pre, 8, path, "the magic");
+  f.read_exact(pre, 8, "the magic");
   if (std::memcmp(pre, kMagic, 6) != 0) bad(path, "wrong magic (not an .npy file)");
   const int major = pre[6], minor = pre[7];
   if (!((major == 1 || major == 2 || major == 3) && minor == 0))
     bad(path, "unsupported format version ", major, ".", minor, " (supported: 1.0, 2.0, 3.0)");
   const size_t len_bytes = major == 1 ? 2 : 4;
   unsigned char lb[4] = {0, 0, 0, 0};
-  read_exact(f.get(), lb, len_bytes, path, "the header length");
+  f.read_exact(lb, len_bytes, "the header length");
   const uint64_t hlen = static_cast<uint64_t>(lb[0]) | static_cast<uint64_t>(lb[1]) << 8 |
                         static_cast<uint64_t>(lb[2]) << 16 | static_cast<uint64_t>(lb[3]) << 24;
   const uint64_t preamble = 8 + len_bytes;
@@ -291,7 +269,7 @@ Tensor load_npy(const std::string& path, Device device) {
     bad(path, "header length ", hlen, " exceeds the ", size - preamble,
         " bytes that follow it (truncated file?)");
   std::string text(hlen, '\0');
-  read_exact(f.get(), text.data(), hlen, path, "the header");
+  f.read_exact(text.data(), hlen, "the header");
   if (major < 3)
     for (unsigned char c : text)
       if (c >= 0x80) bad(path, "non-ASCII byte in a version ", major, ".0 header");
@@ -327,7 +305,7 @@ Tensor load_npy(const std::string& path, Device device) {
     bad(path, data - numel * es, " bytes after the array data (the shape ", shape_str(h.shape),
         " of ", h.descr, " needs ", numel * es, ")");
   Tensor t = empty(h.shape, {dtype});
-  read_exact(f.get(), t.raw_data(), numel * es, path, "the array data");
+  f.read_exact(t.raw_data(), numel * es, "the array data");
   return device.is_cpu() ? t : t.to(device);
 }
 

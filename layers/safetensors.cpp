@@ -1,4 +1,5 @@
-// safetensors read/write and the atomic file writer. Format and guarantees: layers/safetensors.h.
+// safetensors read/write, the atomic file writer and the file reader. Format and guarantees:
+// layers/safetensors.h.
 #include "layers/safetensors.h"
 
 #include <fcntl.h>
@@ -104,6 +105,34 @@ void write_file_atomic(const std::string& path, const char* op,
   TempFile tmp(path, op);
   body([&](const void* data, size_t n) { tmp.write(data, n); });
   tmp.commit(path);
+}
+
+InputFile::InputFile(const std::string& path, const char* op) : path_(path), op_(op) {
+  f_ = std::fopen(path.c_str(), "rb");
+  if (!f_) fail(op, path, ": cannot open: ", std::strerror(errno));
+  struct stat st {};
+  if (::fstat(::fileno(f_), &st) != 0) {
+    const int err = errno;
+    std::fclose(f_);
+    fail(op, path, ": cannot stat: ", std::strerror(err));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    std::fclose(f_);
+    fail(op, path, ": not a regular file");
+  }
+  size_ = static_cast<uint64_t>(st.st_size);
+}
+
+InputFile::~InputFile() {
+  std::fclose(f_);
+}
+
+void InputFile::read_exact(void* dst, size_t n, const char* what) {
+  if (n == 0) return;
+  const size_t got = std::fread(dst, 1, n, f_);
+  if (got != n)
+    fail(op_, path_, ": unexpected end of file while reading ", what, " (got ", got, " of ", n,
+         " bytes)");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -294,20 +323,6 @@ Header parse_header(const std::string& text, uint64_t data_size, const std::stri
   return h;
 }
 
-// Reads exactly n bytes or throws.
-void read_exact(std::FILE* f, void* dst, size_t n, const std::string& path, const char* what) {
-  if (n == 0) return;
-  const size_t got = std::fread(dst, 1, n, f);
-  if (got != n)
-    bad(path, "unexpected end of file while reading ", what, " (got ", got, " of ", n, " bytes)");
-}
-
-struct FileCloser {
-  void operator()(std::FILE* f) const {
-    if (f) std::fclose(f);
-  }
-};
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -372,16 +387,12 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
 
 SafetensorsContents read_safetensors(const std::string& path, Device device) {
   check_little_endian("safetensors");
-  std::unique_ptr<std::FILE, FileCloser> f(std::fopen(path.c_str(), "rb"));
-  if (!f) bad(path, "cannot open: ", std::strerror(errno));
-  struct stat st {};
-  if (::fstat(::fileno(f.get()), &st) != 0) bad(path, "cannot stat: ", std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) bad(path, "not a regular file");
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  InputFile f(path, "safetensors");
+  const uint64_t size = f.size();
   if (size < 8) bad(path, "file is ", size, " bytes, too short for the 8-byte header length");
 
   unsigned char len[8];
-  read_exact(f.get(), len, 8, path, "the header length");
+  f.read_exact(len, 8, "the header length");
   uint64_t n = 0;
   for (int k = 7; k >= 0; --k) n = (n << 8) | len[k];
   if (n > kSafetensorsMaxHeader)
@@ -390,7 +401,7 @@ SafetensorsContents read_safetensors(const std::string& path, Device device) {
     bad(path, "header length ", n, " exceeds the ", size - 8,
         " bytes that follow it in the file (truncated or not a safetensors file)");
   std::string text(n, '\0');
-  read_exact(f.get(), text.data(), n, path, "the header");
+  f.read_exact(text.data(), n, "the header");
   const Header h = parse_header(text, size - 8 - n, path);
 
   SafetensorsContents out;
@@ -398,8 +409,7 @@ SafetensorsContents read_safetensors(const std::string& path, Device device) {
   out.tensors.reserve(h.entries.size());
   for (const Entry& e : h.entries) {
     Tensor t = empty(e.shape, {e.dtype});
-    read_exact(f.get(), t.raw_data(), e.end - e.begin, path,
-               ("tensor " + json::quote(e.name)).c_str());
+    f.read_exact(t.raw_data(), e.end - e.begin, ("tensor " + json::quote(e.name)).c_str());
     out.tensors.emplace_back(e.name, device.is_cpu() ? t : t.to(device));
   }
   return out;

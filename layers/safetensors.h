@@ -12,6 +12,8 @@
 // Supported dtypes: F32, F64, I32, I64, U8 (idem's dtypes).
 #pragma once
 #include <cstddef>
+#include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <string>
 #include <utility>
@@ -52,5 +54,25 @@ void write_file_atomic(const std::string& path, const char* op,
                        const std::function<void(const ByteSink&)>& body);
 // Throws idem::Error naming `op` unless the host is little-endian (the file formats are).
 void check_little_endian(const char* op);
+
+// A regular file opened for reading. Errors are idem::Error "[op] <path>: ...".
+class InputFile {
+ public:
+  // Opens `path` and rejects anything that is not a regular file.
+  InputFile(const std::string& path, const char* op);
+  ~InputFile();
+  InputFile(const InputFile&) = delete;
+  InputFile& operator=(const InputFile&) = delete;
+
+  uint64_t size() const { return size_; }
+  // Reads exactly n bytes (naming `what` in the error when the file ends first).
+  void read_exact(void* dst, size_t n, const char* what);
+
+ private:
+  std::string path_;
+  const char* op_;
+  std::FILE* f_ = nullptr;
+  uint64_t size_ = 0;
+};
 
 }  // namespace idem

@@ -5,64 +5,53 @@
 
 #include "autograd/functions.h"
 #include "core/ops/reduce.h"
+#include "tests/test_util.h"
 
 namespace idem {
 namespace {
 
-std::vector<double> vals(const Tensor& t) { return t.to_vector<double>(); }
-
-void expect_near_all(const std::vector<double>& got, const std::vector<double>& want,
-                     double tol = 1e-6) {
-  ASSERT_EQ(got.size(), want.size());
-  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], tol) << "element " << i;
-}
-
-template <typename F>
-void expect_error(F&& f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "expected idem::Error containing '" << needle << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
-}
+using testing::expect_error;
+using testing::expect_near_all;
+using testing::vals;
 
 TEST(Unary, HandComputedValues) {
   Tensor x = from_vector<double>({-1.0, 0.5, 2.0}, {3});
-  expect_near_all(vals(neg(x)), {1.0, -0.5, -2.0});
-  expect_near_all(vals(exp(x)), {std::exp(-1.0), std::exp(0.5), std::exp(2.0)});
-  expect_near_all(vals(abs(x)), {1.0, 0.5, 2.0});
-  expect_near_all(vals(relu(x)), {0.0, 0.5, 2.0});
-  expect_near_all(vals(leaky_relu(x, 0.1)), {-0.1, 0.5, 2.0});
-  expect_near_all(vals(sigmoid(x)), {1 / (1 + std::exp(1.0)), 1 / (1 + std::exp(-0.5)),
-                                     1 / (1 + std::exp(-2.0))});
-  expect_near_all(vals(tanh(x)), {std::tanh(-1.0), std::tanh(0.5), std::tanh(2.0)});
+  expect_near_all(vals(neg(x)), {1.0, -0.5, -2.0}, 1e-6);
+  expect_near_all(vals(exp(x)), {std::exp(-1.0), std::exp(0.5), std::exp(2.0)}, 1e-6);
+  expect_near_all(vals(abs(x)), {1.0, 0.5, 2.0}, 1e-6);
+  expect_near_all(vals(relu(x)), {0.0, 0.5, 2.0}, 1e-6);
+  expect_near_all(vals(leaky_relu(x, 0.1)), {-0.1, 0.5, 2.0}, 1e-6);
+  expect_near_all(vals(sigmoid(x)),
+                  {1 / (1 + std::exp(1.0)), 1 / (1 + std::exp(-0.5)), 1 / (1 + std::exp(-2.0))},
+                  1e-6);
+  expect_near_all(vals(tanh(x)), {std::tanh(-1.0), std::tanh(0.5), std::tanh(2.0)}, 1e-6);
   // gelu(x) = x Φ(x): gelu(-1) = -0.158655..., gelu(2) = 1.954499...
-  expect_near_all(vals(gelu(x)), {-0.15865525393145707, 0.34573123063700656, 1.9544997361036416});
-  expect_near_all(vals(square(x)), {1.0, 0.25, 4.0});
+  expect_near_all(vals(gelu(x)), {-0.15865525393145707, 0.34573123063700656, 1.9544997361036416},
+                  1e-6);
+  expect_near_all(vals(square(x)), {1.0, 0.25, 4.0}, 1e-6);
   Tensor p = from_vector<double>({0.25, 4.0}, {2});
-  expect_near_all(vals(sqrt(p)), {0.5, 2.0});
-  expect_near_all(vals(log(p)), {std::log(0.25), std::log(4.0)});
-  expect_near_all(vals(pow(p, 0.5)), {0.5, 2.0});
-  expect_near_all(vals(2.0 / p), {8.0, 0.5});
-  expect_near_all(vals(1.0 - p), {0.75, -3.0});
-  expect_near_all(vals(p * 3.0 + 1.0), {1.75, 13.0});
+  expect_near_all(vals(sqrt(p)), {0.5, 2.0}, 1e-6);
+  expect_near_all(vals(log(p)), {std::log(0.25), std::log(4.0)}, 1e-6);
+  expect_near_all(vals(pow(p, 0.5)), {0.5, 2.0}, 1e-6);
+  expect_near_all(vals(2.0 / p), {8.0, 0.5}, 1e-6);
+  expect_near_all(vals(1.0 - p), {0.75, -3.0}, 1e-6);
+  expect_near_all(vals(p * 3.0 + 1.0), {1.75, 13.0}, 1e-6);
 }
 
 TEST(Binary, BroadcastingLikeNumPy) {
   Tensor a = from_vector<float>({1, 2, 3, 4, 5, 6}, {2, 3});
   Tensor row = from_vector<float>({10, 20, 30}, {3});
   Tensor col = from_vector<float>({100, 200}, {2, 1});
-  expect_near_all(vals(a + row), {11, 22, 33, 14, 25, 36});
-  expect_near_all(vals(a * col), {100, 200, 300, 800, 1000, 1200});
+  expect_near_all(vals(a + row), {11, 22, 33, 14, 25, 36}, 1e-6);
+  expect_near_all(vals(a * col), {100, 200, 300, 800, 1000, 1200}, 1e-6);
   Tensor outer = from_vector<float>({1, 2}, {2, 1}) - from_vector<float>({1, 2, 3}, {1, 3});
   EXPECT_EQ(outer.shape(), (Shape{2, 3}));
-  expect_near_all(vals(outer), {0, -1, -2, 1, 0, -1});
-  expect_near_all(vals(a / scalar_tensor(2.0)), {0.5, 1, 1.5, 2, 2.5, 3});
-  expect_near_all(vals(maximum(a, row / 10.0 + 1.0)), {2, 3, 4, 4, 5, 6});
-  expect_near_all(vals(minimum(a, scalar_tensor(3.0))), {1, 2, 3, 3, 3, 3});
+  expect_near_all(vals(outer), {0, -1, -2, 1, 0, -1}, 1e-6);
+  expect_near_all(vals(a / scalar_tensor(2.0)), {0.5, 1, 1.5, 2, 2.5, 3}, 1e-6);
+  expect_near_all(vals(maximum(a, row / 10.0 + 1.0)), {2, 3, 4, 4, 5, 6}, 1e-6);
+  expect_near_all(vals(minimum(a, scalar_tensor(3.0))), {1, 2, 3, 3, 3, 3}, 1e-6);
   expect_near_all(vals(pow(from_vector<float>({2, 3}, {2}), from_vector<float>({3, 2}, {2}))),
-                  {8, 9});
+                  {8, 9}, 1e-6);
   // Integer arithmetic works where it is exact.
   Tensor i = from_vector<int64_t>({1, 2, 3}, {3});
   EXPECT_EQ((i + i).to_vector<int64_t>(), (std::vector<int64_t>{2, 4, 6}));
@@ -78,29 +67,30 @@ TEST(Binary, ComparisonsAndWhere) {
   EXPECT_EQ(ne(a, b).to_vector<uint8_t>(), (std::vector<uint8_t>{1, 0, 1}));
   EXPECT_EQ(gt(a, b).to_vector<uint8_t>(), (std::vector<uint8_t>{0, 0, 1}));
   EXPECT_EQ(ge(a, b).to_vector<uint8_t>(), (std::vector<uint8_t>{0, 1, 1}));
-  expect_near_all(vals(where(gt(a, b), a, b)), {2, 5, 3});
-  expect_near_all(vals(where(gt(a, b), a, scalar_tensor(0.0))), {0, 0, 3});
+  expect_near_all(vals(where(gt(a, b), a, b)), {2, 5, 3}, 1e-6);
+  expect_near_all(vals(where(gt(a, b), a, scalar_tensor(0.0))), {0, 0, 3}, 1e-6);
 }
 
 TEST(Reduce, HandComputedValues) {
   Tensor x = from_vector<double>({1, 2, 3, 4, 5, 6}, {2, 3});
   EXPECT_DOUBLE_EQ(sum(x).item(), 21.0);
-  expect_near_all(vals(sum(x, {0})), {5, 7, 9});
-  expect_near_all(vals(sum(x, {1})), {6, 15});
+  expect_near_all(vals(sum(x, {0})), {5, 7, 9}, 1e-6);
+  expect_near_all(vals(sum(x, {1})), {6, 15}, 1e-6);
   EXPECT_EQ(sum(x, {1}, true).shape(), (Shape{2, 1}));
   EXPECT_DOUBLE_EQ(mean(x).item(), 3.5);
-  expect_near_all(vals(mean(x, {-1})), {2, 5});
-  expect_near_all(vals(max(x, {0})), {4, 5, 6});
+  expect_near_all(vals(mean(x, {-1})), {2, 5}, 1e-6);
+  expect_near_all(vals(max(x, {0})), {4, 5, 6}, 1e-6);
   EXPECT_DOUBLE_EQ(max(x).item(), 6.0);
   EXPECT_EQ(argmax(from_vector<float>({1, 9, 9, 2}, {2, 2}), 1).to_vector<int64_t>(),
-            (std::vector<int64_t>{1, 0}));  // first maximum wins
-  expect_near_all(vals(var(x, {1})), {1.0, 1.0});          // unbiased
-  expect_near_all(vals(var(x, {1}, 0)), {2.0 / 3, 2.0 / 3});  // population
+            (std::vector<int64_t>{1, 0}));                          // first maximum wins
+  expect_near_all(vals(var(x, {1})), {1.0, 1.0}, 1e-6);             // unbiased
+  expect_near_all(vals(var(x, {1}, 0)), {2.0 / 3, 2.0 / 3}, 1e-6);  // population
   // Non-adjacent dims (BatchNorm's N,H,W of NCHW).
   Tensor y = arange(24, {DType::f64}).view_as_shape({2, 3, 2, 2});
-  expect_near_all(vals(sum(y, {0, 2, 3})), {0 + 1 + 2 + 3 + 12 + 13 + 14 + 15,
-                                            4 + 5 + 6 + 7 + 16 + 17 + 18 + 19,
-                                            8 + 9 + 10 + 11 + 20 + 21 + 22 + 23});
+  expect_near_all(vals(sum(y, {0, 2, 3})),
+                  {0 + 1 + 2 + 3 + 12 + 13 + 14 + 15, 4 + 5 + 6 + 7 + 16 + 17 + 18 + 19,
+                   8 + 9 + 10 + 11 + 20 + 21 + 22 + 23},
+                  1e-6);
   EXPECT_EQ(sum(y, {0, 2, 3}, true).shape(), (Shape{1, 3, 1, 1}));
   // Reducing an empty dim: sum is 0; max is an error.
   EXPECT_EQ(sum(zeros({0, 3}), {0}).to_vector<float>(), (std::vector<float>{0, 0, 0}));

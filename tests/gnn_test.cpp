@@ -8,20 +8,13 @@
 #include <cmath>
 
 #include "core/kernels/runtime.h"
+#include "tests/test_util.h"
 
 namespace idem {
 namespace {
 
-void expect_close(const Tensor& got, const std::vector<double>& want, double tol,
-                  const std::string& what = "") {
-  auto g = got.to_vector<double>();
-  ASSERT_EQ(g.size(), want.size()) << what;
-  for (size_t i = 0; i < g.size(); ++i) EXPECT_NEAR(g[i], want[i], tol) << what << " at " << i;
-}
-
-void set(const Tensor& t, const std::vector<double>& v) {
-  t.copy_(from_vector<double>(v, t.shape()).to(t.dtype()));
-}
+using testing::expect_near_all;
+using testing::set;
 
 // 0 — 1 — 2, both directions.
 Graph path3() {
@@ -47,7 +40,7 @@ TEST(GCNConv, SymmetricNormalizationOnAPath) {
       want.push_back(v + (f == 0 ? 0.5 : -1));
     }
   Graph g = path3();
-  expect_close(conv.forward(x, g), want, 1e-5);
+  expect_near_all(conv.forward(x, g), want, 1e-5);
   // Parameter names as PyG.
   auto np = conv.named_parameters();
   ASSERT_EQ(np.size(), 2u);
@@ -55,15 +48,15 @@ TEST(GCNConv, SymmetricNormalizationOnAPath) {
   EXPECT_EQ(np[1].first, "lin.weight");
   // An existing self loop is kept, not doubled: adding 1→1 explicitly changes nothing.
   Graph g2 = Graph::from_edges(3, {0, 1, 1, 2, 1}, {1, 0, 2, 1, 1});
-  expect_close(conv.forward(x, g2), want, 1e-5);
+  expect_near_all(conv.forward(x, g2), want, 1e-5);
   // Edge weights enter the degrees and the messages.
   Graph gw = path3();
   gw.edge_weight = from_vector<float>({2, 2, 1, 1}, {4});  // 0→1 and 1→0 weigh 2
   // deg = 1+2 = 3, 1+2+1 = 4, 2; out0 = h0/3 + 2 h1/√12, ...
   Tensor yw = conv.forward(x, gw);
-  expect_close(yw.slice0(0, 1),
-               {1.0 / 3 + 2 * 3 / std::sqrt(12.0) + 0.5, 3.0 / 3 + 2 * 7 / std::sqrt(12.0) - 1},
-               1e-5);
+  expect_near_all(yw.slice0(0, 1),
+                  {1.0 / 3 + 2 * 3 / std::sqrt(12.0) + 0.5, 3.0 / 3 + 2 * 7 / std::sqrt(12.0) - 1},
+                  1e-5);
 }
 
 TEST(GCNConv, GradientsReachWeightsAndInputs) {
@@ -89,11 +82,11 @@ TEST(SAGEConv, MeanAggregationPlusRoot) {
   Tensor x = from_vector<float>({1, 2, 3, 5, 7, 11}, {3, 2});
   // mean0 = ((3,5)+(7,11))/2 = (5,8) -> −3; mean1 = (7,11) -> −4; mean2 = 0 -> 0.
   // out = mean·(1,−1) + 0.25 + 2·x[:,0].
-  expect_close(conv.forward(x, g), {-3 + 0.25 + 2, -4 + 0.25 + 6, 0 + 0.25 + 14}, 1e-5);
+  expect_near_all(conv.forward(x, g), {-3 + 0.25 + 2, -4 + 0.25 + 6, 0 + 0.25 + 14}, 1e-5);
   std::vector<std::string> names;
   for (auto& [n, t] : conv.named_parameters()) names.push_back(n);
   EXPECT_EQ(names, (std::vector<std::string>{"lin_l.weight", "lin_l.bias", "lin_r.weight"}));
-  expect_close(mean_aggregate(x, g), {5, 8, 7, 11, 0, 0}, 1e-6);
+  expect_near_all(mean_aggregate(x, g), {5, 8, 7, 11, 0, 0}, 1e-6);
 }
 
 TEST(GMMConv, GaussianKernelsOnTwoEdges) {
@@ -126,7 +119,7 @@ TEST(GMMConv, GaussianKernelsOnTwoEdges) {
   }
   agg /= 2;  // mean over node 2's two in-edges
   const std::vector<double> root = {0.5 * 1 + 0.25 * 2, 0.5 * -1 + 0.25 * 3, 0.5 * 4};
-  expect_close(conv.forward(x, g), {root[0] + 0.1, root[1] + 0.1, root[2] + agg + 0.1}, 1e-5);
+  expect_near_all(conv.forward(x, g), {root[0] + 0.1, root[1] + 0.1, root[2] + agg + 0.1}, 1e-5);
   // The Gaussian weights themselves, edge 0 kernel 0: exp(−½(0.25/1 + 0.25/0.25)).
   Tensor w = conv.edge_weights(g);
   EXPECT_EQ(w.shape(), (Shape{2, 2}));
@@ -151,15 +144,15 @@ TEST(GraphData, BatchingOffsetsNodesAndPools) {
   EXPECT_EQ(ab.edge_index.to_vector<int64_t>(),
             (std::vector<int64_t>{0, 1, 1, 2, 3, 1, 0, 2, 1, 4}));
   EXPECT_EQ(ab.batch.to_vector<int64_t>(), (std::vector<int64_t>{0, 0, 0, 1, 1}));
-  expect_close(GlobalPool(GraphPool::mean).forward(ab.x, ab), {2, 15}, 1e-6);
-  expect_close(GlobalPool(GraphPool::add).forward(ab.x, ab), {6, 30}, 1e-6);
-  expect_close(GlobalPool(GraphPool::max).forward(ab.x, ab), {3, 20}, 1e-6);
+  expect_near_all(GlobalPool(GraphPool::mean).forward(ab.x, ab), {2, 15}, 1e-6);
+  expect_near_all(GlobalPool(GraphPool::add).forward(ab.x, ab), {6, 30}, 1e-6);
+  expect_near_all(GlobalPool(GraphPool::max).forward(ab.x, ab), {3, 20}, 1e-6);
   // A batch of batches keeps sub-graphs apart.
   Graph abb = batch_graphs({ab, b});
   EXPECT_EQ(abb.num_graphs, 3);
   EXPECT_EQ(abb.batch.to_vector<int64_t>(), (std::vector<int64_t>{0, 0, 0, 1, 1, 2, 2}));
   // A single graph pools into one row.
-  expect_close(GlobalPool(GraphPool::mean).forward(a.x, a), {2}, 1e-6);
+  expect_near_all(GlobalPool(GraphPool::mean).forward(a.x, a), {2}, 1e-6);
   // x present in some graphs only.
   Graph c = Graph::from_edges(2, {0}, {1});
   EXPECT_THROW(batch_graphs({a, c}), Error);
@@ -173,7 +166,7 @@ TEST(GraphData, CsrCacheFollowsTheEdgeIndex) {
   EXPECT_EQ(c.perm.to_vector<int64_t>(), (std::vector<int64_t>{0, 2, 1}));
   EXPECT_EQ(c.src_sorted.to_vector<int64_t>(), (std::vector<int64_t>{2, 1, 0}));
   EXPECT_EQ(g.csr().row_ptr.raw_data(), c.row_ptr.raw_data());  // cached
-  expect_close(g.inv_in_degree(DType::f32), {0.5, 1, 1}, 0);
+  expect_near_all(g.inv_in_degree(DType::f32), {0.5, 1, 1}, 0);
   // A new edge_index rebuilds the cache.
   g.edge_index = from_vector<int64_t>({0, 1, 1, 2}, {2, 2});
   EXPECT_EQ(g.csr().row_ptr.to_vector<int64_t>(), (std::vector<int64_t>{0, 0, 1, 2}));
@@ -220,7 +213,7 @@ TEST(GnnCuda, LayersMatchCpu) {
   gcn.to(Device::cuda(0)), sage.to(Device::cuda(0)), gmm.to(Device::cuda(0));
   std::vector<Tensor> gpu = {gcn.forward(xd, gd), sage.forward(xd, gd), gmm.forward(xd, gd)};
   for (size_t i = 0; i < 3; ++i)
-    expect_close(gpu[i], cpu[i].to_vector<double>(), 1e-4, "layer " + std::to_string(i));
+    expect_near_all(gpu[i], cpu[i].to_vector<double>(), 1e-4, "layer " + std::to_string(i));
 }
 
 }  // namespace

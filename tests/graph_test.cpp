@@ -12,24 +12,15 @@
 
 #include "autograd/graph_functions.h"
 #include "core/kernels/runtime.h"
+#include "tests/test_util.h"
 
 namespace idem {
 namespace {
 
+using testing::expect_error;
+
 using DV = std::vector<double>;
 using IV = std::vector<int64_t>;
-
-template <typename F>
-void expect_error(F&& f, const std::string& op, const std::string& part) {
-  try {
-    f();
-    ADD_FAILURE() << "expected idem::Error [" << op << "] containing '" << part << "'";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find("[" + op + "]"), std::string::npos) << msg;
-    EXPECT_NE(msg.find(part), std::string::npos) << msg;
-  }
-}
 
 Tensor idx(const IV& v, Device d = Device::cpu()) {
   return from_vector<int64_t>(v, {static_cast<int64_t>(v.size())}, d);

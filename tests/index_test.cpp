@@ -8,27 +8,16 @@
 #include <string>
 
 #include "autograd/functions.h"
+#include "tests/test_util.h"
 
 namespace idem {
 namespace {
 
+using testing::expect_error;
+using testing::iota;
+
 using DV = std::vector<double>;
 
-template <typename F>
-void expect_error(F&& f, const std::string& op, const std::string& part) {
-  try {
-    f();
-    ADD_FAILURE() << "expected idem::Error [" << op << "] containing '" << part << "'";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find("[" + op + "]"), std::string::npos) << msg;
-    EXPECT_NE(msg.find(part), std::string::npos) << msg;
-  }
-}
-
-Tensor iota(const Shape& s, DType dt = DType::f64) {
-  return arange(numel_of(s), {dt}).view_as_shape(s);
-}
 Tensor idx(const std::vector<int64_t>& v, Shape s = {}) {
   if (s.empty()) s = {static_cast<int64_t>(v.size())};
   return from_vector<int64_t>(v, s);

@@ -11,25 +11,13 @@
 #include "layers/misc.h"
 #include "layers/mlp.h"
 #include "layers/norm.h"
+#include "tests/test_util.h"
 
 namespace idem {
 namespace {
 
-void expect_close(const Tensor& got, const std::vector<double>& want, double tol,
-                  const std::string& what = "") {
-  auto g = got.to_vector<double>();
-  ASSERT_EQ(g.size(), want.size()) << what;
-  for (size_t i = 0; i < g.size(); ++i) EXPECT_NEAR(g[i], want[i], tol) << what << " at " << i;
-}
-
-void expect_close(const Tensor& got, const Tensor& want, double tol, const std::string& what = "") {
-  ASSERT_EQ(got.shape(), want.shape()) << what;
-  expect_close(got, want.to_vector<double>(), tol, what);
-}
-
-void set(const Tensor& t, const std::vector<double>& v) {
-  t.copy_(from_vector<double>(v, t.shape()).to(t.dtype()));
-}
+using testing::expect_near_all;
+using testing::set;
 
 // ---- Linear ----
 
@@ -39,12 +27,12 @@ TEST(Linear, ForwardMatchesHandComputation) {
   set(lin.bias(), {0.5, -2});
   Tensor x = from_vector<float>({1, 0, -1, 2, 1, 4}, {2, 3});
   // row 0: [1-3+0.5, -1-0.5-2]; row 1: [2+2+12+0.5, -2+2-2]
-  expect_close(lin.forward(x), {-1.5, -3.5, 16.5, -2}, 1e-6);
+  expect_near_all(lin.forward(x), {-1.5, -3.5, 16.5, -2}, 1e-6);
   // Leading dims are rows: (2,2,3) gives the same rows as (4,3).
   Tensor x3 = randn({2, 2, 3}, 7);
   Tensor y3 = lin.forward(x3);
   EXPECT_EQ(y3.shape(), (Shape{2, 2, 2}));
-  expect_close(y3.reshape({4, 2}), lin.forward(x3.reshape({4, 3})), 1e-6);
+  expect_near_all(y3.reshape({4, 2}), lin.forward(x3.reshape({4, 3})), 1e-6);
   Linear nb(3, 2, false);
   EXPECT_FALSE(nb.bias().defined());
   EXPECT_THROW(lin.forward(randn({2, 4}, 1)), Error);
@@ -127,21 +115,21 @@ TEST(Init, FansGainsAndDistributions) {
 
 TEST(Activation, ModulesMatchFunctions) {
   Tensor x = randn({4, 5}, 8);
-  expect_close(ReLU().forward(x), relu(x), 0);
-  expect_close(LeakyReLU(0.2).forward(x), leaky_relu(x, 0.2), 0);
-  expect_close(Sigmoid().forward(x), sigmoid(x), 0);
-  expect_close(Tanh().forward(x), tanh(x), 0);
-  expect_close(GELU().forward(x), gelu(x), 0);
+  expect_near_all(ReLU().forward(x), relu(x), 0);
+  expect_near_all(LeakyReLU(0.2).forward(x), leaky_relu(x, 0.2), 0);
+  expect_near_all(Sigmoid().forward(x), sigmoid(x), 0);
+  expect_near_all(Tanh().forward(x), tanh(x), 0);
+  expect_near_all(GELU().forward(x), gelu(x), 0);
   Tensor s = Softmax(1).forward(x);
-  expect_close(sum(s, {1}), std::vector<double>(4, 1.0), 1e-6);
+  expect_near_all(sum(s, {1}), std::vector<double>(4, 1.0), 1e-6);
   // Hand values: leaky_relu(−2) = −0.4, relu(−2) = 0, sigmoid(0) = ½, GELU(1) = Φ(1).
   Tensor h = from_vector<float>({-2, 0, 1}, {3});
-  expect_close(LeakyReLU(0.2).forward(h), {-0.4, 0, 1}, 1e-7);
-  expect_close(Sigmoid().forward(h), {1 / (1 + std::exp(2.0)), 0.5, 1 / (1 + std::exp(-1.0))},
-               1e-6);
-  expect_close(GELU().forward(h),
-               {-2 * 0.5 * std::erfc(2 / std::sqrt(2.0)), 0, 0.5 * std::erfc(-1 / std::sqrt(2.0))},
-               1e-6);
+  expect_near_all(LeakyReLU(0.2).forward(h), {-0.4, 0, 1}, 1e-7);
+  expect_near_all(Sigmoid().forward(h), {1 / (1 + std::exp(2.0)), 0.5, 1 / (1 + std::exp(-1.0))},
+                  1e-6);
+  expect_near_all(
+      GELU().forward(h),
+      {-2 * 0.5 * std::erfc(2 / std::sqrt(2.0)), 0, 0.5 * std::erfc(-1 / std::sqrt(2.0))}, 1e-6);
   EXPECT_EQ(parse_activation("tanh"), Activation::tanh);
   EXPECT_EQ(make_activation(Activation::leaky_relu)->type_name(), "LeakyReLU");
   EXPECT_THROW(parse_activation("swish"), Error);
@@ -164,7 +152,7 @@ TEST(ConvLayer, Conv2dMatchesTheOpAndInitsLikePyTorch) {
   Conv2dParams p;
   p.stride_h = p.stride_w = 2;
   p.pad_h = 1;
-  expect_close(conv.forward(x), conv2d(x, conv.weight(), conv.bias(), p), 1e-6);
+  expect_near_all(conv.forward(x), conv2d(x, conv.weight(), conv.bias(), p), 1e-6);
   EXPECT_EQ(conv.repr(), "Conv2d(2, 3, kernel_size=(3, 2), stride=(2, 2), padding=(1, 0))");
   EXPECT_THROW(conv.forward(randn({2, 3, 7, 6}, 1)), Error);
   Conv2dOptions g;
@@ -178,7 +166,7 @@ TEST(ConvLayer, Conv2dHandComputed) {
   set(conv.weight(), {1, 1, 1, 1});
   set(conv.bias(), {1});
   Tensor x = from_vector<float>({1, 2, 3, 4, 5, 6, 7, 8, 9}, {1, 1, 3, 3});
-  expect_close(conv.forward(x), {13, 17, 25, 29}, 1e-6);
+  expect_near_all(conv.forward(x), {13, 17, 25, 29}, 1e-6);
 }
 
 TEST(ConvLayer, ConvTranspose2dShapesAndOp) {
@@ -191,7 +179,7 @@ TEST(ConvLayer, ConvTranspose2dShapesAndOp) {
   Tensor x = randn({1, 4, 5, 5}, 4);
   Tensor y = deconv.forward(x);
   EXPECT_EQ(y.shape(), (Shape{1, 2, 10, 10}));  // (5−1)·2 − 2 + 3 + 1
-  expect_close(y, conv_transpose2d(x, deconv.weight(), deconv.bias(), deconv.params()), 1e-6);
+  expect_near_all(y, conv_transpose2d(x, deconv.weight(), deconv.bias(), deconv.params()), 1e-6);
   const double bound = 1.0 / std::sqrt(2.0 * 9);  // fan_in from weight dim 1, as PyTorch
   for (double v : deconv.weight().to_vector<double>()) EXPECT_LE(std::abs(v), bound);
 }
@@ -204,10 +192,10 @@ TEST(BatchNormLayer, TrainNormalizesAndUpdatesRunningStatsEvalUsesThem) {
   Tensor x = from_vector<float>({1, 0, 2, 0, 3, 4, 4, 4}, {4, 2});
   Tensor y = bn.forward(x);
   const double s0 = std::sqrt(1.25 + 1e-5), s1 = std::sqrt(4.0 + 1e-5);
-  expect_close(y, {-1.5 / s0, -2 / s1, -0.5 / s0, -2 / s1, 0.5 / s0, 2 / s1, 1.5 / s0, 2 / s1},
-               1e-5);
-  expect_close(bn.running_mean(), {0.25, 0.2}, 1e-6);
-  expect_close(bn.running_var(), {0.9 + 0.1 * 5.0 / 3.0, 0.9 + 0.1 * 16.0 / 3.0}, 1e-6);
+  expect_near_all(y, {-1.5 / s0, -2 / s1, -0.5 / s0, -2 / s1, 0.5 / s0, 2 / s1, 1.5 / s0, 2 / s1},
+                  1e-5);
+  expect_near_all(bn.running_mean(), {0.25, 0.2}, 1e-6);
+  expect_near_all(bn.running_var(), {0.9 + 0.1 * 5.0 / 3.0, 0.9 + 0.1 * 16.0 / 3.0}, 1e-6);
   EXPECT_EQ(bn.num_batches_tracked().item(), 1);
   bn.forward(x);
   EXPECT_EQ(bn.num_batches_tracked().item(), 2);
@@ -219,25 +207,25 @@ TEST(BatchNormLayer, TrainNormalizesAndUpdatesRunningStatsEvalUsesThem) {
   auto rm = bn.running_mean().to_vector<double>(), rv = bn.running_var().to_vector<double>();
   Tensor xe = from_vector<float>({1, 2}, {1, 2});
   Tensor ye = bn.forward(xe);
-  expect_close(
+  expect_near_all(
       ye, {2 * (1 - rm[0]) / std::sqrt(rv[0] + 1e-5), (2 - rm[1]) / std::sqrt(rv[1] + 1e-5) + 1},
       1e-5);
   EXPECT_EQ(bn.running_mean().to_vector<double>(), rm);
   EXPECT_EQ(bn.num_batches_tracked().item(), 2);
   bn.reset_running_stats();
-  expect_close(bn.running_var(), {1, 1}, 0);
+  expect_near_all(bn.running_var(), {1, 1}, 0);
   EXPECT_EQ(bn.num_batches_tracked().item(), 0);
 
   // Batch statistics without touching the buffers (TENT / IT³ "batch" statistics), in eval.
   bn.set_track_running_stats(false);
   set(bn.weight(), {1, 1});
   set(bn.bias(), {0, 0});
-  expect_close(bn.forward(x), y.to_vector<double>(), 1e-5);
-  expect_close(bn.running_mean(), {0, 0}, 0);
+  expect_near_all(bn.forward(x), y.to_vector<double>(), 1e-5);
+  expect_near_all(bn.running_mean(), {0, 0}, 0);
   EXPECT_EQ(bn.num_batches_tracked().item(), 0);
   bn.train();
   bn.forward(x);
-  expect_close(bn.running_mean(), {0, 0}, 0);
+  expect_near_all(bn.running_mean(), {0, 0}, 0);
   EXPECT_EQ(bn.num_batches_tracked().item(), 0);
   auto c = clone_as(bn);
   EXPECT_FALSE(c->tracks_running_stats());
@@ -251,9 +239,9 @@ TEST(BatchNormLayer, TwoDimensionalAndWithoutRunningStats) {
   Tensor x = randn({4, 3, 5, 5}, 11) * 3.0 + 1.0;
   Tensor y = bn.forward(x);
   // Per channel over (N,H,W): mean 0, biased variance ≈ 1.
-  expect_close(mean(y, {0, 2, 3}), std::vector<double>(3, 0.0), 1e-5);
-  expect_close(mean(square(y), {0, 2, 3}), std::vector<double>(3, 1.0), 1e-3);
-  expect_close(bn.running_mean(), mul(mean(x, {0, 2, 3}), 0.1), 1e-5);
+  expect_near_all(mean(y, {0, 2, 3}), std::vector<double>(3, 0.0), 1e-5);
+  expect_near_all(mean(square(y), {0, 2, 3}), std::vector<double>(3, 1.0), 1e-3);
+  expect_near_all(bn.running_mean(), mul(mean(x, {0, 2, 3}), 0.1), 1e-5);
   EXPECT_THROW(bn.forward(randn({4, 3}, 1)), Error);
 
   BatchNormOptions o;
@@ -264,7 +252,7 @@ TEST(BatchNormLayer, TwoDimensionalAndWithoutRunningStats) {
   EXPECT_TRUE(plain.named_parameters().empty());
   plain.eval();  // no running stats: evaluation still uses the batch
   Tensor z = plain.forward(randn({6, 3}, 12));
-  expect_close(mean(z, {0}), std::vector<double>(3, 0.0), 1e-5);
+  expect_near_all(mean(z, {0}), std::vector<double>(3, 0.0), 1e-5);
 }
 
 TEST(LayerNormLayer, HandComputed) {
@@ -273,9 +261,9 @@ TEST(LayerNormLayer, HandComputed) {
   set(ln.bias(), {0, 0, 0, 1});
   Tensor x = from_vector<float>({1, 2, 3, 4, -1, -1, 1, 1}, {2, 4});
   const double s0 = std::sqrt(1.25 + 1e-5), s1 = std::sqrt(1.0 + 1e-5);
-  expect_close(ln.forward(x),
-               {-1.5 / s0, -1.0 / s0, 0.5 / s0, 1.5 / s0 + 1, -1 / s1, -2 / s1, 1 / s1, 1 / s1 + 1},
-               1e-5);
+  expect_near_all(
+      ln.forward(x),
+      {-1.5 / s0, -1.0 / s0, 0.5 / s0, 1.5 / s0 + 1, -1 / s1, -2 / s1, 1 / s1, 1 / s1 + 1}, 1e-5);
   EXPECT_EQ(ln.repr(), "LayerNorm((4,), eps=1e-05, elementwise_affine=True)");
   EXPECT_THROW(ln.forward(randn({2, 5}, 1)), Error);
   LayerNorm ln2(Shape{2, 3});
@@ -287,8 +275,8 @@ TEST(GroupNormLayer, HandComputed) {
   // N=1, C=4, L=2: group 0 = channels 0,1 = {1,3,5,7}, group 1 = {0,0,2,2}.
   Tensor x = from_vector<float>({1, 3, 5, 7, 0, 0, 2, 2}, {1, 4, 2});
   const double s0 = std::sqrt(5.0 + 1e-5), s1 = std::sqrt(1.0 + 1e-5);
-  expect_close(gn.forward(x), {-3 / s0, -1 / s0, 1 / s0, 3 / s0, -1 / s1, -1 / s1, 1 / s1, 1 / s1},
-               1e-5);
+  expect_near_all(gn.forward(x),
+                  {-3 / s0, -1 / s0, 1 / s0, 3 / s0, -1 / s1, -1 / s1, 1 / s1, 1 / s1}, 1e-5);
   EXPECT_THROW(GroupNorm(3, 4), Error);
 }
 
@@ -320,12 +308,12 @@ TEST(DropoutLayer, MasksAreReproducibleAndAdvance) {
 TEST(PoolingLayer, HandComputed) {
   Tensor x =
       from_vector<float>({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}, {1, 1, 4, 4});
-  expect_close(MaxPool2d(2).forward(x), {6, 8, 14, 16}, 0);
-  expect_close(AvgPool2d(2).forward(x), {3.5, 5.5, 11.5, 13.5}, 1e-6);
+  expect_near_all(MaxPool2d(2).forward(x), {6, 8, 14, 16}, 0);
+  expect_near_all(AvgPool2d(2).forward(x), {3.5, 5.5, 11.5, 13.5}, 1e-6);
   Tensor g = AdaptiveAvgPool2d(1).forward(x);
   EXPECT_EQ(g.shape(), (Shape{1, 1, 1, 1}));
-  expect_close(g, {8.5}, 1e-6);
-  expect_close(AdaptiveAvgPool2d(2).forward(x), {3.5, 5.5, 11.5, 13.5}, 1e-6);
+  expect_near_all(g, {8.5}, 1e-6);
+  expect_near_all(AdaptiveAvgPool2d(2).forward(x), {3.5, 5.5, 11.5, 13.5}, 1e-6);
   EXPECT_EQ(MaxPool2d(2).repr(), "MaxPool2d(kernel_size=2, stride=2, padding=0)");
   EXPECT_EQ(Flatten().forward(randn({2, 3, 4, 5}, 1)).shape(), (Shape{2, 60}));
   EXPECT_THROW(MaxPool2d(2, 1, 2), Error);
@@ -335,7 +323,7 @@ TEST(Residual, AddsTheBody) {
   auto lin = std::make_shared<Linear>(3, 3);
   Residual r(lin);
   Tensor x = randn({4, 3}, 5);
-  expect_close(r.forward(x), x + lin->forward(x), 1e-6);
+  expect_near_all(r.forward(x), x + lin->forward(x), 1e-6);
   Residual bad(std::make_shared<Linear>(3, 2));
   EXPECT_THROW(bad.forward(x), Error);
   auto proj = std::make_shared<Linear>(3, 2, false);
@@ -360,7 +348,7 @@ TEST(MLP, StructureAndForward) {
   MLP p({3, 4, 1});
   Tensor x = randn({6, 3}, 2);
   auto lins = p.linears();
-  expect_close(p.forward(x), lins[1]->forward(relu(lins[0]->forward(x))), 1e-6);
+  expect_near_all(p.forward(x), lins[1]->forward(relu(lins[0]->forward(x))), 1e-6);
   EXPECT_THROW(MLP({3}), Error);
   EXPECT_THROW(MLP({3, 0, 1}), Error);
 }

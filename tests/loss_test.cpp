@@ -9,28 +9,13 @@
 
 #include "autograd/nn_functions.h"
 #include "core/kernels/runtime.h"
+#include "tests/test_util.h"
 
 namespace idem {
 namespace {
 
-template <typename F>
-void expect_error(F&& f, const std::string& op, const std::string& part) {
-  try {
-    f();
-    ADD_FAILURE() << "expected idem::Error [" << op << "] containing '" << part << "'";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find("[" + op + "]"), std::string::npos) << msg;
-    EXPECT_NE(msg.find(part), std::string::npos) << msg;
-  }
-}
-
-void expect_values(const Tensor& t, const std::vector<double>& want, double tol,
-                   const std::string& what) {
-  const auto v = t.to_vector<double>();
-  ASSERT_EQ(v.size(), want.size()) << what;
-  for (size_t i = 0; i < v.size(); ++i) EXPECT_NEAR(v[i], want[i], tol) << what << " at " << i;
-}
+using testing::expect_error;
+using testing::expect_near_all;
 
 Tensor vec(const std::vector<double>& v, Shape s) {
   return from_vector<double>(v, std::move(s));
@@ -49,13 +34,13 @@ TEST(Loss, MseL1SmoothL1HandComputed) {
   Tensor pred = vec({1, 2, 3}, {3}), target = vec({1.5, 2, 5}, {3});
   EXPECT_NEAR(mse_loss(pred, target).item(), 4.25 / 3, 1e-15);
   EXPECT_NEAR(mse_loss(pred, target, Reduction::sum).item(), 4.25, 1e-15);
-  expect_values(mse_loss(pred, target, Reduction::none), {0.25, 0, 4}, 1e-15, "mse none");
+  expect_near_all(mse_loss(pred, target, Reduction::none), {0.25, 0, 4}, 1e-15, "mse none");
   EXPECT_NEAR(l1_loss(pred, target).item(), 2.5 / 3, 1e-15);
   EXPECT_NEAR(l1_loss(pred, target, Reduction::sum).item(), 2.5, 1e-15);
-  expect_values(l1_loss(pred, target, Reduction::none), {0.5, 0, 2}, 1e-15, "l1 none");
+  expect_near_all(l1_loss(pred, target, Reduction::none), {0.5, 0, 2}, 1e-15, "l1 none");
   // beta 1: ½·0.25 = 0.125, 0, 2 − ½ = 1.5.
-  expect_values(smooth_l1_loss(pred, target, 1.0, Reduction::none), {0.125, 0, 1.5}, 1e-15,
-                "smooth_l1 none");
+  expect_near_all(smooth_l1_loss(pred, target, 1.0, Reduction::none), {0.125, 0, 1.5}, 1e-15,
+                  "smooth_l1 none");
   EXPECT_NEAR(smooth_l1_loss(pred, target).item(), 1.625 / 3, 1e-15);
   // beta 0.5: |d| = 0.5 is on the linear side: 0.5 − 0.25; 2 − 0.25.
   EXPECT_NEAR(smooth_l1_loss(pred, target, 0.5, Reduction::sum).item(), 2.0, 1e-15);
@@ -70,14 +55,14 @@ TEST(Loss, RegressionGradients) {
   Tensor target = vec({1.5, 2, 5, 0}, {4}).requires_grad_();
   smooth_l1_loss(pred, target, 1.0, Reduction::sum).backward();
   // d/dpred: d/β inside (−0.5, 0, 0.2), sign outside (−1).
-  expect_values(pred.grad(), {-0.5, 0, -1, 0.2}, 1e-15, "smooth_l1 dpred");
-  expect_values(target.grad(), {0.5, 0, 1, -0.2}, 1e-15, "smooth_l1 dtarget");
+  expect_near_all(pred.grad(), {-0.5, 0, -1, 0.2}, 1e-15, "smooth_l1 dpred");
+  expect_near_all(target.grad(), {0.5, 0, 1, -0.2}, 1e-15, "smooth_l1 dtarget");
   pred.zero_grad();
   mse_loss(pred, target).backward();  // 2·d/N
-  expect_values(pred.grad(), {-0.25, 0, -1, 0.1}, 1e-15, "mse dpred");
+  expect_near_all(pred.grad(), {-0.25, 0, -1, 0.1}, 1e-15, "mse dpred");
   pred.zero_grad();
   l1_loss(pred, target, Reduction::sum).backward();  // sign(d), 0 at d = 0 as torch
-  expect_values(pred.grad(), {-1, 0, -1, 1}, 1e-15, "l1 dpred");
+  expect_near_all(pred.grad(), {-1, 0, -1, 1}, 1e-15, "l1 dpred");
 }
 
 // ---- classification losses ----
@@ -85,15 +70,15 @@ TEST(Loss, RegressionGradients) {
 TEST(Loss, CrossEntropyHandComputed) {
   Tensor logits = vec({1, 2, 3, 1, 2, 3}, {2, 3});
   Tensor t = labels({2, 0});
-  expect_values(cross_entropy(logits, t, 0.0, Reduction::none), {-kL2, -kL0}, 1e-14, "ce none");
+  expect_near_all(cross_entropy(logits, t, 0.0, Reduction::none), {-kL2, -kL0}, 1e-14, "ce none");
   EXPECT_NEAR(cross_entropy(logits, t).item(), -(kL2 + kL0) / 2, 1e-14);
   EXPECT_NEAR(cross_entropy(logits, t, 0.0, Reduction::sum).item(), -(kL2 + kL0), 1e-14);
   // Label smoothing 0.1 (torch): 0.9·nll + 0.1·mean_c(−log p_c) = 0.50760596444438.
-  expect_values(cross_entropy(logits.slice0(0, 1), labels({2}), 0.1, Reduction::none),
-                {0.5076059644443804}, 1e-14, "ce smoothing");
+  expect_near_all(cross_entropy(logits.slice0(0, 1), labels({2}), 0.1, Reduction::none),
+                  {0.5076059644443804}, 1e-14, "ce smoothing");
   // nll_loss on log-probabilities picks −log_probs[n, t[n]].
   Tensor lp = vec({-1, -2, -3, -0.5, -0.1, -4}, {2, 3});
-  expect_values(nll_loss(lp, labels({1, 0}), Reduction::none), {2, 0.5}, 0, "nll none");
+  expect_near_all(nll_loss(lp, labels({1, 0}), Reduction::none), {2, 0.5}, 0, "nll none");
   EXPECT_NEAR(nll_loss(lp, labels({1, 0})).item(), 1.25, 1e-15);
   EXPECT_NEAR(nll_loss(lp, labels({1, 0}), Reduction::sum).item(), 2.5, 1e-15);
 }
@@ -101,14 +86,14 @@ TEST(Loss, CrossEntropyHandComputed) {
 TEST(Loss, CrossEntropyStableAndGradientIsSoftmaxMinusOneHot) {
   for (DType dt : {DType::f32, DType::f64}) {
     Tensor big = vec({1000, 1001, 1002, -1000, -1001, -1002}, {2, 3}).to(dt);
-    expect_values(cross_entropy(big, labels({2, 2}), 0.0, Reduction::none), {-kL2, -kL0},
-                  dt == DType::f32 ? 1e-4 : 1e-12, "ce large logits");
+    expect_near_all(cross_entropy(big, labels({2, 2}), 0.0, Reduction::none), {-kL2, -kL0},
+                    dt == DType::f32 ? 1e-4 : 1e-12, "ce large logits");
   }
   Tensor x = vec({1, 2, 3, 1, 2, 3}, {2, 3}).requires_grad_();
   cross_entropy(x, labels({2, 0})).backward();  // mean over 2 rows
   const double p0 = std::exp(kL0), p1 = std::exp(kL1), p2 = std::exp(kL2);
-  expect_values(x.grad(), {p0 / 2, p1 / 2, (p2 - 1) / 2, (p0 - 1) / 2, p1 / 2, p2 / 2}, 1e-15,
-                "ce grad");
+  expect_near_all(x.grad(), {p0 / 2, p1 / 2, (p2 - 1) / 2, (p0 - 1) / 2, p1 / 2, p2 / 2}, 1e-15,
+                  "ce grad");
 }
 
 TEST(Loss, CrossEntropySoft) {
@@ -125,8 +110,8 @@ TEST(Loss, BceWithLogitsHandComputedAndStable) {
   // torch: F.binary_cross_entropy_with_logits([0, 2, −3], [1, 0, 1]) per element
   // = [log 2, log(1+e²), log(1+e³)], mean 1.9562208477255532.
   Tensor x = vec({0, 2, -3}, {3}), t = vec({1, 0, 1}, {3});
-  expect_values(bce_with_logits(x, t, Reduction::none),
-                {0.6931471805599453, 2.1269280110429727, 3.048587351573742}, 1e-14, "bce none");
+  expect_near_all(bce_with_logits(x, t, Reduction::none),
+                  {0.6931471805599453, 2.1269280110429727, 3.048587351573742}, 1e-14, "bce none");
   EXPECT_NEAR(bce_with_logits(x, t).item(), 1.9562208477255532, 1e-14);
   // Extreme logits: no overflow, no log(0).
   for (DType dt : {DType::f32, DType::f64}) {
@@ -146,8 +131,8 @@ TEST(Loss, BceWithLogitsGradientAtZero) {
   Tensor t = vec({1, 0.25, 1}, {3}).requires_grad_();
   bce_with_logits(x, t, Reduction::sum).backward();
   const double s2 = 1 / (1 + std::exp(-2.0)), s3 = 1 / (1 + std::exp(3.0));
-  expect_values(x.grad(), {-0.5, s2 - 0.25, s3 - 1}, 1e-15, "bce dx");
-  expect_values(t.grad(), {0, -2, 3}, 1e-15, "bce dt");
+  expect_near_all(x.grad(), {-0.5, s2 - 0.25, s3 - 1}, 1e-15, "bce dx");
+  expect_near_all(t.grad(), {0, -2, 3}, 1e-15, "bce dt");
 }
 
 // ---- divergences ----
@@ -155,15 +140,15 @@ TEST(Loss, BceWithLogitsGradientAtZero) {
 TEST(Loss, KlAndJsHandComputed) {
   Tensor p = vec({0.5, 0.5, 1, 0}, {2, 2}), q = vec({0.25, 0.75, 0.5, 0.5}, {2, 2});
   // KL([.5,.5] ‖ [.25,.75]) = 0.14384103622589042; KL([1,0] ‖ [.5,.5]) = ln 2.
-  expect_values(kl_div(p, q, Reduction::none), {0.14384103622589042, std::log(2.0)}, 1e-15,
-                "kl none");
+  expect_near_all(kl_div(p, q, Reduction::none), {0.14384103622589042, std::log(2.0)}, 1e-15,
+                  "kl none");
   EXPECT_NEAR(kl_div(p, q).item(), (0.14384103622589042 + std::log(2.0)) / 2, 1e-15);
   EXPECT_NEAR(kl_div(p, q, Reduction::sum).item(), 0.14384103622589042 + std::log(2.0), 1e-15);
   // JS([.5,.5], [.25,.75]) = 0.033822075568605205; disjoint supports give ln 2; p = q gives 0.
   Tensor p2 = vec({0.5, 0.5, 1, 0, 0.3, 0.7}, {3, 2});
   Tensor q2 = vec({0.25, 0.75, 0, 1, 0.3, 0.7}, {3, 2});
-  expect_values(js_div(p2, q2, Reduction::none), {0.033822075568605205, std::log(2.0), 0.0}, 1e-15,
-                "js none");
+  expect_near_all(js_div(p2, q2, Reduction::none), {0.033822075568605205, std::log(2.0), 0.0},
+                  1e-15, "js none");
   EXPECT_NEAR(js_div(p2, q2, Reduction::sum).item(), 0.033822075568605205 + std::log(2.0), 1e-15);
   // JS is symmetric, KL is not.
   EXPECT_NEAR(js_div(q2, p2, Reduction::sum).item(), js_div(p2, q2, Reduction::sum).item(), 1e-15);
@@ -178,14 +163,14 @@ TEST(Loss, DivergenceGradientsWithZeroProbabilities) {
   Tensor q = vec({0.5, 0.5, 0.25, 0.75}, {2, 2}).requires_grad_();
   kl_div(p, q, Reduction::sum).backward();
   // dp = log(p/q) + 1 (0 where p = 0), dq = −p/q.
-  expect_values(p.grad(), {std::log(2.0) + 1, 0, std::log(2.0) + 1, std::log(2.0 / 3) + 1}, 1e-15,
-                "kl dp");
-  expect_values(q.grad(), {-2, 0, -2, -2.0 / 3}, 1e-15, "kl dq");
+  expect_near_all(p.grad(), {std::log(2.0) + 1, 0, std::log(2.0) + 1, std::log(2.0 / 3) + 1}, 1e-15,
+                  "kl dp");
+  expect_near_all(q.grad(), {-2, 0, -2, -2.0 / 3}, 1e-15, "kl dq");
   Tensor a = vec({1, 0}, {1, 2}).requires_grad_(), b = vec({0, 1}, {1, 2}).requires_grad_();
   js_div(a, b).backward();
   // dp = ½ log(p/m): ½ log 2 where p = 1, 0 where p = 0.
-  expect_values(a.grad(), {0.5 * std::log(2.0), 0}, 1e-15, "js dp");
-  expect_values(b.grad(), {0, 0.5 * std::log(2.0)}, 1e-15, "js dq");
+  expect_near_all(a.grad(), {0.5 * std::log(2.0), 0}, 1e-15, "js dp");
+  expect_near_all(b.grad(), {0, 0.5 * std::log(2.0)}, 1e-15, "js dq");
 }
 
 // ---- bad input ----

@@ -7,9 +7,12 @@
 #include <string>
 
 #include "autograd/functions.h"
+#include "tests/test_util.h"
 
 namespace idem {
 namespace {
+
+using testing::expect_error;
 
 // A = [[1,2,3],[4,5,6]] (2x3), B = [[7,8],[9,10],[11,12]] (3x2), A·B = [[58,64],[139,154]].
 const std::vector<double> kA = {1, 2, 3, 4, 5, 6};
@@ -17,19 +20,6 @@ const std::vector<double> kAt = {1, 4, 2, 5, 3, 6};  // Aᵀ stored (3x2)
 const std::vector<double> kB = {7, 8, 9, 10, 11, 12};
 const std::vector<double> kBt = {7, 9, 11, 8, 10, 12};  // Bᵀ stored (2x3)
 const std::vector<double> kAB = {58, 64, 139, 154};
-
-// Throws-with-message helper: the message must name the op and contain `part`.
-template <typename F>
-void expect_error(F&& f, const std::string& part) {
-  try {
-    f();
-    ADD_FAILURE() << "expected idem::Error containing '" << part << "'";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find("[matmul]"), std::string::npos) << msg;
-    EXPECT_NE(msg.find(part), std::string::npos) << msg;
-  }
-}
 
 // Naive triple loop in double on the stored layouts.
 std::vector<double> reference(const std::vector<double>& a, const std::vector<double>& b, int64_t M,
@@ -144,18 +134,26 @@ TEST(Matmul, BadInput) {
       [] {
         ops::matmul(zeros({80, 513}), zeros({1, 513}));
       },
-      "shapes (80x513) and (1x513) cannot be multiplied");
-  expect_error([] { matmul(zeros({2, 3}), zeros({2, 3}), true, true); }, "cannot be multiplied");
-  expect_error([] { matmul(zeros({2, 3}), zeros({3, 2}, {DType::f64})); }, "dtype mismatch");
+      "matmul", "shapes (80x513) and (1x513) cannot be multiplied");
+  expect_error(
+      [] {
+        matmul(zeros({2, 3}), zeros({2, 3}), true, true);
+      },
+      "matmul", "cannot be multiplied");
+  expect_error(
+      [] {
+        matmul(zeros({2, 3}), zeros({3, 2}, {DType::f64}));
+      },
+      "matmul", "dtype mismatch");
   expect_error(
       [] {
         matmul(zeros({2, 3}, {DType::i64}), zeros({3, 2}, {DType::i64}));
       },
-      "floating");
-  expect_error([] { matmul(zeros({3}), zeros({3, 2})); }, "2-D or 3-D");
-  expect_error([] { matmul(zeros({2, 2, 3, 1}), zeros({3, 2})); }, "2-D or 3-D");
-  expect_error([] { matmul(zeros({2, 2, 3}), zeros({3, 3, 2})); }, "batch sizes differ");
-  expect_error([] { matmul(Tensor(), zeros({3, 2})); }, "undefined");
+      "matmul", "floating");
+  expect_error([] { matmul(zeros({3}), zeros({3, 2})); }, "matmul", "2-D or 3-D");
+  expect_error([] { matmul(zeros({2, 2, 3, 1}), zeros({3, 2})); }, "matmul", "2-D or 3-D");
+  expect_error([] { matmul(zeros({2, 2, 3}), zeros({3, 3, 2})); }, "matmul", "batch sizes differ");
+  expect_error([] { matmul(Tensor(), zeros({3, 2})); }, "matmul", "undefined");
 }
 
 }  // namespace

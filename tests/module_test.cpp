@@ -11,9 +11,12 @@
 #include "layers/misc.h"
 #include "layers/mlp.h"
 #include "layers/norm.h"
+#include "tests/test_util.h"
 
 namespace idem {
 namespace {
+
+using testing::bit_equal;
 
 // A hand-written model: fc -> bn -> relu -> head, as a user would write one.
 class Net : public Module {
@@ -40,12 +43,6 @@ std::vector<std::string> names(const NamedTensors& nt) {
   std::vector<std::string> out;
   for (const auto& [n, t] : nt) out.push_back(n);
   return out;
-}
-
-bool bit_equal(const Tensor& a, const Tensor& b) {
-  if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
-  Tensor ha = a.to(Device::cpu()), hb = b.to(Device::cpu());
-  return std::memcmp(ha.raw_data(), hb.raw_data(), ha.nbytes()) == 0;
 }
 
 Tensor input(uint64_t seed, int64_t n = 5, int64_t f = 3) {

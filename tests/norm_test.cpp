@@ -12,21 +12,12 @@
 
 #include "autograd/nn_functions.h"
 #include "core/kernels/runtime.h"
+#include "tests/test_util.h"
 
 namespace idem {
 namespace {
 
-template <typename F>
-void expect_error(F&& f, const std::string& op, const std::string& part) {
-  try {
-    f();
-    ADD_FAILURE() << "expected idem::Error [" << op << "] containing '" << part << "'";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find("[" + op + "]"), std::string::npos) << msg;
-    EXPECT_NE(msg.find(part), std::string::npos) << msg;
-  }
-}
+using testing::expect_error;
 
 void expect_close(const Tensor& a, const Tensor& b, double atol, double rtol,
                   const std::string& what) {

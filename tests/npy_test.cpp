@@ -3,55 +3,25 @@
 #include "layers/npy.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <atomic>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <random>
 #include <string>
 
 #include "core/kernels/runtime.h"
+#include "tests/test_util.h"
 
 namespace idem {
 namespace {
 
-namespace fs = std::filesystem;
+using testing::expect_error;
+using testing::raw;
+using testing::read_bytes;
+using testing::TempDir;
+using testing::write_bytes;
 
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() /
-            ("idem_npy_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++) + "_" +
-             std::to_string(std::random_device{}()));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-std::string raw(const Tensor& t) {
-  Tensor h = t.to(Device::cpu());
-  if (h.nbytes() == 0) return {};
-  return std::string(static_cast<const char*>(h.raw_data()), h.nbytes());
+// Expects load_npy(path) to throw an idem::Error that names the op, the file and `part`.
+void expect_load_error(const std::string& path, const std::string& part) {
+  expect_error([&] { load_npy(path); }, "npy", part, path);
 }
 
 // A version 1.0 file: magic, version, u16 length, the header as given, then data.
@@ -70,20 +40,8 @@ std::string npy_v2(const std::string& header, const std::string& data, int major
   return s + header + data;
 }
 
-void expect_load_error(const std::string& path, const std::string& part) {
-  try {
-    load_npy(path);
-    ADD_FAILURE() << "expected an error containing '" << part << "'";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find("[npy]"), std::string::npos) << msg;
-    EXPECT_NE(msg.find(path), std::string::npos) << msg;
-    EXPECT_NE(msg.find(part), std::string::npos) << msg;
-  }
-}
-
 TEST(Npy, WritesWhatNumpyWrites) {
-  TempDir dir;
+  TempDir dir("idem_npy_test");
   const std::string path = dir.file("a.npy");
   Tensor t = from_vector<float>({0, 1, 2, 3, 4, 5}, {2, 3});
   save_npy(path, t);
@@ -109,7 +67,7 @@ TEST(Npy, WritesWhatNumpyWrites) {
 }
 
 TEST(Npy, RoundTripsEveryDtypeAndRank) {
-  TempDir dir;
+  TempDir dir("idem_npy_test");
   const std::string path = dir.file("rt.npy");
   const std::vector<Tensor> cases = {randn({2, 3, 4}, 3, {DType::f32}),
                                      randn({7}, 4, {DType::f64}),
@@ -132,7 +90,7 @@ TEST(Npy, RoundTripsEveryDtypeAndRank) {
 }
 
 TEST(Npy, ReadsOtherWritersHeaders) {
-  TempDir dir;
+  TempDir dir("idem_npy_test");
   const std::string path = dir.file("o.npy");
   double v[3] = {1.0, -2.0, 0.5};
   const std::string data(reinterpret_cast<const char*>(v), sizeof(v));
@@ -161,7 +119,7 @@ TEST(Npy, ReadsOtherWritersHeaders) {
 }
 
 TEST(Npy, HostileFilesRaiseClearErrors) {
-  TempDir dir;
+  TempDir dir("idem_npy_test");
   const std::string path = dir.file("bad.npy");
   const std::string f4x2(8, 'x');
   auto hdr = [](const std::string& descr, const std::string& fortran, const std::string& shape) {
@@ -218,7 +176,7 @@ TEST(Npy, HostileFilesRaiseClearErrors) {
 }
 
 TEST(Npy, EveryTruncationIsAnError) {
-  TempDir dir;
+  TempDir dir("idem_npy_test");
   const std::string good = dir.file("g.npy"), path = dir.file("t.npy");
   save_npy(good, randn({3, 4}, 9, {DType::f64}));
   const std::string bytes = read_bytes(good);
@@ -231,7 +189,7 @@ TEST(Npy, EveryTruncationIsAnError) {
 
 TEST(Npy, CudaTensors) {
   if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
-  TempDir dir;
+  TempDir dir("idem_npy_test");
   const std::string path = dir.file("gpu.npy");
   Tensor t = randn({5, 7}, 12, {DType::f32});
   save_npy(path, t.to(Device::cuda()));

@@ -12,23 +12,15 @@
 #include "autograd/node.h"
 #include "core/kernels/runtime.h"
 #include "layers/lr_schedule.h"
+#include "tests/test_util.h"
 
 namespace idem {
 namespace {
 
-using DV = std::vector<double>;
+using testing::expect_error;
+using testing::expect_near_all;
 
-template <typename F>
-void expect_error(F&& f, const std::string& op, const std::string& part) {
-  try {
-    f();
-    ADD_FAILURE() << "expected idem::Error [" << op << "] containing '" << part << "'";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find("[" + op + "]"), std::string::npos) << msg;
-    EXPECT_NE(msg.find(part), std::string::npos) << msg;
-  }
-}
+using DV = std::vector<double>;
 
 Tensor param(const DV& v, DType dt = DType::f64, Device dev = Device::cpu()) {
   Tensor t = from_vector<double>(v, {static_cast<int64_t>(v.size())}).to(dt).to(dev);
@@ -44,12 +36,6 @@ void set_grad(const Tensor& p, const DV& g) {
   set_grad(p, from_vector<double>(g, p.shape()).to(p.dtype()).to(p.device()));
 }
 
-void expect_near(const Tensor& t, const DV& want, double tol) {
-  const DV got = t.to_vector<double>();
-  ASSERT_EQ(got.size(), want.size());
-  for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], tol) << "element " << i;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Adam / AdamW
 
@@ -60,9 +46,9 @@ TEST(Optim, AdamOneAndTwoStepsByHand) {
   // m̂ = m / 0.1 = g, v̂ = v / 0.001 = g², so p -= 0.1 · g / (|g| + 1e-8) ≈ 0.1 · sign(g).
   set_grad(p, {0.5, -1.0});
   opt.step();
-  expect_near(opt.exp_avg(0), {0.05, -0.1}, 1e-15);
-  expect_near(opt.exp_avg_sq(0), {2.5e-4, 1e-3}, 1e-18);
-  expect_near(p, {1.0 - 0.1 * 0.5 / (0.5 + 1e-8), -2.0 + 0.1 * 1.0 / (1.0 + 1e-8)}, 1e-14);
+  expect_near_all(opt.exp_avg(0), {0.05, -0.1}, 1e-15);
+  expect_near_all(opt.exp_avg_sq(0), {2.5e-4, 1e-3}, 1e-18);
+  expect_near_all(p, {1.0 - 0.1 * 0.5 / (0.5 + 1e-8), -2.0 + 0.1 * 1.0 / (1.0 + 1e-8)}, 1e-14);
   EXPECT_NEAR(p.at({0}), 0.900000002, 1e-12);
   EXPECT_EQ(opt.step_count(0), 1);
   // Step 2, g = (0.25, 0.5): m = 0.9 m + 0.1 g = (0.07, -0.04);
@@ -70,13 +56,13 @@ TEST(Optim, AdamOneAndTwoStepsByHand) {
   // p -= 0.1/0.19 · m / (sqrt(v)/sqrt(0.001999) + 1e-8).
   set_grad(p, {0.25, 0.5});
   opt.step();
-  expect_near(opt.exp_avg(0), {0.07, -0.04}, 1e-15);
-  expect_near(opt.exp_avg_sq(0), {3.1225e-4, 1.249e-3}, 1e-17);
+  expect_near_all(opt.exp_avg(0), {0.07, -0.04}, 1e-15);
+  expect_near_all(opt.exp_avg_sq(0), {3.1225e-4, 1.249e-3}, 1e-17);
   const double bc2 = std::sqrt(0.001999);
-  expect_near(p,
-              {0.900000002 - 0.1 / 0.19 * 0.07 / (std::sqrt(3.1225e-4) / bc2 + 1e-8),
-               -1.900000001 + 0.1 / 0.19 * 0.04 / (std::sqrt(1.249e-3) / bc2 + 1e-8)},
-              1e-12);
+  expect_near_all(p,
+                  {0.900000002 - 0.1 / 0.19 * 0.07 / (std::sqrt(3.1225e-4) / bc2 + 1e-8),
+                   -1.900000001 + 0.1 / 0.19 * 0.04 / (std::sqrt(1.249e-3) / bc2 + 1e-8)},
+                  1e-12);
   EXPECT_NEAR(p.at({0}), 0.8067820404774624, 1e-12);
   EXPECT_NEAR(p.at({1}), -1.873366297370903, 1e-12);
 }
@@ -92,7 +78,7 @@ TEST(Optim, AdamF32MatchesF64) {
     a.step();
     b.step();
   }
-  expect_near(p32, p64.to_vector<double>(), 2e-6);
+  expect_near_all(p32, p64.to_vector<double>(), 2e-6);
 }
 
 TEST(Optim, AdamCoupledWeightDecayAndAdamWDecoupled) {
@@ -102,16 +88,16 @@ TEST(Optim, AdamCoupledWeightDecayAndAdamWDecoupled) {
   Adam adam({p}, AdamOptions{0.1, 0.9, 0.999, 1e-8, 0.1});
   set_grad(p, {0.5, -1.0});
   adam.step();
-  expect_near(p, {1.0 - 0.1 * 0.6 / (0.6 + 1e-8), -2.0 + 0.1 * 1.2 / (1.2 + 1e-8)}, 1e-14);
-  expect_near(adam.exp_avg(0), {0.06, -0.12}, 1e-15);
+  expect_near_all(p, {1.0 - 0.1 * 0.6 / (0.6 + 1e-8), -2.0 + 0.1 * 1.2 / (1.2 + 1e-8)}, 1e-14);
+  expect_near_all(adam.exp_avg(0), {0.06, -0.12}, 1e-15);
 
   // AdamW: p *= 1 - lr·wd = 0.99 first, then the plain Adam step on g.
   Tensor q = param({1.0, -2.0});
   AdamW adamw({q}, AdamWOptions{0.1, 0.9, 0.999, 1e-8, 0.1});
   set_grad(q, {0.5, -1.0});
   adamw.step();
-  expect_near(q, {0.99 - 0.1 * 0.5 / (0.5 + 1e-8), -1.98 + 0.1 * 1.0 / (1.0 + 1e-8)}, 1e-14);
-  expect_near(adamw.exp_avg(0), {0.05, -0.1}, 1e-15);
+  expect_near_all(q, {0.99 - 0.1 * 0.5 / (0.5 + 1e-8), -1.98 + 0.1 * 1.0 / (1.0 + 1e-8)}, 1e-14);
+  expect_near_all(adamw.exp_avg(0), {0.05, -0.1}, 1e-15);
   // Second AdamW step: decay applies to the current value again.
   set_grad(q, {0.5, -1.0});
   adamw.step();
@@ -139,7 +125,7 @@ TEST(Optim, AdamMaximize) {
   Adam opt({p}, o);
   set_grad(p, {0.5, -1.0});
   opt.step();
-  expect_near(p, {1.0 + 0.1 * 0.5 / (0.5 + 1e-8), -2.0 - 0.1 * 1.0 / (1.0 + 1e-8)}, 1e-14);
+  expect_near_all(p, {1.0 + 0.1 * 0.5 / (0.5 + 1e-8), -2.0 - 0.1 * 1.0 / (1.0 + 1e-8)}, 1e-14);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -150,7 +136,7 @@ TEST(Optim, SgdPlainAndWeightDecay) {
   SGD opt({p}, SGDOptions{0.1});
   set_grad(p, {0.1, -0.2});
   opt.step();
-  expect_near(p, {0.99, 2.02}, 1e-15);
+  expect_near_all(p, {0.99, 2.02}, 1e-15);
   expect_error([&] { opt.momentum_buffer(0); }, "SGD", "momentum is 0");
   EXPECT_FALSE(opt.state_buffer().defined());  // plain SGD keeps no state
 
@@ -162,7 +148,7 @@ TEST(Optim, SgdPlainAndWeightDecay) {
   SGD wd({q}, o);
   set_grad(q, {0.1, -0.2});
   wd.step();
-  expect_near(q, {0.989, 2.018}, 1e-15);
+  expect_near_all(q, {0.989, 2.018}, 1e-15);
 }
 
 TEST(Optim, SgdMomentumTwoSteps) {
@@ -174,13 +160,13 @@ TEST(Optim, SgdMomentumTwoSteps) {
   // Step 1: buf = g (no dampening on the first step); p -= 0.1 buf.
   set_grad(p, {0.1, -0.2});
   opt.step();
-  expect_near(opt.momentum_buffer(0), {0.1, -0.2}, 1e-15);
-  expect_near(p, {0.99, 2.02}, 1e-15);
+  expect_near_all(opt.momentum_buffer(0), {0.1, -0.2}, 1e-15);
+  expect_near_all(p, {0.99, 2.02}, 1e-15);
   // Step 2: buf = 0.9 buf + g = (0.39, -0.08); p -= 0.1 buf.
   set_grad(p, {0.3, 0.1});
   opt.step();
-  expect_near(opt.momentum_buffer(0), {0.39, -0.08}, 1e-15);
-  expect_near(p, {0.951, 2.028}, 1e-15);
+  expect_near_all(opt.momentum_buffer(0), {0.39, -0.08}, 1e-15);
+  expect_near_all(p, {0.951, 2.028}, 1e-15);
 }
 
 TEST(Optim, SgdNesterovTwoSteps) {
@@ -193,11 +179,11 @@ TEST(Optim, SgdNesterovTwoSteps) {
   // Step 1: buf = g; update g + 0.9 buf = 1.9 g = (0.19, -0.38).
   set_grad(p, {0.1, -0.2});
   opt.step();
-  expect_near(p, {0.981, 2.038}, 1e-15);
+  expect_near_all(p, {0.981, 2.038}, 1e-15);
   // Step 2: buf = (0.39, -0.08); update g + 0.9 buf = (0.651, 0.028).
   set_grad(p, {0.3, 0.1});
   opt.step();
-  expect_near(p, {0.981 - 0.0651, 2.038 - 0.0028}, 1e-14);
+  expect_near_all(p, {0.981 - 0.0651, 2.038 - 0.0028}, 1e-14);
 }
 
 TEST(Optim, SgdDampeningAndMaximize) {
@@ -283,7 +269,8 @@ TEST(Optim, ParametersWithoutGradientsAreSkipped) {
   EXPECT_EQ(opt.step_count(1), 1);
   EXPECT_NEAR(b.item(), -1.0 - 0.1 * 2.0 / (2.0 + 1e-8), 1e-14);
   // Same gradient twice: m̂ = g, v̂ = g², so a moved by ≈ 0.1 each time.
-  expect_near(a, {1.0 - 2 * 0.1 * 0.5 / (0.5 + 1e-8), 2.0 - 2 * 0.1 * 0.5 / (0.5 + 1e-8)}, 1e-12);
+  expect_near_all(a, {1.0 - 2 * 0.1 * 0.5 / (0.5 + 1e-8), 2.0 - 2 * 0.1 * 0.5 / (0.5 + 1e-8)},
+                  1e-12);
   // The counts stay one apart (as torch's per-parameter state['step']), so every later step
   // also takes two calls; after a reset they are equal again and one call does.
   opt.step();
@@ -320,7 +307,7 @@ TEST(Optim, WorksWithAutogradGradients) {
     sum(square(sub(p, 3.0))).backward();
     opt.step();
   }
-  expect_near(p, {3.0, 3.0}, 1e-6);
+  expect_near_all(p, {3.0, 3.0}, 1e-6);
 }
 
 TEST(Optim, BadInput) {
@@ -462,20 +449,20 @@ TEST(Clip, GradNorm) {
   EXPECT_EQ(total.dim(), 0);
   EXPECT_NEAR(total.item(), 13.0, 1e-12);
   const double coef = 6.5 / (13.0 + 1e-6);
-  expect_near(a.grad(), {3.0 * coef, 4.0 * coef}, 1e-14);
-  expect_near(b.grad(), {-12.0 * coef}, 1e-14);
+  expect_near_all(a.grad(), {3.0 * coef, 4.0 * coef}, 1e-14);
+  expect_near_all(b.grad(), {-12.0 * coef}, 1e-14);
   EXPECT_FALSE(c.grad().defined());
   // Below the limit: unchanged (the coefficient is clamped to 1), the norm is still returned.
   set_grad(a, {3.0, 4.0});
   set_grad(b, {-12.0});
   EXPECT_NEAR(clip_grad_norm_({a, b}, 100.0).item(), 13.0, 1e-12);
-  expect_near(a.grad(), {3.0, 4.0}, 0.0);
+  expect_near_all(a.grad(), {3.0, 4.0}, 0.0);
   // Infinity norm = max |g| = 12; 1-norm = 19; 3-norm = (27 + 64 + 1728)^(1/3).
   EXPECT_NEAR(clip_grad_norm_({a, b}, 100.0, INFINITY).item(), 12.0, 1e-15);
   EXPECT_NEAR(clip_grad_norm_({a, b}, 100.0, 1.0).item(), 19.0, 1e-12);
   EXPECT_NEAR(clip_grad_norm_({a, b}, 100.0, 3.0).item(), std::cbrt(27.0 + 64.0 + 1728.0), 1e-12);
   clip_grad_norm_({a, b}, 6.0, INFINITY);
-  expect_near(b.grad(), {-12.0 * 6.0 / (12.0 + 1e-6)}, 1e-13);
+  expect_near_all(b.grad(), {-12.0 * 6.0 / (12.0 + 1e-6)}, 1e-13);
   // No gradients at all: norm 0.
   EXPECT_EQ(clip_grad_norm_({c}, 1.0).item(), 0.0);
 }
@@ -496,7 +483,7 @@ TEST(Clip, GradValue) {
   Tensor a = param({0.0, 0.0, 0.0});
   set_grad(a, {-3.0, 0.25, 7.0});
   clip_grad_value_({a}, 0.5);
-  expect_near(a.grad(), {-0.5, 0.25, 0.5}, 0.0);
+  expect_near_all(a.grad(), {-0.5, 0.25, 0.5}, 0.0);
   expect_error([&] { clip_grad_value_({a}, -1.0); }, "clip_grad_value_", "clip_value");
 }
 

@@ -14,41 +14,22 @@
 #include "autograd/functions.h"
 #include "autograd/nn_functions.h"
 #include "core/kernels/runtime.h"
+#include "tests/test_util.h"
 
 namespace idem {
 namespace {
 
-template <typename F>
-void expect_error(F&& f, const std::string& op, const std::string& part) {
-  try {
-    f();
-    ADD_FAILURE() << "expected idem::Error containing '" << part << "'";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find("[" + op + "]"), std::string::npos) << msg;
-    EXPECT_NE(msg.find(part), std::string::npos) << msg;
-  }
-}
-
-void expect_values(const Tensor& t, const std::vector<double>& want, double tol = 1e-12) {
-  const auto got = t.to_vector<double>();
-  ASSERT_EQ(got.size(), want.size());
-  for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], tol) << "element " << i;
-}
-
-Tensor iota(const Shape& s) {
-  std::vector<double> v(numel_of(s));
-  for (size_t i = 0; i < v.size(); ++i) v[i] = static_cast<double>(i);
-  return from_vector<double>(v, s);
-}
+using testing::expect_error;
+using testing::expect_near_all;
+using testing::iota;
 
 TEST(MaxPool2d, HandComputedValuesAndGradient) {
   Tensor x = iota({1, 1, 4, 4});
   x.requires_grad_();
   Tensor y = max_pool2d(x, 2);
-  expect_values(y, {5, 7, 13, 15});
+  expect_near_all(y, {5, 7, 13, 15}, 1e-12);
   sum(y).backward();
-  expect_values(x.grad(), {0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 1, 0, 1});
+  expect_near_all(x.grad(), {0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 1, 0, 1}, 1e-12);
 }
 
 TEST(MaxPool2d, GradientGoesToTheFirstMaximum) {
@@ -56,20 +37,20 @@ TEST(MaxPool2d, GradientGoesToTheFirstMaximum) {
   Tensor x = ones({1, 1, 4, 4}, {DType::f64});
   x.requires_grad_();
   sum(max_pool2d(x, 2)).backward();
-  expect_values(x.grad(), {1, 0, 1, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0});
+  expect_near_all(x.grad(), {1, 0, 1, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0}, 1e-12);
   // Overlapping windows (stride 1) over a constant: every window picks its own first element.
   Tensor z = ones({1, 1, 3, 3}, {DType::f64});
   z.requires_grad_();
   sum(max_pool2d(z, 2, 1)).backward();
-  expect_values(z.grad(), {1, 1, 0, 1, 1, 0, 0, 0, 0});
+  expect_near_all(z.grad(), {1, 1, 0, 1, 1, 0, 0, 0, 0}, 1e-12);
 }
 
 TEST(MaxPool2d, PaddingNeverWins) {
   // All negative: a zero-padded max would return 0 at the border; PyTorch pads with -inf.
   Tensor x = from_vector<double>({-5, -4, -3, -2, -1, -6, -7, -8, -9}, {1, 1, 3, 3});
-  expect_values(max_pool2d(x, 3, 2, 1), {-1, -1, -1, -1});
+  expect_near_all(max_pool2d(x, 3, 2, 1), {-1, -1, -1, -1}, 1e-12);
   Tensor y = max_pool2d(x, 2, 2, 1);  // windows clipped to one to four pixels
-  expect_values(y, {-5, -3, -2, -1});
+  expect_near_all(y, {-5, -3, -2, -1}, 1e-12);
 }
 
 TEST(MaxPool2d, NanPropagates) {
@@ -80,9 +61,10 @@ TEST(MaxPool2d, NanPropagates) {
 TEST(AvgPool2d, CountsPaddingLikePyTorch) {
   // count_include_pad=True: every 3x3 window divides by 9, padding included.
   Tensor x = ones({1, 1, 3, 3}, {DType::f64});
-  expect_values(avg_pool2d(x, 3, 1, 1),
-                {4.0 / 9, 6.0 / 9, 4.0 / 9, 6.0 / 9, 1, 6.0 / 9, 4.0 / 9, 6.0 / 9, 4.0 / 9});
-  expect_values(avg_pool2d(iota({1, 1, 4, 4}), 2), {2.5, 4.5, 10.5, 12.5});
+  expect_near_all(avg_pool2d(x, 3, 1, 1),
+                  {4.0 / 9, 6.0 / 9, 4.0 / 9, 6.0 / 9, 1, 6.0 / 9, 4.0 / 9, 6.0 / 9, 4.0 / 9},
+                  1e-12);
+  expect_near_all(avg_pool2d(iota({1, 1, 4, 4}), 2), {2.5, 4.5, 10.5, 12.5}, 1e-12);
 }
 
 TEST(AvgPool2d, GradientSpreadsOverTheWindow) {
@@ -95,10 +77,10 @@ TEST(AvgPool2d, GradientSpreadsOverTheWindow) {
 TEST(AdaptiveAvgPool2d, UnevenWindows) {
   // H = 5 -> P = 3: windows [0,2), [1,4), [3,5) (start ⌊pH/P⌋, end ⌈(p+1)H/P⌉).
   Tensor x = from_vector<double>({0, 1, 2, 3, 4}, {1, 1, 5, 1});
-  expect_values(adaptive_avg_pool2d(x, 3, 1), {0.5, 2.0, 3.5});
+  expect_near_all(adaptive_avg_pool2d(x, 3, 1), {0.5, 2.0, 3.5}, 1e-12);
   // Upsampling adaptive pooling repeats pixels: H = 2 -> P = 3: windows [0,1), [0,2), [1,2).
   Tensor z = from_vector<double>({2, 4}, {1, 1, 2, 1});
-  expect_values(adaptive_avg_pool2d(z, 3, 1), {2, 3, 4});
+  expect_near_all(adaptive_avg_pool2d(z, 3, 1), {2, 3, 4}, 1e-12);
 }
 
 TEST(GlobalAvgPool2d, IsTheMeanOverThePlane) {
@@ -106,31 +88,32 @@ TEST(GlobalAvgPool2d, IsTheMeanOverThePlane) {
   Tensor g = global_avg_pool2d(x);
   ASSERT_EQ(g.shape(), (Shape{2, 3}));
   const auto want = mean(x, {2, 3}).to_vector<double>();
-  expect_values(g, want, 1e-14);
+  expect_near_all(g, want, 1e-14);
 }
 
 TEST(UpsampleNearest2d, SourcePixels) {
   Tensor x = from_vector<double>({1, 2, 3, 4}, {1, 1, 2, 2});
-  expect_values(upsample_nearest2d(x, 4, 4), {1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4});
+  expect_near_all(upsample_nearest2d(x, 4, 4), {1, 1, 2, 2, 1, 1, 2, 2, 3, 3, 4, 4, 3, 3, 4, 4},
+                  1e-12);
   // in 3 -> out 5: src = ⌊dst·0.6⌋ = 0, 0, 1, 1, 2.
   Tensor r = from_vector<double>({10, 20, 30}, {1, 1, 1, 3});
-  expect_values(upsample_nearest2d(r, 1, 5), {10, 10, 20, 20, 30});
+  expect_near_all(upsample_nearest2d(r, 1, 5), {10, 10, 20, 20, 30}, 1e-12);
   // in 5 -> out 2: src = ⌊dst·2.5⌋ = 0, 2.
   Tensor d = from_vector<double>({1, 2, 3, 4, 5}, {1, 1, 1, 5});
-  expect_values(upsample_nearest2d(d, 1, 2), {1, 3});
+  expect_near_all(upsample_nearest2d(d, 1, 2), {1, 3}, 1e-12);
 }
 
 TEST(UpsampleBilinear2d, SourcePixelsAndAlignCorners) {
   Tensor x = from_vector<double>({0, 1}, {1, 1, 1, 2});
   // align_corners=false: src = 0.5·(dst + 0.5) − 0.5 clamped at 0 -> 0, 0.25, 0.75, 1.
-  expect_values(upsample_bilinear2d(x, 1, 4), {0, 0.25, 0.75, 1});
+  expect_near_all(upsample_bilinear2d(x, 1, 4), {0, 0.25, 0.75, 1}, 1e-12);
   // align_corners=true: src = dst·(in−1)/(out−1) -> 0, 1/3, 2/3, 1.
-  expect_values(upsample_bilinear2d(x, 1, 4, true), {0, 1.0 / 3, 2.0 / 3, 1}, 1e-15);
+  expect_near_all(upsample_bilinear2d(x, 1, 4, true), {0, 1.0 / 3, 2.0 / 3, 1}, 1e-15);
   // 2-D: corners preserved with align_corners, centre is the mean of the four pixels.
   Tensor q = from_vector<double>({1, 2, 3, 4}, {1, 1, 2, 2});
-  expect_values(upsample_bilinear2d(q, 3, 3, true), {1, 1.5, 2, 2, 2.5, 3, 3, 3.5, 4});
+  expect_near_all(upsample_bilinear2d(q, 3, 3, true), {1, 1.5, 2, 2, 2.5, 3, 3, 3.5, 4}, 1e-12);
   // Output of one pixel with align_corners: scale 0, the top-left pixel.
-  expect_values(upsample_bilinear2d(q, 1, 1, true), {1});
+  expect_near_all(upsample_bilinear2d(q, 1, 1, true), {1}, 1e-12);
 }
 
 // For a linear map f, the gradient of <f(x), g> is fᵀg: check <f(x), g> = <x, fᵀg>.

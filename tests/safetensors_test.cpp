@@ -4,54 +4,31 @@
 #include "layers/safetensors.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <limits>
-#include <random>
 #include <string>
 
 #include "core/kernels/runtime.h"
 #include "layers/json.h"
+#include "tests/test_util.h"
 
 namespace idem {
 namespace {
 
+using testing::expect_error;
+using testing::raw;
+using testing::read_bytes;
+using testing::TempDir;
+using testing::write_bytes;
+
 namespace fs = std::filesystem;
 
-// A fresh directory under the system temp dir, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    path_ = fs::temp_directory_path() /
-            ("idem_safetensors_test_" + std::to_string(::getpid()) + "_" +
-             std::to_string(counter++) + "_" + std::to_string(std::random_device{}()));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+// Expects load_safetensors(path) to throw an idem::Error that names the op, the file and `part`.
+void expect_load_error(const std::string& path, const std::string& part) {
+  expect_error([&] { load_safetensors(path); }, "safetensors", part, path);
 }
 
 std::string le64(uint64_t n) {
@@ -64,25 +41,6 @@ std::string le64(uint64_t n) {
 // given).
 std::string st_file(const std::string& header, const std::string& data, int64_t len = -1) {
   return le64(len < 0 ? header.size() : static_cast<uint64_t>(len)) + header + data;
-}
-
-// Expects load_safetensors(path) to throw an idem::Error that names the op, the file and `part`.
-void expect_load_error(const std::string& path, const std::string& part) {
-  try {
-    load_safetensors(path);
-    ADD_FAILURE() << "expected an error containing '" << part << "' for " << path;
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find("[safetensors]"), std::string::npos) << msg;
-    EXPECT_NE(msg.find(path), std::string::npos) << msg;
-    EXPECT_NE(msg.find(part), std::string::npos) << msg;
-  }
-}
-
-std::string raw(const Tensor& t) {
-  Tensor h = t.to(Device::cpu());
-  if (h.nbytes() == 0) return {};
-  return std::string(static_cast<const char*>(h.raw_data()), h.nbytes());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -189,7 +147,7 @@ TEST(Json, DumpRoundTrips) {
 // Layout
 
 TEST(Safetensors, WritesTheExactLayout) {
-  TempDir dir;
+  TempDir dir("idem_safetensors_test");
   const std::string path = dir.file("model.safetensors");
   Tensor w = from_vector<float>({0.5f, -1.0f, 2.0f, 3.25f, -0.0f, 1e-3f}, {2, 3});
   Tensor b = from_vector<int64_t>({-7, 1LL << 40}, {2});
@@ -241,7 +199,7 @@ TEST(Safetensors, WritesTheExactLayout) {
 }
 
 TEST(Safetensors, RoundTripIsBitExact) {
-  TempDir dir;
+  TempDir dir("idem_safetensors_test");
   const std::string path = dir.file("rt.safetensors");
   const float fspecial[] = {
       std::numeric_limits<float>::quiet_NaN(),  std::numeric_limits<float>::infinity(),
@@ -286,7 +244,7 @@ TEST(Safetensors, RoundTripIsBitExact) {
 
 TEST(Safetensors, ReadsTensorsInDataOrderWhateverTheKeyOrder) {
   // Other writers (PyTorch's) order header keys differently from the data; both are legal.
-  TempDir dir;
+  TempDir dir("idem_safetensors_test");
   const std::string path = dir.file("order.safetensors");
   std::string data(12, '\0');
   const float a[2] = {1.0f, 2.0f};
@@ -309,7 +267,7 @@ TEST(Safetensors, ReadsTensorsInDataOrderWhateverTheKeyOrder) {
 }
 
 TEST(Safetensors, BadWritesLeaveTheOldFile) {
-  TempDir dir;
+  TempDir dir("idem_safetensors_test");
   const std::string path = dir.file("keep.safetensors");
   save_safetensors(path, {{"a", ones({2})}});
   const std::string before = read_bytes(path);
@@ -355,7 +313,7 @@ TEST(Safetensors, BadWritesLeaveTheOldFile) {
 const char* kF32x2 = "\"dtype\":\"F32\",\"shape\":[2]";
 
 TEST(Safetensors, HostileFilesRaiseClearErrors) {
-  TempDir dir;
+  TempDir dir("idem_safetensors_test");
   const std::string path = dir.file("bad.safetensors");
   const std::string eight(8, 'x');
   auto one = [](const std::string& name, const std::string& body) {
@@ -452,7 +410,7 @@ TEST(Safetensors, HostileFilesRaiseClearErrors) {
 }
 
 TEST(Safetensors, EveryTruncationAndRandomCorruptionIsAnErrorOrALoad) {
-  TempDir dir;
+  TempDir dir("idem_safetensors_test");
   const std::string good = dir.file("good.safetensors"), path = dir.file("cut.safetensors");
   save_safetensors(good, {{"w", randn({4, 3}, 7, {DType::f32})},
                           {"b", arange(5, {DType::i64})},
@@ -488,7 +446,7 @@ TEST(Safetensors, EveryTruncationAndRandomCorruptionIsAnErrorOrALoad) {
 
 TEST(Safetensors, CudaTensorsAreSavedAndLoadedToADevice) {
   if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
-  TempDir dir;
+  TempDir dir("idem_safetensors_test");
   const std::string path = dir.file("gpu.safetensors");
   Tensor w = randn({17, 3}, 5, {DType::f32});
   save_safetensors(path, {{"w", w.to(Device::cuda())}, {"i", arange(4, {DType::i64})}});

@@ -9,25 +9,16 @@
 #include <string>
 
 #include "autograd/functions.h"
+#include "tests/test_util.h"
 
 namespace idem {
 namespace {
 
+using testing::expect_error;
+
 // softmax([1,2,3]) = e^k / (e + e² + e³).
 const std::vector<double> kSm = {0.09003057317038046, 0.24472847105479767, 0.6652409557748219};
 const std::vector<double> kLsm = {-2.4076059644443806, -1.4076059644443806, -0.4076059644443806};
-
-template <typename F>
-void expect_error(F&& f, const std::string& op, const std::string& part) {
-  try {
-    f();
-    ADD_FAILURE() << "expected idem::Error containing '" << part << "'";
-  } catch (const Error& e) {
-    const std::string msg = e.what();
-    EXPECT_NE(msg.find("[" + op + "]"), std::string::npos) << msg;
-    EXPECT_NE(msg.find(part), std::string::npos) << msg;
-  }
-}
 
 TEST(Softmax, HandComputedValues) {
   Tensor x = from_vector<double>({1, 2, 3}, {3});

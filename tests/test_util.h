@@ -1,0 +1,127 @@
+// Helpers shared by the unit tests (header-only): error-message checks, element-by-element
+// comparisons, and scratch files. One copy here so that every test file checks the same way.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/tensor.h"
+
+namespace idem::testing {
+
+// f() must throw an idem::Error whose message contains `part`.
+template <typename F>
+void expect_error(F&& f, const std::string& part) {
+  try {
+    f();
+    ADD_FAILURE() << "expected idem::Error containing '" << part << "'";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+  }
+}
+
+// f() must throw an idem::Error that names the op ("[op]") and contains `part` (and `also`,
+// when given: e.g. the file a loader was reading).
+template <typename F>
+void expect_error(F&& f, const std::string& op, const std::string& part,
+                  const std::string& also = "") {
+  try {
+    f();
+    ADD_FAILURE() << "expected idem::Error [" << op << "] containing '" << part << "'";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("[" + op + "]"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(part), std::string::npos) << msg;
+    if (!also.empty()) EXPECT_NE(msg.find(also), std::string::npos) << msg;
+  }
+}
+
+inline std::vector<double> vals(const Tensor& t) {
+  return t.to_vector<double>();
+}
+
+// Same length, and |got[i] - want[i]| <= tol for every i.
+inline void expect_near_all(const std::vector<double>& got, const std::vector<double>& want,
+                            double tol, const std::string& what = "") {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < got.size(); ++i)
+    EXPECT_NEAR(got[i], want[i], tol) << what << " element " << i;
+}
+inline void expect_near_all(const Tensor& got, const std::vector<double>& want, double tol,
+                            const std::string& what = "") {
+  expect_near_all(got.to_vector<double>(), want, tol, what);
+}
+inline void expect_near_all(const Tensor& got, const Tensor& want, double tol,
+                            const std::string& what = "") {
+  ASSERT_EQ(got.shape(), want.shape()) << what;
+  expect_near_all(got.to_vector<double>(), want.to_vector<double>(), tol, what);
+}
+
+// Same shape, dtype and bytes (on whatever device each lives).
+inline bool bit_equal(const Tensor& a, const Tensor& b) {
+  if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
+  Tensor ha = a.to(Device::cpu()), hb = b.to(Device::cpu());
+  return std::memcmp(ha.raw_data(), hb.raw_data(), ha.nbytes()) == 0;
+}
+
+// Overwrites t's values (t keeps its dtype and device).
+inline void set(const Tensor& t, const std::vector<double>& v) {
+  t.copy_(from_vector<double>(v, t.shape()).to(t.dtype()));
+}
+
+// 0, 1, 2, ... in row-major order.
+inline Tensor iota(const Shape& s, DType dt = DType::f64) {
+  return arange(numel_of(s), {dt}).view_as_shape(s);
+}
+
+// The tensor's bytes as stored (copied to the host first).
+inline std::string raw(const Tensor& t) {
+  Tensor h = t.to(Device::cpu());
+  if (h.nbytes() == 0) return {};
+  return std::string(static_cast<const char*>(h.raw_data()), h.nbytes());
+}
+
+// A fresh directory under the system temp dir, removed with everything in it.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& prefix) {
+    static std::atomic<int> counter{0};
+    path_ = std::filesystem::temp_directory_path() /
+            (prefix + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++) + "_" +
+             std::to_string(std::random_device{}()));
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+inline std::string read_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+inline void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+}  // namespace idem::testing
