@@ -8,12 +8,18 @@
 //
 // Math mode is plain FP32 (CUBLAS_DEFAULT_MATH: no TF32), so the comparison with the FFMA
 // kernel is like for like.
+//
+// libcublas is loaded with dlopen on the first cuBLAS matmul, not linked: its 540 MB companion
+// libcublasLt runs about a second of static initialisers at every process start, which every
+// test process and CLI call would pay even when cuBLAS is never used.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <dlfcn.h>
 
 #include <algorithm>
 #include <climits>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "core/kernels/matmul.h"
@@ -24,9 +30,53 @@ namespace idem::cuda {
 
 namespace {
 
+// The cuBLAS entry points we use, resolved from the shared library on first use. cublas_v2.h
+// maps the API names to versioned symbols (cublasCreate -> cublasCreate_v2), so the symbol is
+// the macro-expanded name.
+#define IDEM_STRINGIFY2(x) #x
+#define IDEM_STRINGIFY(x) IDEM_STRINGIFY2(x)
+#define IDEM_CUBLAS_FUNCTIONS(X) \
+  X(cublasCreate)                \
+  X(cublasSetMathMode)           \
+  X(cublasSetPointerMode)        \
+  X(cublasSetWorkspace)          \
+  X(cublasSetStream)             \
+  X(cublasSgemm)                 \
+  X(cublasSgemmStridedBatched)   \
+  X(cublasGetStatusName)         \
+  X(cublasGetStatusString)
+
+struct CublasApi {
+#define IDEM_DECLARE(name) decltype(&::name) name = nullptr;
+  IDEM_CUBLAS_FUNCTIONS(IDEM_DECLARE)
+#undef IDEM_DECLARE
+};
+
+const CublasApi& api() {
+  static const CublasApi loaded = [] {
+    const std::string soname = "libcublas.so." + std::to_string(CUBLAS_VER_MAJOR);
+    void* lib = dlopen(soname.c_str(), RTLD_NOW | RTLD_LOCAL);
+#ifdef IDEM_CUDA_LIBRARY_DIR
+    if (!lib) lib = dlopen((std::string(IDEM_CUDA_LIBRARY_DIR) + "/" + soname).c_str(),
+                           RTLD_NOW | RTLD_LOCAL);
+#endif
+    if (!lib)
+      fail("matmul", "cannot load ", soname, " for the cuBLAS path (", dlerror(),
+           "); install cuBLAS or use the hand-written kernels (IDEM_GEMM=hand)");
+    CublasApi a;
+#define IDEM_RESOLVE(name)                                                                  \
+  a.name = reinterpret_cast<decltype(a.name)>(dlsym(lib, IDEM_STRINGIFY(name)));           \
+  if (!a.name) fail("matmul", "symbol ", IDEM_STRINGIFY(name), " not found in ", soname);
+    IDEM_CUBLAS_FUNCTIONS(IDEM_RESOLVE)
+#undef IDEM_RESOLVE
+    return a;  // the library stays loaded for the life of the process
+  }();
+  return loaded;
+}
+
 [[noreturn]] void throw_cublas(const char* call, cublasStatus_t s) {
-  fail("matmul", "cuBLAS error ", cublasGetStatusName(s), " (", cublasGetStatusString(s),
-       ") in ", call);
+  fail("matmul", "cuBLAS error ", api().cublasGetStatusName(s), " (",
+       api().cublasGetStatusString(s), ") in ", call);
 }
 
 #define IDEM_CUBLAS_CHECK(call)                                       \
@@ -50,11 +100,11 @@ cublasHandle_t handle_for(int device) {
   if (device >= static_cast<int>(handles.size())) handles.resize(device + 1, nullptr);
   if (!handles[device]) {
     cublasHandle_t h = nullptr;
-    IDEM_CUBLAS_CHECK(cublasCreate(&h));
-    IDEM_CUBLAS_CHECK(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH));
-    IDEM_CUBLAS_CHECK(cublasSetPointerMode(h, CUBLAS_POINTER_MODE_HOST));
+    IDEM_CUBLAS_CHECK(api().cublasCreate(&h));
+    IDEM_CUBLAS_CHECK(api().cublasSetMathMode(h, CUBLAS_DEFAULT_MATH));
+    IDEM_CUBLAS_CHECK(api().cublasSetPointerMode(h, CUBLAS_POINTER_MODE_HOST));
     void* ws = alloc(kWorkspaceBytes, device);  // owned by the handle for the process lifetime
-    IDEM_CUBLAS_CHECK(cublasSetWorkspace(h, ws, kWorkspaceBytes));
+    IDEM_CUBLAS_CHECK(api().cublasSetWorkspace(h, ws, kWorkspaceBytes));
     handles[device] = h;
   }
   return handles[device];
@@ -70,7 +120,7 @@ void matmul_cublas(const Tensor& c, const Tensor& a, const Tensor& b, const Matm
   const int device = c.device().index;
   set_device(device);
   cublasHandle_t h = handle_for(device);
-  IDEM_CUBLAS_CHECK(cublasSetStream(h, current_stream()));
+  IDEM_CUBLAS_CHECK(api().cublasSetStream(h, current_stream()));
 
   const int M = static_cast<int>(p.M), N = static_cast<int>(p.N), K = static_cast<int>(p.K);
   // Column-major view: first operand is B (N x K after op), second is A (K x M after op).
@@ -87,10 +137,10 @@ void matmul_cublas(const Tensor& c, const Tensor& a, const Tensor& b, const Matm
 
   if (p.batch == 1) {
     IDEM_CUBLAS_CHECK(
-        cublasSgemm(h, op_b, op_a, N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc));
+        api().cublasSgemm(h, op_b, op_a, N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc));
   } else {
     // A batch stride of 0 shares one matrix across the batch; cuBLAS accepts that.
-    IDEM_CUBLAS_CHECK(cublasSgemmStridedBatched(h, op_b, op_a, N, M, K, &alpha, B, ldb,
+    IDEM_CUBLAS_CHECK(api().cublasSgemmStridedBatched(h, op_b, op_a, N, M, K, &alpha, B, ldb,
                                                 p.stride_b, A, lda, p.stride_a, &beta, C, ldc,
                                                 p.stride_c, static_cast<int>(p.batch)));
   }
