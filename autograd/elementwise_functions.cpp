@@ -67,7 +67,11 @@ class BinaryNode : public Node {
           Tensor bm1 = ops::unary(b_, UnaryOp::add_scalar, {-1.0});
           ga = binary(binary(g, b_, BinaryOp::mul), binary(a_, bm1, BinaryOp::pow), BinaryOp::mul);
         }
-        if (wb) gb = binary(binary(g, y_, BinaryOp::mul), ops::unary(a_, UnaryOp::log), BinaryOp::mul);
+        if (wb) {  // where a == 0 the term is 0·(−inf): define it as 0, as PyTorch does
+          Tensor t = binary(binary(g, y_, BinaryOp::mul), ops::unary(a_, UnaryOp::log), BinaryOp::mul);
+          Tensor zero = zeros({}, t.options());
+          gb = ops::where(binary(a_, zero, BinaryOp::eq), zero, t);
+        }
         break;
       case BinaryOp::maximum:  // the larger input takes g (a on ties)
       case BinaryOp::minimum: {

@@ -24,6 +24,14 @@ Tensor accumulate(const Tensor& acc, const Tensor& g) {
   return acc.defined() ? ops::binary(acc, g, BinaryOp::add) : g;
 }
 
+// A leaf's stored gradient must own its memory: backward functions may pass the upstream
+// buffer through unchanged (add, sub, reshape), which would otherwise make x.grad alias the
+// caller's grad_output or another leaf's .grad.
+Tensor accumulate_into_leaf(const Tensor& acc, const Tensor& g, const Tensor& upstream) {
+  if (acc.defined()) return ops::binary(acc, g, BinaryOp::add);
+  return g.same_storage(upstream) ? g.clone_data() : g;
+}
+
 void check_grad(const Node& node, size_t i, const Edge& e, const Tensor& g) {
   IDEM_CHECK(g.shape() == e.shape && g.dtype() == e.dtype, std::string("backward of ") + node.name(),
              "gradient for input ", i, " has ", dtype_name(g.dtype()), " ", shape_str(g.shape()),
@@ -55,7 +63,7 @@ void run_backward(const Tensor& root, const Tensor& grad_output) {
   std::shared_ptr<Node> root_fn = root.grad_fn();
   if (!root_fn) {  // a leaf: its gradient is grad_output itself
     auto& meta = root.impl().autograd;
-    meta->grad = accumulate(meta->grad, g0);
+    meta->grad = accumulate_into_leaf(meta->grad, g0, grad_output.defined() ? g0 : Tensor());
     return;
   }
 
@@ -105,7 +113,7 @@ void run_backward(const Tensor& root, const Tensor& grad_output) {
         if (grads[i].defined()) buffers[e.fn.get()] = accumulate(buffers[e.fn.get()], grads[i]);
         if (--deps[e.fn.get()] == 0) ready.push_back(e.fn.get());
       } else if (grads[i].defined()) {
-        e.leaf->grad = accumulate(e.leaf->grad, grads[i]);
+        e.leaf->grad = accumulate_into_leaf(e.leaf->grad, grads[i], g);
       }
     }
   }

@@ -7,6 +7,10 @@
 namespace idem {
 
 int64_t numel_of(const Shape& s) {
+  // A zero extent makes the product 0 whatever the others are; checking first keeps huge
+  // extents in (hostile) file headers from overflowing the multiplication.
+  for (int64_t d : s)
+    if (d == 0) return 0;
   int64_t n = 1;
   for (int64_t d : s) n *= d;
   return n;

@@ -35,7 +35,7 @@ Storage::~Storage() {
 void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t nbytes) {
   if (nbytes == 0) return;
   if (dst_dev.is_cpu() && src_dev.is_cpu()) {
-    std::memcpy(dst, src, nbytes);
+    std::memmove(dst, src, nbytes);  // views of one storage may overlap
   } else if (dst_dev.is_cuda() && src_dev.is_cpu()) {
     cuda::memcpy(dst, src, nbytes, 0, dst_dev.index);
   } else if (dst_dev.is_cpu() && src_dev.is_cuda()) {

@@ -13,6 +13,7 @@
 #include <cuda_runtime.h>
 
 #include <array>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -76,8 +77,9 @@ CachingAllocator& allocator() {
   return *inst;
 }
 
-bool& poison_flag() {
-  static bool on = [] {
+// Atomic: set_poison_allocations may run while other threads allocate.
+std::atomic<bool>& poison_flag() {
+  static std::atomic<bool> on = [] {
     const char* env = std::getenv("IDEM_POISON_ALLOC");
     return env && std::strcmp(env, "1") == 0;
   }();

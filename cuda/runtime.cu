@@ -165,7 +165,11 @@ void memcpy(void* dst, const void* src, size_t nbytes, int kind, int device) {
                                        : cudaMemcpyDeviceToDevice;
   cudaStream_t s = current_stream();
   IDEM_CUDA_CHECK("cuda memcpy", cudaMemcpyAsync(dst, src, nbytes, k, s));
-  IDEM_CUDA_CHECK("cuda memcpy", cudaStreamSynchronize(s));
+  // Device-to-device copies are ordered with the kernels on the same stream, so the host need
+  // not wait (a wait here would also break CUDA-graph capture of a step that copies, such as
+  // an IT³ reset or BatchNorm's counter). Copies that touch host memory wait, because the
+  // caller may read or free the host buffer as soon as we return.
+  if (k != cudaMemcpyDeviceToDevice) IDEM_CUDA_CHECK("cuda memcpy", cudaStreamSynchronize(s));
 }
 
 void synchronize(int device) {

@@ -145,11 +145,14 @@ void Optimizer::step() {
                "gradient of parameter ", i, " is ", dtype_name(g.dtype()), " ",
                shape_str(g.shape()), " on ", g.device().str(), " but the parameter is ",
                dtype_name(p.dtype()), " ", shape_str(p.shape()), " on ", p.device().str());
-    ++step_counts_[i];
     if (p.numel() == 0) continue;
     grads_[i] = g.raw_data();
     any = true;
   }
+  // Counts change only after every gradient passed the checks above: a failed step leaves
+  // the optimizer exactly as it was.
+  for (size_t i = 0; i < n; ++i)
+    if (params_[i].grad().defined()) ++step_counts_[i];
   if (!any) return;
 
   // Parameters that skipped steps have smaller counts and so other bias corrections: one

@@ -107,3 +107,42 @@ TEST(Autograd, GradientThroughBroadcastSumsBack) {
 
 }  // namespace
 }  // namespace idem
+
+namespace idem {
+namespace {
+
+// Review finding: add/reshape pass the upstream buffer through; stored leaf gradients must
+// still own their memory.
+TEST(Autograd, LeafGradientsNeverAliasTheUpstreamBufferOrEachOther) {
+  Tensor a = ones({2}, {DType::f64}), b = ones({2}, {DType::f64});
+  a.requires_grad_();
+  b.requires_grad_();
+  Tensor g = from_vector<double>({3, 4}, {2});
+  add(a, b).backward(g);
+  EXPECT_FALSE(a.grad().same_storage(g));
+  EXPECT_FALSE(b.grad().same_storage(g));
+  EXPECT_FALSE(a.grad().same_storage(b.grad()));
+  Tensor c = ones({2, 2}, {DType::f64});
+  c.requires_grad_();
+  Tensor gz = ones({4}, {DType::f64});
+  reshape(c, {4}).backward(gz);
+  EXPECT_FALSE(c.grad().same_storage(gz));
+  Tensor d = ones({2}, {DType::f64});
+  d.requires_grad_();
+  d.backward(g);
+  EXPECT_FALSE(d.grad().same_storage(g));
+  EXPECT_EQ(d.grad().to_vector<double>(), (std::vector<double>{3, 4}));
+}
+
+// Review finding: d/db a^b at a = 0 is 0 (PyTorch), not 0·ln 0 = NaN.
+TEST(Autograd, PowExponentGradientIsZeroWhereTheBaseIsZero) {
+  Tensor a = from_vector<double>({0.0, 2.0}, {2});
+  Tensor w = from_vector<double>({2.0, 2.0}, {2});
+  w.requires_grad_();
+  sum(pow(a, w)).backward();
+  EXPECT_EQ(w.grad().at({0}), 0.0);
+  EXPECT_NEAR(w.grad().at({1}), 4.0 * std::log(2.0), 1e-12);
+}
+
+}  // namespace
+}  // namespace idem

@@ -623,3 +623,21 @@ TEST(OptimCuda, ClipGradNormMatchesCpu) {
 
 }  // namespace
 }  // namespace idem
+
+namespace idem {
+namespace {
+
+// Review finding: a step that fails validation must leave the optimizer unchanged.
+TEST(Optim, FailedStepChangesNothing) {
+  Tensor p0 = param({1.0, 2.0}), p1 = param({1.0, 2.0, 3.0});
+  Adam opt({p0, p1}, AdamOptions{0.1});
+  set_grad(p0, {0.5, -1.0});
+  set_grad(p1, from_vector<double>({1.0, 1.0}, {2}));  // wrong shape
+  EXPECT_THROW(opt.step(), Error);
+  EXPECT_EQ(opt.step_count(0), 0);
+  EXPECT_EQ(opt.step_count(1), 0);
+  EXPECT_EQ(p0.to_vector<double>(), (std::vector<double>{1.0, 2.0}));
+}
+
+}  // namespace
+}  // namespace idem

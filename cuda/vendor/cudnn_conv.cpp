@@ -159,18 +159,18 @@ std::map<std::vector<int64_t>, int>& algo_cache() {
   return cache;
 }
 
-// Heuristic candidates: successful, not tensor-op math; deterministic ones first (stable).
+// Heuristic candidates: successful, not tensor-op math, and deterministic (DESIGN 1.4: no
+// run-to-run differences), in cuDNN's order.
 template <typename Perf>
 std::vector<int> rank_candidates(const Perf* perf, int count) {
-  std::vector<int> det, other;
+  std::vector<int> det;
   for (int i = 0; i < count; ++i) {
     const Perf& p = perf[i];
     if (p.status != CUDNN_STATUS_SUCCESS) continue;
     if (p.mathType == CUDNN_TENSOR_OP_MATH || p.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)
       continue;
-    (p.determinism == CUDNN_DETERMINISTIC ? det : other).push_back(static_cast<int>(p.algo));
+    if (p.determinism == CUDNN_DETERMINISTIC) det.push_back(static_cast<int>(p.algo));
   }
-  det.insert(det.end(), other.begin(), other.end());
   return det;
 }
 
@@ -295,7 +295,7 @@ void conv2d_cudnn(ConvDir dir, const Tensor& out, const Tensor& a, const Tensor&
       if (!not_supported(last)) throw_cudnn(op, "cudnnConvolution (heuristic candidate)", last);
     }
     if (algo < 0)
-      fail(op, "cuDNN offers no FP32 (non-tensor-op) algorithm for x (", s.N, "x", s.C, "x", s.H,
+      fail(op, "cuDNN offers no deterministic FP32 (non-tensor-op) algorithm for x (", s.N, "x", s.C, "x", s.H,
            "x", s.W, "), w (", s.O, "x", s.Cg(), "x", s.R, "x", s.S, "): ", cands.size(),
            " candidates, last status ", cudnnGetErrorString(last));
     std::lock_guard<std::mutex> lock(cache_mu());
