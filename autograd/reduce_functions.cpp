@@ -16,8 +16,9 @@ class SumNode : public Node {
     // dx = expand(g) · scale : g (kept dims as 1) -> x's shape
     Tensor gk = g.view_as_shape(ops::keepdim_shape(x_shape_, dims_));
     Tensor dx = ops::expand(gk, x_shape_);
+    // A pass-through of g (sum over nothing) is fine: the engine copies a leaf's first
+    // gradient when it shares the upstream buffer (autograd/engine.cpp).
     if (scale_ != 1.0) dx = ops::unary(dx, UnaryOp::mul_scalar, {scale_});
-    else if (dx.same_storage(g)) dx = dx.clone_data();  // never hand out the upstream buffer
     return {dx};
   }
 
