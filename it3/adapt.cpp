@@ -1,0 +1,490 @@
+#include "it3/adapt.h"
+
+#include <cmath>
+#include <limits>
+#include <set>
+#include <sstream>
+
+#include "autograd/nn_functions.h"
+#include "core/error.h"
+#include "layers/norm.h"
+
+namespace idem::it3 {
+
+// ---- names ----
+
+const char* method_name(Method m) {
+  switch (m) {
+    case Method::none: return "none";
+    case Method::bn: return "bn";
+    case Method::tent: return "tent";
+    case Method::actmad: return "actmad";
+    case Method::it3: return "it3";
+    case Method::it3_online: return "it3-online";
+  }
+  return "?";
+}
+Method parse_method(const std::string& n) {
+  for (Method m : all_methods())
+    if (n == method_name(m)) return m;
+  if (n == "it3_online") return Method::it3_online;
+  fail("it3::Adapter", "unknown method '", n, "' (expected none, bn, tent, actmad, it3, it3-online)");
+}
+const std::vector<Method>& all_methods() {
+  static const std::vector<Method> m{Method::none, Method::bn,  Method::tent,
+                                     Method::actmad, Method::it3, Method::it3_online};
+  return m;
+}
+const char* distance_name(Distance d) {
+  switch (d) {
+    case Distance::l1: return "l1";
+    case Distance::mse: return "mse";
+    case Distance::js: return "js";
+  }
+  return "?";
+}
+Distance parse_distance(const std::string& n) {
+  if (n == "l1") return Distance::l1;
+  if (n == "mse") return Distance::mse;
+  if (n == "js") return Distance::js;
+  fail("it3::Adapter", "unknown distance '", n, "' (expected l1, mse or js)");
+}
+const char* anchor_name(Anchor a) {
+  switch (a) {
+    case Anchor::frozen: return "frozen";
+    case Anchor::ema: return "ema";
+    case Anchor::shared: return "shared";
+  }
+  return "?";
+}
+Anchor parse_anchor(const std::string& n) {
+  if (n == "frozen") return Anchor::frozen;
+  if (n == "ema") return Anchor::ema;
+  if (n == "shared") return Anchor::shared;
+  fail("it3::Adapter", "unknown anchor '", n, "' (expected frozen, ema or shared)");
+}
+const char* bn_mode_name(BnMode b) { return b == BnMode::running ? "running" : "batch"; }
+BnMode parse_bn_mode(const std::string& n) {
+  if (n == "running") return BnMode::running;
+  if (n == "batch") return BnMode::batch;
+  fail("it3::Adapter", "unknown BatchNorm mode '", n, "' (expected running or batch)");
+}
+
+ParamSelection ParamSelection::parse(const std::string& t) {
+  if (t == "all") return all();
+  if (t == "norm") return norm_affine();
+  if (t.rfind("last:", 0) == 0) {
+    int n = 0;
+    try {
+      n = std::stoi(t.substr(5));
+    } catch (...) {
+      fail("it3::Adapter", "bad parameter selection '", t, "' (expected last:N with N >= 1)");
+    }
+    IDEM_CHECK(n >= 1, "it3::Adapter", "last:N needs N >= 1, got ", n);
+    return last(n);
+  }
+  std::vector<std::string> names;
+  std::stringstream ss(t);
+  for (std::string part; std::getline(ss, part, ',');)
+    if (!part.empty()) names.push_back(part);
+  IDEM_CHECK(!names.empty(), "it3::Adapter", "empty parameter selection");
+  return named(names);
+}
+
+std::string ParamSelection::str() const {
+  switch (kind) {
+    case Kind::all: return "all";
+    case Kind::norm_affine: return "norm";
+    case Kind::last_n: return "last:" + std::to_string(last_n);
+    case Kind::names: {
+      std::string s;
+      for (const auto& n : names) s += (s.empty() ? "" : ",") + n;
+      return s;
+    }
+  }
+  return "?";
+}
+
+// ---- options ----
+
+AdaptOptions AdaptOptions::for_method(Method m) {
+  AdaptOptions o;
+  o.method = m;
+  switch (m) {
+    case Method::none: o.steps = 0; break;
+    case Method::bn: o.steps = 0, o.bn_mode = BnMode::batch; break;
+    case Method::tent:
+      o.params = ParamSelection::norm_affine(), o.bn_mode = BnMode::batch;
+      break;
+    case Method::actmad: break;
+    case Method::it3: o.anchor = Anchor::frozen; break;
+    case Method::it3_online:
+      o.anchor = Anchor::ema, o.reset = ResetPolicy::never;
+      break;
+  }
+  return o;
+}
+
+void AdaptOptions::validate() const {
+  IDEM_CHECK(steps >= 0, "it3::Adapter", "steps K must be >= 0, got ", steps);
+  IDEM_CHECK(std::isfinite(lr) && lr >= 0, "it3::Adapter", "lr must be finite and >= 0, got ", lr);
+  IDEM_CHECK(ema_alpha >= 0 && ema_alpha <= 1, "it3::Adapter", "ema_alpha must be in [0, 1], got ",
+             ema_alpha);
+  IDEM_CHECK(sgd_momentum >= 0 && sgd_momentum < 1, "it3::Adapter",
+             "sgd_momentum must be in [0, 1), got ", sgd_momentum);
+  if ((method == Method::none || method == Method::bn) && steps != 0)
+    fail("it3::Adapter", "method ", method_name(method), " does not adapt weights: steps must be 0, got ",
+         steps);
+  IDEM_CHECK(params.kind != ParamSelection::Kind::last_n || params.last_n >= 1, "it3::Adapter",
+             "last:N needs N >= 1");
+}
+
+std::string AdaptOptions::to_json() const {
+  std::ostringstream os;
+  os << "{\"method\":\"" << method_name(method) << "\",\"steps\":" << steps << ",\"lr\":" << lr
+     << ",\"optimizer\":\"" << (optimizer == OptimizerKind::adam ? "adam" : "sgd") << "\""
+     << ",\"sgd_momentum\":" << sgd_momentum << ",\"distance\":\"" << distance_name(distance)
+     << "\",\"anchor\":\"" << anchor_name(anchor) << "\",\"ema_alpha\":" << ema_alpha
+     << ",\"params\":\"" << params.str() << "\",\"bn_mode\":\"" << bn_mode_name(bn_mode)
+     << "\",\"reset\":\"" << (reset == ResetPolicy::per_batch ? "per_batch" : "never")
+     << "\",\"prediction\":\"" << (prediction == Prediction::adapted ? "adapted" : "anchor")
+     << "\",\"check_finite\":" << (check_finite ? "true" : "false") << ",\"actmad_taps\":[";
+  for (size_t i = 0; i < actmad_taps.size(); ++i) os << (i ? "," : "") << '"' << actmad_taps[i] << '"';
+  os << "]}";
+  return os.str();
+}
+
+Tensor distance(const Tensor& a, const Tensor& b, Distance d) {
+  switch (d) {
+    case Distance::l1: return l1_loss(a, b);
+    case Distance::mse: return mse_loss(a, b);
+    case Distance::js: return js_div(a, b);
+  }
+  fail("it3 distance", "unknown distance");
+}
+
+// ---- ActMAD statistics ----
+
+namespace {
+// Per-channel (dim 1) mean and biased variance over every other dim.
+std::pair<Tensor, Tensor> channel_stats(const Tensor& a) {
+  std::vector<int64_t> dims{0};
+  for (int64_t d = 2; d < a.dim(); ++d) dims.push_back(d);
+  Tensor m = mean(a, dims);
+  Tensor v = var(a, dims, 0);
+  return {m, v};
+}
+
+bool adapts(Method m) { return m == Method::tent || m == Method::actmad || m == Method::it3 ||
+                               m == Method::it3_online; }
+
+bool is_norm(const Module& m) {
+  const std::string& t = m.type_name();
+  return t == "BatchNorm1d" || t == "BatchNorm2d" || t == "LayerNorm" || t == "GroupNorm";
+}
+
+std::shared_ptr<RecursiveModel> clone_model(const RecursiveModel& m) {
+  auto c = std::dynamic_pointer_cast<RecursiveModel>(m.clone());
+  IDEM_CHECK(c != nullptr, "it3::Adapter", "clone of ", m.type_name(), " is not a RecursiveModel");
+  return c;
+}
+
+int64_t tensor_bytes(const std::vector<Tensor>& ts) {
+  int64_t b = 0;
+  for (const auto& t : ts) b += t.numel() * int64_t(dtype_size(t.dtype()));
+  return b;
+}
+}  // namespace
+
+ActmadStats collect_actmad_stats(RecursiveModel& model, const std::vector<Input>& batches,
+                                 const std::vector<std::string>& taps) {
+  IDEM_CHECK(!batches.empty(), "actmad", "needs at least one batch of training data");
+  const bool was_training = model.is_training();
+  model.eval();
+  std::set<std::string> wanted(taps.begin(), taps.end());
+  std::map<std::string, Tensor> sum_m, sum_v;
+  double total = 0;
+  {
+    NoGradGuard ng;
+    for (const Input& x : batches) {
+      const double w = double(x.batch_size());
+      model.set_tap_sink([&](const std::string& name, const Tensor& a) {
+        if (!wanted.empty() && !wanted.count(name)) return;
+        auto [m, v] = channel_stats(a);
+        m = m * w, v = v * w;
+        auto it = sum_m.find(name);
+        if (it == sum_m.end()) {
+          sum_m[name] = m, sum_v[name] = v;
+        } else {
+          it->second = it->second + m;
+          sum_v[name] = sum_v[name] + v;
+        }
+      });
+      model.forward_neutral(x);
+      total += w;
+    }
+  }
+  model.set_tap_sink(nullptr);
+  model.train(was_training);
+  for (const auto& t : wanted)
+    if (!sum_m.count(t)) {
+      std::string known;
+      for (const auto& n : model.tap_names()) known += (known.empty() ? "" : ", ") + n;
+      fail("actmad", "no activation named '", t, "' in ", model.type_name(), " (taps: ", known, ")");
+    }
+  IDEM_CHECK(!sum_m.empty(), "actmad", model.type_name(), " reported no activations to align");
+  ActmadStats s;
+  for (auto& [name, m] : sum_m) {
+    s.mean[name] = m / total;
+    s.var[name] = sum_v[name] / total;
+  }
+  return s;
+}
+
+// ---- Adapter ----
+
+Adapter::Adapter(const std::shared_ptr<RecursiveModel>& trained, AdaptOptions options,
+                 ActmadStats stats)
+    : opt_(std::move(options)), stats_(std::move(stats)) {
+  IDEM_CHECK(trained != nullptr, "it3::Adapter", "the trained model is null");
+  opt_.validate();
+  const bool cls = trained->task() == TaskKind::classification;
+  if (opt_.method == Method::tent && !cls)
+    fail("it3::Adapter", "tent minimizes prediction entropy and needs a classification model; ",
+         trained->type_name(), " is a regression model (use it3, actmad or bn)");
+  if (opt_.distance == Distance::js && !cls)
+    fail("it3::Adapter", "the js distance compares class probabilities; this is a regression model "
+         "(use l1 or mse)");
+  if (opt_.method == Method::actmad && stats_.empty())
+    fail("it3::Adapter", "actmad needs training statistics (collect_actmad_stats)");
+
+  model_ = clone_model(*trained);
+  model_->eval();
+  const bool it3 = opt_.method == Method::it3 || opt_.method == Method::it3_online;
+  const bool adapting = adapts(opt_.method) && opt_.steps > 0;
+  if (it3 && opt_.anchor != Anchor::shared) {
+    anchor_ = clone_model(*trained);
+    anchor_->eval();
+    anchor_->set_requires_grad(false);  // F passes gradients to its input only
+  }
+  if (adapting && opt_.reset == ResetPolicy::per_batch) {
+    if (anchor_ && opt_.anchor == Anchor::frozen) {
+      pristine_ = anchor_;  // the frozen anchor IS Θ: reset from it
+    } else {
+      pristine_ = clone_model(*trained);
+      pristine_->eval();
+      pristine_->set_requires_grad(false);
+    }
+  }
+  apply_bn_mode(*model_, opt_.bn_mode == BnMode::batch);
+  if (anchor_) apply_bn_mode(*anchor_, opt_.bn_mode == BnMode::batch);
+  select_params();
+  if (adapting && !adapted_.empty()) {
+    if (opt_.optimizer == OptimizerKind::adam) {
+      AdamOptions a;
+      a.lr = opt_.lr;
+      optim_ = std::make_unique<Adam>(adapted_, a);
+    } else {
+      SGDOptions s;
+      s.lr = opt_.lr;
+      s.momentum = opt_.sgd_momentum;
+      optim_ = std::make_unique<SGD>(adapted_, s);
+    }
+  }
+  if (opt_.method == Method::actmad) {
+    model_->set_tap_sink([this](const std::string& name, const Tensor& a) {
+      if (stats_.mean.count(name)) tapped_[name] = a;
+    });
+  }
+}
+
+Adapter::~Adapter() = default;
+
+RecursiveModel& Adapter::anchor() { return anchor_ ? *anchor_ : *model_; }
+
+void Adapter::apply_bn_mode(RecursiveModel& m, bool batch_stats) {
+  for (auto& [name, mod] : m.named_modules()) {
+    auto* bn = dynamic_cast<BatchNorm*>(mod);
+    if (!bn) continue;
+    if (batch_stats) {
+      bn->set_track_running_stats(false);
+    } else if (!bn->running_mean().defined()) {
+      // A BatchNorm built without running statistics always normalizes with the batch.
+      continue;
+    } else {
+      bn->set_track_running_stats(true);
+    }
+  }
+}
+
+void Adapter::select_params() {
+  const NamedTensors all = model_->named_parameters();
+  std::set<std::string> chosen;
+  switch (opt_.params.kind) {
+    case ParamSelection::Kind::all:
+      for (const auto& [n, t] : all) chosen.insert(n);
+      break;
+    case ParamSelection::Kind::norm_affine:
+      for (auto& [prefix, m] : model_->named_modules())
+        if (is_norm(*m))
+          for (const auto& [n, t] : m->own_parameters()) chosen.insert(prefix + "." + n);
+      break;
+    case ParamSelection::Kind::last_n: {
+      std::vector<std::string> owners;
+      for (auto& [prefix, m] : model_->named_modules())
+        if (!m->own_parameters().empty()) owners.push_back(prefix);
+      const size_t n = std::min(owners.size(), size_t(opt_.params.last_n));
+      for (size_t i = owners.size() - n; i < owners.size(); ++i) {
+        Module* m = nullptr;
+        for (auto& [p, mod] : model_->named_modules())
+          if (p == owners[i]) m = mod;
+        for (const auto& [pn, t] : m->own_parameters())
+          chosen.insert(owners[i].empty() ? pn : owners[i] + "." + pn);
+      }
+      break;
+    }
+    case ParamSelection::Kind::names:
+      for (const auto& want : opt_.params.names) {
+        bool hit = false;
+        for (const auto& [n, t] : all)
+          if (n == want || n.rfind(want + ".", 0) == 0) chosen.insert(n), hit = true;
+        if (!hit) {
+          std::string known;
+          for (size_t i = 0; i < all.size() && i < 12; ++i) known += (i ? ", " : "") + all[i].first;
+          fail("it3::Adapter", "no parameter or module named '", want, "' in ",
+               model_->type_name(), " (parameters: ", known, all.size() > 12 ? ", ..." : "", ")");
+        }
+      }
+      break;
+  }
+  if (adapts(opt_.method) && opt_.steps > 0 && chosen.empty())
+    fail("it3::Adapter", "parameter selection '", opt_.params.str(), "' selects nothing in ",
+         model_->type_name(),
+         opt_.params.kind == ParamSelection::Kind::norm_affine
+             ? " (it has no normalization layers with affine parameters)"
+             : "");
+  for (const auto& [n, t] : all) {
+    const bool on = chosen.count(n) > 0 && adapts(opt_.method) && opt_.steps > 0;
+    t.requires_grad_(on);  // frozen parameters get no weight-gradient work at all
+    if (on) adapted_names_.push_back(n), adapted_.push_back(t);
+  }
+}
+
+void Adapter::reset() {
+  if (!pristine_) return;
+  model_->copy_from(*pristine_);
+  if (optim_) optim_->reset_state();
+  steps_since_reset_ = 0;
+}
+
+Tensor Adapter::adaptation_loss(const Input& x, Cost& cost) {
+  switch (opt_.method) {
+    case Method::it3:
+    case Method::it3_online: {
+      Tensor y0 = model_->forward_neutral(x);
+      Tensor s = model_->to_signal(y0);
+      Tensor y1 = anchor().forward(x, s);
+      cost.forwards += 2;
+      if (model_->task() == TaskKind::classification)
+        return distance(softmax(y1, 1), s, opt_.distance);
+      return distance(y1, y0, opt_.distance);
+    }
+    case Method::tent: {
+      Tensor y = model_->forward_neutral(x);
+      cost.forwards += 1;
+      // Entropy of the predicted distribution, mean over the batch.
+      Tensor logp = log_softmax(y, 1);
+      return -mean(sum(exp(logp) * logp, {1}));
+    }
+    case Method::actmad: {
+      tapped_.clear();
+      model_->forward_neutral(x);
+      cost.forwards += 1;
+      Tensor loss;
+      for (const auto& [name, a] : tapped_) {
+        auto [m, v] = channel_stats(a);
+        Tensor term = l1_loss(m, stats_.mean.at(name)) + l1_loss(v, stats_.var.at(name));
+        loss = loss.defined() ? loss + term : term;
+      }
+      IDEM_CHECK(loss.defined(), "actmad", "the forward reported none of the tapped activations");
+      return loss;
+    }
+    default: fail("it3::Adapter", method_name(opt_.method), " has no adaptation loss");
+  }
+}
+
+void Adapter::update_ema_anchor() {
+  NoGradGuard ng;
+  const double a = opt_.ema_alpha;
+  const NamedTensors fp = anchor_->named_parameters();
+  const NamedTensors tp = model_->named_parameters();
+  for (size_t i = 0; i < fp.size(); ++i) fp[i].second.copy_(fp[i].second * a + tp[i].second.detach() * (1.0 - a));
+}
+
+AdaptResult Adapter::predict(const Input& x) {
+  IDEM_CHECK(x.x.defined(), "it3::Adapter", "the input is undefined");
+  const Device dev = model_->device();
+  if (x.device() != dev)
+    fail("it3::Adapter", "input on ", x.device().str(), " but the model is on ", dev.str());
+  const int64_t b = x.batch_size();
+  const bool batch_stats = opt_.bn_mode == BnMode::batch;
+  if (b < 2 && (batch_stats || (opt_.method == Method::actmad && opt_.steps > 0)))
+    fail("it3::Adapter", method_name(opt_.method), " with ",
+         batch_stats ? "BatchNorm batch statistics" : "activation statistics",
+         " needs a batch of at least 2 samples, got ", b);
+
+  AdaptResult r;
+  r.cost.batches = 1;
+  r.cost.samples = uint64_t(b);
+  CostMeter meter(dev);
+  const bool adapting = optim_ != nullptr && opt_.steps > 0;
+  if (adapting && opt_.reset == ResetPolicy::per_batch) {
+    reset();
+    r.cost.reset_bytes += uint64_t(tensor_bytes(model_->parameters()) +
+                                   tensor_bytes(model_->buffers()) +
+                                   (optim_->state_buffer().defined()
+                                        ? tensor_bytes({optim_->state_buffer()})
+                                        : 0));
+  }
+  Tensor first_loss, last_loss;
+  if (adapting) {
+    for (int k = 0; k < opt_.steps; ++k) {
+      optim_->zero_grad();
+      Tensor loss = adaptation_loss(x, r.cost);
+      if (opt_.check_finite) {
+        const double v = loss.item();
+        if (!std::isfinite(v))
+          fail("it3::Adapter", method_name(opt_.method), ": non-finite adaptation loss (", v,
+               ") at step ", k + 1, " of ", opt_.steps, "; the weights were not updated");
+      }
+      loss.backward();
+      r.cost.backwards += 1;
+      optim_->step();
+      r.cost.optimizer_steps += 1;
+      if (opt_.anchor == Anchor::ema && anchor_ && (opt_.method == Method::it3_online ||
+                                                    opt_.method == Method::it3))
+        update_ema_anchor();
+      if (k == 0) first_loss = loss.detach();
+      last_loss = loss.detach();
+      ++steps_since_reset_;
+    }
+  }
+  {
+    NoGradGuard ng;
+    Tensor y = model_->forward_neutral(x);
+    r.cost.forwards += 1;
+    if (opt_.prediction == Prediction::anchor) {
+      y = anchor().forward(x, model_->to_signal(y));
+      r.cost.forwards += 1;
+    }
+    r.prediction = y;
+  }
+  meter.stop(r.cost);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  r.loss_before = first_loss.defined() ? first_loss.item() : nan;
+  r.loss_after = last_loss.defined() ? last_loss.item() : nan;
+  total_ += r.cost;
+  return r;
+}
+
+}  // namespace idem::it3

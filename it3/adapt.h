@@ -1,0 +1,167 @@
+// Level L4: test-time adaptation — IT³ offline and online, and the baselines (none, bn, tent,
+// actmad) — behind one interface, with cost counters (DESIGN.md section 2).
+//
+//   it3::Adapter adapter(trained_model, it3::AdaptOptions::for_method(it3::Method::it3));
+//   it3::AdaptResult r = adapter.predict(batch);   // adapts per the policy, then predicts
+//   r.prediction, r.cost.forwards, r.cost.wall_us, ...
+//
+// The Adapter never modifies the trained model: at construction it clones it once into the
+// working model f_θ (the one that adapts) and, where the method needs one, a frozen anchor F and
+// a pristine copy Θ. Every reset afterwards copies values into the existing buffers (parameters,
+// BatchNorm buffers and optimizer moments): no allocation, no deep copy per batch.
+//
+// IT³ offline, per test batch x (reset policy per_batch, anchor frozen):
+//   θ ← Θ; optimizer moments ← 0
+//   K times: y0 = f_θ(x, ∅);  y1 = F(x, signal(y0));  L = d(out(y1), out(y0));  θ ← step(∇θ L)
+//   predict f_θ(x, ∅)   (or F(x, signal(f_θ(x, ∅))) with Prediction::anchor)
+// where signal/out are the identity for regression and softmax for classification (the
+// distance compares probabilities). F's parameters never require grad: the engine builds no
+// weight-gradient work for F (only the path to its input), which tests count.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "it3/cost.h"
+#include "it3/recursive_model.h"
+#include "layers/optim.h"
+
+namespace idem::it3 {
+
+enum class Method : uint8_t { none, bn, tent, actmad, it3, it3_online };
+enum class Anchor : uint8_t { frozen, ema, shared };
+enum class Distance : uint8_t { l1, mse, js };
+enum class BnMode : uint8_t { running, batch };
+enum class ResetPolicy : uint8_t { per_batch, never };
+enum class Prediction : uint8_t { adapted, anchor };
+enum class OptimizerKind : uint8_t { adam, sgd };
+
+// Which parameters of f_θ adapt.
+struct ParamSelection {
+  enum class Kind : uint8_t { all, norm_affine, last_n, names };
+  Kind kind = Kind::all;
+  int last_n = 1;                  // last_n: the last n modules that own parameters
+  std::vector<std::string> names;  // names: parameter names or dotted module prefixes
+  static ParamSelection all() { return {}; }
+  static ParamSelection norm_affine() { return {Kind::norm_affine, 1, {}}; }
+  static ParamSelection last(int n) { return {Kind::last_n, n, {}}; }
+  static ParamSelection named(std::vector<std::string> names) {
+    return {Kind::names, 1, std::move(names)};
+  }
+  // "all", "norm", "last:N", or a comma-separated list of names/prefixes.
+  static ParamSelection parse(const std::string& text);
+  std::string str() const;
+};
+
+// Every knob of DESIGN.md section 2, explicit and recorded with each result (to_json()).
+struct AdaptOptions {
+  Method method = Method::it3;
+  int steps = 1;  // K
+  double lr = 1e-3;
+  OptimizerKind optimizer = OptimizerKind::adam;
+  double sgd_momentum = 0.0;
+  Distance distance = Distance::l1;
+  Anchor anchor = Anchor::frozen;
+  double ema_alpha = 0.99;  // online anchor: F ← α·F + (1 − α)·θ after every step
+  ParamSelection params;
+  BnMode bn_mode = BnMode::running;  // BatchNorm statistics during adaptation and prediction
+  ResetPolicy reset = ResetPolicy::per_batch;
+  Prediction prediction = Prediction::adapted;
+  std::vector<std::string> actmad_taps;  // empty: every tap the model reports
+  // Read each step's loss back and refuse to step on NaN/Inf (one device sync per step). The
+  // benchmarks turn it off to measure the adaptation without host round trips.
+  bool check_finite = true;
+
+  // The method's reference configuration:
+  //   none       K = 0, no adaptation
+  //   bn         K = 0, batch statistics
+  //   tent       norm affine parameters, batch statistics, Adam, reset per batch
+  //   actmad     all parameters, running statistics, L1 on mean and variance
+  //   it3        frozen anchor, reset per batch, L1 (classification: L1 on probabilities)
+  //   it3_online EMA anchor (α = 0.99), never reset
+  static AdaptOptions for_method(Method m);
+  // Throws idem::Error naming the bad knob (negative steps, lr, α outside [0, 1], ...).
+  void validate() const;
+  // One JSON object with every knob, for run directories and result tables.
+  std::string to_json() const;
+};
+
+const char* method_name(Method m);  // "none", "bn", "tent", "actmad", "it3", "it3-online"
+Method parse_method(const std::string& name);
+const std::vector<Method>& all_methods();
+const char* distance_name(Distance d);
+Distance parse_distance(const std::string& name);
+const char* anchor_name(Anchor a);
+Anchor parse_anchor(const std::string& name);
+const char* bn_mode_name(BnMode b);
+BnMode parse_bn_mode(const std::string& name);
+
+// The distance d(a, b), mean over elements, as a 0-dim tensor; a and b are predictions of the
+// same shape (probabilities for js).
+Tensor distance(const Tensor& a, const Tensor& b, Distance d);
+
+// ActMAD's reference statistics: per-channel mean and variance of each tapped activation on
+// training data. Channels are dim 1; statistics reduce over every other dim.
+struct ActmadStats {
+  std::map<std::string, Tensor> mean, var;  // (C) each
+  bool empty() const { return mean.empty(); }
+};
+// Runs f(x, ∅) in evaluation mode over the batches and averages the per-batch statistics
+// (weighted by batch size).
+ActmadStats collect_actmad_stats(RecursiveModel& model, const std::vector<Input>& batches,
+                                 const std::vector<std::string>& taps = {});
+
+struct AdaptResult {
+  Tensor prediction;  // (B, dim): logits for classification
+  Cost cost;          // this batch only
+  double loss_before = 0.0;  // adaptation loss at the first step (NaN when K = 0)
+  double loss_after = 0.0;   // adaptation loss at the last step
+};
+
+class Adapter {
+ public:
+  // The trained model is cloned (never modified). actmad requires stats.
+  Adapter(const std::shared_ptr<RecursiveModel>& trained, AdaptOptions options,
+          ActmadStats stats = {});
+  ~Adapter();
+  Adapter(const Adapter&) = delete;
+  Adapter& operator=(const Adapter&) = delete;
+
+  // Adapts on x per the policy and predicts. requires: x on the model's device; batch size
+  // ≥ 2 when batch statistics are used (bn, tent, BnMode::batch) or actmad's statistics need a
+  // batch.
+  AdaptResult predict(const Input& x);
+  // Restores θ ← Θ and zeroes the optimizer state (what per_batch does before every batch).
+  void reset();
+
+  const AdaptOptions& options() const { return opt_; }
+  // Totals over every predict() since construction.
+  const Cost& total() const { return total_; }
+  RecursiveModel& model() { return *model_; }            // f_θ
+  RecursiveModel& anchor();                               // F (f_θ itself when shared)
+  const std::vector<std::string>& adapted_names() const { return adapted_names_; }
+  const std::vector<Tensor>& adapted_params() const { return adapted_; }
+  Optimizer* optimizer() { return optim_.get(); }
+
+ private:
+  Tensor adaptation_loss(const Input& x, Cost& cost);
+  void apply_bn_mode(RecursiveModel& m, bool batch_stats);
+  void update_ema_anchor();
+  void select_params();
+
+  AdaptOptions opt_;
+  std::shared_ptr<RecursiveModel> model_;     // f_θ
+  std::shared_ptr<RecursiveModel> anchor_;    // F (null when shared)
+  std::shared_ptr<RecursiveModel> pristine_;  // Θ for resets (may alias anchor_)
+  std::vector<std::string> adapted_names_;
+  std::vector<Tensor> adapted_;
+  std::unique_ptr<Optimizer> optim_;
+  ActmadStats stats_;
+  std::map<std::string, Tensor> tapped_;  // activations of the current forward (actmad)
+  Cost total_;
+  int64_t steps_since_reset_ = 0;
+};
+
+}  // namespace idem::it3

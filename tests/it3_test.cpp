@@ -1,0 +1,589 @@
+// IT³ module: recursive-input models, training objective, adaptation and baselines
+// (issue "The it3 module", DESIGN.md sections 2 and 5).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <set>
+#include <unordered_set>
+
+#include "autograd/node.h"
+#include "core/kernels/runtime.h"
+#include "it3/adapt.h"
+#include "it3/models.h"
+#include "it3/training.h"
+#include "layers/conv.h"
+#include "layers/linear.h"
+#include "layers/mlp.h"
+#include "layers/optim.h"
+#include "test_util.h"
+
+using namespace idem;
+using namespace idem::it3;
+using idem::testing::bit_equal;
+using idem::testing::expect_error;
+
+namespace {
+
+Tensor to_cpu(const Tensor& t) { return t.to(Device::cpu()); }
+
+bool params_bit_equal(const Module& a, const Module& b) {
+  auto pa = a.named_parameters(), pb = b.named_parameters();
+  if (pa.size() != pb.size()) return false;
+  for (size_t i = 0; i < pa.size(); ++i)
+    if (!bit_equal(to_cpu(pa[i].second), to_cpu(pb[i].second))) return false;
+  return true;
+}
+
+// A smooth regression target: y = Σ_j tanh(x_j · w_j) + 0.5·x_0·x_1.
+Tensor tab_target(const Tensor& x) {
+  const int64_t d = x.size(1);
+  std::vector<float> w(static_cast<size_t>(d));
+  for (int64_t j = 0; j < d; ++j) w[size_t(j)] = float(0.5 + 0.25 * double(j % 4));
+  Tensor wt = from_vector<float>(w, {1, d});
+  Tensor y = sum(tanh(x * wt), {1}, true);
+  return y + narrow(x, 1, 0, 1) * narrow(x, 1, 1, 1) * 0.5;
+}
+
+// Trains `model` on (x, y) batches from `make` for `steps` Adam steps with the IT³ objective.
+void fit(RecursiveModel& model, const std::function<std::pair<Input, Tensor>(int64_t)>& make,
+         int steps, double lr, TrainOptions topt) {
+  model.train();
+  AdamOptions ao;
+  ao.lr = lr;
+  Adam opt(model.parameters(), ao);
+  for (int s = 0; s < steps; ++s) {
+    auto [x, y] = make(s);
+    train_step(model, opt, x, y, topt, s);
+  }
+  model.eval();
+}
+
+std::shared_ptr<RecursiveModel> trained_mlp(uint64_t seed = 1) {
+  auto m = make_mlp_model(4, {16, 16}, SignalSpec::regression(1, 5.0), {}, seed);
+  TrainOptions t = TrainOptions::for_task(TaskKind::regression);
+  t.p_feed = 0.5;
+  t.source = SignalSource::self_detached;
+  t.signal_noise = 0.1;
+  fit(*m, [](int64_t s) {
+        Tensor x = randn({32, 4}, 100 + uint64_t(s));
+        return std::make_pair(Input(x), tab_target(x));
+      }, 300, 3e-3, t);
+  return m;
+}
+
+// The idempotence loss d(F(x, s(f(x,∅))), f(x,∅)) of an adapter's current weights.
+double idempotence_loss(Adapter& a, const Input& x) {
+  NoGradGuard ng;
+  Tensor y0 = a.model().forward_neutral(x);
+  Tensor s = a.model().to_signal(y0);
+  Tensor y1 = a.anchor().forward(x, s);
+  if (a.model().task() == TaskKind::classification)
+    return distance(softmax(y1, 1), s, a.options().distance).item();
+  return distance(y1, y0, a.options().distance).item();
+}
+
+// Tiny 10-class images: class c = a bright 6×6 square at one of 10 positions, plus noise.
+std::pair<Tensor, Tensor> toy_images(int64_t n, uint64_t seed, double noise = 0.1) {
+  Tensor noise_t = rand({n, 1, 28, 28}, seed);
+  std::vector<float> img = noise_t.to_vector<float>();
+  std::vector<int64_t> labels(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t c = (i * 7 + int64_t(seed)) % 10;
+    labels[size_t(i)] = c;
+    const int64_t r0 = 3 + (c / 5) * 13, c0 = 2 + (c % 5) * 5;
+    for (int64_t p = 0; p < 28 * 28; ++p) img[size_t(i * 784 + p)] *= float(noise);
+    for (int64_t r = r0; r < r0 + 6; ++r)
+      for (int64_t q = c0; q < c0 + 6 && q < 28; ++q) img[size_t(i * 784 + r * 28 + q)] += 0.9f;
+  }
+  return {from_vector<float>(img, {n, 1, 28, 28}), from_vector<int64_t>(labels, {n})};
+}
+
+std::shared_ptr<RecursiveModel> trained_bn_cnn() {
+  auto m = make_bn_cnn(10, 4, 8, {}, 7);
+  TrainOptions t = TrainOptions::for_task(TaskKind::classification);
+  fit(*m, [](int64_t s) {
+        auto [x, y] = toy_images(16, 300 + uint64_t(s));
+        return std::make_pair(Input(x), y);
+      }, 40, 1e-2, t);
+  return m;
+}
+
+}  // namespace
+
+// ---- models ----
+
+TEST(It3Models, ParameterNamesMatchTheBenchmarkContract) {
+  auto mlp = make_mlp_model(13, {30, 20, 10}, SignalSpec::regression(1, 50.0), {}, 0);
+  auto names = mlp->state_dict();
+  for (const char* k : {"net.layers.0.weight", "net.layers.0.bias", "net.layers.6.weight"})
+    EXPECT_TRUE(names.count(k)) << k;
+  EXPECT_EQ(mlp->parameter("net.layers.0.weight").shape(), (Shape{30, 14}));
+
+  auto cnn = make_small_cnn(10, {}, 0);
+  for (const char* k : {"body.0.weight", "body.3.weight", "body.7.weight", "embed.0.weight",
+                        "head.0.weight", "head.2.bias"})
+    EXPECT_TRUE(cnn->has_parameter(k)) << k;
+
+  auto sage = make_sage_model(2, 64, 4, SignalSpec::regression(1, 0.2), {}, 0);
+  for (const char* k : {"convs.0.lin_l.weight", "convs.0.lin_l.bias", "convs.0.lin_r.weight",
+                        "convs.3.lin_r.weight", "head.weight", "head.bias"})
+    EXPECT_TRUE(sage->has_parameter(k)) << k;
+  EXPECT_EQ(sage->parameter("convs.0.lin_l.weight").shape(), (Shape{64, 3}));
+}
+
+TEST(It3Models, EveryInjectionModeRunsAndUsesTheSignal) {
+  Tensor x = randn({3, 5}, 1);
+  auto concat = make_mlp_model(5, {8}, SignalSpec::regression(2, 10.0), {}, 1);
+  Tensor a = concat->forward(Input(x), full({3, 2}, 1.0));
+  Tensor b = concat->forward(Input(x), full({3, 2}, -1.0));
+  EXPECT_EQ(a.shape(), (Shape{3, 2}));
+  EXPECT_FALSE(bit_equal(a, b)) << "the signal must change the output";
+
+  auto net = std::make_shared<Sequential>(std::initializer_list<std::shared_ptr<Module>>{
+      std::make_shared<Conv2d>(1 + 3, 2, 3, Conv2dOptions{}, Options{}, 1),
+      std::make_shared<Flatten>(), std::make_shared<Linear>(2 * 4 * 4, 3, true, Options{}, 2)});
+  PlaneModel plane(net, SignalSpec::classification(3));
+  Tensor img = randn({2, 1, 6, 6}, 3);
+  Tensor p1 = plane.forward(Input(img), full({2, 3}, 1.0 / 3));
+  Tensor p2 = plane.forward(Input(img), full({2, 3}, 0.9));
+  EXPECT_EQ(p1.shape(), (Shape{2, 3}));
+  EXPECT_FALSE(bit_equal(p1, p2));
+
+  auto cnn = make_small_cnn(10, {}, 2);
+  Tensor im = randn({2, 1, 28, 28}, 4);
+  Tensor c0 = cnn->forward_neutral(Input(im));
+  Tensor c1 = cnn->forward(Input(im), one_hot(from_vector<int64_t>({1, 2}, {2}), 10));
+  EXPECT_EQ(c0.shape(), (Shape{2, 10}));
+  EXPECT_FALSE(bit_equal(c0, c1));
+
+  Input g = grid_mesh_batch(2, 4);
+  EXPECT_EQ(g.x.shape(), (Shape{32, 2}));
+  EXPECT_EQ(g.graph->num_graphs, 2);
+  // 4×4 grid: 3 directions → 12 right + 12 down + 9 diagonal = 33 undirected edges per graph.
+  EXPECT_EQ(g.graph->num_edges(), 2 * 2 * 33);
+  auto sage = make_sage_model(2, 8, 2, SignalSpec::regression(1, 0.2), {}, 3);
+  Tensor s0 = sage->forward_neutral(g);
+  Tensor s1 = sage->forward(g, full({2, 1}, 1.0));
+  EXPECT_EQ(s0.shape(), (Shape{2, 1}));
+  EXPECT_FALSE(bit_equal(s0, s1));
+}
+
+TEST(It3Models, NeutralSignal) {
+  auto reg = make_mlp_model(2, {4}, SignalSpec::regression(1, 50.0), {}, 0);
+  EXPECT_EQ(reg->neutral(3, Device::cpu()).to_vector<float>(), std::vector<float>(3, 50.f));
+  auto cls = make_small_cnn(10, {}, 0);
+  EXPECT_NEAR(cls->neutral(1, Device::cpu()).to_vector<float>()[4], 0.1, 1e-7);
+  EXPECT_EQ(SignalSpec::classification(4, true).neutral_fill(), 0.0);
+  // Cached: the same tensor storage for the same batch and device.
+  EXPECT_EQ(reg->neutral(3, Device::cpu()).raw_data(), reg->neutral(3, Device::cpu()).raw_data());
+}
+
+TEST(It3Models, CloneAndCheckpointKeepTheModel) {
+  auto m = make_small_cnn(10, {}, 5);
+  auto c = std::dynamic_pointer_cast<RecursiveModel>(m->clone());
+  ASSERT_NE(c, nullptr);
+  Tensor im = randn({2, 1, 28, 28}, 9);
+  EXPECT_TRUE(bit_equal(m->forward_neutral(Input(im)), c->forward_neutral(Input(im))));
+}
+
+// ---- misuse ----
+
+TEST(It3Misuse, WrongSignalShapeNamesTheExpectedShape) {
+  auto m = make_mlp_model(3, {4}, SignalSpec::regression(1, 50.0), {}, 0);
+  Tensor x = randn({5, 3}, 1);
+  expect_error([&] { m->forward(Input(x), zeros({5, 2})); }, "ConcatModel", "(5, 1)");
+  expect_error([&] { m->forward(Input(x), zeros({4, 1})); }, "ConcatModel", "does not fit");
+}
+
+TEST(It3Misuse, TentOnRegressionIsAClearError) {
+  auto m = make_mlp_model(3, {4}, SignalSpec::regression(), {}, 0);
+  expect_error([&] { Adapter a(m, AdaptOptions::for_method(Method::tent)); }, "it3::Adapter",
+               "classification");
+}
+
+TEST(It3Misuse, AdaptingParametersThatDoNotExist) {
+  auto m = make_mlp_model(3, {4}, SignalSpec::regression(), {}, 0);
+  AdaptOptions o = AdaptOptions::for_method(Method::it3);
+  o.params = ParamSelection::named({"net.layers.9"});
+  expect_error([&] { Adapter a(m, o); }, "it3::Adapter", "no parameter or module named 'net.layers.9'");
+  // A model without normalization layers has nothing for "norm".
+  o.params = ParamSelection::norm_affine();
+  expect_error([&] { Adapter a(m, o); }, "it3::Adapter", "no normalization layers");
+}
+
+TEST(It3Misuse, BatchOfOneWithBatchStatistics) {
+  auto m = make_bn_cnn(10, 2, 4, {}, 0);
+  m->eval();
+  Tensor x = randn({1, 1, 28, 28}, 2);
+  Adapter bn(m, AdaptOptions::for_method(Method::bn));
+  expect_error([&] { bn.predict(Input(x)); }, "it3::Adapter", "at least 2 samples");
+  Adapter tent(m, AdaptOptions::for_method(Method::tent));
+  expect_error([&] { tent.predict(Input(x)); }, "it3::Adapter", "at least 2 samples");
+}
+
+TEST(It3Misuse, BadKnobs) {
+  auto m = make_mlp_model(3, {4}, SignalSpec::regression(), {}, 0);
+  AdaptOptions o;
+  o.steps = -1;
+  expect_error([&] { Adapter a(m, o); }, "it3::Adapter", "steps");
+  o = AdaptOptions{};
+  o.distance = Distance::js;
+  expect_error([&] { Adapter a(m, o); }, "it3::Adapter", "js");
+  expect_error([&] { parse_method("tnet"); }, "it3::Adapter", "unknown method");
+  expect_error([&] { Adapter a(m, AdaptOptions::for_method(Method::actmad)); }, "it3::Adapter",
+               "training statistics");
+}
+
+// ---- K = 0 is plain inference, bit for bit ----
+
+TEST(It3Adapt, ZeroStepsPredictExactlyPlainInference) {
+  auto m = trained_bn_cnn();
+  auto [x, y] = toy_images(8, 77, 0.4);
+  Input in(x);
+  Tensor plain;
+  {
+    NoGradGuard ng;
+    plain = m->forward_neutral(in);
+  }
+  ActmadStats stats = collect_actmad_stats(*m, {Input(toy_images(16, 5).first)});
+  for (Method meth : {Method::it3, Method::it3_online, Method::actmad}) {
+    AdaptOptions o = AdaptOptions::for_method(meth);
+    o.steps = 0;
+    Adapter a(m, o, stats);
+    EXPECT_TRUE(bit_equal(a.predict(in).prediction, plain)) << method_name(meth);
+  }
+  // tent normalizes with the batch by design: with K = 0 it is exactly the `bn` baseline.
+  AdaptOptions t = AdaptOptions::for_method(Method::tent);
+  t.steps = 0;
+  Adapter tent(m, t), bn(m, AdaptOptions::for_method(Method::bn));
+  Tensor pb = bn.predict(in).prediction;
+  EXPECT_TRUE(bit_equal(tent.predict(in).prediction, pb));
+  EXPECT_FALSE(bit_equal(pb, plain)) << "bn must use the test batch's statistics";
+  // The trained model itself is untouched by any adapter (running statistics included).
+  Tensor again;
+  {
+    NoGradGuard ng;
+    again = m->forward_neutral(in);
+  }
+  EXPECT_TRUE(bit_equal(again, plain));
+}
+
+// ---- resets ----
+
+TEST(It3Adapt, OfflineKeepsTheAnchorAndRestoresWeightsAndOptimizerState) {
+  auto m = trained_mlp();
+  AdaptOptions o = AdaptOptions::for_method(Method::it3);
+  o.steps = 3;
+  o.lr = 1e-2;
+  Adapter a(m, o);
+  Input x1(randn({16, 4}, 11) * 2.0 + 1.0), x2(randn({16, 4}, 12) * 2.0 - 1.0);
+  const void* storage = a.model().parameters()[0].raw_data();
+  AdaptResult r1 = a.predict(x1);
+  EXPECT_TRUE(params_bit_equal(a.anchor(), *m)) << "the frozen anchor must not change";
+  EXPECT_FALSE(params_bit_equal(a.model(), *m)) << "three steps must move θ";
+  a.reset();
+  EXPECT_TRUE(params_bit_equal(a.model(), *m)) << "reset restores θ = Θ exactly";
+  for (float v : to_cpu(a.optimizer()->state_buffer()).to_vector<float>()) ASSERT_EQ(v, 0.f);
+  EXPECT_EQ(a.optimizer()->step_count(0), 0);
+  EXPECT_EQ(a.model().parameters()[0].raw_data(), storage) << "reset must not reallocate";
+  // Episodic: the same batch again gives the same bits (θ and moments were reset).
+  a.predict(x2);
+  EXPECT_TRUE(bit_equal(a.predict(x1).prediction, r1.prediction));
+  EXPECT_TRUE(params_bit_equal(a.anchor(), *m));
+}
+
+TEST(It3Adapt, FrozenAnchorBuildsNoWeightGradientWork) {
+  auto m = make_mlp_model(4, {8, 8}, SignalSpec::regression(1, 5.0), {}, 3);
+  AdaptOptions o = AdaptOptions::for_method(Method::it3);
+  o.steps = 1;
+  Adapter a(m, o);
+  Input x(randn({6, 4}, 1));
+  // Walk the graph of one adaptation loss and count edges into leaves (parameters): with a
+  // frozen F only f_θ's parameters appear, each exactly once.
+  Tensor y0 = a.model().forward_neutral(x);
+  Tensor loss = distance(a.anchor().forward(x, y0), y0, Distance::l1);
+  std::vector<std::shared_ptr<Node>> stack{loss.grad_fn()};
+  std::unordered_set<const Node*> seen;
+  size_t leaf_edges = 0;
+  while (!stack.empty()) {
+    auto n = stack.back();
+    stack.pop_back();
+    if (!n || !seen.insert(n.get()).second) continue;
+    for (const Edge& e : n->next()) {
+      if (e.leaf) ++leaf_edges;
+      if (e.fn) stack.push_back(e.fn);
+    }
+  }
+  EXPECT_EQ(leaf_edges, a.model().parameters().size());
+  loss.backward();
+  for (const Tensor& p : a.anchor().parameters()) {
+    EXPECT_FALSE(p.requires_grad());
+    EXPECT_FALSE(p.grad().defined()) << "F must get no weight gradient";
+  }
+  for (const Tensor& p : a.model().parameters()) EXPECT_TRUE(p.grad().defined());
+}
+
+// ---- one step by hand: an independent f64 finite-difference gradient ----
+
+TEST(It3Adapt, OneStepEqualsAFiniteDifferenceUpdate) {
+  // A tiny network with hand-set weights, in f64: f(x, s) = W2·relu(W1·[x, s] + b1) + b2.
+  auto m = make_mlp_model(2, {3}, SignalSpec::regression(1, 2.0), Options{DType::f64}, 0);
+  auto net = std::dynamic_pointer_cast<ConcatModel>(m);
+  const std::vector<double> w1{0.3, -0.2, 0.1, 0.5, 0.4, -0.3, -0.6, 0.2, 0.25};
+  const std::vector<double> b1{0.05, -0.1, 0.2}, w2{0.7, -0.4, 0.3}, b2{0.1};
+  idem::testing::set(m->parameter("net.layers.0.weight"), w1);
+  idem::testing::set(m->parameter("net.layers.0.bias"), b1);
+  idem::testing::set(m->parameter("net.layers.2.weight"), w2);
+  idem::testing::set(m->parameter("net.layers.2.bias"), b2);
+  Tensor xt = from_vector<double>({0.5, -1.0, 1.5, 0.25, -0.75, 2.0}, {3, 2});
+  Input x(xt);
+
+  const double lr = 0.1;
+  AdaptOptions o = AdaptOptions::for_method(Method::it3);
+  o.steps = 1, o.lr = lr, o.optimizer = OptimizerKind::sgd, o.distance = Distance::mse;
+  Adapter a(m, o);
+  a.predict(x);
+
+  // g(θ) = mean (F(x, f_θ(x,∅)) − f_θ(x,∅))², F fixed at Θ; central differences in f64.
+  auto theta = m->named_parameters();
+  auto loss_at = [&](const std::string& name, size_t i, double delta) {
+    auto probe = std::dynamic_pointer_cast<RecursiveModel>(m->clone());
+    NoGradGuard ng;
+    Tensor p = probe->parameter(name);
+    std::vector<double> v = p.to_vector<double>();
+    v[i] += delta;
+    idem::testing::set(p, v);
+    Tensor y0 = probe->forward_neutral(x);
+    Tensor y1 = m->forward(x, y0);  // the anchor: the untouched trained weights
+    return mse_loss(y1, y0).item();
+  };
+  const double eps = 1e-6;
+  for (const auto& [name, p] : theta) {
+    std::vector<double> before = p.to_vector<double>();
+    std::vector<double> after = a.model().parameter(name).to_vector<double>();
+    for (size_t i = 0; i < before.size(); ++i) {
+      const double g = (loss_at(name, i, eps) - loss_at(name, i, -eps)) / (2 * eps);
+      EXPECT_NEAR(after[i], before[i] - lr * g, 1e-8) << name << "[" << i << "]";
+    }
+  }
+}
+
+// ---- online: the EMA anchor ----
+
+TEST(It3Adapt, OnlineAnchorFollowsThetaWithRateAlpha) {
+  auto m = make_mlp_model(3, {5}, SignalSpec::regression(1, 4.0), {}, 9);
+  AdaptOptions o = AdaptOptions::for_method(Method::it3_online);
+  o.steps = 1, o.lr = 0.05, o.ema_alpha = 0.9, o.optimizer = OptimizerKind::sgd;
+  Adapter a(m, o);
+  Input x(randn({8, 3}, 4));
+  std::vector<std::vector<float>> f_prev;
+  for (const Tensor& p : a.anchor().parameters()) f_prev.push_back(p.to_vector<float>());
+  for (int batch = 0; batch < 3; ++batch) {
+    a.predict(x);
+    auto fp = a.anchor().parameters();
+    auto tp = a.model().parameters();
+    for (size_t i = 0; i < fp.size(); ++i) {
+      std::vector<float> f = fp[i].to_vector<float>(), t = tp[i].to_vector<float>();
+      for (size_t j = 0; j < f.size(); ++j) {
+        const double want = 0.9 * double(f_prev[i][j]) + 0.1 * double(t[j]);
+        ASSERT_NEAR(f[j], want, 1e-6) << "batch " << batch << " param " << i << "[" << j << "]";
+      }
+      f_prev[i] = f;
+    }
+  }
+  // Never reset: θ keeps moving away from Θ over the batches.
+  EXPECT_FALSE(params_bit_equal(a.model(), *m));
+}
+
+// ---- counters ----
+
+TEST(It3Adapt, CountersAreExact) {
+  auto m = trained_bn_cnn();
+  Input x(toy_images(4, 3).first);
+  for (int k : {1, 3}) {
+    AdaptOptions o = AdaptOptions::for_method(Method::it3);
+    o.steps = k;
+    Adapter a(m, o);
+    Cost c = a.predict(x).cost;
+    EXPECT_EQ(c.forwards, uint64_t(2 * k + 1));
+    EXPECT_EQ(c.backwards, uint64_t(k));
+    EXPECT_EQ(c.optimizer_steps, uint64_t(k));
+    EXPECT_EQ(c.samples, 4u);
+    int64_t bytes = 0;
+    for (const Tensor& t : m->parameters()) bytes += t.numel() * 4;
+    for (const Tensor& t : m->buffers()) bytes += t.numel() * int64_t(dtype_size(t.dtype()));
+    bytes += a.optimizer()->state_buffer().numel() * 4;
+    EXPECT_EQ(c.reset_bytes, uint64_t(bytes));
+    EXPECT_GT(c.wall_us, 0.0);
+    a.predict(x);
+    EXPECT_EQ(a.total().forwards, uint64_t(2 * (2 * k + 1)));
+    EXPECT_EQ(a.total().batches, 2u);
+  }
+  AdaptOptions p = AdaptOptions::for_method(Method::it3);
+  p.steps = 2, p.prediction = Prediction::anchor;
+  EXPECT_EQ(Adapter(m, p).predict(x).cost.forwards, 6u);
+  Adapter none(m, AdaptOptions::for_method(Method::none));
+  Cost cn = none.predict(x).cost;
+  EXPECT_EQ(cn.forwards, 1u);
+  EXPECT_EQ(cn.backwards, 0u);
+  EXPECT_EQ(cn.reset_bytes, 0u);
+  AdaptOptions t = AdaptOptions::for_method(Method::tent);
+  t.steps = 2;
+  Cost ct = Adapter(m, t).predict(x).cost;
+  EXPECT_EQ(ct.forwards, 3u);
+  EXPECT_EQ(ct.backwards, 2u);
+}
+
+// ---- adaptation lowers the idempotence loss on shifted inputs ----
+
+TEST(It3Adapt, LowersIdempotenceLossMlp) {
+  auto m = trained_mlp();
+  AdaptOptions o = AdaptOptions::for_method(Method::it3);
+  o.steps = 10, o.lr = 3e-3;
+  Adapter a(m, o);
+  Input shifted(randn({32, 4}, 99) * 2.5 + 1.5);
+  Adapter none(m, AdaptOptions::for_method(Method::none));
+  const double before = idempotence_loss(none, shifted);
+  a.predict(shifted);
+  const double after = idempotence_loss(a, shifted);
+  EXPECT_LT(after, before * 0.9) << "before " << before << " after " << after;
+}
+
+TEST(It3Adapt, LowersIdempotenceLossCnn) {
+  auto m = trained_bn_cnn();
+  Input shifted(toy_images(16, 1234, 0.6).first * 0.5);  // dimmer, noisier
+  AdaptOptions o = AdaptOptions::for_method(Method::it3);
+  o.steps = 10, o.lr = 3e-4;  // Adam moves every weight by ~lr per step: 1e-3 × 10 overshoots on this CNN
+  Adapter a(m, o);
+  Adapter none(m, AdaptOptions::for_method(Method::none));
+  const double before = idempotence_loss(none, shifted);
+  a.predict(shifted);
+  const double after = idempotence_loss(a, shifted);
+  EXPECT_LT(after, before * 0.9) << "before " << before << " after " << after;
+}
+
+TEST(It3Adapt, LowersIdempotenceLossGnn) {
+  // Graph-level regression on grid meshes: target = mean over nodes of (x + y)², positions
+  // jittered per graph.
+  auto make = [](int64_t b, uint64_t seed, double scale) {
+    Input g = grid_mesh_batch(b, 4);
+    Tensor jitter = randn(g.x.shape(), seed) * 0.1;
+    Tensor x = g.x * scale + jitter;
+    Tensor node_t = square(sum(x, {1}, true));
+    Tensor y = global_mean_pool(node_t, g.graph->batch_vector(), b);
+    return std::make_pair(Input(x, g.graph), y);
+  };
+  auto m = make_sage_model(2, 16, 2, SignalSpec::regression(1, 4.0), {}, 5);
+  TrainOptions t = TrainOptions::for_task(TaskKind::regression);
+  t.p_feed = 0.5, t.source = SignalSource::self_detached, t.signal_noise = 0.1;
+  fit(*m, [&](int64_t s) { return make(8, 500 + uint64_t(s), 1.0); }, 150, 5e-3, t);
+  auto [shifted, y] = make(8, 42, 1.8);
+  AdaptOptions o = AdaptOptions::for_method(Method::it3);
+  o.steps = 10, o.lr = 1e-3;
+  Adapter a(m, o);
+  Adapter none(m, AdaptOptions::for_method(Method::none));
+  const double before = idempotence_loss(none, shifted);
+  a.predict(shifted);
+  const double after = idempotence_loss(a, shifted);
+  EXPECT_LT(after, before * 0.9) << "before " << before << " after " << after;
+}
+
+TEST(It3Adapt, BaselinesRunAndMoveOnlyWhatTheyShould) {
+  auto m = trained_bn_cnn();
+  Input x(toy_images(8, 5, 0.5).first);
+  AdaptOptions t = AdaptOptions::for_method(Method::tent);
+  t.steps = 2;
+  Adapter tent(m, t);
+  // tent adapts only the BatchNorm affine parameters.
+  for (const auto& n : tent.adapted_names())
+    EXPECT_TRUE(n.find("weight") != std::string::npos || n.find("bias") != std::string::npos);
+  EXPECT_EQ(tent.adapted_names().size(), 6u);  // 3 BatchNorm2d × (weight, bias)
+  AdaptResult r = tent.predict(x);
+  EXPECT_LT(r.loss_after, r.loss_before + 1e-6);
+  EXPECT_TRUE(std::isfinite(r.loss_before));
+
+  ActmadStats stats = collect_actmad_stats(*m, {Input(toy_images(16, 9).first)});
+  EXPECT_EQ(stats.mean.size(), m->tap_names().size());
+  AdaptOptions am = AdaptOptions::for_method(Method::actmad);
+  am.steps = 3, am.lr = 1e-3;
+  Adapter act(m, am, stats);
+  AdaptResult ra = act.predict(x);
+  EXPECT_TRUE(std::isfinite(ra.loss_before));
+  EXPECT_LT(ra.loss_after, ra.loss_before);
+
+  AdaptOptions last = AdaptOptions::for_method(Method::it3);
+  last.params = ParamSelection::last(1);
+  Adapter lastn(m, last);
+  EXPECT_EQ(lastn.adapted_names(), (std::vector<std::string>{"head.5.weight", "head.5.bias"}));
+  EXPECT_EQ(ParamSelection::parse("last:2").last_n, 2);
+  EXPECT_EQ(ParamSelection::parse("body,head.5").names.size(), 2u);
+}
+
+TEST(It3Training, ObjectiveHasBothTermsAndSelfSignals) {
+  auto m = make_mlp_model(3, {6}, SignalSpec::regression(1, 5.0), {}, 2);
+  Tensor x = randn({4, 3}, 1), y = randn({4, 1}, 2);
+  TrainOptions t;  // p = 1: both passes
+  TrainStep s = it3_objective(*m, Input(x), y, t, 0);
+  EXPECT_TRUE(s.fed);
+  Tensor l1 = mse_loss(m->forward_neutral(Input(x)), y);
+  Tensor l2 = mse_loss(m->forward(Input(x), y), y);
+  EXPECT_NEAR(s.loss.item(), l1.item() + l2.item(), 1e-6);
+  t.p_feed = 0.0;
+  TrainStep s0 = it3_objective(*m, Input(x), y, t, 0);
+  EXPECT_FALSE(s0.fed);
+  EXPECT_NEAR(s0.loss.item(), l1.item(), 1e-6);
+  // p = 0.5: the draw is a function of (seed, step), about half the steps feed.
+  t.p_feed = 0.5;
+  int fed = 0;
+  for (int step = 0; step < 200; ++step) fed += it3_objective(*m, Input(x), y, t, step).fed;
+  EXPECT_GT(fed, 70);
+  EXPECT_LT(fed, 130);
+  expect_error([&] {
+    TrainOptions bad;
+    bad.loss = TrainLoss::cross_entropy;
+    it3_objective(*m, Input(x), y, bad, 0);
+  }, "it3 training", "classification");
+}
+
+TEST(It3Training, NonFiniteLossStopsBeforeTheUpdate) {
+  auto m = make_mlp_model(2, {4}, SignalSpec::regression(1, 5.0), {}, 2);
+  Tensor x = randn({4, 2}, 1);
+  Tensor y = full({4, 1}, std::nan(""));
+  SGD opt(m->parameters(), SGDOptions{0.1});
+  auto before = m->clone();
+  expect_error([&] { train_step(*m, opt, Input(x), y, TrainOptions{}, 17); }, "it3 training",
+               "step 17");
+  EXPECT_TRUE(params_bit_equal(*m, *before));
+}
+
+// ---- CPU and CUDA agree ----
+
+TEST(It3Cuda, AdaptedPredictionsMatchTheCpu) {
+  if (!cuda::available()) GTEST_SKIP() << "no GPU";
+  auto cnn = trained_bn_cnn();
+  auto mlp = trained_mlp();
+  struct Case {
+    std::shared_ptr<RecursiveModel> model;
+    Input x;
+    Method method;
+  };
+  auto [imgs, labels] = toy_images(8, 21, 0.5);
+  std::vector<Case> cases{{mlp, Input(randn({16, 4}, 3) * 2.0), Method::it3},
+                          {mlp, Input(randn({16, 4}, 3) * 2.0), Method::it3_online},
+                          {cnn, Input(imgs), Method::it3},
+                          {cnn, Input(imgs), Method::tent},
+                          {cnn, Input(imgs), Method::bn}};
+  for (auto& c : cases) {
+    AdaptOptions o = AdaptOptions::for_method(c.method);
+    if (o.steps > 0) o.steps = 3;
+    Adapter on_cpu(c.model, o);
+    Tensor want = on_cpu.predict(c.x).prediction;
+    auto gpu_model = std::dynamic_pointer_cast<RecursiveModel>(c.model->clone());
+    gpu_model->to(Device::cuda());
+    Adapter on_gpu(gpu_model, o);
+    AdaptResult r = on_gpu.predict(c.x.to(Device::cuda()));
+    idem::testing::expect_near_all(to_cpu(r.prediction), want, 2e-4, method_name(c.method));
+    EXPECT_GT(r.cost.gpu_launches, 0u);
+  }
+}
