@@ -1,6 +1,9 @@
-// Shared helpers for the CUDA backend: checked calls, launch checks, the current stream.
-// Every CUDA call is checked; every launch is followed by IDEM_LAUNCH_CHECK(op). Setting the
-// environment variable IDEM_CUDA_SYNC=1 synchronizes after each launch so an asynchronous
+// Shared helpers for the CUDA backend: checked calls, launch checks, launch accounting, the
+// current stream.
+// Every CUDA call is checked; every `<<<...>>>` launch statement is followed directly by exactly
+// one IDEM_LAUNCH_CHECK(op) (a kernel in each branch of an if/else gets its own check), because
+// the check is also what counts the launch in launch_count() (core/kernels/runtime.h). Setting
+// the environment variable IDEM_CUDA_SYNC=1 synchronizes after each launch so an asynchronous
 // fault is reported at the launch that caused it.
 #pragma once
 #include <cuda_runtime.h>
@@ -14,8 +17,13 @@ namespace idem::cuda {
 
 // Throws idem::Error "[op] CUDA error cudaErrorX (message) at file:line".
 [[noreturn]] void throw_cuda_error(const char* op, cudaError_t err, const char* file, int line);
-// Checks cudaGetLastError() and, in sync-debug mode, synchronizes and checks again.
+// Counts one launch (launch_count()), checks cudaGetLastError() and, in sync-debug mode,
+// synchronizes and checks again.
 void launch_check(const char* op, const char* file, int line);
+// Adds n to launch_count() for GPU work issued without a launch check: one per cuBLAS, cuDNN
+// or CUB call (whatever it launches inside) and one per async copy or memset. Call it right
+// after the call succeeded.
+void count_gpu_ops(uint64_t n = 1) noexcept;
 // The stream all idem kernels are issued on (per device; default: the legacy stream 0 until
 // set_current_stream is called).
 cudaStream_t current_stream();

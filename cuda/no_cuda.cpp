@@ -5,10 +5,13 @@
 
 #include "core/error.h"
 #include "core/kernels/conv.h"
+#include "core/kernels/cuda_graph.h"
 #include "core/kernels/elementwise.h"
+#include "core/kernels/fused.h"
 #include "core/kernels/graph.h"
 #include "core/kernels/index.h"
 #include "core/kernels/matmul.h"
+#include "core/kernels/multi_copy.h"
 #include "core/kernels/norm.h"
 #include "core/kernels/optim.h"
 #include "core/kernels/pool.h"
@@ -41,6 +44,20 @@ AllocatorStats allocator_stats(int) { return {}; }
 void empty_cache(int) {}  // nothing is ever cached without CUDA
 void set_poison_allocations(bool) {}
 bool poison_allocations() { return false; }
+uint64_t launch_count() { return 0; }  // nothing is ever launched without CUDA
+
+// ---- CUDA graphs ----
+CaptureStream::CaptureStream(int) { no_cuda("cuda CaptureStream"); }
+CaptureStream::~CaptureStream() {}
+Graph::~Graph() {}
+Graph::Graph(Graph&&) noexcept {}
+Graph& Graph::operator=(Graph&&) noexcept { return *this; }
+void Graph::reset() noexcept {}
+Graph Graph::capture(const std::function<void()>&, int) { no_cuda("cuda graph capture"); }
+Graph Graph::capture(const std::function<void()>&, const CaptureStream&) {
+  no_cuda("cuda graph capture");
+}
+void Graph::replay() { no_cuda("cuda graph replay"); }
 
 // ---- elementwise ----
 void unary_fwd(const Tensor&, const Tensor&, UnaryOp, UnaryParams) { no_cuda("unary"); }
@@ -168,5 +185,23 @@ void norm_bwd(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const 
   no_cuda("norm_backward");
 }
 void dropout_apply(const Tensor&, const Tensor&, const DropoutParams&) { no_cuda("dropout"); }
+
+// ---- fused (linear_act, distances) and multi_copy ----
+void linear_act_fwd(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                    const LinearActParams&) {
+  no_cuda("linear_act");
+}
+void linear_act_bwd(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                    const Tensor&, const Tensor&, const LinearActParams&) {
+  no_cuda("linear_act_backward");
+}
+void distance_fwd(const Tensor&, const Tensor&, const Tensor&, DistanceKind k) {
+  no_cuda(distance_name(k));
+}
+void distance_bwd(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                  DistanceKind k) {
+  no_cuda(distance_name(k));
+}
+void multi_copy(const void*, int64_t, int64_t, int) { no_cuda("multi_copy"); }
 
 }  // namespace idem::cuda

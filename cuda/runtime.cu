@@ -1,6 +1,6 @@
 // The CUDA runtime services of core/kernels/runtime.h and cuda/common.cuh: device discovery,
-// checked calls, launch checks, the current stream, copies and device queries. The caching
-// allocator lives in cuda/allocator.cu.
+// checked calls, launch checks and launch accounting, the current stream, copies and device
+// queries. The caching allocator lives in cuda/allocator.cu, CUDA graphs in cuda/graph.cu.
 #include <cuda_runtime.h>
 
 #include <atomic>
@@ -58,6 +58,13 @@ std::atomic<cudaStream_t>& stream_slot(int device) {
   return slots[(device >= 0 && device < kMaxStreams) ? device : 0];
 }
 
+// Process-wide on purpose: launch_count() answers "how many GPU operations did this work
+// cost", whichever thread or device issued them. Relaxed: a tally, not a synchronization.
+std::atomic<uint64_t>& launch_counter() {
+  static std::atomic<uint64_t> n{0};
+  return n;
+}
+
 const char* base_name(const char* path) {
   const char* slash = std::strrchr(path, '/');
   return slash ? slash + 1 : path;
@@ -95,7 +102,12 @@ void throw_cuda_error(const char* op, cudaError_t err, const char* file, int lin
        base_name(file), ":", line);
 }
 
+void count_gpu_ops(uint64_t n) noexcept {
+  launch_counter().fetch_add(n, std::memory_order_relaxed);
+}
+
 void launch_check(const char* op, const char* file, int line) {
+  launch_counter().fetch_add(1, std::memory_order_relaxed);
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) throw_cuda_error(op, err, file, line);
   if (!sync_debug()) return;
@@ -139,6 +151,10 @@ bool compiled() {
   return true;
 }
 
+uint64_t launch_count() {
+  return launch_counter().load(std::memory_order_relaxed);
+}
+
 bool available() {
   try {
     return discovery().count > 0;
@@ -163,8 +179,16 @@ void memcpy(void* dst, const void* src, size_t nbytes, int kind, int device) {
   const cudaMemcpyKind k = kind == 0   ? cudaMemcpyHostToDevice
                            : kind == 1 ? cudaMemcpyDeviceToHost
                                        : cudaMemcpyDeviceToDevice;
+  if (k != cudaMemcpyDeviceToDevice && detail::capture_active(device))
+    fail("cuda memcpy", kind == 0 ? "a host->device" : "a device->host", " copy of ", nbytes,
+         " bytes on cuda:", device,
+         " during a CUDA graph capture: copies that touch host memory wait for the GPU, which a "
+         "capture forbids (Tensor::item, to_vector, to(cpu), printing and tensors built from "
+         "host data all copy); copy new inputs into the graph's input tensors before replay() "
+         "and read its outputs after it");
   cudaStream_t s = current_stream();
   IDEM_CUDA_CHECK("cuda memcpy", cudaMemcpyAsync(dst, src, nbytes, k, s));
+  count_gpu_ops();
   // Device-to-device copies are ordered with the kernels on the same stream, so the host need
   // not wait (a wait here would also break CUDA-graph capture of a step that copies, such as
   // an IT³ reset or BatchNorm's counter). Copies that touch host memory wait, because the
@@ -174,6 +198,10 @@ void memcpy(void* dst, const void* src, size_t nbytes, int kind, int device) {
 
 void synchronize(int device) {
   detail::require_device(device, "cuda synchronize");
+  IDEM_CHECK(!detail::capture_active(device), "cuda synchronize",
+             "waiting for cuda:", device,
+             " during a CUDA graph capture (a host synchronization is illegal inside a capture; "
+             "synchronize after replay() instead)");
   set_device(device);
   IDEM_CUDA_CHECK("cuda synchronize", cudaDeviceSynchronize());
 }

@@ -15,18 +15,36 @@ bool available();
 // Number of visible GPUs (0 when unavailable). Never throws.
 int device_count();
 
-// Device memory from the caching allocator.
+// Device memory from the caching allocator (rules: cuda/allocator.h).
 // requires: 0 <= device < device_count(); ensures: 256-byte aligned, uninitialised.
+// Throws idem::Error when the device is out of memory even after the cache was emptied (the
+// message gives the size, the allocator's and the device's figures and a hint; the process
+// can carry on), or when a request inside a CUDA graph capture finds no cached block.
 void* alloc(size_t nbytes, int device);
 // Returns memory to the cache. Never throws (called from destructors).
 void release(void* ptr, size_t nbytes, int device) noexcept;
 
-// Copies between host and device memory on the current stream, then waits for it
-// (kind: 0 host->device, 1 device->host, 2 device->device).
+// Copies between host and device memory on the current stream (kind: 0 host->device,
+// 1 device->host, 2 device->device). Copies that touch host memory wait for the copy (so they
+// throw idem::Error during a CUDA graph capture); device->device copies do not wait.
 void memcpy(void* dst, const void* src, size_t nbytes, int kind, int device);
 
 // Waits for all work on `device`.
+// requires: no CUDA graph capture under way on `device` (core/kernels/cuda_graph.h); a wait
+// inside a capture throws idem::Error instead of invalidating the capture.
 void synchronize(int device);
+
+// ---- launch accounting ----
+// GPU operations idem has issued since start-up, over all devices and threads: each launch of a
+// hand-written kernel (exact: every launch site is followed by one launch check, which counts),
+// each cuBLAS, cuDNN or CUB call (one each; the library may launch more kernels inside it), each
+// async copy or memset of the runtime and the allocator (host<->device copies included), and
+// each CUDA graph replay (one; the kernels inside it are Graph::num_nodes()). Work recorded
+// during a graph capture counts as issued, so the count over a capture equals the graph's
+// num_nodes() when it holds only hand-written kernels, copies and memsets.
+// A relaxed atomic counter: read it before and after the work; the difference is that work's
+// cost in launches. Always 0 when idem was built without CUDA. Never throws.
+uint64_t launch_count();
 
 // ---- device queries ----
 struct DeviceProperties {
@@ -46,19 +64,25 @@ std::string device_summary();
 
 // ---- the caching allocator ----
 // Counters of one device's caching allocator. Byte counts are of rounded (size-class) blocks.
+// The allocator's rules (per-stream caches, CUDA graph pools, out-of-memory) are described at
+// the top of cuda/allocator.h.
 struct AllocatorStats {
-  size_t bytes_in_use = 0;       // handed out by alloc() and not yet released
-  size_t peak_bytes_in_use = 0;  // high-water mark of bytes_in_use since start-up
-  size_t bytes_cached = 0;       // held in free lists, ready for reuse
-  uint64_t num_alloc = 0;        // alloc() calls (nbytes > 0)
-  uint64_t num_cache_hits = 0;   // alloc() calls served from the free lists
-  uint64_t num_cuda_malloc = 0;  // cudaMalloc calls
-  uint64_t num_cuda_free = 0;    // cudaFree calls
+  size_t bytes_in_use = 0;          // handed out by alloc() and not yet released
+  size_t peak_bytes_in_use = 0;     // high-water mark of bytes_in_use since start-up
+  size_t bytes_cached = 0;          // held in the free lists, ready for reuse
+  size_t bytes_in_graph_pools = 0;  // free blocks kept by live CUDA graphs (not reusable)
+  uint64_t num_alloc = 0;           // alloc() calls (nbytes > 0)
+  uint64_t num_cache_hits = 0;      // alloc() calls served from the free lists or a graph pool
+  uint64_t num_cuda_malloc = 0;     // successful cudaMalloc calls
+  uint64_t num_cuda_free = 0;       // cudaFree calls
+  uint64_t num_oom_retries = 0;     // cudaMalloc failures answered by emptying the cache
+  uint64_t num_graph_pools = 0;     // CUDA graphs alive on this device (private pools)
 };
 // All zero when CUDA is unavailable or the device index is out of range. Never throws.
 AllocatorStats allocator_stats(int device);
-// Returns every cached (free) block of `device` to the driver; blocks in use are untouched.
-// Waits for the device first so no queued kernel still reads a freed block.
+// Returns every cached (free) block of `device` to the driver; blocks in use and blocks kept by
+// live CUDA graphs are untouched. Waits for the device first so no queued kernel still reads a
+// freed block. requires: no CUDA graph capture under way on `device`.
 void empty_cache(int device);
 // Debug switch: fill every allocation with 0xFF bytes (NaN for f32) before returning it, so a
 // kernel that leaves an output element unwritten fails parity. Also on when the environment

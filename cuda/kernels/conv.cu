@@ -473,6 +473,7 @@ bool hand_fwd_tiled(const Tensor& y, const Tensor& x, const Tensor& w, const Ten
             y.data<float>(), x.data<float>(), w.data<float>(), b, d, n_ob,
             static_cast<int>(OgP), static_cast<int>(n_pb), static_cast<int>(Hp),
             static_cast<int>(Wp), static_cast<int>(chunks));
+    IDEM_LAUNCH_CHECK("conv2d");
   };
   with_block(ob, [&](auto blk) {
     // The 5x5 and 3x3 kernels get the tap row unrolled at compile time.
@@ -483,7 +484,6 @@ bool hand_fwd_tiled(const Tensor& y, const Tensor& x, const Tensor& w, const Ten
     else
       launch(blk, std::integral_constant<int, 0>{});
   });
-  IDEM_LAUNCH_CHECK("conv2d");
   return true;
 }
 
@@ -497,8 +497,8 @@ void hand_fwd(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& b
   with_block(ob, [&](auto blk) {
     conv2d_fwd_direct_kernel<decltype(blk)::value><<<grid_for(total, kThreads), kThreads, 0, st>>>(
         y.data<float>(), x.data<float>(), w.data<float>(), b, d, n_ob);
+    IDEM_LAUNCH_CHECK("conv2d");
   });
-  IDEM_LAUNCH_CHECK("conv2d");
 }
 
 void hand_bwd_data(const Tensor& dx, const Tensor& dy, const Tensor& w, const ConvDims& d,
@@ -510,8 +510,8 @@ void hand_bwd_data(const Tensor& dx, const Tensor& dy, const Tensor& w, const Co
     conv2d_bwd_data_direct_kernel<decltype(blk)::value>
         <<<grid_for(total, kThreads), kThreads, 0, st>>>(dx.data<float>(), dy.data<float>(),
                                                          w.data<float>(), d, n_cb);
+    IDEM_LAUNCH_CHECK("conv2d_backward_data");
   });
-  IDEM_LAUNCH_CHECK("conv2d_backward_data");
 }
 
 void hand_bwd_weight(const Tensor& dw, const Tensor& dy, const Tensor& x, const ConvDims& d,
@@ -535,8 +535,8 @@ void hand_bwd_weight(const Tensor& dw, const Tensor& dy, const Tensor& x, const 
     conv2d_bwd_weight_partial_kernel<decltype(blk)::value>
         <<<grid_for(total, kThreads), kThreads, 0, st>>>(
             partial.data<float>(), dy.data<float>(), x.data<float>(), d, n_ob, chunk_len, n_chunks);
+    IDEM_LAUNCH_CHECK("conv2d_backward_weight");
   });
-  IDEM_LAUNCH_CHECK("conv2d_backward_weight");
   conv2d_bwd_weight_reduce_kernel<<<grid_for(n_elems * 32, kThreads), kThreads, 0, st>>>(
       dw.data<float>(), partial.data<float>(), n_elems, n_chunks);
   IDEM_LAUNCH_CHECK("conv2d_backward_weight");

@@ -78,10 +78,11 @@ void launch_map(const char* op, O* out, const T* a, const T* b, int64_t n, F f) 
   if (vec) {
     map_fwd_vec_kernel<T, O, V, TWO>
         <<<grid_for(n / V, kThreads), kThreads, 0, s>>>(out, a, b, n, f);
+    IDEM_LAUNCH_CHECK(op);
   } else {
     map_fwd_vec_kernel<T, O, 1, TWO><<<grid_for(n, kThreads), kThreads, 0, s>>>(out, a, b, n, f);
+    IDEM_LAUNCH_CHECK(op);
   }
-  IDEM_LAUNCH_CHECK(op);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -403,13 +404,15 @@ struct BinaryBody {
     }
     BcastDesc<2> d = make_bcast<2>(out.shape(), {&a.shape(), &b.shape()}, name);
     cudaStream_t s = current_stream();
-    if (fits_u32(n))
+    if (fits_u32(n)) {
       binary_fwd_bcast_kernel<T, O, uint32_t><<<grid_for(n, kThreads), kThreads, 0, s>>>(
           po, pa, pb, d, static_cast<uint32_t>(n), BinaryFn<OP, T>{});
-    else
+      IDEM_LAUNCH_CHECK(name);
+    } else {
       binary_fwd_bcast_kernel<T, O, int64_t>
           <<<grid_for(n, kThreads), kThreads, 0, s>>>(po, pa, pb, d, n, BinaryFn<OP, T>{});
-    IDEM_LAUNCH_CHECK(name);
+      IDEM_LAUNCH_CHECK(name);
+    }
   }
 };
 
@@ -482,14 +485,16 @@ void where_fwd(const Tensor& out, const Tensor& cond, const Tensor& a, const Ten
     T* po = static_cast<T*>(out.raw_data());
     const T* pa = static_cast<const T*>(a.raw_data());
     const T* pb = static_cast<const T*>(b.raw_data());
-    if (fits_u32(n))
+    if (fits_u32(n)) {
       where_fwd_bcast_kernel<T, uint32_t>
           <<<grid_for(n, kThreads), kThreads, 0, s>>>(po, pc, pa, pb, d, static_cast<uint32_t>(n));
-    else
+      IDEM_LAUNCH_CHECK("where");
+    } else {
       where_fwd_bcast_kernel<T, int64_t>
           <<<grid_for(n, kThreads), kThreads, 0, s>>>(po, pc, pa, pb, d, n);
+      IDEM_LAUNCH_CHECK("where");
+    }
   });
-  IDEM_LAUNCH_CHECK("where");
 }
 
 void expand_fwd(const Tensor& out, const Tensor& in) {
@@ -502,13 +507,15 @@ void expand_fwd(const Tensor& out, const Tensor& in) {
     using T = decltype(tag);
     T* po = static_cast<T*>(out.raw_data());
     const T* pi = static_cast<const T*>(in.raw_data());
-    if (fits_u32(n))
+    if (fits_u32(n)) {
       expand_fwd_bcast_kernel<T, uint32_t>
           <<<grid_for(n, kThreads), kThreads, 0, s>>>(po, pi, d, static_cast<uint32_t>(n));
-    else
+      IDEM_LAUNCH_CHECK("expand");
+    } else {
       expand_fwd_bcast_kernel<T, int64_t><<<grid_for(n, kThreads), kThreads, 0, s>>>(po, pi, d, n);
+      IDEM_LAUNCH_CHECK("expand");
+    }
   });
-  IDEM_LAUNCH_CHECK("expand");
 }
 
 void cast(const Tensor& out, const Tensor& in) {
@@ -533,8 +540,8 @@ void fill(const Tensor& out, double value) {
   IDEM_CUDA_DISPATCH(out.dtype(), "fill", [&] {
     fill_fwd_kernel<scalar_t><<<grid_for(n, kThreads), kThreads, 0, s>>>(
         out.data<scalar_t>(), n, static_cast<scalar_t>(value));
+    IDEM_LAUNCH_CHECK("fill");
   });
-  IDEM_LAUNCH_CHECK("fill");
 }
 
 void arange_fill(const Tensor& out, double start, double step) {
@@ -545,8 +552,8 @@ void arange_fill(const Tensor& out, double start, double step) {
   IDEM_CUDA_DISPATCH(out.dtype(), "arange", [&] {
     arange_fwd_kernel<scalar_t>
         <<<grid_for(n, kThreads), kThreads, 0, s>>>(out.data<scalar_t>(), n, start, step);
+    IDEM_LAUNCH_CHECK("arange");
   });
-  IDEM_LAUNCH_CHECK("arange");
 }
 
 void random_fill(const Tensor& out, RandomDist dist, double lo, double hi, uint64_t seed,
@@ -557,13 +564,15 @@ void random_fill(const Tensor& out, RandomDist dist, double lo, double hi, uint6
   set_device(out.device().index);
   cudaStream_t s = current_stream();
   float* po = out.data<float>();
-  if (dist == RandomDist::normal)
+  if (dist == RandomDist::normal) {
     random_fwd_philox_kernel<float, true>
         <<<grid_for(n, kThreads), kThreads, 0, s>>>(po, n, lo, hi, seed, offset);
-  else
+    IDEM_LAUNCH_CHECK("random");
+  } else {
     random_fwd_philox_kernel<float, false>
         <<<grid_for(n, kThreads), kThreads, 0, s>>>(po, n, lo, hi, seed, offset);
-  IDEM_LAUNCH_CHECK("random");
+    IDEM_LAUNCH_CHECK("random");
+  }
 }
 
 }  // namespace idem::cuda

@@ -277,6 +277,7 @@ void build_csr(const Tensor& row_ptr, const Tensor& perm, const Tensor& index, S
     IDEM_CUDA_CHECK(op, cub::DeviceRadixSort::SortPairs(
                             temp.raw_data(), temp_bytes, k_in, k_out, vals_in.data<int32_t>(),
                             vals_out.data<int32_t>(), static_cast<int>(E), 0, end_bit, st));
+    count_gpu_ops();  // one CUB sort (several kernels inside; the size query above runs none)
     build_csr_widen_kernel<<<grid_for(E, kThreads), kThreads, 0, st>>>(perm.data<int64_t>(),
                                                                        vals_out.data<int32_t>(), E);
     IDEM_LAUNCH_CHECK(op);
@@ -308,33 +309,41 @@ void segment_reduce_fwd(const Tensor& out, const Tensor& argmax, const Tensor& s
   const int64_t V = s.rows, E = s.edges, F = s.features;
   switch (op) {
     case SegmentOp::sum:
-      if (l.vw == 4)
+      if (l.vw == 4) {
         segment_sum_fwd_group_kernel<4, false>
             <<<l.grid, kThreads, 0, st>>>(y, x, rp, pm, V, E, F, l.group);
-      else
+        IDEM_LAUNCH_CHECK(name);
+      } else {
         segment_sum_fwd_group_kernel<1, false>
             <<<l.grid, kThreads, 0, st>>>(y, x, rp, pm, V, E, F, l.group);
+        IDEM_LAUNCH_CHECK(name);
+      }
       break;
     case SegmentOp::mean:
-      if (l.vw == 4)
+      if (l.vw == 4) {
         segment_sum_fwd_group_kernel<4, true>
             <<<l.grid, kThreads, 0, st>>>(y, x, rp, pm, V, E, F, l.group);
-      else
+        IDEM_LAUNCH_CHECK(name);
+      } else {
         segment_sum_fwd_group_kernel<1, true>
             <<<l.grid, kThreads, 0, st>>>(y, x, rp, pm, V, E, F, l.group);
+        IDEM_LAUNCH_CHECK(name);
+      }
       break;
     case SegmentOp::max: {
       int64_t* am = argmax.data<int64_t>();
-      if (l.vw == 4)
+      if (l.vw == 4) {
         segment_max_fwd_group_kernel<4>
             <<<l.grid, kThreads, 0, st>>>(y, am, x, rp, pm, V, E, F, l.group);
-      else
+        IDEM_LAUNCH_CHECK(name);
+      } else {
         segment_max_fwd_group_kernel<1>
             <<<l.grid, kThreads, 0, st>>>(y, am, x, rp, pm, V, E, F, l.group);
+        IDEM_LAUNCH_CHECK(name);
+      }
       break;
     }
   }
-  IDEM_LAUNCH_CHECK(name);
 }
 
 void segment_expand(const Tensor& out, const Tensor& g, const Tensor& row_ptr, const Tensor& perm,
@@ -351,21 +360,26 @@ void segment_expand(const Tensor& out, const Tensor& g, const Tensor& row_ptr, c
   const RowLaunch l = row_launch(s.rows, s.features, {y, gv});
   const int64_t V = s.rows, E = s.edges, F = s.features;
   if (l.vw == 4) {
-    if (mean)
+    if (mean) {
       segment_expand_bwd_group_kernel<4, true>
           <<<l.grid, kThreads, 0, st>>>(y, gv, rp, pm, V, E, F, l.group);
-    else
+      IDEM_LAUNCH_CHECK(op);
+    } else {
       segment_expand_bwd_group_kernel<4, false>
           <<<l.grid, kThreads, 0, st>>>(y, gv, rp, pm, V, E, F, l.group);
+      IDEM_LAUNCH_CHECK(op);
+    }
   } else {
-    if (mean)
+    if (mean) {
       segment_expand_bwd_group_kernel<1, true>
           <<<l.grid, kThreads, 0, st>>>(y, gv, rp, pm, V, E, F, l.group);
-    else
+      IDEM_LAUNCH_CHECK(op);
+    } else {
       segment_expand_bwd_group_kernel<1, false>
           <<<l.grid, kThreads, 0, st>>>(y, gv, rp, pm, V, E, F, l.group);
+      IDEM_LAUNCH_CHECK(op);
+    }
   }
-  IDEM_LAUNCH_CHECK(op);
 }
 
 void segment_max_bwd(const Tensor& out, const Tensor& g, const Tensor& argmax, SegmentShape s) {

@@ -246,6 +246,7 @@ SortedRuns sorted_runs(const uint64_t* keys_in, const int32_t* vals_in, int64_t 
   IDEM_CUDA_CHECK(op, cub::DeviceRadixSort::SortPairs(temp.raw_data(), temp_bytes, keys_in, k_out,
                                                       vals_in, v_out, static_cast<int>(n), 0,
                                                       end_bit, st));
+  count_gpu_ops();  // one CUB sort (several kernels inside; the size query above runs none)
   run_offsets_kernel<<<grid_for(n_keys + 1, kThreads), kThreads, 0, st>>>(
       r.offsets.data<int32_t>(), k_out, n, n_keys);
   IDEM_LAUNCH_CHECK(op);
@@ -341,8 +342,8 @@ void slice_copy(const Tensor& dst, const Tensor& src, SliceCopy s) {
     const int64_t blk = block / w;
     slice_copy_kernel<T><<<grid_for(s.outer * blk, kThreads), kThreads, 0, st>>>(
         reinterpret_cast<T*>(d), reinterpret_cast<const T*>(x), s.outer, blk, drow / w, srow / w);
+    IDEM_LAUNCH_CHECK(op);
   });
-  IDEM_LAUNCH_CHECK(op);
 }
 
 // ---- index_select / index_add ----------------------------------------------------------------
@@ -362,8 +363,8 @@ void index_select_fwd(const Tensor& out, const Tensor& in, const Tensor& index, 
         <<<grid_for(s.outer * s.n_index * inner, kThreads), kThreads, 0, st>>>(
             static_cast<T*>(out.raw_data()), static_cast<const T*>(in.raw_data()),
             index.data<int64_t>(), s.outer, s.n_index, s.in_dim, inner);
+    IDEM_LAUNCH_CHECK(op);
   });
-  IDEM_LAUNCH_CHECK(op);
 }
 
 void index_add(const Tensor& out, const Tensor& src, const Tensor& index, IndexShape s) {
@@ -378,8 +379,8 @@ void index_add(const Tensor& out, const Tensor& src, const Tensor& index, IndexS
       index_add_scan_kernel<scalar_t><<<grid_for(total, kThreads), kThreads, 0, st>>>(
           out.data<scalar_t>(), src.data<scalar_t>(), idx, s.outer, s.n_index, s.in_dim,
           s.inner);
+      IDEM_LAUNCH_CHECK(op);
     });
-    IDEM_LAUNCH_CHECK(op);
     return;
   }
   // The i64 indices are already valid keys in [0, in_dim): sort them as unsigned words.
@@ -394,8 +395,8 @@ void index_add(const Tensor& out, const Tensor& src, const Tensor& index, IndexS
     index_add_sorted_kernel<scalar_t><<<grid_for(total, kThreads), kThreads, 0, st>>>(
         out.data<scalar_t>(), src.data<scalar_t>(), runs.perm.data<int32_t>(),
         runs.offsets.data<int32_t>(), s.outer, s.n_index, s.in_dim, s.inner);
+    IDEM_LAUNCH_CHECK(op);
   });
-  IDEM_LAUNCH_CHECK(op);
 }
 
 // ---- gather / scatter_add --------------------------------------------------------------------
@@ -410,8 +411,8 @@ void gather_fwd(const Tensor& out, const Tensor& in, const Tensor& index, Gather
     gather_fwd_kernel<T><<<grid_for(out.numel(), kThreads), kThreads, 0, st>>>(
         static_cast<T*>(out.raw_data()), static_cast<const T*>(in.raw_data()),
         index.data<int64_t>(), s.outer, s.idx_dim, s.in_dim, s.inner);
+    IDEM_LAUNCH_CHECK(op);
   });
-  IDEM_LAUNCH_CHECK(op);
 }
 
 void scatter_add(const Tensor& out, const Tensor& src, const Tensor& index, GatherShape s) {
@@ -427,8 +428,8 @@ void scatter_add(const Tensor& out, const Tensor& src, const Tensor& index, Gath
       scatter_add_scan_kernel<scalar_t><<<grid_for(total, kThreads), kThreads, 0, st>>>(
           out.data<scalar_t>(), src.data<scalar_t>(), idx, s.outer, s.idx_dim, s.in_dim,
           s.inner);
+      IDEM_LAUNCH_CHECK(op);
     });
-    IDEM_LAUNCH_CHECK(op);
     return;
   }
   Tensor keys = empty({n}, {DType::i64, out.device()});
@@ -442,8 +443,8 @@ void scatter_add(const Tensor& out, const Tensor& src, const Tensor& index, Gath
     scatter_add_sorted_kernel<scalar_t><<<grid_for(total, kThreads), kThreads, 0, st>>>(
         out.data<scalar_t>(), src.data<scalar_t>(), runs.perm.data<int32_t>(),
         runs.offsets.data<int32_t>(), s.outer, s.in_dim, s.inner);
+    IDEM_LAUNCH_CHECK(op);
   });
-  IDEM_LAUNCH_CHECK(op);
 }
 
 // ---- one_hot ---------------------------------------------------------------------------------
@@ -457,8 +458,8 @@ void one_hot(const Tensor& out, const Tensor& index, int64_t num_classes) {
   IDEM_DISPATCH_ALL(out.dtype(), op, [&] {
     one_hot_kernel<scalar_t><<<grid_for(n * num_classes, kThreads), kThreads, 0, st>>>(
         out.data<scalar_t>(), index.data<int64_t>(), n, num_classes);
+    IDEM_LAUNCH_CHECK(op);
   });
-  IDEM_LAUNCH_CHECK(op);
 }
 
 // ---- permute ---------------------------------------------------------------------------------
@@ -496,6 +497,7 @@ void permute(const Tensor& out, const Tensor& in, const std::vector<int64_t>& pe
   if (m <= 1) {
     IDEM_CUDA_CHECK(op, cudaMemcpyAsync(out.raw_data(), in.raw_data(), total * es,
                                         cudaMemcpyDeviceToDevice, st));
+    count_gpu_ops();
     return;
   }
 
@@ -514,8 +516,8 @@ void permute(const Tensor& out, const Tensor& in, const std::vector<int64_t>& pe
         using T = decltype(unit);
         transpose_kernel<T><<<grid, dim3(32, 8), 0, st>>>(
             static_cast<T*>(out.raw_data()), static_cast<const T*>(in.raw_data()), R, C);
+        IDEM_LAUNCH_CHECK(op);
       });
-      IDEM_LAUNCH_CHECK(op);
       return;
     }
   }
@@ -533,12 +535,14 @@ void permute(const Tensor& out, const Tensor& in, const std::vector<int64_t>& pe
     auto* o = static_cast<T*>(out.raw_data());
     const auto* x = static_cast<const T*>(in.raw_data());
     // 32-bit index math is cheaper; keep t + grid stride below 2^31.
-    if (total < INT32_MAX / 2)
+    if (total < INT32_MAX / 2) {
       permute_kernel<T, int32_t><<<grid_for(total, kThreads), kThreads, 0, st>>>(o, x, a, total);
-    else
+      IDEM_LAUNCH_CHECK(op);
+    } else {
       permute_kernel<T, int64_t><<<grid_for(total, kThreads), kThreads, 0, st>>>(o, x, a, total);
+      IDEM_LAUNCH_CHECK(op);
+    }
   });
-  IDEM_LAUNCH_CHECK(op);
 }
 
 }  // namespace idem::cuda

@@ -310,18 +310,23 @@ template <int BM, int BN, int BK, int TM, int TN, int WTM, int WTN, int MINB, bo
 void launch_tiled_t(const GemmArgs& g, int batch, bool vec_a, bool vec_b, cudaStream_t st) {
   constexpr int NT = (BM / TM) * (BN / TN);
   const dim3 grid((g.M + BM - 1) / BM, (g.N + BN - 1) / BN, batch);
-  if (vec_a && vec_b)
+  if (vec_a && vec_b) {
     matmul_fwd_tiled_kernel<BM, BN, BK, TM, TN, WTM, WTN, MINB, TA, TB, true, true>
         <<<grid, NT, 0, st>>>(g);
-  else if (vec_a)
+    IDEM_LAUNCH_CHECK("matmul");
+  } else if (vec_a) {
     matmul_fwd_tiled_kernel<BM, BN, BK, TM, TN, WTM, WTN, MINB, TA, TB, true, false>
         <<<grid, NT, 0, st>>>(g);
-  else if (vec_b)
+    IDEM_LAUNCH_CHECK("matmul");
+  } else if (vec_b) {
     matmul_fwd_tiled_kernel<BM, BN, BK, TM, TN, WTM, WTN, MINB, TA, TB, false, true>
         <<<grid, NT, 0, st>>>(g);
-  else
+    IDEM_LAUNCH_CHECK("matmul");
+  } else {
     matmul_fwd_tiled_kernel<BM, BN, BK, TM, TN, WTM, WTN, MINB, TA, TB, false, false>
         <<<grid, NT, 0, st>>>(g);
+    IDEM_LAUNCH_CHECK("matmul");
+  }
 }
 
 template <int BM, int BN, int BK, int TM, int TN, int WTM, int WTN, int MINB>
@@ -344,16 +349,34 @@ void launch_small(const GemmArgs& g, int batch, bool ta, bool tb, bool per_warp,
   const int threads = 256;
   if (per_warp) {
     const unsigned grid = grid_for(outputs * 32, threads);
-    if (!ta && !tb) matmul_fwd_warp_kernel<false, false><<<grid, threads, 0, st>>>(g, batch);
-    else if (!ta && tb) matmul_fwd_warp_kernel<false, true><<<grid, threads, 0, st>>>(g, batch);
-    else if (ta && !tb) matmul_fwd_warp_kernel<true, false><<<grid, threads, 0, st>>>(g, batch);
-    else matmul_fwd_warp_kernel<true, true><<<grid, threads, 0, st>>>(g, batch);
+    if (!ta && !tb) {
+      matmul_fwd_warp_kernel<false, false><<<grid, threads, 0, st>>>(g, batch);
+      IDEM_LAUNCH_CHECK("matmul");
+    } else if (!ta && tb) {
+      matmul_fwd_warp_kernel<false, true><<<grid, threads, 0, st>>>(g, batch);
+      IDEM_LAUNCH_CHECK("matmul");
+    } else if (ta && !tb) {
+      matmul_fwd_warp_kernel<true, false><<<grid, threads, 0, st>>>(g, batch);
+      IDEM_LAUNCH_CHECK("matmul");
+    } else {
+      matmul_fwd_warp_kernel<true, true><<<grid, threads, 0, st>>>(g, batch);
+      IDEM_LAUNCH_CHECK("matmul");
+    }
   } else {
     const unsigned grid = grid_for(outputs, threads);
-    if (!ta && !tb) matmul_fwd_small_kernel<false, false><<<grid, threads, 0, st>>>(g, batch);
-    else if (!ta && tb) matmul_fwd_small_kernel<false, true><<<grid, threads, 0, st>>>(g, batch);
-    else if (ta && !tb) matmul_fwd_small_kernel<true, false><<<grid, threads, 0, st>>>(g, batch);
-    else matmul_fwd_small_kernel<true, true><<<grid, threads, 0, st>>>(g, batch);
+    if (!ta && !tb) {
+      matmul_fwd_small_kernel<false, false><<<grid, threads, 0, st>>>(g, batch);
+      IDEM_LAUNCH_CHECK("matmul");
+    } else if (!ta && tb) {
+      matmul_fwd_small_kernel<false, true><<<grid, threads, 0, st>>>(g, batch);
+      IDEM_LAUNCH_CHECK("matmul");
+    } else if (ta && !tb) {
+      matmul_fwd_small_kernel<true, false><<<grid, threads, 0, st>>>(g, batch);
+      IDEM_LAUNCH_CHECK("matmul");
+    } else {
+      matmul_fwd_small_kernel<true, true><<<grid, threads, 0, st>>>(g, batch);
+      IDEM_LAUNCH_CHECK("matmul");
+    }
   }
 }
 
@@ -420,7 +443,7 @@ void matmul_hand_variant(const Tensor& c, const Tensor& a, const Tensor& b, cons
         // Few outputs and a long K: a warp per output keeps enough threads busy.
         launch_small(gc, nb, ta, tb, p.K >= 128 && outputs <= 65536, st);
     }
-    IDEM_LAUNCH_CHECK(op);
+    // Each launch_* helper checks its one launch (IDEM_LAUNCH_CHECK counts launches).
   }
 }
 

@@ -301,15 +301,17 @@ void norm_bwd(const Tensor& dx, const Tensor& dweight, const Tensor& dbias, cons
   if (batch_stats && (pdx != nullptr || (fused && want_affine))) {
     const unsigned grid = block_grid(s.groups);
     const int threads = block_threads(s.group_size());
-    if (fused)
+    if (fused) {
       norm_bwd_data_block_kernel<true>
           <<<grid, threads, 0, st>>>(pdx, pdw, pdb, g.data<float>(), x.data<float>(),
                                      mean.data<float>(), rstd.data<float>(), fptr(weight), d);
-    else
+      IDEM_LAUNCH_CHECK("norm_backward");
+    } else {
       norm_bwd_data_block_kernel<false>
           <<<grid, threads, 0, st>>>(pdx, nullptr, nullptr, g.data<float>(), x.data<float>(),
                                      mean.data<float>(), rstd.data<float>(), fptr(weight), d);
-    IDEM_LAUNCH_CHECK("norm_backward");
+      IDEM_LAUNCH_CHECK("norm_backward");
+    }
   } else if (pdx != nullptr) {
     norm_bwd_data_map_kernel<<<grid_for(n, kMapThreads), kMapThreads, 0, st>>>(
         pdx, g.data<float>(), rstd.data<float>(), fptr(weight), d, n);

@@ -223,68 +223,80 @@ template <typename Launch>
 void launch(const char* op, int64_t n, const Tensor& like, Launch&& f) {
   if (n == 0) return;
   set_device(like.device().index);
-  f(grid_for(n, kThreads), current_stream());
-  IDEM_LAUNCH_CHECK(op);
+  f(op, grid_for(n, kThreads), current_stream());  // f launches one kernel and checks it
 }
 
 }  // namespace
 
 void max_pool2d_fwd(const Tensor& out, const Tensor& indices, const Tensor& in,
                     const PoolShape& s) {
-  launch("max_pool2d", out.numel(), out, [&](unsigned g, cudaStream_t st) {
+  launch("max_pool2d", out.numel(), out, [&](const char* op, unsigned g, cudaStream_t st) {
     max_pool2d_fwd_kernel<<<g, kThreads, 0, st>>>(out.data<float>(), indices.data<int64_t>(),
                                                   in.data<float>(), s);
+    IDEM_LAUNCH_CHECK(op);
   });
 }
 
 void max_pool2d_bwd(const Tensor& grad_in, const Tensor& grad_out, const Tensor& indices,
                     const PoolShape& s) {
-  launch("max_pool2d_backward", grad_in.numel(), grad_in, [&](unsigned g, cudaStream_t st) {
-    max_pool2d_bwd_kernel<<<g, kThreads, 0, st>>>(grad_in.data<float>(), grad_out.data<float>(),
-                                                  indices.data<int64_t>(), s);
-  });
+  launch("max_pool2d_backward", grad_in.numel(), grad_in,
+         [&](const char* op, unsigned g, cudaStream_t st) {
+           max_pool2d_bwd_kernel<<<g, kThreads, 0, st>>>(
+               grad_in.data<float>(), grad_out.data<float>(), indices.data<int64_t>(), s);
+           IDEM_LAUNCH_CHECK(op);
+         });
 }
 
 void avg_pool2d_fwd(const Tensor& out, const Tensor& in, const PoolShape& s) {
-  launch("avg_pool2d", out.numel(), out, [&](unsigned g, cudaStream_t st) {
+  launch("avg_pool2d", out.numel(), out, [&](const char* op, unsigned g, cudaStream_t st) {
     avg_pool2d_fwd_kernel<<<g, kThreads, 0, st>>>(out.data<float>(), in.data<float>(), s);
+    IDEM_LAUNCH_CHECK(op);
   });
 }
 
 void avg_pool2d_bwd(const Tensor& grad_in, const Tensor& grad_out, const PoolShape& s) {
-  launch("avg_pool2d_backward", grad_in.numel(), grad_in, [&](unsigned g, cudaStream_t st) {
-    avg_pool2d_bwd_kernel<<<g, kThreads, 0, st>>>(grad_in.data<float>(), grad_out.data<float>(), s);
-  });
+  launch("avg_pool2d_backward", grad_in.numel(), grad_in,
+         [&](const char* op, unsigned g, cudaStream_t st) {
+           avg_pool2d_bwd_kernel<<<g, kThreads, 0, st>>>(grad_in.data<float>(),
+                                                         grad_out.data<float>(), s);
+           IDEM_LAUNCH_CHECK(op);
+         });
 }
 
 void adaptive_avg_pool2d_fwd(const Tensor& out, const Tensor& in, const PoolShape& s) {
-  launch("adaptive_avg_pool2d", out.numel(), out, [&](unsigned g, cudaStream_t st) {
+  launch("adaptive_avg_pool2d", out.numel(), out, [&](const char* op, unsigned g, cudaStream_t st) {
     adaptive_avg_pool2d_fwd_kernel<<<g, kThreads, 0, st>>>(out.data<float>(), in.data<float>(), s);
+    IDEM_LAUNCH_CHECK(op);
   });
 }
 
 void adaptive_avg_pool2d_bwd(const Tensor& grad_in, const Tensor& grad_out, const PoolShape& s) {
   launch("adaptive_avg_pool2d_backward", grad_in.numel(), grad_in,
-         [&](unsigned g, cudaStream_t st) {
+         [&](const char* op, unsigned g, cudaStream_t st) {
            adaptive_avg_pool2d_bwd_kernel<<<g, kThreads, 0, st>>>(grad_in.data<float>(),
                                                                   grad_out.data<float>(), s);
+           IDEM_LAUNCH_CHECK(op);
          });
 }
 
 void upsample2d_fwd(const Tensor& out, const Tensor& in, const PoolShape& s, UpsampleMode mode,
                     bool align_corners) {
-  launch("upsample2d", out.numel(), out, [&](unsigned g, cudaStream_t st) {
+  launch("upsample2d", out.numel(), out, [&](const char* op, unsigned g, cudaStream_t st) {
     upsample2d_fwd_kernel<<<g, kThreads, 0, st>>>(out.data<float>(), in.data<float>(), s,
                                                   mode == UpsampleMode::bilinear, align_corners);
+    IDEM_LAUNCH_CHECK(op);
   });
 }
 
 void upsample2d_bwd(const Tensor& grad_in, const Tensor& grad_out, const PoolShape& s,
                     UpsampleMode mode, bool align_corners) {
-  launch("upsample2d_backward", grad_in.numel(), grad_in, [&](unsigned g, cudaStream_t st) {
-    upsample2d_bwd_kernel<<<g, kThreads, 0, st>>>(grad_in.data<float>(), grad_out.data<float>(), s,
-                                                  mode == UpsampleMode::bilinear, align_corners);
-  });
+  launch("upsample2d_backward", grad_in.numel(), grad_in,
+         [&](const char* op, unsigned g, cudaStream_t st) {
+           upsample2d_bwd_kernel<<<g, kThreads, 0, st>>>(
+               grad_in.data<float>(), grad_out.data<float>(), s, mode == UpsampleMode::bilinear,
+               align_corners);
+           IDEM_LAUNCH_CHECK(op);
+         });
 }
 
 }  // namespace idem::cuda

@@ -435,12 +435,15 @@ void launch_warp_rows_as(typename Red<T, OP>::Out* out, const void* in, int64_t 
   const bool one_pass = nv <= W;
   const int64_t rows_per_block = (kWarpRowThreads / 32) * (32 / W) * (one_pass ? 4 : 1);
   const unsigned grid = static_cast<unsigned>(min64(ceil_div(rows, rows_per_block), 65535 * 16));
-  if (one_pass)
+  if (one_pass) {
     reduce_fwd_warp_kernel<T, OP, PART, VW, 4, 1>
         <<<grid, kWarpRowThreads, 0, s>>>(out, in, rows, len, W);
-  else
+    IDEM_LAUNCH_CHECK(reduce_name(OP));
+  } else {
     reduce_fwd_warp_kernel<T, OP, PART, VW, 1, kUnroll>
         <<<grid, kWarpRowThreads, 0, s>>>(out, in, rows, len, W);
+    IDEM_LAUNCH_CHECK(reduce_name(OP));
+  }
 }
 
 template <typename T, ReduceOp OP>
@@ -461,6 +464,7 @@ void launch_rows(typename Red<T, OP>::Out* out, typename Red<T, OP>::Acc* part, 
                  int64_t rows, int64_t len, int64_t chunk, int64_t G, cudaStream_t s) {
   dim3 grid(static_cast<unsigned>(G), static_cast<unsigned>(min64(rows, 65535)));
   reduce_fwd_row_kernel<T, OP, VW><<<grid, kRowThreads, 0, s>>>(out, part, in, rows, len, chunk);
+  IDEM_LAUNCH_CHECK(reduce_name(OP));
 }
 
 // Threads of one column-kernel block: bx across inner (a power of two up to 32), by along R.
@@ -479,6 +483,7 @@ void launch_cols(typename Red<T, OP>::Out* out, typename Red<T, OP>::Acc* part, 
             static_cast<unsigned>(min64(sh.outer, 65535)), static_cast<unsigned>(G));
   reduce_fwd_col_kernel<T, OP, VW, PART>
       <<<grid, block, 0, s>>>(out, part, in, sh.outer, sh.reduce, sh.inner, chunk);
+  IDEM_LAUNCH_CHECK(reduce_name(OP));
 }
 
 template <typename T, ReduceOp OP>
@@ -486,7 +491,7 @@ void run_reduce(const Tensor& out_t, const Tensor& in_t, ReduceShape sh) {
   using Rd = Red<T, OP>;
   using Acc = typename Rd::Acc;
   using Out = typename Rd::Out;
-  const char* name = reduce_name(OP);
+  // Every launch_* helper checks its launch under reduce_name(OP).
   Out* out = static_cast<Out*>(out_t.raw_data());
   const T* in = static_cast<const T*>(in_t.raw_data());
   const int device = in_t.device().index;
@@ -496,7 +501,6 @@ void run_reduce(const Tensor& out_t, const Tensor& in_t, ReduceShape sh) {
   if (sh.inner == 1) {
     if (R <= kWarpRowMax) {
       launch_warp_rows<T, OP>(out, in, sh.outer, R, false, s);
-      IDEM_LAUNCH_CHECK(name);
       return;
     }
     constexpr int V = static_cast<int>(16 / sizeof(T));
@@ -515,14 +519,11 @@ void run_reduce(const Tensor& out_t, const Tensor& in_t, ReduceShape sh) {
     };
     if (G == 1) {
       launch(out, nullptr);
-      IDEM_LAUNCH_CHECK(name);
       return;
     }
     Scratch part(static_cast<size_t>(sh.outer * G) * sizeof(Acc), device);
     launch(nullptr, static_cast<Acc*>(part.get()));
-    IDEM_LAUNCH_CHECK(name);
     launch_warp_rows<T, OP>(out, part.get(), sh.outer, G, true, s);
-    IDEM_LAUNCH_CHECK(name);
     return;
   }
 
@@ -544,15 +545,12 @@ void run_reduce(const Tensor& out_t, const Tensor& in_t, ReduceShape sh) {
   };
   if (G == 1) {
     launch(out, nullptr);
-    IDEM_LAUNCH_CHECK(name);
     return;
   }
   Scratch part(static_cast<size_t>(sh.outer * G * sh.inner) * sizeof(Acc), device);
   launch(nullptr, static_cast<Acc*>(part.get()));
-  IDEM_LAUNCH_CHECK(name);
   const ReduceShape sh2{sh.outer, G, sh.inner};
   launch_cols<T, OP, 1, true>(out, nullptr, part.get(), sh2, G, 1, s);
-  IDEM_LAUNCH_CHECK(name);
 }
 
 template <typename T>

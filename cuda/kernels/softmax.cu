@@ -251,15 +251,17 @@ void softmax_fwd(const Tensor& out, const Tensor& in, ReduceShape s, bool log) {
     with_vpt(D, [&](auto vpt) {
       softmax_fwd_warp_kernel<decltype(vpt)::value><<<grid, kWarpThreads, 0, st>>>(y, x, s.outer,
                                                                                  D, log);
+      IDEM_LAUNCH_CHECK(op);
     });
   } else if (s.inner == 1) {
     const unsigned grid = static_cast<unsigned>(std::min<int64_t>(s.outer, 65535 * 8));
     softmax_fwd_row_kernel<<<grid, kRowThreads, 0, st>>>(y, x, s.outer, s.reduce, log);
+    IDEM_LAUNCH_CHECK(op);
   } else {
     softmax_fwd_strided_kernel<<<grid_for(s.outer * s.inner, 256), 256, 0, st>>>(
         y, x, s.outer, s.reduce, s.inner, log);
+    IDEM_LAUNCH_CHECK(op);
   }
-  IDEM_LAUNCH_CHECK(op);
 }
 
 void softmax_bwd(const Tensor& grad_in, const Tensor& grad_out, const Tensor& out, ReduceShape s,
@@ -277,15 +279,17 @@ void softmax_bwd(const Tensor& grad_in, const Tensor& grad_out, const Tensor& ou
     with_vpt(D, [&](auto vpt) {
       softmax_bwd_warp_kernel<decltype(vpt)::value><<<grid, kWarpThreads, 0, st>>>(
           gi, g, y, s.outer, D, log);
+      IDEM_LAUNCH_CHECK(op);
     });
   } else if (s.inner == 1) {
     const unsigned grid = static_cast<unsigned>(std::min<int64_t>(s.outer, 65535 * 8));
     softmax_bwd_row_kernel<<<grid, kRowThreads, 0, st>>>(gi, g, y, s.outer, s.reduce, log);
+    IDEM_LAUNCH_CHECK(op);
   } else {
     softmax_bwd_strided_kernel<<<grid_for(s.outer * s.inner, 256), 256, 0, st>>>(
         gi, g, y, s.outer, s.reduce, s.inner, log);
+    IDEM_LAUNCH_CHECK(op);
   }
-  IDEM_LAUNCH_CHECK(op);
 }
 
 }  // namespace idem::cuda

@@ -138,11 +138,13 @@ void matmul_cublas(const Tensor& c, const Tensor& a, const Tensor& b, const Matm
   if (p.batch == 1) {
     IDEM_CUBLAS_CHECK(
         api().cublasSgemm(h, op_b, op_a, N, M, K, &alpha, B, ldb, A, lda, &beta, C, ldc));
+    count_gpu_ops();  // one cuBLAS call; it may launch more than one kernel inside
   } else {
     // A batch stride of 0 shares one matrix across the batch; cuBLAS accepts that.
     IDEM_CUBLAS_CHECK(api().cublasSgemmStridedBatched(h, op_b, op_a, N, M, K, &alpha, B, ldb,
                                                 p.stride_b, A, lda, p.stride_a, &beta, C, ldc,
                                                 p.stride_c, static_cast<int>(p.batch)));
+    count_gpu_ops();
   }
 }
 

@@ -230,23 +230,28 @@ cudnnStatus_t run_algo(cudnnHandle_t h, ConvDir dir, const Descs& d, int algo, c
   if (bytes > 0)
     ws = empty({static_cast<int64_t>((bytes + 3) / 4)}, Options{DType::f32, out.device()});
   void* wsp = bytes > 0 ? ws.raw_data() : nullptr;
+  cudnnStatus_t ran = CUDNN_STATUS_BAD_PARAM;
   switch (dir) {
     case ConvDir::fwd:  // out = y, a = x, b = w
-      return cudnnConvolutionForward(h, &one, d.x.d, a.data<float>(), d.w.d, b.data<float>(),
+      ran = cudnnConvolutionForward(h, &one, d.x.d, a.data<float>(), d.w.d, b.data<float>(),
                                      d.conv.d, static_cast<cudnnConvolutionFwdAlgo_t>(algo), wsp,
                                      bytes, &zero, d.y.d, out.data<float>());
+      break;
     case ConvDir::bwd_data:  // out = dx, a = dy, b = w
-      return cudnnConvolutionBackwardData(h, &one, d.w.d, b.data<float>(), d.y.d, a.data<float>(),
+      ran = cudnnConvolutionBackwardData(h, &one, d.w.d, b.data<float>(), d.y.d, a.data<float>(),
                                           d.conv.d,
                                           static_cast<cudnnConvolutionBwdDataAlgo_t>(algo), wsp,
                                           bytes, &zero, d.x.d, out.data<float>());
+      break;
     case ConvDir::bwd_weight:  // out = dw, a = dy, b = x
-      return cudnnConvolutionBackwardFilter(h, &one, d.x.d, b.data<float>(), d.y.d, a.data<float>(),
+      ran = cudnnConvolutionBackwardFilter(h, &one, d.x.d, b.data<float>(), d.y.d, a.data<float>(),
                                             d.conv.d,
                                             static_cast<cudnnConvolutionBwdFilterAlgo_t>(algo), wsp,
                                             bytes, &zero, d.w.d, out.data<float>());
+      break;
   }
-  return CUDNN_STATUS_BAD_PARAM;
+  if (ran == CUDNN_STATUS_SUCCESS) count_gpu_ops();  // one cuDNN call (it may launch several)
+  return ran;
 }
 
 }  // namespace
@@ -308,6 +313,7 @@ void conv2d_cudnn(ConvDir dir, const Tensor& out, const Tensor& a, const Tensor&
     const float one = 1.f;
     IDEM_CUDNN_CHECK(
         op, cudnnAddTensor(h, &one, bd.d, bias.data<float>(), &one, d.y.d, out.data<float>()));
+    count_gpu_ops();
   }
 }
 
