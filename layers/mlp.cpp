@@ -1,5 +1,8 @@
 #include "layers/mlp.h"
 
+#include <typeinfo>
+
+#include "autograd/fused_functions.h"
 #include "layers/init.h"
 #include "layers/linear.h"
 #include "layers/norm.h"
@@ -27,6 +30,59 @@ MLP::MLP(std::vector<int64_t> sizes, MlpOptions opt, Options options, std::optio
     if (opt.dropout > 0)
       layers_->push_back(std::make_shared<Dropout>(opt.dropout, init::derive_seed(base, n + i)));
   }
+}
+
+Tensor MLP::forward(const Tensor& x) {
+  // The children of layers_ in order; a Linear absorbs the ReLU/LeakyReLU right after it (the
+  // activation module then does not run; it stays in the tree for repr and state_dict). Exact
+  // types only: a subclass may have its own forward.
+  const auto& kids = layers_->children();
+  Tensor h = x;
+  for (size_t i = 0; i < kids.size(); ++i) {
+    Module& m = *kids[i].second;
+    if (typeid(m) != typeid(Linear)) {
+      h = m.forward(h);
+      continue;
+    }
+    Activation act = Activation::identity;
+    double slope = 0.0;
+    if (i + 1 < kids.size()) {
+      Module& next = *kids[i + 1].second;
+      if (typeid(next) == typeid(ReLU)) {
+        act = Activation::relu;
+      } else if (typeid(next) == typeid(LeakyReLU) &&
+                 static_cast<LeakyReLU&>(next).negative_slope() >= 0.0) {
+        act = Activation::leaky_relu;
+        slope = static_cast<LeakyReLU&>(next).negative_slope();
+      }
+    }
+    h = apply_linear_act(static_cast<Linear&>(m), h, act, slope);
+    if (act != Activation::identity) ++i;  // the activation ran inside linear_act
+  }
+  return h;
+}
+
+Tensor apply_linear_act(const Linear& linear, const Tensor& x, Activation act, double slope) {
+  IDEM_CHECK(x.defined() && x.dim() >= 1 && x.size(-1) == linear.in_features(), "Linear",
+             "expected input (*, ", linear.in_features(), "), got ",
+             x.defined() ? shape_str(x.shape()) : std::string("an undefined tensor"));
+  switch (act) {
+    case Activation::identity:
+      return linear_act(x, linear.weight(), linear.bias(), FusedAct::none);
+    case Activation::relu:
+      return linear_act(x, linear.weight(), linear.bias(), FusedAct::relu);
+    case Activation::leaky_relu:
+      if (slope >= 0.0)
+        return linear_act(x, linear.weight(), linear.bias(), FusedAct::leaky_relu, slope);
+      return leaky_relu(linear_act(x, linear.weight(), linear.bias(), FusedAct::none), slope);
+    case Activation::sigmoid:
+      return sigmoid(linear_act(x, linear.weight(), linear.bias(), FusedAct::none));
+    case Activation::tanh:
+      return tanh(linear_act(x, linear.weight(), linear.bias(), FusedAct::none));
+    case Activation::gelu:
+      return gelu(linear_act(x, linear.weight(), linear.bias(), FusedAct::none));
+  }
+  fail("apply_linear_act", "unknown activation ", static_cast<int>(act));
 }
 
 std::vector<std::shared_ptr<Linear>> MLP::linears() const {

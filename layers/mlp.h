@@ -32,7 +32,11 @@ class MLP : public Module {
   // requires: sizes.size() >= 2, all positive. Layer i is seeded with derive_seed(seed, i).
   explicit MLP(std::vector<int64_t> sizes, MlpOptions opt = {}, Options options = {},
                std::optional<uint64_t> seed = std::nullopt);
-  Tensor forward(const Tensor& x) override { return layers_->forward(x); }
+  // layers()->forward(x), except that each Linear directly followed by ReLU or LeakyReLU
+  // (slope >= 0), and each other Linear alone, runs as one fused linear_act (one launch
+  // forward, one backward for small layers on a GPU). Same outputs as the module-by-module
+  // run to the last bit in the forward; modules, names and state_dict are unchanged.
+  Tensor forward(const Tensor& x) override;
 
   const std::vector<int64_t>& sizes() const { return sizes_; }
   const MlpOptions& mlp_options() const { return opt_; }
@@ -49,5 +53,12 @@ class MLP : public Module {
   uint64_t seed_ = 0;
   std::shared_ptr<Sequential> layers_;
 };
+
+// y = act(linear(x)) with the bias and activation fused into the layer's kernel where the
+// activation allows (identity, relu, leaky_relu with slope >= 0: autograd/fused_functions.h);
+// other activations run as their own op after the fused bias. For Sequential users who pair a
+// Linear with the activation that follows it. x (*, in_features) -> (*, out_features).
+Tensor apply_linear_act(const Linear& linear, const Tensor& x, Activation act,
+                        double slope = 0.01);
 
 }  // namespace idem

@@ -185,6 +185,10 @@ void Optimizer::reset_state() {
     ops::fill_(state_, 0.0);
     ++kernel_calls_;
   }
+  reset_step_counts();
+}
+
+void Optimizer::reset_step_counts() {
   std::fill(step_counts_.begin(), step_counts_.end(), 0);
 }
 

@@ -36,7 +36,13 @@ class Optimizer {
   void zero_grad();
   // Zeroes moments/momentum buffers and step counts by writing into the existing state
   // buffer: the next step() behaves exactly like the first step of a fresh optimizer.
+  // reset_state() == zeroing state_buffer() + reset_step_counts().
   void reset_state();
+  // Sets every step count to 0 (host counters only: no kernel, no GPU access). Pairs with
+  // zeroing state_buffer() elsewhere — e.g. in the one launch of a MultiTensorCopy
+  // (core/ops/multi_copy.h) that also resets the model — to make reset_state() without a
+  // launch of its own.
+  void reset_step_counts();
 
   double lr() const { return lr_; }
   // requires: lr finite and >= 0.

@@ -52,6 +52,7 @@ std::vector<OpCase> pool_cases();   // pooling, upsampling
 std::vector<OpCase> norm_cases();   // batch/layer/group norm, dropout
 std::vector<OpCase> loss_cases();
 std::vector<OpCase> graph_cases();  // scatter/segment ops, global pooling
+std::vector<OpCase> fused_cases();  // linear_act, l1/mse distances
 // Every row of every family, in a fixed order.
 const std::vector<OpCase>& all_op_cases();
 

@@ -1,0 +1,114 @@
+// CPU reference of the fused ops (contract: core/kernels/fused.h). The GEMMs go through
+// cpu::matmul_fwd (the one Eigen file); the epilogues are plain loops in the same order and
+// precision as the unfused ops (matmul, add, relu / leaky_relu, sum), so the fused and the
+// unfused CPU paths agree to the last bit in the forward.
+#include "core/kernels/fused.h"
+
+#include <cstring>
+#include <vector>
+
+#include "core/kernels/matmul.h"
+
+namespace idem::cpu {
+
+namespace {
+
+MatmulParams gemm(int64_t M, int64_t N, int64_t K, bool ta, bool tb) {
+  MatmulParams p;
+  p.M = M;
+  p.N = N;
+  p.K = K;
+  p.trans_a = ta;
+  p.trans_b = tb;
+  p.stride_c = M * N;
+  return p;
+}
+
+}  // namespace
+
+void linear_act_fwd(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& b,
+                    const LinearActParams& p) {
+  if (p.N == 0) return;
+  // z = x·Wᵀ : (N,in)(out,in)ᵀ -> (N,out)
+  matmul_fwd(y, x, w, gemm(p.N, p.out, p.in, false, true));
+  IDEM_DISPATCH_FLOAT(y.dtype(), "linear_act", [&] {
+    scalar_t* py = y.data<scalar_t>();
+    const scalar_t* pb = p.bias ? b.data<scalar_t>() : nullptr;
+    const scalar_t slope = static_cast<scalar_t>(p.slope);
+    for (int64_t n = 0; n < p.N; ++n) {
+      scalar_t* row = py + n * p.out;
+      for (int64_t o = 0; o < p.out; ++o) {
+        scalar_t z = row[o];
+        if (pb) z = z + pb[o];
+        row[o] = math::fused_act(p.act, z, slope);
+      }
+    }
+  });
+}
+
+void linear_act_bwd(const Tensor& dx, const Tensor& dw, const Tensor& db, const Tensor& g,
+                    const Tensor& y, const Tensor& x, const Tensor& w, const LinearActParams& p) {
+  IDEM_DISPATCH_FLOAT(g.dtype(), "linear_act_backward", [&] {
+    const int64_t rows = p.N, cols = p.out;
+    // gz = g ⊙ act'(y) : (N,out); g itself when there is no activation.
+    Tensor gz = g;
+    if (p.act != FusedAct::none && rows > 0) {
+      gz = empty(g.shape(), g.options());
+      const scalar_t* pg = g.data<scalar_t>();
+      const scalar_t* py = y.data<scalar_t>();
+      scalar_t* pz = gz.data<scalar_t>();
+      const scalar_t slope = static_cast<scalar_t>(p.slope);
+      for (int64_t i = 0; i < rows * cols; ++i)
+        pz[i] = math::fused_act_grad(p.act, pg[i], py[i], slope);
+    }
+    if (db.defined()) {
+      // db = Σ_n gz[n,:] : (N,out) -> (out), in double and row order, as cpu::reduce_fwd.
+      std::vector<double> acc(static_cast<size_t>(cols), 0.0);
+      const scalar_t* pz = rows > 0 ? gz.data<scalar_t>() : nullptr;
+      for (int64_t n = 0; n < rows; ++n)
+        for (int64_t o = 0; o < cols; ++o) acc[o] += static_cast<double>(pz[n * cols + o]);
+      scalar_t* pdb = db.data<scalar_t>();
+      for (int64_t o = 0; o < cols; ++o) pdb[o] = static_cast<scalar_t>(acc[o]);
+    }
+    if (dx.defined() && rows > 0)
+      matmul_fwd(dx, gz, w, gemm(rows, p.in, cols, false, false));  // dx = gz·W
+    if (dw.defined()) {
+      if (rows == 0)
+        std::memset(dw.raw_data(), 0, dw.nbytes());
+      else
+        matmul_fwd(dw, gz, x, gemm(cols, p.in, rows, true, false));  // dW = gzᵀ·x
+    }
+  });
+}
+
+void distance_fwd(const Tensor& out, const Tensor& a, const Tensor& b, DistanceKind k) {
+  IDEM_DISPATCH_FLOAT(a.dtype(), distance_name(k), [&] {
+    const scalar_t* pa = a.data<scalar_t>();
+    const scalar_t* pb = b.data<scalar_t>();
+    const int64_t n = a.numel();
+    double acc = 0.0;
+    for (int64_t i = 0; i < n; ++i)
+      acc += static_cast<double>(math::distance_term(k, static_cast<scalar_t>(pa[i] - pb[i])));
+    *out.data<scalar_t>() = static_cast<scalar_t>(acc / static_cast<double>(n));
+  });
+}
+
+void distance_bwd(const Tensor& da, const Tensor& db, const Tensor& g, const Tensor& a,
+                  const Tensor& b, DistanceKind k) {
+  IDEM_DISPATCH_FLOAT(a.dtype(), distance_name(k), [&] {
+    const scalar_t* pa = a.data<scalar_t>();
+    const scalar_t* pb = b.data<scalar_t>();
+    const int64_t n = a.numel();
+    const scalar_t scale = *g.data<scalar_t>() / static_cast<scalar_t>(n);
+    scalar_t* pda = da.defined() ? da.data<scalar_t>() : nullptr;
+    scalar_t* pdb = db.defined() ? db.data<scalar_t>() : nullptr;
+    for (int64_t i = 0; i < n; ++i) {
+      const scalar_t v =
+          math::distance_grad_factor(k, static_cast<scalar_t>(pa[i] - pb[i])) * scale;
+      if (pda) pda[i] = v;
+      if (pdb) pdb[i] = -v;
+    }
+  });
+}
+
+}  // namespace idem::cpu

@@ -1,0 +1,33 @@
+// L1 fused ops (contract and formulas: core/kernels/fused.h): validate, allocate, dispatch.
+// Not differentiable; autograd/fused_functions.h wraps them.
+#pragma once
+#include "core/kernels/fused.h"
+
+namespace idem::ops {
+
+// y = act(x·Wᵀ + b). x (N,in), weight (out,in), bias (out) or undefined; one floating dtype,
+// one device (CUDA: f32). in >= 1; N may be 0. requires: slope >= 0 for leaky_relu (the
+// backward reads act' from y). Throws idem::Error "[linear_act] ..." otherwise.
+Tensor linear_act(const Tensor& x, const Tensor& weight, const Tensor& bias, FusedAct act,
+                  double slope);
+
+struct LinearActGrads {
+  Tensor dx, dweight, dbias;  // undefined where not requested
+};
+// The gradients of linear_act from g = ∂L/∂y and its output y (the same x, weight as the
+// forward). Only the requested ones are computed.
+LinearActGrads linear_act_backward(const Tensor& g, const Tensor& y, const Tensor& x,
+                                   const Tensor& weight, bool has_bias, FusedAct act, double slope,
+                                   bool need_dx, bool need_dweight, bool need_dbias);
+
+// mean(|a − b|) or mean((a − b)²) as a 0-dim tensor. a, b: one shape (non-empty), one
+// floating dtype, one device.
+Tensor distance(const Tensor& a, const Tensor& b, DistanceKind k);
+struct DistanceGrads {
+  Tensor da, db;  // undefined where not requested
+};
+// ∂a = d'(a − b)·g/n, ∂b = −∂a; g is the 0-dim upstream gradient (read on the device).
+DistanceGrads distance_backward(const Tensor& g, const Tensor& a, const Tensor& b, DistanceKind k,
+                                bool need_da, bool need_db);
+
+}  // namespace idem::ops

@@ -1,0 +1,68 @@
+// Op-case rows for the fused family (autograd/fused_functions.h): linear_act with every fused
+// activation, with and without bias, a 3-D input, the IT³ first layer, and shapes that take the
+// GPU's general paths (GEMM + epilogue forward: in > 16 and N·out > 8192; epilogue + two GEMMs
+// backward: N > 1024); the l1 and mse distances. The distances' multi-block GPU path (n > 16384)
+// is too large for a gradcheck row; tests/fused_test.cpp covers it.
+#include <algorithm>
+
+#include "autograd/fused_functions.h"
+#include "tests/op_cases/op_cases.h"
+
+namespace idem::testing {
+
+namespace {
+using V = const std::vector<Tensor>&;
+
+// x (rows..., in), weight (out, in), bias (out) unless !bias. parity_scale grows with the
+// longest reduction: in (y), out (dx), the rows (dW, db).
+// diff_x / diff_w: whether gradcheck perturbs x / weight (large rows keep the check short).
+OpCase la_case(const std::string& name, Shape x, int64_t out, bool bias, FusedAct act,
+               double slope = 0.1, bool diff_x = true, bool diff_w = true) {
+  const int64_t in = x.back();
+  int64_t rows = 1;
+  for (size_t d = 0; d + 1 < x.size(); ++d) rows *= x[d];
+  std::vector<InputSpec> inputs = {{std::move(x), InputKind::normal, 0, diff_x},
+                                   {{out, in}, InputKind::normal, 0, diff_w}};
+  if (bias) inputs.push_back({{out}});
+  OpCase c{name, "fused", inputs, [bias, act, slope](V v) {
+             return linear_act(v[0], v[1], bias ? v[2] : Tensor(), act, slope);
+           }};
+  const int64_t k = std::max({in, out, rows});
+  c.parity_scale = k > 8 ? static_cast<double>(k) / 8.0 : 1.0;
+  return c;
+}
+
+OpCase dist_case(const std::string& name, Shape s, DistanceKind k) {
+  OpCase c{name, "fused", {{s}, {s}}, [k](V v) {
+             return k == DistanceKind::l1 ? l1_distance(v[0], v[1]) : mse_distance(v[0], v[1]);
+           }};
+  c.parity_scale = 2.0;
+  return c;
+}
+}  // namespace
+
+std::vector<OpCase> fused_cases() {
+  const FusedAct none = FusedAct::none, relu = FusedAct::relu, leaky = FusedAct::leaky_relu;
+  return {
+      // The IT³ tabular MLP's first layer at batch 8: (8,14)·(30,14)ᵀ + b.
+      la_case("linear_act_it3_none", {8, 14}, 30, true, none),
+      la_case("linear_act_it3_relu", {8, 14}, 30, true, relu),
+      la_case("linear_act_it3_leaky", {8, 14}, 30, true, leaky),
+      la_case("linear_act_nobias_relu", {5, 7}, 3, false, relu),
+      la_case("linear_act_nobias_none", {5, 7}, 3, false, none),
+      la_case("linear_act_3d_leaky", {2, 3, 6}, 4, true, leaky, 0.01),
+      la_case("linear_act_1d_relu", {6}, 4, true, relu),
+      // GPU general forward (in 17 > 16, N·out 8256 > 8192); only the bias is perturbed (the
+      // whole layer would take seconds of gradcheck; tests/fused_test.cpp checks its gradients).
+      la_case("linear_act_general_fwd_relu", {64, 17}, 129, true, relu, 0.1, false, false),
+      // GPU general backward (N 1030 > 1024): gz + db kernel, then two GEMMs.
+      la_case("linear_act_long_batch_leaky", {1030, 2}, 3, true, leaky),
+      la_case("linear_act_long_batch_none", {1030, 2}, 3, true, none, 0.1, false, true),
+      dist_case("l1_distance_3x4", {3, 4}, DistanceKind::l1),
+      dist_case("l1_distance_1000", {1000}, DistanceKind::l1),
+      dist_case("mse_distance_3x4", {3, 4}, DistanceKind::mse),
+      dist_case("mse_distance_2x3x5", {2, 3, 5}, DistanceKind::mse),
+  };
+}
+
+}  // namespace idem::testing
