@@ -30,6 +30,22 @@ class ScatterAddNode : public Node {
   Tensor index_;
 };
 
+// x[index] with a precomputed grouping of `index` for the backward.
+class IndexSelectGroupedNode : public Node {
+ public:
+  explicit IndexSelectGroupedNode(CsrIndex groups) : groups_(std::move(groups)) {}
+  const char* name() const override { return "index_select_grouped"; }
+  std::vector<Tensor> backward(const Tensor& g) override {
+    // dx[r] = Σ_{j: index[j] = r} g[j], in increasing j : (J, F) -> (rows, F)
+    if (!needs_grad(0)) return {Tensor()};
+    return {ops::segment_reduce(g, groups_.row_ptr, groups_.perm, SegmentOp::sum, nullptr,
+                                "index_select_grouped backward")};
+  }
+
+ private:
+  CsrIndex groups_;
+};
+
 // Sum or mean over a CSR (perm undefined: src rows already in row order).
 class SegmentSumNode : public Node {
  public:
@@ -135,6 +151,30 @@ Tensor global_mean_pool(const Tensor& x, const Tensor& batch, int64_t num_graphs
 
 Tensor global_max_pool(const Tensor& x, const Tensor& batch, int64_t num_graphs) {
   return scatter_max_impl(x, batch, num_graphs, "global_max_pool");
+}
+
+Tensor index_select_grouped(const Tensor& x, const Tensor& index, const CsrIndex& groups) {
+  IDEM_CHECK(x.dim() >= 1 && groups.row_ptr.defined() && groups.row_ptr.numel() == x.size(0) + 1 &&
+                 groups.perm.defined() && groups.perm.numel() == index.numel(),
+             "index_select_grouped", "groups (row_ptr ", shape_str(groups.row_ptr.shape()), ", perm ",
+             shape_str(groups.perm.shape()), ") do not match x ", shape_str(x.shape()), " and index ",
+             shape_str(index.shape()), ": build them with build_csr(index, x.size(0))");
+  Tensor y = ops::index_select(x, 0, index);
+  if (needs_history({x})) record(std::make_shared<IndexSelectGroupedNode>(groups), {x}, y);
+  return y;
+}
+
+Tensor segment_mean_grouped(const Tensor& src, const CsrIndex& groups) {
+  IDEM_CHECK(src.dim() >= 1 && groups.perm.defined() && groups.perm.numel() == src.size(0),
+             "segment_mean_grouped", "groups cover ", groups.perm.defined() ? groups.perm.numel() : 0,
+             " rows but src is ", shape_str(src.shape()));
+  Tensor y = ops::segment_reduce(src, groups.row_ptr, groups.perm, SegmentOp::mean, nullptr,
+                                 "segment_mean_grouped");
+  if (needs_history({src}))
+    record(std::make_shared<SegmentSumNode>("segment_mean_grouped", groups.row_ptr, groups.perm,
+                                            src.size(0), true),
+           {src}, y);
+  return y;
 }
 
 }  // namespace idem

@@ -27,6 +27,17 @@ struct CsrIndex {
 };
 CsrIndex build_csr(const Tensor& dst_index, int64_t num_rows);
 
+// x[index] along dim 0 — index_select — whose backward sums the gradient rows that came from
+// each source row through `groups` = build_csr(index, x.size(0)) (a segment sum, no sort)
+// instead of index_add, which sorts the index on every call. For a fixed graph the grouping is
+// built once and cached (Graph::src_groups, Graph::batch_groups), so GNN backward passes and
+// CUDA-graph replays pay no radix sort.
+Tensor index_select_grouped(const Tensor& x, const Tensor& index, const CsrIndex& groups);
+// Mean of the rows of each group: out[r] = mean_{k in group r} src[perm[k]], (E, F) ->
+// (groups, F); empty groups give 0. With groups = Graph::batch_groups() this is
+// global_mean_pool without its per-call sort (forward and backward are one segment kernel each).
+Tensor segment_mean_grouped(const Tensor& src, const CsrIndex& groups);
+
 // Pooling nodes into graphs: batch (V) i64 gives each node's graph in [0, num_graphs).
 Tensor global_add_pool(const Tensor& x, const Tensor& batch, int64_t num_graphs);
 Tensor global_mean_pool(const Tensor& x, const Tensor& batch, int64_t num_graphs);

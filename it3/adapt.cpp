@@ -5,6 +5,7 @@
 #include <set>
 #include <sstream>
 
+#include "autograd/fused_functions.h"
 #include "autograd/nn_functions.h"
 #include "core/error.h"
 #include "layers/norm.h"
@@ -156,8 +157,8 @@ std::string AdaptOptions::to_json() const {
 
 Tensor distance(const Tensor& a, const Tensor& b, Distance d) {
   switch (d) {
-    case Distance::l1: return l1_loss(a, b);
-    case Distance::mse: return mse_loss(a, b);
+    case Distance::l1: return l1_distance(a, b);   // one fused launch each way on a GPU
+    case Distance::mse: return mse_distance(a, b);
     case Distance::js: return js_div(a, b);
   }
   fail("it3 distance", "unknown distance");
@@ -189,11 +190,6 @@ std::shared_ptr<RecursiveModel> clone_model(const RecursiveModel& m) {
   return c;
 }
 
-int64_t tensor_bytes(const std::vector<Tensor>& ts) {
-  int64_t b = 0;
-  for (const auto& t : ts) b += t.numel() * int64_t(dtype_size(t.dtype()));
-  return b;
-}
 }  // namespace
 
 ActmadStats collect_actmad_stats(RecursiveModel& model, const std::vector<Input>& batches,
@@ -291,6 +287,17 @@ Adapter::Adapter(const std::shared_ptr<RecursiveModel>& trained, AdaptOptions op
       optim_ = std::make_unique<SGD>(adapted_, s);
     }
   }
+  if (pristine_) {
+    // One fused reset: every parameter and buffer of Θ into θ, and the optimizer state to zero.
+    std::vector<MultiTensorCopy::CopyPair> copies;
+    const NamedTensors dp = model_->named_parameters(), sp = pristine_->named_parameters();
+    const NamedTensors db = model_->named_buffers(), sb = pristine_->named_buffers();
+    for (size_t i = 0; i < dp.size(); ++i) copies.emplace_back(dp[i].second, sp[i].second);
+    for (size_t i = 0; i < db.size(); ++i) copies.emplace_back(db[i].second, sb[i].second);
+    std::vector<Tensor> zero;
+    if (optim_ && optim_->state_buffer().defined()) zero.push_back(optim_->state_buffer());
+    reset_copy_ = MultiTensorCopy(std::move(copies), std::move(zero));
+  }
   if (opt_.method == Method::actmad) {
     model_->set_tap_sink([this](const std::string& name, const Tensor& a) {
       if (stats_.mean.count(name)) tapped_[name] = a;
@@ -372,8 +379,8 @@ void Adapter::select_params() {
 
 void Adapter::reset() {
   if (!pristine_) return;
-  model_->copy_from(*pristine_);
-  if (optim_) optim_->reset_state();
+  reset_copy_.run();
+  if (optim_) optim_->reset_step_counts();
   steps_since_reset_ = 0;
 }
 
@@ -421,7 +428,43 @@ void Adapter::update_ema_anchor() {
   for (size_t i = 0; i < fp.size(); ++i) fp[i].second.copy_(fp[i].second * a + tp[i].second.detach() * (1.0 - a));
 }
 
-AdaptResult Adapter::predict(const Input& x) {
+Tensor Adapter::run(const Input& x, Cost& cost, Tensor* first_loss, Tensor* last_loss) {
+  const bool adapting = optim_ != nullptr && opt_.steps > 0;
+  if (adapting && opt_.reset == ResetPolicy::per_batch) {
+    reset();
+    cost.reset_bytes += uint64_t(reset_bytes());
+  }
+  if (adapting) {
+    for (int k = 0; k < opt_.steps; ++k) {
+      optim_->zero_grad();
+      Tensor loss = adaptation_loss(x, cost);
+      if (opt_.check_finite) {
+        const double v = loss.item();
+        if (!std::isfinite(v))
+          fail("it3::Adapter", method_name(opt_.method), ": non-finite adaptation loss (", v,
+               ") at step ", k + 1, " of ", opt_.steps, "; the weights were not updated");
+      }
+      loss.backward();
+      cost.backwards += 1;
+      optim_->step();
+      cost.optimizer_steps += 1;
+      if (opt_.anchor == Anchor::ema && anchor_) update_ema_anchor();
+      if (first_loss && k == 0) *first_loss = loss.detach();
+      if (last_loss) *last_loss = loss.detach();
+      ++steps_since_reset_;
+    }
+  }
+  NoGradGuard ng;
+  Tensor y = model_->forward_neutral(x);
+  cost.forwards += 1;
+  if (opt_.prediction == Prediction::anchor) {
+    y = anchor().forward(x, model_->to_signal(y));
+    cost.forwards += 1;
+  }
+  return y;
+}
+
+void Adapter::check_input(const Input& x) const {
   IDEM_CHECK(x.x.defined(), "it3::Adapter", "the input is undefined");
   const Device dev = model_->device();
   if (x.device() != dev)
@@ -432,53 +475,25 @@ AdaptResult Adapter::predict(const Input& x) {
     fail("it3::Adapter", method_name(opt_.method), " with ",
          batch_stats ? "BatchNorm batch statistics" : "activation statistics",
          " needs a batch of at least 2 samples, got ", b);
+}
 
+Tensor Adapter::adapt_and_predict(const Input& x, Cost* cost) {
+  IDEM_CHECK(!opt_.check_finite, "it3::Adapter",
+             "adapt_and_predict never reads the loss back: set check_finite = false");
+  check_input(x);
+  Cost local;
+  Tensor y = run(x, cost ? *cost : local, nullptr, nullptr);
+  return y;
+}
+
+AdaptResult Adapter::predict(const Input& x) {
+  check_input(x);
   AdaptResult r;
   r.cost.batches = 1;
-  r.cost.samples = uint64_t(b);
-  CostMeter meter(dev);
-  const bool adapting = optim_ != nullptr && opt_.steps > 0;
-  if (adapting && opt_.reset == ResetPolicy::per_batch) {
-    reset();
-    r.cost.reset_bytes += uint64_t(tensor_bytes(model_->parameters()) +
-                                   tensor_bytes(model_->buffers()) +
-                                   (optim_->state_buffer().defined()
-                                        ? tensor_bytes({optim_->state_buffer()})
-                                        : 0));
-  }
+  r.cost.samples = uint64_t(x.batch_size());
+  CostMeter meter(model_->device());
   Tensor first_loss, last_loss;
-  if (adapting) {
-    for (int k = 0; k < opt_.steps; ++k) {
-      optim_->zero_grad();
-      Tensor loss = adaptation_loss(x, r.cost);
-      if (opt_.check_finite) {
-        const double v = loss.item();
-        if (!std::isfinite(v))
-          fail("it3::Adapter", method_name(opt_.method), ": non-finite adaptation loss (", v,
-               ") at step ", k + 1, " of ", opt_.steps, "; the weights were not updated");
-      }
-      loss.backward();
-      r.cost.backwards += 1;
-      optim_->step();
-      r.cost.optimizer_steps += 1;
-      if (opt_.anchor == Anchor::ema && anchor_ && (opt_.method == Method::it3_online ||
-                                                    opt_.method == Method::it3))
-        update_ema_anchor();
-      if (k == 0) first_loss = loss.detach();
-      last_loss = loss.detach();
-      ++steps_since_reset_;
-    }
-  }
-  {
-    NoGradGuard ng;
-    Tensor y = model_->forward_neutral(x);
-    r.cost.forwards += 1;
-    if (opt_.prediction == Prediction::anchor) {
-      y = anchor().forward(x, model_->to_signal(y));
-      r.cost.forwards += 1;
-    }
-    r.prediction = y;
-  }
+  r.prediction = run(x, r.cost, &first_loss, &last_loss);
   meter.stop(r.cost);
   const double nan = std::numeric_limits<double>::quiet_NaN();
   r.loss_before = first_loss.defined() ? first_loss.item() : nan;

@@ -26,6 +26,7 @@
 
 #include "it3/cost.h"
 #include "it3/recursive_model.h"
+#include "core/ops/multi_copy.h"
 #include "layers/optim.h"
 
 namespace idem::it3 {
@@ -133,8 +134,16 @@ class Adapter {
   // ≥ 2 when batch statistics are used (bn, tent, BnMode::batch) or actmad's statistics need a
   // batch.
   AdaptResult predict(const Input& x);
-  // Restores θ ← Θ and zeroes the optimizer state (what per_batch does before every batch).
+  // The adaptation of predict() without the measuring around it: no device synchronization,
+  // no host read-back, so it can run inside a CUDA graph capture (cuda/graph.h) and be replayed
+  // per batch. requires: options().check_finite == false (checked). Counts into `cost` when
+  // given (forwards, backwards, steps, reset bytes).
+  Tensor adapt_and_predict(const Input& x, Cost* cost = nullptr);
+  // Restores θ ← Θ and zeroes the optimizer state (what per_batch does before every batch):
+  // one fused copy (MultiTensorCopy: one kernel on a GPU) into the existing buffers.
   void reset();
+  // Bytes one reset() writes (parameters, buffers, optimizer state).
+  int64_t reset_bytes() const { return reset_copy_.bytes_copied() + reset_copy_.bytes_zeroed(); }
 
   const AdaptOptions& options() const { return opt_; }
   // Totals over every predict() since construction.
@@ -147,7 +156,9 @@ class Adapter {
 
  private:
   Tensor adaptation_loss(const Input& x, Cost& cost);
+  Tensor run(const Input& x, Cost& cost, Tensor* first_loss, Tensor* last_loss);
   void apply_bn_mode(RecursiveModel& m, bool batch_stats);
+  void check_input(const Input& x) const;
   void update_ema_anchor();
   void select_params();
 
@@ -158,6 +169,7 @@ class Adapter {
   std::vector<std::string> adapted_names_;
   std::vector<Tensor> adapted_;
   std::unique_ptr<Optimizer> optim_;
+  MultiTensorCopy reset_copy_;  // Θ → θ (parameters and buffers) + optimizer state ← 0
   ActmadStats stats_;
   std::map<std::string, Tensor> tapped_;  // activations of the current forward (actmad)
   Cost total_;

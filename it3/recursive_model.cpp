@@ -114,7 +114,6 @@ bool is_activation(const Module& m) {
 }  // namespace
 
 Tensor RecursiveModel::run(Module& m, const Tensor& x, const std::string& prefix) {
-  if (!sink_) return m.forward(x);
   Sequential* seq = dynamic_cast<Sequential*>(&m);
   std::string pre = prefix;
   if (!seq) {
@@ -124,12 +123,12 @@ Tensor RecursiveModel::run(Module& m, const Tensor& x, const std::string& prefix
     }
   }
   if (!seq) return m.forward(x);
-  Tensor h = x;
-  for (const auto& [name, child] : seq->children()) {
-    h = child->forward(h);
-    if (is_activation(*child)) tap(pre + "." + name, h);
-  }
-  return h;
+  if (!sink_) return forward_fused(*seq, x);
+  // With a sink: report every activation module's output under its dotted name.
+  const auto& kids = seq->children();
+  return forward_fused(*seq, x, [&](size_t i, const Tensor& h) {
+    if (is_activation(*kids[i].second)) tap(pre + "." + kids[i].first, h);
+  });
 }
 
 std::vector<std::string> RecursiveModel::tap_names() {
@@ -249,12 +248,12 @@ Tensor GraphModel::forward_impl(const Input& in, const Tensor& s) {
              shape_str(in.x.shape()), " do not match the graph's ", g.num_nodes, " nodes");
   const Tensor& batch = g.batch_vector();
   // Concat injection on graphs: each node gets its graph's signal.
-  Tensor h = concat({in.x, index_select(s, 0, batch)}, 1);
+  Tensor h = concat({in.x, index_select_grouped(s, batch, g.batch_groups())}, 1);
   for (size_t i = 0; i < convs_.size(); ++i) {
     h = activate(convs_[i]->forward(h, g), act_, slope_);
     tap("convs." + std::to_string(i), h);
   }
-  Tensor pooled = global_mean_pool(h, batch, g.num_graphs);
+  Tensor pooled = segment_mean_grouped(h, g.batch_groups());  // global mean pool, no sort
   return run(*head_, pooled, "head");
 }
 

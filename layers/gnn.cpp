@@ -22,7 +22,7 @@ void check_node_input(const char* op, const Tensor& x, const Graph& g, int64_t i
 Tensor mean_aggregate(const Tensor& x, const Graph& g) {
   const GraphCsr& c = g.csr();
   // mean_v = (Σ_{e in row v} x[src_e]) / max(deg_v, 1) : (E,F) -> (V,F)
-  Tensor xj = index_select(x, 0, c.src_sorted);
+  Tensor xj = index_select_grouped(x, c.src_sorted, g.src_groups());
   return segment_sum_csr(xj, c.row_ptr) * g.inv_in_degree(x.dtype());
 }
 

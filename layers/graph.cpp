@@ -15,6 +15,7 @@ struct Graph::Cache {
 
   bool has_csr = false;
   GraphCsr csr;
+  CsrIndex src_groups, batch_groups;
   std::map<DType, Tensor> inv_deg;
   Tensor batch_zeros;
   std::shared_ptr<TensorImpl> attr_ref;
@@ -155,6 +156,24 @@ const GraphCsr& Graph::csr() const {
     c->has_csr = true;
   }
   return c->csr;
+}
+
+const CsrIndex& Graph::src_groups() const {
+  auto c = cache();
+  if (!c->src_groups.row_ptr.defined()) {
+    NoGradGuard no_grad;
+    c->src_groups = build_csr(csr().src_sorted, num_nodes);
+  }
+  return c->src_groups;
+}
+
+const CsrIndex& Graph::batch_groups() const {
+  auto c = cache();
+  if (!c->batch_groups.row_ptr.defined()) {
+    NoGradGuard no_grad;
+    c->batch_groups = build_csr(batch_vector(), num_graphs);
+  }
+  return c->batch_groups;
 }
 
 const Tensor& Graph::inv_in_degree(DType dtype) const {

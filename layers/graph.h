@@ -66,6 +66,11 @@ struct Graph {
 
   // ---- cached derived structure ----
   const GraphCsr& csr() const;
+  // Groupings for index_select_grouped's backward, built once per graph: the CSR edges grouped
+  // by source node (mean aggregation gathers x[src_sorted]) and the nodes grouped by graph
+  // (a graph-level signal is gathered with batch).
+  const CsrIndex& src_groups() const;
+  const CsrIndex& batch_groups() const;
   // 1 / max(in-degree, 1) as (V, 1) of `dtype`: mean aggregation = segment sum · this.
   const Tensor& inv_in_degree(DType dtype) const;
   // edge_attr in CSR order (E, D) (cached unless edge_attr requires grad).

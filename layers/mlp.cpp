@@ -1,5 +1,7 @@
 #include "layers/mlp.h"
 
+#include <functional>
+
 #include <typeinfo>
 
 #include "autograd/fused_functions.h"
@@ -32,16 +34,20 @@ MLP::MLP(std::vector<int64_t> sizes, MlpOptions opt, Options options, std::optio
   }
 }
 
-Tensor MLP::forward(const Tensor& x) {
-  // The children of layers_ in order; a Linear absorbs the ReLU/LeakyReLU right after it (the
-  // activation module then does not run; it stays in the tree for repr and state_dict). Exact
-  // types only: a subclass may have its own forward.
-  const auto& kids = layers_->children();
+Tensor MLP::forward(const Tensor& x) { return forward_fused(*layers_, x); }
+
+Tensor forward_fused(const Sequential& seq, const Tensor& x,
+                     const std::function<void(size_t, const Tensor&)>& after) {
+  // The children in order; a Linear absorbs the ReLU/LeakyReLU right after it (the activation
+  // module then does not run; it stays in the tree for repr and state_dict). Exact types only:
+  // a subclass may have its own forward.
+  const auto& kids = seq.children();
   Tensor h = x;
   for (size_t i = 0; i < kids.size(); ++i) {
     Module& m = *kids[i].second;
     if (typeid(m) != typeid(Linear)) {
       h = m.forward(h);
+      if (after) after(i, h);
       continue;
     }
     Activation act = Activation::identity;
@@ -58,6 +64,7 @@ Tensor MLP::forward(const Tensor& x) {
     }
     h = apply_linear_act(static_cast<Linear&>(m), h, act, slope);
     if (act != Activation::identity) ++i;  // the activation ran inside linear_act
+    if (after) after(i, h);
   }
   return h;
 }

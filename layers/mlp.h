@@ -8,6 +8,7 @@
 // a Sequential named "layers", so parameters are "layers.0.weight", "layers.0.bias", ... as a
 // PyTorch nn.Sequential stored under self.layers.
 #pragma once
+#include <functional>
 #include <optional>
 #include <vector>
 
@@ -60,5 +61,11 @@ class MLP : public Module {
 // Linear with the activation that follows it. x (*, in_features) -> (*, out_features).
 Tensor apply_linear_act(const Linear& linear, const Tensor& x, Activation act,
                         double slope = 0.01);
+
+// Runs a Sequential's children in order, each Linear fused with the ReLU/LeakyReLU (slope >= 0)
+// right after it (apply_linear_act); MLP::forward and the it3 models use it. `after(i, h)`, when
+// set, sees the output of child i (for a fused pair: the activation's index and output).
+Tensor forward_fused(const Sequential& seq, const Tensor& x,
+                     const std::function<void(size_t, const Tensor&)>& after = nullptr);
 
 }  // namespace idem

@@ -13,6 +13,13 @@
 #   GPU_CHECK_JOBS=N            build parallelism (default 16)
 #   GPU_CHECK_BUDGET=SECONDS    wall-clock budget for all steps (default 450); a step gets at
 #                               most what is left, so the summary always prints
+#   GPU_CHECK_SANITIZE=1        also run the CUDA tests under compute-sanitizer
+#                               (tools/gpu_sanitize.sh: memcheck, racecheck)
+#   GPU_CHECK_COMPARE=ARGS      also run bench/compare_pytorch.py with ARGS ('default' = none):
+#                               idem vs PyTorch, IT³ adaptation per batch, one table
+#   GPU_CHECK_DEMO=TASKS        also run `idem demo --task T` for each comma-separated task and
+#                               copy each run directory (table, plots) under $OUT/demo-T
+#   GPU_CHECK_NO_CTEST=1        skip the test suite (e.g. a benchmark-only call)
 set -u -o pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -78,6 +85,11 @@ summary() {
       grep -E '_median|summary|hand|cublas|GB/s|TFLOP' "$out/bench.log" | grep -v -E '_mean|_stddev|_cv' |
         head -n 60 | sed 's/^/  /'
     fi
+    for f in "$out"/demo-*.log; do
+      [ -f "$f" ] && echo "$(basename "$f" .log): $(grep -E 'wall seconds' "$f" | tail -n 1)"
+    done
+    [ -f "$out/compare_pytorch.log" ] && tail -n 40 "$out/compare_pytorch.log" | sed 's/^/  /'
+    [ -f "$out/sanitize.log" ] && grep -E 'ERROR SUMMARY|summary|memcheck|racecheck' "$out/sanitize.log" | tail -n 10 | sed 's/^/  /'
     if [ ${#failed_steps[@]} -eq 0 ]; then
       echo "result:   OK"
     else
@@ -111,7 +123,38 @@ step build 330 cmake --build "$build" -j "$jobs" || { summary; exit 1; }
 # ---- tests ----
 ctest_args=(--output-on-failure -j 8 --timeout 240)
 [ -n "$tests_re" ] && ctest_args+=(-R "$tests_re")
-step ctest 270 bash -c 'cd "$1" && shift && exec ctest "$@"' ctest "$build" "${ctest_args[@]}"
+[ -z "${GPU_CHECK_NO_CTEST:-}" ] &&
+  step ctest 270 bash -c 'cd "$1" && shift && exec ctest "$@"' ctest "$build" "${ctest_args[@]}"
+
+# ---- GPU memory checking ----
+if [ -n "${GPU_CHECK_SANITIZE:-}" ]; then
+  step sanitize "${GPU_SANITIZE_BUDGET:-300}" bash "$root/tools/gpu_sanitize.sh" "$build"
+fi
+
+# ---- idem vs PyTorch, side by side (issue 7) ----
+if [ -n "${GPU_CHECK_COMPARE:-}" ]; then
+  compare_args=()
+  [ "$GPU_CHECK_COMPARE" != "default" ] && read -r -a compare_args <<<"$GPU_CHECK_COMPARE"
+  step compare_pytorch 420 python3 "$root/bench/compare_pytorch.py" --idem "$build/idem" \
+    --out "$out/compare_pytorch" "${compare_args[@]}"
+fi
+
+# ---- the demos (issue 6): the full IT³ experiment of each task ----
+if [ -n "${GPU_CHECK_DEMO:-}" ]; then
+  demo_data=()
+  # Fashion-MNIST comes from Debian's dataset-fashion-mnist; a machine without the package can
+  # get a copy carried in .data/fashion-mnist (an ignored folder).
+  if [ ! -d /usr/share/datasets/fashion-mnist ] && [ -d "$root/.data/fashion-mnist" ]; then
+    demo_data=(--data "$root/.data/fashion-mnist")
+  fi
+  IFS=',' read -r -a demo_tasks <<<"$GPU_CHECK_DEMO"
+  for t in "${demo_tasks[@]}"; do
+    args=(demo --task "$t" --out "$out/demo-$t" --quiet)
+    [ "$t" = fmnist ] && args+=("${demo_data[@]}")
+    step "demo-$t" 300 bash -c 'start=$(date +%s); "$@"; rc=$?; echo "wall seconds: $(( $(date +%s) - start ))"; exit $rc' \
+      demo "$build/idem" "${args[@]}"
+  done
+fi
 
 # ---- kernel report: device line, Philox agreement, reduction bandwidth ----
 if [ -x "$build/idem_tests" ]; then

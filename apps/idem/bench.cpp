@@ -1,0 +1,361 @@
+// `idem bench it3|train|ops`: what one IT³ adaptation, one training step and a few core ops cost,
+// on the exact models that bench/compare_pytorch.py builds in PyTorch (it3/models.h).
+//
+// One IT³ offline adaptation per test batch = reset (θ ← Θ, Adam moments ← 0, one fused copy),
+// K steps of  y0 = f(x,∅); y1 = F(x, s(y0)); L = mean|out(y1) − out(y0)|; Adam(lr 1e-3) step,
+// then the prediction f(x,∅). `--graph on` captures that whole adaptation once in a CUDA graph
+// (cuda::Graph) and replays it per batch; inputs live in static buffers.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+#include <sstream>
+
+#include "apps/idem/cli.h"
+#include "core/error.h"
+#include "core/kernels/cuda_graph.h"
+#include "core/kernels/runtime.h"
+#include "it3/adapt.h"
+#include "it3/models.h"
+#include "it3/training.h"
+#include "layers/init.h"
+#include "layers/json.h"
+#include "layers/safetensors.h"
+
+#if defined(IDEM_WITH_CUDA)
+#include <cuda_runtime.h>
+#endif
+
+namespace idem::cli {
+
+namespace {
+
+// Times a callable: CUDA events on the legacy default stream (which orders with idem's stream
+// and with graph replays) on a GPU, the steady clock on the CPU. Returns µs per call.
+class Timer {
+ public:
+  explicit Timer(Device d) : d_(d) {
+#if defined(IDEM_WITH_CUDA)
+    if (d_.is_cuda()) {
+      cudaEventCreate(&a_);
+      cudaEventCreate(&b_);
+    }
+#endif
+  }
+  ~Timer() {
+#if defined(IDEM_WITH_CUDA)
+    if (a_) cudaEventDestroy(a_);
+    if (b_) cudaEventDestroy(b_);
+#endif
+  }
+  template <typename F>
+  double time_us(F&& f) {
+#if defined(IDEM_WITH_CUDA)
+    if (d_.is_cuda()) {
+      cudaEventRecord(a_, nullptr);
+      f();
+      cudaEventRecord(b_, nullptr);
+      cudaEventSynchronize(b_);
+      float ms = 0;
+      cudaEventElapsedTime(&ms, a_, b_);
+      return double(ms) * 1000.0;
+    }
+#endif
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+  }
+
+ private:
+  Device d_;
+#if defined(IDEM_WITH_CUDA)
+  cudaEvent_t a_ = nullptr, b_ = nullptr;
+#endif
+};
+
+struct Stats {
+  double median = 0, p10 = 0, p90 = 0;
+};
+Stats stats_of(std::vector<double> v) {
+  Stats s;
+  if (v.empty()) return s;
+  std::sort(v.begin(), v.end());
+  auto q = [&](double f) { return v[std::min(v.size() - 1, size_t(f * double(v.size() - 1) + 0.5))]; };
+  s.median = q(0.5), s.p10 = q(0.1), s.p90 = q(0.9);
+  return s;
+}
+
+struct BenchModel {
+  std::shared_ptr<it3::RecursiveModel> model;
+  it3::Input x;
+};
+
+// The four models of issue 7, exactly as bench/torch_models.py builds them.
+BenchModel make_bench_model(const std::string& name, int64_t batch, Device device, uint64_t seed) {
+  BenchModel b;
+  if (name == "mlp_tab" || name == "mlp_256") {
+    const int64_t w = name == "mlp_tab" ? 0 : 256;
+    const std::vector<int64_t> hidden = w ? std::vector<int64_t>{w, w, w} : std::vector<int64_t>{30, 20, 10};
+    b.model = it3::make_mlp_model(13, hidden, it3::SignalSpec::regression(1, 50.0), {}, seed);
+    b.x = it3::Input(randn({batch, 13}, seed + 1).to(device));
+  } else if (name == "cnn") {
+    b.model = it3::make_small_cnn(10, {}, seed);
+    b.x = it3::Input(rand({batch, 1, 28, 28}, seed + 1).to(device));
+  } else if (name == "sage") {
+    b.model = it3::make_sage_model(2, 64, 4, it3::SignalSpec::regression(1, 0.2), {}, seed);
+    b.x = it3::grid_mesh_batch(batch, 32, device);
+  } else {
+    fail("idem bench", "unknown model '", name, "' (expected mlp_tab, mlp_256, cnn or sage)");
+  }
+  b.model->to(device);
+  b.model->eval();
+  return b;
+}
+
+it3::AdaptOptions bench_adapt_options(int steps) {
+  it3::AdaptOptions o = it3::AdaptOptions::for_method(it3::Method::it3);
+  o.steps = steps;
+  o.lr = 1e-3;
+  o.distance = it3::Distance::l1;
+  o.check_finite = false;  // no host round trip inside the timed adaptation
+  return o;
+}
+
+void export_case(const std::string& dir, const BenchModel& b, const Tensor& pred, const Tensor& pred_inf) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) fail("idem bench", "cannot create ", dir, ": ", ec.message());
+  NamedTensors w;
+  for (const auto& [n, t] : b.model->state_dict()) w.emplace_back(n, t.to(Device::cpu()));
+  save_safetensors(dir + "/weights.safetensors", w);
+  NamedTensors in;
+  if (b.x.graph) {
+    in.emplace_back("pos", b.x.x.to(Device::cpu()));
+    in.emplace_back("edge_index", b.x.graph->edge_index.to(Device::cpu()));
+    in.emplace_back("batch", b.x.graph->batch_vector().to(Device::cpu()));
+  } else {
+    in.emplace_back("x", b.x.x.to(Device::cpu()));
+  }
+  save_safetensors(dir + "/inputs.safetensors", in);
+  save_safetensors(dir + "/outputs.safetensors",
+                   {{"pred", pred.to(Device::cpu())}, {"pred_inference", pred_inf.to(Device::cpu())}});
+}
+
+int bench_it3(const Args& a, const Device device) {
+  const std::string model_name = a.str("model");
+  const int64_t batch = a.integer("batch");
+  const int steps = int(a.integer("steps"));
+  const bool graph = a.str("graph") == "on";
+  IDEM_CHECK(a.str("graph") == "on" || a.str("graph") == "off", "idem bench", "--graph takes on or off, got ",
+             a.str("graph"));
+  IDEM_CHECK(!graph || device.is_cuda(), "idem bench", "--graph on needs --device cuda");
+  IDEM_CHECK(batch >= 1 && steps >= 0, "idem bench", "need --batch >= 1 and --steps >= 0");
+  const int reps = int(a.integer("reps")), warmup = int(a.integer("warmup"));
+  BenchModel b = make_bench_model(model_name, batch, device, uint64_t(a.integer("seed")));
+  it3::Adapter adapter(b.model, bench_adapt_options(steps));
+  Timer timer(device);
+
+  // Inference alone: f(x, ∅) without history.
+  auto infer = [&] {
+    NoGradGuard ng;
+    return b.model->forward_neutral(b.x);
+  };
+  Tensor pred_inf = infer();
+  std::vector<double> inf_us;
+  for (int i = 0; i < warmup; ++i) infer();
+  for (int i = 0; i < reps; ++i) inf_us.push_back(timer.time_us([&] { infer(); }));
+
+  it3::Cost counted;
+  Tensor pred = adapter.adapt_and_predict(b.x, &counted);  // first run: counts one adaptation
+  std::vector<double> us;
+  uint64_t launches = 0;
+  size_t kernel_nodes = 0;
+  if (!graph) {
+    for (int i = 0; i < warmup; ++i) adapter.adapt_and_predict(b.x);
+    for (int i = 0; i < reps; ++i) {
+      const uint64_t l0 = device.is_cuda() ? cuda::launch_count() : 0;
+      us.push_back(timer.time_us([&] { pred = adapter.adapt_and_predict(b.x); }));
+      if (device.is_cuda()) launches = cuda::launch_count() - l0;
+    }
+  }
+  if (device.is_cuda()) {
+    // Capture one whole adaptation: its kernel nodes are the exact kernels per batch (with
+    // --graph off this also counts what the eager path launches, cuBLAS kernels included).
+    Tensor x_static = b.x.x;               // the adapter reads this storage on every replay
+    Tensor next_batch = b.x.x.clone_data();  // stands for the next test batch
+    cuda::Graph g;
+    {
+      // Warm-up and capture on a private stream; it ends before the replays, which then run on
+      // idem's default stream, where the timing events are recorded.
+      cuda::CaptureStream stream(device.index);
+      for (int i = 0; i < 3; ++i) pred = adapter.adapt_and_predict(b.x);
+      g = cuda::Graph::capture([&] { pred = adapter.adapt_and_predict(b.x); }, stream);
+    }
+    kernel_nodes = g.num_kernel_nodes();
+    if (graph) {
+      for (int i = 0; i < warmup; ++i) g.replay();
+      cuda::synchronize(device.index);
+      for (int i = 0; i < reps; ++i)
+        us.push_back(timer.time_us([&] {
+          x_static.copy_(next_batch);  // a new batch goes into the static input
+          g.replay();
+        }));
+      launches = 2;  // the input copy and the replay
+    }
+  }
+  if (a.has("export")) export_case(a.str("export"), b, pred, pred_inf);
+
+  const Stats s = stats_of(us), si = stats_of(inf_us);
+  json::Value v = json::Value::object();
+  v.set("bench", "it3");
+  v.set("model", model_name);
+  v.set("batch", batch);
+  v.set("steps", steps);
+  v.set("device", device.str());
+  v.set("gpu", device.is_cuda() ? cuda::device_properties(device.index).name : std::string("none"));
+  v.set("graph", graph ? "on" : "off");
+  v.set("reps", reps);
+  v.set("us_per_batch_median", s.median);
+  v.set("us_per_batch_p10", s.p10);
+  v.set("us_per_batch_p90", s.p90);
+  v.set("us_inference_median", si.median);
+  v.set("kernels_per_batch", int64_t(kernel_nodes));
+  v.set("launches_per_batch", int64_t(launches));
+  v.set("forwards", int64_t(counted.forwards));
+  v.set("backwards", int64_t(counted.backwards));
+  v.set("optimizer_steps", int64_t(counted.optimizer_steps));
+  v.set("reset_bytes", int64_t(counted.reset_bytes));
+  v.set("parameters", b.model->num_parameters());
+  if (a.flag("json")) {
+    std::cout << json::dump(v) << std::endl;
+  } else {
+    std::cout << "it3 " << model_name << " batch " << batch << " K " << steps << " on " << v.at("gpu").as_string()
+              << " (graph " << (graph ? "on" : "off") << "): " << s.median << " µs/batch median (p10 " << s.p10
+              << ", p90 " << s.p90 << "), inference " << si.median << " µs, " << kernel_nodes
+              << " kernels/batch, " << counted.forwards << " forwards, " << counted.backwards << " backwards\n";
+  }
+  return 0;
+}
+
+int bench_train(const Args& a, const Device device) {
+  const std::string model_name = a.str("model");
+  const int64_t batch = a.integer("batch");
+  const int reps = int(a.integer("reps")), warmup = int(a.integer("warmup"));
+  BenchModel b = make_bench_model(model_name, batch, device, uint64_t(a.integer("seed")));
+  b.model->train();
+  std::vector<int64_t> labels(static_cast<size_t>(batch));
+  for (int64_t i = 0; i < batch; ++i) labels[size_t(i)] = i % 10;
+  const Tensor y = model_name == "cnn" ? from_vector<int64_t>(labels, {batch}).to(device)
+                                       : randn({batch, 1}, 7).to(device);
+  it3::TrainOptions t = it3::TrainOptions::for_task(b.model->task());
+  t.p_feed = 1.0;
+  Adam opt(b.model->parameters(), AdamOptions{});
+  auto step = [&] {
+    opt.zero_grad();
+    it3::TrainStep s = it3::it3_objective(*b.model, b.x, y, t, 0);
+    s.loss.backward();
+    opt.step();
+  };
+  Timer timer(device);
+  for (int i = 0; i < warmup; ++i) step();
+  std::vector<double> us;
+  uint64_t launches = 0;
+  for (int i = 0; i < reps; ++i) {
+    const uint64_t l0 = device.is_cuda() ? cuda::launch_count() : 0;
+    us.push_back(timer.time_us(step));
+    if (device.is_cuda()) launches = cuda::launch_count() - l0;
+  }
+  const Stats s = stats_of(us);
+  json::Value v = json::Value::object();
+  v.set("bench", "train");
+  v.set("model", model_name);
+  v.set("batch", batch);
+  v.set("device", device.str());
+  v.set("gpu", device.is_cuda() ? cuda::device_properties(device.index).name : std::string("none"));
+  v.set("us_per_step_median", s.median);
+  v.set("us_per_step_p10", s.p10);
+  v.set("us_per_step_p90", s.p90);
+  v.set("launches_per_step", int64_t(launches));
+  if (a.flag("json")) std::cout << json::dump(v) << std::endl;
+  else
+    std::cout << "train step " << model_name << " batch " << batch << " on " << v.at("gpu").as_string() << ": "
+              << s.median << " µs median (p10 " << s.p10 << ", p90 " << s.p90 << "), " << launches
+              << " GPU launches (IT³ objective: 2 forwards, 1 backward, Adam)\n";
+  return 0;
+}
+
+int bench_ops(const Args& a, const Device device) {
+  const int reps = int(a.integer("reps")), warmup = int(a.integer("warmup"));
+  const Options o{DType::f32, device};
+  struct OpCase {
+    std::string name;
+    std::function<void()> run;
+    double bytes;
+  };
+  Tensor m1 = randn({8, 30}, 1, o), m2 = randn({30, 14}, 2, o);
+  Tensor big_a = randn({4096, 4096}, 3, o), big_b = randn({4096, 4096}, 4, o);
+  Tensor v = randn({1 << 24}, 5, o), w = randn({1 << 24}, 6, o);
+  Tensor img = randn({256, 1, 28, 28}, 7, o), ker = randn({10, 1, 5, 5}, 8, o), bias = randn({10}, 9, o);
+  Tensor logits = randn({4096, 1000}, 10, o);
+  NoGradGuard ng;
+  std::vector<OpCase> cases{
+      {"matmul 8x30x14", [&] { matmul(m1, m2); }, 0},
+      {"matmul 4096^3", [&] { matmul(big_a, big_b); }, 0},
+      {"add 16M", [&] { add(v, w); }, 3.0 * 4 * double(v.numel())},
+      {"sum 16M", [&] { sum(v); }, 4.0 * double(v.numel())},
+      {"softmax 4096x1000", [&] { softmax(logits, 1); }, 8.0 * double(logits.numel())},
+      {"conv2d 256x1x28x28 * 10x1x5x5", [&] { conv2d(img, ker, bias); }, 0},
+  };
+  Timer timer(device);
+  for (auto& c : cases) {
+    for (int i = 0; i < warmup; ++i) c.run();
+    std::vector<double> us;
+    for (int i = 0; i < reps; ++i) us.push_back(timer.time_us(c.run));
+    const Stats s = stats_of(us);
+    std::ostringstream extra;
+    if (c.bytes > 0) extra << ", " << c.bytes / (s.median * 1e-6) / 1e9 << " GB/s";
+    if (c.name == "matmul 4096^3") extra << ", " << 2.0 * 4096.0 * 4096.0 * 4096.0 / (s.median * 1e-6) / 1e12 << " TFLOP/s";
+    if (a.flag("json")) {
+      json::Value j = json::Value::object();
+      j.set("bench", "ops");
+      j.set("op", c.name);
+      j.set("device", device.str());
+      j.set("us_median", s.median);
+      std::cout << json::dump(j) << std::endl;
+    } else {
+      std::cout << c.name << " on " << (device.is_cuda() ? cuda::device_properties(device.index).name : "cpu")
+                << ": " << s.median << " µs" << extra.str() << "\n";
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int cmd_bench(int argc, char** argv) {
+  std::vector<OptionSpec> specs{{"model", true, "mlp_tab", "mlp_tab, mlp_256, cnn or sage"},
+                                {"batch", true, "8", "test batch size (sage: number of 32×32 meshes)"},
+                                {"steps", true, "1", "adaptation steps K"},
+                                {"graph", true, "off", "on: capture the whole adaptation in a CUDA graph and replay it"},
+                                {"reps", true, "200", "timed repetitions"},
+                                {"warmup", true, "20", "untimed repetitions first"},
+                                {"export", true, "", "it3: write weights, inputs and predictions (safetensors) to DIR"}};
+  for (const auto& o : common_options()) specs.push_back(o);
+  const std::string what = argc >= 3 ? argv[2] : "";
+  Args a("bench", specs, argc, argv, what.empty() || what[0] == '-' ? 2 : 3);
+  if (a.help() || what.empty() || what[0] == '-') {
+    std::cout << "idem bench it3|train|ops: time one IT³ adaptation per test batch, one training step,\n"
+                 "or a few core ops, after warm-up (median, p10, p90).\n\n"
+              << a.usage();
+    return a.help() ? 0 : 2;
+  }
+  const Device device = Device::parse(resolve_device(a));
+  init::manual_seed(uint64_t(a.integer("seed")));
+  if (what == "it3") return bench_it3(a, device);
+  if (what == "train") return bench_train(a, device);
+  if (what == "ops") return bench_ops(a, device);
+  fail("idem bench", "unknown benchmark '", what, "' (expected it3, train or ops)");
+}
+
+}  // namespace idem::cli

@@ -1,0 +1,90 @@
+// The three IT³ tasks of DESIGN.md section 3 behind one interface: data, model, training
+// defaults, the distribution shifts and the metric. The experiments (experiment.cpp) only talk
+// to this interface, so `idem train|adapt|demo` work the same way for every task.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "data/airfoil.h"
+#include "data/fmnist.h"
+#include "data/tabular.h"
+#include "it3/recursive_model.h"
+#include "it3/training.h"
+#include "layers/json.h"
+
+namespace idem::cli {
+
+struct Batch {
+  it3::Input x;
+  Tensor y;  // (B) i64 labels or (B, 1) standardized targets
+};
+
+// What a run needs to rebuild its task exactly (stored in config.json and the checkpoint).
+struct TaskConfig {
+  std::string task = "fmnist";  // fmnist | tabular | airfoil
+  std::string data;             // fmnist: IDX directory; tabular: table file ("" = built-in)
+  std::string target;           // tabular: target column (name or index; "" = last)
+  std::string split = "first";  // tabular: first (first 90 % train) | shuffle | quantile:COL
+  int64_t max_train = -1;       // subsets (fmnist images, airfoil samples, tabular rows)
+  int64_t max_test = -1;
+  int64_t width = 0;            // model width knob (0 = the task's default)
+  double neutral = 0.0;         // regression ∅ (0 = the task's default)
+  uint64_t seed = 0;
+
+  json::Value to_json() const;
+  static TaskConfig from_json(const json::Value& v);
+};
+
+class Task {
+ public:
+  virtual ~Task() = default;
+  const TaskConfig& config() const { return cfg_; }
+  virtual std::string name() const = 0;
+  virtual it3::TaskKind kind() const = 0;
+  // A fresh model (CPU, f32) seeded from `seed`.
+  virtual std::shared_ptr<it3::RecursiveModel> make_model(uint64_t seed) const = 0;
+  virtual it3::TrainOptions train_options() const { return it3::TrainOptions::for_task(kind()); }
+  virtual int default_epochs(bool quick) const = 0;
+  virtual int64_t default_batch() const = 0;
+  virtual double default_lr() const = 0;
+  // Test-time defaults: batch size, steps and lr for the gradient-based methods.
+  virtual int64_t default_adapt_batch() const = 0;
+  virtual int default_adapt_steps() const { return 1; }
+  virtual double default_adapt_lr() const = 0;
+
+  virtual int64_t train_size() const = 0;
+  // Training samples `idx` as one batch on `device`.
+  virtual Batch train_batch(const std::vector<int64_t>& idx, Device device) const = 0;
+  // A few training batches for ActMAD's statistics.
+  std::vector<it3::Input> stat_batches(int64_t batch, int64_t max_samples, Device device) const;
+
+  // Every shift name this task understands, and the demo's list.
+  virtual std::vector<std::string> all_shifts() const = 0;
+  virtual std::vector<std::string> demo_shifts(bool quick) const = 0;
+  // Throws idem::Error naming the shift and the valid forms unless `shift` is one this task can
+  // evaluate (called before any training, so a typo costs nothing). Default: one of all_shifts().
+  virtual void validate_shift(const std::string& shift) const;
+  // The test set under `shift`, in batches of `batch` (throws idem::Error for a bad name).
+  virtual std::vector<Batch> eval_batches(const std::string& shift, int64_t batch,
+                                          Device device) const = 0;
+  // The task's metric on a whole test set: classification error in %, or MAE in the target's
+  // original units.
+  virtual double metric(const Tensor& pred, const Tensor& y) const = 0;
+  virtual std::string metric_name() const = 0;
+  // For plots: the shift's family ("gaussian_noise", "zero", "ood", "clean") and level.
+  static std::pair<std::string, double> shift_family(const std::string& shift);
+  // A one-line description of the data for logs.
+  virtual std::string describe() const = 0;
+
+ protected:
+  explicit Task(TaskConfig cfg) : cfg_(std::move(cfg)) {}
+  TaskConfig cfg_;
+};
+
+// Builds the task (loads or generates its data). `quick` picks the demo's small subsets when
+// the config leaves them unset.
+std::unique_ptr<Task> make_task(const TaskConfig& cfg);
+
+}  // namespace idem::cli

@@ -1,0 +1,140 @@
+// The `idem` command line, through the real executable: train + adapt on tiny data, the run
+// directory's files, the results table parses, and bad input gives a clear error and exit code.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <sys/wait.h>
+
+#include "apps/idem/report.h"
+#include "layers/json.h"
+#include "test_util.h"
+
+#ifndef IDEM_CLI_PATH
+#define IDEM_CLI_PATH ""
+#endif
+
+namespace fs = std::filesystem;
+using idem::testing::TempDir;
+
+namespace {
+
+struct RunResult {
+  int code = -1;
+  std::string out;  // stdout and stderr together
+};
+
+RunResult run_cli(const std::string& args) {
+  RunResult r;
+  const std::string cmd = std::string(IDEM_CLI_PATH) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+TEST(Cli, TrainThenAdaptOnATableFileWritesACompleteRun) {
+  if (std::string(IDEM_CLI_PATH).empty()) GTEST_SKIP() << "the idem executable was not built";
+  TempDir dir("idem_cli");
+  // y = 2·a − b + noise-free, with a header and commas: any numeric table works.
+  {
+    std::ofstream t(dir.path().string() + "/table.csv");
+    t << "a,b,c,y\n";
+    for (int i = 0; i < 300; ++i) {
+      const double a = (i % 17) / 8.0 - 1, b = (i % 13) / 6.0 - 1, c = (i % 7) / 3.0 - 1;
+      t << a << "," << b << "," << c << "," << 2 * a - b + 0.1 * c << "\n";
+    }
+  }
+  const std::string run = dir.path().string() + "/run";
+  RunResult tr = run_cli("train --task tabular --data " + dir.path().string() + "/table.csv --epochs 3 --device cpu --quiet --out " + run);
+  ASSERT_EQ(tr.code, 0) << tr.out;
+  EXPECT_NE(tr.out.find("clean test MAE"), std::string::npos) << tr.out;
+  for (const char* f : {"config.json", "steps.jsonl", "checkpoint.safetensors"})
+    EXPECT_TRUE(fs::exists(run + "/" + f)) << f;
+  const idem::json::Value cfg = idem::json::parse(slurp(run + "/config.json"));
+  EXPECT_EQ(cfg.at("task").at("task").as_string(), "tabular");
+  EXPECT_TRUE(cfg.at("versions").find("git_commit") != nullptr);
+
+  const std::string out = dir.path().string() + "/adapt";
+  RunResult ad = run_cli("adapt --run " + run + " --method none,it3,it3-online --shift clean,zero:0.10 --steps 2 --device cpu --quiet --out " + out);
+  ASSERT_EQ(ad.code, 0) << ad.out;
+  for (const char* f : {"config.json", "steps.jsonl", "results.csv", "results.md", "metric.svg", "cost.svg"})
+    EXPECT_TRUE(fs::exists(out + "/" + f)) << f;
+  const auto rows = idem::cli::parse_results_csv(slurp(out + "/results.csv"));
+  ASSERT_EQ(rows.size(), 6u);  // 2 shifts × 3 methods
+  for (const auto& r : rows) {
+    EXPECT_TRUE(r.metric > 0 && r.metric < 10) << r.shift << " " << r.method << " " << r.metric;
+    EXPECT_EQ(r.samples, 30);  // the last 10 % of 300 rows
+    if (r.method == "it3") {
+      EXPECT_EQ(r.forwards, 5.0);  // 2K + 1
+      EXPECT_EQ(r.backwards, 2.0);
+      EXPECT_GT(r.reset_bytes, 0.0);
+    }
+    if (r.method == "none") EXPECT_EQ(r.backwards, 0.0);
+  }
+  EXPECT_NE(slurp(out + "/results.md").find("| zero:0.10 |"), std::string::npos);
+  EXPECT_NE(slurp(out + "/metric.svg").find("<svg"), std::string::npos);
+  // One JSON line per adapted batch (plus nothing else in a fresh adapt directory).
+  std::istringstream lines(slurp(out + "/steps.jsonl"));
+  int n = 0;
+  for (std::string line; std::getline(lines, line); ++n) idem::json::parse(line);
+  EXPECT_EQ(n, 6);  // 30 test rows in one batch of 32, per shift and method
+}
+
+TEST(Cli, FmnistOnBuiltInImagesEndToEnd) {
+  if (std::string(IDEM_CLI_PATH).empty()) GTEST_SKIP() << "the idem executable was not built";
+  TempDir dir("idem_cli");
+  RunResult r = run_cli("demo --task fmnist --data synthetic --max-train 256 --max-test 64 --width 4 --epochs 1 "
+                        "--method none,bn,tent,it3 --shift clean,gaussian_noise:5 --device cpu --quiet --out " + dir.path().string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("| gaussian_noise:5 |"), std::string::npos) << r.out;
+  const auto rows = idem::cli::parse_results_csv(slurp(dir.path().string() + "/results.csv"));
+  EXPECT_EQ(rows.size(), 8u);
+  for (const auto& row : rows) EXPECT_TRUE(row.metric >= 0 && row.metric <= 100);
+}
+
+TEST(Cli, BadInputIsAClearErrorWithExitCodeOne) {
+  if (std::string(IDEM_CLI_PATH).empty()) GTEST_SKIP() << "the idem executable was not built";
+  RunResult r = run_cli("train --task tabluar --device cpu");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("unknown task 'tabluar'"), std::string::npos) << r.out;
+  r = run_cli("adapt --run /nonexistent/run --device cpu");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("/nonexistent/run"), std::string::npos) << r.out;
+  r = run_cli("train --epochz 3");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("unknown option --epochz"), std::string::npos) << r.out;
+  r = run_cli("demo --task tabular --shift zero:banana --device cpu --quiet --epochs 1");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("zero:banana"), std::string::npos) << r.out;
+  r = run_cli("bench it3 --model resnet --device cpu");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("unknown model 'resnet'"), std::string::npos) << r.out;
+}
+
+TEST(Cli, HelpForEveryCommand) {
+  if (std::string(IDEM_CLI_PATH).empty()) GTEST_SKIP() << "the idem executable was not built";
+  for (const char* c : {"demo", "train", "adapt", "bench", "info"}) {
+    RunResult r = run_cli(std::string(c) + " --help");
+    EXPECT_EQ(r.code, 0) << c << ": " << r.out;
+    EXPECT_NE(r.out.find("--"), std::string::npos) << c;
+  }
+  RunResult r = run_cli("--help");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("demo"), std::string::npos);
+}
