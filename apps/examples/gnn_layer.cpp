@@ -4,16 +4,18 @@
 //   gnn_layer [--device cpu|cuda[:N]]
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "core/kernels/runtime.h"
 #include "layers/gnn.h"
+#include "layers/graph.h"
 #include "layers/init.h"
 
 using namespace idem;
 
 int main(int argc, char** argv) {
   try {
-    Device device = Device::cpu();
+    Device device = cuda::available() ? Device::cuda(0) : Device::cpu();
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
       if (a == "--device" && i + 1 < argc) {
@@ -56,8 +58,8 @@ int main(int argc, char** argv) {
 
     // Graph-level readout: the mean over nodes (one graph -> one row).
     GlobalPool pool(GraphPool::mean);
-    std::cout << "mean-pooled GCN features " << shape_str(pool(h_gcn, g).shape()) << ": "
-              << pool(h_gcn, g) << "\n";
+    Tensor pooled = pool(h_gcn, g);
+    std::cout << "mean-pooled GCN features " << shape_str(pooled.shape()) << ": " << pooled << "\n";
     return 0;
   } catch (const Error& e) {
     std::cerr << "gnn_layer: " << e.what() << "\n";
