@@ -30,8 +30,10 @@ std::shared_ptr<RecursiveModel> make_small_cnn(int64_t classes = 10, Options opt
 //   body: 0 Conv2d(1,c1,3,pad 1) 1 BatchNorm2d 2 ReLU 3 MaxPool2d(2)
 //         4 Conv2d(c1,c2,3,pad 1) 5 BatchNorm2d 6 ReLU 7 MaxPool2d(2)        -> (B,c2,7,7)
 //   embed: 0 Linear(C,c2) 1 ReLU   (added to every spatial position)
-//   head: 0 Conv2d(c2,c2,3,pad 1) 1 BatchNorm2d 2 ReLU 3 AdaptiveAvgPool2d(1) 4 Flatten
-//         5 Linear(c2,C)
+//   head: 0 Conv2d(c2,c2,3,pad 1) 1 ReLU 2 AdaptiveAvgPool2d(1) 3 Flatten 4 Linear(c2,C)
+// BatchNorm only before the injection point: after it the features depend on the signal, and
+// running statistics averaged over the training objective's ∅-passes and y-passes fit neither
+// (measured: 25 % clean error with running statistics vs 12 % with batch statistics).
 std::shared_ptr<RecursiveModel> make_bn_cnn(int64_t classes = 10, int64_t c1 = 32,
                                             int64_t c2 = 64, Options options = {},
                                             std::optional<uint64_t> seed = std::nullopt);

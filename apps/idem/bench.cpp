@@ -168,6 +168,9 @@ int bench_it3(const Args& a, const Device device) {
 
   it3::Cost counted;
   Tensor pred = adapter.adapt_and_predict(b.x, &counted);  // first run: counts one adaptation
+  // What --export writes: an eager result, copied now (a capture below only records work, and
+  // its output buffer holds values only after a replay).
+  const Tensor pred_eager = pred.clone_data();
   std::vector<double> us;
   uint64_t launches = 0;
   size_t kernel_nodes = 0;
@@ -204,7 +207,7 @@ int bench_it3(const Args& a, const Device device) {
       launches = 2;  // the input copy and the replay
     }
   }
-  if (a.has("export")) export_case(a.str("export"), b, pred, pred_inf);
+  if (a.has("export")) export_case(a.str("export"), b, pred_eager, pred_inf);
 
   const Stats s = stats_of(us), si = stats_of(inf_us);
   json::Value v = json::Value::object();

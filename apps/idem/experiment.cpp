@@ -87,7 +87,7 @@ std::vector<OptionSpec> task_options() {
           {"batch", true, "0", "training batch size (0 = the task's default)"},
           {"lr", true, "0", "training learning rate, Adam (0 = the task's default)"},
           {"p-feed", true, "-1", "probability per batch of the signal pass (-1 = the task's default)"},
-          {"signal", true, "target", "what the signal pass gets: target, self or self_detached"},
+          {"signal", true, "", "what the signal pass gets: target, self or self_detached (default: the task's)"},
           {"signal-noise", true, "0", "std of Gaussian noise on the fed signal"}};
 }
 
@@ -148,7 +148,7 @@ TrainSettings train_settings_from(const Args& a, const Task& task, bool quick) {
   s.lr = a.number("lr") > 0 ? a.number("lr") : task.default_lr();
   s.topt = task.train_options();
   if (a.number("p-feed") >= 0) s.topt.p_feed = a.number("p-feed");
-  s.topt.source = it3::parse_signal_source(a.str("signal"));
+  if (!a.str("signal").empty()) s.topt.source = it3::parse_signal_source(a.str("signal"));
   s.topt.signal_noise = a.number("signal-noise");
   s.topt.seed = uint64_t(a.integer("seed"));
   s.topt.validate(task.kind());
