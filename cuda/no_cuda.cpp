@@ -44,7 +44,10 @@ AllocatorStats allocator_stats(int) { return {}; }
 void empty_cache(int) {}  // nothing is ever cached without CUDA
 void set_poison_allocations(bool) {}
 bool poison_allocations() { return false; }
-uint64_t launch_count() { return 0; }  // nothing is ever launched without CUDA
+uint64_t launch_count() { return 0; }
+void* event_record(int) { no_cuda("cuda event_record"); }
+double event_elapsed_us(void*, void*) { no_cuda("cuda event_elapsed_us"); }
+void event_destroy(void*) noexcept {}  // nothing is ever launched without CUDA
 
 // ---- CUDA graphs ----
 CaptureStream::CaptureStream(int) { no_cuda("cuda CaptureStream"); }

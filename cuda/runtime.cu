@@ -155,6 +155,26 @@ uint64_t launch_count() {
   return launch_counter().load(std::memory_order_relaxed);
 }
 
+void* event_record(int device) {
+  set_device(device);
+  cudaEvent_t e = nullptr;
+  IDEM_CUDA_CHECK("cuda event_record", cudaEventCreate(&e));
+  IDEM_CUDA_CHECK("cuda event_record", cudaEventRecord(e, current_stream()));
+  return e;
+}
+
+double event_elapsed_us(void* start, void* end) {
+  IDEM_CUDA_CHECK("cuda event_elapsed_us", cudaEventSynchronize(static_cast<cudaEvent_t>(end)));
+  float ms = 0;
+  IDEM_CUDA_CHECK("cuda event_elapsed_us",
+                  cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start), static_cast<cudaEvent_t>(end)));
+  return double(ms) * 1000.0;
+}
+
+void event_destroy(void* event) noexcept {
+  if (event) (void)cudaEventDestroy(static_cast<cudaEvent_t>(event));
+}
+
 bool available() {
   try {
     return discovery().count > 0;

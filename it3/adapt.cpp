@@ -8,6 +8,7 @@
 #include "autograd/fused_functions.h"
 #include "autograd/nn_functions.h"
 #include "core/error.h"
+#include "core/profiler.h"
 #include "layers/norm.h"
 
 namespace idem::it3 {
@@ -433,6 +434,7 @@ Tensor Adapter::run(const Input& x, Cost& cost, Tensor* first_loss, Tensor* last
   if (adapting && opt_.reset == ResetPolicy::per_batch) {
     reset();
     cost.reset_bytes += uint64_t(reset_bytes());
+    profiler::mark("reset θ ← Θ, moments ← 0", "reset", double(reset_bytes()));
   }
   if (adapting) {
     for (int k = 0; k < opt_.steps; ++k) {
@@ -448,6 +450,7 @@ Tensor Adapter::run(const Input& x, Cost& cost, Tensor* first_loss, Tensor* last
       cost.backwards += 1;
       optim_->step();
       cost.optimizer_steps += 1;
+      profiler::mark(optim_->name(), "update");
       if (opt_.anchor == Anchor::ema && anchor_) update_ema_anchor();
       if (first_loss && k == 0) *first_loss = loss.detach();
       if (last_loss) *last_loss = loss.detach();
@@ -461,6 +464,7 @@ Tensor Adapter::run(const Input& x, Cost& cost, Tensor* first_loss, Tensor* last
     y = anchor().forward(x, model_->to_signal(y));
     cost.forwards += 1;
   }
+  profiler::mark("prediction f(x, ∅) (no grad)", "forward", double(y.nbytes()));
   return y;
 }
 

@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "core/kernels/cuda_graph.h"
 #include "core/kernels/runtime.h"
+#include "core/profiler.h"
 #include "it3/adapt.h"
 #include "it3/models.h"
 #include "it3/training.h"
@@ -208,6 +209,16 @@ int bench_it3(const Args& a, const Device device) {
     }
   }
   if (a.has("export")) export_case(a.str("export"), b, pred_eager, pred_inf);
+  if (a.flag("profile")) {
+    // One more eager adaptation (the allocator and caches are warm by now), op by op.
+    profiler::start(device);
+    adapter.adapt_and_predict(b.x);
+    const std::string t = profiler::table(
+        profiler::stop(), "one IT³ adaptation: " + model_name + ", batch " + std::to_string(batch) + ", K " +
+                              std::to_string(steps) + " on " +
+                              (device.is_cuda() ? cuda::device_properties(device.index).name : std::string("cpu")));
+    (a.flag("json") ? std::cerr : std::cout) << t << "\n";
+  }
 
   const Stats s = stats_of(us), si = stats_of(inf_us);
   json::Value v = json::Value::object();
@@ -343,7 +354,8 @@ int cmd_bench(int argc, char** argv) {
                                 {"graph", true, "off", "on: capture the whole adaptation in a CUDA graph and replay it"},
                                 {"reps", true, "200", "timed repetitions"},
                                 {"warmup", true, "20", "untimed repetitions first"},
-                                {"export", true, "", "it3: write weights, inputs and predictions (safetensors) to DIR"}};
+                                {"export", true, "", "it3: write weights, inputs and predictions (safetensors) to DIR"},
+                                {"profile", false, "", "it3: print a per-op table of one adaptation (launches, µs, bytes, share)"}};
   for (const auto& o : common_options()) specs.push_back(o);
   const std::string what = argc >= 3 ? argv[2] : "";
   Args a("bench", specs, argc, argv, what.empty() || what[0] == '-' ? 2 : 3);

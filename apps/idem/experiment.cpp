@@ -22,6 +22,7 @@
 #include "apps/idem/tasks.h"
 #include "core/error.h"
 #include "core/kernels/runtime.h"
+#include "core/profiler.h"
 #include "core/philox.h"
 #include "it3/adapt.h"
 #include "layers/checkpoint.h"
@@ -103,7 +104,8 @@ std::vector<OptionSpec> adapt_options() {
           {"alpha", true, "0.99", "EMA rate of the online anchor"},
           {"params", true, "", "all, norm, last:N or names (default: the method's)"},
           {"bn-mode", true, "", "running or batch (default: the method's)"},
-          {"prediction", true, "adapted", "adapted (f(x,∅)) or anchor (F(x, f(x,∅)))"}};
+          {"prediction", true, "adapted", "adapted (f(x,∅)) or anchor (F(x, f(x,∅)))"},
+          {"profile", false, "", "write profile.md: a per-op table of one adapted batch per method"}};
 }
 
 std::vector<OptionSpec> concat(std::vector<OptionSpec> a, const std::vector<OptionSpec>& b) {
@@ -260,7 +262,8 @@ AdaptSettings adapt_settings_from(const Args& a, const Task& task, bool quick) {
 
 // Every method on every shift; prints progress; logs every batch.
 std::vector<ResultRow> evaluate(const std::shared_ptr<it3::RecursiveModel>& model, const Task& task,
-                                const AdaptSettings& s, Device device, JsonLines& log, bool quiet) {
+                                const AdaptSettings& s, Device device, JsonLines& log, bool quiet,
+                                std::string* profile = nullptr) {
   std::vector<ResultRow> rows;
   it3::ActmadStats stats;
   if (std::find(s.methods.begin(), s.methods.end(), it3::Method::actmad) != s.methods.end())
@@ -276,7 +279,14 @@ std::vector<ResultRow> evaluate(const std::shared_ptr<it3::RecursiveModel>& mode
       int64_t nb = 0, nloss = 0;
       for (const Batch& b : batches) {
         if (b.x.batch_size() < 2 && s.options[mi].bn_mode == it3::BnMode::batch) continue;
+        // --profile: the second batch of the first shift, op by op (the first warms the caches).
+        const bool prof = profile && nb == 1 && shift == s.shifts.front();
+        if (prof) profiler::start(device);
         it3::AdaptResult r = adapter.predict(b.x);
+        if (prof)
+          *profile += profiler::table(profiler::stop(), std::string(it3::method_name(s.methods[mi])) + " on " +
+                                                            shift + ", one batch of " +
+                                                            std::to_string(b.x.batch_size()) + ", " + device.str()) + "\n";
         preds.push_back(r.prediction.to(Device::cpu()));
         ys.push_back(b.y.to(Device::cpu()));
         if (std::isfinite(r.loss_before)) lb += r.loss_before, la += r.loss_after, ++nloss;
@@ -422,8 +432,13 @@ int cmd_adapt(int argc, char** argv) {
   config.set("run", run);
   config.set("adapt", adapt_json(s));
   write_text(dir + "/config.json", json::dump(config, 2) + "\n");
-  auto rows = evaluate(model, *task, s, device, log, a.flag("quiet"));
+  std::string profile;
+  auto rows = evaluate(model, *task, s, device, log, a.flag("quiet"), a.flag("profile") ? &profile : nullptr);
   write_results(dir, rows, *task, task->name() + " (" + dev + ")", !a.flag("json"));
+  if (a.flag("profile")) {
+    write_text(dir + "/profile.md", profile);
+    std::cerr << profile;
+  }
   if (a.flag("json")) std::cout << results_csv(rows);
   return 0;
 }

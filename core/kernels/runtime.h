@@ -46,6 +46,14 @@ void synchronize(int device);
 // cost in launches. Always 0 when idem was built without CUDA. Never throws.
 uint64_t launch_count();
 
+// ---- timing events (core/profiler.h) ----
+// Records a CUDA event on `device`'s current stream; returns it as an opaque handle.
+void* event_record(int device);
+// Microseconds between two recorded events (waits for the later one).
+double event_elapsed_us(void* start, void* end);
+// Destroys an event from event_record. Never throws.
+void event_destroy(void* event) noexcept;
+
 // ---- device queries ----
 struct DeviceProperties {
   std::string name;

@@ -382,6 +382,62 @@ void launch_small(const GemmArgs& g, int batch, bool ta, bool tb, bool per_warp,
 
 int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// ---------------------------------------------------------------------------------------------
+// Split-K for Aᵀ·B with few outputs and a long K — the weight gradient dW = gᵀ·x of a Linear
+// (or GNN layer) over a large batch: M, N are layer widths, K the number of rows. One warp per
+// output (the small-shape kernel) would walk all of K alone and read both operands with a
+// stride. Instead: K is cut into S chunks of kc rows, computed as one batched tiled GEMM into a
+// scratch (S, M, N) — for Aᵀ·B every chunk of both operands is a contiguous block of rows — and
+// one kernel sums the S partial products in a fixed order (deterministic, no atomics). Rows
+// past S·kc are added by a third launch with beta = 1.
+
+__global__ void splitk_sum_kernel(const float* __restrict__ parts, float* __restrict__ c,
+                                  int64_t chunks, int64_t outputs, float alpha) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < outputs;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    float acc = 0.f;
+    for (int64_t s = 0; s < chunks; ++s) acc += parts[s * outputs + i];
+    c[i] = alpha * acc;
+  }
+}
+
+bool use_split_k(const MatmulParams& p) {
+  return p.batch == 1 && p.trans_a && !p.trans_b && p.beta == 0.0 && p.M * p.N <= 65536 &&
+         p.K >= 4096;
+}
+
+void matmul_split_k(const Tensor& c, const GemmArgs& g, const MatmulParams& p, int nsm,
+                    cudaStream_t st) {
+  const int64_t chunks = std::min<int64_t>(64, p.K / 1024), kc = p.K / chunks;
+  const int64_t outputs = p.M * p.N;
+  Tensor scratch = empty({chunks, p.M, p.N}, Options{DType::f32, c.device()});
+  GemmArgs gs = g;
+  gs.K = static_cast<int>(kc);
+  gs.stride_a = kc * p.M;  // Aᵀ is stored (K, M): chunk s starts kc·M elements further
+  gs.stride_b = kc * p.N;  // B is stored (K, N)
+  gs.stride_c = outputs;
+  gs.c = scratch.data<float>();
+  gs.alpha = 1.f, gs.beta = 0.f;
+  const bool vec_a = p.M % 4 == 0 && gs.stride_a % 4 == 0 && aligned16(g.a);
+  const bool vec_b = p.N % 4 == 0 && gs.stride_b % 4 == 0 && aligned16(g.b);
+  if ((p.M + 63) / 64 * ((p.N + 63) / 64) * chunks >= nsm)
+    launch_tiled<64, 64, 16, 4, 4, 4, 8, 1>(gs, static_cast<int>(chunks), true, false, vec_a, vec_b, st);
+  else
+    launch_tiled<32, 32, 16, 4, 4, 4, 8, 1>(gs, static_cast<int>(chunks), true, false, vec_a, vec_b, st);
+  splitk_sum_kernel<<<grid_for(outputs, 256), 256, 0, st>>>(scratch.data<float>(), g.c, chunks,
+                                                            outputs, g.alpha);
+  IDEM_LAUNCH_CHECK("matmul");
+  const int64_t done = chunks * kc;
+  if (done < p.K) {
+    GemmArgs gr = g;
+    gr.a = g.a + done * p.M;
+    gr.b = g.b + done * p.N;
+    gr.K = static_cast<int>(p.K - done);
+    gr.beta = 1.f;  // C += alpha · (the remaining rows)
+    launch_small(gr, 1, true, false, false, st);
+  }
+}
+
 }  // namespace
 
 // variant: 0 picks the kernel by shape (what matmul_hand does); 1..5 force one tile config
@@ -416,6 +472,10 @@ void matmul_hand_variant(const Tensor& c, const Tensor& a, const Tensor& b, cons
 
   const int64_t outputs = p.M * p.N * p.batch;
   const int nsm = sm_count(c.device().index);
+  if (variant == 0 && use_split_k(p)) {
+    matmul_split_k(c, g, p, nsm, st);
+    return;
+  }
 
   // gridDim.z is limited to 65535: walk the batch in chunks.
   for (int64_t b0 = 0; b0 < p.batch; b0 += 65535) {
