@@ -462,7 +462,7 @@ int cmd_demo(int argc, char** argv) {
     // The quick demo: subsets sized for a 2-core CPU.
     if (tc.task == "fmnist") {
       if (tc.max_train < 0) tc.max_train = 6000;
-      if (tc.max_test < 0) tc.max_test = 512;
+      if (tc.max_test < 0) tc.max_test = 256;
       if (tc.width == 0) tc.width = 16;
     } else if (tc.task == "airfoil") {
       if (tc.max_train < 0) tc.max_train = 500;
