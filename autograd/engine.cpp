@@ -7,10 +7,13 @@
 //      node's buffer or into a leaf's .grad.
 #include "autograd/engine.h"
 
+#include "core/profiler.h"
+
 #include <atomic>
 #include <unordered_map>
 #include <vector>
 
+#include "autograd/anomaly.h"
 #include "autograd/node.h"
 #include "core/ops/elementwise.h"
 
@@ -87,6 +90,7 @@ void run_backward(const Tensor& root, const Tensor& grad_output) {
   }
 
   // 2-3. run nodes whose consumers are all done
+  const bool anomaly = anomaly_mode();  // read once: the only cost of the mode when it is off
   std::unordered_map<Node*, Tensor> buffers;
   buffers[root_fn.get()] = g0;
   std::vector<Node*> ready{root_fn.get()};
@@ -99,12 +103,20 @@ void run_backward(const Tensor& root, const Tensor& grad_output) {
     // releases its inputs' dependency counts.
     std::vector<Tensor> grads(n->next().size());
     if (g.defined()) {
+      if (anomaly) detail::anomaly_check_grad_in(*n, g);
       grads = n->backward(g);
       g_backward_nodes.fetch_add(1);
+      if (profiler::active()) {
+        double bytes = double(g.nbytes());
+        for (const Tensor& t : grads)
+          if (t.defined()) bytes += double(t.nbytes());
+        profiler::mark(n->name(), "backward", bytes);
+      }
     }
     const auto& next = n->next();
     IDEM_CHECK(grads.size() == next.size(), std::string("backward of ") + n->name(), "returned ",
                grads.size(), " gradients for ", next.size(), " inputs");
+    if (anomaly) detail::anomaly_check_grads_out(*n, grads);
     for (size_t i = 0; i < next.size(); ++i) {
       const Edge& e = next[i];
       if (!e.defined()) continue;

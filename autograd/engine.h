@@ -1,5 +1,7 @@
 // The reverse-mode engine: walks the graph behind `root` in reverse topological order
 // (iteratively: no recursion depth limit) and accumulates gradients into leaves.
+// In anomaly mode (autograd/anomaly.h) every gradient flowing into and out of a node is checked
+// for NaN/Inf, and the first non-finite one is reported with the op and where it was created.
 #pragma once
 #include "core/tensor.h"
 

@@ -1,5 +1,9 @@
 #include "autograd/node.h"
 
+#include "core/profiler.h"
+
+#include "autograd/anomaly.h"
+
 #include <atomic>
 #include <vector>
 
@@ -58,6 +62,13 @@ void record(const std::shared_ptr<Node>& node, const std::vector<Tensor>& inputs
   meta->requires_grad = true;
   meta->grad_fn = node;
   output.impl().autograd = std::move(meta);
+  if (anomaly_mode()) detail::anomaly_on_record(*node, inputs, output);  // the one branch when off
+  if (profiler::active()) {
+    double bytes = double(output.nbytes());
+    for (const Tensor& t : inputs)
+      if (t.defined()) bytes += double(t.nbytes());
+    profiler::mark(node->name(), "forward", bytes);
+  }
 }
 
 }  // namespace idem

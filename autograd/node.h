@@ -15,6 +15,10 @@
 namespace idem {
 
 class Node;
+struct CreationSite;  // autograd/anomaly.h
+namespace detail {
+void anomaly_on_record(Node& node, const std::vector<Tensor>& inputs, const Tensor& output);
+}
 
 // Per-tensor autograd state. A leaf that requires grad has no grad_fn and accumulates `grad`;
 // a non-leaf has a grad_fn.
@@ -48,11 +52,15 @@ class Node {
   bool needs_grad(size_t i) const { return i < next_.size() && next_[i].defined(); }
   const std::vector<Edge>& next() const { return next_; }
   uint64_t sequence() const { return sequence_; }
+  // Where the node was recorded; null unless anomaly mode was on then (autograd/anomaly.h).
+  const CreationSite* creation_site() const { return site_.get(); }
 
  private:
   friend void record(const std::shared_ptr<Node>&, const std::vector<Tensor>&, const Tensor&);
+  friend void detail::anomaly_on_record(Node&, const std::vector<Tensor>&, const Tensor&);
   std::vector<Edge> next_;
   uint64_t sequence_ = 0;
+  std::shared_ptr<const CreationSite> site_;
 };
 
 // ---- grad mode ----

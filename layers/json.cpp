@@ -484,6 +484,11 @@ void write(std::string& out, const Value& v, int indent, int level) {
       } else {
         const double d = v.as_double();
         if (!std::isfinite(d)) fail("json", "cannot write ", d, " (JSON has no NaN or infinity)");
+        // "-0" would read back as the integer 0: keep the sign with a fraction (fuzz finding).
+        if (d == 0 && std::signbit(d)) {
+          out += "-0.0";
+          return;
+        }
         r = std::to_chars(buf, buf + sizeof(buf), d);
       }
       out.append(buf, r.ptr);

@@ -3,6 +3,7 @@
 #include "layers/safetensors.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -39,6 +40,31 @@ namespace {
 
 std::atomic<uint64_t> g_tmp_counter{0};
 
+// A writer killed mid-write (SIGKILL, OOM killer, power loss) leaves its temporary file
+// ".<name>.tmp.<pid>.<n>" behind. It never replaces the target, but it holds disk space, so the
+// next writer of the same target removes those whose process no longer exists. A live writer's
+// file (this process's included) is never touched. Best effort: errors are ignored.
+void remove_stale_temps(const fs::path& dir, const std::string& filename) {
+  const std::string prefix = "." + filename + ".tmp.";
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string n = it->path().filename().string();
+    if (n.size() <= prefix.size() || n.compare(0, prefix.size(), prefix) != 0) continue;
+    const size_t dot = n.find('.', prefix.size());
+    if (dot == std::string::npos || dot == prefix.size() || dot - prefix.size() > 9) continue;
+    long pid = 0;
+    bool digits = true;
+    for (size_t i = prefix.size(); i < dot; ++i) {
+      digits = digits && n[i] >= '0' && n[i] <= '9';
+      pid = pid * 10 + (n[i] - '0');
+    }
+    if (!digits || pid <= 0 || pid == static_cast<long>(::getpid())) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive, or unknown
+    std::error_code rm_ec;
+    fs::remove(it->path(), rm_ec);
+  }
+}
+
 // The temporary file: removed on destruction unless committed.
 class TempFile {
  public:
@@ -50,9 +76,14 @@ class TempFile {
                    std::to_string(g_tmp_counter.fetch_add(1))))
                .string();
     dir_ = dir.string();
+    remove_stale_temps(dir, target.filename().string());
     fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd_ < 0)
       fail(op, path, ": cannot create the temporary file ", tmp_, ": ", std::strerror(errno));
+    // Replacing a file keeps its permission bits (a 0600 checkpoint stays private).
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode))
+      (void)::fchmod(fd_, st.st_mode & 07777);
   }
   ~TempFile() {
     if (fd_ >= 0) ::close(fd_);

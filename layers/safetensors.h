@@ -50,6 +50,9 @@ using ByteSink = std::function<void(const void* data, size_t nbytes)>;
 // Creates `path` atomically: body(sink) writes the content to a temporary file next to it; the
 // file is then flushed, fsynced and renamed over `path` (and the directory fsynced). If body or
 // any step throws, the temporary file is removed and `path` is untouched. Errors name `op`.
+// A writer killed mid-write (SIGKILL) leaves only its temporary file, never a partial `path`;
+// the next write of `path` removes such leftovers of processes that no longer exist. A
+// replaced file keeps its permission bits. (tests/atomic_write_test.cpp kills a writer.)
 void write_file_atomic(const std::string& path, const char* op,
                        const std::function<void(const ByteSink&)>& body);
 // Throws idem::Error naming `op` unless the host is little-endian (the file formats are).

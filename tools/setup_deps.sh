@@ -3,6 +3,16 @@
 # Sourced by tools/demo.sh and tools/test.sh.
 set -euo pipefail
 IDEM_PACKAGES=(g++ cmake make libeigen3-dev zlib1g-dev libgtest-dev libbenchmark-dev)
+# The fuzz targets (tests/fuzz) need clang and its libFuzzer runtime: Debian's default-version
+# pair, so the two always match (bookworm: clang-14 and libclang-rt-14-dev). tools/test.sh
+# asks for them with IDEM_NEED_FUZZ_DEPS=1.
+if [[ ${IDEM_NEED_FUZZ_DEPS:-0} == 1 ]]; then
+  IDEM_PACKAGES+=(clang libclang-rt-dev)
+fi
+# The demo's default data: Fashion-MNIST as gzip IDX files in /usr/share/datasets/fashion-mnist.
+if [[ ${IDEM_NEED_DATA:-0} == 1 ]]; then
+  IDEM_PACKAGES+=(dataset-fashion-mnist)
+fi
 
 missing=()
 for p in "${IDEM_PACKAGES[@]}"; do

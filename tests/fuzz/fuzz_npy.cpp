@@ -1,0 +1,13 @@
+// libFuzzer target: the .npy reader (layers/npy.h, load_npy).
+// Entry point and invariants: tests/fuzz/fuzz_entry.h. Built by -DIDEM_FUZZ=ON with clang; run by
+// tools/test.sh, seeded from tests/fuzz/corpus/npy/.
+#include "tests/fuzz/fuzz_entry.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  try {
+    idem::fuzz::npy(data, size);
+  } catch (const idem::Error&) {
+    // A rejected input with a message: the expected outcome for hostile bytes.
+  }
+  return 0;
+}
