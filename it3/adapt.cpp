@@ -5,6 +5,7 @@
 #include <set>
 #include <sstream>
 
+#include "autograd/anomaly.h"
 #include "autograd/fused_functions.h"
 #include "autograd/nn_functions.h"
 #include "core/error.h"
@@ -440,12 +441,9 @@ Tensor Adapter::run(const Input& x, Cost& cost, Tensor* first_loss, Tensor* last
     for (int k = 0; k < opt_.steps; ++k) {
       optim_->zero_grad();
       Tensor loss = adaptation_loss(x, cost);
-      if (opt_.check_finite) {
-        const double v = loss.item();
-        if (!std::isfinite(v))
-          fail("it3::Adapter", method_name(opt_.method), ": non-finite adaptation loss (", v,
-               ") at step ", k + 1, " of ", opt_.steps, "; the weights were not updated");
-      }
+      if (opt_.check_finite)
+        check_finite_loss(loss, k + 1, std::string("it3::Adapter ") + method_name(opt_.method) +
+                                           " adaptation (step of " + std::to_string(opt_.steps) + ")");
       loss.backward();
       cost.backwards += 1;
       optim_->step();

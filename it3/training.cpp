@@ -3,6 +3,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "autograd/anomaly.h"
 #include "autograd/nn_functions.h"
 #include "core/error.h"
 #include "core/philox.h"
@@ -110,10 +111,8 @@ double train_step(RecursiveModel& model, Optimizer& optim, const Input& x, const
                   const TrainOptions& opt, int64_t step) {
   optim.zero_grad();
   TrainStep t = it3_objective(model, x, y, opt, step);
+  check_finite_loss(t.loss, step, "it3 training");  // before backward: no NaN reaches the weights
   const double value = t.loss.item();
-  if (!std::isfinite(value))
-    fail("it3 training", "non-finite loss (", value, ") at step ", step,
-         "; the weights were not updated (lower the learning rate or check the data)");
   t.loss.backward();
   optim.step();
   return value;

@@ -547,8 +547,8 @@ TEST(It3Training, NonFiniteLossStopsBeforeTheUpdate) {
   Tensor y = full({4, 1}, std::nan(""));
   SGD opt(m->parameters(), SGDOptions{0.1});
   auto before = m->clone();
-  expect_error([&] { train_step(*m, opt, Input(x), y, TrainOptions{}, 17); }, "it3 training",
-               "step 17");
+  expect_error([&] { train_step(*m, opt, Input(x), y, TrainOptions{}, 17); }, "anomaly",
+               "at step 17 in it3 training");
   EXPECT_TRUE(params_bit_equal(*m, *before));
 }
 
@@ -581,4 +581,18 @@ TEST(It3Cuda, AdaptedPredictionsMatchTheCpu) {
     idem::testing::expect_near_all(to_cpu(r.prediction), want, 2e-4, method_name(c.method));
     EXPECT_GT(r.cost.gpu_launches, 0u);
   }
+}
+
+TEST(It3Adapt, NonFiniteAdaptationLossStopsBeforeTheUpdate) {
+  // A linear recursive model, so a NaN input reaches the loss (idem's relu maps NaN to 0,
+  // unlike PyTorch's, and would hide it).
+  auto m = std::make_shared<ConcatModel>(std::make_shared<Linear>(4, 1, true, Options{}, 3),
+                                         SignalSpec::regression(1, 5.0));
+  AdaptOptions o = AdaptOptions::for_method(Method::it3_online);  // never resets: NaN would stay
+  o.steps = 2;
+  Adapter a(m, o);
+  Tensor x = randn({4, 3}, 1);
+  idem::testing::set(x, {1, 2, 3, std::nan(""), 1, 1, 1, 1, 1, 1, 1, 1});
+  expect_error([&] { a.predict(Input(x)); }, "anomaly", "at step 1 in it3::Adapter it3-online");
+  EXPECT_TRUE(params_bit_equal(a.model(), *m)) << "no step may run on a NaN loss";
 }
