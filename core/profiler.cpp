@@ -33,6 +33,11 @@ Session& session() {
   static Session s;
   return s;
 }
+void destroy_events(std::vector<Mark>& marks) noexcept {
+  for (const Mark& m : marks)
+    if (m.event) cuda::event_destroy(m.event);
+  marks.clear();
+}
 double now_us() {
   return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - session().t0).count();
 }
@@ -42,7 +47,7 @@ void start(Device device) {
   IDEM_CHECK(!g_on.load(), "profiler", "a profile is already running");
   Session& s = session();
   s.device = device;
-  s.marks.clear();
+  destroy_events(s.marks);
   s.t0 = std::chrono::steady_clock::now();
   if (device.is_cuda()) cuda::synchronize(device.index);
   g_on.store(true);
@@ -66,10 +71,16 @@ std::vector<Row> stop() {
   IDEM_CHECK(g_on.load(), "profiler", "no profile is running");
   g_on.store(false);
   Session& s = session();
+  // Own the marks here: their events are destroyed on every way out, a throw included.
+  struct Marks {
+    std::vector<Mark> v;
+    ~Marks() { destroy_events(v); }
+  } owned{std::move(s.marks)};
+  s.marks.clear();
   if (s.device.is_cuda()) cuda::synchronize(s.device.index);
   std::map<std::pair<std::string, std::string>, Row> agg;
-  for (size_t i = 1; i < s.marks.size(); ++i) {
-    const Mark &a = s.marks[i - 1], &b = s.marks[i];
+  for (size_t i = 1; i < owned.v.size(); ++i) {
+    const Mark &a = owned.v[i - 1], &b = owned.v[i];
     Row& r = agg[{b.op, b.dir}];
     r.op = b.op, r.dir = b.dir;
     r.calls += 1;
@@ -81,13 +92,15 @@ std::vector<Row> stop() {
       r.us += b.host_us - a.host_us;
     }
   }
-  for (const Mark& m : s.marks)
-    if (m.event) cuda::event_destroy(m.event);
-  s.marks.clear();
   std::vector<Row> rows;
   for (auto& [k, r] : agg) rows.push_back(r);
   std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.us > b.us; });
   return rows;
+}
+
+void abort() noexcept {
+  g_on.store(false);
+  destroy_events(session().marks);
 }
 
 std::string table(const std::vector<Row>& rows, const std::string& title) {

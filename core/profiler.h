@@ -37,7 +37,23 @@ bool active();
 // Charges the work since the previous mark to (op, dir); `bytes` as described above.
 void mark(const char* op, const char* dir, double bytes = 0);
 // Ends the profile (a GPU synchronizes) and returns one row per (op, dir), by time, largest first.
+// The profile is over afterwards even when this throws.
 std::vector<Row> stop();
+// Ends a profile without a report (after an exception in the profiled work). Never throws.
+void abort() noexcept;
+// Runs fn under a profile and returns its rows; an exception from fn aborts the profile and
+// propagates.
+template <typename F>
+std::vector<Row> profile(Device device, F&& fn) {
+  start(device);
+  try {
+    fn();
+  } catch (...) {
+    abort();
+    throw;
+  }
+  return stop();
+}
 // A Markdown table: op, direction, calls, launches, µs, bytes, share of the total.
 std::string table(const std::vector<Row>& rows, const std::string& title);
 

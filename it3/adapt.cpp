@@ -73,6 +73,12 @@ BnMode parse_bn_mode(const std::string& n) {
   fail("it3::Adapter", "unknown BatchNorm mode '", n, "' (expected running or batch)");
 }
 
+Prediction parse_prediction(const std::string& n) {
+  if (n == "adapted") return Prediction::adapted;
+  if (n == "anchor") return Prediction::anchor;
+  fail("it3::Adapter", "unknown prediction '", n, "' (expected adapted or anchor)");
+}
+
 ParamSelection ParamSelection::parse(const std::string& t) {
   if (t == "all") return all();
   if (t == "norm") return norm_affine();
@@ -140,6 +146,12 @@ void AdaptOptions::validate() const {
          steps);
   IDEM_CHECK(params.kind != ParamSelection::Kind::last_n || params.last_n >= 1, "it3::Adapter",
              "last:N needs N >= 1");
+  // A per-batch reset restores θ but would leave an EMA anchor drifting across batches, so the
+  // batches would not be independent: the EMA anchor belongs to online adaptation.
+  if (anchor == Anchor::ema && reset == ResetPolicy::per_batch && steps > 0 &&
+      (method == Method::it3 || method == Method::it3_online))
+    fail("it3::Adapter", "anchor ema with reset per_batch: the EMA anchor would carry over between "
+         "batches; use reset never (it3-online) or anchor frozen");
 }
 
 std::string AdaptOptions::to_json() const {
@@ -466,6 +478,10 @@ Tensor Adapter::run(const Input& x, Cost& cost, Tensor* first_loss, Tensor* last
   return y;
 }
 
+bool Adapter::needs_batch_of_two() const {
+  return opt_.bn_mode == BnMode::batch || (opt_.method == Method::actmad && opt_.steps > 0);
+}
+
 void Adapter::check_input(const Input& x) const {
   IDEM_CHECK(x.x.defined(), "it3::Adapter", "the input is undefined");
   const Device dev = model_->device();
@@ -473,7 +489,7 @@ void Adapter::check_input(const Input& x) const {
     fail("it3::Adapter", "input on ", x.device().str(), " but the model is on ", dev.str());
   const int64_t b = x.batch_size();
   const bool batch_stats = opt_.bn_mode == BnMode::batch;
-  if (b < 2 && (batch_stats || (opt_.method == Method::actmad && opt_.steps > 0)))
+  if (b < 2 && needs_batch_of_two())
     fail("it3::Adapter", method_name(opt_.method), " with ",
          batch_stats ? "BatchNorm batch statistics" : "activation statistics",
          " needs a batch of at least 2 samples, got ", b);

@@ -98,6 +98,7 @@ const char* anchor_name(Anchor a);
 Anchor parse_anchor(const std::string& name);
 const char* bn_mode_name(BnMode b);
 BnMode parse_bn_mode(const std::string& name);
+Prediction parse_prediction(const std::string& name);  // "adapted" or "anchor"
 
 // The distance d(a, b), mean over elements, as a 0-dim tensor; a and b are predictions of the
 // same shape (probabilities for js).
@@ -146,6 +147,8 @@ class Adapter {
   int64_t reset_bytes() const { return reset_copy_.bytes_copied() + reset_copy_.bytes_zeroed(); }
 
   const AdaptOptions& options() const { return opt_; }
+  // Whether predict() needs at least two samples per batch (batch statistics).
+  bool needs_batch_of_two() const;
   // Totals over every predict() since construction.
   const Cost& total() const { return total_; }
   RecursiveModel& model() { return *model_; }            // f_θ

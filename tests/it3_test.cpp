@@ -242,6 +242,10 @@ TEST(It3Misuse, BadKnobs) {
   o.distance = Distance::js;
   expect_error([&] { Adapter a(m, o); }, "it3::Adapter", "js");
   expect_error([&] { parse_method("tnet"); }, "it3::Adapter", "unknown method");
+  expect_error([&] { parse_prediction("adaptd"); }, "it3::Adapter", "unknown prediction");
+  o = AdaptOptions::for_method(Method::it3);
+  o.anchor = Anchor::ema;  // with the default per-batch reset
+  expect_error([&] { Adapter a(m, o); }, "it3::Adapter", "anchor ema with reset per_batch");
   expect_error([&] { Adapter a(m, AdaptOptions::for_method(Method::actmad)); }, "it3::Adapter",
                "training statistics");
 }

@@ -61,6 +61,14 @@ TEST(Profiler, MisuseIsAClearError) {
   profiler::stop();
 }
 
+TEST(Profiler, AnExceptionInTheProfiledWorkEndsTheProfile) {
+  EXPECT_THROW(profiler::profile(Device::cpu(), [] { idem::fail("work", "boom"); }), idem::Error);
+  EXPECT_FALSE(profiler::active());
+  const auto rows = profiler::profile(Device::cpu(), [] { profiler::mark("op", "forward", 4); });
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].op, "op");
+}
+
 TEST(ProfilerCuda, CountsLaunchesPerOp) {
   if (!cuda::available()) GTEST_SKIP() << "no GPU";
   check_it3_profile(Device::cuda());

@@ -211,10 +211,9 @@ int bench_it3(const Args& a, const Device device) {
   if (a.has("export")) export_case(a.str("export"), b, pred_eager, pred_inf);
   if (a.flag("profile")) {
     // One more eager adaptation (the allocator and caches are warm by now), op by op.
-    profiler::start(device);
-    adapter.adapt_and_predict(b.x);
+    const auto rows = profiler::profile(device, [&] { adapter.adapt_and_predict(b.x); });
     const std::string t = profiler::table(
-        profiler::stop(), "one IT³ adaptation: " + model_name + ", batch " + std::to_string(batch) + ", K " +
+        rows, "one IT³ adaptation: " + model_name + ", batch " + std::to_string(batch) + ", K " +
                               std::to_string(steps) + " on " +
                               (device.is_cuda() ? cuda::device_properties(device.index).name : std::string("cpu")));
     (a.flag("json") ? std::cerr : std::cout) << t << "\n";

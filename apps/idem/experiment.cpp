@@ -248,7 +248,7 @@ AdaptSettings adapt_settings_from(const Args& a, const Task& task, bool quick) {
         o.distance = it3::parse_distance(a.str("distance"));
         if (!a.str("anchor").empty()) o.anchor = it3::parse_anchor(a.str("anchor"));
         o.ema_alpha = a.number("alpha");
-        o.prediction = a.str("prediction") == "anchor" ? it3::Prediction::anchor : it3::Prediction::adapted;
+        o.prediction = it3::parse_prediction(a.str("prediction"));
       }
       if (!a.str("params").empty() && m != it3::Method::tent) o.params = it3::ParamSelection::parse(a.str("params"));
     }
@@ -278,13 +278,23 @@ std::vector<ResultRow> evaluate(const std::shared_ptr<it3::RecursiveModel>& mode
       double lb = 0, la = 0;
       int64_t nb = 0, nloss = 0;
       for (const Batch& b : batches) {
-        if (b.x.batch_size() < 2 && s.options[mi].bn_mode == it3::BnMode::batch) continue;
+        if (b.x.batch_size() < 2 && adapter.needs_batch_of_two()) {
+          // A last batch of one sample cannot give batch statistics: it is left out of this
+          // method's metric, and the log says so.
+          log.write("{\"phase\":\"adapt\",\"shift\":\"" + shift + "\",\"method\":\"" +
+                    it3::method_name(s.methods[mi]) + "\",\"skipped_batch_of_one\":true}");
+          continue;
+        }
         // --profile: the second batch of the first shift, op by op (the first warms the caches).
         const bool prof = profile && nb == 1 && shift == s.shifts.front();
-        if (prof) profiler::start(device);
-        it3::AdaptResult r = adapter.predict(b.x);
+        it3::AdaptResult r;
+        std::vector<profiler::Row> prof_rows;
         if (prof)
-          *profile += profiler::table(profiler::stop(), std::string(it3::method_name(s.methods[mi])) + " on " +
+          prof_rows = profiler::profile(device, [&] { r = adapter.predict(b.x); });
+        else
+          r = adapter.predict(b.x);
+        if (prof)
+          *profile += profiler::table(prof_rows, std::string(it3::method_name(s.methods[mi])) + " on " +
                                                             shift + ", one batch of " +
                                                             std::to_string(b.x.batch_size()) + ", " + device.str()) + "\n";
         preds.push_back(r.prediction.to(Device::cpu()));
