@@ -32,9 +32,6 @@ namespace {
 using testing::expect_error;
 using testing::expect_near_all;
 
-#define IDEM_REQUIRE_GPU() \
-  if (!cuda::available()) GTEST_SKIP() << "no usable GPU: " << cuda::device_summary()
-
 const Device kGpu = Device::cuda(0);
 const Options kGpuF32{DType::f32, kGpu};
 const Options kCpuF32{DType::f32, Device::cpu()};

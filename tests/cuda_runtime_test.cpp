@@ -16,6 +16,7 @@
 #include "core/kernels/elementwise.h"
 #include "core/kernels/reduce.h"
 #include "core/kernels/runtime.h"
+#include "tests/test_util.h"
 
 #ifdef IDEM_WITH_CUDA
 #include <cuda_runtime.h>
@@ -23,9 +24,6 @@
 
 namespace idem {
 namespace {
-
-#define IDEM_REQUIRE_GPU() \
-  if (!cuda::available()) GTEST_SKIP() << "no usable GPU: " << cuda::device_summary()
 
 const Device kGpu = Device::cuda(0);
 

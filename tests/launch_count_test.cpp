@@ -21,9 +21,6 @@
 namespace idem {
 namespace {
 
-#define IDEM_REQUIRE_GPU() \
-  if (!cuda::available()) GTEST_SKIP() << "no usable GPU: " << cuda::device_summary()
-
 const Device kGpu = Device::cuda(0);
 const Options kGpuF32{DType::f32, kGpu};
 

@@ -15,7 +15,13 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/kernels/runtime.h"
 #include "core/tensor.h"
+
+// Skips a CUDA test, saying why, on a machine without a usable GPU (CI has none).
+#define IDEM_REQUIRE_GPU()                 \
+  if (!::idem::cuda::available())          \
+  GTEST_SKIP() << "no usable GPU: " << ::idem::cuda::device_summary()
 
 namespace idem::testing {
 
