@@ -285,6 +285,43 @@ TEST(Conv2dCuda, HandPathIsDeterministic) {
   const auto a = ops::conv2d_backward_weight(g, x, {20, 10, 5, 5}, {}).to_vector<float>();
   const auto b = ops::conv2d_backward_weight(g, x, {20, 10, 5, 5}, {}).to_vector<float>();
   EXPECT_EQ(a, b);
+  // The tiled forward and backward-data kernels (both fmnist layers fit their shared memory).
+  Tensor w = randn({20, 10, 5, 5}, 33, {DType::f32, dev});
+  EXPECT_EQ(ops::conv2d_backward_data(g, w, x.shape(), {}).to_vector<float>(),
+            ops::conv2d_backward_data(g, w, x.shape(), {}).to_vector<float>());
+  EXPECT_EQ(ops::conv2d(x, w, Tensor(), {}).to_vector<float>(),
+            ops::conv2d(x, w, Tensor(), {}).to_vector<float>());
+}
+
+// A layer too big for the tiled backward-data kernel's 48 KB (w: 64·144 floats, dy: 64·324)
+// takes the direct kernel; with stride 2 and padding, both paths against the CPU.
+TEST(Conv2dCuda, HandBackwardDataBothPathsMatchCpu) {
+  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  BackendGuard guard;
+  set_conv_backend(ConvBackend::hand);
+  const Device dev = Device::cuda(0);
+  struct Row {
+    Shape x, w;
+    int64_t stride, pad;
+  };
+  const Row rows[] = {{{2, 16, 20, 20}, {64, 16, 3, 3}, 1, 1},   // direct
+                      {{3, 4, 11, 9}, {6, 4, 3, 3}, 2, 1},       // tiled, strided
+                      {{5, 10, 12, 12}, {20, 10, 5, 5}, 1, 0}};  // tiled, fmnist conv2
+  uint64_t seed = 950;
+  for (const Row& r : rows) {
+    ++seed;
+    ConvParams p;
+    p.stride_h = p.stride_w = r.stride;
+    p.pad_h = p.pad_w = r.pad;
+    Tensor x = randn(r.x, seed), w = randn(r.w, seed + 1);
+    Tensor y = ops::conv2d(x, w, Tensor(), p);
+    Tensor g = randn(y.shape(), seed + 2);
+    const auto c = ops::conv2d_backward_data(g, w, x.shape(), p).to_vector<float>();
+    const auto d = ops::conv2d_backward_data(g.to(dev), w.to(dev), x.shape(), p).to_vector<float>();
+    ASSERT_EQ(c.size(), d.size());
+    for (size_t i = 0; i < c.size(); ++i)
+      ASSERT_NEAR(d[i], c[i], 1e-4 * (1 + std::fabs(c[i]))) << "seed " << seed << " element " << i;
+  }
 }
 
 TEST(Conv2d, BadInput) {

@@ -319,6 +319,61 @@ TEST_F(FusedCuda, SmallLayerIsOneLaunchEachWayAndBitEqualToUnfused) {
   }
 }
 
+// The small paths tile the outputs (forward: up to 64 rows × 32 columns a block; backward:
+// 16 × 16 tiles, the reduction in chunks of 64). Shapes that cut tiles and chunks unevenly, one
+// row, one column and a 1024-row reduction: the forward keeps the unfused bits, the backward
+// matches the CPU for every subset of requested gradients and repeats bit for bit.
+TEST_F(FusedCuda, SmallPathsAcrossTileAndChunkEdges) {
+  GemmGuard hand(GemmBackend::hand);
+  struct Case {
+    int64_t N, in, out;
+  };
+  const Case cases[] = {{1, 1, 1},   {7, 5, 3},     {37, 21, 45}, {65, 127, 1},
+                        {300, 3, 33}, {1000, 16, 2}, {1024, 31, 33}, {8, 14, 30}};
+  const Device d = Device::cuda(0);
+  for (const Case& c : cases)
+    for (FusedAct act : kActs) {
+      SCOPED_TRACE(std::to_string(c.N) + "x" + std::to_string(c.in) + "x" + std::to_string(c.out) +
+                   " " + fused_act_name(act) + ", seed " + std::to_string(kSeed));
+      Tensor x = randn({c.N, c.in}, kSeed), w = randn({c.out, c.in}, kSeed + 1);
+      Tensor b = randn({c.out}, kSeed + 2), g = randn({c.N, c.out}, kSeed + 3);
+      Tensor xg = x.to(d), wg = w.to(d), bg = b.to(d), gg = g.to(d);
+      Tensor yg = ops::linear_act(xg, wg, bg, act, 0.1);
+      EXPECT_TRUE(bit_equal(yg, unfused(xg, wg, bg, act, 0.1)));
+      Tensor yc = ops::linear_act(x, w, b, act, 0.1);
+      expect_near_all(yg, yc, 2e-6 * static_cast<double>(c.in), "y");
+      const ops::LinearActGrads rc =
+          ops::linear_act_backward(g, yc, x, w, true, act, 0.1, true, true, true);
+      const double k = static_cast<double>(std::max(c.N, c.out));
+      // dx, dW, db alone, dW + db, all three.
+      const bool want[5][3] = {{true, false, false}, {false, true, false}, {false, false, true},
+                               {false, true, true},  {true, true, true}};
+      for (const auto& wnt : want) {
+        SCOPED_TRACE(std::string("dx ") + (wnt[0] ? "y" : "n") + " dW " + (wnt[1] ? "y" : "n") +
+                     " db " + (wnt[2] ? "y" : "n"));
+        const ops::LinearActGrads r1 = ops::linear_act_backward(gg, yg, xg, wg, true, act, 0.1,
+                                                                wnt[0], wnt[1], wnt[2]);
+        const ops::LinearActGrads r2 = ops::linear_act_backward(gg, yg, xg, wg, true, act, 0.1,
+                                                                wnt[0], wnt[1], wnt[2]);
+        EXPECT_EQ(r1.dx.defined(), wnt[0]);
+        EXPECT_EQ(r1.dweight.defined(), wnt[1]);
+        EXPECT_EQ(r1.dbias.defined(), wnt[2]);
+        if (wnt[0]) {
+          expect_near_all(r1.dx, rc.dx, 2e-6 * static_cast<double>(c.out), "dx");
+          EXPECT_TRUE(bit_equal(r1.dx, r2.dx));
+        }
+        if (wnt[1]) {
+          expect_near_all(r1.dweight, rc.dweight, 2e-6 * k, "dW");
+          EXPECT_TRUE(bit_equal(r1.dweight, r2.dweight));
+        }
+        if (wnt[2]) {
+          expect_near_all(r1.dbias, rc.dbias, 2e-6 * k, "db");
+          EXPECT_TRUE(bit_equal(r1.dbias, r2.dbias));
+        }
+      }
+    }
+}
+
 // Shapes that take the general paths (and the cuBLAS backend) against the CPU reference.
 TEST_F(FusedCuda, GeneralPathsMatchCpu) {
   struct Case {
