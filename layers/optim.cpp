@@ -25,10 +25,6 @@ void check_beta(double b, const char* op, const char* what) {
   IDEM_CHECK(b >= 0.0 && b < 1.0, op, "invalid ", what, ": ", b, " (expected 0 <= beta < 1)");
 }
 
-int64_t blocks_of(int64_t numel) {
-  return (numel + kOptimBlockElems - 1) / kOptimBlockElems;
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -72,7 +68,6 @@ Optimizer::Optimizer(std::vector<Tensor> params, OptimKind kind, double lr,
   char* base =
       state_.defined() && total_numel_ > 0 ? static_cast<char*>(state_.raw_data()) : nullptr;
   table_.resize(n);
-  int64_t block = 0;
   for (size_t i = 0; i < n; ++i) {
     OptimTensorDesc& d = table_[i];
     d.numel = params_[i].numel();
@@ -81,8 +76,6 @@ Optimizer::Optimizer(std::vector<Tensor> params, OptimKind kind, double lr,
       d.m = base + offsets_[i] * es;
       if (state_slots_ > 1) d.v = base + (total_numel_ + offsets_[i]) * es;
     }
-    d.block_begin = block;
-    block += blocks_of(d.numel);
   }
   if (device_.is_cuda()) {
     // Uploaded once; the kernels only ever read it.

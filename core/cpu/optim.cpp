@@ -1,6 +1,8 @@
 // CPU fused optimizer update: the reference for cuda/kernels/optim.cu. Contract and formulas:
 // core/kernels/optim.h. Every scalar is converted to the parameter dtype first and the
-// operations are done in the same order as in the CUDA kernel, so the two agree to a few ulps.
+// operations are done in the same order as in the CUDA kernel, each rounded once (the kernel
+// forbids FMA contraction; this file must not be built with FMA contraction either, e.g.
+// -march=native -ffp-contract=fast), so the two agree bit for bit.
 #include "core/kernels/optim.h"
 
 #include <cmath>

@@ -19,6 +19,19 @@ struct SliceCopy {
   int64_t count = 0;
 };
 
+// concat along the middle dim: out (outer, total, inner) holds the inputs side by side,
+//   out[o, c_k + j, i] = xs[k][o, j, i]   for j < n_k,  c_k = n_0 + ... + n_{k-1},
+// input k being (outer, n_k, inner) with n_k = xs[k].numel() / (outer·inner) (n_k = 0: the
+// input adds nothing). Σ n_k == total. Any dtype; the bytes are copied unchanged, as by one
+// slice_copy per input. The CUDA kernel takes kConcatMaxInputs non-empty inputs by value per
+// launch (a concat of up to 8 non-empty inputs is ONE launch; more: ceil(n / 8) launches). The
+// CPU path is the op's loop of slice_copy (launches cost nothing there).
+constexpr int kConcatMaxInputs = 8;
+struct ConcatShape {
+  int64_t outer = 1, inner = 1;
+  int64_t total = 0;
+};
+
 // index_select: out[o, j, i] = in[o, index[j], i]; in (outer, in_dim, inner), out
 // (outer, n_index, inner). index_add is its adjoint: out[o, index[j], i] += src[o, j, i]
 // (deterministic: fixed order over j).
@@ -50,6 +63,7 @@ void permute(const Tensor& out, const Tensor& in, const std::vector<int64_t>& pe
 
 namespace cuda {
 void slice_copy(const Tensor& dst, const Tensor& src, SliceCopy s);
+void concat(const Tensor& out, const std::vector<Tensor>& xs, ConcatShape s);
 void index_select_fwd(const Tensor& out, const Tensor& in, const Tensor& index, IndexShape s);
 void index_add(const Tensor& out, const Tensor& src, const Tensor& index, IndexShape s);
 void gather_fwd(const Tensor& out, const Tensor& in, const Tensor& index, GatherShape s);

@@ -18,7 +18,8 @@
 //          bc2_sqrt = sqrt(1-β2^t)
 //   AdamW: p *= 1 - lr·wd, then Adam without the wd·p term.
 // The arithmetic is done in the parameter's dtype (f32 on the GPU), in the same order on both
-// devices, so CPU and CUDA agree to a few ulps.
+// devices, each operation rounded once (no FMA contraction on the GPU), so CPU and CUDA agree
+// bit for bit.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -30,8 +31,8 @@ namespace idem {
 enum class OptimKind : uint8_t { sgd, adam, adamw };
 const char* optim_name(OptimKind k);
 
-// The fused CUDA kernel gives each parameter tensor ceil(numel / kOptimBlockElems) consecutive
-// blocks; the host uses the same constant to fill OptimTensorDesc::block_begin.
+// The fused CUDA kernel gives each updated tensor ceil(numel / kOptimBlockElems) consecutive
+// blocks of kOptimThreads threads (each thread owns kOptimBlockElems / kOptimThreads elements).
 constexpr int64_t kOptimBlockElems = 2048;
 constexpr int kOptimThreads = 256;
 // Gradient pointers passed by value in one launch (2 KiB of the 4 KiB kernel-argument space);
@@ -45,7 +46,6 @@ struct OptimTensorDesc {
   void* m = nullptr;      // SGD momentum buffer / Adam exp_avg; null for SGD without momentum
   void* v = nullptr;      // Adam exp_avg_sq; null for SGD
   int64_t numel = 0;
-  int64_t block_begin = 0;  // prefix sum of ceil(numel / kOptimBlockElems) over earlier tensors
 };
 
 // Scalars of one step, computed on the host (in double) for one step count t.
@@ -75,10 +75,12 @@ void optim_step(const std::vector<OptimTensorDesc>& table, const std::vector<con
 }  // namespace cpu
 
 namespace cuda {
-// The same update in one launch per kOptimMaxTensorsPerLaunch tensors, on current_stream() of
-// `device`. `table` is the host copy (used for the launch geometry only); `device_table` the
-// same array resident on the GPU (uploaded once by the optimizer). f32 only. Never allocates,
-// never synchronizes.
+// The same update in one launch per kOptimMaxTensorsPerLaunch tensors (none for a group whose
+// gradients are all null), on current_stream() of `device`. `table` is the host copy: it gives
+// the launch geometry, and the pointers themselves when few tensors take part (they then travel
+// by value); `device_table` is the same array resident on the GPU (uploaded once by the
+// optimizer), read by launches with many tensors. f32 only. Never allocates, never
+// synchronizes.
 void optim_step(const std::vector<OptimTensorDesc>& table, const void* device_table,
                 const std::vector<const void*>& grads, const OptimStepParams& p, int device);
 }  // namespace cuda

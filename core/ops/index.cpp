@@ -88,16 +88,16 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
   if (out.numel() == 0) return out;
   int64_t outer, mid, inner;
   split_around(out.shape(), d, outer, mid, inner);
-  int64_t offset = 0;
-  for (const Tensor& x : xs) {
-    const int64_t n = x.size(d);
-    if (n > 0) {
-      const SliceCopy s{outer, inner, n, 0, total, offset, n};
-      dispatch(
-          out, [&] { cpu::slice_copy(out, x, s); }, [&] { cuda::slice_copy(out, x, s); });
+  // CUDA: every input in one launch (per 8 inputs); CPU: one slice copy per input.
+  auto cpu_concat = [&] {
+    int64_t offset = 0;
+    for (const Tensor& x : xs) {
+      const int64_t n = x.size(d);
+      if (n > 0) cpu::slice_copy(out, x, SliceCopy{outer, inner, n, 0, total, offset, n});
+      offset += n;
     }
-    offset += n;
-  }
+  };
+  dispatch(out, cpu_concat, [&] { cuda::concat(out, xs, ConcatShape{outer, inner, total}); });
   return out;
 }
 

@@ -1,9 +1,9 @@
-// CUDA data movement: slice copies, index_select / index_add, gather / scatter_add, one_hot,
-// permute. Contract: core/kernels/index.h; reference: core/cpu/index.cpp.
+// CUDA data movement: slice copies, concat, index_select / index_add, gather / scatter_add,
+// one_hot, permute. Contract: core/kernels/index.h; reference: core/cpu/index.cpp.
 //
-// Pure copies (slice_copy, index_select, gather, permute) move raw bytes, so one kernel serves
-// every dtype of that width; slice_copy and index_select also widen to 8 or 16 bytes per thread
-// when sizes and pointers allow.
+// Pure copies (slice_copy, concat, index_select, gather, permute) move raw bytes, so one kernel
+// serves every dtype of that width; slice_copy, concat and index_select also widen to 8 or 16
+// bytes per thread when sizes and pointers allow.
 //
 // The adjoints (index_add, scatter_add) are deterministic and use no atomics: one thread owns
 // one output element and adds its contributions in increasing j, starting from the value already
@@ -49,6 +49,16 @@ size_t widest_unit(size_t es, std::initializer_list<uint64_t> sizes) {
   return es;
 }
 
+// The same for a list of byte quantities only known at run time (concat's inputs).
+size_t widest_unit(size_t es, const std::vector<uint64_t>& sizes) {
+  for (size_t w = 16; w > es; w /= 2) {
+    bool ok = true;
+    for (uint64_t s : sizes) ok = ok && (s % w == 0);
+    if (ok) return w;
+  }
+  return es;
+}
+
 uint64_t addr(const void* p) { return reinterpret_cast<uint64_t>(p); }
 
 // ---------------------------------------------------------------------------------------------
@@ -62,6 +72,37 @@ __global__ void slice_copy_kernel(T* __restrict__ dst, const T* __restrict__ src
        t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t o = t / block, r = t - o * block;
     dst[o * dst_row + r] = src[o * src_row + r];
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// concat: up to kConcatMaxInputs inputs copied side by side into rows of the output, in ONE
+// launch. Everything is in units of T. The output region of this launch is `outer` rows of
+// `cols` units at dst + o*dst_row; input k fills columns [col_begin[k], col_begin[k+1]) of it
+// and is itself dense, (outer, col_begin[k+1] - col_begin[k]). Entries of col_begin past the
+// last input hold INT64_MAX, so the owner search needs no count. Every output unit is written
+// by exactly one thread with the unit of the input it comes from: the same bytes as one
+// slice_copy per input.
+
+struct ConcatArgs {
+  const void* src[kConcatMaxInputs];
+  int64_t col_begin[kConcatMaxInputs + 1];
+};
+
+template <typename T>
+__global__ void concat_kernel(T* __restrict__ dst, int64_t outer, int64_t dst_row, int64_t cols,
+                              const ConcatArgs a) {
+  const int64_t total = outer * cols;
+  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < total;
+       t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t o = t / cols, r = t - o * cols;
+    // Owner = number of later inputs starting at or before column r (unrolled over constant
+    // indices: compares against the argument bank, no dependent load).
+    int k = 0;
+#pragma unroll
+    for (int j = 1; j < kConcatMaxInputs; ++j) k += r >= a.col_begin[j] ? 1 : 0;
+    const int64_t c0 = a.col_begin[k], width = a.col_begin[k + 1] - c0;
+    dst[o * dst_row + r] = static_cast<const T*>(a.src[k])[o * width + (r - c0)];
   }
 }
 
@@ -344,6 +385,60 @@ void slice_copy(const Tensor& dst, const Tensor& src, SliceCopy s) {
         reinterpret_cast<T*>(d), reinterpret_cast<const T*>(x), s.outer, blk, drow / w, srow / w);
     IDEM_LAUNCH_CHECK(op);
   });
+}
+
+void concat(const Tensor& out, const std::vector<Tensor>& xs, ConcatShape s) {
+  const char* op = "concat";
+  if (s.outer == 0 || s.inner == 0 || s.total == 0) return;
+  set_device(out.device().index);
+  const cudaStream_t st = current_stream();
+  const size_t es = dtype_size(out.dtype());
+  const uint64_t slab = static_cast<uint64_t>(s.outer * s.inner);  // elements per unit of n_k
+  const uint64_t out_row = s.total * s.inner * es;                 // bytes
+  uint64_t sum_n = 0;  // checked before anything is launched: the kernel trusts the layout
+  for (const Tensor& x : xs) sum_n += static_cast<uint64_t>(x.numel()) / slab;
+  IDEM_CHECK(sum_n == static_cast<uint64_t>(s.total), op, "inputs add up to ", sum_n,
+             " along the concatenated dim, but the output ", shape_str(out.shape()), " has ",
+             s.total);
+  char* const out_base = static_cast<char*>(out.raw_data());
+  uint64_t col = 0;  // bytes: where the next input starts in an output row
+  size_t k = 0;
+  while (k < xs.size()) {
+    // One launch: the next kConcatMaxInputs non-empty inputs (empty ones are passed over).
+    std::vector<const Tensor*> group;
+    const uint64_t group_col = col;
+    for (; k < xs.size() && static_cast<int>(group.size()) < kConcatMaxInputs; ++k) {
+      const uint64_t n = static_cast<uint64_t>(xs[k].numel()) / slab;
+      if (n == 0) continue;
+      group.push_back(&xs[k]);
+      col += n * s.inner * es;
+    }
+    if (group.empty()) break;  // only empty inputs were left
+    char* const d = out_base + group_col;
+    std::vector<uint64_t> sizes = {out_row, col - group_col, addr(d)};
+    for (const Tensor* x : group) {
+      sizes.push_back(static_cast<uint64_t>(x->numel()) / s.outer * es);  // row bytes
+      sizes.push_back(addr(x->raw_data()));
+    }
+    const size_t w = widest_unit(es, sizes);
+    ConcatArgs a{};
+    int64_t c = 0;  // units
+    for (int j = 0; j <= kConcatMaxInputs; ++j) {
+      if (j < static_cast<int>(group.size())) {
+        a.src[j] = group[j]->raw_data();
+        a.col_begin[j] = c;
+        c += static_cast<int64_t>(static_cast<uint64_t>(group[j]->numel()) / s.outer * es / w);
+      } else {
+        a.col_begin[j] = j == static_cast<int>(group.size()) ? c : INT64_MAX;
+      }
+    }
+    with_width(w, [&](auto unit) {
+      using T = decltype(unit);
+      concat_kernel<T><<<grid_for(s.outer * c, kThreads), kThreads, 0, st>>>(
+          reinterpret_cast<T*>(d), s.outer, static_cast<int64_t>(out_row / w), c, a);
+      IDEM_LAUNCH_CHECK(op);
+    });
+  }
 }
 
 // ---- index_select / index_add ----------------------------------------------------------------

@@ -2,12 +2,25 @@
 // (up to kOptimMaxTensorsPerLaunch tensors per launch). Contract: core/kernels/optim.h;
 // reference: core/cpu/optim.cpp.
 //
-// Work split: tensor t owns blocks [block_begin[t], block_begin[t] + ceil(numel/2048)) of the
-// launch; a block finds its tensor by binary search over the descriptor table (resident on the
-// GPU since the optimizer was built) and its threads stride over that block's 2048 elements.
-// One thread owns each element, so there are no atomics and results are deterministic. Gradient
-// pointers come by value (they move every step); a null pointer skips the tensor.
+// Work split: the host lists the tensors that take part in this launch (non-null gradient,
+// numel > 0) and gives the k-th of them ceil(numel/2048) consecutive blocks starting at
+// block_begin[k]; block_begin travels by value in the kernel arguments. One thread owns each
+// element (no atomics, deterministic); each of the 256 threads of a block owns up to 8 elements
+// of the block's 2048 and issues all their loads before any store.
+//
+// Why it is laid out this way: the IT³ step updates a handful of small tensors (mlp_tab: 8
+// tensors, 1 291 floats), so the kernel's time is its chain of dependent memory round trips,
+// not bandwidth. Two layouts, picked per launch by how many tensors take part:
+//   - few tensors (<= kSmallTensors): every pointer and size comes by value; a block finds its
+//     tensor with an unrolled compare over the argument array (no memory round trip), then one
+//     round of loads and one of stores.
+//   - more: gradient pointers and block_begin by value (binary search in the argument space),
+//     the tensor's param/m/v/numel from the descriptor table resident on the GPU (one extra
+//     round trip, negligible next to the data of that many tensors).
+// The per-element arithmetic is the CPU reference's, operation by operation, with no FMA
+// contraction (see rn_add/rn_sub/rn_mul below), so CPU and CUDA results are equal bit for bit.
 #include <algorithm>
+#include <climits>
 #include <cstdint>
 #include <vector>
 
@@ -18,9 +31,14 @@ namespace idem::cuda {
 
 namespace {
 
-struct GradPtrs {
-  const float* g[kOptimMaxTensorsPerLaunch];
-};
+constexpr int kPerThread = static_cast<int>(kOptimBlockElems / kOptimThreads);
+static_assert(kOptimBlockElems == static_cast<int64_t>(kPerThread) * kOptimThreads,
+              "a block's elements must split evenly over its threads");
+static_assert(kOptimMaxTensorsPerLaunch <= 256, "TableArgs::index is 8 bits");
+
+// Launches with at most this many participating tensors take every descriptor by value
+// (1.4 KiB of arguments; mlp_tab has 8 tensors, a CNN with BatchNorm a few dozen).
+constexpr int kSmallTensors = 32;
 
 // Scalars converted to f32 on the host, in the same way the CPU kernel converts them.
 struct StepScalars {
@@ -30,66 +48,153 @@ struct StepScalars {
   int maximize, use_wd, use_mom, nesterov, first_step;
 };
 
-// Index of the last tensor in [lo, hi) whose block_begin <= b. Tensors with no blocks share
-// their block_begin with the next tensor, so the last such tensor is the one that owns b.
-__device__ int64_t owner_of(const OptimTensorDesc* __restrict__ table, int64_t lo, int64_t hi,
-                            int64_t b) {
+// Small layout: tensor k owns blocks [block_begin[k], block_begin[k+1]); entries past the last
+// tensor hold INT_MAX so that the owner search below needs no count.
+struct SmallArgs {
+  float* w[kSmallTensors];
+  float* m[kSmallTensors];  // null where the kind keeps no such state
+  float* v[kSmallTensors];
+  const float* g[kSmallTensors];
+  int64_t numel[kSmallTensors];
+  int32_t block_begin[kSmallTensors];
+};
+
+// Table layout: participant k is table[first + index[k]] with gradient g[k].
+struct TableArgs {
+  const float* g[kOptimMaxTensorsPerLaunch];
+  int32_t block_begin[kOptimMaxTensorsPerLaunch];
+  uint8_t index[kOptimMaxTensorsPerLaunch];
+  int32_t count;
+  int32_t first;
+};
+
+// The portable kernel-argument limit is 4 KiB (larger needs CUDA 12.1+ and costs launch time).
+static_assert(sizeof(SmallArgs) + sizeof(StepScalars) <= 4096, "kernel arguments over 4 KiB");
+static_assert(sizeof(TableArgs) + sizeof(StepScalars) + sizeof(void*) <= 4096,
+              "kernel arguments over 4 KiB");
+
+// IEEE single operations that the compiler may not fuse into an FMA: with them every result
+// is the correctly rounded result of each step of the CPU reference (core/cpu/optim.cpp, which
+// rounds each operation: x86-64 without -mfma), so CPU and CUDA agree bit for bit. Plain `a*b+c`
+// would be contracted by nvcc wherever it sees fit (it did so in some paths and not in others).
+__device__ __forceinline__ float rn_add(float a, float b) {
+  return __fadd_rn(a, b);
+}
+__device__ __forceinline__ float rn_sub(float a, float b) {
+  return __fsub_rn(a, b);
+}
+__device__ __forceinline__ float rn_mul(float a, float b) {
+  return __fmul_rn(a, b);
+}
+
+// Updates elements [begin, end) of one tensor (end - begin <= kOptimBlockElems). Thread x owns
+// begin + x + j·kOptimThreads for j < kPerThread: coalesced, and every load of the thread is
+// issued before its first store, so the block costs one memory round trip, not kPerThread.
+// The arithmetic per element is exactly the CPU reference's (same operations, same order, each
+// rounded once).
+__device__ __forceinline__ void update_block(float* __restrict__ w, float* __restrict__ m,
+                                             float* __restrict__ v, const float* __restrict__ grad,
+                                             int64_t begin, int64_t end, const StepScalars& s) {
+  const int64_t i0 = begin + threadIdx.x;
+  float gr[kPerThread], wr[kPerThread], mr[kPerThread], vr[kPerThread];
+  if (s.kind == static_cast<int>(OptimKind::sgd)) {
+    // The momentum buffer is read only when the rule uses its old value.
+    const bool read_m = s.use_mom && !s.first_step;
+#pragma unroll
+    for (int j = 0; j < kPerThread; ++j) {
+      const int64_t i = i0 + static_cast<int64_t>(j) * kOptimThreads;
+      mr[j] = 0.0f;
+      if (i < end) {
+        gr[j] = grad[i];
+        wr[j] = w[i];
+        if (read_m) mr[j] = m[i];
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kPerThread; ++j) {
+      const int64_t i = i0 + static_cast<int64_t>(j) * kOptimThreads;
+      if (i < end) {
+        float g = s.maximize ? -gr[j] : gr[j];
+        if (s.use_wd) g = rn_add(g, rn_mul(s.wd, wr[j]));
+        if (s.use_mom) {
+          const float bv = s.first_step ? g : rn_add(rn_mul(s.momentum, mr[j]), rn_mul(s.damp, g));
+          m[i] = bv;
+          g = s.nesterov ? rn_add(g, rn_mul(s.momentum, bv)) : bv;
+        }
+        w[i] = rn_sub(wr[j], rn_mul(s.lr, g));
+      }
+    }
+  } else {
+    const bool decoupled = s.kind == static_cast<int>(OptimKind::adamw);
+#pragma unroll
+    for (int j = 0; j < kPerThread; ++j) {
+      const int64_t i = i0 + static_cast<int64_t>(j) * kOptimThreads;
+      if (i < end) {
+        gr[j] = grad[i];
+        wr[j] = w[i];
+        mr[j] = m[i];
+        vr[j] = v[i];
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kPerThread; ++j) {
+      const int64_t i = i0 + static_cast<int64_t>(j) * kOptimThreads;
+      if (i < end) {
+        float g = s.maximize ? -gr[j] : gr[j];
+        float x = wr[j];
+        if (s.use_wd) {
+          if (decoupled)
+            x = rn_mul(x, s.decay);
+          else
+            g = rn_add(g, rn_mul(s.wd, x));
+        }
+        const float mo = mr[j], vo = vr[j];
+        const float mi = rn_add(mo, rn_mul(s.w1, rn_sub(g, mo)));
+        const float vi = rn_add(rn_mul(s.b2, vo), rn_mul(s.w2, rn_mul(g, g)));
+        m[i] = mi;
+        v[i] = vi;
+        const float denom = rn_add(__fdiv_rn(__fsqrt_rn(vi), s.bc2), s.eps);
+        w[i] = rn_sub(x, rn_mul(s.step_size, __fdiv_rn(mi, denom)));
+      }
+    }
+  }
+}
+
+__global__ void __launch_bounds__(kOptimThreads)
+    optim_step_small_kernel(const SmallArgs a, const StepScalars s) {
+  const int32_t b = static_cast<int32_t>(blockIdx.x);
+  // Owner = number of later starts <= b. Unrolled over constant indices: the compares read
+  // the argument bank directly, with no dependent load in between.
+  int t = 0;
+#pragma unroll
+  for (int k = 1; k < kSmallTensors; ++k) t += b >= a.block_begin[k] ? 1 : 0;
+  const int64_t begin = static_cast<int64_t>(b - a.block_begin[t]) * kOptimBlockElems;
+  const int64_t end = min(begin + kOptimBlockElems, a.numel[t]);
+  update_block(a.w[t], a.m[t], a.v[t], a.g[t], begin, end, s);
+}
+
+__global__ void __launch_bounds__(kOptimThreads)
+    optim_step_table_kernel(const OptimTensorDesc* __restrict__ table, const TableArgs a,
+                            const StepScalars s) {
+  const int32_t b = static_cast<int32_t>(blockIdx.x);
+  // Last participant whose block_begin <= b (every participant owns >= 1 block).
+  int lo = 0, hi = a.count;
   while (hi - lo > 1) {
-    const int64_t mid = lo + (hi - lo) / 2;
-    if (table[mid].block_begin <= b)
+    const int mid = lo + (hi - lo) / 2;
+    if (a.block_begin[mid] <= b)
       lo = mid;
     else
       hi = mid;
   }
-  return lo;
+  const OptimTensorDesc d = table[a.first + a.index[lo]];
+  const int64_t begin = static_cast<int64_t>(b - a.block_begin[lo]) * kOptimBlockElems;
+  const int64_t end = min(begin + kOptimBlockElems, d.numel);
+  update_block(static_cast<float*>(d.param), static_cast<float*>(d.m), static_cast<float*>(d.v),
+               a.g[lo], begin, end, s);
 }
 
-__global__ void optim_step_fused_kernel(const OptimTensorDesc* __restrict__ table, int64_t first,
-                                        int64_t count, int64_t block_base, GradPtrs grads,
-                                        StepScalars s) {
-  const int64_t b = block_base + blockIdx.x;
-  const int64_t t = owner_of(table, first, first + count, b);
-  const float* __restrict__ grad = grads.g[t - first];
-  if (grad == nullptr) return;  // not part of this step
-  const OptimTensorDesc d = table[t];
-  const int64_t begin = (b - d.block_begin) * kOptimBlockElems;
-  int64_t end = begin + kOptimBlockElems;
-  if (end > d.numel) end = d.numel;
-  float* __restrict__ w = static_cast<float*>(d.param);
-  float* __restrict__ m = static_cast<float*>(d.m);
-  float* __restrict__ v = static_cast<float*>(d.v);
-
-  if (s.kind == static_cast<int>(OptimKind::sgd)) {
-    for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
-      float g = s.maximize ? -grad[i] : grad[i];
-      if (s.use_wd) g = g + s.wd * w[i];
-      if (s.use_mom) {
-        const float bv = s.first_step ? g : s.momentum * m[i] + s.damp * g;
-        m[i] = bv;
-        g = s.nesterov ? g + s.momentum * bv : bv;
-      }
-      w[i] = w[i] - s.lr * g;
-    }
-  } else {
-    const bool decoupled = s.kind == static_cast<int>(OptimKind::adamw);
-    for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
-      float g = s.maximize ? -grad[i] : grad[i];
-      float x = w[i];
-      if (s.use_wd) {
-        if (decoupled)
-          x = x * s.decay;
-        else
-          g = g + s.wd * x;
-      }
-      const float mo = m[i], vo = v[i];
-      const float mi = mo + s.w1 * (g - mo);
-      const float vi = s.b2 * vo + s.w2 * (g * g);
-      m[i] = mi;
-      v[i] = vi;
-      const float denom = sqrtf(vi) / s.bc2 + s.eps;
-      w[i] = x - s.step_size * (mi / denom);
-    }
-  }
+int64_t blocks_of(int64_t numel) {
+  return (numel + kOptimBlockElems - 1) / kOptimBlockElems;
 }
 
 }  // namespace
@@ -123,24 +228,53 @@ void optim_step(const std::vector<OptimTensorDesc>& table, const void* device_ta
   const cudaStream_t st = current_stream();
   const auto* dtab = static_cast<const OptimTensorDesc*>(device_table);
   const int64_t n = static_cast<int64_t>(table.size());
-  auto blocks_of = [](int64_t numel) { return (numel + kOptimBlockElems - 1) / kOptimBlockElems; };
+  std::vector<int> part;  // participants of one launch, as offsets from `first`
+  part.reserve(kOptimMaxTensorsPerLaunch);
   for (int64_t first = 0; first < n; first += kOptimMaxTensorsPerLaunch) {
     const int64_t count = std::min<int64_t>(kOptimMaxTensorsPerLaunch, n - first);
-    GradPtrs gp{};
-    bool any = false;
-    for (int64_t k = 0; k < count; ++k) {
-      gp.g[k] = static_cast<const float*>(grads[first + k]);
-      any = any || gp.g[k] != nullptr;
+    part.clear();
+    int64_t num_blocks = 0;
+    for (int64_t k = 0; k < count; ++k)
+      if (grads[first + k] != nullptr && table[first + k].numel > 0) {
+        part.push_back(static_cast<int>(k));
+        num_blocks += blocks_of(table[first + k].numel);
+      }
+    if (part.empty()) continue;  // nothing to update in this group
+    IDEM_CHECK(num_blocks <= INT_MAX, op, "too many blocks (", num_blocks, ")");
+    const int np = static_cast<int>(part.size());
+    const unsigned grid = static_cast<unsigned>(num_blocks);
+    int32_t block = 0;
+    if (np <= kSmallTensors) {
+      SmallArgs a{};
+      for (int k = 0; k < kSmallTensors; ++k) {
+        if (k >= np) {
+          a.block_begin[k] = INT_MAX;
+          continue;
+        }
+        const OptimTensorDesc& d = table[first + part[k]];
+        a.w[k] = static_cast<float*>(d.param);
+        a.m[k] = static_cast<float*>(d.m);
+        a.v[k] = static_cast<float*>(d.v);
+        a.g[k] = static_cast<const float*>(grads[first + part[k]]);
+        a.numel[k] = d.numel;
+        a.block_begin[k] = block;
+        block += static_cast<int32_t>(blocks_of(d.numel));
+      }
+      optim_step_small_kernel<<<grid, kOptimThreads, 0, st>>>(a, s);
+      IDEM_LAUNCH_CHECK(op);
+    } else {
+      TableArgs a{};
+      a.count = np;
+      a.first = static_cast<int32_t>(first);
+      for (int k = 0; k < np; ++k) {
+        a.g[k] = static_cast<const float*>(grads[first + part[k]]);
+        a.index[k] = static_cast<uint8_t>(part[k]);
+        a.block_begin[k] = block;
+        block += static_cast<int32_t>(blocks_of(table[first + part[k]].numel));
+      }
+      optim_step_table_kernel<<<grid, kOptimThreads, 0, st>>>(dtab, a, s);
+      IDEM_LAUNCH_CHECK(op);
     }
-    if (!any) continue;
-    const OptimTensorDesc& last = table[first + count - 1];
-    const int64_t block_base = table[first].block_begin;
-    const int64_t num_blocks = last.block_begin + blocks_of(last.numel) - block_base;
-    if (num_blocks == 0) continue;  // only empty tensors
-    IDEM_CHECK(num_blocks <= 0x7fffffffLL, op, "too many blocks (", num_blocks, ")");
-    optim_step_fused_kernel<<<static_cast<unsigned>(num_blocks), kOptimThreads, 0, st>>>(
-        dtab, first, count, block_base, gp, s);
-    IDEM_LAUNCH_CHECK(op);
   }
 }
 
