@@ -5,6 +5,11 @@
 // that row's edges in sorted order. Sorted order = increasing original edge id inside a row, so
 // the result is a fixed sequential sum: deterministic, no float atomics, and the CUDA result is
 // bit-identical to the CPU one for sum/mean/max.
+// Exception (CUDA sum/mean forward when E >= 64 V, i.e. few long rows such as global pooling):
+// a block splits each row into fixed slices whose double partials are added in a fixed tree,
+// still deterministic but not the CPU's order: both sum in double and round once, so the float
+// results agree except, rarely, in the last bit (see cuda/kernels/graph.cu). The adjoints stay
+// bit-identical.
 //
 // Canonical shapes: src is (E, F) (trailing dims flattened into F), out is (V, F).
 // row_ptr (V+1) i64, perm (E) i64 or undefined (= identity: src already sorted by row).
