@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/kernels/conv.h"
+#include "core/kernels/csr_aggregate.h"
 #include "core/kernels/cuda_graph.h"
 #include "core/kernels/elementwise.h"
 #include "core/kernels/fused.h"
@@ -99,6 +100,7 @@ void softmax_bwd(const Tensor&, const Tensor&, const Tensor&, ReduceShape, bool)
 
 // ---- index ----
 void slice_copy(const Tensor&, const Tensor&, SliceCopy) { no_cuda("slice_copy"); }
+void concat(const Tensor&, const std::vector<Tensor>&, ConcatShape) { no_cuda("concat"); }
 void index_select_fwd(const Tensor&, const Tensor&, const Tensor&, IndexShape) {
   no_cuda("index_select");
 }
@@ -122,6 +124,16 @@ void segment_expand(const Tensor&, const Tensor&, const Tensor&, const Tensor&, 
 }
 void segment_max_bwd(const Tensor&, const Tensor&, const Tensor&, SegmentShape) {
   no_cuda("segment_max_backward");
+}
+
+// ---- csr_aggregate ----
+void csr_mean_aggregate_fwd(const Tensor&, const Tensor&, const CsrAggregateIndex&,
+                            CsrAggregateShape) {
+  no_cuda("csr_mean_aggregate");
+}
+void csr_mean_aggregate_bwd(const Tensor&, const Tensor&, const CsrAggregateIndex&,
+                            CsrAggregateShape) {
+  no_cuda("csr_mean_aggregate_backward");
 }
 
 // ---- optim ----

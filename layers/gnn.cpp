@@ -1,5 +1,6 @@
 #include "layers/gnn.h"
 
+#include "autograd/csr_aggregate_function.h"
 #include "layers/init.h"
 
 namespace idem {
@@ -21,9 +22,11 @@ void check_node_input(const char* op, const Tensor& x, const Graph& g, int64_t i
 
 Tensor mean_aggregate(const Tensor& x, const Graph& g) {
   const GraphCsr& c = g.csr();
-  // mean_v = (Σ_{e in row v} x[src_e]) / max(deg_v, 1) : (E,F) -> (V,F)
-  Tensor xj = index_select_grouped(x, c.src_sorted, g.src_groups());
-  return segment_sum_csr(xj, c.row_ptr) * g.inv_in_degree(x.dtype());
+  const CsrIndex& s = g.src_groups();
+  // mean_v = (Σ_{e in row v} x[src_e]) / max(deg_v, 1) : (V,F) -> (V,F), one fused op with the
+  // bits of segment_sum_csr(index_select_grouped(x, c.src_sorted, s), c.row_ptr) ·
+  // g.inv_in_degree(x.dtype()) and no (E,F) edge tensor (tests/csr_aggregate_test.cpp).
+  return csr_mean_aggregate(x, {c.row_ptr, c.src_sorted, s.row_ptr, s.perm, c.perm, g.dst()});
 }
 
 // ---- GCNConv ----

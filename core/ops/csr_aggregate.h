@@ -1,0 +1,24 @@
+// L1 CSR mean aggregation (contract and rounding: core/kernels/csr_aggregate.h): validate,
+// allocate, dispatch. Not differentiable; autograd/csr_aggregate_function.h wraps it.
+//
+// Checked always: dtypes (x / g floating, CUDA f32; indices i64), shapes, devices, and that a
+// graph with edges has source and destination rows. Checked on CPU tensors only (as the other
+// graph ops, core/ops/graph.h — on CUDA it would cost a synchronization and break CUDA-graph
+// capture; the CUDA kernels clip instead): row_ptr / src_ptr start at 0, never decrease and end
+// at E; col in [0, U); src_perm and perm are permutations; the source groups list the edges of
+// each source (col[src_perm[j]] = u) in increasing order; dst[perm[k]] = v for every k of row v.
+#pragma once
+#include "core/kernels/csr_aggregate.h"
+
+namespace idem::ops {
+
+// out (V, ...) = mean over each row's edges of x[col[k]]; x (U, ...) keeps its trailing dims.
+// Reads idx.row_ptr and idx.col only. V = row_ptr.numel() - 1, E = col.numel().
+Tensor csr_mean_aggregate(const Tensor& x, const CsrAggregateIndex& idx);
+
+// dx (num_src_rows, ...) from g = ∂L/∂out (V, ...). Reads every field of idx but col (CPU
+// validation reads col too).
+Tensor csr_mean_aggregate_backward(const Tensor& g, const CsrAggregateIndex& idx,
+                                   int64_t num_src_rows);
+
+}  // namespace idem::ops
