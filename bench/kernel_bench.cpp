@@ -74,6 +74,7 @@ const char* variant_name(int v) {
     case 2: return "hand_128x128x16";
     case 3: return "hand_64x64x16";
     case 4: return "hand_32x32x16";
+    case 6: return "hand_128x64x8";
     default: return "hand_small";
   }
 }
@@ -90,8 +91,8 @@ std::string mm_key(int64_t M, int64_t K, int64_t N) {
 // ---- matmul -----------------------------------------------------------------------------------
 
 #ifdef IDEM_WITH_CUDA
-// variant < 0: cuBLAS; 0: matmul_hand; 1..5: one forced hand-written config (see
-// bench_common.h).
+// variant < 0: cuBLAS; 0: matmul_hand; 1..6: one forced hand-written config (see
+// bench_common.h). The tall-skinny shapes that pick 6 are timed in bench/sage_shapes_bench.cpp.
 void bm_matmul(benchmark::State& state, int64_t M, int64_t K, int64_t N, int variant) {
   if (!gpu_available()) {
     state.SkipWithError("no CUDA GPU available");

@@ -10,7 +10,12 @@
 //    and double buffering (the next tile's global loads are in flight during this tile's math).
 //    Tile sizes: 128x128x8 (8x8 per thread), 64x64x16 and 32x32x16 (4x4 per thread); the
 //    largest one that still gives every SM a block is used. (128x128x16 is compiled for the
-//    benchmark's comparison only.)
+//    benchmark's comparison only.) Tall-skinny products — N <= 64 with many rows, the GNN
+//    layers' (V, F)·(F, F) with V in the tens of thousands — take 128x64x8 (8x8 per thread,
+//    128 threads): a 128-wide tile would compute and store padding for half its columns.
+//    Every tile config computes each output as one fmaf chain over k = 0..K-1 in order (the
+//    zero padding past K adds 0·0, which can only turn an all-zero -0 sum into +0), as the
+//    one-thread-per-output small kernel does: the tile choice does not change the bits.
 //  - small: IT³ multiplies tiny matrices (8x14·14x30) where a 128x128 tile would leave the GPU
 //    empty: one thread per output, or one warp per output when K is long.
 #include <algorithm>
@@ -440,9 +445,10 @@ void matmul_split_k(const Tensor& c, const GemmArgs& g, const MatmulParams& p, i
 
 }  // namespace
 
-// variant: 0 picks the kernel by shape (what matmul_hand does); 1..5 force one tile config
-// (1: 128x128x8, 2: 128x128x16, 3: 64x64x16, 4: 32x32x16, 5: the small-shape kernels) so the
-// benchmark can time each one. Not in a header: only bench/ declares it.
+// variant: 0 picks the kernel by shape (what matmul_hand does); 1..6 force one tile config
+// (1: 128x128x8, 2: 128x128x16, 3: 64x64x16, 4: 32x32x16, 5: the small-shape kernels,
+// 6: 128x64x8) so the benchmark can time each one (and tests can compare their bits). Not in a
+// header: only bench/ and tests/ declare it. Split-K is never taken when variant != 0.
 void matmul_hand_variant(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p,
                          int variant) {
   const char* op = "matmul";
@@ -488,6 +494,12 @@ void matmul_hand_variant(const Tensor& c, const Tensor& a, const Tensor& b, cons
     if (v == 0) {
       // Tiny products (IT³ layers) or a short K: the tiles would leave the GPU idle.
       if (p.K <= 16 || outputs <= 8192) v = 5;
+      // Tall and skinny (N <= 64): 128 rows by 64 columns, when that fills every SM. A 128x128
+      // tile would spend half its FMAs and threads on padding columns (ncu, H100: 40 µs for
+      // (65536,64)·(64,64), where reading and writing 16 MB each takes ~11 µs). Not for a
+      // transposed A: those instantiations spill under the 128-register cap (ptxas -v), and
+      // the GNN/Linear products (x·Wᵀ, gz·W) never transpose A.
+      else if (p.N <= 64 && !p.trans_a && cdiv(p.M, 128) * nb >= nsm) v = 6;
       // Otherwise the largest tile that still gives every SM a block.
       else if (cdiv(p.M, 128) * cdiv(p.N, 128) * nb >= nsm) v = 1;
       else if (cdiv(p.M, 64) * cdiv(p.N, 64) * nb >= nsm) v = 3;
@@ -499,6 +511,9 @@ void matmul_hand_variant(const Tensor& c, const Tensor& a, const Tensor& b, cons
       case 2: launch_tiled<128, 128, 16, 8, 8, 8, 4, 2>(gc, nb, ta, tb, vec_a, vec_b, st); break;
       case 3: launch_tiled<64, 64, 16, 4, 4, 4, 8, 1>(gc, nb, ta, tb, vec_a, vec_b, st); break;
       case 4: launch_tiled<32, 32, 16, 4, 4, 4, 8, 1>(gc, nb, ta, tb, vec_a, vec_b, st); break;
+      // 128x64: 16x8 threads of 8x8, a warp 4x8 threads = 32x64 outputs; 4 blocks per SM (the
+      // same 128-register cap as 128x128x8) so 132 SMs hold 528 blocks = 67 584 rows at once.
+      case 6: launch_tiled<128, 64, 8, 8, 8, 4, 8, 4>(gc, nb, ta, tb, vec_a, vec_b, st); break;
       default:
         // Few outputs and a long K: a warp per output keeps enough threads busy.
         launch_small(gc, nb, ta, tb, p.K >= 128 && outputs <= 65536, st);

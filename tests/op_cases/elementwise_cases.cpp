@@ -45,6 +45,10 @@ std::vector<OpCase> elementwise_cases() {
       binary_case("sub_bcast", {2, 3, 4}, {3, 1}, K::normal, [](V x) { return x[0] - x[1]; }),
       binary_case("mul_bcast", {2, 3, 4}, {1, 4}, K::normal, [](V x) { return x[0] * x[1]; }),
       binary_case("div_bcast", {3, 4}, {4}, K::positive, [](V x) { return x[0] / x[1]; }),
+      // The broadcast operand first (the CUDA row/column kernel's swapped order), F a multiple
+      // of 4 (its vector loads).
+      binary_case("sub_row_first", {8}, {5, 8}, K::normal, [](V x) { return x[0] - x[1]; }),
+      binary_case("div_col_first", {5, 1}, {5, 8}, K::positive, [](V x) { return x[0] / x[1]; }),
       binary_case("pow_tensor", {3, 4}, {3, 4}, K::normal, [](V x) { return pow(x[0], x[1]); },
                   K::positive),
       binary_case("maximum", {3, 4}, {3, 4}, K::normal, [](V x) { return maximum(x[0], x[1]); }),
