@@ -19,6 +19,9 @@
 #                               idem vs PyTorch, IT³ adaptation per batch, one table
 #   GPU_CHECK_DEMO=TASKS        also run `idem demo --task T` for each comma-separated task and
 #                               copy each run directory (table, plots) under $OUT/demo-T
+#   GPU_CHECK_NCU=LIST          also time the kernels of one eager adaptation under ncu for each
+#                               comma-separated MODEL:BATCH:STEPS (tools/ncu_adapt.sh); tables
+#                               in $OUT/ncu.log
 #   GPU_CHECK_NO_CTEST=1        skip the test suite (e.g. a benchmark-only call)
 set -u -o pipefail
 
@@ -88,6 +91,7 @@ summary() {
     for f in "$out"/demo-*.log; do
       [ -f "$f" ] && echo "$(basename "$f" .log): $(grep -E 'wall seconds' "$f" | tail -n 1)"
     done
+    [ -f "$out/ncu.log" ] && grep -E '^ncu, one' "$out/ncu.log" | sed 's/^/  /'
     [ -f "$out/compare_pytorch.log" ] && tail -n 40 "$out/compare_pytorch.log" | sed 's/^/  /'
     [ -f "$out/sanitize.log" ] && grep -E 'ERROR SUMMARY|summary|memcheck|racecheck' "$out/sanitize.log" | tail -n 10 | sed 's/^/  /'
     if [ ${#failed_steps[@]} -eq 0 ]; then
@@ -137,6 +141,13 @@ if [ -n "${GPU_CHECK_COMPARE:-}" ]; then
   [ "$GPU_CHECK_COMPARE" != "default" ] && read -r -a compare_args <<<"$GPU_CHECK_COMPARE"
   step compare_pytorch 420 python3 "$root/bench/compare_pytorch.py" --idem "$build/idem" \
     --out "$out/compare_pytorch" "${compare_args[@]}"
+fi
+
+# ---- kernel durations of one adaptation under ncu (issue 7) ----
+if [ -n "${GPU_CHECK_NCU:-}" ]; then
+  step ncu 240 bash -c 'set -e; IFS="," read -r -a cfgs <<<"$3"; for c in "${cfgs[@]}"; do
+      IFS=":" read -r m b k <<<"$c"; bash "$1/tools/ncu_adapt.sh" "$2/idem" "$m" "$b" "$k" "$4"; echo; done' \
+    ncu "$root" "$build" "$GPU_CHECK_NCU" "$out/ncu"
 fi
 
 # ---- the demos (issue 6): the full IT³ experiment of each task ----

@@ -25,6 +25,7 @@
 #include "layers/safetensors.h"
 
 #if defined(IDEM_WITH_CUDA)
+#include <cuda_profiler_api.h>
 #include <cuda_runtime.h>
 #endif
 
@@ -177,11 +178,21 @@ int bench_it3(const Args& a, const Device device) {
   size_t kernel_nodes = 0;
   if (!graph) {
     for (int i = 0; i < warmup; ++i) adapter.adapt_and_predict(b.x);
+    // --profiler-range: only the timed adaptations run inside cudaProfilerStart/Stop, so
+    // `ncu --profile-from-start off` (tools/ncu_adapt.sh) sees exactly their kernels.
+    const bool range = a.flag("profiler-range") && device.is_cuda();
+    (void)range;  // read only in a CUDA build
+#if defined(IDEM_WITH_CUDA)
+    if (range) cudaProfilerStart();
+#endif
     for (int i = 0; i < reps; ++i) {
       const uint64_t l0 = device.is_cuda() ? cuda::launch_count() : 0;
       us.push_back(timer.time_us([&] { pred = adapter.adapt_and_predict(b.x); }));
       if (device.is_cuda()) launches = cuda::launch_count() - l0;
     }
+#if defined(IDEM_WITH_CUDA)
+    if (range) cudaProfilerStop();
+#endif
   }
   if (device.is_cuda()) {
     // Capture one whole adaptation: its kernel nodes are the exact kernels per batch (with
@@ -354,7 +365,8 @@ int cmd_bench(int argc, char** argv) {
                                 {"reps", true, "200", "timed repetitions"},
                                 {"warmup", true, "20", "untimed repetitions first"},
                                 {"export", true, "", "it3: write weights, inputs and predictions (safetensors) to DIR"},
-                                {"profile", false, "", "it3: print a per-op table of one adaptation (launches, µs, bytes, share)"}};
+                                {"profile", false, "", "it3: print a per-op table of one adaptation (launches, µs, bytes, share)"},
+                                {"profiler-range", false, "", "it3, --graph off: run only the timed adaptations inside cudaProfilerStart/Stop (for ncu --profile-from-start off)"}};
   for (const auto& o : common_options()) specs.push_back(o);
   const std::string what = argc >= 3 ? argv[2] : "";
   Args a("bench", specs, argc, argv, what.empty() || what[0] == '-' ? 2 : 3);

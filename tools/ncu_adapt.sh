@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Kernel durations of ONE eager IT³ adaptation under Nsight Compute, as a markdown table per
+# kernel (launches, µs each, µs total, share). Usage:
+#   tools/ncu_adapt.sh IDEM_EXE MODEL BATCH STEPS [OUT_DIR]
+# `idem bench it3 --profiler-range --reps 1` brackets exactly one adaptation with
+# cudaProfilerStart/Stop, and ncu runs with --profile-from-start off, so setup, inference and
+# warm-up kernels are not counted. ncu serializes kernels, so the sum is kernel time without
+# launch gaps, not the wall time of a replay. By default ncu neither flushes the caches nor
+# locks the clocks here (--cache-control none --clock-control none): an adaptation's weights and
+# activations stay in the 50 MB L2 between kernels, and with flushing every tiny kernel would
+# pay DRAM latency it never pays in a replay. NCU_COLD=1 restores ncu's flushed, locked defaults.
+set -eu -o pipefail
+exe="$1" model="$2" batch="$3" steps="$4" out="${5:-.}"
+ncu_bin="${NCU:-$(command -v ncu || echo /usr/local/cuda/bin/ncu)}"
+[ -x "$ncu_bin" ] || { echo "ncu_adapt: ncu not found (set NCU=/path/to/ncu)" >&2; exit 2; }
+mkdir -p "$out"
+csv="$out/ncu-$model-b$batch-k$steps.csv"
+mode=(--cache-control none --clock-control none)
+[ -n "${NCU_COLD:-}" ] && mode=()
+"$ncu_bin" --profile-from-start off "${mode[@]}" --metrics gpu__time_duration.sum --csv \
+  "$exe" bench it3 --model "$model" --batch "$batch" --steps "$steps" --device cuda \
+  --reps 1 --warmup 3 --profiler-range >"$csv.raw" 2>"$out/ncu-$model-b$batch-k$steps.err"
+# ncu prints the program's own output before the CSV: keep the lines from the CSV header on.
+sed -n '/^"ID"/,$p' "$csv.raw" >"$csv"
+rm -f "$csv.raw"
+python3 - "$csv" "$model" "$batch" "$steps" <<'PY'
+import csv, os, re, sys
+from collections import OrderedDict
+path, model, batch, steps = sys.argv[1:5]
+rows = OrderedDict()
+total = 0.0
+n = 0
+with open(path) as f:
+    for r in csv.DictReader(f):
+        if r.get("Metric Name") != "gpu__time_duration.sum":
+            continue
+        unit = r.get("Metric Unit", "ns")
+        v = float(r["Metric Value"].replace(",", ""))
+        us = v / 1000.0 if unit in ("nsecond", "ns") else v if unit in ("usecond", "us") else v * 1000.0
+        name = r["Kernel Name"].replace("(anonymous namespace)::", "").replace("<unnamed>::", "")
+        name = name.replace("void ", "")
+        name = re.sub(r"\(.*$", "", name).replace("idem::cuda::", "")
+        c = rows.setdefault(name, [0, 0.0])
+        c[0] += 1
+        c[1] += us
+        total += us
+        n += 1
+cold = " (caches flushed, clocks locked)" if os.environ.get("NCU_COLD") else ""
+print(f"ncu{cold}, one eager adaptation: model {model}, batch {batch}, K = {steps}: {n} kernels, {total:.1f} µs")
+print()
+print("| kernel | launches | µs each | µs total | share |")
+print("|---|---:|---:|---:|---:|")
+for name, (cnt, us) in sorted(rows.items(), key=lambda kv: -kv[1][1]):
+    print(f"| `{name}` | {cnt} | {us / cnt:.1f} | {us:.1f} | {100 * us / total:.0f} % |")
+PY
