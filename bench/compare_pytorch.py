@@ -147,6 +147,9 @@ class RepPolicy:
         self.reps, self.target_s, self.min_reps, self.max_reps, self.warmup = reps, target_s, min_reps, max_reps, warmup
 
 
+WARMUP_S = 0.25  # idem bench warms up for as long (apps/idem/bench.cpp, warm_up)
+
+
 def percentile(sorted_vals, q):
     if len(sorted_vals) == 1:
         return sorted_vals[0]
@@ -160,8 +163,13 @@ def measure(fn, x, device, policy):
     """µs per call: CUDA events around each call (after warm-up), median / p10 / p90. No host
     synchronization inside the loop, so an event interval is the GPU's time for one call when
     the GPU is the bottleneck and the host's issue time when the host is."""
-    for _ in range(policy.warmup):
+    # At least `warmup` calls and at least WARMUP_S seconds: an idle GPU runs at low clocks for
+    # a while, and the first configuration of a sweep would otherwise be timed on them.
+    t = time.perf_counter()
+    done = 0
+    while done < policy.warmup or time.perf_counter() - t < WARMUP_S:
         out = fn(x)
+        done += 1
     sync(device)
     t = time.perf_counter()
     out = fn(x)

@@ -144,6 +144,18 @@ void export_case(const std::string& dir, const BenchModel& b, const Tensor& pred
                    {{"pred", pred.to(Device::cpu())}, {"pred_inference", pred_inf.to(Device::cpu())}});
 }
 
+// Runs f at least `reps` times and for at least 0.25 s, then waits for the device: an idle GPU
+// runs at low clocks for a while, and a benchmark started cold would time them.
+// (bench/compare_pytorch.py warms PyTorch up the same way.)
+template <typename F>
+void warm_up(int reps, const Device device, F&& f) {
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < reps || std::chrono::steady_clock::now() - start < std::chrono::milliseconds(250);
+       ++i)
+    f();
+  if (device.is_cuda()) cuda::synchronize(device.index);
+}
+
 int bench_it3(const Args& a, const Device device) {
   const std::string model_name = a.str("model");
   const int64_t batch = a.integer("batch");
@@ -165,7 +177,7 @@ int bench_it3(const Args& a, const Device device) {
   };
   Tensor pred_inf = infer();
   std::vector<double> inf_us;
-  for (int i = 0; i < warmup; ++i) infer();
+  warm_up(warmup, device, infer);
   for (int i = 0; i < reps; ++i) inf_us.push_back(timer.time_us([&] { infer(); }));
 
   it3::Cost counted;
@@ -177,7 +189,7 @@ int bench_it3(const Args& a, const Device device) {
   uint64_t launches = 0;
   size_t kernel_nodes = 0;
   if (!graph) {
-    for (int i = 0; i < warmup; ++i) adapter.adapt_and_predict(b.x);
+    warm_up(warmup, device, [&] { adapter.adapt_and_predict(b.x); });
     // --profiler-range: only the timed adaptations run inside cudaProfilerStart/Stop, so
     // `ncu --profile-from-start off` (tools/ncu_adapt.sh) sees exactly their kernels.
     const bool range = a.flag("profiler-range") && device.is_cuda();
@@ -209,7 +221,7 @@ int bench_it3(const Args& a, const Device device) {
     }
     kernel_nodes = g.num_kernel_nodes();
     if (graph) {
-      for (int i = 0; i < warmup; ++i) g.replay();
+      warm_up(warmup, device, [&] { g.replay(); });
       cuda::synchronize(device.index);
       for (int i = 0; i < reps; ++i)
         us.push_back(timer.time_us([&] {
@@ -282,7 +294,7 @@ int bench_train(const Args& a, const Device device) {
     opt.step();
   };
   Timer timer(device);
-  for (int i = 0; i < warmup; ++i) step();
+  warm_up(warmup, device, step);
   std::vector<double> us;
   uint64_t launches = 0;
   for (int i = 0; i < reps; ++i) {
@@ -333,7 +345,7 @@ int bench_ops(const Args& a, const Device device) {
   };
   Timer timer(device);
   for (auto& c : cases) {
-    for (int i = 0; i < warmup; ++i) c.run();
+    warm_up(warmup, device, c.run);
     std::vector<double> us;
     for (int i = 0; i < reps; ++i) us.push_back(timer.time_us(c.run));
     const Stats s = stats_of(us);
@@ -363,7 +375,7 @@ int cmd_bench(int argc, char** argv) {
                                 {"steps", true, "1", "adaptation steps K"},
                                 {"graph", true, "off", "on: capture the whole adaptation in a CUDA graph and replay it"},
                                 {"reps", true, "200", "timed repetitions"},
-                                {"warmup", true, "20", "untimed repetitions first"},
+                                {"warmup", true, "20", "untimed repetitions first (at least 0.25 s of them)"},
                                 {"export", true, "", "it3: write weights, inputs and predictions (safetensors) to DIR"},
                                 {"profile", false, "", "it3: print a per-op table of one adaptation (launches, µs, bytes, share)"},
                                 {"profiler-range", false, "", "it3, --graph off: run only the timed adaptations inside cudaProfilerStart/Stop (for ncu --profile-from-start off)"}};
