@@ -9,8 +9,8 @@ namespace idem {
 namespace {
 
 CsrAggregateIndex saved_index(const CsrAggregateIndex& i) {
-  return {saved(i.row_ptr),  saved(i.col),  saved(i.src_ptr),
-          saved(i.src_perm), saved(i.perm), saved(i.dst)};
+  return {saved(i.row_ptr), saved(i.col), saved(i.src_ptr),  saved(i.src_perm),
+          saved(i.perm),    saved(i.dst), saved(i.group_dst)};
 }
 
 class CsrMeanAggregateNode : public Node {
@@ -54,7 +54,10 @@ CsrAggregateIndex csr_aggregate_index(const Tensor& src, const Tensor& dst, int6
   CsrIndex rows = build_csr(dst, num_dst);
   Tensor col = ops::index_select(src, 0, rows.perm);
   CsrIndex groups = build_csr(col, num_src);
-  return {rows.row_ptr, col, groups.row_ptr, groups.perm, rows.perm, dst};
+  // Destination of each source-group entry: dst in row order (= each sorted edge's row), then
+  // in group order.
+  Tensor group_dst = ops::index_select(ops::index_select(dst, 0, rows.perm), 0, groups.perm);
+  return {rows.row_ptr, col, groups.row_ptr, groups.perm, rows.perm, dst, group_dst};
 }
 
 }  // namespace idem

@@ -14,12 +14,14 @@ namespace idem {
 // and backward, on the CPU and on CUDA (one launch each way there, against three and three).
 // The backward (to x only; the index is constant) needs every field of `index`; they are
 // checked when history is recorded. For a layers/ Graph g, mean_aggregate(x, g) passes
-//   {c.row_ptr, c.src_sorted, s.row_ptr, s.perm, c.perm, g.dst()}, c = g.csr(), s = g.src_groups().
+//   {c.row_ptr, c.src_sorted, s.row_ptr, s.perm, c.perm, g.dst(), g.src_groups_dst()},
+//   c = g.csr(), s = g.src_groups() (without the last, optional field the backward is slower,
+//   not different: see CsrAggregateIndex::group_dst).
 Tensor csr_mean_aggregate(const Tensor& x, const CsrAggregateIndex& index);
 
 // The index from edge lists (edges src[e] -> dst[e], both (E) i64): build_csr(dst, num_dst),
-// col = src in that order, and col grouped by source with build_csr(col, num_src). Builds (and
-// on CUDA sorts) every call: cache the result for a fixed graph.
+// col = src in that order, col grouped by source with build_csr(col, num_src), and group_dst.
+// Builds (and on CUDA sorts) every call: cache the result for a fixed graph.
 CsrAggregateIndex csr_aggregate_index(const Tensor& src, const Tensor& dst, int64_t num_dst,
                                       int64_t num_src);
 

@@ -81,7 +81,7 @@ const SageData& sage() {
     r.inv = g.inv_in_degree(idem::DType::f32);
     const idem::GraphCsr& c = g.csr();
     const idem::CsrIndex& s = g.src_groups();
-    r.idx = {c.row_ptr, c.src_sorted, s.row_ptr, s.perm, c.perm, g.dst()};
+    r.idx = {c.row_ptr, c.src_sorted, s.row_ptr, s.perm, c.perm, g.dst(), g.src_groups_dst()};
     idem::cuda::synchronize(0);
     return r;
   }();

@@ -16,6 +16,7 @@ struct Graph::Cache {
   bool has_csr = false;
   GraphCsr csr;
   CsrIndex src_groups, batch_groups;
+  Tensor src_groups_dst;
   std::map<DType, Tensor> inv_deg;
   Tensor batch_zeros;
   std::shared_ptr<TensorImpl> attr_ref;
@@ -165,6 +166,17 @@ const CsrIndex& Graph::src_groups() const {
     c->src_groups = build_csr(csr().src_sorted, num_nodes);
   }
   return c->src_groups;
+}
+
+const Tensor& Graph::src_groups_dst() const {
+  auto c = cache();
+  if (!c->src_groups_dst.defined()) {
+    NoGradGuard no_grad;
+    // dst in CSR order (sorted edge k's destination), then in source-group order.
+    const Tensor dst_sorted = index_select(dst(), 0, csr().perm);
+    c->src_groups_dst = index_select(dst_sorted, 0, src_groups().perm);
+  }
+  return c->src_groups_dst;
 }
 
 const CsrIndex& Graph::batch_groups() const {

@@ -70,6 +70,10 @@ struct Graph {
   // by source node (mean aggregation gathers x[src_sorted]) and the nodes grouped by graph
   // (a graph-level signal is gathered with batch).
   const CsrIndex& src_groups() const;
+  // (E) i64 on the graph's device: the destination node of entry j of src_groups(), i.e.
+  // dst()[csr().perm[src_groups().perm[j]]]. Mean aggregation's backward walks the edges by
+  // source and reads it to find each gradient row with one load (CsrAggregateIndex::group_dst).
+  const Tensor& src_groups_dst() const;
   const CsrIndex& batch_groups() const;
   // 1 / max(in-degree, 1) as (V, 1) of `dtype`: mean aggregation = segment sum · this.
   const Tensor& inv_in_degree(DType dtype) const;

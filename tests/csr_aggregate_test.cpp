@@ -3,10 +3,14 @@
 // public ops), forward and backward, on the CPU (f32 and f64) and on CUDA; correct gradients
 // (f64 gradcheck); the edge cases (isolated nodes, E = 0, V = 1, F = 1, F not a multiple of 4,
 // bipartite U != V, an identity perm); clear errors for a bad index; one launch each way on CUDA.
+// The backward's cached per-edge destinations (Graph::src_groups_dst, CsrAggregateIndex::
+// group_dst) are checked against the edge list, and the backward must give the same bits with
+// them as through the dst[perm[src_perm[j]]] chain.
 #include "core/ops/csr_aggregate.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 #include <string>
 #include <vector>
@@ -59,6 +63,63 @@ Graph random_graph(int64_t nodes, int64_t edges, uint64_t seed, Device d = Devic
   return Graph::from_edges(nodes, src, dst, d);
 }
 
+// The index mean_aggregate uses, with the cached group_dst (chain = false) or without it.
+CsrAggregateIndex graph_index(const Graph& g, bool chain) {
+  const GraphCsr& c = g.csr();
+  const CsrIndex& s = g.src_groups();
+  CsrAggregateIndex idx{c.row_ptr, c.src_sorted, s.row_ptr, s.perm, c.perm, g.dst()};
+  if (!chain) idx.group_dst = g.src_groups_dst();
+  return idx;
+}
+
+// A graph with isolated nodes (3m+2 get no in-edge, the last node no edge at all) and every
+// edge listed twice (so duplicate edges are always present), in a shuffled order.
+Graph duplicate_edge_graph(int64_t nodes, int64_t edges, uint64_t seed, Device d = Device::cpu()) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int64_t> pick(0, nodes - 2);
+  std::vector<int64_t> src, dst;
+  for (int64_t e = 0; e < edges; ++e) {
+    int64_t t = pick(rng);
+    if (t % 3 == 2) t -= 2;
+    const int64_t u = pick(rng);
+    for (int rep = 0; rep < 2; ++rep) src.push_back(u), dst.push_back(t);
+  }
+  std::vector<size_t> order(src.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::shuffle(order.begin(), order.end(), rng);
+  std::vector<int64_t> s2, d2;
+  for (size_t i : order) s2.push_back(src[i]), d2.push_back(dst[i]);
+  return Graph::from_edges(nodes, s2, d2, d);
+}
+
+// src_groups_dst, read on the host, against the edge list: group u's entries are exactly u's
+// out-edges (the same multiset of destinations), and entry j is dst[perm[src_perm[j]]].
+void expect_group_dst_correct(const Graph& g, const std::string& at) {
+  const Tensor& gd = g.src_groups_dst();
+  ASSERT_TRUE(gd.defined()) << at;
+  EXPECT_EQ(gd.dtype(), DType::i64) << at;
+  EXPECT_EQ(gd.device(), g.device()) << at;
+  ASSERT_EQ(gd.shape(), (Shape{g.num_edges()})) << at;
+  const std::vector<int64_t> got = gd.to_vector<int64_t>();
+  const std::vector<int64_t> src = g.src().to_vector<int64_t>();
+  const std::vector<int64_t> dst = g.dst().to_vector<int64_t>();
+  const std::vector<int64_t> perm = g.csr().perm.to_vector<int64_t>();
+  const std::vector<int64_t> sp = g.src_groups().row_ptr.to_vector<int64_t>();
+  const std::vector<int64_t> sperm = g.src_groups().perm.to_vector<int64_t>();
+  std::vector<std::vector<int64_t>> want(static_cast<size_t>(g.num_nodes)), have(want);
+  for (size_t e = 0; e < src.size(); ++e) want[src[e]].push_back(dst[e]);
+  for (int64_t u = 0; u < g.num_nodes; ++u)
+    for (int64_t j = sp[u]; j < sp[u + 1]; ++j) {
+      EXPECT_EQ(got[j], dst[perm[sperm[j]]]) << at << " entry " << j;
+      have[u].push_back(got[j]);
+    }
+  for (int64_t u = 0; u < g.num_nodes; ++u) {
+    std::sort(want[u].begin(), want[u].end());
+    std::sort(have[u].begin(), have[u].end());
+    EXPECT_EQ(have[u], want[u]) << at << " source " << u;
+  }
+}
+
 struct Pass {
   Tensor out, dx;
 };
@@ -97,6 +158,47 @@ TEST(CsrAggregate, BitEqualToUnfusedPathCpu) {
       const std::string at = where(c.v, c.e, c.f, seed, dt);
       EXPECT_TRUE(bit_equal(a.out, b.out)) << "forward " << at;
       EXPECT_TRUE(bit_equal(a.dx, b.dx)) << "backward " << at;
+    }
+}
+
+TEST(CsrAggregate, SrcGroupsDstIsCachedAndCorrect) {
+  for (uint64_t seed : {1u, 2u, 3u}) {
+    Graph g = duplicate_edge_graph(37, 90, seed);
+    expect_group_dst_correct(g, "seed=" + std::to_string(seed));
+    // Built once per graph: the same tensor again; rebuilt for a new edge_index.
+    EXPECT_EQ(g.src_groups_dst().impl_ptr(), g.src_groups_dst().impl_ptr());
+    const auto first = g.src_groups_dst().impl_ptr();
+    g.edge_index = g.edge_index.clone_data();
+    EXPECT_NE(g.src_groups_dst().impl_ptr(), first);
+    expect_group_dst_correct(g, "rebuilt, seed=" + std::to_string(seed));
+  }
+  // No edges: an empty (0) tensor. Hand-made: edges 0->2, 1->2, 3->2, 2->0, 2->0; grouped by
+  // source (0, 1, 2, 2, 3) the destinations are 2, 2, 0, 0, 2.
+  Graph empty = Graph::from_edges(4, {}, {});
+  EXPECT_EQ(empty.src_groups_dst().shape(), (Shape{0}));
+  Graph g = Graph::from_edges(4, {0, 1, 3, 2, 2}, {2, 2, 2, 0, 0});
+  EXPECT_EQ(g.src_groups_dst().to_vector<int64_t>(), (std::vector<int64_t>{2, 2, 0, 0, 2}));
+}
+
+TEST(CsrAggregate, CachedGroupDstGivesTheChainsBitsCpu) {
+  // Backward with group_dst == backward through dst[perm[src_perm[j]]] == the unfused path,
+  // on graphs with duplicate edges and isolated nodes; csr_aggregate_index builds the same.
+  for (DType dt : {DType::f32, DType::f64})
+    for (int64_t f : {1, 3, 64}) {
+      const uint64_t seed = 700 + f;
+      const std::string at =
+          "F=" + std::to_string(f) + " seed=" + std::to_string(seed) + " " + dtype_name(dt);
+      Graph g = duplicate_edge_graph(60, 150, seed);
+      Tensor x = randn({60, f}, seed + 1, {dt}), w = randn({60, f}, seed + 2, {dt});
+      const CsrAggregateIndex cached = graph_index(g, false), chain = graph_index(g, true);
+      Pass a = run(x, w, [&](const Tensor& t) { return csr_mean_aggregate(t, cached); });
+      Pass b = run(x, w, [&](const Tensor& t) { return csr_mean_aggregate(t, chain); });
+      Pass c = run(x, w, [&](const Tensor& t) { return old_mean_aggregate(t, g); });
+      EXPECT_TRUE(bit_equal(a.out, c.out)) << "forward " << at;
+      EXPECT_TRUE(bit_equal(a.dx, b.dx)) << "backward cached vs chain " << at;
+      EXPECT_TRUE(bit_equal(a.dx, c.dx)) << "backward cached vs unfused " << at;
+      const CsrAggregateIndex built = csr_aggregate_index(g.src(), g.dst(), 60, 60);
+      EXPECT_TRUE(bit_equal(built.group_dst, g.src_groups_dst())) << at;
     }
 }
 
@@ -156,6 +258,7 @@ TEST(CsrAggregate, BipartiteTrailingDimsAndIdentityPerm) {
   CsrAggregateIndex sorted = idx;
   sorted.dst = index_select(idx.dst, 0, idx.perm);
   sorted.perm = Tensor();
+  sorted.group_dst = Tensor();  // through the chain dst[src_perm[j]] (a uses group_dst)
   Pass c = run(x, w, [&](const Tensor& t) { return csr_mean_aggregate(t, sorted); });
   EXPECT_TRUE(bit_equal(a.out, c.out));
   EXPECT_TRUE(bit_equal(a.dx, c.dx));
@@ -209,6 +312,13 @@ TEST(CsrAggregate, BadIndexIsAClearError) {
   bad = good;
   bad.perm = from_vector<int64_t>({0, 0, 1, 2}, {4});
   expect_error([&] { ops::csr_mean_aggregate_backward(gr, bad, 4); }, bop, "permutation");
+  // group_dst that is not the chain's destinations, or of the wrong length.
+  EXPECT_NO_THROW(ops::csr_mean_aggregate_backward(gr, graph_index(g, false), 4));
+  bad = graph_index(g, false);
+  bad.group_dst = from_vector<int64_t>({1, 2, 3, 2}, {4});  // right: 1, 2, 3, 1
+  expect_error([&] { ops::csr_mean_aggregate_backward(gr, bad, 4); }, bop, "group_dst[3] = 2");
+  bad.group_dst = from_vector<int64_t>({1, 2, 3}, {3});
+  expect_error([&] { ops::csr_mean_aggregate_backward(gr, bad, 4); }, bop, "group_dst must be (4)");
   expect_error(
       [&] {
         ops::csr_mean_aggregate_backward(randn({3, 3}, 4), good, 4);
@@ -251,7 +361,46 @@ TEST(CsrAggregateCuda, BitEqualToUnfusedPathAndCpu) {
     EXPECT_TRUE(bit_equal(fused.dx, old.dx)) << "backward vs unfused CUDA, " << at;
     EXPECT_TRUE(bit_equal(fused.out, cpu.out)) << "forward vs CPU, " << at;
     EXPECT_TRUE(bit_equal(fused.dx, cpu.dx)) << "backward vs CPU, " << at;
+    // The backward through the cached group_dst and through the chain: the same bits.
+    const CsrAggregateIndex cached = graph_index(gd, false), chain = graph_index(gd, true);
+    Pass a = run(xd, wd, [&](const Tensor& t) { return csr_mean_aggregate(t, cached); });
+    Pass b = run(xd, wd, [&](const Tensor& t) { return csr_mean_aggregate(t, chain); });
+    EXPECT_TRUE(bit_equal(a.dx, old.dx)) << "backward cached vs unfused CUDA, " << at;
+    EXPECT_TRUE(bit_equal(b.dx, old.dx)) << "backward chain vs unfused CUDA, " << at;
   }
+}
+
+TEST(CsrAggregateCuda, SrcGroupsDstAndCachedBackward) {
+  IDEM_REQUIRE_GPU();
+  const Device gpu = Device::cuda(0);
+  // Duplicate edges, isolated nodes; F = 64 (packs), 5 (scalar path), and a larger graph with
+  // ~6 in-edges per node (every source has 4+ entries, so the unrolled loop runs).
+  struct Case {
+    int64_t v, e, f;
+  };
+  for (const Case& c : {Case{61, 150, 64}, Case{61, 150, 5}, Case{2048, 6144, 64}}) {
+    const uint64_t seed = 900 + c.v + c.f;
+    const std::string at = where(c.v, 2 * c.e, c.f, seed, DType::f32);
+    Graph g = duplicate_edge_graph(c.v, c.e, seed);
+    Graph gd = g.to(gpu);
+    expect_group_dst_correct(gd, at);
+    EXPECT_TRUE(bit_equal(gd.src_groups_dst().to(Device::cpu()), g.src_groups_dst())) << at;
+    Tensor x = randn({c.v, c.f}, seed + 1), w = randn({c.v, c.f}, seed + 2);
+    const CsrAggregateIndex cached = graph_index(gd, false), chain = graph_index(gd, true);
+    Pass cpu = run(x, w, [&](const Tensor& t) { return old_mean_aggregate(t, g); });
+    Pass a =
+        run(x.to(gpu), w.to(gpu), [&](const Tensor& t) { return csr_mean_aggregate(t, cached); });
+    Pass b =
+        run(x.to(gpu), w.to(gpu), [&](const Tensor& t) { return csr_mean_aggregate(t, chain); });
+    EXPECT_TRUE(bit_equal(a.out, cpu.out)) << "forward " << at;
+    EXPECT_TRUE(bit_equal(a.dx, cpu.dx)) << "backward cached vs CPU unfused " << at;
+    EXPECT_TRUE(bit_equal(a.dx, b.dx)) << "backward cached vs chain " << at;
+  }
+  // csr_aggregate_index on the device builds the same group_dst as the CPU.
+  Graph g = duplicate_edge_graph(40, 100, 5);
+  const CsrAggregateIndex h = csr_aggregate_index(g.src(), g.dst(), 40, 40);
+  const CsrAggregateIndex d = csr_aggregate_index(g.src().to(gpu), g.dst().to(gpu), 40, 40);
+  EXPECT_TRUE(bit_equal(d.group_dst.to(Device::cpu()), h.group_dst));
 }
 
 TEST(CsrAggregateCuda, EdgeCasesAndIdentityPerm) {
@@ -278,6 +427,7 @@ TEST(CsrAggregateCuda, EdgeCasesAndIdentityPerm) {
                                                 from_vector<int64_t>(dst, {8}, gpu), 4, 6);
   idx_d.dst = index_select(idx_d.dst, 0, idx_d.perm);  // edges given in row order
   idx_d.perm = Tensor();
+  idx_d.group_dst = Tensor();  // the chain with an identity perm (idx, on the CPU, has it)
   for (const Shape& xs : {Shape{6}, Shape{6, 2, 3}, Shape{6, 12}}) {
     Shape ws = xs;
     ws[0] = 4;
@@ -295,15 +445,17 @@ TEST(CsrAggregateCuda, OneLaunchEachWay) {
   const bool poison = cuda::poison_allocations();
   cuda::set_poison_allocations(false);  // a poisoning memset would count as a launch
   Graph gd = random_graph(256, 1536, 3).to(Device::cuda(0));
-  const GraphCsr& c = gd.csr();
-  const CsrIndex& s = gd.src_groups();
-  const CsrAggregateIndex idx{c.row_ptr, c.src_sorted, s.row_ptr, s.perm, c.perm, gd.dst()};
+  const CsrAggregateIndex idx = graph_index(gd, false);
+  gd.src_groups_dst();  // built (2 launches) before counting
   Tensor x = randn({256, 64}, 4).to(Device::cuda(0));
   uint64_t before = cuda::launch_count();
   Tensor out = ops::csr_mean_aggregate(x, idx);
   EXPECT_EQ(cuda::launch_count() - before, 1u);
   before = cuda::launch_count();
   Tensor dx = ops::csr_mean_aggregate_backward(out, idx, 256);
+  EXPECT_EQ(cuda::launch_count() - before, 1u);
+  before = cuda::launch_count();
+  Tensor dx_chain = ops::csr_mean_aggregate_backward(out, graph_index(gd, true), 256);
   EXPECT_EQ(cuda::launch_count() - before, 1u);
   // The whole mean_aggregate forward + backward through autograd (upstream gradient given, so
   // no ones-fill; x.grad takes dx without a copy): 2 launches. Unfused it was 6: gather,

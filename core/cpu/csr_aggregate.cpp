@@ -48,9 +48,11 @@ void bwd_typed(const Tensor& dx, const Tensor& g, const CsrAggregateIndex& idx,
   const int64_t* rp = idx.row_ptr.data<int64_t>();
   const int64_t* sp = idx.src_ptr.data<int64_t>();
   const bool any = s.edges > 0;
-  const int64_t* sperm = any ? idx.src_perm.data<int64_t>() : nullptr;
-  const int64_t* perm = any && idx.perm.defined() ? idx.perm.data<int64_t>() : nullptr;
-  const int64_t* dst = any ? idx.dst.data<int64_t>() : nullptr;
+  // The destination of group entry j: group_dst[j] when cached, else dst[perm[src_perm[j]]].
+  const int64_t* gdst = any && idx.group_dst.defined() ? idx.group_dst.data<int64_t>() : nullptr;
+  const int64_t* sperm = any && !gdst ? idx.src_perm.data<int64_t>() : nullptr;
+  const int64_t* perm = sperm && idx.perm.defined() ? idx.perm.data<int64_t>() : nullptr;
+  const int64_t* dst = sperm ? idx.dst.data<int64_t>() : nullptr;
   T* y = dx.data<T>();
   const int64_t F = s.features;
   std::vector<double> acc(static_cast<size_t>(F));
@@ -59,8 +61,7 @@ void bwd_typed(const Tensor& dx, const Tensor& g, const CsrAggregateIndex& idx,
     // dx[u] = Σ_{j in group u} T(g[v_j] · inv(v_j)), v_j = dst of sorted edge sperm[j]
     //   : (V,F) -> (U,F)
     for (int64_t j = sp[u]; j < sp[u + 1]; ++j) {
-      const int64_t k = sperm[j];
-      const int64_t v = dst[perm ? perm[k] : k];
+      const int64_t v = gdst ? gdst[j] : dst[perm ? perm[sperm[j]] : sperm[j]];
       const T inv = inv_degree<T>(rp, v);
       const T* gr = gp + v * F;
       for (int64_t f = 0; f < F; ++f) {

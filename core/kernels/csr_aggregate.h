@@ -29,7 +29,8 @@ namespace idem {
 
 // The index structure of one graph for mean aggregation. For a layers/ Graph g:
 //   {g.csr().row_ptr, g.csr().src_sorted, g.src_groups().row_ptr, g.src_groups().perm,
-//    g.csr().perm, g.dst()} — all cached or views, so an aggregation builds nothing.
+//    g.csr().perm, g.dst(), g.src_groups_dst()} — all cached or views, so an aggregation
+//    builds nothing.
 struct CsrAggregateIndex {
   // Forward: edges sorted by destination.
   Tensor row_ptr;  // (V+1): the sorted edges of row v are [row_ptr[v], row_ptr[v+1])
@@ -38,9 +39,15 @@ struct CsrAggregateIndex {
   Tensor src_ptr;   // (U+1): group u is [src_ptr[u], src_ptr[u+1])
   Tensor src_perm;  // (E): entry j of the groups is sorted edge src_perm[j] (increasing per group)
   // Backward: the destination of sorted edge k is dst[perm[k]] (dst[k] when perm is undefined).
-  // Two cached tensors instead of a per-graph "dst of sorted edge" array that no cache holds.
   Tensor perm;  // (E) or undefined: sorted edge k is original edge perm[k] (build_csr's perm)
   Tensor dst;   // (E): destination row of original edge e (what row_ptr was built from)
+  // Backward, optional but what makes it fast: the destination row of entry j of the source
+  // groups, group_dst[j] = dst[perm[src_perm[j]]], cached per graph (Graph::src_groups_dst).
+  // With it the backward finds each g row with ONE load instead of the dependent chain
+  // src_perm -> perm -> dst; without it (undefined) the kernels walk that chain. Same bits.
+  // (E) or undefined. The `{}` marks it optional: a six-field brace initializer (the chain
+  // only) compiles without a missing-initializer warning.
+  Tensor group_dst{};
 };
 
 struct CsrAggregateShape {
@@ -55,7 +62,8 @@ namespace cpu {
 void csr_mean_aggregate_fwd(const Tensor& out, const Tensor& x, const CsrAggregateIndex& idx,
                             CsrAggregateShape s);
 // dx (U, F) as above; every row is written (0 for a source with no out-edge). Reads row_ptr,
-// src_ptr, src_perm, perm (if defined) and dst.
+// src_ptr and group_dst when it is defined, else row_ptr, src_ptr, src_perm, perm (if
+// defined) and dst.
 void csr_mean_aggregate_bwd(const Tensor& dx, const Tensor& g, const CsrAggregateIndex& idx,
                             CsrAggregateShape s);
 }  // namespace cpu

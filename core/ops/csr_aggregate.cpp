@@ -119,6 +119,17 @@ void check_consistency(const CsrAggregateIndex& idx, CsrAggregateShape s, const 
                  ") lies in row ", v, " but dst says ", dst[e],
                  " (row_ptr and perm must be build_csr(dst, V))");
     }
+  // The cached destinations are the chain's, entry for entry (the kernels read only them).
+  if (!idx.group_dst.defined()) return;
+  const int64_t* gdst = idx.group_dst.data<int64_t>();
+  for (int64_t j = 0; j < s.edges; ++j) {
+    const int64_t e = perm ? perm[sperm[j]] : sperm[j];
+    IDEM_CHECK(gdst[j] == dst[e], op, "group_dst[", j, "] = ", gdst[j],
+               " but the destination of that source-group entry is dst[perm[src_perm[", j,
+               "]]] = ", dst[e],
+               " (group_dst must be Graph::src_groups_dst() or "
+               "csr_aggregate_index's)");
+  }
 }
 
 }  // namespace
@@ -149,6 +160,7 @@ Tensor csr_mean_aggregate_backward(const Tensor& g, const CsrAggregateIndex& idx
   check_index(idx.src_perm, s.edges, g, kBwd, "src_perm");
   check_index(idx.dst, s.edges, g, kBwd, "dst");
   if (idx.perm.defined()) check_index(idx.perm, s.edges, g, kBwd, "perm");
+  if (idx.group_dst.defined()) check_index(idx.group_dst, s.edges, g, kBwd, "group_dst");
   check_ptr_values(idx.row_ptr, s.edges, kBwd, "row_ptr");
   check_ptr_values(idx.src_ptr, s.edges, kBwd, "src_ptr");
   check_col_values(idx.col, s.sources, kBwd);

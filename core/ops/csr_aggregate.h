@@ -6,7 +6,8 @@
 // graph ops, core/ops/graph.h — on CUDA it would cost a synchronization and break CUDA-graph
 // capture; the CUDA kernels clip instead): row_ptr / src_ptr start at 0, never decrease and end
 // at E; col in [0, U); src_perm and perm are permutations; the source groups list the edges of
-// each source (col[src_perm[j]] = u) in increasing order; dst[perm[k]] = v for every k of row v.
+// each source (col[src_perm[j]] = u) in increasing order; dst[perm[k]] = v for every k of row v;
+// group_dst, when given, is dst[perm[src_perm[j]]] entry for entry.
 #pragma once
 #include "core/kernels/csr_aggregate.h"
 
@@ -16,8 +17,9 @@ namespace idem::ops {
 // Reads idx.row_ptr and idx.col only. V = row_ptr.numel() - 1, E = col.numel().
 Tensor csr_mean_aggregate(const Tensor& x, const CsrAggregateIndex& idx);
 
-// dx (num_src_rows, ...) from g = ∂L/∂out (V, ...). Reads every field of idx but col (CPU
-// validation reads col too).
+// dx (num_src_rows, ...) from g = ∂L/∂out (V, ...). Needs every field of idx but col and the
+// optional perm / group_dst (CPU validation reads col too); the kernel reads group_dst instead
+// of src_perm / perm / dst when it is defined (core/kernels/csr_aggregate.h).
 Tensor csr_mean_aggregate_backward(const Tensor& g, const CsrAggregateIndex& idx,
                                    int64_t num_src_rows);
 

@@ -9,14 +9,19 @@
 //  - forward: the group of destination row v walks k over [row_ptr[v], row_ptr[v+1]), reads
 //    col[k] (one address for the whole group: a broadcast) and the x row col[k] directly;
 //  - backward: the group of source row u walks j over its group [src_ptr[u], src_ptr[u+1]),
-//    finds the destination v = dst[perm[src_perm[j]]] and its inv(v) from row_ptr, and reads
-//    the g row v directly.
-// kUnroll edges' index chains and row loads are issued before their adds, to keep loads in
-// flight; the adds stay in edge order. Sums accumulate in double in the CPU's order and round
-// once, the multiply by inv(v) is one f32 multiply, so the result is the CPU reference's (and
-// the unfused gather + segment_sum + multiply path's) bit for bit. The multiplies are __fmul_rn:
-// a product rounded to f32 before it is widened and added, never contracted into a (double)
-// FMA, because the unfused path stores it to memory in f32 first. No atomics.
+//    finds the destination v = group_dst[j] (one load, the graph's cached array; the same
+//    address for the whole group) — or, when the index has no group_dst, through the
+//    dependent chain dst[perm[src_perm[j]]] — then loads inv(v)'s row_ptr pair and the g row v
+//    together: like the forward, a chain of two loads per edge (index -> row).
+// kUnroll edges' index loads, then their row loads, are issued before their adds, to keep
+// loads in flight; the adds stay in edge order. The remaining deg % kUnroll edges of a row are
+// walked one at a time, each its own index -> row chain (with ~6 edges a row, 2 of its 3 chain
+// latencies; a predicated last block would overlap them — not done, not measured).
+// Sums accumulate in double in the CPU's order and round once, the multiply by inv(v) is one
+// f32 multiply, so the result is the CPU reference's (and the unfused gather + segment_sum +
+// multiply path's) bit for bit. The multiplies are __fmul_rn: a product rounded to f32 before
+// it is widened and added, never contracted into a (double) FMA, because the unfused path
+// stores it to memory in f32 first. No atomics.
 //
 // Rows are walked serially by their group, like the segment group kernels: right for GNN
 // neighbourhoods (degree ~ 2..30). A graph with a few huge in- or out-degrees (a hub, or
@@ -58,11 +63,15 @@ __device__ __forceinline__ float inv_degree(const int64_t* __restrict__ row_ptr,
 }
 
 // Destination row of the j-th entry of the source groups, every index clipped into range
-// (callers guarantee E >= 1 and V >= 1 when there is an entry).
-__device__ __forceinline__ int64_t dst_of(const int64_t* __restrict__ src_perm,
+// (callers guarantee E >= 1 and V >= 1 when there is an entry). kCached: one load of
+// group_dst[j]; else the three dependent loads dst[perm[src_perm[j]]] (perm null: identity).
+template <bool kCached>
+__device__ __forceinline__ int64_t dst_of(const int64_t* __restrict__ group_dst,
+                                          const int64_t* __restrict__ src_perm,
                                           const int64_t* __restrict__ perm,
                                           const int64_t* __restrict__ dst, int64_t j, int64_t E,
                                           int64_t V) {
+  if (kCached) return clamp64(group_dst[j], 0, V - 1);
   const int64_t k = clamp64(src_perm[j], 0, E - 1);
   const int64_t e = perm ? clamp64(perm[k], 0, E - 1) : k;
   return clamp64(dst[e], 0, V - 1);
@@ -116,12 +125,15 @@ __global__ void csr_mean_aggregate_fwd_group_kernel(float* __restrict__ out,
 }
 
 // dx[u] = f32(Σ_{j in group u} f32(g[v_j] · inv(v_j))) : (V,F) -> (U,F)
-template <int VW>
+// kCached: group_dst is given (null otherwise: src_perm, perm, dst are). Two instantiations
+// rather than a branch per edge, so the cached path's loads are scheduled as plainly as the
+// forward's.
+template <int VW, bool kCached>
 __global__ void csr_mean_aggregate_bwd_group_kernel(
     float* __restrict__ dx, const float* __restrict__ g, const int64_t* __restrict__ row_ptr,
-    const int64_t* __restrict__ src_ptr, const int64_t* __restrict__ src_perm,
-    const int64_t* __restrict__ perm, const int64_t* __restrict__ dst, int64_t V, int64_t U,
-    int64_t E, int64_t F, int G) {
+    const int64_t* __restrict__ src_ptr, const int64_t* __restrict__ group_dst,
+    const int64_t* __restrict__ src_perm, const int64_t* __restrict__ perm,
+    const int64_t* __restrict__ dst, int64_t V, int64_t U, int64_t E, int64_t F, int G) {
   using P = Pack<VW>;
   const int64_t packs = F / VW;
   const int lane = threadIdx.x % G;
@@ -139,7 +151,8 @@ __global__ void csr_mean_aggregate_bwd_group_kernel(
       for (; q + kUnroll <= hi; q += kUnroll) {
         int64_t v[kUnroll];
 #pragma unroll
-        for (int i = 0; i < kUnroll; ++i) v[i] = dst_of(src_perm, perm, dst, q + i, E, V);
+        for (int i = 0; i < kUnroll; ++i)
+          v[i] = dst_of<kCached>(group_dst, src_perm, perm, dst, q + i, E, V);
         float inv[kUnroll];
         P a[kUnroll];
 #pragma unroll
@@ -155,7 +168,7 @@ __global__ void csr_mean_aggregate_bwd_group_kernel(
           }
       }
       for (; q < hi; ++q) {
-        const int64_t v = dst_of(src_perm, perm, dst, q, E, V);
+        const int64_t v = dst_of<kCached>(group_dst, src_perm, perm, dst, q, E, V);
         const float inv = inv_degree(row_ptr, v, E);
         const P a = *reinterpret_cast<const P*>(base + v * F);
 #pragma unroll
@@ -231,19 +244,26 @@ void csr_mean_aggregate_bwd(const Tensor& dx, const Tensor& g, const CsrAggregat
   const float* gp = g.data<float>();  // null when V = 0; never read then (E = 0)
   const int64_t* rp = idx.row_ptr.data<int64_t>();
   const int64_t* sp = idx.src_ptr.data<int64_t>();
-  const int64_t* sperm = idx.src_perm.data<int64_t>();
-  const int64_t* pm = idx.perm.defined() ? idx.perm.data<int64_t>() : nullptr;
-  const int64_t* dst = idx.dst.data<int64_t>();
+  // The cached destinations when given; else the chain src_perm -> perm -> dst.
+  const bool cached = idx.group_dst.defined();
+  const int64_t* gdst = cached ? idx.group_dst.data<int64_t>() : nullptr;
+  const int64_t* sperm = cached ? nullptr : idx.src_perm.data<int64_t>();
+  const int64_t* pm = !cached && idx.perm.defined() ? idx.perm.data<int64_t>() : nullptr;
+  const int64_t* dst = cached ? nullptr : idx.dst.data<int64_t>();
   const RowLaunch l = row_launch(s.sources, s.features, {y, gp});
   const int64_t V = s.rows, U = s.sources, E = s.edges, F = s.features;
-  if (l.vw == 4) {
-    csr_mean_aggregate_bwd_group_kernel<4>
-        <<<l.grid, kThreads, 0, st>>>(y, gp, rp, sp, sperm, pm, dst, V, U, E, F, l.group);
+  auto launch = [&](auto kernel) {
+    kernel<<<l.grid, kThreads, 0, st>>>(y, gp, rp, sp, gdst, sperm, pm, dst, V, U, E, F, l.group);
     IDEM_LAUNCH_CHECK(op);
+  };
+  if (l.vw == 4 && cached) {
+    launch(csr_mean_aggregate_bwd_group_kernel<4, true>);
+  } else if (l.vw == 4) {
+    launch(csr_mean_aggregate_bwd_group_kernel<4, false>);
+  } else if (cached) {
+    launch(csr_mean_aggregate_bwd_group_kernel<1, true>);
   } else {
-    csr_mean_aggregate_bwd_group_kernel<1>
-        <<<l.grid, kThreads, 0, st>>>(y, gp, rp, sp, sperm, pm, dst, V, U, E, F, l.group);
-    IDEM_LAUNCH_CHECK(op);
+    launch(csr_mean_aggregate_bwd_group_kernel<1, false>);
   }
 }
 
