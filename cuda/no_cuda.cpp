@@ -210,6 +210,11 @@ void linear_act_bwd(const Tensor&, const Tensor&, const Tensor&, const Tensor&, 
                     const Tensor&, const Tensor&, const LinearActParams&) {
   no_cuda("linear_act_backward");
 }
+void bias_act(const Tensor&, const Tensor&, const LinearActParams&) { no_cuda("sage_linear"); }
+void act_bias_grad(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                   const LinearActParams&) {
+  no_cuda("sage_linear_backward");
+}
 void distance_fwd(const Tensor&, const Tensor&, const Tensor&, DistanceKind k) {
   no_cuda(distance_name(k));
 }

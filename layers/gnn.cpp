@@ -1,6 +1,8 @@
 #include "layers/gnn.h"
 
 #include "autograd/csr_aggregate_function.h"
+#include "autograd/fused_functions.h"
+#include "autograd/sage_linear_function.h"
 #include "layers/init.h"
 
 namespace idem {
@@ -26,7 +28,8 @@ Tensor mean_aggregate(const Tensor& x, const Graph& g) {
   // mean_v = (Σ_{e in row v} x[src_e]) / max(deg_v, 1) : (V,F) -> (V,F), one fused op with the
   // bits of segment_sum_csr(index_select_grouped(x, c.src_sorted, s), c.row_ptr) ·
   // g.inv_in_degree(x.dtype()) and no (E,F) edge tensor (tests/csr_aggregate_test.cpp).
-  return csr_mean_aggregate(x, {c.row_ptr, c.src_sorted, s.row_ptr, s.perm, c.perm, g.dst()});
+  return csr_mean_aggregate(
+      x, {c.row_ptr, c.src_sorted, s.row_ptr, s.perm, c.perm, g.dst(), g.src_groups_dst()});
 }
 
 // ---- GCNConv ----
@@ -77,9 +80,15 @@ SAGEConv::SAGEConv(int64_t in_channels, int64_t out_channels, bool bias, bool ro
 }
 
 Tensor SAGEConv::forward(const Tensor& x, const Graph& g) {
+  return forward_act(x, g, FusedAct::none);
+}
+
+Tensor SAGEConv::forward_act(const Tensor& x, const Graph& g, FusedAct act, double slope) {
   check_node_input("SAGEConv", x, g, in_);
-  Tensor out = lin_l_->forward(mean_aggregate(x, g));
-  return lin_r_ ? out + lin_r_->forward(x) : out;
+  // act(lin_l(mean) + lin_r(x)) : (V,in) -> (V,out), one op (bias = lin_l's, lin_r has none)
+  Tensor mean = mean_aggregate(x, g);
+  if (!lin_r_) return linear_act(mean, lin_l_->weight(), lin_l_->bias(), act, slope);
+  return sage_linear(mean, lin_l_->weight(), lin_l_->bias(), x, lin_r_->weight(), act, slope);
 }
 
 std::string SAGEConv::extra_repr() const {

@@ -7,6 +7,7 @@
 #pragma once
 #include <optional>
 
+#include "core/kernels/fused.h"  // FusedAct
 #include "layers/graph.h"
 #include "layers/linear.h"
 
@@ -50,12 +51,17 @@ class GCNConv : public GraphLayer {
 //   out_v = lin_l(mean_{u→v} x_u) + lin_r(x_v)
 // lin_l (the neighbour transform) has the bias, lin_r (the root transform) none; nodes with no
 // in-neighbours aggregate 0. Parameters "lin_l.weight", "lin_l.bias", "lin_r.weight" (PyG's
-// names), PyTorch's Linear init.
+// names), PyTorch's Linear init. The two transforms, their sum and the bias run as one
+// sage_linear op (autograd/sage_linear_function.h): 3 GPU launches instead of 5.
 class SAGEConv : public GraphLayer {
  public:
   SAGEConv(int64_t in_channels, int64_t out_channels, bool bias = true, bool root_weight = true,
            Options options = {}, std::optional<uint64_t> seed = std::nullopt);
+  // forward_act(x, g, FusedAct::none).
   Tensor forward(const Tensor& x, const Graph& g) override;
+  // act(forward(x, g)) with the activation fused into the op (sage_linear; linear_act without
+  // root weight): what a model applying relu / leaky_relu (slope >= 0) after the layer calls.
+  Tensor forward_act(const Tensor& x, const Graph& g, FusedAct act, double slope = 0.01);
   std::string extra_repr() const override;
   const std::shared_ptr<Linear>& lin_neigh() const { return lin_l_; }
   const std::shared_ptr<Linear>& lin_root() const { return lin_r_; }  // null without root

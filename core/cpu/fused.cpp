@@ -26,11 +26,8 @@ MatmulParams gemm(int64_t M, int64_t N, int64_t K, bool ta, bool tb) {
 
 }  // namespace
 
-void linear_act_fwd(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& b,
-                    const LinearActParams& p) {
-  if (p.N == 0) return;
-  // z = x·Wᵀ : (N,in)(out,in)ᵀ -> (N,out)
-  matmul_fwd(y, x, w, gemm(p.N, p.out, p.in, false, true));
+void bias_act(const Tensor& y, const Tensor& b, const LinearActParams& p) {
+  if (p.N == 0 || p.out == 0) return;
   IDEM_DISPATCH_FLOAT(y.dtype(), "linear_act", [&] {
     scalar_t* py = y.data<scalar_t>();
     const scalar_t* pb = p.bias ? b.data<scalar_t>() : nullptr;
@@ -46,15 +43,13 @@ void linear_act_fwd(const Tensor& y, const Tensor& x, const Tensor& w, const Ten
   });
 }
 
-void linear_act_bwd(const Tensor& dx, const Tensor& dw, const Tensor& db, const Tensor& g,
-                    const Tensor& y, const Tensor& x, const Tensor& w, const LinearActParams& p) {
+void act_bias_grad(const Tensor& gz, const Tensor& db, const Tensor& g, const Tensor& y,
+                   const LinearActParams& p) {
   IDEM_DISPATCH_FLOAT(g.dtype(), "linear_act_backward", [&] {
     const int64_t rows = p.N, cols = p.out;
-    // gz = g ⊙ act'(y) : (N,out); g itself when there is no activation.
-    Tensor gz = g;
-    if (p.act != FusedAct::none && rows > 0) {
-      gz = empty(g.shape(), g.options());
-      const scalar_t* pg = g.data<scalar_t>();
+    const scalar_t* pg = rows > 0 ? g.data<scalar_t>() : nullptr;
+    if (gz.defined() && rows > 0) {
+      // gz = g ⊙ act'(y) : (N,out)
       const scalar_t* py = y.data<scalar_t>();
       scalar_t* pz = gz.data<scalar_t>();
       const scalar_t slope = static_cast<scalar_t>(p.slope);
@@ -62,23 +57,47 @@ void linear_act_bwd(const Tensor& dx, const Tensor& dw, const Tensor& db, const 
         pz[i] = math::fused_act_grad(p.act, pg[i], py[i], slope);
     }
     if (db.defined()) {
-      // db = Σ_n gz[n,:] : (N,out) -> (out), in double and row order, as cpu::reduce_fwd.
+      // db = Σ_n gz[n,:] : (N,out) -> (out), in double and row order, as cpu::reduce_fwd. Read
+      // from gz when it was just written, else formed again from g and y.
       std::vector<double> acc(static_cast<size_t>(cols), 0.0);
-      const scalar_t* pz = rows > 0 ? gz.data<scalar_t>() : nullptr;
+      const scalar_t* pz = gz.defined() && rows > 0 ? gz.data<scalar_t>() : nullptr;
+      const scalar_t* py = rows > 0 ? y.data<scalar_t>() : nullptr;
+      const scalar_t slope = static_cast<scalar_t>(p.slope);
       for (int64_t n = 0; n < rows; ++n)
-        for (int64_t o = 0; o < cols; ++o) acc[o] += static_cast<double>(pz[n * cols + o]);
+        for (int64_t o = 0; o < cols; ++o) {
+          const int64_t i = n * cols + o;
+          acc[o] +=
+              static_cast<double>(pz ? pz[i] : math::fused_act_grad(p.act, pg[i], py[i], slope));
+        }
       scalar_t* pdb = db.data<scalar_t>();
       for (int64_t o = 0; o < cols; ++o) pdb[o] = static_cast<scalar_t>(acc[o]);
     }
-    if (dx.defined() && rows > 0)
-      matmul_fwd(dx, gz, w, gemm(rows, p.in, cols, false, false));  // dx = gz·W
-    if (dw.defined()) {
-      if (rows == 0)
-        std::memset(dw.raw_data(), 0, dw.nbytes());
-      else
-        matmul_fwd(dw, gz, x, gemm(cols, p.in, rows, true, false));  // dW = gzᵀ·x
-    }
   });
+}
+
+void linear_act_fwd(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& b,
+                    const LinearActParams& p) {
+  if (p.N == 0) return;
+  // z = x·Wᵀ : (N,in)(out,in)ᵀ -> (N,out), then y = act(z + b)
+  matmul_fwd(y, x, w, gemm(p.N, p.out, p.in, false, true));
+  bias_act(y, b, p);
+}
+
+void linear_act_bwd(const Tensor& dx, const Tensor& dw, const Tensor& db, const Tensor& g,
+                    const Tensor& y, const Tensor& x, const Tensor& w, const LinearActParams& p) {
+  const int64_t rows = p.N, cols = p.out;
+  // gz = g ⊙ act'(y) : (N,out); g itself when there is no activation. db = Σ_n gz.
+  const bool own_gz = p.act != FusedAct::none && rows > 0;
+  const Tensor gz = own_gz ? empty(g.shape(), g.options()) : g;
+  act_bias_grad(own_gz ? gz : Tensor(), db, g, y, p);
+  if (dx.defined() && rows > 0)
+    matmul_fwd(dx, gz, w, gemm(rows, p.in, cols, false, false));  // dx = gz·W
+  if (dw.defined()) {
+    if (rows == 0)
+      std::memset(dw.raw_data(), 0, dw.nbytes());
+    else
+      matmul_fwd(dw, gz, x, gemm(cols, p.in, rows, true, false));  // dW = gzᵀ·x
+  }
 }
 
 void distance_fwd(const Tensor& out, const Tensor& a, const Tensor& b, DistanceKind k) {

@@ -9,6 +9,10 @@
 //        dx = gz·W   : (N,out)(out,in) -> (N,in)
 //        dW = gzᵀ·x  : (out,N)(N,in)   -> (out,in)
 //        db = Σ_n gz : (N,out)         -> (out)
+//  - bias_act / act_bias_grad: the epilogues of linear_act on their own, for ops that form
+//      z with GEMMs of their own (ops::sage_linear: z = a·Wlᵀ + x·Wrᵀ by two GEMMs into one
+//      output, the second with beta = 1). bias_act: y = act(y + b) in place, y (N,out).
+//      act_bias_grad: gz = g ⊙ act'(y) and db = Σ_n gz, from g and the output y (N,out).
 //  - distance: the mean over all elements of |a − b| (l1) or (a − b)² (mse), a 0-dim result,
 //      and its gradient ∂a = d'(a − b)·g/n, ∂b = −∂a with the upstream g read from memory.
 //
@@ -90,6 +94,13 @@ void linear_act_fwd(const Tensor& y, const Tensor& x, const Tensor& w, const Ten
 // dw (out,in), db (out) may be undefined: it is then not computed. N may be 0 (dw, db zero).
 void linear_act_bwd(const Tensor& dx, const Tensor& dw, const Tensor& db, const Tensor& g,
                     const Tensor& y, const Tensor& x, const Tensor& w, const LinearActParams& p);
+// y = act(y + b) in place (the loop of linear_act_fwd after its GEMM). Uses p.N, p.out, p.act,
+// p.slope, p.bias (b undefined iff !p.bias); p.in is ignored.
+void bias_act(const Tensor& y, const Tensor& b, const LinearActParams& p);
+// gz = g ⊙ act'(y) (when gz is defined) and db = Σ_n gz in double and row order (when db is
+// defined), as linear_act_bwd. N may be 0 (db zero).
+void act_bias_grad(const Tensor& gz, const Tensor& db, const Tensor& g, const Tensor& y,
+                   const LinearActParams& p);
 // out (0-dim) = Σ term(a_i − b_i) / n, accumulated in double in index order. n = a.numel() >= 1.
 void distance_fwd(const Tensor& out, const Tensor& a, const Tensor& b, DistanceKind k);
 // da = factor(a − b)·(g/n), db = −da; g is 0-dim. Either output may be undefined.
@@ -110,6 +121,13 @@ void linear_act_fwd(const Tensor& y, const Tensor& x, const Tensor& w, const Ten
 // launch writes gz and db (a deterministic column sum), then one GEMM for dx and one for dw.
 void linear_act_bwd(const Tensor& dx, const Tensor& dw, const Tensor& db, const Tensor& g,
                     const Tensor& y, const Tensor& x, const Tensor& w, const LinearActParams& p);
+// ONE launch (linear_act's general-path epilogue kernel); none when there is neither bias nor
+// activation, or y is empty.
+void bias_act(const Tensor& y, const Tensor& b, const LinearActParams& p);
+// ONE launch (linear_act_bwd's general-path epilogue kernel: gz and a deterministic column sum
+// for db, zeros when N = 0); none when neither output is requested or out = 0.
+void act_bias_grad(const Tensor& gz, const Tensor& db, const Tensor& g, const Tensor& y,
+                   const LinearActParams& p);
 // ONE launch, deterministic (fixed summation tree, double accumulation, no float atomics):
 // n <= 16384 in one block; larger n in up to 1024 blocks whose partials the last block to finish
 // combines in a fixed order (a per-device counter that the last block resets to 0). The counter

@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "core/kernels/matmul.h"
 #include "core/ops/checks.h"
 #include "core/ops/elementwise.h"
 
@@ -69,6 +70,21 @@ LinearActParams linear_params(const Tensor& x, const Tensor& w, const Tensor& b,
   return p;
 }
 
+// Validates sage_linear's operands: (a, Wl, b) and (x, Wr) as two linear_acts with one N, one
+// out, one dtype and one device. Returns the parameters of the (a, Wl, b) half.
+LinearActParams sage_params(const Tensor& a, const Tensor& wl, const Tensor& b, const Tensor& x,
+                            const Tensor& wr, FusedAct act, double slope, const char* op) {
+  const LinearActParams p = linear_params(a, wl, b, act, slope, op);
+  const LinearActParams pr = linear_params(x, wr, Tensor(), act, slope, op);
+  check_same_device({&a, &x}, op);
+  check_same_dtype(a, x, op);
+  if (a.device().is_cuda()) check_cuda_dtype(a, op);
+  IDEM_CHECK(pr.N == p.N && pr.out == p.out, op, "the neighbour input ", shape_str(a.shape()),
+             " with weight_l ", shape_str(wl.shape()), " and the root input ", shape_str(x.shape()),
+             " with weight_r ", shape_str(wr.shape()), " must give outputs of one shape (N, out)");
+  return p;
+}
+
 void check_pair(const Tensor& a, const Tensor& b, const char* op) {
   check_defined(a, op, "a");
   check_defined(b, op, "b");
@@ -78,6 +94,17 @@ void check_pair(const Tensor& a, const Tensor& b, const char* op) {
   IDEM_CHECK(a.shape() == b.shape(), op, "a ", shape_str(a.shape()), " and b ",
              shape_str(b.shape()), " must have the same shape");
   IDEM_CHECK(a.numel() > 0, op, "expected non-empty inputs, got ", shape_str(a.shape()));
+}
+
+MatmulParams gemm_params(int64_t M, int64_t N, int64_t K, bool ta, bool tb) {
+  MatmulParams p;
+  p.M = M;
+  p.N = N;
+  p.K = K;
+  p.trans_a = ta;
+  p.trans_b = tb;
+  p.stride_c = M * N;
+  return p;
 }
 
 }  // namespace
@@ -122,6 +149,88 @@ LinearActGrads linear_act_backward(const Tensor& g, const Tensor& y, const Tenso
   dispatch(
       g, [&] { cpu::linear_act_bwd(r.dx, r.dweight, r.dbias, g, y, x, weight, pb); },
       [&] { cuda::linear_act_bwd(r.dx, r.dweight, r.dbias, g, y, x, weight, pb); });
+  return r;
+}
+
+Tensor sage_linear(const Tensor& a, const Tensor& weight_l, const Tensor& bias, const Tensor& x,
+                   const Tensor& weight_r, FusedAct act, double slope) {
+  const char* op = "sage_linear";
+  const LinearActParams p = sage_params(a, weight_l, bias, x, weight_r, act, slope, op);
+  const int64_t in_r = x.size(1);
+  Tensor y = empty({p.N, p.out}, a.options());
+  if (p.N == 0) return y;
+  MatmulParams root = gemm_params(p.N, p.out, in_r, false, true);  // y = x·Wrᵀ
+  MatmulParams neigh = gemm_params(p.N, p.out, p.in, false, true);
+  neigh.beta = 1.0;  // y = a·Wlᵀ + y
+  dispatch(
+      y,
+      [&] {
+        cpu::matmul_fwd(y, x, weight_r, root);
+        cpu::matmul_fwd(y, a, weight_l, neigh);
+        cpu::bias_act(y, bias, p);
+      },
+      [&] {
+        cuda::matmul_fwd(y, x, weight_r, root);
+        cuda::matmul_fwd(y, a, weight_l, neigh);
+        cuda::bias_act(y, bias, p);
+      });
+  return y;
+}
+
+SageLinearGrads sage_linear_backward(const Tensor& g, const Tensor& y, const Tensor& a,
+                                     const Tensor& weight_l, bool has_bias, const Tensor& x,
+                                     const Tensor& weight_r, FusedAct act, double slope,
+                                     bool need_da, bool need_dweight_l, bool need_dbias,
+                                     bool need_dx, bool need_dweight_r) {
+  const char* op = "sage_linear_backward";
+  LinearActParams p = sage_params(a, weight_l, Tensor(), x, weight_r, act, slope, op);
+  p.bias = has_bias;
+  const int64_t in_r = x.size(1);
+  check_defined(g, op, "grad_output");
+  check_defined(y, op, "y");
+  check_same_device({&g, &y, &a}, op);
+  check_same_dtype(g, a, op);
+  IDEM_CHECK(g.shape() == y.shape() && g.shape() == (Shape{p.N, p.out}), op, "grad_output ",
+             shape_str(g.shape()), " and y ", shape_str(y.shape()), " must both be (", p.N, ", ",
+             p.out, ")");
+  SageLinearGrads r;
+  if (need_da) r.da = empty(a.shape(), a.options());
+  if (need_dweight_l) r.dweight_l = empty(weight_l.shape(), weight_l.options());
+  if (need_dbias && has_bias) r.dbias = empty({p.out}, weight_l.options());
+  if (need_dx) r.dx = empty(x.shape(), x.options());
+  if (need_dweight_r) r.dweight_r = empty(weight_r.shape(), weight_r.options());
+  if (p.N == 0) {
+    // Nothing flows back from an empty batch: zero weight and bias gradients, empty da, dx.
+    for (Tensor* t : {&r.dweight_l, &r.dbias, &r.dweight_r})
+      if (t->defined()) fill_(*t, 0.0);
+    return r;
+  }
+  const bool need_gemm = need_da || need_dweight_l || need_dx || need_dweight_r;
+  // gz = g ⊙ act'(y): its own tensor when an activation changes it and a GEMM reads it.
+  const bool own_gz = act != FusedAct::none && need_gemm;
+  const Tensor gz = own_gz ? empty(g.shape(), g.options()) : g;
+  const Tensor gz_out = own_gz ? gz : Tensor();
+  const MatmulParams back_l = gemm_params(p.N, p.in, p.out, false, false);  // da = gz·Wl
+  const MatmulParams grad_l = gemm_params(p.out, p.in, p.N, true, false);   // dWl = gzᵀ·a
+  const MatmulParams back_r = gemm_params(p.N, in_r, p.out, false, false);  // dx = gz·Wr
+  const MatmulParams grad_r = gemm_params(p.out, in_r, p.N, true, false);   // dWr = gzᵀ·x
+  auto run = [&](auto&& act_bias_grad, auto&& matmul) {
+    if (gz_out.defined() || r.dbias.defined()) act_bias_grad(gz_out, r.dbias, g, y, p);
+    if (r.da.defined()) matmul(r.da, gz, weight_l, back_l);
+    if (r.dweight_l.defined()) matmul(r.dweight_l, gz, a, grad_l);
+    if (r.dx.defined()) matmul(r.dx, gz, weight_r, back_r);
+    if (r.dweight_r.defined()) matmul(r.dweight_r, gz, x, grad_r);
+  };
+  dispatch(
+      g,
+      [&] {
+        run([](auto&&... v) { cpu::act_bias_grad(v...); },
+            [](auto&&... v) { cpu::matmul_fwd(v...); });
+      },
+      [&] {
+        run([](auto&&... v) { cuda::act_bias_grad(v...); },
+            [](auto&&... v) { cuda::matmul_fwd(v...); });
+      });
   return r;
 }
 

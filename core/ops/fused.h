@@ -20,6 +20,25 @@ LinearActGrads linear_act_backward(const Tensor& g, const Tensor& y, const Tenso
                                    const Tensor& weight, bool has_bias, FusedAct act, double slope,
                                    bool need_dx, bool need_dweight, bool need_dbias);
 
+// y = act(a·Wlᵀ + x·Wrᵀ + b): SAGEConv's neighbour and root transforms, their sum, the bias
+// and the activation in one op. a (N,in_l), weight_l (out,in_l), x (N,in_r), weight_r
+// (out,in_r), bias (out) or undefined; act/slope as linear_act. Three kernels: y = x·Wrᵀ,
+// y = a·Wlᵀ + 1·y (GEMM with beta = 1), bias_act in place (skipped without bias and act).
+Tensor sage_linear(const Tensor& a, const Tensor& weight_l, const Tensor& bias, const Tensor& x,
+                   const Tensor& weight_r, FusedAct act, double slope);
+
+struct SageLinearGrads {
+  Tensor da, dweight_l, dbias, dx, dweight_r;  // undefined where not requested
+};
+// From g = ∂L/∂y and the output y: gz = g ⊙ act'(y) and db = Σ_n gz (one act_bias_grad pass;
+// none when act is none and db is not needed: gz is then g), da = gz·Wl, dWl = gzᵀ·a,
+// dx = gz·Wr, dWr = gzᵀ·x — only the requested ones.
+SageLinearGrads sage_linear_backward(const Tensor& g, const Tensor& y, const Tensor& a,
+                                     const Tensor& weight_l, bool has_bias, const Tensor& x,
+                                     const Tensor& weight_r, FusedAct act, double slope,
+                                     bool need_da, bool need_dweight_l, bool need_dbias,
+                                     bool need_dx, bool need_dweight_r);
+
 // mean(|a − b|) or mean((a − b)²) as a 0-dim tensor. a, b: one shape (non-empty), one
 // floating dtype, one device.
 Tensor distance(const Tensor& a, const Tensor& b, DistanceKind k);

@@ -587,4 +587,45 @@ void distance_bwd(const Tensor& da, const Tensor& db, const Tensor& g, const Ten
   });
 }
 
+// ---- the linear_act epilogues on their own (ops::sage_linear) ------------------------------
+
+void bias_act(const Tensor& y, const Tensor& b, const LinearActParams& p) {
+  const char* op = "sage_linear";
+  if (p.N == 0 || p.out == 0 || (!p.bias && p.act == FusedAct::none)) return;
+  IDEM_CHECK(p.out < INT32_MAX, op, "out=", p.out, " exceeds the 32-bit range of the CUDA kernels");
+  set_device(y.device().index);
+  const cudaStream_t st = current_stream();
+  const int64_t outputs = p.N * p.out;
+  float* py = y.data<float>();
+  const float* pb = p.bias ? b.data<float>() : nullptr;
+  with_act(p.act, [&](auto act) {
+    linear_act_epilogue_kernel<decltype(act)::value>
+        <<<grid_for(outputs, kThreads), kThreads, 0, st>>>(py, pb, outputs,
+                                                           static_cast<int>(p.out),
+                                                           static_cast<float>(p.slope));
+    IDEM_LAUNCH_CHECK(op);
+  });
+}
+
+void act_bias_grad(const Tensor& gz, const Tensor& db, const Tensor& g, const Tensor& y,
+                   const LinearActParams& p) {
+  const char* op = "sage_linear_backward";
+  if (p.out == 0 || (!gz.defined() && !db.defined())) return;
+  IDEM_CHECK(p.N < INT32_MAX && p.out < INT32_MAX, op, "extents N=", p.N, " out=", p.out,
+             " exceed the 32-bit range of the CUDA kernels");
+  set_device(g.device().index);
+  const cudaStream_t st = current_stream();
+  const dim3 block(kColTile, kRowGroups);
+  const unsigned grid = static_cast<unsigned>((p.out + kColTile - 1) / kColTile);
+  float* gz_out = gz.defined() ? gz.data<float>() : nullptr;
+  float* db_out = db.defined() ? db.data<float>() : nullptr;
+  with_act(p.act, [&](auto act) {
+    linear_act_bwd_epilogue_kernel<decltype(act)::value>
+        <<<grid, block, 0, st>>>(gz_out, db_out, g.data<float>(), y.data<float>(),
+                                 static_cast<int>(p.N), static_cast<int>(p.out),
+                                 static_cast<float>(p.slope));
+    IDEM_LAUNCH_CHECK(op);
+  });
+}
+
 }  // namespace idem::cuda

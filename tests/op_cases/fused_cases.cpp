@@ -2,10 +2,13 @@
 // activation, with and without bias, a 3-D input, the IT³ first layer, and shapes that take the
 // GPU's general paths (GEMM + epilogue forward: in > 16 and N·out > 8192; epilogue + two GEMMs
 // backward: N > 1024); the l1 and mse distances. The distances' multi-block GPU path (n > 16384)
-// is too large for a gradcheck row; tests/fused_test.cpp covers it.
+// is too large for a gradcheck row; tests/fused_test.cpp covers it. sage_linear
+// (autograd/sage_linear_function.h) with and without bias and activation; tests/
+// sage_linear_test.cpp adds the unfused comparison and launch counts.
 #include <algorithm>
 
 #include "autograd/fused_functions.h"
+#include "autograd/sage_linear_function.h"
 #include "tests/op_cases/op_cases.h"
 
 namespace idem::testing {
@@ -28,6 +31,23 @@ OpCase la_case(const std::string& name, Shape x, int64_t out, bool bias, FusedAc
              return linear_act(v[0], v[1], bias ? v[2] : Tensor(), act, slope);
            }};
   const int64_t k = std::max({in, out, rows});
+  c.parity_scale = k > 8 ? static_cast<double>(k) / 8.0 : 1.0;
+  return c;
+}
+
+// sage_linear: a (N, in_l), weight_l (out, in_l), bias (out) unless !bias, x (N, in_r),
+// weight_r (out, in_r) — every input perturbed by gradcheck.
+OpCase sl_case(const std::string& name, int64_t n, int64_t in_l, int64_t in_r, int64_t out,
+               bool bias, FusedAct act, double slope = 0.1) {
+  std::vector<InputSpec> inputs = {{{n, in_l}}, {{out, in_l}}};
+  if (bias) inputs.push_back({{out}});
+  inputs.push_back({{n, in_r}});
+  inputs.push_back({{out, in_r}});
+  OpCase c{name, "fused", inputs, [bias, act, slope](V v) {
+             const size_t r = bias ? 3 : 2;
+             return sage_linear(v[0], v[1], bias ? v[2] : Tensor(), v[r], v[r + 1], act, slope);
+           }};
+  const int64_t k = std::max({in_l + in_r, out, n});
   c.parity_scale = k > 8 ? static_cast<double>(k) / 8.0 : 1.0;
   return c;
 }
@@ -58,6 +78,14 @@ std::vector<OpCase> fused_cases() {
       // GPU general backward (N 1030 > 1024): gz + db kernel, then two GEMMs.
       la_case("linear_act_long_batch_leaky", {1030, 2}, 3, true, leaky),
       la_case("linear_act_long_batch_none", {1030, 2}, 3, true, none, 0.1, false, true),
+      // SAGEConv's fused linear part (autograd/sage_linear_function.h).
+      sl_case("sage_linear_relu", 6, 5, 3, 4, true, relu),
+      sl_case("sage_linear_leaky", 7, 3, 3, 5, true, leaky),
+      sl_case("sage_linear_none_bias", 5, 4, 4, 3, true, none),
+      sl_case("sage_linear_none_nobias", 5, 4, 4, 3, false, none),
+      sl_case("sage_linear_relu_nobias", 4, 2, 3, 3, false, relu),
+      // out 40 > 32: two column blocks of the gz/db kernel.
+      sl_case("sage_linear_wide_relu", 9, 3, 2, 40, true, relu),
       dist_case("l1_distance_3x4", {3, 4}, DistanceKind::l1),
       dist_case("l1_distance_1000", {1000}, DistanceKind::l1),
       dist_case("mse_distance_3x4", {3, 4}, DistanceKind::mse),
