@@ -39,7 +39,7 @@ tools="${GPU_SANITIZE_TOOLS:-memcheck racecheck}"
 # device on purpose (out-of-memory tests: slow under the tool and not about access errors).
 memcheck_filter="${GPU_SANITIZE_MEMCHECK_FILTER:-*Cuda*:*Parity*:*Gpu*:*OnGpu*:-CudaReduce.BandwidthReport:CudaOom.*}"
 p='OpCases/Parity.CpuVsCuda'
-racecheck_filter="${GPU_SANITIZE_RACECHECK_FILTER:-$p/matmul*:$p/conv*:$p/sum*:$p/mean*:$p/max*:$p/var*:$p/argmax*:$p/reduce*:$p/softmax*:$p/log_softmax*:$p/batch*:$p/layer*:$p/group*:$p/transpose*:$p/linear*:$p/l1*:$p/mse*:CudaReduce.KernelShapesMatchCpu:FusedCuda.*:NormCuda.*}"
+racecheck_filter="${GPU_SANITIZE_RACECHECK_FILTER:-$p/matmul*:$p/conv*:$p/sum*:$p/mean*:$p/max*:$p/var*:$p/argmax*:$p/reduce*:$p/softmax*:$p/log_softmax*:$p/batch*:$p/layer*:$p/group*:$p/transpose*:$p/linear*:$p/l1*:$p/mse*:CudaReduce.KernelShapesMatchCpu:FusedCuda.*:NormCuda.*:Conv2dCuda.*:GraphLongSegmentsCuda.*}"
 mkdir -p "$out"
 t_start=$(date +%s)
 failed=()
