@@ -18,8 +18,9 @@
 //    sequential fmaf chain over the reduction index (db a sequential double sum), so the bits
 //    are those of the one-thread-per-output kernel this replaced, which waited on a global load
 //    per step (8.9 µs for a 30-wide layer on an H100, ncu).
-//  - otherwise: linear_act_bwd_epilogue_kernel writes gz and the column sums db (32 columns per
-//    block, 8 row groups, a fixed-order combine), then two GEMMs.
+//  - otherwise: linear_act_bwd_epilogue_kernel writes gz and the column sums db (32 columns ×
+//    256 rows per block, 8 row groups, fixed-order combines; a second small kernel adds the
+//    row chunks' sums in order), then two GEMMs.
 // distance (l1 / mse)
 //  - forward: distance_fwd_kernel, one launch. Per-thread double sums over a fixed grid-stride
 //    assignment, a fixed shuffle + shared-memory tree per block; with several blocks each writes
@@ -263,20 +264,30 @@ __global__ void __launch_bounds__(kBwdThreads) linear_act_bwd_tile_kernel(LinBwd
 
 constexpr int kColTile = 32, kRowGroups = 8;
 
-// gz (optional) and db (optional) for the general path: block (32, 8) covers 32 columns; row
-// group ty takes rows ty, ty+8, ...; the 8 partial sums of a column are added in ty order.
+// gz (optional) and db (optional) for the general path. Block (32, 8) covers 32 columns of one
+// chunk of kEpilogueRows rows (blockIdx.y): row group ty takes rows ty, ty+8, ... of the chunk,
+// and the 8 partial sums of a column are added in ty order. With one chunk the block writes
+// db; with several, each writes its chunk's column sums to partial[chunk][col] and
+// column_partials_sum_kernel adds them in chunk order. (One chunk for all rows, as this was,
+// left a (65 536, 64) gradient to 2 blocks walking 8 192 rows each: milliseconds per call.)
+constexpr int kEpilogueRows = 256;
+
 template <int ACT>
 __global__ void linear_act_bwd_epilogue_kernel(float* __restrict__ gz, float* __restrict__ db,
+                                               double* __restrict__ partial,
                                                const float* __restrict__ g,
                                                const float* __restrict__ y, int N, int out,
                                                float slope) {
   __shared__ double part[kRowGroups][kColTile];
   const int col = blockIdx.x * kColTile + threadIdx.x;
+  const int n_end = min(N, static_cast<int>(blockIdx.y + 1) * kEpilogueRows);
   double acc = 0.0;
   if (col < out) {
-    for (int n = threadIdx.y; n < N; n += kRowGroups) {
+    for (int n = static_cast<int>(blockIdx.y) * kEpilogueRows + threadIdx.y; n < n_end;
+         n += kRowGroups) {
       const int64_t i = static_cast<int64_t>(n) * out + col;
-      const float v = math::fused_act_grad(static_cast<FusedAct>(ACT), g[i], y[i], slope);
+      const float v =
+          math::fused_act_grad(static_cast<FusedAct>(ACT), __ldg(g + i), __ldg(y + i), slope);
       if (gz != nullptr) gz[i] = v;
       acc += static_cast<double>(v);
     }
@@ -288,8 +299,26 @@ __global__ void linear_act_bwd_epilogue_kernel(float* __restrict__ gz, float* __
     double s = 0.0;
 #pragma unroll
     for (int r = 0; r < kRowGroups; ++r) s += part[r][threadIdx.x];
-    db[col] = static_cast<float>(s);
+    if (partial == nullptr)
+      db[col] = static_cast<float>(s);
+    else
+      partial[static_cast<int64_t>(blockIdx.y) * out + col] = s;
   }
+}
+
+// db[col] = Σ_chunk partial[chunk][col]: one warp per column, lane l sums chunks l, l+32, ...
+// in order, then a fixed xor-shuffle tree.
+__global__ void column_partials_sum_kernel(float* __restrict__ db,
+                                           const double* __restrict__ partial, int chunks,
+                                           int out) {
+  const int col = static_cast<int>((blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 32);
+  const int lane = threadIdx.x % 32;
+  if (col >= out) return;  // whole warps leave together
+  double s = 0.0;
+  for (int c = lane; c < chunks; c += 32) s += __ldg(partial + static_cast<int64_t>(c) * out + col);
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(kFullMask, s, off);
+  if (lane == 0) db[col] = static_cast<float>(s);
 }
 
 // Calls f(std::integral_constant<int, act>) so kernels template on the activation.
@@ -306,6 +335,32 @@ void with_act(FusedAct act, F&& f) {
       f(std::integral_constant<int, static_cast<int>(FusedAct::none)>());
       break;
   }
+}
+
+// gz = g·act'(y) (when gz_out) and db = Σ_rows gz (when db_out) for an (N, out) gradient: one
+// launch, or two when N spans several chunks and db is wanted.
+void launch_bwd_epilogue(float* gz_out, float* db_out, const Tensor& g, const Tensor& y, int64_t N,
+                         int64_t out, FusedAct act, float slope, cudaStream_t st,
+                         const char* op) {
+  const int64_t chunks = (N + kEpilogueRows - 1) / kEpilogueRows;
+  IDEM_CHECK(chunks <= 65535, op, "N=", N, " rows exceed the ", 65535 * kEpilogueRows,
+             " the backward epilogue's grid covers");
+  Tensor partial;  // from the caching allocator, so safe inside a CUDA-graph capture
+  if (db_out != nullptr && chunks > 1) partial = empty({chunks, out}, {DType::f64, g.device()});
+  double* part = partial.defined() ? partial.data<double>() : nullptr;
+  const dim3 block(kColTile, kRowGroups);
+  const dim3 grid(static_cast<unsigned>((out + kColTile - 1) / kColTile),
+                  static_cast<unsigned>(std::max<int64_t>(chunks, 1)));
+  with_act(act, [&](auto a) {
+    linear_act_bwd_epilogue_kernel<decltype(a)::value>
+        <<<grid, block, 0, st>>>(gz_out, db_out, part, g.data<float>(), y.data<float>(),
+                                 static_cast<int>(N), static_cast<int>(out), slope);
+    IDEM_LAUNCH_CHECK(op);
+  });
+  if (part == nullptr) return;
+  column_partials_sum_kernel<<<grid_for(out * 32, kThreads), kThreads, 0, st>>>(
+      db_out, part, static_cast<int>(chunks), static_cast<int>(out));
+  IDEM_LAUNCH_CHECK(op);
 }
 
 void check_extents(const LinearActParams& p, const char* op) {
@@ -533,17 +588,9 @@ void linear_act_bwd(const Tensor& dx, const Tensor& dw, const Tensor& db, const 
     gz = empty(g.shape(), g.options());  // from the caching allocator
     gz_out = gz.data<float>();
   }
-  if (gz_out != nullptr || db.defined()) {
-    const dim3 block(kColTile, kRowGroups);
-    const unsigned grid = static_cast<unsigned>((p.out + kColTile - 1) / kColTile);
-    float* db_out = db.defined() ? db.data<float>() : nullptr;
-    with_act(p.act, [&](auto act) {
-      linear_act_bwd_epilogue_kernel<decltype(act)::value>
-          <<<grid, block, 0, st>>>(gz_out, db_out, g.data<float>(), y.data<float>(),
-                                   static_cast<int>(p.N), static_cast<int>(p.out), slope);
-      IDEM_LAUNCH_CHECK(op);
-    });
-  }
+  if (gz_out != nullptr || db.defined())
+    launch_bwd_epilogue(gz_out, db.defined() ? db.data<float>() : nullptr, g, y, p.N, p.out, p.act,
+                        slope, st, op);
   if (dx.defined()) matmul_fwd(dx, gz, w, gemm(p.N, p.in, p.out, false, false));  // dx = gz·W
   if (dw.defined()) matmul_fwd(dw, gz, x, gemm(p.out, p.in, p.N, true, false));   // dW = gzᵀ·x
 }
@@ -615,17 +662,9 @@ void act_bias_grad(const Tensor& gz, const Tensor& db, const Tensor& g, const Te
              " exceed the 32-bit range of the CUDA kernels");
   set_device(g.device().index);
   const cudaStream_t st = current_stream();
-  const dim3 block(kColTile, kRowGroups);
-  const unsigned grid = static_cast<unsigned>((p.out + kColTile - 1) / kColTile);
-  float* gz_out = gz.defined() ? gz.data<float>() : nullptr;
-  float* db_out = db.defined() ? db.data<float>() : nullptr;
-  with_act(p.act, [&](auto act) {
-    linear_act_bwd_epilogue_kernel<decltype(act)::value>
-        <<<grid, block, 0, st>>>(gz_out, db_out, g.data<float>(), y.data<float>(),
-                                 static_cast<int>(p.N), static_cast<int>(p.out),
-                                 static_cast<float>(p.slope));
-    IDEM_LAUNCH_CHECK(op);
-  });
+  launch_bwd_epilogue(gz.defined() ? gz.data<float>() : nullptr,
+                      db.defined() ? db.data<float>() : nullptr, g, y, p.N, p.out, p.act,
+                      static_cast<float>(p.slope), st, op);
 }
 
 }  // namespace idem::cuda
