@@ -37,7 +37,8 @@ with open(path) as f:
         unit = r.get("Metric Unit", "ns")
         v = float(r["Metric Value"].replace(",", ""))
         us = v / 1000.0 if unit in ("nsecond", "ns") else v if unit in ("usecond", "us") else v * 1000.0
-        name = r["Kernel Name"].replace("(anonymous namespace)::", "").replace("<unnamed>::", "")
+        # ncu abbreviates the anonymous namespace as "unnamed>::" (sometimes "<unnamed>::").
+        name = re.sub(r"<?unnamed>::|\(anonymous namespace\)::", "", r["Kernel Name"])
         name = name.replace("void ", "")
         name = re.sub(r"\(.*$", "", name).replace("idem::cuda::", "")
         c = rows.setdefault(name, [0, 0.0])
