@@ -45,17 +45,7 @@ Tensor unfused(const Tensor& x, const Tensor& w, const Tensor& b, FusedAct act, 
 
 const FusedAct kActs[] = {FusedAct::none, FusedAct::relu, FusedAct::leaky_relu};
 
-// Restores the GEMM backend when a test ends.
-class GemmGuard {
- public:
-  explicit GemmGuard(GemmBackend b) : prev_(gemm_backend()) { set_gemm_backend(b); }
-  ~GemmGuard() { set_gemm_backend(prev_); }
-  GemmGuard(const GemmGuard&) = delete;
-  GemmGuard& operator=(const GemmGuard&) = delete;
-
- private:
-  GemmBackend prev_;
-};
+using testing::GemmGuard;
 
 // ---- linear_act on the CPU ------------------------------------------------------------------
 

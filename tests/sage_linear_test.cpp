@@ -36,16 +36,7 @@ constexpr uint64_t kSeed = 20261127;
 constexpr FusedAct kActs[] = {FusedAct::none, FusedAct::relu, FusedAct::leaky_relu};
 constexpr double kSlope = 0.1;
 
-class GemmGuard {
- public:
-  explicit GemmGuard(GemmBackend b) : prev_(gemm_backend()) { set_gemm_backend(b); }
-  ~GemmGuard() { set_gemm_backend(prev_); }
-  GemmGuard(const GemmGuard&) = delete;
-  GemmGuard& operator=(const GemmGuard&) = delete;
-
- private:
-  GemmBackend prev_;
-};
+using testing::GemmGuard;
 
 Tensor apply_act(const Tensor& z, FusedAct act, double slope) {
   if (act == FusedAct::relu) return relu(z);

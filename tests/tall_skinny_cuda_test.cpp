@@ -34,16 +34,7 @@ namespace {
 
 const Device kGpu = Device::cuda(0);
 
-class GemmGuard {
- public:
-  explicit GemmGuard(GemmBackend b) : prev_(gemm_backend()) { set_gemm_backend(b); }
-  ~GemmGuard() { set_gemm_backend(prev_); }
-  GemmGuard(const GemmGuard&) = delete;
-  GemmGuard& operator=(const GemmGuard&) = delete;
-
- private:
-  GemmBackend prev_;
-};
+using idem::testing::GemmGuard;
 
 // ---- broadcast binary ops -----------------------------------------------------------------------
 

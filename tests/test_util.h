@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/kernels/matmul.h"
 #include "core/kernels/runtime.h"
 #include "core/tensor.h"
 
@@ -24,6 +25,18 @@
   GTEST_SKIP() << "no usable GPU: " << ::idem::cuda::device_summary()
 
 namespace idem::testing {
+
+// Selects a GEMM backend for a scope and restores the previous one when the scope ends.
+class GemmGuard {
+ public:
+  explicit GemmGuard(GemmBackend b) : prev_(gemm_backend()) { set_gemm_backend(b); }
+  ~GemmGuard() { set_gemm_backend(prev_); }
+  GemmGuard(const GemmGuard&) = delete;
+  GemmGuard& operator=(const GemmGuard&) = delete;
+
+ private:
+  GemmBackend prev_;
+};
 
 // f() must throw an idem::Error whose message contains `part`.
 template <typename F>

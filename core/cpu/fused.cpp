@@ -11,20 +11,7 @@
 
 namespace idem::cpu {
 
-namespace {
-
-MatmulParams gemm(int64_t M, int64_t N, int64_t K, bool ta, bool tb) {
-  MatmulParams p;
-  p.M = M;
-  p.N = N;
-  p.K = K;
-  p.trans_a = ta;
-  p.trans_b = tb;
-  p.stride_c = M * N;
-  return p;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 void bias_act(const Tensor& y, const Tensor& b, const LinearActParams& p) {
   if (p.N == 0 || p.out == 0) return;
@@ -79,7 +66,7 @@ void linear_act_fwd(const Tensor& y, const Tensor& x, const Tensor& w, const Ten
                     const LinearActParams& p) {
   if (p.N == 0) return;
   // z = x·Wᵀ : (N,in)(out,in)ᵀ -> (N,out), then y = act(z + b)
-  matmul_fwd(y, x, w, gemm(p.N, p.out, p.in, false, true));
+  matmul_fwd(y, x, w, single_gemm(p.N, p.out, p.in, false, true));
   bias_act(y, b, p);
 }
 
@@ -91,12 +78,12 @@ void linear_act_bwd(const Tensor& dx, const Tensor& dw, const Tensor& db, const 
   const Tensor gz = own_gz ? empty(g.shape(), g.options()) : g;
   act_bias_grad(own_gz ? gz : Tensor(), db, g, y, p);
   if (dx.defined() && rows > 0)
-    matmul_fwd(dx, gz, w, gemm(rows, p.in, cols, false, false));  // dx = gz·W
+    matmul_fwd(dx, gz, w, single_gemm(rows, p.in, cols, false, false));  // dx = gz·W
   if (dw.defined()) {
     if (rows == 0)
       std::memset(dw.raw_data(), 0, dw.nbytes());
     else
-      matmul_fwd(dw, gz, x, gemm(cols, p.in, rows, true, false));  // dW = gzᵀ·x
+      matmul_fwd(dw, gz, x, single_gemm(cols, p.in, rows, true, false));  // dW = gzᵀ·x
   }
 }
 

@@ -17,6 +17,19 @@ struct MatmulParams {
   double alpha = 1.0, beta = 0.0;
 };
 
+// One unbatched product C (M×N) = op(A)·op(B) with alpha 1, beta 0: what the fused ops (a
+// layer's forward and its two backward GEMMs) ask of matmul_fwd.
+inline MatmulParams single_gemm(int64_t M, int64_t N, int64_t K, bool trans_a, bool trans_b) {
+  MatmulParams p;
+  p.M = M;
+  p.N = N;
+  p.K = K;
+  p.trans_a = trans_a;
+  p.trans_b = trans_b;
+  p.stride_c = M * N;
+  return p;
+}
+
 // Which CUDA implementation matmul uses. Chosen at run time so both can be timed in one
 // process: set_gemm_backend(), or the environment variable IDEM_GEMM=hand|cublas at start-up.
 enum class GemmBackend : uint8_t { hand, cublas };

@@ -50,4 +50,21 @@ void split_around(const Shape& shape, int64_t dim, int64_t& outer, int64_t& mid,
   for (size_t i = dim + 1; i < shape.size(); ++i) inner *= shape[i];
 }
 
+int64_t row_features(const Shape& s) {
+  int64_t f = 1;
+  for (size_t d = 1; d < s.size(); ++d) f *= s[d];
+  return f;
+}
+
+Shape with_rows(Shape s, int64_t rows) {
+  s[0] = rows;
+  return s;
+}
+
+void check_rows_tensor(const Tensor& t, const char* op, const char* what) {
+  check_defined(t, op, what);
+  check_floating(t, op);
+  IDEM_CHECK(t.dim() >= 1, op, what, " must have a row dim (rows, ...), got a 0-dim tensor");
+}
+
 }  // namespace idem::ops

@@ -15,6 +15,12 @@ void check_floating(const Tensor& t, const char* op);
 void check_dtype(const Tensor& t, DType want, const char* op, const char* what);
 // CUDA kernels are f32 (indices i64, masks u8): reject f64 on the GPU with a clear message.
 void check_cuda_dtype(const Tensor& t, const char* op);
+// Row-major (rows, ...) tensors, as the graph ops take them: elements per row, and the same
+// shape with another row count.
+int64_t row_features(const Shape& s);
+Shape with_rows(Shape s, int64_t rows);
+// Defined, floating and with a row dim (rows, ...).
+void check_rows_tensor(const Tensor& t, const char* op, const char* what);
 // Splits `shape` around `dim` into (outer, shape[dim], inner).
 void split_around(const Shape& shape, int64_t dim, int64_t& outer, int64_t& mid, int64_t& inner);
 

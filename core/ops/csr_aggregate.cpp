@@ -13,24 +13,6 @@ namespace {
 constexpr const char* kFwd = "csr_mean_aggregate";
 constexpr const char* kBwd = "csr_mean_aggregate_backward";
 
-// Elements per row of a (rows, ...) tensor.
-int64_t row_features(const Shape& s) {
-  int64_t f = 1;
-  for (size_t d = 1; d < s.size(); ++d) f *= s[d];
-  return f;
-}
-
-Shape with_rows(Shape s, int64_t rows) {
-  s[0] = rows;
-  return s;
-}
-
-void check_rows_tensor(const Tensor& t, const char* op, const char* what) {
-  check_defined(t, op, what);
-  check_floating(t, op);
-  IDEM_CHECK(t.dim() >= 1, op, what, " must have a row dim (rows, ...), got a 0-dim tensor");
-}
-
 // An i64 vector of n entries on `like`'s device.
 void check_index(const Tensor& t, int64_t n, const Tensor& like, const char* op, const char* what) {
   check_defined(t, op, what);

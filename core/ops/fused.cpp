@@ -96,17 +96,6 @@ void check_pair(const Tensor& a, const Tensor& b, const char* op) {
   IDEM_CHECK(a.numel() > 0, op, "expected non-empty inputs, got ", shape_str(a.shape()));
 }
 
-MatmulParams gemm_params(int64_t M, int64_t N, int64_t K, bool ta, bool tb) {
-  MatmulParams p;
-  p.M = M;
-  p.N = N;
-  p.K = K;
-  p.trans_a = ta;
-  p.trans_b = tb;
-  p.stride_c = M * N;
-  return p;
-}
-
 }  // namespace
 
 Tensor linear_act(const Tensor& x, const Tensor& weight, const Tensor& bias, FusedAct act,
@@ -159,8 +148,8 @@ Tensor sage_linear(const Tensor& a, const Tensor& weight_l, const Tensor& bias, 
   const int64_t in_r = x.size(1);
   Tensor y = empty({p.N, p.out}, a.options());
   if (p.N == 0) return y;
-  MatmulParams root = gemm_params(p.N, p.out, in_r, false, true);  // y = x·Wrᵀ
-  MatmulParams neigh = gemm_params(p.N, p.out, p.in, false, true);
+  MatmulParams root = single_gemm(p.N, p.out, in_r, false, true);  // y = x·Wrᵀ
+  MatmulParams neigh = single_gemm(p.N, p.out, p.in, false, true);
   neigh.beta = 1.0;  // y = a·Wlᵀ + y
   dispatch(
       y,
@@ -210,10 +199,10 @@ SageLinearGrads sage_linear_backward(const Tensor& g, const Tensor& y, const Ten
   const bool own_gz = act != FusedAct::none && need_gemm;
   const Tensor gz = own_gz ? empty(g.shape(), g.options()) : g;
   const Tensor gz_out = own_gz ? gz : Tensor();
-  const MatmulParams back_l = gemm_params(p.N, p.in, p.out, false, false);  // da = gz·Wl
-  const MatmulParams grad_l = gemm_params(p.out, p.in, p.N, true, false);   // dWl = gzᵀ·a
-  const MatmulParams back_r = gemm_params(p.N, in_r, p.out, false, false);  // dx = gz·Wr
-  const MatmulParams grad_r = gemm_params(p.out, in_r, p.N, true, false);   // dWr = gzᵀ·x
+  const MatmulParams back_l = single_gemm(p.N, p.in, p.out, false, false);  // da = gz·Wl
+  const MatmulParams grad_l = single_gemm(p.out, p.in, p.N, true, false);   // dWl = gzᵀ·a
+  const MatmulParams back_r = single_gemm(p.N, in_r, p.out, false, false);  // dx = gz·Wr
+  const MatmulParams grad_r = single_gemm(p.out, in_r, p.N, true, false);   // dWr = gzᵀ·x
   auto run = [&](auto&& act_bias_grad, auto&& matmul) {
     if (gz_out.defined() || r.dbias.defined()) act_bias_grad(gz_out, r.dbias, g, y, p);
     if (r.da.defined()) matmul(r.da, gz, weight_l, back_l);

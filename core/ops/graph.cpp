@@ -11,25 +11,6 @@ namespace idem::ops {
 
 namespace {
 
-// Feature block of a (rows, ...) tensor: the product of its trailing dims.
-int64_t row_features(const Shape& s) {
-  int64_t f = 1;
-  for (size_t d = 1; d < s.size(); ++d) f *= s[d];
-  return f;
-}
-
-Shape with_rows(Shape s, int64_t rows) {
-  s[0] = rows;
-  return s;
-}
-
-void check_rows_tensor(const Tensor& t, const char* op, const char* what) {
-  check_defined(t, op, what);
-  check_floating(t, op);
-  IDEM_CHECK(t.dim() >= 1, op, what, " must have a row dim (E, ...) or (V, ...), got a 0-dim ",
-             "tensor");
-}
-
 void check_i64_vector(const Tensor& t, const char* op, const char* what) {
   check_defined(t, op, what);
   check_dtype(t, DType::i64, op, what);

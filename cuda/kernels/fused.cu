@@ -107,8 +107,7 @@ __global__ void linear_act_fwd_tile_kernel(LinArgs g, int tr, int tc, int stride
   const float* __restrict__ wsrc = g.w + static_cast<int64_t>(o0) * g.in;
   const int nx = rows * g.in;
   block_stage(
-      nx + cols * g.in,
-      [&](int i) { return i < nx ? __ldg(xsrc + i) : __ldg(wsrc + (i - nx)); },
+      nx + cols * g.in, [&](int i) { return i < nx ? __ldg(xsrc + i) : __ldg(wsrc + (i - nx)); },
       [&](int i, float v) {
         float* dst = i < nx ? xs : ws;
         const int j = i < nx ? i : i - nx;
@@ -171,7 +170,8 @@ struct LinBwdArgs {
 // Tiles of the small backward: kBwdTile × kBwdTile outputs a block (one a thread), the
 // reduction dimension in chunks of kBwdChunk through shared memory.
 constexpr int kBwdTile = 16, kBwdChunk = 64, kBwdThreads = kBwdTile * kBwdTile;
-constexpr int kBwdLoads = kBwdTile * kBwdChunk / kBwdThreads;  // elements of A (and B) a thread loads
+constexpr int kBwdLoads =
+    kBwdTile * kBwdChunk / kBwdThreads;  // elements of A (and B) a thread loads
 
 template <int ACT>
 __device__ __forceinline__ float gz_at(const LinBwdArgs& a, int64_t i) {
@@ -183,10 +183,8 @@ __device__ __forceinline__ float gz_at(const LinBwdArgs& a, int64_t i) {
 // Σ_n A(o, n) in double. The element a thread loads is chosen so that neighbouring threads read
 // neighbouring addresses: along o for gz in both roles, along i for W and x.
 template <int ACT>
-__global__ void __launch_bounds__(kBwdThreads) linear_act_bwd_tile_kernel(LinBwdArgs a,
-                                                                          int dx_blocks,
-                                                                          int dx_col_tiles,
-                                                                          int dw_col_tiles) {
+__global__ void __launch_bounds__(kBwdThreads)
+    linear_act_bwd_tile_kernel(LinBwdArgs a, int dx_blocks, int dx_col_tiles, int dw_col_tiles) {
   __shared__ float As[kBwdTile][kBwdChunk + 1];
   __shared__ float Bs[kBwdChunk][kBwdTile + 1];
   const int tid = static_cast<int>(threadIdx.x);
@@ -213,10 +211,9 @@ __global__ void __launch_bounds__(kBwdThreads) linear_act_bwd_tile_kernel(LinBwd
         k = e / kBwdTile;
       }
       const int row = r0 + r, kk = k0 + k;
-      av[u] = row < R && kk < K
-                  ? gz_at<ACT>(a, dx_role ? static_cast<int64_t>(row) * a.out + kk
-                                          : static_cast<int64_t>(kk) * a.out + row)
-                  : 0.f;
+      av[u] = row < R && kk < K ? gz_at<ACT>(a, dx_role ? static_cast<int64_t>(row) * a.out + kk
+                                                        : static_cast<int64_t>(kk) * a.out + row)
+                                : 0.f;
       const int bc = e % kBwdTile, bk = e / kBwdTile;  // B(k0 + bk, c0 + bc): c fastest
       const int col = c0 + bc, bkk = k0 + bk;
       bv[u] = col < a.in && bkk < K
@@ -311,7 +308,8 @@ __global__ void linear_act_bwd_epilogue_kernel(float* __restrict__ gz, float* __
 __global__ void column_partials_sum_kernel(float* __restrict__ db,
                                            const double* __restrict__ partial, int chunks,
                                            int out) {
-  const int col = static_cast<int>((blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 32);
+  const int col =
+      static_cast<int>((blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 32);
   const int lane = threadIdx.x % 32;
   if (col >= out) return;  // whole warps leave together
   double s = 0.0;
@@ -340,8 +338,7 @@ void with_act(FusedAct act, F&& f) {
 // gz = g·act'(y) (when gz_out) and db = Σ_rows gz (when db_out) for an (N, out) gradient: one
 // launch, or two when N spans several chunks and db is wanted.
 void launch_bwd_epilogue(float* gz_out, float* db_out, const Tensor& g, const Tensor& y, int64_t N,
-                         int64_t out, FusedAct act, float slope, cudaStream_t st,
-                         const char* op) {
+                         int64_t out, FusedAct act, float slope, cudaStream_t st, const char* op) {
   const int64_t chunks = (N + kEpilogueRows - 1) / kEpilogueRows;
   IDEM_CHECK(chunks <= 65535, op, "N=", N, " rows exceed the ", 65535 * kEpilogueRows,
              " the backward epilogue's grid covers");
@@ -366,17 +363,6 @@ void launch_bwd_epilogue(float* gz_out, float* db_out, const Tensor& g, const Te
 void check_extents(const LinearActParams& p, const char* op) {
   IDEM_CHECK(p.N < INT32_MAX && p.in < INT32_MAX && p.out < INT32_MAX, op, "extents N=", p.N,
              " in=", p.in, " out=", p.out, " exceed the 32-bit range of the CUDA kernels");
-}
-
-MatmulParams gemm(int64_t M, int64_t N, int64_t K, bool ta, bool tb) {
-  MatmulParams p;
-  p.M = M;
-  p.N = N;
-  p.K = K;
-  p.trans_a = ta;
-  p.trans_b = tb;
-  p.stride_c = M * N;
-  return p;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -525,15 +511,14 @@ void linear_act_fwd(const Tensor& y, const Tensor& x, const Tensor& w, const Ten
       } else {
         const FwdTile t = fwd_tile(p.N, p.in, p.out);
         IDEM_CHECK(t.blocks <= 0x7fffffffLL, op, "too many blocks (", t.blocks, ") for N=", p.N);
-        linear_act_fwd_tile_kernel<A>
-            <<<static_cast<unsigned>(t.blocks), t.tr * t.tc, t.smem, st>>>(g, t.tr, t.tc, t.stride,
-                                                                           t.col_blocks);
+        linear_act_fwd_tile_kernel<A><<<static_cast<unsigned>(t.blocks), t.tr * t.tc, t.smem, st>>>(
+            g, t.tr, t.tc, t.stride, t.col_blocks);
         IDEM_LAUNCH_CHECK(op);
       }
     });
     return;
   }
-  matmul_fwd(y, x, w, gemm(p.N, p.out, p.in, false, true));  // z = x·Wᵀ : (N,in)(out,in)ᵀ
+  matmul_fwd(y, x, w, single_gemm(p.N, p.out, p.in, false, true));  // z = x·Wᵀ : (N,in)(out,in)ᵀ
   if (!p.bias && p.act == FusedAct::none) return;
   with_act(p.act, [&](auto act) {
     linear_act_epilogue_kernel<decltype(act)::value>
@@ -591,8 +576,10 @@ void linear_act_bwd(const Tensor& dx, const Tensor& dw, const Tensor& db, const 
   if (gz_out != nullptr || db.defined())
     launch_bwd_epilogue(gz_out, db.defined() ? db.data<float>() : nullptr, g, y, p.N, p.out, p.act,
                         slope, st, op);
-  if (dx.defined()) matmul_fwd(dx, gz, w, gemm(p.N, p.in, p.out, false, false));  // dx = gz·W
-  if (dw.defined()) matmul_fwd(dw, gz, x, gemm(p.out, p.in, p.N, true, false));   // dW = gzᵀ·x
+  if (dx.defined())
+    matmul_fwd(dx, gz, w, single_gemm(p.N, p.in, p.out, false, false));  // dx = gz·W
+  if (dw.defined())
+    matmul_fwd(dw, gz, x, single_gemm(p.out, p.in, p.N, true, false));  // dW = gzᵀ·x
 }
 
 // ---- distance ------------------------------------------------------------------------------
@@ -647,8 +634,7 @@ void bias_act(const Tensor& y, const Tensor& b, const LinearActParams& p) {
   const float* pb = p.bias ? b.data<float>() : nullptr;
   with_act(p.act, [&](auto act) {
     linear_act_epilogue_kernel<decltype(act)::value>
-        <<<grid_for(outputs, kThreads), kThreads, 0, st>>>(py, pb, outputs,
-                                                           static_cast<int>(p.out),
+        <<<grid_for(outputs, kThreads), kThreads, 0, st>>>(py, pb, outputs, static_cast<int>(p.out),
                                                            static_cast<float>(p.slope));
     IDEM_LAUNCH_CHECK(op);
   });
