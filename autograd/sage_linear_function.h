@@ -14,9 +14,9 @@ namespace idem {
 //   act: FusedAct::none, relu, leaky_relu (slope = the negative slope, >= 0).
 // Launches on a GPU: forward 3 (GEMM y = x·Wrᵀ, GEMM y = a·Wlᵀ + y with beta = 1, one bias +
 // activation pass; 2 without bias and act), where Linear + Linear + add + activation costs 5.
-// Backward: one pass writes gz = g ⊙ act'(y) and db, then one GEMM per requested da, dWl, dx,
-// dWr (so at most 5 — more only where a GEMM itself takes several launches, e.g. hand split-K
-// for dW at N >= 4096). The unfused backward adds the bias reduction, the activation backward
+// Backward: one pass writes gz = g ⊙ act'(y) and db (plus one small launch combining the row
+// chunks' db sums when N > 256), then one GEMM per requested da, dWl, dx, dWr (so at most 6 —
+// more where a GEMM itself takes several launches, e.g. hand split-K for dW at N >= 4096). The unfused backward adds the bias reduction, the activation backward
 // and the add's pass-through. The result equals the unfused composition within f32 rounding
 // (the sum is rounded as (a·Wlᵀ + x·Wrᵀ) + b instead of (a·Wlᵀ + b) + x·Wrᵀ).
 // When a and x derive from one tensor (SAGEConv: a = mean_aggregate(x)), the autograd engine

@@ -164,13 +164,14 @@ def measure(fn, x, device, policy):
     synchronization inside the loop, so an event interval is the GPU's time for one call when
     the GPU is the bottleneck and the host's issue time when the host is."""
     # At least `warmup` calls and at least WARMUP_S seconds: an idle GPU runs at low clocks for
-    # a while, and the first configuration of a sweep would otherwise be timed on them.
+    # a while, and the first configuration of a sweep would otherwise be timed on them. Each
+    # call is waited for, so a graph replay (which returns at once) cannot queue seconds of work.
     t = time.perf_counter()
     done = 0
     while done < policy.warmup or time.perf_counter() - t < WARMUP_S:
         out = fn(x)
+        sync(device)
         done += 1
-    sync(device)
     t = time.perf_counter()
     out = fn(x)
     sync(device)

@@ -1,5 +1,6 @@
 #include "it3/recursive_model.h"
 
+#include <cmath>
 #include <sstream>
 
 #include "core/error.h"
@@ -250,7 +251,8 @@ Tensor GraphModel::forward_impl(const Input& in, const Tensor& s) {
   // Concat injection on graphs: each node gets its graph's signal.
   Tensor h = concat({in.x, index_select_grouped(s, batch, g.batch_groups())}, 1);
   // relu / leaky_relu (slope >= 0) run inside a SAGEConv's fused op (one pass fewer each way).
-  const bool fuse = act_ == Activation::relu || (act_ == Activation::leaky_relu && slope_ >= 0.0);
+  const bool fuse = act_ == Activation::relu ||
+                    (act_ == Activation::leaky_relu && std::isfinite(slope_) && slope_ >= 0.0);
   const FusedAct fused = act_ == Activation::relu ? FusedAct::relu : FusedAct::leaky_relu;
   for (size_t i = 0; i < convs_.size(); ++i) {
     auto* sage = fuse ? dynamic_cast<SAGEConv*>(convs_[i].get()) : nullptr;

@@ -364,6 +364,28 @@ TEST_F(FusedCuda, SmallPathsAcrossTileAndChunkEdges) {
     }
 }
 
+// The general backward's epilogue puts 256-row chunks on gridDim.y (at most 65 535) and walks
+// the rest in turns: one row more than 65 535 chunks still gets the right dx, dW and db.
+TEST_F(FusedCuda, BackwardEpilogueBeyondTheGridRows) {
+  GemmGuard hand(GemmBackend::hand);
+  const int64_t N = int64_t{65535} * 256 + 77;
+  Tensor x = randn({N, 1}, kSeed), w = randn({2, 1}, kSeed + 1), b = randn({2}, kSeed + 2);
+  Tensor g = randn({N, 2}, kSeed + 3);
+  Tensor yc = ops::linear_act(x, w, b, FusedAct::relu, 0.0);
+  const ops::LinearActGrads rc =
+      ops::linear_act_backward(g, yc, x, w, true, FusedAct::relu, 0.0, true, true, true);
+  const Device d = Device::cuda(0);
+  Tensor yg = ops::linear_act(x.to(d), w.to(d), b.to(d), FusedAct::relu, 0.0);
+  const ops::LinearActGrads rg = ops::linear_act_backward(g.to(d), yg, x.to(d), w.to(d), true,
+                                                          FusedAct::relu, 0.0, true, true, true);
+  // dx row by row (a row whose gz was never written would be far off); db is a double sum on
+  // both sides; dW is a float GEMM over 16.8 M rows on the CPU (values around 3 000, so 2.0 is
+  // under 1e-3 relative). The last 77 rows alone move db and dW by units.
+  expect_near_all(rg.dx, rc.dx, 1e-5, "dx");
+  expect_near_all(rg.dweight, rc.dweight, 2.0, "dW");
+  expect_near_all(rg.dbias, rc.dbias, 1e-2, "db");
+}
+
 // Shapes that take the general paths (and the cuBLAS backend) against the CPU reference.
 TEST_F(FusedCuda, GeneralPathsMatchCpu) {
   struct Case {

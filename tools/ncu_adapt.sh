@@ -17,9 +17,14 @@ mkdir -p "$out"
 csv="$out/ncu-$model-b$batch-k$steps.csv"
 mode=(--cache-control none --clock-control none)
 [ -n "${NCU_COLD:-}" ] && mode=()
-"$ncu_bin" --profile-from-start off "${mode[@]}" --metrics gpu__time_duration.sum --csv \
+err="$out/ncu-$model-b$batch-k$steps.err"
+if ! "$ncu_bin" --profile-from-start off "${mode[@]}" --metrics gpu__time_duration.sum --csv \
   "$exe" bench it3 --model "$model" --batch "$batch" --steps "$steps" --device cuda \
-  --reps 1 --warmup 3 --profiler-range >"$csv.raw" 2>"$out/ncu-$model-b$batch-k$steps.err"
+  --reps 1 --warmup 3 --profiler-range >"$csv.raw" 2>"$err"; then
+  echo "ncu_adapt: ncu failed for $model batch $batch K $steps; last lines of $err:" >&2
+  tail -n 20 "$err" >&2
+  exit 1
+fi
 # ncu prints the program's own output before the CSV: keep the lines from the CSV header on.
 sed -n '/^"ID"/,$p' "$csv.raw" >"$csv"
 rm -f "$csv.raw"
@@ -36,7 +41,11 @@ with open(path) as f:
             continue
         unit = r.get("Metric Unit", "ns")
         v = float(r["Metric Value"].replace(",", ""))
-        us = v / 1000.0 if unit in ("nsecond", "ns") else v if unit in ("usecond", "us") else v * 1000.0
+        scale = {"ns": 1e-3, "nsecond": 1e-3, "us": 1.0, "usecond": 1.0, "ms": 1e3, "msecond": 1e3,
+                 "s": 1e6, "second": 1e6}
+        if unit not in scale:
+            sys.exit(f"ncu_adapt: unknown time unit {unit!r} in {path}")
+        us = v * scale[unit]
         # ncu abbreviates the anonymous namespace as "unnamed>::" (sometimes "<unnamed>::").
         name = re.sub(r"<?unnamed>::|\(anonymous namespace\)::", "", r["Kernel Name"])
         name = name.replace("void ", "")

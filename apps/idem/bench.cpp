@@ -144,16 +144,18 @@ void export_case(const std::string& dir, const BenchModel& b, const Tensor& pred
                    {{"pred", pred.to(Device::cpu())}, {"pred_inference", pred_inf.to(Device::cpu())}});
 }
 
-// Runs f at least `reps` times and for at least 0.25 s, then waits for the device: an idle GPU
-// runs at low clocks for a while, and a benchmark started cold would time them.
-// (bench/compare_pytorch.py warms PyTorch up the same way.)
+// Runs f at least `reps` times and for at least 0.25 s of device time: an idle GPU runs at low
+// clocks for a while, and a benchmark started cold would time them. Each call is waited for,
+// so a call that returns at once (a graph replay) cannot queue seconds of work behind the
+// clock. (bench/compare_pytorch.py warms PyTorch up the same way.)
 template <typename F>
 void warm_up(int reps, const Device device, F&& f) {
   const auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < reps || std::chrono::steady_clock::now() - start < std::chrono::milliseconds(250);
-       ++i)
+       ++i) {
     f();
-  if (device.is_cuda()) cuda::synchronize(device.index);
+    if (device.is_cuda()) cuda::synchronize(device.index);
+  }
 }
 
 int bench_it3(const Args& a, const Device device) {

@@ -3,7 +3,9 @@
 //
 //   out[v] = (Σ_{k in row v} x[col[k]]) · inv(v),   inv(v) = 1 / max(deg_v, 1)
 //
-// The rounding is the unfused path's, step for step, so the result is the same bits:
+// The rounding is the unfused path's, step for step, so the result is the same bits (the CPU
+// path's; on CUDA the unfused segment sum takes a tree for rows of >= 64 edges on average, and
+// there this op keeps the CPU's order instead):
 //   index_select(x, col)      -> exact copies of x rows
 //   segment_sum_csr(.., row_ptr) -> each row summed in double in increasing k, rounded once to T
 //   · inv_in_degree           -> inv(v) = T(1) / T(max(deg_v, 1)) (Graph::inv_in_degree's

@@ -117,15 +117,18 @@ namespace cuda {
 void linear_act_fwd(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& b,
                     const LinearActParams& p);
 // Hand GEMM backend and small (N·in·out <= 2^20, N <= 1024, out <= 1024): ONE launch computes
-// every requested dx, dw and db element (one thread each, gz recomputed inline). Otherwise one
-// launch writes gz and db (a deterministic column sum), then one GEMM for dx and one for dw.
+// every requested dx, dw and db element (16×16 output tiles, gz formed as it is staged; each
+// element one sequential sum). Otherwise one launch writes gz and db (a deterministic column
+// sum; a second small launch when N > 256 rows and db is wanted), then one GEMM for dx and one
+// for dw.
 void linear_act_bwd(const Tensor& dx, const Tensor& dw, const Tensor& db, const Tensor& g,
                     const Tensor& y, const Tensor& x, const Tensor& w, const LinearActParams& p);
 // ONE launch (linear_act's general-path epilogue kernel); none when there is neither bias nor
 // activation, or y is empty.
 void bias_act(const Tensor& y, const Tensor& b, const LinearActParams& p);
-// ONE launch (linear_act_bwd's general-path epilogue kernel: gz and a deterministic column sum
-// for db, zeros when N = 0); none when neither output is requested or out = 0.
+// linear_act_bwd's general-path epilogue: gz and a deterministic column sum for db (zeros when
+// N = 0) in one launch, two when N > 256 rows and db is wanted; none when neither output is
+// requested or out = 0.
 void act_bias_grad(const Tensor& gz, const Tensor& db, const Tensor& g, const Tensor& y,
                    const LinearActParams& p);
 // ONE launch, deterministic (fixed summation tree, double accumulation, no float atomics):

@@ -19,8 +19,8 @@
 //    are those of the one-thread-per-output kernel this replaced, which waited on a global load
 //    per step (8.9 µs for a 30-wide layer on an H100, ncu).
 //  - otherwise: linear_act_bwd_epilogue_kernel writes gz and the column sums db (32 columns ×
-//    256 rows per block, 8 row groups, fixed-order combines; a second small kernel adds the
-//    row chunks' sums in order), then two GEMMs.
+//    256 rows per block, 8 row groups, fixed-order combines; with several row chunks and db
+//    wanted, a second small kernel combines the chunks' sums in a fixed order), then two GEMMs.
 // distance (l1 / mse)
 //  - forward: distance_fwd_kernel, one launch. Per-thread double sums over a fixed grid-stride
 //    assignment, a fixed shuffle + shared-memory tree per block; with several blocks each writes
@@ -265,7 +265,7 @@ constexpr int kColTile = 32, kRowGroups = 8;
 // chunk of kEpilogueRows rows (blockIdx.y): row group ty takes rows ty, ty+8, ... of the chunk,
 // and the 8 partial sums of a column are added in ty order. With one chunk the block writes
 // db; with several, each writes its chunk's column sums to partial[chunk][col] and
-// column_partials_sum_kernel adds them in chunk order. (One chunk for all rows, as this was,
+// column_partials_sum_kernel combines them in a fixed order. (One chunk for all rows, as this was,
 // left a (65 536, 64) gradient to 2 blocks walking 8 192 rows each: milliseconds per call.)
 constexpr int kEpilogueRows = 256;
 
@@ -277,46 +277,54 @@ __global__ void linear_act_bwd_epilogue_kernel(float* __restrict__ gz, float* __
                                                float slope) {
   __shared__ double part[kRowGroups][kColTile];
   const int col = blockIdx.x * kColTile + threadIdx.x;
-  const int n_end = min(N, static_cast<int>(blockIdx.y + 1) * kEpilogueRows);
-  double acc = 0.0;
-  if (col < out) {
-    for (int n = static_cast<int>(blockIdx.y) * kEpilogueRows + threadIdx.y; n < n_end;
-         n += kRowGroups) {
-      const int64_t i = static_cast<int64_t>(n) * out + col;
-      const float v =
-          math::fused_act_grad(static_cast<FusedAct>(ACT), __ldg(g + i), __ldg(y + i), slope);
-      if (gz != nullptr) gz[i] = v;
-      acc += static_cast<double>(v);
+  const int chunks = (N + kEpilogueRows - 1) / kEpilogueRows;
+  // Chunks beyond gridDim.y (65 535) are taken in turns; every trip is block-uniform.
+  for (int chunk = blockIdx.y; chunk < chunks; chunk += gridDim.y) {
+    const int n_end = static_cast<int>(
+        min(static_cast<int64_t>(N), (static_cast<int64_t>(chunk) + 1) * kEpilogueRows));
+    double acc = 0.0;
+    if (col < out) {
+      for (int n = chunk * kEpilogueRows + threadIdx.y; n < n_end; n += kRowGroups) {
+        const int64_t i = static_cast<int64_t>(n) * out + col;
+        const float v =
+            math::fused_act_grad(static_cast<FusedAct>(ACT), __ldg(g + i), __ldg(y + i), slope);
+        if (gz != nullptr) gz[i] = v;
+        acc += static_cast<double>(v);
+      }
     }
-  }
-  if (db == nullptr) return;  // uniform across the block: no thread waits at the barrier
-  part[threadIdx.y][threadIdx.x] = acc;
-  __syncthreads();
-  if (threadIdx.y == 0 && col < out) {
-    double s = 0.0;
+    if (db == nullptr) continue;  // uniform across the block: no thread waits at the barrier
+    part[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y == 0 && col < out) {
+      double s = 0.0;
 #pragma unroll
-    for (int r = 0; r < kRowGroups; ++r) s += part[r][threadIdx.x];
-    if (partial == nullptr)
-      db[col] = static_cast<float>(s);
-    else
-      partial[static_cast<int64_t>(blockIdx.y) * out + col] = s;
+      for (int r = 0; r < kRowGroups; ++r) s += part[r][threadIdx.x];
+      if (partial == nullptr)
+        db[col] = static_cast<float>(s);
+      else
+        partial[static_cast<int64_t>(chunk) * out + col] = s;
+    }
+    __syncthreads();  // part is written again by the next chunk
   }
 }
 
-// db[col] = Σ_chunk partial[chunk][col]: one warp per column, lane l sums chunks l, l+32, ...
-// in order, then a fixed xor-shuffle tree.
+// db[col] = Σ_chunk partial[chunk][col]: one warp per column (columns beyond the grid taken in
+// turns); lane l sums chunks l, l+32, ... in that order, then a fixed xor-shuffle tree combines
+// the lanes. Deterministic; not the order of a sequential sum.
 __global__ void column_partials_sum_kernel(float* __restrict__ db,
                                            const double* __restrict__ partial, int chunks,
                                            int out) {
-  const int col =
-      static_cast<int>((blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 32);
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / 32);
   const int lane = threadIdx.x % 32;
-  if (col >= out) return;  // whole warps leave together
-  double s = 0.0;
-  for (int c = lane; c < chunks; c += 32) s += __ldg(partial + static_cast<int64_t>(c) * out + col);
+  for (int64_t col = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 32; col < out;
+       col += warps) {  // whole warps move together
+    double s = 0.0;
+    for (int c = lane; c < chunks; c += 32)
+      s += __ldg(partial + static_cast<int64_t>(c) * out + col);
 #pragma unroll
-  for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(kFullMask, s, off);
-  if (lane == 0) db[col] = static_cast<float>(s);
+    for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(kFullMask, s, off);
+    if (lane == 0) db[col] = static_cast<float>(s);
+  }
 }
 
 // Calls f(std::integral_constant<int, act>) so kernels template on the activation.
@@ -340,14 +348,12 @@ void with_act(FusedAct act, F&& f) {
 void launch_bwd_epilogue(float* gz_out, float* db_out, const Tensor& g, const Tensor& y, int64_t N,
                          int64_t out, FusedAct act, float slope, cudaStream_t st, const char* op) {
   const int64_t chunks = (N + kEpilogueRows - 1) / kEpilogueRows;
-  IDEM_CHECK(chunks <= 65535, op, "N=", N, " rows exceed the ", 65535 * kEpilogueRows,
-             " the backward epilogue's grid covers");
   Tensor partial;  // from the caching allocator, so safe inside a CUDA-graph capture
   if (db_out != nullptr && chunks > 1) partial = empty({chunks, out}, {DType::f64, g.device()});
   double* part = partial.defined() ? partial.data<double>() : nullptr;
   const dim3 block(kColTile, kRowGroups);
   const dim3 grid(static_cast<unsigned>((out + kColTile - 1) / kColTile),
-                  static_cast<unsigned>(std::max<int64_t>(chunks, 1)));
+                  static_cast<unsigned>(std::min<int64_t>(std::max<int64_t>(chunks, 1), 65535)));
   with_act(act, [&](auto a) {
     linear_act_bwd_epilogue_kernel<decltype(a)::value>
         <<<grid, block, 0, st>>>(gz_out, db_out, part, g.data<float>(), y.data<float>(),
@@ -509,6 +515,9 @@ void linear_act_fwd(const Tensor& y, const Tensor& x, const Tensor& w, const Ten
         linear_act_fwd_warp_kernel<A><<<grid_for(outputs * 32, kThreads), kThreads, 0, st>>>(g);
         IDEM_LAUNCH_CHECK(op);
       } else {
+        // The staged rows fit in shared memory because this path has in < 128 (see `small`
+        // and `per_warp` above); a change of those thresholds must revisit fwd_tile.
+        IDEM_CHECK(p.in < 128, op, "internal: the tiled forward needs in < 128, got ", p.in);
         const FwdTile t = fwd_tile(p.N, p.in, p.out);
         IDEM_CHECK(t.blocks <= 0x7fffffffLL, op, "too many blocks (", t.blocks, ") for N=", p.N);
         linear_act_fwd_tile_kernel<A><<<static_cast<unsigned>(t.blocks), t.tr * t.tc, t.smem, st>>>(

@@ -240,7 +240,8 @@ __global__ void segment_max_bwd_route_kernel(float* __restrict__ out, const floa
 // Long rows: few output rows, many edges each (global pooling of big graphs; the IT³ `sage`
 // benchmark pools 65 536 nodes into 64 graphs). The group kernels above would run one G-thread
 // group per row walking 1 024 edges serially: 64 small groups on a 132-SM GPU. Here a row gets
-// a whole block. Taken when long_rows(V, E) (see there); the layout depends only on (V, E, F).
+// a whole block. Taken when long_rows(V, E) (see there); the layout depends on (V, E, F) and on
+// whether the rows allow 16-byte loads (the lane count G, as in the group kernels).
 
 // Forward sum/mean, one block per row (grid-stride over rows), T = G lanes x S slices threads:
 // thread t owns pack c0 + t % G of the current pack tile and slice s = t / G. Slice s sums the
@@ -248,8 +249,9 @@ __global__ void segment_max_bwd_route_kernel(float* __restrict__ out, const floa
 // warp read neighbouring source rows); then the S partials of each feature are combined by a
 // fixed binary tree in shared memory (level d adds partial s + S/2^d into s, for s < S/2^d).
 // Deterministic: which edges a slice sums, the order it sums them in and the tree's shape
-// depend only on (V, E, F) and the row's range, never on timing or on the device, and there are
-// no atomics; so every run gives the same bits. It is NOT the CPU's sequential order: both
+// depend only on (V, E, F), the row's range and the vector width (16-byte loads when F % 4 == 0
+// and the pointers are aligned, so an unaligned view of the same data may take another tree),
+// never on timing or on the device, and there are no atomics; so every run gives the same bits. It is NOT the CPU's sequential order: both
 // accumulate in double and round once to float, so the two differ at most by a rounding of the
 // double sum (almost always the same float; parity is within 1e-6 relative).
 template <int VW, bool kMean>
@@ -382,8 +384,9 @@ RowLaunch row_launch(int64_t V, int64_t F, std::initializer_list<const void*> pt
 }
 
 // The long-row rule: at least kLongMinAvgEdges = 64 edges per output row on average.
-//  - It reads only the shapes (row_ptr's values stay on the device), so a given (V, E, F) always
-//    takes the same path with the same slicing: the same bits on every run and every GPU.
+//  - It reads only the shapes (row_ptr's values stay on the device), so a given (V, E, F) and
+//    pointer alignment always take the same path with the same slicing: the same bits on every
+//    run and every GPU.
 //  - The group path is fast when there are many rows (one group per row fills the GPU, and each
 //    thread's serial walk is short); it keeps the CPU's exact order. GNN neighbour aggregation
 //    (average degree ~6) stays there; pooling and the backward of broadcasting a per-graph

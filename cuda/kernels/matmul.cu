@@ -15,7 +15,8 @@
 //    128 threads): a 128-wide tile would compute and store padding for half its columns.
 //    Every tile config computes each output as one fmaf chain over k = 0..K-1 in order (the
 //    zero padding past K adds 0·0, which can only turn an all-zero -0 sum into +0), as the
-//    one-thread-per-output small kernel does: the tile choice does not change the bits.
+//    one-thread-per-output small kernel does: the tile choice does not change the bits (except
+//    that sign of an all-zero sum).
 //  - small: IT³ multiplies tiny matrices (8x14·14x30) where a 128x128 tile would leave the GPU
 //    empty: one thread per output, or one warp per output when K is long.
 #include <algorithm>
