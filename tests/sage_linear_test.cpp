@@ -158,6 +158,19 @@ TEST(SageLinear, ComputesOnlyTheRequestedGradients) {
   EXPECT_EQ(re.da.shape(), (Shape{0, 3}));
 }
 
+// The empty batch on the GPU: the epilogue kernel still writes db = 0 (nothing else does).
+TEST(SageLinearCuda, EmptyBatchGivesZeroGradients) {
+  IDEM_REQUIRE_GPU();
+  const Options gpu{DType::f32, Device::cuda(0)};
+  Tensor w = randn({2, 3}, kSeed + 1, gpu), e = zeros({0, 3}, gpu);
+  Tensor ye = ops::sage_linear(e, w, zeros({2}, gpu), e, w, FusedAct::relu, 0.01);
+  EXPECT_EQ(ye.shape(), (Shape{0, 2}));
+  const ops::SageLinearGrads re = ops::sage_linear_backward(
+      zeros({0, 2}, gpu), ye, e, w, true, e, w, FusedAct::relu, 0.01, true, true, true, true, true);
+  EXPECT_EQ(re.dweight_l.to_vector<double>(), std::vector<double>(6, 0.0));
+  EXPECT_EQ(re.dbias.to_vector<double>(), std::vector<double>(2, 0.0));
+}
+
 TEST(SageLinear, RejectsMismatchedOperands) {
   Tensor a = randn({4, 3}, 1), wl = randn({2, 3}, 2), x = randn({4, 5}, 3), wr = randn({2, 5}, 4);
   EXPECT_EQ(sage_linear(a, wl, Tensor(), x, wr).shape(), (Shape{4, 2}));

@@ -277,7 +277,9 @@ __global__ void linear_act_bwd_epilogue_kernel(float* __restrict__ gz, float* __
                                                float slope) {
   __shared__ double part[kRowGroups][kColTile];
   const int col = blockIdx.x * kColTile + threadIdx.x;
-  const int chunks = (N + kEpilogueRows - 1) / kEpilogueRows;
+  // At least one chunk: with N = 0 the block still writes db = 0 (act_bias_grad's contract).
+  const int chunks =
+      max(1, static_cast<int>((static_cast<int64_t>(N) + kEpilogueRows - 1) / kEpilogueRows));
   // Chunks beyond gridDim.y (65 535) are taken in turns; every trip is block-uniform.
   for (int chunk = blockIdx.y; chunk < chunks; chunk += gridDim.y) {
     const int n_end = static_cast<int>(
