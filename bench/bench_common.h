@@ -14,6 +14,12 @@ namespace idem::bench {
 bool gpu_available();
 // "NVIDIA H100 80GB HBM3" or "none".
 std::string gpu_name();
+// gpu_available(), and when it is false the benchmark is marked skipped with the reason.
+bool require_gpu(benchmark::State& st);
+// Holds on to a result until the timed region ends (the GPU work is queued either way).
+inline void keep(Tensor t) {
+  benchmark::DoNotOptimize(t);
+}
 
 // Registration hooks called from main() in kernel_bench.cpp; `gpu` says whether the CUDA
 // benchmarks will run (without a GPU they are registered once each, and skip).

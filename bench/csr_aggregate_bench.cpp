@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_common.h"
 #include "core/kernels/runtime.h"
 #include "core/ops/csr_aggregate.h"
 #include "core/ops/elementwise.h"
@@ -30,26 +31,14 @@
 
 namespace {
 
+using idem::bench::keep;
+using idem::bench::require_gpu;
+
 using idem::Tensor;
 
 constexpr int64_t kMeshes = 64;
 constexpr int64_t kSide = 32;
 constexpr int64_t kF = 64;
-
-// Holds on to a result until the timed region ends (the GPU work is queued either way).
-void keep(Tensor t) {
-  benchmark::DoNotOptimize(t);
-}
-
-bool have_gpu(benchmark::State& st) {
-#ifdef IDEM_WITH_CUDA
-  if (idem::cuda::available()) return true;
-  st.SkipWithError("no CUDA device");
-#else
-  st.SkipWithError("idem was built without CUDA");
-#endif
-  return false;
-}
 
 #ifdef IDEM_WITH_CUDA
 
@@ -133,7 +122,7 @@ void run_timed(benchmark::State& st, Body&& body) {
 
 // out = segment_sum(x[col]) · inv : three launches through an (E, F) tensor.
 void BM_sage_mean_unfused_fwd(benchmark::State& st) {
-  if (!have_gpu(st)) return;
+  if (!require_gpu(st)) return;
 #ifdef IDEM_WITH_CUDA
   const SageData& d = sage();
   run_timed(st, [&] {
@@ -145,7 +134,7 @@ void BM_sage_mean_unfused_fwd(benchmark::State& st) {
 }
 
 void BM_sage_mean_fused_fwd(benchmark::State& st) {
-  if (!have_gpu(st)) return;
+  if (!require_gpu(st)) return;
 #ifdef IDEM_WITH_CUDA
   const SageData& d = sage();
   run_timed(st, [&] { keep(idem::ops::csr_mean_aggregate(d.x, d.idx)); });
@@ -154,7 +143,7 @@ void BM_sage_mean_fused_fwd(benchmark::State& st) {
 
 // dx = segment_sum over source groups of expand(g · inv) : three launches.
 void BM_sage_mean_unfused_bwd(benchmark::State& st) {
-  if (!have_gpu(st)) return;
+  if (!require_gpu(st)) return;
 #ifdef IDEM_WITH_CUDA
   const SageData& d = sage();
   run_timed(st, [&] {
@@ -166,7 +155,7 @@ void BM_sage_mean_unfused_bwd(benchmark::State& st) {
 }
 
 void BM_sage_mean_fused_bwd(benchmark::State& st) {
-  if (!have_gpu(st)) return;
+  if (!require_gpu(st)) return;
 #ifdef IDEM_WITH_CUDA
   const SageData& d = sage();
   run_timed(st, [&] { keep(idem::ops::csr_mean_aggregate_backward(d.g, d.idx, d.V)); });

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "autograd/graph_functions.h"
+#include "bench/bench_common.h"
 #include "core/kernels/runtime.h"
 #include "core/ops/graph.h"
 #include "core/ops/index.h"
@@ -30,6 +31,9 @@
 
 namespace {
 
+using idem::bench::keep;
+using idem::bench::require_gpu;
+
 using idem::Tensor;
 
 constexpr int64_t kE = int64_t{1} << 20;
@@ -38,21 +42,6 @@ constexpr int64_t kF = 64;
 
 constexpr double kRowBytes = 4.0 * kF;
 constexpr double kForwardBytes = kE * kRowBytes + kV * kRowBytes;  // + index bytes per case
-
-// Holds on to a result until the timed region ends (the GPU work is queued either way).
-void keep(Tensor t) {
-  benchmark::DoNotOptimize(t);
-}
-
-bool have_gpu(benchmark::State& st) {
-#ifdef IDEM_WITH_CUDA
-  if (idem::cuda::available()) return true;
-  st.SkipWithError("no CUDA device");
-#else
-  st.SkipWithError("idem was built without CUDA");
-#endif
-  return false;
-}
 
 #ifdef IDEM_WITH_CUDA
 
@@ -188,7 +177,7 @@ void run_timed(benchmark::State& st, double bytes, Body&& body) {
 #endif  // IDEM_WITH_CUDA
 
 void BM_graph_copy_reference(benchmark::State& st) {
-  if (!have_gpu(st)) return;
+  if (!require_gpu(st)) return;
 #ifdef IDEM_WITH_CUDA
   const CopyBuffers& c = copy_buffers();
   run_timed(st, 2.0 * static_cast<double>(c.src.nbytes()), [&] { c.run(); });
@@ -197,7 +186,7 @@ void BM_graph_copy_reference(benchmark::State& st) {
 
 // Pre-sorted fixed graph: no perm, the edge rows stream in order.
 void BM_graph_segment_sum_csr_fwd(benchmark::State& st) {
-  if (!have_gpu(st)) return;
+  if (!require_gpu(st)) return;
 #ifdef IDEM_WITH_CUDA
   const GraphData& d = graph();
   run_timed(st, kForwardBytes + (kV + 1) * 8.0,
@@ -207,7 +196,7 @@ void BM_graph_segment_sum_csr_fwd(benchmark::State& st) {
 
 // Fixed graph with a prebuilt CSR over unsorted edges: rows gathered through perm.
 void BM_graph_segment_sum_perm_fwd(benchmark::State& st) {
-  if (!have_gpu(st)) return;
+  if (!require_gpu(st)) return;
 #ifdef IDEM_WITH_CUDA
   const GraphData& d = graph();
   run_timed(st, kForwardBytes + (kV + 1) * 8.0 + kE * 8.0,
@@ -217,7 +206,7 @@ void BM_graph_segment_sum_perm_fwd(benchmark::State& st) {
 
 // The full scatter: build_csr (sort) + segment sum, every call.
 void BM_graph_scatter_add_rows_fwd(benchmark::State& st) {
-  if (!have_gpu(st)) return;
+  if (!require_gpu(st)) return;
 #ifdef IDEM_WITH_CUDA
   const GraphData& d = graph();
   run_timed(st, kForwardBytes + kE * 8.0, [&] { keep(idem::scatter_add_rows(d.x, d.dst, kV)); });
@@ -225,7 +214,7 @@ void BM_graph_scatter_add_rows_fwd(benchmark::State& st) {
 }
 
 void BM_graph_scatter_mean_rows_fwd(benchmark::State& st) {
-  if (!have_gpu(st)) return;
+  if (!require_gpu(st)) return;
 #ifdef IDEM_WITH_CUDA
   const GraphData& d = graph();
   run_timed(st, kForwardBytes + kE * 8.0, [&] { keep(idem::scatter_mean_rows(d.x, d.dst, kV)); });
@@ -234,7 +223,7 @@ void BM_graph_scatter_mean_rows_fwd(benchmark::State& st) {
 
 // Also writes the (V, F) i64 argmax.
 void BM_graph_scatter_max_rows_fwd(benchmark::State& st) {
-  if (!have_gpu(st)) return;
+  if (!require_gpu(st)) return;
 #ifdef IDEM_WITH_CUDA
   const GraphData& d = graph();
   run_timed(st, kForwardBytes + kE * 8.0 + kV * kF * 8.0,
@@ -243,7 +232,7 @@ void BM_graph_scatter_max_rows_fwd(benchmark::State& st) {
 }
 
 void BM_graph_build_csr(benchmark::State& st) {
-  if (!have_gpu(st)) return;
+  if (!require_gpu(st)) return;
 #ifdef IDEM_WITH_CUDA
   const GraphData& d = graph();
   run_timed(st, kE * 8.0 + kE * 8.0 + (kV + 1) * 8.0,
@@ -253,7 +242,7 @@ void BM_graph_build_csr(benchmark::State& st) {
 
 // Backward of segment_sum_csr: g's rows repeated per edge.
 void BM_graph_segment_sum_csr_bwd(benchmark::State& st) {
-  if (!have_gpu(st)) return;
+  if (!require_gpu(st)) return;
 #ifdef IDEM_WITH_CUDA
   const GraphData& d = graph();
   run_timed(st, kForwardBytes + (kV + 1) * 8.0,
@@ -263,7 +252,7 @@ void BM_graph_segment_sum_csr_bwd(benchmark::State& st) {
 
 // Backward of scatter_mean_rows: expand through perm, divided by the counts.
 void BM_graph_scatter_mean_rows_bwd(benchmark::State& st) {
-  if (!have_gpu(st)) return;
+  if (!require_gpu(st)) return;
 #ifdef IDEM_WITH_CUDA
   const GraphData& d = graph();
   run_timed(st, kForwardBytes + (kV + 1) * 8.0 + kE * 8.0,
@@ -273,7 +262,7 @@ void BM_graph_scatter_mean_rows_bwd(benchmark::State& st) {
 
 // Backward of scatter_add_rows: index_select(g, 0, dst).
 void BM_graph_scatter_add_rows_bwd(benchmark::State& st) {
-  if (!have_gpu(st)) return;
+  if (!require_gpu(st)) return;
 #ifdef IDEM_WITH_CUDA
   const GraphData& d = graph();
   run_timed(st, kForwardBytes + kE * 8.0, [&] { keep(idem::ops::index_select(d.g, 0, d.dst)); });
@@ -282,7 +271,7 @@ void BM_graph_scatter_add_rows_bwd(benchmark::State& st) {
 
 // Backward of scatter_max_rows: zero fill (E·F·4) plus routing g through argmax (V·F·(4+8)).
 void BM_graph_scatter_max_rows_bwd(benchmark::State& st) {
-  if (!have_gpu(st)) return;
+  if (!require_gpu(st)) return;
 #ifdef IDEM_WITH_CUDA
   const GraphData& d = graph();
   run_timed(st, kForwardBytes + kV * kF * 8.0,

@@ -322,6 +322,16 @@ void print_matmul_summary() {
 
 bool gpu_available() { return cuda::available(); }
 
+bool require_gpu(benchmark::State& st) {
+#ifdef IDEM_WITH_CUDA
+  if (gpu_available()) return true;
+  st.SkipWithError("no CUDA device");
+#else
+  st.SkipWithError("idem was built without CUDA");
+#endif
+  return false;
+}
+
 std::string gpu_name() {
 #ifdef IDEM_WITH_CUDA
   if (!gpu_available()) return "none";
