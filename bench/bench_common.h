@@ -3,8 +3,10 @@
 #pragma once
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -67,6 +69,35 @@ namespace idem::bench {
 void flush_l2();
 // Synchronizes the current stream; throws idem::Error on a CUDA error.
 void sync_stream();
+
+// Times body() once per benchmark iteration with CUDA events on the current stream (manual
+// time), after three untimed calls that warm the caching allocator and the caches. Returns the
+// iteration times in seconds, sorted (empty when Google Benchmark ran no iteration), for the
+// caller's median and rate counters.
+template <typename Body>
+std::vector<double> time_each_iteration(benchmark::State& st, Body&& body) {
+  const cudaStream_t s = cuda::current_stream();
+  for (int i = 0; i < 3; ++i) body();
+  IDEM_CUDA_CHECK("bench", cudaStreamSynchronize(s));
+  cudaEvent_t a = nullptr, b = nullptr;
+  IDEM_CUDA_CHECK("bench", cudaEventCreate(&a));
+  IDEM_CUDA_CHECK("bench", cudaEventCreate(&b));
+  std::vector<double> t;
+  for (auto _ : st) {
+    IDEM_CUDA_CHECK("bench", cudaEventRecord(a, s));
+    body();
+    IDEM_CUDA_CHECK("bench", cudaEventRecord(b, s));
+    IDEM_CUDA_CHECK("bench", cudaEventSynchronize(b));
+    float ms = 0;
+    IDEM_CUDA_CHECK("bench", cudaEventElapsedTime(&ms, a, b));
+    st.SetIterationTime(ms * 1e-3);
+    t.push_back(ms * 1e-3);
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  std::sort(t.begin(), t.end());
+  return t;
+}
 
 template <typename F>
 void time_gpu(benchmark::State& state, F&& launch, int reps, bool flush, Work work) {

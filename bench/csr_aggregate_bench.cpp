@@ -42,10 +42,6 @@ constexpr int64_t kF = 64;
 
 #ifdef IDEM_WITH_CUDA
 
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) idem::fail("csr_aggregate_bench", what, ": ", cudaGetErrorString(e));
-}
-
 // The mesh batch and everything the two paths read, built once per process on cuda:0.
 struct SageData {
   std::shared_ptr<const idem::Graph> graph;
@@ -87,30 +83,12 @@ std::string gpu_name() {
 template <typename Body>
 void run_timed(benchmark::State& st, Body&& body) {
   idem::NoGradGuard ng;
-  const cudaStream_t s = idem::cuda::current_stream();
-  cudaEvent_t a, b;
-  check(cudaEventCreate(&a), "cudaEventCreate");
-  check(cudaEventCreate(&b), "cudaEventCreate");
-  for (int i = 0; i < 3; ++i) body();  // warm the caching allocator and the caches
+  body();  // warm-up, then count the launches of one call
   const uint64_t l0 = idem::cuda::launch_count();
   body();
   const uint64_t launches = idem::cuda::launch_count() - l0;
-  check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
-  std::vector<double> t;
-  for (auto _ : st) {
-    check(cudaEventRecord(a, s), "cudaEventRecord");
-    body();
-    check(cudaEventRecord(b, s), "cudaEventRecord");
-    check(cudaEventSynchronize(b), "cudaEventSynchronize");
-    float ms = 0;
-    check(cudaEventElapsedTime(&ms, a, b), "cudaEventElapsedTime");
-    st.SetIterationTime(ms * 1e-3);
-    t.push_back(ms * 1e-3);
-  }
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
+  const std::vector<double> t = idem::bench::time_each_iteration(st, body);
   if (t.empty()) return;
-  std::sort(t.begin(), t.end());
   st.counters["median_us"] = t[t.size() / 2] * 1e6;
   st.counters["launches"] = static_cast<double>(launches);
   const SageData& d = sage();

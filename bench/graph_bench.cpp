@@ -143,27 +143,8 @@ template <typename Body>
 void run_timed(benchmark::State& st, double bytes, Body&& body) {
   idem::NoGradGuard ng;
   const double copy = copy_gbps();
-  const cudaStream_t s = idem::cuda::current_stream();
-  cudaEvent_t a, b;
-  check(cudaEventCreate(&a), "cudaEventCreate");
-  check(cudaEventCreate(&b), "cudaEventCreate");
-  for (int i = 0; i < 3; ++i) body();  // warm the caching allocator and the caches
-  check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
-  std::vector<double> t;
-  for (auto _ : st) {
-    check(cudaEventRecord(a, s), "cudaEventRecord");
-    body();
-    check(cudaEventRecord(b, s), "cudaEventRecord");
-    check(cudaEventSynchronize(b), "cudaEventSynchronize");
-    float ms = 0;
-    check(cudaEventElapsedTime(&ms, a, b), "cudaEventElapsedTime");
-    st.SetIterationTime(ms * 1e-3);
-    t.push_back(ms * 1e-3);
-  }
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
+  const std::vector<double> t = idem::bench::time_each_iteration(st, body);
   if (t.empty()) return;
-  std::sort(t.begin(), t.end());
   const double med = t[t.size() / 2];
   const double gbps = bytes / med / 1e9;
   st.counters["median_us"] = med * 1e6;
