@@ -2,6 +2,7 @@
 #include <sstream>
 
 #include "apps/idem/cli.h"
+#include "core/parallel.h"
 #include "core/determinism.h"
 #include "core/error.h"
 #include "core/kernels/runtime.h"
@@ -101,6 +102,7 @@ std::string Args::usage() const {
 std::vector<OptionSpec> common_options() {
   return {{"seed", true, "0", "seed for data order, initialization and shifts"},
           {"device", true, "auto", "cpu, cuda or cuda:N; auto = cuda when a GPU is present"},
+          {"threads", true, "auto", "CPU threads for the kernels, 1..1024; auto = IDEM_NUM_THREADS, else all cores (results do not depend on it)"},
           {"deterministic", false, "", "bit-identical results for the same seed (docs/reliability.md)"},
           {"quiet", false, "", "no progress output"},
           {"json", false, "", "machine-readable output on stdout"}};
@@ -108,6 +110,7 @@ std::vector<OptionSpec> common_options() {
 
 std::string resolve_device(const Args& a) {
   if (a.flag("deterministic")) set_deterministic(true);
+  if (const std::string t = a.str("threads"); t != "auto") set_num_threads(parse_thread_count(t.c_str(), "--threads"));
   std::string d = a.str("device");
   if (d == "auto") return cuda::available() ? "cuda:0" : "cpu";
   if (d.rfind("cuda", 0) == 0 && !cuda::available())

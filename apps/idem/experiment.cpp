@@ -143,9 +143,9 @@ struct TrainSettings {
   }
 };
 
-TrainSettings train_settings_from(const Args& a, const Task& task, bool quick) {
+TrainSettings train_settings_from(const Args& a, const Task& task, DemoSize size) {
   TrainSettings s;
-  s.epochs = a.integer("epochs") > 0 ? int(a.integer("epochs")) : task.default_epochs(quick);
+  s.epochs = a.integer("epochs") > 0 ? int(a.integer("epochs")) : task.default_epochs(size);
   s.batch = a.integer("batch") > 0 ? a.integer("batch") : task.default_batch();
   s.lr = a.number("lr") > 0 ? a.number("lr") : task.default_lr();
   s.topt = task.train_options();
@@ -208,7 +208,7 @@ struct AdaptSettings {
   std::vector<it3::AdaptOptions> options;  // one per method
 };
 
-AdaptSettings adapt_settings_from(const Args& a, const Task& task, bool quick) {
+AdaptSettings adapt_settings_from(const Args& a, const Task& task, DemoSize size) {
   AdaptSettings s;
   for (const auto& m : a.list("method")) {
     if (m == "all") {
@@ -227,7 +227,7 @@ AdaptSettings adapt_settings_from(const Args& a, const Task& task, bool quick) {
       break;
     }
     if (sh == "demo") {
-      s.shifts = task.demo_shifts(quick);
+      s.shifts = task.demo_shifts(size);
       break;
     }
     s.shifts.push_back(sh);
@@ -397,7 +397,7 @@ int cmd_train(int argc, char** argv) {
   const std::string dev = resolve_device(a);
   const Device device = Device::parse(dev);
   auto task = make_task(task_config_from(a));
-  const TrainSettings ts = train_settings_from(a, *task, false);
+  const TrainSettings ts = train_settings_from(a, *task, DemoSize::full);
   const std::string dir = make_run_dir(a.str("out"), task->name());
   JsonLines log(dir + "/steps.jsonl");
   json::Value config = config_json("train", *task, dev);
@@ -435,7 +435,7 @@ int cmd_adapt(int argc, char** argv) {
   load_checkpoint(*model, run + "/checkpoint.safetensors");
   model->to(device);
   model->eval();
-  const AdaptSettings s = adapt_settings_from(a, *task, false);
+  const AdaptSettings s = adapt_settings_from(a, *task, DemoSize::full);
   const std::string dir = make_run_dir(a.str("out").empty() ? run + "/adapt-" + timestamp() : a.str("out"), "");
   JsonLines log(dir + "/steps.jsonl");
   json::Value config = config_json("adapt", *task, dev);
@@ -455,46 +455,48 @@ int cmd_adapt(int argc, char** argv) {
 
 int cmd_demo(int argc, char** argv) {
   std::vector<OptionSpec> specs = concat(task_options(), adapt_options());
-  specs.push_back({"quick", false, "", "a subset and one epoch (under 5 minutes on a 2-core CPU)"});
+  specs.push_back({"quick", false, "", "a smoke run: small subsets, severity 5, one epoch (about a minute on 2 cores)"});
+  specs.push_back({"full", false, "", "the whole protocol on the CPU too (on a GPU it is the default)"});
   specs.push_back({"out", true, "", "run directory (default runs/demo-<task>-<time>)"});
   Args a("demo", concat(specs, common_options()), argc, argv, 2);
   if (a.help()) {
     std::cout << "idem demo: train on a task, then evaluate none, bn, tent, actmad, it3 and it3-online on\n"
-                 "the clean and shifted test sets; prints the table, writes plots and a run directory.\n\n"
+                 "the clean and shifted test sets; prints the table, writes plots and a run directory.\n"
+                 "On the CPU it runs a protocol sized for a few minutes on 2 cores (fewer training images,\n"
+                 "epochs, test images and severities; the first line says which); --full runs all of it.\n\n"
               << a.usage();
     return 0;
   }
-  const bool quick = a.flag("quick");
+  if (a.flag("quick") && a.flag("full")) fail("idem demo", "--quick and --full exclude each other");
   const std::string dev = resolve_device(a);
   const Device device = Device::parse(dev);
+  const DemoSize size = a.flag("quick")                         ? DemoSize::quick
+                        : (a.flag("full") || device.is_cuda()) ? DemoSize::full
+                                                                : DemoSize::cpu;
   TaskConfig tc = task_config_from(a);
-  if (quick) {
-    // The quick demo: subsets sized for a 2-core CPU.
-    if (tc.task == "fmnist") {
-      if (tc.max_train < 0) tc.max_train = 6000;
-      if (tc.max_test < 0) tc.max_test = 256;
-      if (tc.width == 0) tc.width = 16;
-    } else if (tc.task == "airfoil") {
-      if (tc.max_train < 0) tc.max_train = 500;
-      if (tc.max_test < 0) tc.max_test = 100;
-      if (tc.width == 0) tc.width = 32;
-    }
-  } else if (tc.task == "fmnist" && tc.max_test < 0) {
-    tc.max_test = 2000;  // 2 000 test images × 76 shifts × 6 methods keeps the full demo in minutes
-  }
+  size_demo(tc, size);
   auto task = make_task(tc);
-  const TrainSettings ts = train_settings_from(a, *task, quick);
-  const AdaptSettings s = adapt_settings_from(a, *task, quick);
+  const TrainSettings ts = train_settings_from(a, *task, size);
+  const AdaptSettings s = adapt_settings_from(a, *task, size);
   AdaptSettings sd = s;
-  if (a.str("shift") == "all") sd.shifts = task->demo_shifts(quick);
+  if (a.str("shift") == "all") sd.shifts = task->demo_shifts(size);
+  if (!a.flag("quiet")) {
+    std::cerr << "idem demo: " << demo_size_name(size) << " protocol on " << dev << ": "
+              << task->describe() << "; " << ts.epochs << " epochs; " << sd.shifts.size()
+              << " test sets × " << sd.methods.size() << " methods";
+    if (size == DemoSize::cpu) std::cerr << " (sized for a 2-core CPU; --full for the whole protocol)";
+    std::cerr << "\n";
+  }
   const std::string dir = make_run_dir(a.str("out"), "demo-" + task->name());
   JsonLines log(dir + "/steps.jsonl");
-  json::Value config = config_json(quick ? "demo --quick" : "demo", *task, dev);
+  json::Value config = config_json(size == DemoSize::full ? "demo" : std::string("demo (") + demo_size_name(size) + ")", *task, dev);
+  config.set("protocol", demo_size_name(size));
   config.set("adapt", adapt_json(sd));
   init::manual_seed(uint64_t(a.integer("seed")));
   auto model = train_into(dir, *task, ts, device, uint64_t(a.integer("seed")), a.flag("quiet"), log, config);
   auto rows = evaluate(model, *task, sd, device, log, a.flag("quiet"));
-  write_results(dir, rows, *task, "IT³ demo: " + task->name() + (quick ? " (quick)" : "") + " on " + dev, true);
+  const std::string tag = size == DemoSize::full ? "" : std::string(" (") + demo_size_name(size) + " protocol)";
+  write_results(dir, rows, *task, "IT³ demo: " + task->name() + tag + " on " + dev, true);
   return 0;
 }
 

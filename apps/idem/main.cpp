@@ -12,6 +12,7 @@
 #include "apps/idem/cli.h"
 #include "core/determinism.h"
 #include "core/error.h"
+#include "core/parallel.h"
 #include "core/kernels/runtime.h"
 #include "layers/json.h"
 
@@ -37,6 +38,7 @@ std::string versions_json() {
   v.set("cudnn_compiled", false);
 #endif
   v.set("deterministic", deterministic());
+  v.set("cpu_threads", num_threads());
   if (cuda::available()) {
     const auto p = cuda::device_properties(0);
     v.set("gpu", p.name);

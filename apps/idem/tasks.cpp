@@ -13,6 +13,38 @@ namespace idem::cli {
 
 // ---- config ----
 
+const char* demo_size_name(DemoSize s) {
+  switch (s) {
+    case DemoSize::quick: return "quick";
+    case DemoSize::cpu: return "cpu";
+    case DemoSize::full: return "full";
+  }
+  return "?";
+}
+
+void size_demo(TaskConfig& cfg, DemoSize size) {
+  struct Row {
+    const char* task;
+    DemoSize size;
+    int64_t max_train, max_test, width;  // -1 / 0: the task's own default
+  };
+  // Sized by measurement on a 2-core CPU (README, docs/performance.md): the cpu rows keep the
+  // full model and cut data, epochs (Task::default_epochs) and severities (demo_shifts).
+  static const Row rows[] = {
+      {"fmnist", DemoSize::quick, 6000, 256, 16},
+      {"fmnist", DemoSize::cpu, 12000, 500, 0},
+      {"fmnist", DemoSize::full, -1, 2000, 0},  // 2 000 test images × 76 shifts × 6 methods
+      {"airfoil", DemoSize::quick, 500, 100, 32},
+      {"airfoil", DemoSize::cpu, 1000, 100, 0},
+  };
+  for (const Row& r : rows) {
+    if (cfg.task != r.task || size != r.size) continue;
+    if (cfg.max_train < 0) cfg.max_train = r.max_train;
+    if (cfg.max_test < 0) cfg.max_test = r.max_test;
+    if (cfg.width == 0) cfg.width = r.width;
+  }
+}
+
 json::Value TaskConfig::to_json() const {
   json::Value v = json::Value::object();
   v.set("task", task);
@@ -121,7 +153,7 @@ class FmnistTask : public Task {
     const int64_t w = cfg_.width > 0 ? cfg_.width : 32;
     return it3::make_bn_cnn(data_.train.num_classes, w, 2 * w, {}, seed);
   }
-  int default_epochs(bool quick) const override { return quick ? 1 : 3; }
+  int default_epochs(DemoSize size) const override { return size == DemoSize::full ? 3 : 1; }
   int64_t default_batch() const override { return 128; }
   double default_lr() const override { return 2e-3; }
   int64_t default_adapt_batch() const override { return 128; }
@@ -136,10 +168,15 @@ class FmnistTask : public Task {
       for (int sev = 1; sev <= 5; ++sev) s.push_back(c + ":" + std::to_string(sev));
     return s;
   }
-  std::vector<std::string> demo_shifts(bool quick) const override {
-    if (!quick) return all_shifts();
+  std::vector<std::string> demo_shifts(DemoSize size) const override {
+    if (size == DemoSize::full) return all_shifts();
+    // quick: severity 5 of every corruption; cpu: severities 3 and 5 (a middle and the
+    // strongest level, the one the TTA literature reports).
     std::vector<std::string> s{"clean"};
-    for (const auto& c : data::corruption_names()) s.push_back(c + ":5");
+    for (const auto& c : data::corruption_names()) {
+      if (size == DemoSize::cpu) s.push_back(c + ":3");
+      s.push_back(c + ":5");
+    }
     return s;
   }
   std::vector<Batch> eval_batches(const std::string& shift, int64_t batch, Device d) const override {
@@ -208,7 +245,7 @@ class TabularTask : public Task {
     t.source = it3::SignalSource::self_detached;
     return t;
   }
-  int default_epochs(bool quick) const override { return quick ? 10 : 30; }
+  int default_epochs(DemoSize size) const override { return size == DemoSize::full ? 30 : 10; }
   int64_t default_batch() const override { return 32; }
   double default_lr() const override { return 1e-3; }
   int64_t default_adapt_batch() const override { return 32; }
@@ -223,7 +260,7 @@ class TabularTask : public Task {
     if (!quantile_col_.empty()) s.push_back("quantile:" + quantile_col_);
     return s;
   }
-  std::vector<std::string> demo_shifts(bool) const override { return all_shifts(); }
+  std::vector<std::string> demo_shifts(DemoSize) const override { return all_shifts(); }
   void validate_shift(const std::string& shift) const override {
     if (shift.rfind("zero:", 0) == 0) {
       char* end = nullptr;
@@ -294,7 +331,7 @@ class AirfoilTask : public Task {
     const double neutral = cfg_.neutral != 0.0 ? cfg_.neutral : 0.2;
     return it3::make_gmm_model(5, w, 3, 4, it3::SignalSpec::regression(1, neutral), {}, seed);
   }
-  int default_epochs(bool quick) const override { return quick ? 10 : 40; }
+  int default_epochs(DemoSize size) const override { return size == DemoSize::full ? 40 : size == DemoSize::cpu ? 20 : 10; }
   int64_t default_batch() const override { return 32; }
   double default_lr() const override { return 2e-3; }
   int64_t default_adapt_batch() const override { return 32; }
@@ -310,7 +347,7 @@ class AirfoilTask : public Task {
   std::vector<std::string> all_shifts() const override {
     return {"clean", "ood:1", "ood:2", "ood:3", "ood:4"};
   }
-  std::vector<std::string> demo_shifts(bool) const override { return all_shifts(); }
+  std::vector<std::string> demo_shifts(DemoSize) const override { return all_shifts(); }
   std::vector<Batch> eval_batches(const std::string& shift, int64_t batch, Device d) const override {
     int level = 0;
     if (shift != "clean") {

@@ -37,6 +37,15 @@ struct TaskConfig {
   static TaskConfig from_json(const json::Value& v);
 };
 
+// How much of a task `idem demo` runs:
+//   quick  a smoke run: small subsets, severity 5 only, one epoch (about a minute on 2 cores);
+//   cpu    sized to finish within minutes on a 2-core CPU, and still every method on the clean
+//          set and on every shift family (the default when the demo runs on the CPU);
+//   full   the whole protocol (the default on a GPU, or `--full`).
+// `idem train` and `idem adapt` always use `full` defaults.
+enum class DemoSize { quick, cpu, full };
+const char* demo_size_name(DemoSize s);
+
 class Task {
  public:
   virtual ~Task() = default;
@@ -46,7 +55,7 @@ class Task {
   // A fresh model (CPU, f32) seeded from `seed`.
   virtual std::shared_ptr<it3::RecursiveModel> make_model(uint64_t seed) const = 0;
   virtual it3::TrainOptions train_options() const { return it3::TrainOptions::for_task(kind()); }
-  virtual int default_epochs(bool quick) const = 0;
+  virtual int default_epochs(DemoSize size) const = 0;
   virtual int64_t default_batch() const = 0;
   virtual double default_lr() const = 0;
   // Test-time defaults: batch size, steps and lr for the gradient-based methods.
@@ -62,7 +71,7 @@ class Task {
 
   // Every shift name this task understands, and the demo's list.
   virtual std::vector<std::string> all_shifts() const = 0;
-  virtual std::vector<std::string> demo_shifts(bool quick) const = 0;
+  virtual std::vector<std::string> demo_shifts(DemoSize size) const = 0;
   // Throws idem::Error naming the shift and the valid forms unless `shift` is one this task can
   // evaluate (called before any training, so a typo costs nothing). Default: one of all_shifts().
   virtual void validate_shift(const std::string& shift) const;
@@ -83,8 +92,11 @@ class Task {
   TaskConfig cfg_;
 };
 
-// Builds the task (loads or generates its data). `quick` picks the demo's small subsets when
-// the config leaves them unset.
+// Fills the data sizes and the model width that the demo of cfg.task uses at `size`, where the
+// user left them unset (max_train/max_test < 0, width 0). One table for all tasks, in tasks.cpp.
+void size_demo(TaskConfig& cfg, DemoSize size);
+
+// Builds the task (loads or generates its data).
 std::unique_ptr<Task> make_task(const TaskConfig& cfg);
 
 }  // namespace idem::cli

@@ -1,8 +1,12 @@
 // CPU reference of the CSR mean aggregation (contract: core/kernels/csr_aggregate.h). Each
 // output row is summed in double in increasing position and rounded once, then multiplied in T
 // by inv(v) — exactly the steps of gather + segment_sum_csr + · inv_in_degree, so the result
-// is their bits (the CUDA kernels reproduce the same order).
+// is their bits (the CUDA kernels reproduce the same order). Threads (core/parallel.h) split
+// the output rows; each row is summed by one thread in that order, so the bits do not depend on
+// the thread count.
 #include "core/kernels/csr_aggregate.h"
+
+#include "core/parallel.h"
 
 #include <algorithm>
 #include <vector>
@@ -27,8 +31,10 @@ void fwd_typed(const Tensor& out, const Tensor& x, const CsrAggregateIndex& idx,
   const int64_t* col = s.edges > 0 ? idx.col.data<int64_t>() : nullptr;
   T* y = out.data<T>();
   const int64_t F = s.features;
+  const int64_t grain = grain_for(F * (1 + s.edges / std::max<int64_t>(s.rows, 1)));
+  parallel_for(s.rows, grain, [&](int64_t lo, int64_t hi) {
   std::vector<double> acc(static_cast<size_t>(F));
-  for (int64_t v = 0; v < s.rows; ++v) {
+  for (int64_t v = lo; v < hi; ++v) {
     std::fill(acc.begin(), acc.end(), 0.0);
     // out[v] = T(Σ_k x[col[k]]) · inv(v) : (U,F) -> (V,F)
     for (int64_t k = rp[v]; k < rp[v + 1]; ++k) {
@@ -39,6 +45,7 @@ void fwd_typed(const Tensor& out, const Tensor& x, const CsrAggregateIndex& idx,
     T* yv = y + v * F;
     for (int64_t f = 0; f < F; ++f) yv[f] = static_cast<T>(acc[f]) * inv;
   }
+  });
 }
 
 template <typename T>
@@ -55,8 +62,10 @@ void bwd_typed(const Tensor& dx, const Tensor& g, const CsrAggregateIndex& idx,
   const int64_t* dst = sperm ? idx.dst.data<int64_t>() : nullptr;
   T* y = dx.data<T>();
   const int64_t F = s.features;
+  const int64_t grain = grain_for(F * (1 + s.edges / std::max<int64_t>(s.sources, 1)));
+  parallel_for(s.sources, grain, [&](int64_t lo, int64_t hi) {
   std::vector<double> acc(static_cast<size_t>(F));
-  for (int64_t u = 0; u < s.sources; ++u) {
+  for (int64_t u = lo; u < hi; ++u) {
     std::fill(acc.begin(), acc.end(), 0.0);
     // dx[u] = Σ_{j in group u} T(g[v_j] · inv(v_j)), v_j = dst of sorted edge sperm[j]
     //   : (V,F) -> (U,F)
@@ -72,6 +81,7 @@ void bwd_typed(const Tensor& dx, const Tensor& g, const CsrAggregateIndex& idx,
     T* yu = y + u * F;
     for (int64_t f = 0; f < F; ++f) yu[f] = static_cast<T>(acc[f]);
   }
+  });
 }
 
 }  // namespace

@@ -1,15 +1,30 @@
 // CPU elementwise kernels. Broadcasting walks the output with an odometer over per-input
-// strides (0 on broadcast dims); equal shapes take a flat loop.
+// strides (0 on broadcast dims); equal shapes take a flat loop. Every loop runs in chunks of
+// kGrain output elements on the thread pool (core/parallel.h); each element is computed alone,
+// so the bits do not depend on the thread count.
 #include <cmath>
 #include <array>
 #include <cstring>
 
 #include "core/kernels/elementwise.h"
 #include "core/kernels/elementwise_math.h"
+#include "core/parallel.h"
 
 namespace idem::cpu {
 
 namespace {
+
+// Output elements per chunk: large enough that waking the pool pays (a chunk is ~10-50 µs of
+// work), small enough that a (128, 64, 14, 14) activation splits over a few cores.
+constexpr int64_t kGrain = 1 << 15;
+
+// Calls f(i) for every i in [0, n), in chunks on the pool.
+template <typename F>
+void for_each_index(int64_t n, F&& f) {
+  parallel_for(n, kGrain, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) f(i);
+  });
+}
 
 // Strides of `in` when broadcast to `out` (0 where in has extent 1 or is missing).
 std::vector<int64_t> broadcast_strides(const Shape& in, const Shape& out) {
@@ -20,24 +35,32 @@ std::vector<int64_t> broadcast_strides(const Shape& in, const Shape& out) {
   return st;
 }
 
-// Calls f(out_index, offsets...) for every output element, offsets per input.
+// Calls f(out_index, offsets...) for every output element, offsets per input. Each chunk
+// starts its odometer at its first element.
 template <size_t N, typename F>
 void for_each_broadcast(const Shape& out, const std::array<std::vector<int64_t>, N>& strides,
                         F&& f) {
   const int64_t n = numel_of(out);
   const size_t nd = out.size();
-  std::vector<int64_t> idx(nd, 0);
-  std::array<int64_t, N> off{};
-  for (int64_t i = 0; i < n; ++i) {
-    f(i, off);
-    for (size_t d = nd; d-- > 0;) {  // odometer increment
-      ++idx[d];
-      for (size_t k = 0; k < N; ++k) off[k] += strides[k][d];
-      if (idx[d] < out[d]) break;
-      for (size_t k = 0; k < N; ++k) off[k] -= strides[k][d] * out[d];
-      idx[d] = 0;
+  parallel_for(n, kGrain, [&](int64_t lo, int64_t hi) {
+    std::vector<int64_t> idx(nd, 0);
+    std::array<int64_t, N> off{};
+    for (size_t d = nd, rest = size_t(lo); d-- > 0;) {  // unravel lo
+      idx[d] = int64_t(rest % size_t(out[d]));
+      rest /= size_t(out[d]);
+      for (size_t k = 0; k < N; ++k) off[k] += strides[k][d] * idx[d];
     }
-  }
+    for (int64_t i = lo; i < hi; ++i) {
+      f(i, off);
+      for (size_t d = nd; d-- > 0;) {  // odometer increment
+        ++idx[d];
+        for (size_t k = 0; k < N; ++k) off[k] += strides[k][d];
+        if (idx[d] < out[d]) break;
+        for (size_t k = 0; k < N; ++k) off[k] -= strides[k][d] * out[d];
+        idx[d] = 0;
+      }
+    }
+  });
 }
 
 }  // namespace
@@ -48,7 +71,7 @@ void unary_fwd(const Tensor& out, const Tensor& in, UnaryOp op, UnaryParams p) {
     scalar_t* y = out.data<scalar_t>();
     const scalar_t a = static_cast<scalar_t>(p.alpha);
     const int64_t n = in.numel();
-    for (int64_t i = 0; i < n; ++i) y[i] = math::unary_apply(op, x[i], a);
+    for_each_index(n, [&](int64_t i) { y[i] = math::unary_apply(op, x[i], a); });
   });
 }
 
@@ -61,7 +84,7 @@ void unary_bwd(const Tensor& grad_in, const Tensor& grad_out, const Tensor& in, 
     scalar_t* gi = grad_in.data<scalar_t>();
     const scalar_t a = static_cast<scalar_t>(p.alpha);
     const int64_t n = in.numel();
-    for (int64_t i = 0; i < n; ++i) gi[i] = math::unary_grad(op, g[i], x[i], y[i], a);
+    for_each_index(n, [&](int64_t i) { gi[i] = math::unary_grad(op, g[i], x[i], y[i], a); });
   });
 }
 
@@ -75,8 +98,7 @@ void binary_fwd(const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op
     if (is_comparison(op)) {
       uint8_t* po = out.data<uint8_t>();
       if (same) {
-        for (int64_t i = 0, n = out.numel(); i < n; ++i)
-          po[i] = math::binary_compare(op, pa[i], pb[i]);
+        for_each_index(out.numel(), [&](int64_t i) { po[i] = math::binary_compare(op, pa[i], pb[i]); });
       } else {
         for_each_broadcast<2>(out.shape(), st, [&](int64_t i, const std::array<int64_t, 2>& o) {
           po[i] = math::binary_compare(op, pa[o[0]], pb[o[1]]);
@@ -85,8 +107,7 @@ void binary_fwd(const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op
     } else {
       scalar_t* po = out.data<scalar_t>();
       if (same) {
-        for (int64_t i = 0, n = out.numel(); i < n; ++i)
-          po[i] = math::binary_apply(op, pa[i], pb[i]);
+        for_each_index(out.numel(), [&](int64_t i) { po[i] = math::binary_apply(op, pa[i], pb[i]); });
       } else {
         for_each_broadcast<2>(out.shape(), st, [&](int64_t i, const std::array<int64_t, 2>& o) {
           po[i] = math::binary_apply(op, pa[o[0]], pb[o[1]]);
@@ -128,7 +149,7 @@ void cast(const Tensor& out, const Tensor& in) {
     const src_t* pi = in.data<src_t>();
     IDEM_DISPATCH_ALL(out.dtype(), "cast", [&] {
       scalar_t* po = out.data<scalar_t>();
-      for (int64_t i = 0; i < n; ++i) po[i] = static_cast<scalar_t>(pi[i]);
+      for_each_index(n, [&](int64_t i) { po[i] = static_cast<scalar_t>(pi[i]); });
     });
   });
 }
@@ -137,15 +158,15 @@ void fill(const Tensor& out, double value) {
   IDEM_DISPATCH_ALL(out.dtype(), "fill", [&] {
     scalar_t* po = out.data<scalar_t>();
     const scalar_t v = static_cast<scalar_t>(value);
-    for (int64_t i = 0, n = out.numel(); i < n; ++i) po[i] = v;
+    for_each_index(out.numel(), [&](int64_t i) { po[i] = v; });
   });
 }
 
 void arange_fill(const Tensor& out, double start, double step) {
   IDEM_DISPATCH_ALL(out.dtype(), "arange", [&] {
     scalar_t* po = out.data<scalar_t>();
-    for (int64_t i = 0, n = out.numel(); i < n; ++i)
-      po[i] = static_cast<scalar_t>(start + static_cast<double>(i) * step);
+    for_each_index(out.numel(),
+                   [&](int64_t i) { po[i] = static_cast<scalar_t>(start + static_cast<double>(i) * step); });
   });
 }
 
@@ -153,7 +174,7 @@ void random_fill(const Tensor& out, RandomDist dist, double lo, double hi, uint6
                  uint64_t offset) {
   IDEM_DISPATCH_FLOAT(out.dtype(), "random", [&] {
     scalar_t* po = out.data<scalar_t>();
-    for (int64_t i = 0, n = out.numel(); i < n; ++i) {
+    for_each_index(out.numel(), [&](int64_t i) {
       uint32_t r[4];
       philox_block(seed, static_cast<uint64_t>(i), offset, r);
       if (dist == RandomDist::uniform) {
@@ -162,7 +183,7 @@ void random_fill(const Tensor& out, RandomDist dist, double lo, double hi, uint6
       } else {
         po[i] = static_cast<scalar_t>(lo + hi * static_cast<double>(math::philox_normal(r)));
       }
-    }
+    });
   });
 }
 

@@ -1,9 +1,13 @@
 // CPU reference of the fused ops (contract: core/kernels/fused.h). The GEMMs go through
 // cpu::matmul_fwd (the one Eigen file); the epilogues are plain loops in the same order and
 // precision as the unfused ops (matmul, add, relu / leaky_relu, sum), so the fused and the
-// unfused CPU paths agree to the last bit in the forward.
+// unfused CPU paths agree to the last bit in the forward. Threads (core/parallel.h) split rows
+// (epilogue) or columns (db), never one sum, so the bits do not depend on the thread count.
 #include "core/kernels/fused.h"
 
+#include "core/parallel.h"
+
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -19,14 +23,16 @@ void bias_act(const Tensor& y, const Tensor& b, const LinearActParams& p) {
     scalar_t* py = y.data<scalar_t>();
     const scalar_t* pb = p.bias ? b.data<scalar_t>() : nullptr;
     const scalar_t slope = static_cast<scalar_t>(p.slope);
-    for (int64_t n = 0; n < p.N; ++n) {
-      scalar_t* row = py + n * p.out;
-      for (int64_t o = 0; o < p.out; ++o) {
-        scalar_t z = row[o];
-        if (pb) z = z + pb[o];
-        row[o] = math::fused_act(p.act, z, slope);
+    parallel_for(p.N, grain_for(p.out, int64_t(1) << 15), [&](int64_t lo, int64_t hi) {
+      for (int64_t n = lo; n < hi; ++n) {
+        scalar_t* row = py + n * p.out;
+        for (int64_t o = 0; o < p.out; ++o) {
+          scalar_t z = row[o];
+          if (pb) z = z + pb[o];
+          row[o] = math::fused_act(p.act, z, slope);
+        }
       }
-    }
+    });
   });
 }
 
@@ -40,24 +46,33 @@ void act_bias_grad(const Tensor& gz, const Tensor& db, const Tensor& g, const Te
       const scalar_t* py = y.data<scalar_t>();
       scalar_t* pz = gz.data<scalar_t>();
       const scalar_t slope = static_cast<scalar_t>(p.slope);
-      for (int64_t i = 0; i < rows * cols; ++i)
-        pz[i] = math::fused_act_grad(p.act, pg[i], py[i], slope);
+      parallel_for(rows * cols, int64_t(1) << 15, [&](int64_t lo, int64_t hi) {
+        for (int64_t i = lo; i < hi; ++i) pz[i] = math::fused_act_grad(p.act, pg[i], py[i], slope);
+      });
     }
     if (db.defined()) {
       // db = Σ_n gz[n,:] : (N,out) -> (out), in double and row order, as cpu::reduce_fwd. Read
       // from gz when it was just written, else formed again from g and y.
-      std::vector<double> acc(static_cast<size_t>(cols), 0.0);
       const scalar_t* pz = gz.defined() && rows > 0 ? gz.data<scalar_t>() : nullptr;
       const scalar_t* py = rows > 0 ? y.data<scalar_t>() : nullptr;
       const scalar_t slope = static_cast<scalar_t>(p.slope);
-      for (int64_t n = 0; n < rows; ++n)
-        for (int64_t o = 0; o < cols; ++o) {
-          const int64_t i = n * cols + o;
-          acc[o] +=
-              static_cast<double>(pz ? pz[i] : math::fused_act_grad(p.act, pg[i], py[i], slope));
-        }
       scalar_t* pdb = db.data<scalar_t>();
-      for (int64_t o = 0; o < cols; ++o) pdb[o] = static_cast<scalar_t>(acc[o]);
+      constexpr int64_t kCols = 64;  // columns of db per work item
+      const int64_t blocks = (cols + kCols - 1) / kCols;
+      parallel_for(blocks, grain_for(rows * kCols, int64_t(1) << 15), [&](int64_t b_lo, int64_t b_hi) {
+        std::vector<double> acc(static_cast<size_t>(kCols));
+        for (int64_t blk = b_lo; blk < b_hi; ++blk) {
+          const int64_t o0 = blk * kCols, o1 = std::min(cols, o0 + kCols);
+          std::fill(acc.begin(), acc.end(), 0.0);
+          for (int64_t n = 0; n < rows; ++n)
+            for (int64_t o = o0; o < o1; ++o) {
+              const int64_t i = n * cols + o;
+              acc[size_t(o - o0)] += static_cast<double>(
+                  pz ? pz[i] : math::fused_act_grad(p.act, pg[i], py[i], slope));
+            }
+          for (int64_t o = o0; o < o1; ++o) pdb[o] = static_cast<scalar_t>(acc[size_t(o - o0)]);
+        }
+      });
     }
   });
 }

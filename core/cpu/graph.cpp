@@ -1,7 +1,12 @@
 // CPU graph kernels: a stable counting sort into CSR, and segment reductions over it.
 // This is the reference the CUDA kernels are compared against: each row is reduced in
 // increasing sorted position (= increasing edge id), sums accumulate in double and round once.
+// Threads (core/parallel.h) split the rows; a row is reduced by one thread in that order, and
+// every edge belongs to one row, so writes never overlap and the bits do not depend on the
+// thread count.
 #include "core/kernels/graph.h"
+
+#include "core/parallel.h"
 
 #include <algorithm>
 #include <vector>
@@ -33,9 +38,11 @@ void segment_reduce_typed(const Tensor& out, const Tensor& argmax, const Tensor&
   T* y = out.data<T>();
   int64_t* am = op == SegmentOp::max ? argmax.data<int64_t>() : nullptr;
   const int64_t F = s.features;
+  const int64_t grain = grain_for(F * (1 + s.edges / std::max<int64_t>(s.rows, 1)));
+  parallel_for(s.rows, grain, [&](int64_t v_lo, int64_t v_hi) {
   std::vector<double> acc(static_cast<size_t>(F));
   std::vector<int64_t> arg(static_cast<size_t>(F));
-  for (int64_t v = 0; v < s.rows; ++v) {
+  for (int64_t v = v_lo; v < v_hi; ++v) {
     const int64_t lo = rp[v], hi = rp[v + 1];
     T* yv = y + v * F;
     if (op == SegmentOp::max) {
@@ -75,6 +82,7 @@ void segment_reduce_typed(const Tensor& out, const Tensor& argmax, const Tensor&
     for (int64_t f = 0; f < F; ++f)
       yv[f] = static_cast<T>(op == SegmentOp::mean && hi > lo ? acc[f] / count : acc[f]);
   }
+  });
 }
 
 template <typename T>
@@ -85,7 +93,9 @@ void segment_expand_typed(const Tensor& out, const Tensor& g, const Tensor& row_
   const int64_t* pm = perm.defined() ? perm.data<int64_t>() : nullptr;
   T* y = out.data<T>();
   const int64_t F = s.features;
-  for (int64_t v = 0; v < s.rows; ++v) {
+  const int64_t grain = grain_for(F * (1 + s.edges / std::max<int64_t>(s.rows, 1)));
+  parallel_for(s.rows, grain, [&](int64_t v_lo, int64_t v_hi) {
+  for (int64_t v = v_lo; v < v_hi; ++v) {
     const int64_t lo = rp[v], hi = rp[v + 1];
     if (lo == hi) continue;
     const T* gr = gv + v * F;
@@ -96,6 +106,7 @@ void segment_expand_typed(const Tensor& out, const Tensor& g, const Tensor& row_
         ye[f] = mean ? static_cast<T>(static_cast<double>(gr[f]) / count) : gr[f];
     }
   }
+  });
 }
 
 template <typename T>
@@ -105,11 +116,13 @@ void segment_max_bwd_typed(const Tensor& out, const Tensor& g, const Tensor& arg
   const int64_t* am = argmax.data<int64_t>();
   T* y = out.data<T>();
   const int64_t F = s.features;
-  for (int64_t v = 0; v < s.rows; ++v)
-    for (int64_t f = 0; f < F; ++f) {
-      const int64_t e = am[v * F + f];
-      if (e >= 0) y[e * F + f] = gv[v * F + f];
-    }
+  parallel_for(s.rows, grain_for(F), [&](int64_t v_lo, int64_t v_hi) {
+    for (int64_t v = v_lo; v < v_hi; ++v)
+      for (int64_t f = 0; f < F; ++f) {
+        const int64_t e = am[v * F + f];
+        if (e >= 0) y[e * F + f] = gv[v * F + f];
+      }
+  });
 }
 
 }  // namespace

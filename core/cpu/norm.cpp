@@ -1,11 +1,14 @@
 // CPU normalization (batch/layer/group norm through one canonical shape) and dropout.
 // Contract: core/kernels/norm.h. Statistics and backward sums run in double, sequentially in a
 // fixed order, so results are deterministic and the f64 path is accurate enough for gradcheck.
+// Threads (core/parallel.h) split groups, channels or elements, never one sum: every sum is
+// added by one thread in the serial order, so the bits do not depend on the thread count.
 #include "core/kernels/norm.h"
 
 #include <cmath>
 #include <vector>
 
+#include "core/parallel.h"
 #include "core/philox.h"
 
 namespace idem::cpu {
@@ -46,7 +49,8 @@ void norm_fwd_typed(const Tensor& y, const Tensor& mean, const Tensor& rstd, con
   T* rm = opt<T>(running_mean);
   T* rv = opt<T>(running_var);
   const int64_t R = s.group_size();
-  for (int64_t g = 0; g < s.groups; ++g) {
+  parallel_for(s.groups, grain_for(3 * R), [&](int64_t g_lo, int64_t g_hi) {
+  for (int64_t g = g_lo; g < g_hi; ++g) {
     // Two passes (mean, then the centred sum of squares): no cancellation, unlike E[x²]-E[x]².
     double sum = 0.0;
     for (int64_t o = 0; o < s.stat_outer; ++o)
@@ -81,6 +85,7 @@ void norm_fwd_typed(const Tensor& y, const Tensor& mean, const Tensor& rstd, con
         py[k] = static_cast<T>(v);
       }
   }
+  });
 }
 
 template <typename T>
@@ -100,14 +105,16 @@ void norm_fwd_stats_typed(const Tensor& y, const Tensor& mean, const Tensor& rst
     pr[g] = static_cast<T>(1.0 / std::sqrt(static_cast<double>(vi[g]) + p.eps));
   }
   const int64_t n = s.numel();
-  for (int64_t k = 0; k < n; ++k) {
-    const int64_t g = group_of(s, k), c = channel_of(s, k);
-    double v =
-        (static_cast<double>(px[k]) - static_cast<double>(pm[g])) * static_cast<double>(pr[g]);
-    if (pw) v *= static_cast<double>(pw[c]);
-    if (pb) v += static_cast<double>(pb[c]);
-    py[k] = static_cast<T>(v);
-  }
+  parallel_for(n, int64_t(1) << 15, [&](int64_t lo, int64_t hi) {
+    for (int64_t k = lo; k < hi; ++k) {
+      const int64_t g = group_of(s, k), c = channel_of(s, k);
+      double v =
+          (static_cast<double>(px[k]) - static_cast<double>(pm[g])) * static_cast<double>(pr[g]);
+      if (pw) v *= static_cast<double>(pw[c]);
+      if (pb) v += static_cast<double>(pb[c]);
+      py[k] = static_cast<T>(v);
+    }
+  });
 }
 
 template <typename T>
@@ -130,7 +137,8 @@ void norm_bwd_typed(const Tensor& dx, const Tensor& dweight, const Tensor& dbias
   if (pdx && batch_stats) {
     const int64_t R = s.group_size();
     const double inv_r = 1.0 / static_cast<double>(R);
-    for (int64_t grp = 0; grp < s.groups; ++grp) {
+    parallel_for(s.groups, grain_for(2 * R), [&](int64_t g_lo, int64_t g_hi) {
+    for (int64_t grp = g_lo; grp < g_hi; ++grp) {
       // Σ g·w and Σ g·w·x̂ over the group, then
       // dx = rstd/R · (R·g·w − Σ g·w − x̂·Σ g·w·x̂) : (O,G,I) -> (O,G,I)
       double sgw = 0.0, sgwx = 0.0;
@@ -149,28 +157,38 @@ void norm_bwd_typed(const Tensor& dx, const Tensor& dweight, const Tensor& dbias
           pdx[k] = static_cast<T>(r * (gw - inv_r * sgw - xhat(k, grp) * inv_r * sgwx));
         }
     }
+    });
   } else if (pdx) {
     // Fixed statistics: y is affine in x. dx = g·w·rstd : (O,G,I) -> (O,G,I)
-    for (int64_t k = 0; k < n; ++k)
-      pdx[k] = static_cast<T>(static_cast<double>(pg[k]) * w_of(k) *
-                              static_cast<double>(pr[group_of(s, k)]));
+    parallel_for(n, int64_t(1) << 15, [&](int64_t lo, int64_t hi) {
+      for (int64_t k = lo; k < hi; ++k)
+        pdx[k] = static_cast<T>(static_cast<double>(pg[k]) * w_of(k) *
+                                static_cast<double>(pr[group_of(s, k)]));
+    });
   }
 
   if (dweight.defined() || dbias.defined()) {
-    // dweight[c] = Σ g·x̂, dbias[c] = Σ g over the elements of channel c : (A,C,B) -> (C)
-    std::vector<double> dw(static_cast<size_t>(s.channels), 0.0), db(dw.size(), 0.0);
-    for (int64_t k = 0; k < n; ++k) {
-      const int64_t c = channel_of(s, k);
-      const double gk = static_cast<double>(pg[k]);
-      dw[c] += gk * xhat(k, group_of(s, k));
-      db[c] += gk;
-    }
+    // dweight[c] = Σ g·x̂, dbias[c] = Σ g over the elements of channel c : (A,C,B) -> (C).
+    // Channel c's elements are k = (a·C + c)·B + b; visiting them in increasing k (a outer,
+    // b inner) adds in the same order as one pass over all k, so one thread per channel block
+    // gives the serial bits.
     T* pdw = opt<T>(dweight);
     T* pdb = opt<T>(dbias);
-    for (int64_t c = 0; c < s.channels; ++c) {
-      if (pdw) pdw[c] = static_cast<T>(dw[c]);
-      if (pdb) pdb[c] = static_cast<T>(db[c]);
-    }
+    const int64_t C = s.channels, B = s.aff_inner, A = s.aff_outer;
+    parallel_for(C, grain_for(A * B), [&](int64_t c_lo, int64_t c_hi) {
+      for (int64_t c = c_lo; c < c_hi; ++c) {
+        double dw = 0.0, db = 0.0;
+        for (int64_t a = 0; a < A; ++a)
+          for (int64_t b = 0; b < B; ++b) {
+            const int64_t k = (a * C + c) * B + b;
+            const double gk = static_cast<double>(pg[k]);
+            dw += gk * xhat(k, group_of(s, k));
+            db += gk;
+          }
+        if (pdw) pdw[c] = static_cast<T>(dw);
+        if (pdb) pdb[c] = static_cast<T>(db);
+      }
+    });
   }
 }
 
@@ -181,11 +199,13 @@ void dropout_typed(const Tensor& out, const Tensor& in, const DropoutParams& p) 
   const uint32_t thr = p.keep_threshold();
   const T scale = static_cast<T>(p.scale());
   const int64_t n = in.numel();
-  for (int64_t k = 0; k < n; ++k) {
-    uint32_t r[4];
-    philox_block(p.seed, static_cast<uint64_t>(k), p.offset, r);
-    po[k] = (r[0] >> 8) >= thr ? pi[k] * scale : T(0);
-  }
+  parallel_for(n, int64_t(1) << 15, [&](int64_t lo, int64_t hi) {
+    for (int64_t k = lo; k < hi; ++k) {
+      uint32_t r[4];
+      philox_block(p.seed, static_cast<uint64_t>(k), p.offset, r);
+      po[k] = (r[0] >> 8) >= thr ? pi[k] * scale : T(0);
+    }
+  });
 }
 
 }  // namespace

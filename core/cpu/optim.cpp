@@ -5,7 +5,11 @@
 // -march=native -ffp-contract=fast), so the two agree bit for bit.
 #include "core/kernels/optim.h"
 
+#include "core/parallel.h"
+
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 namespace idem {
 
@@ -26,13 +30,14 @@ namespace cpu {
 namespace {
 
 template <typename T>
-void sgd_tensor(const OptimTensorDesc& d, const T* grad, const OptimStepParams& p) {
+void sgd_tensor(const OptimTensorDesc& d, const T* grad, const OptimStepParams& p, int64_t lo,
+                int64_t hi) {
   T* w = static_cast<T*>(d.param);
   T* buf = static_cast<T*>(d.m);
   const T lr = static_cast<T>(p.lr), wd = static_cast<T>(p.weight_decay);
   const T mom = static_cast<T>(p.momentum), damp = static_cast<T>(1.0 - p.dampening);
   const bool use_wd = p.weight_decay != 0.0, use_mom = p.momentum != 0.0;
-  for (int64_t i = 0; i < d.numel; ++i) {
+  for (int64_t i = lo; i < hi; ++i) {
     T g = p.maximize ? -grad[i] : grad[i];
     if (use_wd) g = g + wd * w[i];
     if (use_mom) {
@@ -45,7 +50,8 @@ void sgd_tensor(const OptimTensorDesc& d, const T* grad, const OptimStepParams& 
 }
 
 template <typename T>
-void adam_tensor(const OptimTensorDesc& d, const T* grad, const OptimStepParams& p) {
+void adam_tensor(const OptimTensorDesc& d, const T* grad, const OptimStepParams& p, int64_t lo,
+                 int64_t hi) {
   T* w = static_cast<T*>(d.param);
   T* m = static_cast<T*>(d.m);
   T* v = static_cast<T*>(d.v);
@@ -57,7 +63,7 @@ void adam_tensor(const OptimTensorDesc& d, const T* grad, const OptimStepParams&
           w2 = static_cast<T>(1.0 - p.beta2);
   const T step_size = static_cast<T>(p.step_size), bc2 = static_cast<T>(p.bias_correction2_sqrt),
           eps = static_cast<T>(p.eps);
-  for (int64_t i = 0; i < d.numel; ++i) {
+  for (int64_t i = lo; i < hi; ++i) {
     T g = p.maximize ? -grad[i] : grad[i];
     T x = w[i];
     if (use_wd) {
@@ -75,17 +81,37 @@ void adam_tensor(const OptimTensorDesc& d, const T* grad, const OptimStepParams&
   }
 }
 
+// Elements per work item. Every element is updated on its own, so the split (fixed by the
+// parameter sizes) cannot change a bit.
+constexpr int64_t kChunk = 1 << 14;
+
 template <typename T>
 void step_typed(const std::vector<OptimTensorDesc>& table, const std::vector<const void*>& grads,
                 const OptimStepParams& p) {
+  struct Piece {
+    size_t t;
+    int64_t lo, hi;
+  };
+  std::vector<Piece> pieces;
   for (size_t t = 0; t < table.size(); ++t) {
     if (!grads[t]) continue;
-    const T* g = static_cast<const T*>(grads[t]);
-    if (p.kind == OptimKind::sgd)
-      sgd_tensor<T>(table[t], g, p);
-    else
-      adam_tensor<T>(table[t], g, p);
+    for (int64_t lo = 0; lo < table[t].numel; lo += kChunk)
+      pieces.push_back({t, lo, std::min(table[t].numel, lo + kChunk)});
   }
+  // Small models (every piece of the table under ~2 chunks) stay on the calling thread.
+  int64_t total = 0;
+  for (const Piece& pc : pieces) total += pc.hi - pc.lo;
+  const int64_t grain = total <= 2 * kChunk ? int64_t(pieces.size()) + 1 : 1;
+  parallel_for(int64_t(pieces.size()), grain, [&](int64_t a, int64_t b) {
+    for (int64_t k = a; k < b; ++k) {
+      const Piece& pc = pieces[size_t(k)];
+      const T* g = static_cast<const T*>(grads[pc.t]);
+      if (p.kind == OptimKind::sgd)
+        sgd_tensor<T>(table[pc.t], g, p, pc.lo, pc.hi);
+      else
+        adam_tensor<T>(table[pc.t], g, p, pc.lo, pc.hi);
+    }
+  });
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // gradient in increasing (p, q) order, which is the same order in which the CUDA kernels (one
 // thread per input element) gather it.
 #include "core/kernels/pool.h"
+#include "core/parallel.h"
 
 #include <algorithm>
 #include <cmath>
@@ -12,6 +13,16 @@ namespace idem::cpu {
 
 namespace {
 
+// Runs f(nc) for every (n, c) plane, planes split over the thread pool. Each plane is computed
+// by one thread in the serial order, so the bits do not depend on the thread count.
+template <typename F>
+void for_each_plane(const PoolShape& s, F&& f) {
+  const int64_t plane_work = std::max<int64_t>(1, s.H * s.W + s.P * s.Q);
+  parallel_for(s.NC, grain_for(plane_work, int64_t(1) << 15), [&](int64_t lo, int64_t hi) {
+    for (int64_t nc = lo; nc < hi; ++nc) f(nc);
+  });
+}
+
 using namespace idem::pool_math;
 
 template <typename T>
@@ -20,7 +31,7 @@ void max_pool_fwd_typed(const Tensor& out, const Tensor& indices, const Tensor& 
   const T* x = in.data<T>();
   T* y = out.data<T>();
   int64_t* idx = indices.data<int64_t>();
-  for (int64_t nc = 0; nc < s.NC; ++nc) {
+  for_each_plane(s, [&](int64_t nc) {
     const T* plane = x + nc * s.H * s.W;
     for (int64_t p = 0; p < s.P; ++p) {
       const int64_t h0 = std::max<int64_t>(p * s.stride_h - s.pad_h, 0);
@@ -44,7 +55,7 @@ void max_pool_fwd_typed(const Tensor& out, const Tensor& indices, const Tensor& 
         idx[o] = best_at;
       }
     }
-  }
+  });
 }
 
 template <typename T>
@@ -54,11 +65,11 @@ void max_pool_bwd_typed(const Tensor& grad_in, const Tensor& grad_out, const Ten
   const T* gy = grad_out.data<T>();
   const int64_t* idx = indices.data<int64_t>();
   std::fill(gx, gx + s.NC * s.H * s.W, T(0));
-  for (int64_t nc = 0; nc < s.NC; ++nc)
+  for_each_plane(s, [&](int64_t nc) {
     for (int64_t k = 0; k < s.P * s.Q; ++k) {
       const int64_t o = nc * s.P * s.Q + k;
       gx[nc * s.H * s.W + idx[o]] += gy[o];
-    }
+    }});
 }
 
 // PyTorch's avg_pool2d divisor with count_include_pad=True: the window clipped to the padded
@@ -74,7 +85,7 @@ template <typename T>
 void avg_pool_fwd_typed(const Tensor& out, const Tensor& in, const PoolShape& s) {
   const T* x = in.data<T>();
   T* y = out.data<T>();
-  for (int64_t nc = 0; nc < s.NC; ++nc) {
+  for_each_plane(s, [&](int64_t nc) {
     const T* plane = x + nc * s.H * s.W;
     for (int64_t p = 0; p < s.P; ++p)
       for (int64_t q = 0; q < s.Q; ++q) {
@@ -87,7 +98,7 @@ void avg_pool_fwd_typed(const Tensor& out, const Tensor& in, const PoolShape& s)
           for (int64_t w = w0; w < w1; ++w) sum += plane[h * s.W + w];
         y[(nc * s.P + p) * s.Q + q] = sum / static_cast<T>(avg_divisor(p, q, s));
       }
-  }
+  });
 }
 
 template <typename T>
@@ -95,7 +106,7 @@ void avg_pool_bwd_typed(const Tensor& grad_in, const Tensor& grad_out, const Poo
   T* gx = grad_in.data<T>();
   const T* gy = grad_out.data<T>();
   std::fill(gx, gx + s.NC * s.H * s.W, T(0));
-  for (int64_t nc = 0; nc < s.NC; ++nc) {
+  for_each_plane(s, [&](int64_t nc) {
     T* plane = gx + nc * s.H * s.W;
     for (int64_t p = 0; p < s.P; ++p)
       for (int64_t q = 0; q < s.Q; ++q) {
@@ -107,14 +118,14 @@ void avg_pool_bwd_typed(const Tensor& grad_in, const Tensor& grad_out, const Poo
         for (int64_t h = h0; h < h1; ++h)
           for (int64_t w = w0; w < w1; ++w) plane[h * s.W + w] += g;
       }
-  }
+  });
 }
 
 template <typename T>
 void adaptive_fwd_typed(const Tensor& out, const Tensor& in, const PoolShape& s) {
   const T* x = in.data<T>();
   T* y = out.data<T>();
-  for (int64_t nc = 0; nc < s.NC; ++nc) {
+  for_each_plane(s, [&](int64_t nc) {
     const T* plane = x + nc * s.H * s.W;
     for (int64_t p = 0; p < s.P; ++p) {
       const int64_t h0 = adaptive_start(p, s.P, s.H), h1 = adaptive_end(p, s.P, s.H);
@@ -126,7 +137,7 @@ void adaptive_fwd_typed(const Tensor& out, const Tensor& in, const PoolShape& s)
         y[(nc * s.P + p) * s.Q + q] = sum / static_cast<T>((h1 - h0) * (w1 - w0));
       }
     }
-  }
+  });
 }
 
 template <typename T>
@@ -134,7 +145,7 @@ void adaptive_bwd_typed(const Tensor& grad_in, const Tensor& grad_out, const Poo
   T* gx = grad_in.data<T>();
   const T* gy = grad_out.data<T>();
   std::fill(gx, gx + s.NC * s.H * s.W, T(0));
-  for (int64_t nc = 0; nc < s.NC; ++nc) {
+  for_each_plane(s, [&](int64_t nc) {
     T* plane = gx + nc * s.H * s.W;
     for (int64_t p = 0; p < s.P; ++p) {
       const int64_t h0 = adaptive_start(p, s.P, s.H), h1 = adaptive_end(p, s.P, s.H);
@@ -145,7 +156,7 @@ void adaptive_bwd_typed(const Tensor& grad_in, const Tensor& grad_out, const Poo
           for (int64_t w = w0; w < w1; ++w) plane[h * s.W + w] += g;
       }
     }
-  }
+  });
 }
 
 template <typename T>
@@ -154,17 +165,17 @@ void upsample_fwd_typed(const Tensor& out, const Tensor& in, const PoolShape& s,
   const T* x = in.data<T>();
   T* y = out.data<T>();
   if (mode == UpsampleMode::nearest) {
-    for (int64_t nc = 0; nc < s.NC; ++nc)
+    for_each_plane(s, [&](int64_t nc) {
       for (int64_t p = 0; p < s.P; ++p) {
         const int64_t h = nearest_src(p, s.H, s.P);
         for (int64_t q = 0; q < s.Q; ++q)
           y[(nc * s.P + p) * s.Q + q] = x[(nc * s.H + h) * s.W + nearest_src(q, s.W, s.Q)];
-      }
+      }});
     return;
   }
   const T sh = linear_scale<T>(s.H, s.P, align_corners);
   const T sw = linear_scale<T>(s.W, s.Q, align_corners);
-  for (int64_t nc = 0; nc < s.NC; ++nc) {
+  for_each_plane(s, [&](int64_t nc) {
     const T* plane = x + nc * s.H * s.W;
     for (int64_t p = 0; p < s.P; ++p) {
       int64_t h0, h1;
@@ -180,7 +191,7 @@ void upsample_fwd_typed(const Tensor& out, const Tensor& in, const PoolShape& s,
             lh1 * (lw0 * plane[h1 * s.W + w0] + lw1 * plane[h1 * s.W + w1]);
       }
     }
-  }
+  });
 }
 
 template <typename T>
@@ -190,17 +201,17 @@ void upsample_bwd_typed(const Tensor& grad_in, const Tensor& grad_out, const Poo
   const T* gy = grad_out.data<T>();
   std::fill(gx, gx + s.NC * s.H * s.W, T(0));
   if (mode == UpsampleMode::nearest) {
-    for (int64_t nc = 0; nc < s.NC; ++nc)
+    for_each_plane(s, [&](int64_t nc) {
       for (int64_t p = 0; p < s.P; ++p) {
         const int64_t h = nearest_src(p, s.H, s.P);
         for (int64_t q = 0; q < s.Q; ++q)
           gx[(nc * s.H + h) * s.W + nearest_src(q, s.W, s.Q)] += gy[(nc * s.P + p) * s.Q + q];
-      }
+      }});
     return;
   }
   const T sh = linear_scale<T>(s.H, s.P, align_corners);
   const T sw = linear_scale<T>(s.W, s.Q, align_corners);
-  for (int64_t nc = 0; nc < s.NC; ++nc) {
+  for_each_plane(s, [&](int64_t nc) {
     T* plane = gx + nc * s.H * s.W;
     for (int64_t p = 0; p < s.P; ++p) {
       int64_t h0, h1;
@@ -217,7 +228,7 @@ void upsample_bwd_typed(const Tensor& grad_in, const Tensor& grad_out, const Poo
         plane[h1 * s.W + w1] += lh1 * lw1 * g;
       }
     }
-  }
+  });
 }
 
 }  // namespace

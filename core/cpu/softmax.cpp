@@ -1,6 +1,9 @@
 // CPU softmax / log_softmax over the middle dim of (outer, D, inner). Each (o, i) line is
 // handled independently; sums run in double in a fixed order, so results are deterministic.
+// Threads (core/parallel.h) split the outer index only, so the bits do not depend on them.
 #include "core/kernels/softmax.h"
+
+#include "core/parallel.h"
 
 #include <algorithm>
 #include <cmath>
@@ -15,7 +18,8 @@ void softmax_fwd_typed(const Tensor& out, const Tensor& in, ReduceShape s, bool 
   const T* x = in.data<T>();
   T* y = out.data<T>();
   const int64_t D = s.reduce, inner = s.inner;
-  for (int64_t o = 0; o < s.outer; ++o) {
+  parallel_for(s.outer, grain_for(4 * D * inner), [&](int64_t o_lo, int64_t o_hi) {
+  for (int64_t o = o_lo; o < o_hi; ++o) {
     for (int64_t i = 0; i < inner; ++i) {
       const T* xl = x + o * D * inner + i;
       T* yl = y + o * D * inner + i;
@@ -38,6 +42,7 @@ void softmax_fwd_typed(const Tensor& out, const Tensor& in, ReduceShape s, bool 
       }
     }
   }
+  });
 }
 
 template <typename T>
@@ -47,7 +52,8 @@ void softmax_bwd_typed(const Tensor& grad_in, const Tensor& grad_out, const Tens
   const T* y = out.data<T>();
   T* gi = grad_in.data<T>();
   const int64_t D = s.reduce, inner = s.inner;
-  for (int64_t o = 0; o < s.outer; ++o) {
+  parallel_for(s.outer, grain_for(4 * D * inner), [&](int64_t o_lo, int64_t o_hi) {
+  for (int64_t o = o_lo; o < o_hi; ++o) {
     for (int64_t i = 0; i < inner; ++i) {
       const int64_t base = o * D * inner + i;
       if (log) {
@@ -73,6 +79,7 @@ void softmax_bwd_typed(const Tensor& grad_in, const Tensor& grad_out, const Tens
       }
     }
   }
+  });
 }
 
 }  // namespace

@@ -1,0 +1,141 @@
+// The CPU kernels give the same bits at every thread count (core/parallel.h): shapes large
+// enough that every threaded kernel really splits its work (elementwise, reductions, matmul
+// tiles, convolution with several backward-weight blocks, batch norm, pooling, softmax,
+// linear_act, graph aggregation, the optimizer step), computed at 1, 2 and 5 threads, and
+// compared byte for byte.
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "autograd/csr_aggregate_function.h"
+#include "autograd/functions.h"
+#include "autograd/fused_functions.h"
+#include "autograd/nn_functions.h"
+#include "core/parallel.h"
+#include "layers/activation.h"
+#include "layers/conv.h"
+#include "layers/gnn.h"
+#include "layers/linear.h"
+#include "layers/misc.h"
+#include "layers/norm.h"
+#include "layers/optim.h"
+#include "tests/test_util.h"
+
+namespace idem {
+namespace {
+
+// Raw bytes of a float tensor, for an exact comparison.
+std::string bytes_of(const Tensor& t) {
+  const Tensor c = t.to(Device::cpu());  // tensors are contiguous
+  return std::string(static_cast<const char*>(c.raw_data()), c.nbytes());
+}
+
+// A CNN training run big enough to split every kernel: batch 40 (3 backward-weight blocks of
+// 16 samples), 28×28 planes, two convolutions with batch norm, pooling, a linear head; Adam.
+std::string cnn_run() {
+  Sequential cnn;
+  cnn.emplace<Conv2d>(1, 16, 3, Conv2dOptions{1, 1}, Options{}, 11);
+  cnn.emplace<BatchNorm2d>(16);
+  cnn.emplace<ReLU>();
+  cnn.emplace<MaxPool2d>(2);
+  cnn.emplace<Conv2d>(16, 32, 3, Conv2dOptions{1, 1}, Options{}, 12);
+  cnn.emplace<BatchNorm2d>(32);
+  cnn.emplace<ReLU>();
+  cnn.emplace<AdaptiveAvgPool2d>(1);
+  cnn.emplace<Flatten>();
+  cnn.emplace<Linear>(32, 10, true, Options{}, 13);
+  Adam adam(cnn.parameters(), AdamOptions{});
+  std::string out;
+  for (int step = 0; step < 3; ++step) {
+    Tensor x = randn({40, 1, 28, 28}, 100 + uint64_t(step));
+    Tensor y = ops::cast(mul(rand({40}, 200 + uint64_t(step)), 9.99), DType::i64);
+    adam.zero_grad();
+    Tensor loss = cross_entropy(softmax(cnn.forward(x), 1), y);
+    loss.backward();
+    adam.step();
+    out += bytes_of(loss);
+  }
+  for (const auto& [name, t] : cnn.state_dict()) out += name + bytes_of(t);
+  return out;
+}
+
+// Large direct products and reductions: every transpose case of a tiled matmul, a fused
+// linear + activation forward and backward, a softmax, sums over each axis.
+std::string ops_run() {
+  std::string out;
+  const Tensor a = randn({300, 500}, 1), b = randn({500, 400}, 2);
+  const Tensor at = randn({500, 300}, 3), bt = randn({400, 500}, 4);
+  out += bytes_of(matmul(a, b));
+  out += bytes_of(matmul(at, b, true, false));
+  out += bytes_of(matmul(a, bt, false, true));
+  out += bytes_of(matmul(at, bt, true, true));
+
+  Tensor x = randn({512, 256}, 5).requires_grad_();
+  Tensor w = randn({256, 256}, 6).requires_grad_();
+  Tensor bias = randn({256}, 7).requires_grad_();
+  Tensor y = linear_act(x, w, bias, FusedAct::leaky_relu, 0.1);
+  sum(mul(y, randn({512, 256}, 8))).backward();
+  out += bytes_of(y) + bytes_of(x.grad()) + bytes_of(w.grad()) + bytes_of(bias.grad());
+
+  const Tensor big = randn({64, 300, 70}, 9);
+  out += bytes_of(softmax(big, 1)) + bytes_of(softmax(big, 2));
+  out += bytes_of(sum(big, {0})) + bytes_of(sum(big, {1})) + bytes_of(sum(big, {2}));
+  out += bytes_of(add(big, randn({300, 1}, 10)));  // a broadcast binary op
+  return out;
+}
+
+// A GraphSAGE layer over 6 000 nodes with three in-edges each: the CSR mean aggregation and its
+// backward, split over rows.
+std::string graph_run() {
+  std::vector<int64_t> src, dst;
+  const int64_t V = 6000;
+  for (int64_t v = 0; v < V; ++v)
+    for (int64_t d : {1, 5, 17}) {
+      src.push_back(v);
+      dst.push_back((v + d) % V);
+    }
+  const Graph g = Graph::from_edges(V, src, dst, Device::cpu());
+  SAGEConv conv(24, 32, true, true, {}, 21);
+  Tensor x = randn({V, 24}, 22).requires_grad_();
+  Tensor y = conv.forward(x, g);
+  sum(mul(y, y)).backward();
+  std::string out = bytes_of(y) + bytes_of(x.grad());
+  for (const Tensor& p : conv.parameters()) out += bytes_of(p.grad());
+  return out;
+}
+
+template <typename F>
+void expect_same_bits_at_every_thread_count(F run, const char* what) {
+  std::string one;
+  {
+    ThreadCountGuard guard(1);
+    one = run();
+  }
+  ASSERT_FALSE(one.empty());
+  for (int threads : {2, 5}) {
+    ThreadCountGuard guard(threads);
+    const uint64_t jobs_before = pool_jobs_run();
+    const std::string many = run();
+    EXPECT_GT(pool_jobs_run(), jobs_before) << what << ": nothing ran on the pool at " << threads << " threads";
+    ASSERT_EQ(one.size(), many.size()) << what;
+    size_t first = 0;
+    while (first < one.size() && one[first] == many[first]) ++first;
+    EXPECT_TRUE(one == many) << what << ": 1 thread and " << threads
+                             << " threads differ, first at byte " << first << " of " << one.size();
+  }
+}
+
+TEST(ThreadCount, CnnTrainingIsBitIdenticalAtOneTwoAndFiveThreads) {
+  expect_same_bits_at_every_thread_count(cnn_run, "cnn training");
+}
+
+TEST(ThreadCount, LargeOpsAreBitIdenticalAtOneTwoAndFiveThreads) {
+  expect_same_bits_at_every_thread_count(ops_run, "matmul / linear_act / softmax / sum");
+}
+
+TEST(ThreadCount, GraphAggregationIsBitIdenticalAtOneTwoAndFiveThreads) {
+  expect_same_bits_at_every_thread_count(graph_run, "SAGEConv");
+}
+
+}  // namespace
+}  // namespace idem
