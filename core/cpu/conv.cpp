@@ -1,19 +1,23 @@
-// CPU convolution: im2col + GEMM (contract: core/kernels/conv.h).
+// CPU convolution: im2col + GEMM over a few samples at a time (contract: core/kernels/conv.h).
 //
-// Per sample n, the input is unfolded into col (C·R·S, P·Q), row (c·R + r)·S + s holding the
-// taps x[c, p·sh − ph + r·dh, q·sw − pw + s·dw] (zero outside). Group g owns the contiguous
-// row block [g·Cg·R·S, (g+1)·Cg·R·S) of col and the weight block w[g·Og : (g+1)·Og], so every
-// product is one GEMM batched over the groups (cpu::matmul_fwd, Eigen):
-//   fwd:        y_n[g]  (Og, PQ)    = w[g] (Og, CgRS) · col_n[g] (CgRS, PQ)
-//   bwd_data:   dcol[g] (CgRS, PQ)  = w[g]ᵀ · dy_n[g] (Og, PQ), then col2im adds dcol into dx_n
-//   bwd_weight: dw[g]   (Og, CgRS) += dy_n[g] (Og, PQ) · col_n[g]ᵀ, n in increasing order
-// A 1x1 kernel with stride 1 and no padding needs no unfolding: col_n is x_n itself.
+// A chunk of nb samples is unfolded side by side into col (C·R·S, nb·P·Q): row (c·R + r)·S + s,
+// column j·PQ + p·Q + q holds the tap x[n0 + j, c, p·sh − ph + r·dh, q·sw − pw + s·dw] (zero
+// outside). nb is chosen from the shape (about kColumns columns) so that each GEMM is wide
+// enough for Eigen to run near its peak even when one sample's P·Q is small. Group g owns the
+// contiguous row block [g·Cg·R·S, (g+1)·Cg·R·S) of col and the weight block w[g·Og : (g+1)·Og],
+// so every product is one GEMM batched over the groups (cpu::matmul_fwd, Eigen):
+//   fwd:        Y[g]    (Og, nb·PQ)   = w[g] (Og, CgRS) · col[g] (CgRS, nb·PQ), then
+//               y[n0 + j, o] = Y[o, j·PQ : (j+1)·PQ] (+ bias[o])
+//   bwd_data:   dcol[g] (CgRS, nb·PQ) = w[g]ᵀ · dY[g] (Og, nb·PQ), dY gathered from dy the same
+//               way; then col2im adds each sample's columns into dx_n
+//   bwd_weight: dw_b[g] (Og, CgRS)    = dY[g] · col[g]ᵀ over the nb samples of chunk b
+// A 1x1 kernel with stride 1 and no padding needs no unfolding: one sample at a time, col_n
+// is x_n itself.
 //
-// Threads (core/parallel.h): the forward and backward-data split the batch, one sample per work
-// item with a column buffer per chunk, so each sample's bits are those of a serial run. The
-// backward-weight sums over samples: the batch is cut into fixed blocks of kWeightBlock samples,
-// each block accumulates its samples in increasing n into a partial dw, and the partials are added
-// in block order. The partition depends on N only, so dw has the same bits at every thread count.
+// Threads (core/parallel.h): chunks of samples run in parallel; a chunk's outputs belong to its
+// samples alone (fwd, bwd_data). The backward-weight adds the chunks' partial dw in chunk order
+// on the caller. The chunking depends on the shape only, so results have the same bits at every
+// thread count.
 #include "core/kernels/conv.h"
 
 #include <algorithm>
@@ -26,26 +30,29 @@ namespace idem::cpu {
 
 namespace {
 
-constexpr int64_t kWeightBlock = 16;  // samples per partial dw in the backward-weight
-
-// Samples per chunk of the forward and backward-data: about 2^18 multiply-adds per chunk.
-int64_t sample_grain(const ConvShape& s) {
-  return grain_for(std::max<int64_t>(1, s.O * s.P * s.Q * (s.C / s.p.groups) * s.R * s.S), int64_t(1) << 18);
-}
+constexpr int64_t kColumns = 2048;  // about this many GEMM columns per chunk of samples
 
 bool is_pointwise(const ConvShape& s) {
   return s.R == 1 && s.S == 1 && s.p.stride_h == 1 && s.p.stride_w == 1 && s.p.pad_h == 0 &&
          s.p.pad_w == 0 && s.P == s.H && s.Q == s.W;
 }
 
-// col (C·R·S, P·Q) <- unfold(x_n (C, H, W)).
+// Samples per chunk (nb): 1 for pointwise convolutions (no unfolding), else enough samples for
+// about kColumns GEMM columns, at most N.
+int64_t samples_per_chunk(const ConvShape& s) {
+  if (is_pointwise(s)) return 1;
+  const int64_t PQ = std::max<int64_t>(1, s.P * s.Q);
+  return std::max<int64_t>(1, std::min(s.N, kColumns / PQ));
+}
+
+// col[:, j·PQ ...] (C·R·S rows of stride ld) <- unfold(x_n (C, H, W)).
 template <typename T>
-void im2col(T* col, const T* x, const ConvShape& s) {
+void im2col(T* col, int64_t ld, const T* x, const ConvShape& s) {
   const ConvParams& p = s.p;
   for (int64_t c = 0; c < s.C; ++c)
     for (int64_t r = 0; r < s.R; ++r)
       for (int64_t k = 0; k < s.S; ++k) {
-        T* row = col + ((c * s.R + r) * s.S + k) * s.P * s.Q;
+        T* row = col + ((c * s.R + r) * s.S + k) * ld;
         for (int64_t oh = 0; oh < s.P; ++oh) {
           const int64_t h = oh * p.stride_h - p.pad_h + r * p.dilation_h;
           T* dst = row + oh * s.Q;
@@ -62,15 +69,16 @@ void im2col(T* col, const T* x, const ConvShape& s) {
       }
 }
 
-// dx_n (C, H, W) <- fold(col): every tap adds its column entry back to the pixel it read.
+// dx_n (C, H, W) <- fold(col[:, j·PQ ...]): every tap adds its column entry back to the pixel
+// it read.
 template <typename T>
-void col2im(T* dx, const T* col, const ConvShape& s) {
+void col2im(T* dx, const T* col, int64_t ld, const ConvShape& s) {
   const ConvParams& p = s.p;
   std::fill(dx, dx + s.C * s.H * s.W, T(0));
   for (int64_t c = 0; c < s.C; ++c)
     for (int64_t r = 0; r < s.R; ++r)
       for (int64_t k = 0; k < s.S; ++k) {
-        const T* row = col + ((c * s.R + r) * s.S + k) * s.P * s.Q;
+        const T* row = col + ((c * s.R + r) * s.S + k) * ld;
         for (int64_t oh = 0; oh < s.P; ++oh) {
           const int64_t h = oh * p.stride_h - p.pad_h + r * p.dilation_h;
           if (h < 0 || h >= s.H) continue;
@@ -101,21 +109,50 @@ MatmulParams group_gemm(int64_t groups, int64_t M, int64_t N, int64_t K, bool ta
   return m;
 }
 
+// One chunk of samples [n0, n0 + nb) and its buffers (allocated once per thread's range).
+struct Chunk {
+  int64_t n0 = 0, nb = 0;
+};
+
+// Calls f(chunk) for every chunk of nb samples, chunks in parallel.
+template <typename F>
+void for_each_chunk(const ConvShape& s, int64_t nb, F&& f) {
+  const int64_t chunks = (s.N + nb - 1) / nb;
+  parallel_for(chunks, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t c = lo; c < hi; ++c) f(Chunk{c * nb, std::min(nb, s.N - c * nb)});
+  });
+}
+
 template <typename T>
 void fwd_typed(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias,
                const ConvShape& s) {
   const int64_t G = s.p.groups, Og = s.Og(), CgRS = s.Cg() * s.R * s.S, PQ = s.P * s.Q;
   const bool pointwise = is_pointwise(s);
-  const MatmulParams m =
-      group_gemm(G, Og, PQ, CgRS, false, false, Og * CgRS, CgRS * PQ, Og * PQ, 0.0);
+  const int64_t nb = samples_per_chunk(s);
   const T* b = bias.defined() ? bias.data<T>() : nullptr;
-  parallel_for(s.N, sample_grain(s), [&](int64_t lo, int64_t hi) {
-    Tensor col = pointwise ? Tensor() : empty({s.C * s.R * s.S, PQ}, x.options());
-    for (int64_t n = lo; n < hi; ++n) {
-      const Tensor xn = x.slice0(n, n + 1);
-      if (!pointwise) im2col(col.data<T>(), xn.data<T>(), s);
-      matmul_fwd(y.slice0(n, n + 1), w, pointwise ? xn : col, m);
-      if (!b) continue;
+  for_each_chunk(s, nb, [&](Chunk ch) {
+    const int64_t cols = ch.nb * PQ;
+    if (pointwise) {  // y_n[g] = w[g] · x_n[g] straight into y
+      const MatmulParams m =
+          group_gemm(G, Og, PQ, CgRS, false, false, Og * CgRS, CgRS * PQ, Og * PQ, 0.0);
+      matmul_fwd(y.slice0(ch.n0, ch.n0 + 1), w, x.slice0(ch.n0, ch.n0 + 1), m);
+    } else {
+      Tensor col = empty({s.C * s.R * s.S, cols}, x.options());
+      Tensor out = empty({s.O, cols}, x.options());
+      for (int64_t j = 0; j < ch.nb; ++j)
+        im2col(col.data<T>() + j * PQ, cols, x.data<T>() + (ch.n0 + j) * s.C * s.H * s.W, s);
+      // Y[g] = w[g] · col[g] : (Og, CgRS)(CgRS, nb·PQ) -> (Og, nb·PQ)
+      const MatmulParams m =
+          group_gemm(G, Og, cols, CgRS, false, false, Og * CgRS, CgRS * cols, Og * cols, 0.0);
+      matmul_fwd(out, w, col, m);
+      const T* po = out.data<T>();
+      for (int64_t j = 0; j < ch.nb; ++j)
+        for (int64_t o = 0; o < s.O; ++o)
+          std::copy(po + o * cols + j * PQ, po + o * cols + (j + 1) * PQ,
+                    y.data<T>() + ((ch.n0 + j) * s.O + o) * PQ);
+    }
+    if (!b) return;
+    for (int64_t n = ch.n0; n < ch.n0 + ch.nb; ++n) {
       T* out = y.data<T>() + n * s.O * PQ;
       for (int64_t o = 0; o < s.O; ++o)
         for (int64_t i = 0; i < PQ; ++i) out[o * PQ + i] += b[o];
@@ -123,21 +160,40 @@ void fwd_typed(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& 
   });
 }
 
+// dY (O, nb·PQ) <- dy[n0 .. n0 + nb) (nb, O, PQ): sample j's rows side by side.
+template <typename T>
+void gather_dy(T* out, const T* dy, const ConvShape& s, Chunk ch) {
+  const int64_t PQ = s.P * s.Q, cols = ch.nb * PQ;
+  for (int64_t j = 0; j < ch.nb; ++j)
+    for (int64_t o = 0; o < s.O; ++o) {
+      const T* src = dy + ((ch.n0 + j) * s.O + o) * PQ;
+      std::copy(src, src + PQ, out + o * cols + j * PQ);
+    }
+}
+
 template <typename T>
 void bwd_data_typed(const Tensor& dx, const Tensor& dy, const Tensor& w, const ConvShape& s) {
   const int64_t G = s.p.groups, Og = s.Og(), CgRS = s.Cg() * s.R * s.S, PQ = s.P * s.Q;
   const bool pointwise = is_pointwise(s);
-  // dcol[g] = w[g]ᵀ · dy_n[g] : (CgRS, Og)(Og, PQ) -> (CgRS, PQ)
-  const MatmulParams m =
-      group_gemm(G, CgRS, PQ, Og, true, false, Og * CgRS, Og * PQ, CgRS * PQ, 0.0);
-  parallel_for(s.N, sample_grain(s), [&](int64_t lo, int64_t hi) {
-    Tensor dcol = pointwise ? Tensor() : empty({s.C * s.R * s.S, PQ}, dx.options());
-    for (int64_t n = lo; n < hi; ++n) {
-      const Tensor dxn = dx.slice0(n, n + 1);
-      // Pointwise: dcol is dx_n itself (no fold needed).
-      matmul_fwd(pointwise ? dxn : dcol, w, dy.slice0(n, n + 1), m);
-      if (!pointwise) col2im(dxn.data<T>(), dcol.data<T>(), s);
+  const int64_t nb = samples_per_chunk(s);
+  for_each_chunk(s, nb, [&](Chunk ch) {
+    const int64_t cols = ch.nb * PQ;
+    if (pointwise) {
+      // dx_n[g] = w[g]ᵀ · dy_n[g] : (CgRS, Og)(Og, PQ) -> (CgRS, PQ), straight into dx
+      const MatmulParams m =
+          group_gemm(G, CgRS, PQ, Og, true, false, Og * CgRS, Og * PQ, CgRS * PQ, 0.0);
+      matmul_fwd(dx.slice0(ch.n0, ch.n0 + 1), w, dy.slice0(ch.n0, ch.n0 + 1), m);
+      return;
     }
+    Tensor dY = empty({s.O, cols}, dy.options());
+    Tensor dcol = empty({s.C * s.R * s.S, cols}, dx.options());
+    gather_dy(dY.data<T>(), dy.data<T>(), s, ch);
+    // dcol[g] = w[g]ᵀ · dY[g] : (CgRS, Og)(Og, nb·PQ) -> (CgRS, nb·PQ)
+    const MatmulParams m =
+        group_gemm(G, CgRS, cols, Og, true, false, Og * CgRS, Og * cols, CgRS * cols, 0.0);
+    matmul_fwd(dcol, w, dY, m);
+    for (int64_t j = 0; j < ch.nb; ++j)
+      col2im(dx.data<T>() + (ch.n0 + j) * s.C * s.H * s.W, dcol.data<T>() + j * PQ, cols, s);
   });
 }
 
@@ -150,27 +206,38 @@ void bwd_weight_typed(const Tensor& dw, const Tensor& dy, const Tensor& x, const
     return;
   }
   const bool pointwise = is_pointwise(s);
-  const int64_t blocks = (s.N + kWeightBlock - 1) / kWeightBlock;
-  // Block 0 writes dw itself; block k > 0 writes partial[k - 1]. One block: the serial loop.
-  std::vector<Tensor> partial(size_t(blocks - 1));
+  // Pointwise: chunks of one sample would make N partials; accumulate kPointwiseBlock samples
+  // per partial instead (GEMMs with beta = 1 after the first).
+  constexpr int64_t kPointwiseBlock = 16;
+  const int64_t nb = pointwise ? kPointwiseBlock : samples_per_chunk(s);
+  const int64_t chunks = (s.N + nb - 1) / nb;
+  // Chunk 0 writes dw itself; chunk k > 0 writes partial[k - 1]. One chunk: no extra sum.
+  std::vector<Tensor> partial(size_t(chunks - 1));
   for (auto& t : partial) t = empty(dw.shape(), dw.options());
-  parallel_for(blocks, 1, [&](int64_t lo, int64_t hi) {
-    Tensor col = pointwise ? Tensor() : empty({s.C * s.R * s.S, PQ}, x.options());
-    for (int64_t blk = lo; blk < hi; ++blk) {
-      const Tensor& target = blk == 0 ? dw : partial[size_t(blk - 1)];
-      const int64_t n0 = blk * kWeightBlock, n1 = std::min(s.N, n0 + kWeightBlock);
-      for (int64_t n = n0; n < n1; ++n) {
-        const Tensor xn = x.slice0(n, n + 1);
-        if (!pointwise) im2col(col.data<T>(), xn.data<T>(), s);
-        // dw[g] (+)= dy_n[g] · col_n[g]ᵀ : (Og, PQ)(PQ, CgRS) -> (Og, CgRS); a block's first
-        // sample overwrites.
+  for_each_chunk(s, nb, [&](Chunk ch) {
+    const int64_t index = ch.n0 / nb;
+    const Tensor& target = index == 0 ? dw : partial[size_t(index - 1)];
+    if (pointwise) {
+      for (int64_t n = ch.n0; n < ch.n0 + ch.nb; ++n) {
+        // dw[g] (+)= dy_n[g] · x_n[g]ᵀ : (Og, PQ)(PQ, CgRS) -> (Og, CgRS)
         const MatmulParams m = group_gemm(G, Og, CgRS, PQ, false, true, Og * PQ, CgRS * PQ,
-                                          Og * CgRS, n == n0 ? 0.0 : 1.0);
-        matmul_fwd(target, dy.slice0(n, n + 1), pointwise ? xn : col, m);
+                                          Og * CgRS, n == ch.n0 ? 0.0 : 1.0);
+        matmul_fwd(target, dy.slice0(n, n + 1), x.slice0(n, n + 1), m);
       }
+      return;
     }
+    const int64_t cols = ch.nb * PQ;
+    Tensor dY = empty({s.O, cols}, dy.options());
+    Tensor col = empty({s.C * s.R * s.S, cols}, x.options());
+    gather_dy(dY.data<T>(), dy.data<T>(), s, ch);
+    for (int64_t j = 0; j < ch.nb; ++j)
+      im2col(col.data<T>() + j * PQ, cols, x.data<T>() + (ch.n0 + j) * s.C * s.H * s.W, s);
+    // dw_b[g] = dY[g] · col[g]ᵀ : (Og, nb·PQ)(nb·PQ, CgRS) -> (Og, CgRS)
+    const MatmulParams m =
+        group_gemm(G, Og, CgRS, cols, false, true, Og * cols, CgRS * cols, Og * CgRS, 0.0);
+    matmul_fwd(target, dY, col, m);
   });
-  // dw = ((block 0 + block 1) + block 2) + ...: the fixed order.
+  // dw = ((chunk 0 + chunk 1) + chunk 2) + ...: the fixed order.
   T* out = dw.data<T>();
   const int64_t count = dw.numel();
   for (const Tensor& t : partial) {

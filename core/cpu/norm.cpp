@@ -49,6 +49,7 @@ void norm_fwd_typed(const Tensor& y, const Tensor& mean, const Tensor& rstd, con
   T* rm = opt<T>(running_mean);
   T* rv = opt<T>(running_var);
   const int64_t R = s.group_size();
+  const bool bn = s.affine_is_stats();  // channel = group: no division per element
   parallel_for(s.groups, grain_for(3 * R), [&](int64_t g_lo, int64_t g_hi) {
   for (int64_t g = g_lo; g < g_hi; ++g) {
     // Two passes (mean, then the centred sum of squares): no cancellation, unlike E[x²]-E[x]².
@@ -78,7 +79,7 @@ void norm_fwd_typed(const Tensor& y, const Tensor& mean, const Tensor& rstd, con
     for (int64_t o = 0; o < s.stat_outer; ++o)
       for (int64_t i = 0; i < s.stat_inner; ++i) {
         const int64_t k = stat_index(s, o, g, i);
-        const int64_t c = channel_of(s, k);
+        const int64_t c = bn ? g : channel_of(s, k);
         double v = (static_cast<double>(px[k]) - mu) * r;
         if (pw) v *= static_cast<double>(pw[c]);
         if (pb) v += static_cast<double>(pb[c]);
@@ -104,15 +105,19 @@ void norm_fwd_stats_typed(const Tensor& y, const Tensor& mean, const Tensor& rst
     pm[g] = mi[g];
     pr[g] = static_cast<T>(1.0 / std::sqrt(static_cast<double>(vi[g]) + p.eps));
   }
-  const int64_t n = s.numel();
-  parallel_for(n, int64_t(1) << 15, [&](int64_t lo, int64_t hi) {
-    for (int64_t k = lo; k < hi; ++k) {
-      const int64_t g = group_of(s, k), c = channel_of(s, k);
-      double v =
-          (static_cast<double>(px[k]) - static_cast<double>(pm[g])) * static_cast<double>(pr[g]);
-      if (pw) v *= static_cast<double>(pw[c]);
-      if (pb) v += static_cast<double>(pb[c]);
-      py[k] = static_cast<T>(v);
+  // Rows (o, g) of the statistics view in parallel; within a row k = (o·G + g)·I + i.
+  const bool bn = s.affine_is_stats();
+  parallel_for(s.stat_outer * s.groups, grain_for(s.stat_inner), [&](int64_t lo, int64_t hi) {
+    for (int64_t row = lo; row < hi; ++row) {
+      const int64_t g = row % s.groups;
+      const double m = static_cast<double>(pm[g]), r = static_cast<double>(pr[g]);
+      for (int64_t i = 0, k = row * s.stat_inner; i < s.stat_inner; ++i, ++k) {
+        const int64_t c = bn ? g : channel_of(s, k);
+        double v = (static_cast<double>(px[k]) - m) * r;
+        if (pw) v *= static_cast<double>(pw[c]);
+        if (pb) v += static_cast<double>(pb[c]);
+        py[k] = static_cast<T>(v);
+      }
     }
   });
 }
@@ -127,12 +132,14 @@ void norm_bwd_typed(const Tensor& dx, const Tensor& dweight, const Tensor& dbias
   const T* pr = rstd.data<T>();
   const T* pw = opt<T>(weight);
   T* pdx = opt<T>(dx);
-  const int64_t n = s.numel();
   auto xhat = [&](int64_t k, int64_t grp) {
     return (static_cast<double>(px[k]) - static_cast<double>(pm[grp])) *
            static_cast<double>(pr[grp]);
   };
-  auto w_of = [&](int64_t k) { return pw ? static_cast<double>(pw[channel_of(s, k)]) : 1.0; };
+  const bool bn = s.affine_is_stats();  // channel = group: no division per element
+  auto w_of = [&](int64_t k, int64_t grp) {
+    return pw ? static_cast<double>(pw[bn ? grp : channel_of(s, k)]) : 1.0;
+  };
 
   if (pdx && batch_stats) {
     const int64_t R = s.group_size();
@@ -145,7 +152,7 @@ void norm_bwd_typed(const Tensor& dx, const Tensor& dweight, const Tensor& dbias
       for (int64_t o = 0; o < s.stat_outer; ++o)
         for (int64_t i = 0; i < s.stat_inner; ++i) {
           const int64_t k = stat_index(s, o, grp, i);
-          const double gw = static_cast<double>(pg[k]) * w_of(k);
+          const double gw = static_cast<double>(pg[k]) * w_of(k, grp);
           sgw += gw;
           sgwx += gw * xhat(k, grp);
         }
@@ -153,17 +160,20 @@ void norm_bwd_typed(const Tensor& dx, const Tensor& dweight, const Tensor& dbias
       for (int64_t o = 0; o < s.stat_outer; ++o)
         for (int64_t i = 0; i < s.stat_inner; ++i) {
           const int64_t k = stat_index(s, o, grp, i);
-          const double gw = static_cast<double>(pg[k]) * w_of(k);
+          const double gw = static_cast<double>(pg[k]) * w_of(k, grp);
           pdx[k] = static_cast<T>(r * (gw - inv_r * sgw - xhat(k, grp) * inv_r * sgwx));
         }
     }
     });
   } else if (pdx) {
     // Fixed statistics: y is affine in x. dx = g·w·rstd : (O,G,I) -> (O,G,I)
-    parallel_for(n, int64_t(1) << 15, [&](int64_t lo, int64_t hi) {
-      for (int64_t k = lo; k < hi; ++k)
-        pdx[k] = static_cast<T>(static_cast<double>(pg[k]) * w_of(k) *
-                                static_cast<double>(pr[group_of(s, k)]));
+    parallel_for(s.stat_outer * s.groups, grain_for(s.stat_inner), [&](int64_t lo, int64_t hi) {
+      for (int64_t row = lo; row < hi; ++row) {
+        const int64_t grp = row % s.groups;
+        const double r = static_cast<double>(pr[grp]);
+        for (int64_t i = 0, k = row * s.stat_inner; i < s.stat_inner; ++i, ++k)
+          pdx[k] = static_cast<T>(static_cast<double>(pg[k]) * w_of(k, grp) * r);
+      }
     });
   }
 
@@ -182,7 +192,7 @@ void norm_bwd_typed(const Tensor& dx, const Tensor& dweight, const Tensor& dbias
           for (int64_t b = 0; b < B; ++b) {
             const int64_t k = (a * C + c) * B + b;
             const double gk = static_cast<double>(pg[k]);
-            dw += gk * xhat(k, group_of(s, k));
+            dw += gk * xhat(k, bn ? c : group_of(s, k));
             db += gk;
           }
         if (pdw) pdw[c] = static_cast<T>(dw);

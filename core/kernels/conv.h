@@ -53,7 +53,7 @@ void conv2d_fwd(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor&
                 const ConvShape& s);
 // requires: dx (N,C,H,W), dy (N,O,P,Q), w (O,C/G,R,S).
 void conv2d_bwd_data(const Tensor& dx, const Tensor& dy, const Tensor& w, const ConvShape& s);
-// requires: dw (O,C/G,R,S), dy (N,O,P,Q), x (N,C,H,W). Sums over n in increasing order.
+// requires: dw (O,C/G,R,S), dy (N,O,P,Q), x (N,C,H,W). Sums over n in a fixed order (CPU: chunks of samples, core/cpu/conv.cpp).
 void conv2d_bwd_weight(const Tensor& dw, const Tensor& dy, const Tensor& x, const ConvShape& s);
 }  // namespace cpu
 
