@@ -10,7 +10,7 @@
 #include <memory>
 #include <vector>
 
-#include "layers/safetensors.h"  // InputFile, write_file_atomic
+#include "io/safetensors.h"  // InputFile, write_file_atomic
 
 namespace idem::data {
 

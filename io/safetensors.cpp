@@ -1,6 +1,6 @@
 // safetensors read/write, the atomic file writer and the file reader. Format and guarantees:
-// layers/safetensors.h.
-#include "layers/safetensors.h"
+// io/safetensors.h.
+#include "io/safetensors.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -18,7 +18,7 @@
 #include <memory>
 #include <unordered_set>
 
-#include "layers/json.h"
+#include "io/json.h"
 
 namespace idem {
 

@@ -43,7 +43,7 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
 NamedTensors load_safetensors(const std::string& path, Device device = Device::cpu());
 SafetensorsContents read_safetensors(const std::string& path, Device device = Device::cpu());
 
-// ---- shared file helpers (also used by layers/npy.cpp) ----
+// ---- shared file helpers (also used by io/npy.cpp) ----
 
 // Appends bytes to the file being written.
 using ByteSink = std::function<void(const void* data, size_t nbytes)>;
