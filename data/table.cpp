@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "core/error.h"
-#include "io/safetensors.h"  // InputFile
+#include "io/file.h"  // InputFile
 
 namespace idem::data {
 

@@ -5,7 +5,7 @@
 #include <cstring>
 #include <limits>
 
-#include "io/safetensors.h"
+#include "io/file.h"
 
 namespace idem {
 

@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "io/file.h"
 #include "io/safetensors.h"
 #include "layers/checkpoint.h"
 #include "layers/linear.h"

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "core/kernels/runtime.h"
+#include "io/file.h"
 #include "io/json.h"
 #include "tests/test_util.h"
 
