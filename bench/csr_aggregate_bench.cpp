@@ -21,7 +21,7 @@
 #include "core/ops/index.h"
 #include "core/ops/segment.h"
 #include "it3/models.h"
-#include "layers/graph.h"
+#include "layers/graph_batch.h"
 
 #ifdef IDEM_WITH_CUDA
 #include <cuda_runtime.h>

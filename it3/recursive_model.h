@@ -24,9 +24,9 @@
 #include <string>
 #include <vector>
 
-#include "layers/graph.h"
 #include "layers/activation.h"
 #include "layers/gnn.h"
+#include "layers/graph_batch.h"
 #include "layers/misc.h"
 
 namespace idem::it3 {

@@ -6,7 +6,7 @@
 #include "autograd/gradcheck.h"
 #include "autograd/segment_functions.h"
 #include "core/kernels/runtime.h"
-#include "layers/graph.h"
+#include "layers/graph_batch.h"
 #include "test_util.h"
 
 using namespace idem;
