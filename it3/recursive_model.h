@@ -25,9 +25,9 @@
 #include <vector>
 
 #include "layers/activation.h"
+#include "layers/containers.h"
 #include "layers/gnn.h"
 #include "layers/graph_batch.h"
-#include "layers/misc.h"
 
 namespace idem::it3 {
 

@@ -5,10 +5,10 @@
 #include <cmath>
 
 #include "layers/activation.h"
+#include "layers/containers.h"
 #include "layers/conv.h"
 #include "layers/init.h"
 #include "layers/linear.h"
-#include "layers/misc.h"
 #include "layers/mlp.h"
 #include "layers/norm.h"
 #include "tests/test_util.h"

@@ -1,4 +1,4 @@
-#include "layers/misc.h"
+#include "layers/containers.h"
 
 #include <sstream>
 
