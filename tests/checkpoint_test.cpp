@@ -9,6 +9,7 @@
 #include "layers/checkpoint.h"
 #include "layers/containers.h"
 #include "layers/conv.h"
+#include "layers/flatten.h"
 #include "layers/linear.h"
 #include "layers/norm.h"
 #include "tests/test_util.h"

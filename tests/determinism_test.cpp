@@ -24,10 +24,12 @@
 #include "layers/checkpoint.h"
 #include "layers/containers.h"
 #include "layers/conv.h"
+#include "layers/flatten.h"
 #include "layers/gnn.h"
 #include "layers/linear.h"
 #include "layers/norm.h"
 #include "layers/optim.h"
+#include "layers/pool.h"
 #include "tests/test_util.h"
 
 namespace idem {

@@ -7,6 +7,7 @@
 #include "core/kernels/runtime.h"
 #include "layers/activation.h"
 #include "layers/containers.h"
+#include "layers/dropout.h"
 #include "layers/init.h"
 #include "layers/linear.h"
 #include "layers/mlp.h"

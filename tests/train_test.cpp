@@ -10,11 +10,13 @@
 #include "layers/activation.h"
 #include "layers/containers.h"
 #include "layers/conv.h"
+#include "layers/flatten.h"
 #include "layers/gnn.h"
 #include "layers/init.h"
 #include "layers/mlp.h"
 #include "layers/norm.h"
 #include "layers/optim.h"
+#include "layers/pool.h"
 
 namespace idem {
 namespace {

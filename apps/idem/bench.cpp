@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "apps/idem/cli.h"
+#include "autograd/nn_functions.h"
 #include "core/error.h"
 #include "core/kernels/cuda_graph.h"
 #include "core/kernels/runtime.h"
