@@ -1,7 +1,7 @@
-// CPU graph kernels: a stable counting sort into CSR, and segment reductions over it.
+// CPU segment kernels: a stable counting sort into CSR, and segment reductions over it.
 // This is the reference the CUDA kernels are compared against: each row is reduced in
 // increasing sorted position (= increasing edge id), sums accumulate in double and round once.
-#include "core/kernels/graph.h"
+#include "core/kernels/segment.h"
 
 #include <algorithm>
 #include <vector>
