@@ -4,7 +4,7 @@
 #pragma once
 #include <cstdint>
 
-#include "autograd/graph_functions.h"
+#include "autograd/segment_functions.h"
 #include "core/kernels/csr_aggregate.h"
 
 namespace idem {

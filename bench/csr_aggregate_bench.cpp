@@ -18,10 +18,10 @@
 #include "core/kernels/runtime.h"
 #include "core/ops/csr_aggregate.h"
 #include "core/ops/elementwise.h"
-#include "core/ops/graph.h"
 #include "core/ops/index.h"
+#include "core/ops/segment.h"
 #include "it3/models.h"
-#include "layers/graph.h"
+#include "layers/graph_batch.h"
 
 #ifdef IDEM_WITH_CUDA
 #include <cuda_runtime.h>

@@ -1,5 +1,5 @@
 // Internal to the CUDA backend: helpers shared by cuda/runtime.cu, cuda/allocator.cu and
-// cuda/graph.cu. The public face of the allocator is cuda::alloc / release / allocator_stats /
+// cuda/cuda_graph.cu. The public face of the allocator is cuda::alloc / release / allocator_stats /
 // empty_cache in core/kernels/runtime.h; of CUDA graphs, core/kernels/cuda_graph.h.
 //
 // ---- The caching allocator's rules ----
@@ -59,7 +59,7 @@ void require_device(int device, const char* op);
 // tensors waste little. Blocks are reused only for requests of exactly the same class.
 size_t size_class(size_t nbytes);
 
-// ---- CUDA graph support (cuda/graph.cu) ----
+// ---- CUDA graph support (cuda/cuda_graph.cu) ----
 
 // True while a capture is under way on `device` (between begin_capture and end_capture).
 // Cheap (one atomic load); never throws.

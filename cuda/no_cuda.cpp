@@ -9,7 +9,6 @@
 #include "core/kernels/cuda_graph.h"
 #include "core/kernels/elementwise.h"
 #include "core/kernels/fused.h"
-#include "core/kernels/graph.h"
 #include "core/kernels/index.h"
 #include "core/kernels/matmul.h"
 #include "core/kernels/multi_copy.h"
@@ -18,6 +17,7 @@
 #include "core/kernels/pool.h"
 #include "core/kernels/reduce.h"
 #include "core/kernels/runtime.h"
+#include "core/kernels/segment.h"
 #include "core/kernels/softmax.h"
 
 namespace idem::cuda {

@@ -1,6 +1,6 @@
 // The CUDA runtime services of core/kernels/runtime.h and cuda/common.cuh: device discovery,
 // checked calls, launch checks and launch accounting, the current stream, copies and device
-// queries. The caching allocator lives in cuda/allocator.cu, CUDA graphs in cuda/graph.cu.
+// queries. The caching allocator lives in cuda/allocator.cu, CUDA graphs in cuda/cuda_graph.cu.
 #include <cuda_runtime.h>
 
 #include <atomic>

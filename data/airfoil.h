@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "core/tensor.h"
-#include "layers/graph.h"
+#include "layers/graph_batch.h"
 
 namespace idem::data {
 
@@ -75,7 +75,7 @@ std::string ranges_str(const AirfoilRanges& r);
 std::vector<AirfoilSample> generate_airfoils(int64_t n, const AirfoilRanges& r, uint64_t seed,
                                              int panels_per_side = 32);
 
-// Samples [begin, end) as one batched graph (layers/graph.h batch_graphs: node ids offset,
+// Samples [begin, end) as one batched graph (layers/graph_batch.h batch_graphs: node ids offset,
 // batch vector set, num_graphs = end − begin) on `device`.
 // requires: 0 ≤ begin < end ≤ samples.size().
 Graph batch_airfoils(const std::vector<AirfoilSample>& samples, size_t begin, size_t end,

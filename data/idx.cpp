@@ -10,7 +10,7 @@
 #include <memory>
 #include <vector>
 
-#include "layers/safetensors.h"  // InputFile, write_file_atomic
+#include "io/file.h"  // InputFile, write_file_atomic, check_little_endian
 
 namespace idem::data {
 

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "core/error.h"
-#include "layers/safetensors.h"  // InputFile
+#include "io/file.h"  // InputFile
 
 namespace idem::data {
 

@@ -136,9 +136,9 @@ class Adapter {
   // batch.
   AdaptResult predict(const Input& x);
   // The adaptation of predict() without the measuring around it: no device synchronization,
-  // no host read-back, so it can run inside a CUDA graph capture (cuda/graph.h) and be replayed
-  // per batch. requires: options().check_finite == false (checked). Counts into `cost` when
-  // given (forwards, backwards, steps, reset bytes).
+  // no host read-back, so it can run inside a CUDA graph capture (core/kernels/cuda_graph.h)
+  // and be replayed per batch. requires: options().check_finite == false (checked). Counts
+  // into `cost` when given (forwards, backwards, steps, reset bytes).
   Tensor adapt_and_predict(const Input& x, Cost* cost = nullptr);
   // Restores θ ← Θ and zeroes the optimizer state (what per_batch does before every batch):
   // one fused copy (MultiTensorCopy: one kernel on a GPU) into the existing buffers.

@@ -3,10 +3,12 @@
 #include "core/error.h"
 #include "layers/activation.h"
 #include "layers/conv.h"
+#include "layers/flatten.h"
 #include "layers/init.h"
 #include "layers/linear.h"
 #include "layers/mlp.h"
 #include "layers/norm.h"
+#include "layers/pool.h"
 
 namespace idem::it3 {
 

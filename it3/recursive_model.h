@@ -24,10 +24,10 @@
 #include <string>
 #include <vector>
 
-#include "layers/graph.h"
 #include "layers/activation.h"
+#include "layers/containers.h"
 #include "layers/gnn.h"
-#include "layers/misc.h"
+#include "layers/graph_batch.h"
 
 namespace idem::it3 {
 

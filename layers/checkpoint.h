@@ -4,8 +4,8 @@
 #pragma once
 #include <string>
 
+#include "io/safetensors.h"
 #include "layers/module.h"
-#include "layers/safetensors.h"
 
 namespace idem {
 

@@ -8,7 +8,7 @@
 #include <optional>
 
 #include "core/kernels/fused.h"  // FusedAct
-#include "layers/graph.h"
+#include "layers/graph_batch.h"
 #include "layers/linear.h"
 
 namespace idem {

@@ -5,6 +5,7 @@
 #include <typeinfo>
 
 #include "autograd/fused_functions.h"
+#include "layers/dropout.h"
 #include "layers/init.h"
 #include "layers/linear.h"
 #include "layers/norm.h"

@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "layers/activation.h"
+#include "layers/containers.h"
 #include "layers/linear.h"
-#include "layers/misc.h"
 
 namespace idem {
 

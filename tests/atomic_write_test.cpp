@@ -14,9 +14,10 @@
 #include <thread>
 #include <vector>
 
+#include "io/file.h"
+#include "io/safetensors.h"
 #include "layers/checkpoint.h"
 #include "layers/linear.h"
-#include "layers/safetensors.h"
 #include "tests/test_util.h"
 
 namespace idem {

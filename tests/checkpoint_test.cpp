@@ -7,9 +7,10 @@
 #include "core/kernels/runtime.h"
 #include "layers/activation.h"
 #include "layers/checkpoint.h"
+#include "layers/containers.h"
 #include "layers/conv.h"
+#include "layers/flatten.h"
 #include "layers/linear.h"
-#include "layers/misc.h"
 #include "layers/norm.h"
 #include "tests/test_util.h"
 

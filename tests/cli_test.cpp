@@ -9,7 +9,7 @@
 #include <sys/wait.h>
 
 #include "apps/idem/report.h"
-#include "layers/json.h"
+#include "io/json.h"
 #include "test_util.h"
 
 #ifndef IDEM_CLI_PATH

@@ -19,7 +19,7 @@
 #include "autograd/gradcheck.h"
 #include "core/kernels/runtime.h"
 #include "layers/gnn.h"
-#include "layers/graph.h"
+#include "layers/graph_batch.h"
 #include "test_util.h"
 
 namespace idem {

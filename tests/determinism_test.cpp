@@ -22,12 +22,14 @@
 #include "core/kernels/runtime.h"
 #include "layers/activation.h"
 #include "layers/checkpoint.h"
+#include "layers/containers.h"
 #include "layers/conv.h"
+#include "layers/flatten.h"
 #include "layers/gnn.h"
 #include "layers/linear.h"
-#include "layers/misc.h"
 #include "layers/norm.h"
 #include "layers/optim.h"
+#include "layers/pool.h"
 #include "tests/test_util.h"
 
 namespace idem {

@@ -13,6 +13,7 @@
 #include "it3/models.h"
 #include "it3/training.h"
 #include "layers/conv.h"
+#include "layers/flatten.h"
 #include "layers/linear.h"
 #include "layers/mlp.h"
 #include "layers/optim.h"

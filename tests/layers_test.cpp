@@ -5,12 +5,15 @@
 #include <cmath>
 
 #include "layers/activation.h"
+#include "layers/containers.h"
 #include "layers/conv.h"
+#include "layers/dropout.h"
+#include "layers/flatten.h"
 #include "layers/init.h"
 #include "layers/linear.h"
-#include "layers/misc.h"
 #include "layers/mlp.h"
 #include "layers/norm.h"
+#include "layers/pool.h"
 #include "tests/test_util.h"
 
 namespace idem {

@@ -6,9 +6,10 @@
 
 #include "core/kernels/runtime.h"
 #include "layers/activation.h"
+#include "layers/containers.h"
+#include "layers/dropout.h"
 #include "layers/init.h"
 #include "layers/linear.h"
-#include "layers/misc.h"
 #include "layers/mlp.h"
 #include "layers/norm.h"
 #include "tests/test_util.h"

@@ -1,6 +1,6 @@
 // .npy files: the exact bytes numpy writes, round trips of every dtype and rank, headers of
 // versions 1/2/3 and of older numpy, and hostile headers (each an idem::Error, never a crash).
-#include "layers/npy.h"
+#include "io/npy.h"
 
 #include <gtest/gtest.h>
 

@@ -1,7 +1,7 @@
 // safetensors checkpoints and the strict JSON parser behind them: the exact byte layout of a
 // written file, bit-exact round trips, atomic writes, and hostile files (each one an idem::Error
 // naming the file and the problem; never a crash, never a half-read tensor).
-#include "layers/safetensors.h"
+#include "io/safetensors.h"
 
 #include <gtest/gtest.h>
 
@@ -12,7 +12,8 @@
 #include <string>
 
 #include "core/kernels/runtime.h"
-#include "layers/json.h"
+#include "io/file.h"
+#include "io/json.h"
 #include "tests/test_util.h"
 
 namespace idem {

@@ -8,13 +8,15 @@
 
 #include "core/kernels/runtime.h"
 #include "layers/activation.h"
+#include "layers/containers.h"
 #include "layers/conv.h"
+#include "layers/flatten.h"
 #include "layers/gnn.h"
 #include "layers/init.h"
-#include "layers/misc.h"
 #include "layers/mlp.h"
 #include "layers/norm.h"
 #include "layers/optim.h"
+#include "layers/pool.h"
 
 namespace idem {
 namespace {

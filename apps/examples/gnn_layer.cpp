@@ -8,7 +8,7 @@
 
 #include "core/kernels/runtime.h"
 #include "layers/gnn.h"
-#include "layers/graph.h"
+#include "layers/graph_batch.h"
 #include "layers/init.h"
 
 using namespace idem;

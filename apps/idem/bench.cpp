@@ -13,16 +13,17 @@
 #include <sstream>
 
 #include "apps/idem/cli.h"
+#include "autograd/nn_functions.h"
 #include "core/error.h"
 #include "core/kernels/cuda_graph.h"
 #include "core/kernels/runtime.h"
 #include "core/profiler.h"
+#include "io/json.h"
+#include "io/safetensors.h"
 #include "it3/adapt.h"
 #include "it3/models.h"
 #include "it3/training.h"
 #include "layers/init.h"
-#include "layers/json.h"
-#include "layers/safetensors.h"
 
 #if defined(IDEM_WITH_CUDA)
 #include <cuda_profiler_api.h>

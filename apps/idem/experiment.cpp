@@ -24,6 +24,7 @@
 #include "core/kernels/runtime.h"
 #include "core/profiler.h"
 #include "core/philox.h"
+#include "io/file.h"
 #include "it3/adapt.h"
 #include "layers/checkpoint.h"
 #include "layers/init.h"

@@ -14,7 +14,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "core/kernels/runtime.h"
-#include "layers/json.h"
+#include "io/json.h"
 
 #ifndef IDEM_GIT_COMMIT
 #define IDEM_GIT_COMMIT "unknown"

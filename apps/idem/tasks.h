@@ -10,9 +10,9 @@
 #include "data/airfoil.h"
 #include "data/fmnist.h"
 #include "data/tabular.h"
+#include "io/json.h"
 #include "it3/recursive_model.h"
 #include "it3/training.h"
-#include "layers/json.h"
 
 namespace idem::cli {
 

@@ -1,7 +1,7 @@
 // CUDA graphs: record a step (a forward, an IT³ adaptation step, a training step) once and replay
 // it with one launch. A small step is bound by kernel-launch overhead (DESIGN 6: ~12 µs of host
 // time per eager op against ~1.2 µs per kernel inside a graph), so this is where its speed is.
-// Implemented in cuda/graph.cu; without CUDA (cuda/no_cuda.cpp) every entry point throws.
+// Implemented in cuda/cuda_graph.cu; without CUDA (cuda/no_cuda.cpp) every entry point throws.
 //
 // How to use it:
 //

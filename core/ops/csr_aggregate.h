@@ -3,7 +3,7 @@
 //
 // Checked always: dtypes (x / g floating, CUDA f32; indices i64), shapes, devices, and that a
 // graph with edges has source and destination rows. Checked on CPU tensors only (as the other
-// graph ops, core/ops/graph.h — on CUDA it would cost a synchronization and break CUDA-graph
+// graph ops, core/ops/segment.h — on CUDA it would cost a synchronization and break CUDA-graph
 // capture; the CUDA kernels clip instead): row_ptr / src_ptr start at 0, never decrease and end
 // at E; col in [0, U); src_perm and perm are permutations; the source groups list the edges of
 // each source (col[src_perm[j]] = u) in increasing order; dst[perm[k]] = v for every k of row v;

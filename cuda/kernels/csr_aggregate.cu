@@ -1,7 +1,7 @@
 // CUDA CSR mean aggregation, forward and backward, one launch each, no (E, F) intermediate.
 // Contract: core/kernels/csr_aggregate.h; reference: core/cpu/csr_aggregate.cpp.
 //
-// Thread layout (both kernels), the segment kernels' of cuda/kernels/graph.cu: a group of G
+// Thread layout (both kernels), the segment kernels' of cuda/kernels/segment.cu: a group of G
 // consecutive threads (G = the power of two >= F / VW, at most 32) owns one output row; lane
 // l owns packs l, l + G, ... of the row, VW = 4 consecutive floats per pack through 16-byte
 // loads when F % 4 == 0 and the pointers are 16-byte aligned, else VW = 1. With F = 64 a group
@@ -184,7 +184,7 @@ __global__ void csr_mean_aggregate_bwd_group_kernel(
   }
 }
 
-// Launch geometry: as graph.cu's row_launch.
+// Launch geometry: as segment.cu's row_launch.
 struct RowLaunch {
   int vw;     // 4 (16-byte packs) or 1
   int group;  // threads per row: power of two >= F / vw, at most 32

@@ -24,9 +24,9 @@
 #include "core/tensor.h"
 #include "data/idx.h"
 #include "data/table.h"
-#include "layers/json.h"
-#include "layers/npy.h"
-#include "layers/safetensors.h"
+#include "io/json.h"
+#include "io/npy.h"
+#include "io/safetensors.h"
 
 namespace idem::fuzz {
 

@@ -1,4 +1,4 @@
-// libFuzzer target: the JSON parser and writer (layers/json.h, json::parse / json::dump).
+// libFuzzer target: the JSON parser and writer (io/json.h, json::parse / json::dump).
 // Entry point and invariants: tests/fuzz/fuzz_entry.h. Built by -DIDEM_FUZZ=ON with clang; run by
 // tools/test.sh, seeded from tests/fuzz/corpus/json/.
 #include "tests/fuzz/fuzz_entry.h"

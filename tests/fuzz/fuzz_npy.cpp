@@ -1,4 +1,4 @@
-// libFuzzer target: the .npy reader (layers/npy.h, load_npy).
+// libFuzzer target: the .npy reader (io/npy.h, load_npy).
 // Entry point and invariants: tests/fuzz/fuzz_entry.h. Built by -DIDEM_FUZZ=ON with clang; run by
 // tools/test.sh, seeded from tests/fuzz/corpus/npy/.
 #include "tests/fuzz/fuzz_entry.h"

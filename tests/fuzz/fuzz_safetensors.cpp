@@ -1,4 +1,4 @@
-// libFuzzer target: the safetensors reader (layers/safetensors.h, read_safetensors).
+// libFuzzer target: the safetensors reader (io/safetensors.h, read_safetensors).
 // Entry point and invariants: tests/fuzz/fuzz_entry.h. Built by -DIDEM_FUZZ=ON with clang; run by
 // tools/test.sh, seeded from tests/fuzz/corpus/safetensors/.
 #include "tests/fuzz/fuzz_entry.h"

@@ -8,7 +8,7 @@ const std::vector<OpCase>& all_op_cases() {
   static const std::vector<OpCase> cases = [] {
     std::vector<OpCase> all;
     for (auto fam : {elementwise_cases, reduce_cases, matmul_cases, softmax_cases, index_cases,
-                     conv_cases, pool_cases, norm_cases, loss_cases, graph_cases, fused_cases}) {
+                     conv_cases, pool_cases, norm_cases, loss_cases, segment_cases, fused_cases}) {
       auto rows = fam();
       all.insert(all.end(), rows.begin(), rows.end());
     }

@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "autograd/functions.h"
-#include "autograd/graph_functions.h"
 #include "autograd/nn_functions.h"
+#include "autograd/segment_functions.h"
 
 namespace idem::testing {
 
@@ -51,7 +51,7 @@ std::vector<OpCase> conv_cases();   // conv2d, conv_transpose2d
 std::vector<OpCase> pool_cases();   // pooling, upsampling
 std::vector<OpCase> norm_cases();   // batch/layer/group norm, dropout
 std::vector<OpCase> loss_cases();
-std::vector<OpCase> graph_cases();  // scatter/segment ops, global pooling
+std::vector<OpCase> segment_cases();  // scatter/segment ops, global pooling
 std::vector<OpCase> fused_cases();  // linear_act, l1/mse distances
 // Every row of every family, in a fixed order.
 const std::vector<OpCase>& all_op_cases();

@@ -1,11 +1,11 @@
-// .npy read/write. Format and checks: layers/npy.h. The header is a Python literal; this reads
+// .npy read/write. Format and checks: io/npy.h. The header is a Python literal; this reads
 // exactly the subset numpy writes (strings, True/False, tuples of integers) and nothing else.
-#include "layers/npy.h"
+#include "io/npy.h"
 
 #include <cstring>
 #include <limits>
 
-#include "layers/safetensors.h"
+#include "io/file.h"
 
 namespace idem {
 

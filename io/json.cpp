@@ -1,5 +1,5 @@
 // Strict JSON: a recursive-descent parser with a depth limit and a shortest-round-trip writer.
-#include "layers/json.h"
+#include "io/json.h"
 
 #include <charconv>
 #include <cmath>

@@ -1,4 +1,4 @@
-// Op-case rows for the graph family: scatter add/mean/max by an unsorted index, segment sums
+// Op-case rows for the segment family: scatter add/mean/max by an unsorted index, segment sums
 // over a CSR, global pooling, a gather-then-scatter message-passing step, the fused CSR mean
 // aggregation (autograd/csr_aggregate_function.h), and build_csr itself
 // (integer outputs: parity only). Tiny graphs (V ~ 5, E ~ 9, F ~ 3) keep gradcheck cheap; the
@@ -14,7 +14,7 @@ using V = const std::vector<Tensor>&;
 using Fn = std::function<Tensor(V)>;
 
 OpCase graph_case(const std::string& name, std::vector<InputSpec> inputs, Fn fn) {
-  return {name, "graph", std::move(inputs), std::move(fn)};
+  return {name, "segment", std::move(inputs), std::move(fn)};
 }
 InputSpec data(Shape s) {
   return {std::move(s), InputKind::normal};
@@ -31,7 +31,7 @@ Tensor fixed_row_ptr(const Tensor& like) {
   return build_csr(from_vector<int64_t>(dst, {9}, like.device()), 5).row_ptr;
 }
 // 260 edges over 4 rows (100, 0, 130, 30): 65 per row on average, so CUDA takes the long-row
-// path (E >= 64 V, cuda/kernels/graph.cu), with an empty row.
+// path (E >= 64 V, cuda/kernels/segment.cu), with an empty row.
 Tensor long_row_ptr(const Tensor& like) {
   return from_vector<int64_t>({0, 100, 100, 230, 260}, {5}, like.device());
 }
@@ -41,7 +41,7 @@ Tensor mean_aggregate_case(V in, int64_t num_dst) {
 }
 }  // namespace
 
-std::vector<OpCase> graph_cases() {
+std::vector<OpCase> segment_cases() {
   std::vector<OpCase> rows = {
       graph_case("scatter_add_rows", {data({9, 3}), index({9}, 5)},
                  [](V x) { return scatter_add_rows(x[0], x[1], 5); }),
@@ -96,12 +96,12 @@ std::vector<OpCase> graph_cases() {
   };
   // build_csr: integer outputs, compared in parity only.
   OpCase perm{"build_csr_perm",
-              "graph",
+              "segment",
               {index({11}, 6)},
               [](V x) { return build_csr(x[0], 6).perm; },
               /*gradcheck=*/false};
   OpCase row_ptr{"build_csr_row_ptr",
-                 "graph",
+                 "segment",
                  {index({11}, 6)},
                  [](V x) { return build_csr(x[0], 6).row_ptr; },
                  /*gradcheck=*/false};

@@ -8,13 +8,13 @@
 // Exception (CUDA sum/mean forward when E >= 64 V, i.e. few long rows such as global pooling):
 // a block splits each row into fixed slices whose double partials are added in a fixed tree,
 // still deterministic but not the CPU's order: both sum in double and round once, so the float
-// results agree except, rarely, in the last bit (see cuda/kernels/graph.cu). The adjoints stay
+// results agree except, rarely, in the last bit (see cuda/kernels/segment.cu). The adjoints stay
 // bit-identical.
 //
 // Canonical shapes: src is (E, F) (trailing dims flattened into F), out is (V, F).
 // row_ptr (V+1) i64, perm (E) i64 or undefined (= identity: src already sorted by row).
 // Integers arrive validated by the L1 op on CPU tensors; on CUDA tensors their values are not
-// checked (see core/ops/graph.h); the kernels clip row_ptr to [0, E] and skip perm entries
+// checked (see core/ops/segment.h); the kernels clip row_ptr to [0, E] and skip perm entries
 // outside [0, E), so a bad value gives a wrong result, never an access outside src or out.
 #pragma once
 #include <cstdint>

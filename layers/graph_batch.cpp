@@ -1,4 +1,4 @@
-#include "layers/graph.h"
+#include "layers/graph_batch.h"
 
 #include <algorithm>
 #include <cmath>

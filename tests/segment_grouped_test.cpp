@@ -4,9 +4,9 @@
 #include <gtest/gtest.h>
 
 #include "autograd/gradcheck.h"
-#include "autograd/graph_functions.h"
+#include "autograd/segment_functions.h"
 #include "core/kernels/runtime.h"
-#include "layers/graph.h"
+#include "layers/graph_batch.h"
 #include "test_util.h"
 
 using namespace idem;

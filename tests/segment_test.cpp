@@ -1,8 +1,8 @@
-// Graph family: hand-computed scatter/segment values and gradients on a 4-node graph, empty
+// Segment family: hand-computed scatter/segment values and gradients on a 4-node graph, empty
 // segments, build_csr on unsorted input, global pooling with nodes in any order, agreement with
 // an independent naive loop (bit-exact in f32: both sum in double in edge order), bad input,
 // and CUDA parity / run-to-run determinism (skipped without a GPU).
-#include "core/ops/graph.h"
+#include "core/ops/segment.h"
 
 #include <gtest/gtest.h>
 
@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "autograd/graph_functions.h"
+#include "autograd/segment_functions.h"
 #include "core/kernels/runtime.h"
 #include "tests/test_util.h"
 

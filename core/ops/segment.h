@@ -1,5 +1,5 @@
 // L1 graph ops: CSR construction, segment reductions over it and their adjoints.
-// Not differentiable (autograd/graph_functions.cpp wraps them).
+// Not differentiable (autograd/segment_functions.cpp wraps them).
 //
 // Shapes: src (E, ...) rows are edges (or nodes, for pooling); the trailing dims are the feature
 // block F and are kept: out is (V, ...). Integer tensors (index, row_ptr, perm, argmax) are i64.
@@ -13,7 +13,7 @@
 #pragma once
 #include <cstdint>
 
-#include "core/kernels/graph.h"
+#include "core/kernels/segment.h"
 
 namespace idem::ops {
 

@@ -1,6 +1,6 @@
-// L1 graph ops: validate, allocate, dispatch. See core/ops/graph.h for what is validated where
+// L1 graph ops: validate, allocate, dispatch. See core/ops/segment.h for what is validated where
 // (integer values on CPU tensors only).
-#include "core/ops/graph.h"
+#include "core/ops/segment.h"
 
 #include <limits>
 #include <vector>

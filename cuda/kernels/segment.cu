@@ -1,5 +1,5 @@
-// CUDA graph kernels: CSR construction and segment reductions. Contract: core/kernels/graph.h;
-// reference: core/cpu/graph.cpp.
+// CUDA segment kernels: CSR construction and segment reductions. Contract: core/kernels/segment.h;
+// reference: core/cpu/segment.cpp.
 //
 // Determinism without float atomics:
 //  - build_csr: keys = destination (u32), values = edge id (i32), sorted by cub's stable LSD radix
@@ -15,7 +15,7 @@
 //    edges split into fixed slices whose double partials meet in a fixed shared-memory tree
 //    (segment_sum_fwd_long_kernel). Same bits on every run, but not the CPU's order: rarely
 //    the last bit differs from the CPU's. The adjoint stays bit-exact.
-// Unchecked integer values (CUDA tensors are not value-validated, see core/ops/graph.h): indices
+// Unchecked integer values (CUDA tensors are not value-validated, see core/ops/segment.h): indices
 // outside [0, V) sort into a sentinel bucket after row V-1 and are dropped; row_ptr is clipped
 // to [0, E] and perm / argmax entries to [0, E), so nothing is read or written out of bounds.
 #include <algorithm>
@@ -23,7 +23,7 @@
 #include <cub/device/device_radix_sort.cuh>
 #include <initializer_list>
 
-#include "core/kernels/graph.h"
+#include "core/kernels/segment.h"
 #include "cuda/common.cuh"
 
 namespace idem::cuda {

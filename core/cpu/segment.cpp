@@ -1,10 +1,10 @@
-// CPU graph kernels: a stable counting sort into CSR, and segment reductions over it.
+// CPU segment kernels: a stable counting sort into CSR, and segment reductions over it.
 // This is the reference the CUDA kernels are compared against: each row is reduced in
 // increasing sorted position (= increasing edge id), sums accumulate in double and round once.
 // Threads (core/parallel.h) split the rows; a row is reduced by one thread in that order, and
 // every edge belongs to one row, so writes never overlap and the bits do not depend on the
 // thread count.
-#include "core/kernels/graph.h"
+#include "core/kernels/segment.h"
 
 #include "core/parallel.h"
 

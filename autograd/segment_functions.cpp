@@ -1,15 +1,15 @@
 // Differentiable graph ops: scatters by an unsorted index, segment sums over a CSR, global
-// pooling. Every forward is a segment reduction over a stable CSR view (core/ops/graph.h); the
+// pooling. Every forward is a segment reduction over a stable CSR view (core/ops/segment.h); the
 // backwards are data movement:
 //   scatter_add:  dsrc = index_select(g, index)          (a gather, no sort needed)
 //   segment_sum:  dsrc = g's rows repeated per edge      (segment_expand)
 //   mean:         the same, divided by the row's count
 //   max:          g routed to the saved argmax source row, zeros elsewhere.
 // Pooling is a scatter over the batch vector, so nodes of one graph need not be contiguous.
-#include "autograd/graph_functions.h"
+#include "autograd/segment_functions.h"
 
-#include "core/ops/graph.h"
 #include "core/ops/index.h"
+#include "core/ops/segment.h"
 
 namespace idem {
 

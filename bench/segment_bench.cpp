@@ -1,4 +1,4 @@
-// Graph family benchmarks (Google Benchmark, CUDA events, manual time): scatter / segment
+// Segment family benchmarks (Google Benchmark, CUDA events, manual time): scatter / segment
 // aggregation on a random graph with E = 2^20 edges, V = 100 000 nodes, F = 64 (f32), forward
 // and backward, plus build_csr and a device-to-device copy of the same size as the reference.
 //
@@ -17,11 +17,11 @@
 #include <string>
 #include <vector>
 
-#include "autograd/graph_functions.h"
+#include "autograd/segment_functions.h"
 #include "bench/bench_common.h"
 #include "core/kernels/runtime.h"
-#include "core/ops/graph.h"
 #include "core/ops/index.h"
+#include "core/ops/segment.h"
 
 #ifdef IDEM_WITH_CUDA
 #include <cuda_runtime.h>
@@ -46,7 +46,7 @@ constexpr double kForwardBytes = kE * kRowBytes + kV * kRowBytes;  // + index by
 #ifdef IDEM_WITH_CUDA
 
 void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) idem::fail("graph_bench", what, ": ", cudaGetErrorString(e));
+  if (e != cudaSuccess) idem::fail("segment_bench", what, ": ", cudaGetErrorString(e));
 }
 
 // The graph, built once per process on cuda:0.

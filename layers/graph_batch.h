@@ -14,7 +14,7 @@
 #include <memory>
 #include <vector>
 
-#include "autograd/graph_functions.h"
+#include "autograd/segment_functions.h"
 
 namespace idem {
 

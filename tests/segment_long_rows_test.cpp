@@ -1,5 +1,5 @@
 // Few, long segments (global pooling of big graphs): the CUDA long-row path of segment sum/mean
-// (taken when E >= 64 V, cuda/kernels/graph.cu) and of their adjoint segment_expand, against
+// (taken when E >= 64 V, cuda/kernels/segment.cu) and of their adjoint segment_expand, against
 // the CPU reference. The forward sums in a fixed tree of slices, not the CPU's order, so it is
 // compared within 1e-6 relative (both sum in double and round once); the adjoint is a broadcast
 // and must match bit for bit. Also: run-to-run bit equality, the dispatch boundary (avg 63 edges
@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "autograd/graph_functions.h"
-#include "core/ops/graph.h"
+#include "autograd/segment_functions.h"
+#include "core/ops/segment.h"
 #include "tests/test_util.h"
 
 namespace idem {

@@ -1,4 +1,4 @@
-// Level L2: differentiable graph ops for message passing (autograd/graph_functions.cpp).
+// Level L2: differentiable graph ops for message passing (autograd/segment_functions.cpp).
 // Rows are nodes (V) or edges (E); features are the last dim (F). Gathering rows by an edge
 // index is idem::index_select(x, 0, index). All scatters are deterministic (no float atomics).
 #pragma once
