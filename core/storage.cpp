@@ -4,20 +4,17 @@
 #include <cstring>
 #include <new>
 
+#include "core/cpu_allocator.h"
 #include "core/error.h"
 #include "core/kernels/runtime.h"
 
 namespace idem {
 
-namespace {
-constexpr size_t kCpuAlign = 64;
-size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
-}  // namespace
 
 Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
   if (nbytes == 0) return;
   if (device.is_cpu()) {
-    data_ = std::aligned_alloc(kCpuAlign, round_up(nbytes, kCpuAlign));
+    data_ = cpu_alloc::allocate(nbytes);
     if (!data_) fail("storage", "out of host memory allocating ", nbytes, " bytes");
   } else {
     data_ = cuda::alloc(nbytes, device.index);
@@ -27,7 +24,7 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
 Storage::~Storage() {
   if (!data_) return;
   if (device_.is_cpu())
-    std::free(data_);
+    cpu_alloc::release(data_, nbytes_);
   else
     cuda::release(data_, nbytes_, device_.index);
 }

@@ -1,5 +1,6 @@
 // Storage: one owned allocation on one device. Tensors share it through shared_ptr; views keep
-// it alive. CPU memory is 64-byte aligned; CUDA memory comes from the caching allocator.
+// it alive. CPU memory comes from the CPU caching allocator (core/cpu_allocator.h, 64-byte
+// aligned); CUDA memory from the CUDA caching allocator.
 #pragma once
 #include <cstddef>
 

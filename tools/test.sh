@@ -3,15 +3,18 @@
 #   1. release:  installs missing packages, builds everything (Release, CUDA when nvcc is
 #                present) and runs the whole test suite with CTest (CUDA tests skip without a GPU);
 #   2. sanitize: the `sanitize` preset (ASan + UBSan, CPU only) and the CPU suite under it;
+#   2b. tsan:    the `tsan` preset (ThreadSanitizer, CPU only) over the thread pool and the
+#                threaded CPU kernels (idem_tsan_tests: every kernel family at 1, 2 and 5 threads);
 #   3. fuzz:     the `fuzz` preset (clang + libFuzzer) and a bounded run of every fuzz target,
 #                seeded from tests/fuzz/corpus/<target>/; any crash, sanitizer report, leak,
 #                timeout or out-of-memory is a finding and fails the run (docs/reliability.md).
 # Knobs (environment):
 #   IDEM_BUILD_DIR      release build folder (default: build)
 #   IDEM_SANITIZE_DIR   sanitize build folder (default: build-sanitize)
+#   IDEM_TSAN_DIR       ThreadSanitizer build folder (default: build-tsan)
 #   IDEM_FUZZ_DIR       fuzz build folder (default: build-fuzz)
 #   IDEM_JOBS           parallel build jobs and parallel fuzz targets (default: number of cores)
-#   IDEM_SKIP_SANITIZE=1  skip stage 2 (quick local runs; CI runs everything)
+#   IDEM_SKIP_SANITIZE=1  skip stages 2 and 2b (quick local runs; CI runs everything)
 #   IDEM_SKIP_FUZZ=1      skip stage 3
 #   IDEM_FUZZ_SECONDS   seconds per fuzz target (default: 60)
 set -euo pipefail
@@ -22,6 +25,7 @@ skip_fuzz=${IDEM_SKIP_FUZZ:-0}
 source tools/setup_deps.sh
 build=${IDEM_BUILD_DIR:-build}
 sanitize_build=${IDEM_SANITIZE_DIR:-build-sanitize}
+tsan_build=${IDEM_TSAN_DIR:-build-tsan}
 fuzz_build=${IDEM_FUZZ_DIR:-build-fuzz}
 jobs=${IDEM_JOBS:-$(nproc)}
 fuzz_seconds=${IDEM_FUZZ_SECONDS:-60}
@@ -67,6 +71,12 @@ if [[ $skip_sanitize != 1 ]]; then
   ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:detect_stack_use_after_return=1} \
     UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1} \
     run_ctest "$sanitize_build" "sanitize ctest (ASan+UBSan)"
+  stage "tsan build (ThreadSanitizer, CPU only: the thread pool and the threaded kernels)"
+  cmake --preset tsan -B "$tsan_build"
+  cmake --build "$tsan_build" -j "$jobs" --target idem_tsan_tests
+  stage "tsan tests"
+  TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1} \
+    run_ctest "$tsan_build" "tsan ctest (ThreadSanitizer)"
 else
   summary+=("sanitize: skipped (IDEM_SKIP_SANITIZE=1)")
 fi

@@ -45,10 +45,10 @@ void max_pool_fwd_typed(const Tensor& out, const Tensor& indices, const Tensor& 
           for (int64_t w = w0; w < w1; ++w) {
             const T v = plane[h * s.W + w];
             // Strict '>' keeps the first maximum; a NaN always wins (PyTorch propagates it).
-            if (v > best || std::isnan(v)) {
-              best = v;
-              best_at = h * s.W + w;
-            }
+            // Selects, not a branch: random data would mispredict it every other window.
+            const bool take = v > best || v != v;
+            best = take ? v : best;
+            best_at = take ? h * s.W + w : best_at;
           }
         const int64_t o = (nc * s.P + p) * s.Q + q;
         y[o] = best;

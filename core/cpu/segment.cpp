@@ -6,10 +6,10 @@
 // thread count.
 #include "core/kernels/segment.h"
 
-#include "core/parallel.h"
-
 #include <algorithm>
 #include <vector>
+
+#include "core/parallel.h"
 
 namespace idem {
 
