@@ -1,5 +1,5 @@
 // Fused-op benchmarks (Google Benchmark): what the fused paths of issue 7 save on a GPU, where a
-// small IT³ step is bound by kernel launches (DESIGN.md 6).
+// small IT³ step is bound by kernel launches (docs/design.md#measuring).
 //
 //   fused/linear_act/<shape>/<fused|unfused>/<fwd|fwd_bwd>
 //       linear_act(x, W, b, relu) against relu(matmul(x, W, trans_b) + b); fwd_bwd adds

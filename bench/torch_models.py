@@ -402,8 +402,8 @@ class TttStyle:
 class Graphed:
     """The whole adaptation in one CUDA graph. Autograd remembers the stream its first backward
     ran on, so every eager warm-up step runs on a side stream and the capture uses that same
-    stream (DESIGN.md section 6); warming up on the default stream and capturing on another
-    makes the capture fail."""
+    stream (pytorch issue 180090; docs/bench_pytorch.md); warming up on the default stream and
+    capturing on another makes the capture fail."""
 
     def __init__(self, prob, steps, warmup=2):
         if prob.device.type != "cuda":

@@ -1,4 +1,4 @@
-// Level L4: recursive-input models f(x, s) for IT³ (DESIGN.md section 2).
+// Level L4: recursive-input models f(x, s) for IT³ (docs/it3.md).
 //
 // A recursive-input model takes the input x and a second signal s with the shape of the
 // prediction: the true target y during training, the model's own prediction during test-time
@@ -54,7 +54,7 @@ struct Input {
 };
 
 // What the signal s looks like: its width (1 for scalar regression, C for C classes) and the
-// neutral value ∅ (DESIGN.md: regression a constant far outside the standardized target range;
+// neutral value ∅ (docs/it3.md: regression a constant far outside the standardized target range;
 // classification the uniform vector 1/C, or zeros).
 struct SignalSpec {
   TaskKind task = TaskKind::regression;
@@ -90,8 +90,8 @@ class RecursiveModel : public Module {
   // per (batch, device, dtype), so repeated calls allocate nothing (the tensor must not be
   // written to).
   Tensor neutral(int64_t batch, Device device, DType dtype = DType::f32) const;
-  // The signal a prediction feeds back: softmax(prediction) for classification (DESIGN.md:
-  // "y0 as softmax probabilities"), the prediction itself for regression.
+  // The signal a prediction feeds back: softmax(prediction) for classification, the
+  // prediction itself for regression (docs/it3.md, "Adaptation").
   Tensor to_signal(const Tensor& prediction) const;
   // The signal of a target: one-hot of i64 labels (B) for classification, y itself (B, dim)
   // for regression.
