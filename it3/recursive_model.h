@@ -112,7 +112,8 @@ class RecursiveModel : public Module {
   RecursiveModel(std::string type_name, SignalSpec spec, Injection injection);
   virtual Tensor forward_impl(const Input& in, const Tensor& s) = 0;
   // Runs `m` on x. With a sink installed and m a Sequential (or an MLP), runs the children
-  // one by one and reports every activation module's output as prefix + "." + child name.
+  // one by one (a FusedSequential's fused steps stay fused) and reports every activation
+  // module's output as prefix + "." + child name.
   Tensor run(Module& m, const Tensor& x, const std::string& prefix);
   void tap(const std::string& name, const Tensor& t) {
     if (sink_) sink_(name, t);
@@ -193,8 +194,5 @@ class GraphModel : public RecursiveModel {
   Activation act_;
   double slope_;
 };
-
-// Applies an Activation (layers/activation.h) as a function.
-Tensor activate(const Tensor& x, Activation a, double slope = 0.01);
 
 }  // namespace idem::it3
