@@ -2,6 +2,7 @@
 // directory's files, the results table parses, and bad input gives a clear error and exit code.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -144,6 +145,7 @@ TEST(Cli, BenchTrainExportWritesTheStepsItTimes) {
   const auto trained = idem::load_safetensors(out + "/trained.safetensors");
   const auto inputs = idem::load_safetensors(out + "/inputs.safetensors");
   const auto outputs = idem::load_safetensors(out + "/outputs.safetensors");
+  const auto grads = idem::load_safetensors(out + "/grads.safetensors");
   ASSERT_EQ(weights.size(), 8u);  // net.layers.{0,2,4,6}.{weight,bias}
   ASSERT_EQ(trained.size(), weights.size());
   bool moved = false;
@@ -154,6 +156,15 @@ TEST(Cli, BenchTrainExportWritesTheStepsItTimes) {
     for (size_t j = 0; j < a.size(); ++j) moved = moved || a[j] != b[j];
   }
   EXPECT_TRUE(moved) << "two Adam steps left every weight as it was";
+  ASSERT_EQ(grads.size(), 2 * weights.size());  // every parameter's gradient, per step
+  for (size_t i = 0; i < grads.size(); ++i) {
+    const std::string prefix = "step" + std::to_string(i / weights.size()) + ".";
+    ASSERT_EQ(grads[i].first.rfind(prefix, 0), 0u) << grads[i].first;
+    const std::string name = grads[i].first.substr(prefix.size());
+    const auto w = std::find_if(weights.begin(), weights.end(), [&](const auto& kv) { return kv.first == name; });
+    ASSERT_NE(w, weights.end()) << grads[i].first;
+    EXPECT_EQ(grads[i].second.shape(), w->second.shape());
+  }
   ASSERT_EQ(inputs.size(), 2u);
   EXPECT_EQ(inputs[0].first, "x");
   EXPECT_EQ(inputs[0].second.shape(), (idem::Shape{4, 13}));

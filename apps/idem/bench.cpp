@@ -298,23 +298,35 @@ int bench_train(const Args& a, const Device device) {
   t.p_feed = 1.0;
   Adam opt(b.model->parameters(), AdamOptions{});
   // One training step: zero_grad; L = ℓ(f(x, ∅), y) + ℓ(f(x, s(y)), y) (two forwards, s the
-  // target signal: y, or one-hot y for the cnn); one backward; Adam. Returns L (no host sync).
+  // target signal: y, or one-hot y for the cnn); one backward; Adam.
   auto step = [&] {
     opt.zero_grad();
     it3::TrainStep s = it3::it3_objective(*b.model, b.x, y, t, 0);
     s.loss.backward();
     opt.step();
-    return s.loss;
   };
   if (a.has("export")) {
-    // From Θ: --steps training steps, then f(x, ∅). Written before the timing (which goes on
-    // from the trained weights), so bench/compare_pytorch_cpu.py can repeat the exact steps.
+    // From Θ: --steps training steps (the loss and the gradients of each, before its Adam
+    // update), then f(x, ∅). Written before the timing (which goes on from the trained weights),
+    // so bench/compare_pytorch_cpu.py can repeat the exact steps.
     const int steps = int(a.integer("steps"));
     IDEM_CHECK(steps >= 1, "idem bench", "train --export needs --steps >= 1, got ", steps);
     const std::string dir = a.str("export");
     export_weights_inputs(dir, b, &y);
     std::vector<float> losses;
-    for (int i = 0; i < steps; ++i) losses.push_back(float(step().item()));
+    NamedTensors grads;
+    for (int i = 0; i < steps; ++i) {
+      opt.zero_grad();
+      it3::TrainStep s = it3::it3_objective(*b.model, b.x, y, t, 0);
+      s.loss.backward();
+      losses.push_back(float(s.loss.item()));
+      for (const auto& [n, p] : b.model->named_parameters()) {
+        IDEM_CHECK(p.grad().defined(), "idem bench", "train --export: no gradient reached ", n);
+        grads.emplace_back("step" + std::to_string(i) + "." + n, p.grad().to(Device::cpu()).clone_data());
+      }
+      opt.step();
+    }
+    save_safetensors(dir + "/grads.safetensors", grads);
     Tensor pred;
     {
       NoGradGuard ng;
@@ -410,7 +422,7 @@ int cmd_bench(int argc, char** argv) {
                                 {"graph", true, "off", "on: capture the whole adaptation in a CUDA graph and replay it"},
                                 {"reps", true, "200", "timed repetitions"},
                                 {"warmup", true, "20", "untimed repetitions first (at least 0.25 s of them)"},
-                                {"export", true, "", "write weights, inputs and results (safetensors) to DIR; it3: the adapted and the inference prediction; train: the loss of each of --steps steps from the initial weights, the trained weights and f(x, ∅) after them"},
+                                {"export", true, "", "write weights, inputs and results (safetensors) to DIR; it3: the adapted and the inference prediction; train: the loss and the gradients of each of --steps steps from the initial weights, the trained weights and f(x, ∅) after them"},
                                 {"profile", false, "", "it3: print a per-op table of one adaptation (launches, µs, bytes, share)"},
                                 {"profiler-range", false, "", "it3, --graph off: run only the timed adaptations inside cudaProfilerStart/Stop (for ncu --profile-from-start off)"}};
   for (const auto& o : common_options()) specs.push_back(o);
