@@ -23,10 +23,11 @@ by step (each step's loss and every gradient, the weights and f(x, ∅) after th
 PyTorch's Adam fed idem's gradients: see gate_train).
 
 sage on the CPU: its batch is a number of 32×32 meshes (1,024 nodes each); 64 and 256 meshes take
-seconds per step here, so the CPU run uses --sage-batches (default 1,8) instead of --batches.
+seconds per step on a small CPU, so the CPU run uses --sage-batches (default 1,8,32; --quick 1,8)
+instead of --batches.
 
-  /usr/bin/python3 bench/compare_pytorch_cpu.py --idem build/idem --quick   # a few minutes, 2 cores
-  /usr/bin/python3 bench/compare_pytorch_cpu.py --idem build/idem           # under ~15 min, 2 cores
+  /usr/bin/python3 bench/compare_pytorch_cpu.py --idem build/idem --quick   # 2-4 min on 2 busy cores
+  /usr/bin/python3 bench/compare_pytorch_cpu.py --idem build/idem           # under ~15 min there
 Writes results.md and results.json under --out; exits 1 when the gate fails.
 """
 import argparse
@@ -92,6 +93,16 @@ def blas_in_use():
             if "blas" in os.path.basename(path).lower():
                 libs.add(path)
     return sorted(libs)
+
+
+def repo_commit():
+    """The commit of the checkout this script is in (best effort)."""
+    try:
+        out = subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse", "--short",
+                              "HEAD"], capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def idem_has_threads_option(idem):
@@ -304,7 +315,8 @@ def sweep(args, on_row):
 def render(args, env, gate_rows, gate_passed, results, partial):
     out = ["# IT³ on the CPU: idem vs PyTorch\n"]
     out.append(f"{env['cpu']} · {env['cores']} cores · {env['mem_gib']} GiB · PyTorch {env['torch']} "
-               f"(BLAS: {', '.join(env['blas']) or 'none found'}) · fp32 · sage aggregation: {args.agg} · "
+               f"(BLAS: {', '.join(env['blas']) or 'none found'}) · idem at commit {env['commit']} · fp32 · "
+               f"sage aggregation: {args.agg} · "
                f"load average {env['load_start']} at the start, {env.get('load_end', '–')} at the end\n")
     out.append("## Gate\n")
     out.append(f"PyTorch and idem at {args.gate_threads} thread(s). K = the adaptation's steps; `train` = "
@@ -357,7 +369,7 @@ def parse_args(argv):
     p.add_argument("--idem", default="./build/idem", help="the idem executable (default ./build/idem)")
     p.add_argument("--models", default="all", help="all or a comma list of " + ",".join(SPECS))
     p.add_argument("--batches", default=None, help="comma list (default 8,64,256; --quick 8,64)")
-    p.add_argument("--sage-batches", default="1,8", help="sage's mesh counts on the CPU (default 1,8)")
+    p.add_argument("--sage-batches", default=None, help="sage's mesh counts on the CPU (default 1,8,32; --quick 1,8)")
     p.add_argument("--steps", default="1,3", help="comma list of adaptation steps K (default 1,3)")
     p.add_argument("--no-train", dest="train", action="store_false", help="skip the training step")
     p.add_argument("--threads", default="1,all",
@@ -368,7 +380,8 @@ def parse_args(argv):
     p.add_argument("--max-reps", type=int, default=400)
     p.add_argument("--warmup", type=int, default=None,
                    help="warm-up calls before timing, and at least 0.25 s of them (default 2; --quick 1)")
-    p.add_argument("--quick", action="store_true", help="batches 8,64, shorter timings (a few minutes on 2 cores)")
+    p.add_argument("--quick", action="store_true",
+                   help="batches 8,64 (sage 1,8), shorter timings (a few minutes on 2 cores)")
     p.add_argument("--out", default="compare_pytorch_cpu_out", help="folder for results.md and results.json")
     p.add_argument("--agg", default="csr", choices=GraphBatch.METHODS,
                    help="sage mean aggregation in PyTorch (default csr, also the fastest on the CPU)")
@@ -384,7 +397,7 @@ def parse_args(argv):
         if m not in SPECS:
             p.error(f"--models: unknown model '{m}' (expected {', '.join(SPECS)} or all)")
     args.batches = int_list(args.batches or ("8,64" if args.quick else "8,64,256"))
-    args.sage_batches = int_list(args.sage_batches)
+    args.sage_batches = int_list(args.sage_batches or ("1,8" if args.quick else "1,8,32"))
     args.steps = int_list(args.steps)
     cores = all_cores()
     args.threads = list(dict.fromkeys(cores if t.strip() == "all" else int(t)
@@ -411,7 +424,7 @@ def main(argv=None):
     env = {"cpu": cpu_name(), "cores": all_cores(), "mem_gib": mem_gib(), "torch": torch.__version__,
            "python": platform.python_version(), "blas": blas_in_use(),
            "load_start": ", ".join(f"{v:.1f}" for v in os.getloadavg()),
-           "idem_threads_option": idem_has_threads_option(args.idem),
+           "idem_threads_option": idem_has_threads_option(args.idem), "commit": repo_commit(),
            "parallel_info": torch.__config__.parallel_info().strip().splitlines()[-1],
            "args": {k: v for k, v in vars(args).items()}}
     log(f"{env['cpu']}, {env['cores']} cores, PyTorch {env['torch']}, BLAS {env['blas']}, load {env['load_start']}; "
