@@ -81,7 +81,9 @@ class BinaryNode : public Node {
         if (wb) gb = binary(g, mask_of(a_, b_, pick_b, g.dtype()), BinaryOp::mul);
         break;
       }
-      default:
+#define IDEM_EW_CMP(name) case BinaryOp::name:
+        IDEM_BINARY_COMPARE_OPS(IDEM_EW_CMP)
+#undef IDEM_EW_CMP
         fail(binary_name(op_), "comparisons have no gradient");
     }
     if (ga.defined()) ga = ops::sum_to(ga, a_.shape());
@@ -121,6 +123,14 @@ class WhereNode : public Node {
 };
 
 }  // namespace
+
+Tensor unary_op(const Tensor& x, UnaryOp op, UnaryParams p) {
+  return unary_fn(x, op, p);
+}
+
+Tensor binary_op(const Tensor& a, const Tensor& b, BinaryOp op) {
+  return is_comparison(op) ? ops::binary(a, b, op) : binary_fn(a, b, op);
+}
 
 Tensor neg(const Tensor& x) { return unary_fn(x, UnaryOp::neg); }
 Tensor exp(const Tensor& x) { return unary_fn(x, UnaryOp::exp); }

@@ -11,6 +11,9 @@
 namespace idem {
 
 // ---- elementwise unary (autograd/elementwise_functions.cpp) ----
+// Any listed op (core/kernels/elementwise.h), differentiable; the named functions below are
+// shorthands for it. p.alpha is leaky_relu's slope or the scalar of the *_scalar ops.
+Tensor unary_op(const Tensor& x, UnaryOp op, UnaryParams p = {});
 Tensor neg(const Tensor& x);
 Tensor exp(const Tensor& x);
 Tensor log(const Tensor& x);
@@ -24,6 +27,8 @@ Tensor gelu(const Tensor& x);
 Tensor square(const Tensor& x);
 
 // ---- elementwise binary with NumPy broadcasting, and scalar variants ----
+// Any listed op: differentiable for arithmetic ops, a u8 mask without history for comparisons.
+Tensor binary_op(const Tensor& a, const Tensor& b, BinaryOp op);
 Tensor add(const Tensor& a, const Tensor& b);
 Tensor sub(const Tensor& a, const Tensor& b);
 Tensor mul(const Tensor& a, const Tensor& b);

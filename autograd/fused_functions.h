@@ -1,5 +1,5 @@
 // Level L2: fused differentiable functions — fewer, larger kernels for the launch-bound small
-// steps of IT³ (DESIGN.md 6). Each follows the op recipe of DESIGN.md 1.2: contract in
+// steps of IT³ (docs/design.md#measuring). Each follows docs/design.md#the-op-recipe: contract in
 // core/kernels/fused.h, CPU reference core/cpu/fused.cpp, CUDA cuda/kernels/fused.cu, L1 op in
 // core/ops/fused.h, rows in tests/op_cases/fused_cases.cpp.
 #pragma once

@@ -1,5 +1,5 @@
 // gradcheck: compares analytic gradients (the engine) with central finite differences, in f64
-// on the CPU. Tolerances as DESIGN.md section 5: eps 1e-6, |a - n| <= atol + rtol·|n|.
+// on the CPU. Tolerances as docs/design.md#tests: eps 1e-6, |a - n| <= atol + rtol·|n|.
 #pragma once
 #include <functional>
 #include <string>

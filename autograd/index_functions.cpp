@@ -162,7 +162,7 @@ Tensor narrow(const Tensor& x, int64_t dim, int64_t start, int64_t length) {
   if (start < 0) start += n;
   IDEM_CHECK(length >= 0 && start + length <= n, op, "start ", start, " + length ", length,
              " exceeds dim ", d, " of size ", n, " in ", shape_str(x.shape()));
-  // Rows along dim 0 are contiguous: share storage instead of copying (DESIGN 1.1). The
+  // Rows along dim 0 are contiguous: share storage instead of copying (docs/design.md#tensors). The
   // backward does not depend on the sharing: it pads g with zeros into a fresh tensor.
   Tensor y = d == 0 ? x.slice0(start, start + length) : ops::narrow(x, d, start, length);
   if (needs_history({x})) record(std::make_shared<NarrowNode>(x.shape(), d, start), {x}, y);

@@ -1,7 +1,7 @@
 // Level L2: the differentiable neural-network functions that layers/ builds on (convolution,
-// pooling, upsampling, normalization, dropout, losses). Each family follows the op recipe of
-// DESIGN.md 1.2: contract in core/kernels/<family>.h, CPU kernel, CUDA kernel, L1 op, node here,
-// rows in tests/op_cases/<family>_cases.cpp.
+// pooling, upsampling, normalization, dropout, losses). Each family follows the op recipe
+// (docs/design.md#the-op-recipe): contract in core/kernels/<family>.h, CPU kernel, CUDA kernel,
+// L1 op, node here, rows in tests/op_cases/<family>_cases.cpp.
 #pragma once
 #include <cstdint>
 

@@ -1,4 +1,4 @@
-// Level L2: SAGEConv's linear part as ONE differentiable op (the recipe of DESIGN.md 1.2: the
+// Level L2: SAGEConv's linear part as ONE differentiable op (docs/design.md#the-op-recipe: the
 // contract core/kernels/fused.h — bias_act, act_bias_grad —, the L1 op ops::sage_linear in
 // core/ops/fused.h, rows in tests/op_cases/fused_cases.cpp, tests/sage_linear_test.cpp).
 #pragma once

@@ -27,6 +27,9 @@ inline void keep(Tensor t) {
 // benchmarks will run (without a GPU they are registered once each, and skip).
 void register_kernel_benchmarks(bool gpu);
 void register_kernel_checks(bool gpu);
+// bench/op_case_bench.cpp: one benchmark per op-case row, device and direction (CUDA rows only
+// when `gpu`); `user_min_time`: --benchmark_min_time was given, so no built-in MinTime.
+void register_op_case_benchmarks(bool gpu, bool user_min_time);
 
 // Work counted per launch, reported as a rate counter:
 //   flops -> "TFLOP/s", bytes -> "GB/s".

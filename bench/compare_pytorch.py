@@ -200,11 +200,13 @@ def measure(fn, x, device, policy):
 # idem
 
 
-def run_idem(idem, args, timeout):
-    """Runs idem; returns (list of JSON objects printed one per line, error text or None)."""
+def run_idem(idem, args, timeout, env=None):
+    """Runs idem (with extra environment variables `env`, if given); returns (list of JSON
+    objects printed one per line, error text or None)."""
     cmd = [idem] + args
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              env=None if env is None else {**os.environ, **env})
     except FileNotFoundError:
         return [], f"idem not found at {idem}"
     except subprocess.TimeoutExpired:
@@ -374,8 +376,11 @@ def run_gate(args, device, models):
 def gate_with_idem(args, spec, steps, device):
     batch = gate_batch(spec.name)
     with tempfile.TemporaryDirectory(prefix=f"idem_gate_{spec.name}_") as tmp:
+        # --reps/--warmup: only the export is wanted (sage's default 200 timed adaptations take
+        # most of a minute on a CPU)
         _, err = run_idem(args.idem, ["bench", "it3", "--model", spec.name, "--batch", str(batch),
-                                      "--steps", str(steps), "--device", args.device, "--export", tmp],
+                                      "--steps", str(steps), "--device", args.device, "--reps", "2",
+                                      "--warmup", "1", "--export", tmp],
                           args.idem_timeout)
         if err:
             raise RuntimeError(err)
@@ -641,7 +646,9 @@ def parse_args(argv):
     p.add_argument("--target-s", type=float, default=None, help="seconds per timing (default 0.2; --quick 0.05)")
     p.add_argument("--quick", action="store_true", help="fewer batch sizes, shorter timings (~1.5 min)")
     p.add_argument("--out", default="compare_pytorch_out", help="folder for results.md and results.json")
-    p.add_argument("--device", default="cuda", help="cuda (default) or cpu (development: no graph variant)")
+    p.add_argument("--device", default="cuda",
+                   help="cuda (default) or cpu (development: no graph variant; the CPU benchmark is "
+                        "bench/compare_pytorch_cpu.py)")
     p.add_argument("--agg", default="csr", choices=GraphBatch.METHODS,
                    help="sage mean aggregation (default csr, the fastest measured; compile always uses index_add)")
     p.add_argument("--agg-bench", action="store_true", help="also time every sage aggregation method")

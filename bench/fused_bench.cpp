@@ -1,12 +1,13 @@
 // Fused-op benchmarks (Google Benchmark): what the fused paths of issue 7 save on a GPU, where a
-// small IT³ step is bound by kernel launches (DESIGN.md 6).
+// small IT³ step is bound by kernel launches (docs/design.md#measuring).
 //
 //   fused/linear_act/<shape>/<fused|unfused>/<fwd|fwd_bwd>
 //       linear_act(x, W, b, relu) against relu(matmul(x, W, trans_b) + b); fwd_bwd adds
 //       sum(y).backward() with x, W, b requiring grad (the same extra work on both lines).
 //   fused/mlp4/<fused|unfused>/fwd_bwd
 //       the IT³ tabular MLP 14→30→20→10→1 (ReLU) at batch 8: MLP::forward (linear_act per
-//       layer) against its modules run one by one (layers()->forward), then sum + backward.
+//       layer) against its modules run one by one (layers()->forward_unfused), then sum +
+//       backward.
 //   fused/distance/<n>/<l1_distance|l1_loss>/<fwd|fwd_bwd>
 //       l1_distance(a, b) against l1_loss(a, b) (sub, abs, mean and their backward).
 //   fused/reset/<multi_copy|per_tensor>
@@ -118,7 +119,7 @@ void bm_mlp4(benchmark::State& state, bool fused) {
   Tensor x = idem::randn({8, 14}, 6, gpu());
   run_timed(state, [&] {
     mlp.zero_grad();
-    Tensor y = fused ? mlp.forward(x) : mlp.layers()->forward(x);
+    Tensor y = fused ? mlp.forward(x) : mlp.layers()->forward_unfused(x);
     idem::sum(y).backward();
   });
 }

@@ -16,6 +16,8 @@
 //
 // A summary table with hand/cuBLAS ratios (medians over repetitions) is printed at the end.
 // Without a GPU the CUDA benchmarks skip with a message and only the short CPU matmul set runs.
+// bench/op_case_bench.cpp adds op_case/<cpu|cuda>/<family>/<row>/<fwd|fwd_bwd>: every row of the
+// op-case table (tests/op_cases/) timed as a whole L2 call.
 // Options: the usual --benchmark_filter=REGEX; --benchmark_repetitions=N and
 // --benchmark_min_time=T override the built-in 5 repetitions and 0.1 s (GPU) / 0.05 s (CPU).
 #include <algorithm>
@@ -435,6 +437,7 @@ int main(int argc, char** argv) {
   // Checks first: a wrong kernel should be visible before its timings.
   idem::bench::register_kernel_checks(gpu);
   idem::bench::register_kernel_benchmarks(gpu);
+  idem::bench::register_op_case_benchmarks(gpu, idem::bench::g_user_min_time);
   benchmark::RunSpecifiedBenchmarks();
   idem::bench::print_matmul_summary();
   benchmark::Shutdown();

@@ -1,7 +1,8 @@
-"""The four IT³ benchmark models in plain PyTorch, with idem's parameter names, and the IT³
-offline adaptation written four ways (Eager, TttStyle, Graphed, Compiled).
+"""The four IT³ benchmark models in plain PyTorch, with idem's parameter names, the IT³
+offline adaptation written four ways (Eager, TttStyle, Graphed, Compiled), and one IT³ training
+step (TrainStep, as `idem bench train` times it).
 
-Used by bench/compare_pytorch.py. Module attribute names are chosen so that `state_dict()` keys
+Used by bench/compare_pytorch.py and bench/compare_pytorch_cpu.py. Module attribute names are chosen so that `state_dict()` keys
 are exactly idem's (`net.layers.0.weight`, `body.0.weight`, `convs.0.lin_l.weight`, ...): weights
 move between idem and PyTorch by name through safetensors (read_safetensors/write_safetensors
 below, which need neither numpy nor the `safetensors` package).
@@ -20,6 +21,7 @@ import struct
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 # ---------------------------------------------------------------------------------------------
 # models
@@ -274,6 +276,23 @@ class ModelSpec:
         x = x.reshape(b, 1, 28, 28) if self.name == "cnn" else x.reshape(b, 13)
         return x, None, b
 
+    def make_target(self, batch, device, gen=None):
+        """Training targets as `idem bench train` makes them: labels i % 10 (int64, (B)) for the
+        cnn, (B, 1) standard normal values otherwise."""
+        if self.classification:
+            return (torch.arange(batch) % self.out_dim).to(device)
+        return torch.randn(batch, self.out_dim, generator=gen).to(device)
+
+    def train_loss(self, f, x, y, null, ctx):
+        """The IT³ training objective (idem's it3_objective with p_feed 1, signal = target):
+        ℓ(f(x, ∅), y) + ℓ(f(x, s(y)), y) with s(y) = one-hot y and ℓ cross-entropy for the cnn,
+        s(y) = y and ℓ the mean squared error otherwise."""
+        y0 = f(x, null, ctx)
+        if self.classification:
+            s = F.one_hot(y, self.out_dim).to(y0.dtype)
+            return F.cross_entropy(y0, y) + F.cross_entropy(f(x, s, ctx), y)
+        return F.mse_loss(y0, y) + F.mse_loss(f(x, y, ctx), y)
+
     def loss(self, f, anchor, x, null, ctx):
         """The IT³ idempotence loss: y0 = f(x, ∅); y1 = anchor(x, y0 or softmax y0); d(y1, y0).
         Gradients reach f's parameters directly and through the anchor's input."""
@@ -402,8 +421,8 @@ class TttStyle:
 class Graphed:
     """The whole adaptation in one CUDA graph. Autograd remembers the stream its first backward
     ran on, so every eager warm-up step runs on a side stream and the capture uses that same
-    stream (DESIGN.md section 6); warming up on the default stream and capturing on another
-    makes the capture fail."""
+    stream (pytorch issue 180090; docs/bench_pytorch.md); warming up on the default stream and
+    capturing on another makes the capture fail."""
 
     def __init__(self, prob, steps, warmup=2):
         if prob.device.type != "cuda":
@@ -466,6 +485,43 @@ class Compiled:
             self.opt.step()
         with torch.no_grad():
             return self.pred(x, null, ctx)
+
+
+# ---------------------------------------------------------------------------------------------
+# one IT³ training step
+
+
+class TrainStep:
+    """One training step of `model` (trained in place) as `idem bench train` times it:
+    zero_grad; L = spec.train_loss (two forwards: f(x, ∅) and f(x, s(y))); one backward; one
+    Adam step (lr 1e-3, betas .9/.999, eps 1e-8; fused where PyTorch has it, else the default
+    implementation). Returns L, detached."""
+
+    def __init__(self, spec, model, x, ctx, y, adam="fused"):
+        self.spec, self.model, self.ctx, self.y = spec, model.train(), ctx, y
+        self.opt = make_adam(model.parameters(), adam)
+        batch = x.shape[0] if ctx is None else ctx.num_graphs
+        self.null = spec.null(batch, x.device, x.dtype)
+
+    def __call__(self, x):
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.spec.train_loss(self.model, x, self.y, self.null, self.ctx)
+        loss.backward()
+        self.opt.step()
+        return loss.detach()
+
+    def step_with(self, x, grads=None):
+        """One step like __call__ that returns (L, {name: its gradient}); with `grads` ({name:
+        tensor}) Adam steps with those gradients instead of the step's own."""
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.spec.train_loss(self.model, x, self.y, self.null, self.ctx)
+        loss.backward()
+        own = {k: p.grad.detach().clone() for k, p in self.model.named_parameters()}
+        if grads is not None:
+            for k, p in self.model.named_parameters():
+                p.grad = grads[k].to(device=p.device, dtype=p.dtype).clone()
+        self.opt.step()
+        return loss.detach(), own
 
 
 # ---------------------------------------------------------------------------------------------

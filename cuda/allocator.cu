@@ -4,7 +4,8 @@
 //
 // Why: cudaMalloc and cudaFree synchronize the device and cost tens of microseconds; a training
 // or adaptation step allocates the same sizes every iteration, so after the first iteration every
-// request must be served from a free list (DESIGN 1.4: no cudaMalloc/cudaFree in steady state).
+// request must be served from a free list (no cudaMalloc/cudaFree in steady state:
+// docs/design.md#cuda-rules).
 //
 // How: one cache per device; each holds free lists keyed by (stream, size class), the blocks in
 // use, and the private pools of live CUDA graphs. Blocks are never split or merged: exact size

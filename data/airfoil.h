@@ -1,7 +1,8 @@
-// The airfoil task (DESIGN.md 3.3): NACA 4-digit sections at an angle of attack, solved with the
+// The airfoil task: NACA 4-digit sections at an angle of attack, solved with the
 // panel method (data/panel_method.h) and turned into graphs for a GNN — one graph per airfoil,
 // a ring over the surface points — with the lift coefficient CL as the graph-level target and
-// the surface pressure coefficient Cp as an optional node-level one.
+// the surface pressure coefficient Cp as an optional node-level one. docs/task_airfoil.md
+// describes the task.
 //
 // Graph of one sample (n = panels_per_side, V = 2n nodes, E = 2V edges):
 // - nodes: the 2n distinct surface points of naca4(m, p, t, n), in its clockwise order — node 0
@@ -42,9 +43,9 @@ struct AirfoilRanges {
 };
 
 // The training distribution: t ∈ [0.08, 0.15], m ∈ [0, 0.04], p ∈ [0.3, 0.5], α ∈ [−4°, 8°]
-// (DESIGN.md 3.3). p ∈ [0.3, 0.5] is where the common 4-digit sections put their maximum camber
-// (2412, 4412, 4415 at 0.4); every test set keeps that p range, so the shift is in t, m and α
-// only — the three the task varies.
+// (docs/task_airfoil.md). p ∈ [0.3, 0.5] is where the common 4-digit sections put their
+// maximum camber (2412, 4412, 4415 at 0.4); every test set keeps that p range, so the shift is
+// in t, m and α only — the three the task varies.
 AirfoilRanges train_ranges();
 
 // The four out-of-distribution test boxes, at increasing distance from the training box (each

@@ -18,7 +18,7 @@ namespace {
 
 constexpr const char* kOp = "corrupt";
 
-// ---- parameters per severity 1..5 (CIFAR-10-C values; DESIGN.md section 3.1) ----
+// ---- parameters per severity 1..5 (CIFAR-10-C values; docs/task_fmnist.md) ----
 constexpr double kGaussianNoise[5] = {.04, .06, .08, .09, .10};
 constexpr double kShotNoise[5] = {500, 250, 100, 75, 50};
 constexpr double kImpulseNoise[5] = {.01, .02, .03, .05, .07};

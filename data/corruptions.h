@@ -1,6 +1,6 @@
 // Image corruptions in the style of CIFAR-10-C (Hendrycks & Dietterich, "Benchmarking Neural
 // Network Robustness to Common Corruptions and Perturbations", ICLR 2019), for single-channel
-// images in [0,1]: the 15 corruptions of DESIGN.md section 3.1 at severities 1..5, with the
+// images in [0,1]: the 15 corruptions of docs/task_fmnist.md at severities 1..5, with the
 // CIFAR-10-C formulas and parameter values. Where 28x28 grayscale forces a choice (border modes,
 // the fog map size, elastic parameters scaled to the image size, ...) docs/task_fmnist.md lists
 // it next to the parameter table.
@@ -21,7 +21,7 @@
 
 namespace idem::data {
 
-// In the order of DESIGN.md's table (and of corruption_names()).
+// In the order of docs/task_fmnist.md's table (and of corruption_names()).
 enum class Corruption {
   gaussian_noise,
   shot_noise,

@@ -1,4 +1,4 @@
-// The tabular regression task (DESIGN.md 3.2): the built-in Friedman #1 table, train/test
+// The tabular regression task (docs/task_tabular.md): the built-in Friedman #1 table, train/test
 // splits standardized with training statistics, the two covariate shifts (zeroed features,
 // a quantile split on one feature) and the MAE metric.
 //

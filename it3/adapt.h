@@ -1,5 +1,5 @@
 // Level L4: test-time adaptation — IT³ offline and online, and the baselines (none, bn, tent,
-// actmad) — behind one interface, with cost counters (DESIGN.md section 2).
+// actmad) — behind one interface, with cost counters (docs/it3.md).
 //
 //   it3::Adapter adapter(trained_model, it3::AdaptOptions::for_method(it3::Method::it3));
 //   it3::AdaptResult r = adapter.predict(batch);   // adapts per the policy, then predicts
@@ -56,7 +56,7 @@ struct ParamSelection {
   std::string str() const;
 };
 
-// Every knob of DESIGN.md section 2, explicit and recorded with each result (to_json()).
+// Every knob of docs/it3.md, explicit and recorded with each result (to_json()).
 struct AdaptOptions {
   Method method = Method::it3;
   int steps = 1;  // K

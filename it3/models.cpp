@@ -36,20 +36,25 @@ std::shared_ptr<RecursiveModel> make_mlp_model(int64_t in_features,
   return std::make_shared<ConcatModel>(net, spec);
 }
 
+// The Linear layers of the CNNs below run fused with the activation after them
+// (FusedSequential::push_linear); the module trees and names are those of plain Sequentials.
 std::shared_ptr<RecursiveModel> make_small_cnn(int64_t classes, Options o,
                                                std::optional<uint64_t> seed) {
   Seeds s(seed);
-  auto body = std::make_shared<Sequential>(std::initializer_list<std::shared_ptr<Module>>{
-      std::make_shared<Conv2d>(1, 10, 5, Conv2dOptions{}, o, s()),
-      std::make_shared<MaxPool2d>(2), std::make_shared<LeakyReLU>(),
-      std::make_shared<Conv2d>(10, 20, 5, Conv2dOptions{}, o, s()),
-      std::make_shared<MaxPool2d>(2), std::make_shared<LeakyReLU>(), std::make_shared<Flatten>(),
-      std::make_shared<Linear>(320, 50, true, o, s()), std::make_shared<LeakyReLU>()});
-  auto embed = std::make_shared<Sequential>(std::initializer_list<std::shared_ptr<Module>>{
-      std::make_shared<Linear>(classes, 50, true, o, s()), std::make_shared<LeakyReLU>()});
-  auto head = std::make_shared<Sequential>(std::initializer_list<std::shared_ptr<Module>>{
-      std::make_shared<Linear>(50, 50, true, o, s()), std::make_shared<LeakyReLU>(),
-      std::make_shared<Linear>(50, classes, true, o, s())});
+  auto body = std::make_shared<FusedSequential>();
+  body->push_back(std::make_shared<Conv2d>(1, 10, 5, Conv2dOptions{}, o, s()));
+  body->push_back(std::make_shared<MaxPool2d>(2));
+  body->push_back(std::make_shared<LeakyReLU>());
+  body->push_back(std::make_shared<Conv2d>(10, 20, 5, Conv2dOptions{}, o, s()));
+  body->push_back(std::make_shared<MaxPool2d>(2));
+  body->push_back(std::make_shared<LeakyReLU>());
+  body->push_back(std::make_shared<Flatten>());
+  body->push_linear(std::make_shared<Linear>(320, 50, true, o, s()), Activation::leaky_relu);
+  auto embed = std::make_shared<FusedSequential>();
+  embed->push_linear(std::make_shared<Linear>(classes, 50, true, o, s()), Activation::leaky_relu);
+  auto head = std::make_shared<FusedSequential>();
+  head->push_linear(std::make_shared<Linear>(50, 50, true, o, s()), Activation::leaky_relu);
+  head->push_linear(std::make_shared<Linear>(50, classes, true, o, s()));
   return std::make_shared<FeatureModel>(body, embed, head, SignalSpec::classification(classes));
 }
 
@@ -65,14 +70,16 @@ std::shared_ptr<RecursiveModel> make_bn_cnn(int64_t classes, int64_t c1, int64_t
       std::make_shared<Conv2d>(c1, c2, 3, pad1, o, s()),
       std::make_shared<BatchNorm2d>(c2, BatchNormOptions{}, o), std::make_shared<ReLU>(),
       std::make_shared<MaxPool2d>(2)});
-  auto embed = std::make_shared<Sequential>(std::initializer_list<std::shared_ptr<Module>>{
-      std::make_shared<Linear>(classes, c2, true, o, s()), std::make_shared<ReLU>()});
+  auto embed = std::make_shared<FusedSequential>();
+  embed->push_linear(std::make_shared<Linear>(classes, c2, true, o, s()), Activation::relu);
   // No BatchNorm after the injection point: there the features depend on the signal, and
   // running statistics averaged over ∅-passes and y-passes would fit neither at test time.
-  auto head = std::make_shared<Sequential>(std::initializer_list<std::shared_ptr<Module>>{
-      std::make_shared<Conv2d>(c2, c2, 3, pad1, o, s()), std::make_shared<ReLU>(),
-      std::make_shared<AdaptiveAvgPool2d>(1), std::make_shared<Flatten>(),
-      std::make_shared<Linear>(c2, classes, true, o, s())});
+  auto head = std::make_shared<FusedSequential>();
+  head->push_back(std::make_shared<Conv2d>(c2, c2, 3, pad1, o, s()));
+  head->push_back(std::make_shared<ReLU>());
+  head->push_back(std::make_shared<AdaptiveAvgPool2d>(1));
+  head->push_back(std::make_shared<Flatten>());
+  head->push_linear(std::make_shared<Linear>(c2, classes, true, o, s()));
   return std::make_shared<FeatureModel>(body, embed, head, SignalSpec::classification(classes));
 }
 

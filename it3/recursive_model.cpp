@@ -109,8 +109,7 @@ Tensor RecursiveModel::target_signal(const Tensor& y) const {
 
 namespace {
 bool is_activation(const Module& m) {
-  const std::string& t = m.type_name();
-  return t == "ReLU" || t == "LeakyReLU" || t == "GELU" || t == "Tanh" || t == "Sigmoid";
+  return dynamic_cast<const ActivationModule*>(&m) != nullptr;
 }
 }  // namespace
 
@@ -124,12 +123,20 @@ Tensor RecursiveModel::run(Module& m, const Tensor& x, const std::string& prefix
     }
   }
   if (!seq) return m.forward(x);
-  if (!sink_) return forward_fused(*seq, x);
-  // With a sink: report every activation module's output under its dotted name.
+  if (!sink_) return seq->forward(x);
+  // With a sink: report every activation module's output under its dotted name. A
+  // FusedSequential reports a fused Linear + activation under the activation's name.
   const auto& kids = seq->children();
-  return forward_fused(*seq, x, [&](size_t i, const Tensor& h) {
+  auto report = [&](size_t i, const Tensor& h) {
     if (is_activation(*kids[i].second)) tap(pre + "." + kids[i].first, h);
-  });
+  };
+  if (auto* fused = dynamic_cast<FusedSequential*>(seq)) return fused->forward_with(x, report);
+  Tensor h = x;
+  for (size_t i = 0; i < kids.size(); ++i) {
+    h = kids[i].second->forward(h);
+    report(i, h);
+  }
+  return h;
 }
 
 std::vector<std::string> RecursiveModel::tap_names() {
@@ -212,18 +219,6 @@ std::shared_ptr<Module> FeatureModel::clone_impl() const {
 
 // ---- graph ----
 
-Tensor activate(const Tensor& x, Activation a, double slope) {
-  switch (a) {
-    case Activation::identity: return x;
-    case Activation::relu: return relu(x);
-    case Activation::leaky_relu: return leaky_relu(x, slope);
-    case Activation::sigmoid: return sigmoid(x);
-    case Activation::tanh: return tanh(x);
-    case Activation::gelu: return gelu(x);
-  }
-  return x;
-}
-
 GraphModel::GraphModel(std::vector<std::shared_ptr<GraphLayer>> convs,
                        std::shared_ptr<Module> head, SignalSpec spec, Activation activation,
                        double slope)
@@ -250,13 +245,12 @@ Tensor GraphModel::forward_impl(const Input& in, const Tensor& s) {
   const Tensor& batch = g.batch_vector();
   // Concat injection on graphs: each node gets its graph's signal.
   Tensor h = concat({in.x, index_select_grouped(s, batch, g.batch_groups())}, 1);
-  // relu / leaky_relu (slope >= 0) run inside a SAGEConv's fused op (one pass fewer each way).
-  const bool fuse = act_ == Activation::relu ||
-                    (act_ == Activation::leaky_relu && std::isfinite(slope_) && slope_ >= 0.0);
-  const FusedAct fused = act_ == Activation::relu ? FusedAct::relu : FusedAct::leaky_relu;
+  // An activation with a fused code (relu, leaky_relu with slope >= 0) runs inside a
+  // SAGEConv's fused op (one pass fewer each way).
+  const std::optional<FusedAct> fused = fused_act_code(act_, slope_);
   for (size_t i = 0; i < convs_.size(); ++i) {
-    auto* sage = fuse ? dynamic_cast<SAGEConv*>(convs_[i].get()) : nullptr;
-    h = sage ? sage->forward_act(h, g, fused, slope_)
+    auto* sage = fused ? dynamic_cast<SAGEConv*>(convs_[i].get()) : nullptr;
+    h = sage ? sage->forward_act(h, g, *fused, slope_)
              : activate(convs_[i]->forward(h, g), act_, slope_);
     tap("convs." + std::to_string(i), h);
   }

@@ -1,4 +1,4 @@
-// Level L4: recursive-input models f(x, s) for IT³ (DESIGN.md section 2).
+// Level L4: recursive-input models f(x, s) for IT³ (docs/it3.md).
 //
 // A recursive-input model takes the input x and a second signal s with the shape of the
 // prediction: the true target y during training, the model's own prediction during test-time
@@ -54,7 +54,7 @@ struct Input {
 };
 
 // What the signal s looks like: its width (1 for scalar regression, C for C classes) and the
-// neutral value ∅ (DESIGN.md: regression a constant far outside the standardized target range;
+// neutral value ∅ (docs/it3.md: regression a constant far outside the standardized target range;
 // classification the uniform vector 1/C, or zeros).
 struct SignalSpec {
   TaskKind task = TaskKind::regression;
@@ -90,8 +90,8 @@ class RecursiveModel : public Module {
   // per (batch, device, dtype), so repeated calls allocate nothing (the tensor must not be
   // written to).
   Tensor neutral(int64_t batch, Device device, DType dtype = DType::f32) const;
-  // The signal a prediction feeds back: softmax(prediction) for classification (DESIGN.md:
-  // "y0 as softmax probabilities"), the prediction itself for regression.
+  // The signal a prediction feeds back: softmax(prediction) for classification, the
+  // prediction itself for regression (docs/it3.md, "Adaptation").
   Tensor to_signal(const Tensor& prediction) const;
   // The signal of a target: one-hot of i64 labels (B) for classification, y itself (B, dim)
   // for regression.
@@ -112,7 +112,8 @@ class RecursiveModel : public Module {
   RecursiveModel(std::string type_name, SignalSpec spec, Injection injection);
   virtual Tensor forward_impl(const Input& in, const Tensor& s) = 0;
   // Runs `m` on x. With a sink installed and m a Sequential (or an MLP), runs the children
-  // one by one and reports every activation module's output as prefix + "." + child name.
+  // one by one (a FusedSequential's fused steps stay fused) and reports every activation
+  // module's output as prefix + "." + child name.
   Tensor run(Module& m, const Tensor& x, const std::string& prefix);
   void tap(const std::string& name, const Tensor& t) {
     if (sink_) sink_(name, t);
@@ -193,8 +194,5 @@ class GraphModel : public RecursiveModel {
   Activation act_;
   double slope_;
 };
-
-// Applies an Activation (layers/activation.h) as a function.
-Tensor activate(const Tensor& x, Activation a, double slope = 0.01);
 
 }  // namespace idem::it3

@@ -1,4 +1,4 @@
-// Level L4: IT³ training — the recursive-input objective (DESIGN.md section 2).
+// Level L4: IT³ training — the recursive-input objective (docs/it3.md).
 //
 //   L = ℓ(f(x, ∅), y) + ℓ(f(x, s), y)
 //

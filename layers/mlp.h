@@ -1,12 +1,15 @@
 // Level L3: the MLP builder — Linear layers of the given sizes with an activation (and
-// optionally a normalization and dropout) between them; the last layer is plain linear.
+// optionally a normalization and dropout) between them; the last layer is plain linear — and
+// FusedSequential, the container it builds, which runs a Linear and its activation as one op.
 //
 //   MLP({14, 30, 20, 10, 1})             // the IT³ tabular reference network, ReLU
 //   MLP({3, 256, 256, 256, 1}, {Activation::gelu, MlpNorm::layer, 0.1})
 //
 // Each hidden block is Linear → norm → activation → dropout (PyG's MLP order). Children live in
 // a Sequential named "layers", so parameters are "layers.0.weight", "layers.0.bias", ... as a
-// PyTorch nn.Sequential stored under self.layers.
+// PyTorch nn.Sequential stored under self.layers. With MlpOptions::fuse (the default) that
+// Sequential is a FusedSequential: each Linear runs as one linear_act with the activation
+// right after it.
 #pragma once
 #include <functional>
 #include <optional>
@@ -18,6 +21,44 @@
 
 namespace idem {
 
+// y = act(linear(x)) with the bias and activation fused into the layer's kernel where the
+// activation has a fused code (fused_act_code, layers/activation.h: identity, relu, leaky_relu
+// with slope >= 0; autograd/fused_functions.h); other activations run as their own op after
+// the fused bias. x (*, in_features) -> (*, out_features).
+Tensor apply_linear_act(const Linear& linear, const Tensor& x, Activation act, double slope = 0.01);
+
+// A Sequential in which declared Linear layers run as fused linear_acts (apply_linear_act), each
+// together with the activation pushed right after it. The fusion is declared where the network
+// is built (push_linear), not found by looking at the children: a module added with push_back
+// always runs its own forward. The activation stays a child after its Linear, so names
+// ("0.weight", "2.weight", ...), repr, state_dict and the it3 taps are those of the plain
+// Sequential; its own forward is just not called. The forward gives the bits of the
+// module-by-module run (forward_unfused); the backward's gradients agree to rounding.
+class FusedSequential : public Sequential {
+ public:
+  FusedSequential() = default;
+  // Appends `linear` and, unless act is identity, make_activation(act, slope) right after it.
+  FusedSequential& push_linear(std::shared_ptr<Linear> linear,
+                               Activation act = Activation::identity, double slope = 0.01);
+  Tensor forward(const Tensor& x) override { return forward_with(x, nullptr); }
+  // forward(x), calling after(i, h) (when set) with the output h of child i; for a Linear with
+  // its activation, once, with the activation's index.
+  Tensor forward_with(const Tensor& x, const std::function<void(size_t, const Tensor&)>& after);
+  // Every child's own forward, one by one.
+  Tensor forward_unfused(const Tensor& x) { return Sequential::forward(x); }
+
+ protected:
+  std::shared_ptr<Module> clone_impl() const override;
+
+ private:
+  struct Step {
+    std::shared_ptr<Linear> linear;  // null: the child runs its own forward
+    Activation act = Activation::identity;
+    double slope = 0.01;
+  };
+  std::vector<Step> steps_;  // by child index; children past its end run their own forward
+};
+
 enum class MlpNorm : uint8_t { none, batch, layer };
 
 struct MlpOptions {
@@ -26,6 +67,12 @@ struct MlpOptions {
   double dropout = 0.0;  // 0: no Dropout modules at all
   bool bias = true;
   double leaky_slope = 0.01;
+  // Build the Linear layers with FusedSequential::push_linear: each Linear, with the activation
+  // right after it when no norm sits between them, runs as one fused linear_act. Small layers
+  // (the IT³ networks) are launch-bound on a GPU, and this is one launch each way instead of
+  // two or three. The same forward bits and the same modules and names; false builds a plain
+  // module-by-module run (the reference the fused one is tested against).
+  bool fuse = true;
 };
 
 class MLP : public Module {
@@ -33,15 +80,13 @@ class MLP : public Module {
   // requires: sizes.size() >= 2, all positive. Layer i is seeded with derive_seed(seed, i).
   explicit MLP(std::vector<int64_t> sizes, MlpOptions opt = {}, Options options = {},
                std::optional<uint64_t> seed = std::nullopt);
-  // layers()->forward(x), except that each Linear directly followed by ReLU or LeakyReLU
-  // (slope >= 0), and each other Linear alone, runs as one fused linear_act (one launch
-  // forward, one backward for small layers on a GPU). Same outputs as the module-by-module
-  // run to the last bit in the forward; modules, names and state_dict are unchanged.
+  // layers()->forward(x).
   Tensor forward(const Tensor& x) override;
 
   const std::vector<int64_t>& sizes() const { return sizes_; }
   const MlpOptions& mlp_options() const { return opt_; }
-  const std::shared_ptr<Sequential>& layers() const { return layers_; }
+  // Without mlp_options().fuse, a FusedSequential with no fused step (a plain Sequential).
+  const std::shared_ptr<FusedSequential>& layers() const { return layers_; }
   // The Linear modules in order (sizes().size() − 1 of them).
   std::vector<std::shared_ptr<Linear>> linears() const;
 
@@ -52,20 +97,7 @@ class MLP : public Module {
   std::vector<int64_t> sizes_;
   MlpOptions opt_;
   uint64_t seed_ = 0;
-  std::shared_ptr<Sequential> layers_;
+  std::shared_ptr<FusedSequential> layers_;
 };
-
-// y = act(linear(x)) with the bias and activation fused into the layer's kernel where the
-// activation allows (identity, relu, leaky_relu with slope >= 0: autograd/fused_functions.h);
-// other activations run as their own op after the fused bias. For Sequential users who pair a
-// Linear with the activation that follows it. x (*, in_features) -> (*, out_features).
-Tensor apply_linear_act(const Linear& linear, const Tensor& x, Activation act,
-                        double slope = 0.01);
-
-// Runs a Sequential's children in order, each Linear fused with the ReLU/LeakyReLU (slope >= 0)
-// right after it (apply_linear_act); MLP::forward and the it3 models use it. `after(i, h)`, when
-// set, sees the output of child i (for a fused pair: the activation's index and output).
-Tensor forward_fused(const Sequential& seq, const Tensor& x,
-                     const std::function<void(size_t, const Tensor&)>& after = nullptr);
 
 }  // namespace idem

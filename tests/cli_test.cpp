@@ -2,6 +2,8 @@
 // directory's files, the results table parses, and bad input gives a clear error and exit code.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +12,7 @@
 
 #include "apps/idem/report.h"
 #include "io/json.h"
+#include "io/safetensors.h"
 #include "test_util.h"
 
 #ifndef IDEM_CLI_PATH
@@ -125,6 +128,57 @@ TEST(Cli, BadInputIsAClearErrorWithExitCodeOne) {
   r = run_cli("bench it3 --model resnet --device cpu");
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.out.find("unknown model 'resnet'"), std::string::npos) << r.out;
+}
+
+TEST(Cli, BenchTrainExportWritesTheStepsItTimes) {
+  if (std::string(IDEM_CLI_PATH).empty()) GTEST_SKIP() << "the idem executable was not built";
+  TempDir dir("idem_cli_train_export");
+  const std::string out = dir.path().string() + "/case";
+  RunResult r = run_cli("bench train --model mlp_tab --batch 4 --steps 2 --device cpu --reps 2 --warmup 1 --json "
+                        "--export " + out);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto line = r.out.find("{\"bench\":\"train\"");
+  ASSERT_NE(line, std::string::npos) << r.out;
+  const auto v = idem::json::parse(r.out.substr(line, r.out.find('\n', line) - line));
+  EXPECT_GT(v.at("us_per_step_median").as_double(), 0.0);
+  const auto weights = idem::load_safetensors(out + "/weights.safetensors");
+  const auto trained = idem::load_safetensors(out + "/trained.safetensors");
+  const auto inputs = idem::load_safetensors(out + "/inputs.safetensors");
+  const auto outputs = idem::load_safetensors(out + "/outputs.safetensors");
+  const auto grads = idem::load_safetensors(out + "/grads.safetensors");
+  ASSERT_EQ(weights.size(), 8u);  // net.layers.{0,2,4,6}.{weight,bias}
+  ASSERT_EQ(trained.size(), weights.size());
+  bool moved = false;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    EXPECT_EQ(weights[i].first, trained[i].first);
+    const auto a = weights[i].second.to_vector<float>(), b = trained[i].second.to_vector<float>();
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t j = 0; j < a.size(); ++j) moved = moved || a[j] != b[j];
+  }
+  EXPECT_TRUE(moved) << "two Adam steps left every weight as it was";
+  ASSERT_EQ(grads.size(), 2 * weights.size());  // every parameter's gradient, per step
+  for (size_t i = 0; i < grads.size(); ++i) {
+    const std::string prefix = "step" + std::to_string(i / weights.size()) + ".";
+    ASSERT_EQ(grads[i].first.rfind(prefix, 0), 0u) << grads[i].first;
+    const std::string name = grads[i].first.substr(prefix.size());
+    const auto w = std::find_if(weights.begin(), weights.end(), [&](const auto& kv) { return kv.first == name; });
+    ASSERT_NE(w, weights.end()) << grads[i].first;
+    EXPECT_EQ(grads[i].second.shape(), w->second.shape());
+  }
+  ASSERT_EQ(inputs.size(), 2u);
+  EXPECT_EQ(inputs[0].first, "x");
+  EXPECT_EQ(inputs[0].second.shape(), (idem::Shape{4, 13}));
+  EXPECT_EQ(inputs[1].first, "y");
+  EXPECT_EQ(inputs[1].second.shape(), (idem::Shape{4, 1}));
+  ASSERT_EQ(outputs.size(), 2u);
+  EXPECT_EQ(outputs[0].first, "loss");
+  EXPECT_EQ(outputs[0].second.shape(), (idem::Shape{2}));
+  for (float l : outputs[0].second.to_vector<float>()) EXPECT_TRUE(std::isfinite(l) && l > 0) << l;
+  EXPECT_EQ(outputs[1].first, "pred");
+  EXPECT_EQ(outputs[1].second.shape(), (idem::Shape{4, 1}));
+  r = run_cli("bench train --model mlp_tab --steps 0 --device cpu --reps 1 --warmup 1 --export " + out);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("--steps >= 1"), std::string::npos) << r.out;
 }
 
 TEST(Cli, HelpForEveryCommand) {

@@ -203,10 +203,10 @@ TEST(Determinism, CudaTwoRunsAreBitIdenticalWithEveryBackend) {
   set_conv_backend(conv);
 }
 
-// DESIGN 1.4: no float atomics. Any CUDA atomic (atomicAdd, atomicCAS, ...) in cuda/ must sit in
-// a file that consults deterministic() (so a faster non-deterministic variant runs only when
-// the switch is off), or carry the marker "deterministic: integer" on its line (an integer
-// counter, whose result does not depend on the order). Today there is none at all.
+// No float atomics (docs/design.md#cuda-rules). Any CUDA atomic (atomicAdd, atomicCAS, ...) in
+// cuda/ must sit in a file that consults deterministic() (so a faster non-deterministic variant
+// runs only when the switch is off), or carry the marker "deterministic: integer" on its line
+// (an integer counter, whose result does not depend on the order).
 TEST(Determinism, CudaSourcesUseNoUnguardedAtomics) {
   const fs::path root = fs::path(__FILE__).parent_path().parent_path();
   const fs::path cuda_dir = root / "cuda";

@@ -159,7 +159,7 @@ TEST(LinearAct, ApplyLinearActEveryActivation) {
 // run of its Sequential.
 void expect_mlp_matches_modules(MLP& mlp, const Tensor& x, double grad_tol) {
   Tensor fused_out = mlp.forward(x);
-  Tensor plain_out = mlp.layers()->forward(x);
+  Tensor plain_out = mlp.layers()->forward_unfused(x);
   EXPECT_TRUE(bit_equal(fused_out, plain_out)) << "fused MLP forward differs from its modules";
   const Tensor up = randn(fused_out.shape(), kSeed + 9, fused_out.options());
   std::vector<Tensor> fused_grads;
@@ -181,6 +181,45 @@ TEST(FusedMlp, ForwardMatchesModuleByModuleAndKeepsNames) {
   EXPECT_TRUE(mlp.has_parameter("layers.0.weight"));
   EXPECT_TRUE(mlp.has_parameter("layers.6.bias"));
   EXPECT_EQ(mlp.state_dict().size(), 8u);
+}
+
+// The fusion is declared where the MLP is built (MlpOptions::fuse): the fused MLP's output
+// comes from linear_act, the unfused one's from the activation module, with the same bits, the
+// same children and the same names.
+TEST(FusedMlp, FuseOptionKeepsModulesAndBits) {
+  MlpOptions plain;
+  plain.fuse = false;
+  MLP fused({5, 6, 3}, {}, {DType::f64}, 8);
+  MLP unfused({5, 6, 3}, plain, {DType::f64}, 8);
+  EXPECT_EQ(fused.repr(), unfused.repr());
+  const StateDict a = fused.state_dict(), b = unfused.state_dict();
+  ASSERT_EQ(a.size(), b.size());
+  for (auto ia = a.begin(), ib = b.begin(); ia != a.end(); ++ia, ++ib) {
+    EXPECT_EQ(ia->first, ib->first);
+    EXPECT_TRUE(bit_equal(ia->second, ib->second)) << ia->first;
+  }
+  Tensor x = randn({4, 5}, kSeed, {DType::f64});
+  EXPECT_TRUE(bit_equal(fused.forward(x), unfused.forward(x)));
+  // The last layer runs alone: linear_act in the fused MLP, matmul + add in the plain one.
+  EXPECT_STREQ(fused.forward(x).grad_fn()->name(), "linear_act");
+  EXPECT_STREQ(unfused.forward(x).grad_fn()->name(), "add");
+}
+
+// push_linear declares a fused pair; a clone keeps it (its forward still records linear_act).
+TEST(FusedMlp, FusedSequentialCloneKeepsTheFusion) {
+  FusedSequential seq;
+  seq.push_linear(std::make_shared<Linear>(4, 3, true, Options{DType::f64}, 1), Activation::relu);
+  seq.push_back(std::make_shared<Tanh>());
+  ASSERT_EQ(seq.size(), 3u);
+  EXPECT_TRUE(seq.has_parameter("0.weight"));
+  auto copy = clone_as(seq);
+  Tensor x = randn({2, 4}, kSeed, {DType::f64});
+  Tensor y = seq.forward(x), yc = copy->forward(x);
+  EXPECT_TRUE(bit_equal(y, yc));
+  EXPECT_TRUE(bit_equal(y, seq.forward_unfused(x)));
+  std::vector<size_t> seen;
+  copy->forward_with(x, [&](size_t i, const Tensor&) { seen.push_back(i); });
+  EXPECT_EQ(seen, (std::vector<size_t>{1, 2}));  // the fused pair reports once, as child 1
 }
 
 TEST(FusedMlp, OtherConfigurations) {
@@ -432,7 +471,8 @@ TEST_F(FusedCuda, MlpForwardBackwardLaunches) {
     for (int fused = 0; fused < 2; ++fused) {
       mlp.zero_grad();
       Tensor loss;
-      fwd[fused] = launches([&] { loss = sum(fused ? mlp.forward(x) : mlp.layers()->forward(x)); });
+      fwd[fused] =
+          launches([&] { loss = sum(fused ? mlp.forward(x) : mlp.layers()->forward_unfused(x)); });
       bwd[fused] = launches([&] { loss.backward(); });
     }
   std::cout << "[ launches ] MLP 14-30-20-10-1, batch 8 (forward includes the final sum, "

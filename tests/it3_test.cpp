@@ -1,5 +1,5 @@
 // IT³ module: recursive-input models, training objective, adaptation and baselines
-// (issue "The it3 module", DESIGN.md sections 2 and 5).
+// (issue "The it3 module"; docs/it3.md, and docs/design.md#tests for what IT³ tests must show).
 #include <gtest/gtest.h>
 
 #include <cmath>

@@ -38,11 +38,6 @@ using idem::testing::GemmGuard;
 
 // ---- broadcast binary ops -----------------------------------------------------------------------
 
-const BinaryOp kAllOps[] = {BinaryOp::add, BinaryOp::sub,     BinaryOp::mul,     BinaryOp::div,
-                            BinaryOp::pow, BinaryOp::maximum, BinaryOp::minimum, BinaryOp::eq,
-                            BinaryOp::ne,  BinaryOp::lt,      BinaryOp::le,      BinaryOp::gt,
-                            BinaryOp::ge};
-
 // Positive values (pow's base, div's divisor), a few of them repeated so eq/le/ge see equal
 // pairs: U[0.5, 2) rounded to a multiple of 1/8 on every third element.
 Tensor sample(const Shape& s, uint64_t seed) {
@@ -104,7 +99,7 @@ TEST_F(TallSkinnyCuda, BroadcastBinaryMatchesTheCpuForEveryOpAndOrder) {
       const Tensor big = sample({R, F}, seed++);
       const Tensor row = sample({F}, seed++), row2 = sample({1, F}, seed++);
       const Tensor col = sample({R, 1}, seed++), scal = sample({}, seed++);
-      for (BinaryOp op : kAllOps)
+      for (BinaryOp op : kBinaryOps)  // every listed op (core/kernels/elementwise.h)
         for (int64_t shift : {0, 1}) {
           check_both_orders(op, big, row, shift, "row (F)");
           check_both_orders(op, big, row2, shift, "row (1,F)");

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command (and CI's, through .ci/run). Three stages:
-#   1. release:  installs missing packages, builds everything (Release, CUDA when nvcc is
-#                present) and runs the whole test suite with CTest (CUDA tests skip without a GPU);
+#   1. release:  checks the docs' links (tools/check_doc_links.sh, a second), installs missing
+#                packages, builds everything (Release, CUDA when nvcc is present) and runs the
+#                whole test suite with CTest (CUDA tests skip without a GPU);
 #   2. sanitize: the `sanitize` preset (ASan + UBSan, CPU only) and the CPU suite under it;
 #   2b. tsan:    the `tsan` preset (ThreadSanitizer, CPU only) over the thread pool and the
 #                threaded CPU kernels (idem_tsan_tests: every kernel family at 1, 2 and 5 threads);
@@ -54,7 +55,10 @@ run_ctest() {
   passed=$((passed + n))
 }
 
-# ---- 1. release build and the whole suite --------------------------------------------------------
+# ---- 1. doc links, release build and the whole suite ----------------------------------------------
+stage "doc links"
+tools/check_doc_links.sh || { echo "idem test: tools/check_doc_links.sh failed" >&2; exit 1; }
+summary+=("doc links: no problems")
 stage "release build"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release
 cmake --build "$build" -j "$jobs"

@@ -125,7 +125,9 @@ it3::AdaptOptions bench_adapt_options(int steps) {
   return o;
 }
 
-void export_case(const std::string& dir, const BenchModel& b, const Tensor& pred, const Tensor& pred_inf) {
+// Θ (the model's state dict) and the inputs of a bench case, as safetensors under `dir`; for
+// `bench train` also the targets y (i64 labels for the cnn, (B, 1) f32 otherwise).
+void export_weights_inputs(const std::string& dir, const BenchModel& b, const Tensor* y) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) fail("idem bench", "cannot create ", dir, ": ", ec.message());
@@ -140,7 +142,12 @@ void export_case(const std::string& dir, const BenchModel& b, const Tensor& pred
   } else {
     in.emplace_back("x", b.x.x.to(Device::cpu()));
   }
+  if (y) in.emplace_back("y", y->to(Device::cpu()));
   save_safetensors(dir + "/inputs.safetensors", in);
+}
+
+void export_case(const std::string& dir, const BenchModel& b, const Tensor& pred, const Tensor& pred_inf) {
+  export_weights_inputs(dir, b, nullptr);
   save_safetensors(dir + "/outputs.safetensors",
                    {{"pred", pred.to(Device::cpu())}, {"pred_inference", pred_inf.to(Device::cpu())}});
 }
@@ -290,12 +297,47 @@ int bench_train(const Args& a, const Device device) {
   it3::TrainOptions t = it3::TrainOptions::for_task(b.model->task());
   t.p_feed = 1.0;
   Adam opt(b.model->parameters(), AdamOptions{});
+  // One training step: zero_grad; L = ℓ(f(x, ∅), y) + ℓ(f(x, s(y)), y) (two forwards, s the
+  // target signal: y, or one-hot y for the cnn); one backward; Adam.
   auto step = [&] {
     opt.zero_grad();
     it3::TrainStep s = it3::it3_objective(*b.model, b.x, y, t, 0);
     s.loss.backward();
     opt.step();
   };
+  if (a.has("export")) {
+    // From Θ: --steps training steps (the loss and the gradients of each, before its Adam
+    // update), then f(x, ∅). Written before the timing (which goes on from the trained weights),
+    // so bench/compare_pytorch_cpu.py can repeat the exact steps.
+    const int steps = int(a.integer("steps"));
+    IDEM_CHECK(steps >= 1, "idem bench", "train --export needs --steps >= 1, got ", steps);
+    const std::string dir = a.str("export");
+    export_weights_inputs(dir, b, &y);
+    std::vector<float> losses;
+    NamedTensors grads;
+    for (int i = 0; i < steps; ++i) {
+      opt.zero_grad();
+      it3::TrainStep s = it3::it3_objective(*b.model, b.x, y, t, 0);
+      s.loss.backward();
+      losses.push_back(float(s.loss.item()));
+      for (const auto& [n, p] : b.model->named_parameters()) {
+        IDEM_CHECK(p.grad().defined(), "idem bench", "train --export: no gradient reached ", n);
+        grads.emplace_back("step" + std::to_string(i) + "." + n, p.grad().to(Device::cpu()).clone_data());
+      }
+      opt.step();
+    }
+    save_safetensors(dir + "/grads.safetensors", grads);
+    Tensor pred;
+    {
+      NoGradGuard ng;
+      pred = b.model->forward_neutral(b.x);
+    }
+    NamedTensors trained;
+    for (const auto& [n, w] : b.model->state_dict()) trained.emplace_back(n, w.to(Device::cpu()));
+    save_safetensors(dir + "/trained.safetensors", trained);
+    save_safetensors(dir + "/outputs.safetensors",
+                     {{"loss", from_vector<float>(losses, {int64_t(steps)})}, {"pred", pred.to(Device::cpu())}});
+  }
   Timer timer(device);
   warm_up(warmup, device, step);
   std::vector<double> us;
@@ -315,6 +357,7 @@ int bench_train(const Args& a, const Device device) {
   v.set("us_per_step_median", s.median);
   v.set("us_per_step_p10", s.p10);
   v.set("us_per_step_p90", s.p90);
+  v.set("reps", reps);
   v.set("launches_per_step", int64_t(launches));
   if (a.flag("json")) std::cout << json::dump(v) << std::endl;
   else
@@ -375,11 +418,11 @@ int bench_ops(const Args& a, const Device device) {
 int cmd_bench(int argc, char** argv) {
   std::vector<OptionSpec> specs{{"model", true, "mlp_tab", "mlp_tab, mlp_256, cnn or sage"},
                                 {"batch", true, "8", "test batch size (sage: number of 32×32 meshes)"},
-                                {"steps", true, "1", "adaptation steps K"},
+                                {"steps", true, "1", "it3: adaptation steps K; train: training steps that --export writes"},
                                 {"graph", true, "off", "on: capture the whole adaptation in a CUDA graph and replay it"},
                                 {"reps", true, "200", "timed repetitions"},
                                 {"warmup", true, "20", "untimed repetitions first (at least 0.25 s of them)"},
-                                {"export", true, "", "it3: write weights, inputs and predictions (safetensors) to DIR"},
+                                {"export", true, "", "write weights, inputs and results (safetensors) to DIR; it3: the adapted and the inference prediction; train: the loss and the gradients of each of --steps steps from the initial weights, the trained weights and f(x, ∅) after them"},
                                 {"profile", false, "", "it3: print a per-op table of one adaptation (launches, µs, bytes, share)"},
                                 {"profiler-range", false, "", "it3, --graph off: run only the timed adaptations inside cudaProfilerStart/Stop (for ncu --profile-from-start off)"}};
   for (const auto& o : common_options()) specs.push_back(o);

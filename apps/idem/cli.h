@@ -1,4 +1,4 @@
-// The `idem` command line (DESIGN.md section 4): shared pieces of the subcommands.
+// The `idem` command line (README.md#the-command-line): shared pieces of the subcommands.
 //
 //   main.cpp        dispatch, `idem info`, global help
 //   args.cpp        option parsing with per-command option lists (unknown options are errors)

@@ -1,4 +1,4 @@
-// idem — the command line (DESIGN.md section 4).
+// idem — the command line (README.md#the-command-line, docs/tutorial.md section 4).
 //
 //   idem demo   [--quick] [--task fmnist|tabular|airfoil] [--device cpu|cuda[:N]] [--out DIR]
 //   idem train  --task fmnist|tabular|airfoil [--data PATH] [--epochs N] [--batch B] [--out RUN]

@@ -1,4 +1,4 @@
-// The three IT³ tasks of DESIGN.md section 3 behind one interface: data, model, training
+// The three IT³ tasks (docs/task_*.md) behind one interface: data, model, training
 // defaults, the distribution shifts and the metric. The experiments (experiment.cpp) only talk
 // to this interface, so `idem train|adapt|demo` work the same way for every task.
 #pragma once

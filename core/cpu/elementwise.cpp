@@ -72,40 +72,31 @@ void for_each_broadcast(const Shape& out, const std::array<std::vector<int64_t>,
 // so are the bits.
 template <typename F>
 void with_unary(UnaryOp op, F&& f) {
-  using U = UnaryOp;
   switch (op) {
-    case U::neg: return f(std::integral_constant<U, U::neg>{});
-    case U::exp: return f(std::integral_constant<U, U::exp>{});
-    case U::log: return f(std::integral_constant<U, U::log>{});
-    case U::sqrt: return f(std::integral_constant<U, U::sqrt>{});
-    case U::abs: return f(std::integral_constant<U, U::abs>{});
-    case U::relu: return f(std::integral_constant<U, U::relu>{});
-    case U::leaky_relu: return f(std::integral_constant<U, U::leaky_relu>{});
-    case U::sigmoid: return f(std::integral_constant<U, U::sigmoid>{});
-    case U::tanh: return f(std::integral_constant<U, U::tanh>{});
-    case U::gelu: return f(std::integral_constant<U, U::gelu>{});
-    case U::add_scalar: return f(std::integral_constant<U, U::add_scalar>{});
-    case U::mul_scalar: return f(std::integral_constant<U, U::mul_scalar>{});
-    case U::pow_scalar: return f(std::integral_constant<U, U::pow_scalar>{});
-    case U::rsub_scalar: return f(std::integral_constant<U, U::rsub_scalar>{});
-    case U::rdiv_scalar: return f(std::integral_constant<U, U::rdiv_scalar>{});
-    case U::square: return f(std::integral_constant<U, U::square>{});
+#define IDEM_CPU_UNARY_CASE(name, reads, domain) \
+  case UnaryOp::name:                            \
+    return f(std::integral_constant<UnaryOp, UnaryOp::name>{});
+    IDEM_UNARY_OPS(IDEM_CPU_UNARY_CASE)
+#undef IDEM_CPU_UNARY_CASE
   }
+  fail("unary", "unknown unary op ", static_cast<int>(op));
 }
 
+// The same for the arithmetic binary ops (comparisons take their own loop).
 template <typename F>
 void with_arithmetic(BinaryOp op, F&& f) {
-  using B = BinaryOp;
   switch (op) {
-    case B::add: return f(std::integral_constant<B, B::add>{});
-    case B::sub: return f(std::integral_constant<B, B::sub>{});
-    case B::mul: return f(std::integral_constant<B, B::mul>{});
-    case B::div: return f(std::integral_constant<B, B::div>{});
-    case B::pow: return f(std::integral_constant<B, B::pow>{});
-    case B::maximum: return f(std::integral_constant<B, B::maximum>{});
-    case B::minimum: return f(std::integral_constant<B, B::minimum>{});
-    default: fail("binary", "internal: ", binary_name(op), " is not an arithmetic op");
+#define IDEM_CPU_ARITH_CASE(name, dtypes, a_domain, b_domain) \
+  case BinaryOp::name:                                        \
+    return f(std::integral_constant<BinaryOp, BinaryOp::name>{});
+    IDEM_BINARY_ARITH_OPS(IDEM_CPU_ARITH_CASE)
+#undef IDEM_CPU_ARITH_CASE
+#define IDEM_CPU_CMP_CASE(name) case BinaryOp::name:
+    IDEM_BINARY_COMPARE_OPS(IDEM_CPU_CMP_CASE)
+#undef IDEM_CPU_CMP_CASE
+    fail("binary", "internal: ", binary_name(op), " is a comparison, not an arithmetic op");
   }
+  fail("binary", "unknown binary op ", static_cast<int>(op));
 }
 
 // y[i] = f(i) for i in [0, n), in chunks on the pool; f is a small functor taken by value so

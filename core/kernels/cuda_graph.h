@@ -1,5 +1,5 @@
 // CUDA graphs: record a step (a forward, an IT³ adaptation step, a training step) once and replay
-// it with one launch. A small step is bound by kernel-launch overhead (DESIGN 6: ~12 µs of host
+// it with one launch. A small step is bound by kernel-launch overhead (~12 µs of host
 // time per eager op against ~1.2 µs per kernel inside a graph), so this is where its speed is.
 // Implemented in cuda/cuda_graph.cu; without CUDA (cuda/no_cuda.cpp) every entry point throws.
 //
@@ -21,7 +21,7 @@
 // Rules (the allocator's side is written out in cuda/allocator.h, rule 4):
 // - Everything fn issues through idem goes to current_stream(), which during capture() is the
 //   capture stream. Raw CUDA calls inside fn must use that stream too.
-// - Warm up before capturing, on the capture stream (PyTorch's lesson, DESIGN 6: a warm-up on
+// - Warm up before capturing, on the capture stream (PyTorch's lesson: a warm-up on
 //   another stream leaves state tied to that stream). Inside a capture the allocator never calls
 //   cudaMalloc: a request that finds no cached block throws "allocation of N bytes during CUDA
 //   graph capture missed the cache; ...". Eager runs of the same step fill the cache: two when

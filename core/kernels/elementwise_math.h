@@ -1,6 +1,8 @@
 // The scalar formulas of every elementwise op, forward and derivative, written once and used by
 // both the CPU kernels (core/cpu/elementwise.cpp) and the CUDA kernels
-// (cuda/kernels/elementwise.cu). Kernels template on the op so the switch folds away.
+// (cuda/kernels/elementwise.cu). The CUDA kernels template on the op so the switch folds away.
+// The ops themselves are listed in core/kernels/elementwise.h; no switch here has a default, so
+// a listed op without its case here is a -Wswitch warning, not a silent zero.
 #pragma once
 #include <cmath>
 
@@ -34,10 +36,12 @@ IDEM_HOST_DEVICE inline T unary_apply(UnaryOp op, T x, T a) {
     case UnaryOp::rdiv_scalar: return a / x;
     case UnaryOp::square: return x * x;
   }
-  return x;
+  return x;  // not reached: the switch covers every UnaryOp
 }
 
-// d(op)/dx times g; y = op(x) is passed so exp/sigmoid/tanh/sqrt reuse the forward result.
+// d(op)/dx times g; y = op(x) is passed so exp/sigmoid/tanh/sqrt reuse the forward result. A case
+// reads x or y, never both: the CUDA backward passes only the one named by the op's grad_reads
+// column (unary_grad_reads_output), and 0 for the other.
 template <typename T>
 IDEM_HOST_DEVICE inline T unary_grad(UnaryOp op, T g, T x, T y, T a) {
   switch (op) {
@@ -66,7 +70,7 @@ IDEM_HOST_DEVICE inline T unary_grad(UnaryOp op, T g, T x, T y, T a) {
     case UnaryOp::rdiv_scalar: return -g * a / (x * x);
     case UnaryOp::square: return T(2) * g * x;
   }
-  return g;
+  return g;  // not reached
 }
 
 // Arithmetic binary ops (comparisons use binary_compare).
@@ -80,8 +84,12 @@ IDEM_HOST_DEVICE inline T binary_apply(BinaryOp op, T a, T b) {
     case BinaryOp::pow: return static_cast<T>(std::pow(a, b));
     case BinaryOp::maximum: return a > b ? a : b;
     case BinaryOp::minimum: return a < b ? a : b;
-    default: return T(0);
+#define IDEM_EW_CMP(name) case BinaryOp::name:
+      IDEM_BINARY_COMPARE_OPS(IDEM_EW_CMP)
+#undef IDEM_EW_CMP
+      break;  // comparisons go to binary_compare
   }
+  return T(0);  // not reached: kernels call binary_compare when is_comparison(op)
 }
 
 template <typename T>
@@ -93,8 +101,12 @@ IDEM_HOST_DEVICE inline bool binary_compare(BinaryOp op, T a, T b) {
     case BinaryOp::le: return a <= b;
     case BinaryOp::gt: return a > b;
     case BinaryOp::ge: return a >= b;
-    default: return false;
+#define IDEM_EW_ARITH(name, dtypes, a_domain, b_domain) case BinaryOp::name:
+      IDEM_BINARY_ARITH_OPS(IDEM_EW_ARITH)
+#undef IDEM_EW_ARITH
+      break;  // arithmetic ops go to binary_apply
   }
+  return false;  // not reached: kernels call binary_apply unless is_comparison(op)
 }
 
 // Standard normal from one Philox block (see core/kernels/elementwise.h). Computed in double

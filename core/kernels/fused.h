@@ -26,9 +26,19 @@
 
 namespace idem {
 
-// The activations that fold into a GEMM epilogue. The others (sigmoid, tanh, gelu) run as
-// their own elementwise op after linear_act(none).
-enum class FusedAct : uint8_t { none, relu, leaky_relu };
+// The activations that fold into a GEMM epilogue, one row each: the list generates the enum,
+// fused_act_name and the CUDA dispatch (with_act in cuda/kernels/fused.cu); the formulas are
+// math::fused_act / fused_act_grad below (no default there: -Wswitch names a missing case).
+// The others (sigmoid, tanh, gelu) run as their own elementwise op after linear_act(none);
+// layers/activation.h maps a layer's Activation to its FusedAct (fused_act_code).
+#define IDEM_FUSED_ACTS(X) X(none) X(relu) X(leaky_relu)
+
+#define IDEM_FUSED_ACT_ENUM(name) name,
+enum class FusedAct : uint8_t { IDEM_FUSED_ACTS(IDEM_FUSED_ACT_ENUM) };
+#undef IDEM_FUSED_ACT_ENUM
+#define IDEM_FUSED_ACT_COUNT(name) +1
+inline constexpr int kFusedActCount = 0 IDEM_FUSED_ACTS(IDEM_FUSED_ACT_COUNT);
+#undef IDEM_FUSED_ACT_COUNT
 const char* fused_act_name(FusedAct a);
 
 struct LinearActParams {
@@ -54,9 +64,10 @@ IDEM_HOST_DEVICE inline T fused_act(FusedAct a, T z, T slope) {
       const T sz = slope * z;  // both sides first: a select, not a branch (elementwise_math.h)
       return z > T(0) ? z : sz;
     }
-    default:
+    case FusedAct::none:
       return z;
   }
+  return z;  // not reached
 }
 
 // g · act'(z), computed from y = act(z): y > 0 <=> z > 0 for slope >= 0. At z = 0 the
@@ -70,9 +81,10 @@ IDEM_HOST_DEVICE inline T fused_act_grad(FusedAct a, T g, T y, T slope) {
       const T sg = slope * g;  // both sides first: a select, not a branch
       return y > T(0) ? g : sg;
     }
-    default:
+    case FusedAct::none:
       return g;
   }
+  return g;  // not reached
 }
 
 // d'(a − b) as a factor of g/n: sign(d) for l1 (0 at d = 0, as torch.sign), 2d for mse.

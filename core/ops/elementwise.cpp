@@ -5,18 +5,26 @@
 
 namespace idem {
 
+// Indexed by the enum value; both come from the same list (core/kernels/elementwise.h).
 const char* unary_name(UnaryOp op) {
-  static const char* names[] = {"neg",     "exp",  "log",        "sqrt",       "abs",
-                                "relu",    "leaky_relu", "sigmoid", "tanh",    "gelu",
-                                "add_scalar", "mul_scalar", "pow_scalar", "rsub_scalar",
-                                "rdiv_scalar", "square"};
-  return names[static_cast<int>(op)];
+#define IDEM_EW_NAME(name, reads, domain) #name,
+  static constexpr const char* names[] = {IDEM_UNARY_OPS(IDEM_EW_NAME)};
+#undef IDEM_EW_NAME
+  static_assert(sizeof(names) / sizeof(names[0]) == kUnaryOpCount, "one name per UnaryOp");
+  const int i = static_cast<int>(op);
+  return i < kUnaryOpCount ? names[i] : "unary";
 }
 
 const char* binary_name(BinaryOp op) {
-  static const char* names[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum",
-                                "eq",  "ne",  "lt",  "le",  "gt",  "ge"};
-  return names[static_cast<int>(op)];
+#define IDEM_EW_ARITH_NAME(name, dtypes, a_domain, b_domain) #name,
+#define IDEM_EW_CMP_NAME(name) #name,
+  static constexpr const char* names[] = {IDEM_BINARY_ARITH_OPS(IDEM_EW_ARITH_NAME)
+                                              IDEM_BINARY_COMPARE_OPS(IDEM_EW_CMP_NAME)};
+#undef IDEM_EW_ARITH_NAME
+#undef IDEM_EW_CMP_NAME
+  static_assert(sizeof(names) / sizeof(names[0]) == kBinaryOpCount, "one name per BinaryOp");
+  const int i = static_cast<int>(op);
+  return i < kBinaryOpCount ? names[i] : "binary";
 }
 
 namespace ops {
@@ -55,7 +63,7 @@ Tensor binary(const Tensor& a, const Tensor& b, BinaryOp op) {
              shape_str(a.shape()), " and ", dtype_name(b.dtype()), " ", shape_str(b.shape()),
              " (convert one with .to(dtype))");
   check_cuda_dtype(a, name);
-  if ((op == BinaryOp::div || op == BinaryOp::pow) && !is_floating(a.dtype()))
+  if (!binary_takes_integers(op) && !is_floating(a.dtype()))
     fail(name, "integer ", name, " is not supported (got ", dtype_name(a.dtype()),
          "); convert to a floating dtype first");
   Shape shape = broadcast_shapes(a.shape(), b.shape(), name);

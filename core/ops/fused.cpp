@@ -11,15 +11,12 @@
 namespace idem {
 
 const char* fused_act_name(FusedAct a) {
-  switch (a) {
-    case FusedAct::none:
-      return "none";
-    case FusedAct::relu:
-      return "relu";
-    case FusedAct::leaky_relu:
-      return "leaky_relu";
-  }
-  return "?";
+#define IDEM_FUSED_ACT_NAME(name) #name,
+  static constexpr const char* names[] = {IDEM_FUSED_ACTS(IDEM_FUSED_ACT_NAME)};
+#undef IDEM_FUSED_ACT_NAME
+  static_assert(sizeof(names) / sizeof(names[0]) == kFusedActCount, "one name per FusedAct");
+  const int i = static_cast<int>(a);
+  return i < kFusedActCount ? names[i] : "?";
 }
 
 const char* distance_name(DistanceKind k) {
@@ -54,8 +51,8 @@ LinearActParams linear_params(const Tensor& x, const Tensor& w, const Tensor& b,
     IDEM_CHECK(b.dim() == 1 && b.size(0) == w.size(0), op, "expected bias of shape (", w.size(0),
                ") for weight ", shape_str(w.shape()), ", got ", shape_str(b.shape()));
   }
-  IDEM_CHECK(act == FusedAct::none || act == FusedAct::relu || act == FusedAct::leaky_relu, op,
-             "unknown activation ", static_cast<int>(act));
+  IDEM_CHECK(static_cast<int>(act) < kFusedActCount, op, "unknown activation ",
+             static_cast<int>(act));
   IDEM_CHECK(act != FusedAct::leaky_relu || (std::isfinite(slope) && slope >= 0.0), op,
              "leaky_relu slope must be finite and >= 0 (the backward reads the activation's "
              "derivative from its output), got ",

@@ -1,7 +1,7 @@
 // L1: MultiTensorCopy — many tensor copies and zero fills in ONE kernel launch.
 //
 // IT³ resets the working model from the frozen anchor and zeroes the optimizer moments for every
-// test batch (DESIGN.md 2): one copy_ per parameter and buffer plus a fill is a dozen or more
+// test batch (docs/it3.md): one copy_ per parameter and buffer plus a fill is a dozen or more
 // launches for a small MLP, and a small step is bound by launches. A MultiTensorCopy is built
 // once from the (dst, src) pairs and the tensors to zero; it validates them, builds a table of
 // byte ranges and, on a GPU, uploads that table once. After that:

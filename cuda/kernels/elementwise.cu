@@ -318,18 +318,14 @@ struct UnaryFwd {
   __device__ float operator()(float x, float) const { return math::unary_apply(OP, x, a); }
 };
 
-// The backward reads the forward input x or the forward output y, never both.
-template <UnaryOp OP>
-constexpr bool grad_uses_output() {
-  return OP == UnaryOp::exp || OP == UnaryOp::sqrt || OP == UnaryOp::sigmoid || OP == UnaryOp::tanh;
-}
-
+// The backward reads the forward input x or the forward output y, never both: the op's
+// grad_reads column (core/kernels/elementwise.h) says which.
 template <UnaryOp OP>
 struct UnaryBwd {
   float a;
-  // s is y when grad_uses_output<OP>(), else x.
+  // s is y when unary_grad_reads_output(OP), else x.
   __device__ float operator()(float g, float s) const {
-    if constexpr (grad_uses_output<OP>())
+    if constexpr (unary_grad_reads_output(OP))
       return math::unary_grad(OP, g, 0.0f, s, a);
     else
       return math::unary_grad(OP, g, s, 0.0f, a);
@@ -339,7 +335,7 @@ struct UnaryBwd {
 template <BinaryOp OP, typename T>
 struct BinaryFn {
   __device__ auto operator()(T a, T b) const {
-    if constexpr (OP >= BinaryOp::eq)
+    if constexpr (is_comparison(OP))
       return static_cast<uint8_t>(math::binary_compare(OP, a, b) ? 1 : 0);
     else
       return math::binary_apply(OP, a, b);
@@ -413,35 +409,22 @@ void require_f32(const Tensor& t, const char* op) {
       ::idem::fail(op, "dtype ", ::idem::dtype_name(dt), " is not supported by the CUDA kernel"); \
   }
 
-// Runs body.template operator()<OP>() for the UnaryOp value `op`.
+// Runs body.template operator()<OP>() for the UnaryOp value `op`: one case per row of
+// IDEM_UNARY_OPS, so each op's kernels are instantiated with the op as a constant.
 template <typename Body>
 void with_unary(UnaryOp op, Body&& body) {
   switch (op) {
-#define IDEM_UNARY_CASE(name)                  \
+#define IDEM_UNARY_CASE(name, reads, domain)   \
   case UnaryOp::name:                          \
     body.template operator()<UnaryOp::name>(); \
     return;
-    IDEM_UNARY_CASE(neg)
-    IDEM_UNARY_CASE(exp)
-    IDEM_UNARY_CASE(log)
-    IDEM_UNARY_CASE(sqrt)
-    IDEM_UNARY_CASE(abs)
-    IDEM_UNARY_CASE(relu)
-    IDEM_UNARY_CASE(leaky_relu)
-    IDEM_UNARY_CASE(sigmoid)
-    IDEM_UNARY_CASE(tanh)
-    IDEM_UNARY_CASE(gelu)
-    IDEM_UNARY_CASE(add_scalar)
-    IDEM_UNARY_CASE(mul_scalar)
-    IDEM_UNARY_CASE(pow_scalar)
-    IDEM_UNARY_CASE(rsub_scalar)
-    IDEM_UNARY_CASE(rdiv_scalar)
-    IDEM_UNARY_CASE(square)
+    IDEM_UNARY_OPS(IDEM_UNARY_CASE)
 #undef IDEM_UNARY_CASE
   }
   fail("unary", "unknown unary op ", static_cast<int>(op));
 }
 
+// The same for BinaryOp, over both lists (arithmetic ops and comparisons).
 template <typename Body>
 void with_binary(BinaryOp op, Body&& body) {
   switch (op) {
@@ -449,19 +432,10 @@ void with_binary(BinaryOp op, Body&& body) {
   case BinaryOp::name:                          \
     body.template operator()<BinaryOp::name>(); \
     return;
-    IDEM_BINARY_CASE(add)
-    IDEM_BINARY_CASE(sub)
-    IDEM_BINARY_CASE(mul)
-    IDEM_BINARY_CASE(div)
-    IDEM_BINARY_CASE(pow)
-    IDEM_BINARY_CASE(maximum)
-    IDEM_BINARY_CASE(minimum)
-    IDEM_BINARY_CASE(eq)
-    IDEM_BINARY_CASE(ne)
-    IDEM_BINARY_CASE(lt)
-    IDEM_BINARY_CASE(le)
-    IDEM_BINARY_CASE(gt)
-    IDEM_BINARY_CASE(ge)
+#define IDEM_BINARY_ARITH_CASE(name, dtypes, a_domain, b_domain) IDEM_BINARY_CASE(name)
+    IDEM_BINARY_ARITH_OPS(IDEM_BINARY_ARITH_CASE)
+    IDEM_BINARY_COMPARE_OPS(IDEM_BINARY_CASE)
+#undef IDEM_BINARY_ARITH_CASE
 #undef IDEM_BINARY_CASE
   }
   fail("binary", "unknown binary op ", static_cast<int>(op));
@@ -489,9 +463,10 @@ struct UnaryBwdBody {
   const char* name;
   template <UnaryOp OP>
   void operator()() const {
-    const float* s = grad_uses_output<OP>() ? y : x;
-    IDEM_CHECK(s != nullptr, name, "backward needs the forward ",
-               grad_uses_output<OP>() ? "output" : "input", ", got an undefined tensor");
+    constexpr bool reads_y = unary_grad_reads_output(OP);
+    const float* s = reads_y ? y : x;
+    IDEM_CHECK(s != nullptr, name, "backward needs the forward ", reads_y ? "output" : "input",
+               ", got an undefined tensor");
     launch_map<float, float, true>(name, gi, g, s, n, UnaryBwd<OP>{a});
   }
 };
@@ -504,7 +479,7 @@ struct BinaryBody {
   const char* name;
   template <BinaryOp OP>
   void operator()() const {
-    using O = std::conditional_t<(OP >= BinaryOp::eq), uint8_t, T>;
+    using O = std::conditional_t<is_comparison(OP), uint8_t, T>;
     O* po = static_cast<O*>(out.raw_data());
     const T* pa = static_cast<const T*>(a.raw_data());
     const T* pb = static_cast<const T*>(b.raw_data());

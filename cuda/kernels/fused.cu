@@ -329,20 +329,19 @@ __global__ void column_partials_sum_kernel(float* __restrict__ db,
   }
 }
 
-// Calls f(std::integral_constant<int, act>) so kernels template on the activation.
+// Calls f(std::integral_constant<int, act>) so kernels template on the activation: one case
+// per row of IDEM_FUSED_ACTS (core/kernels/fused.h).
 template <typename F>
 void with_act(FusedAct act, F&& f) {
   switch (act) {
-    case FusedAct::relu:
-      f(std::integral_constant<int, static_cast<int>(FusedAct::relu)>());
-      break;
-    case FusedAct::leaky_relu:
-      f(std::integral_constant<int, static_cast<int>(FusedAct::leaky_relu)>());
-      break;
-    default:
-      f(std::integral_constant<int, static_cast<int>(FusedAct::none)>());
-      break;
+#define IDEM_FUSED_ACT_CASE(name)                                         \
+  case FusedAct::name:                                                    \
+    f(std::integral_constant<int, static_cast<int>(FusedAct::name)>()); \
+    return;
+    IDEM_FUSED_ACTS(IDEM_FUSED_ACT_CASE)
+#undef IDEM_FUSED_ACT_CASE
   }
+  fail("linear_act", "unknown activation ", static_cast<int>(act));
 }
 
 // gz = g·act'(y) (when gz_out) and db = Σ_rows gz (when db_out) for an (N, out) gradient: one

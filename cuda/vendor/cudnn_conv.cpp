@@ -159,8 +159,8 @@ std::map<std::vector<int64_t>, int>& algo_cache() {
   return cache;
 }
 
-// Heuristic candidates: successful, not tensor-op math, and deterministic (DESIGN 1.4: no
-// run-to-run differences), in cuDNN's order.
+// Heuristic candidates: successful, not tensor-op math, and deterministic (no run-to-run
+// differences; docs/design.md#cuda-rules), in cuDNN's order.
 template <typename Perf>
 std::vector<int> rank_candidates(const Perf* perf, int count) {
   std::vector<int> det;

@@ -1,6 +1,7 @@
 // The op-case table (the ggml test-backend-ops idea): ONE list of op cases drives the gradient
-// checks (tests/gradcheck_test.cpp), CPU-vs-CUDA parity (tests/parity_test.cpp) and the op
-// benchmarks (bench/). Each family adds its rows in tests/op_cases/<family>_cases.cpp.
+// checks (tests/gradcheck_test.cpp), CPU-vs-CUDA parity (tests/parity_test.cpp) and the op-case
+// benchmarks (bench/op_case_bench.cpp: idem_bench --benchmark_filter='^op_case/'). Each family
+// adds its rows in tests/op_cases/<family>_cases.cpp.
 #pragma once
 #include <cstdint>
 #include <functional>
