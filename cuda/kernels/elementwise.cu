@@ -8,9 +8,8 @@
 //  - binary_fwd_rowcol_kernel: a binary op whose broadcasts collapse to (R, F) against a row
 //    vector (F) — a bias — or a column (R, 1) — a per-row scale such as 1/in-degree — or a
 //    scalar: the map kernel's vector loads of the full operand and the output, and one
-//    division per V elements instead of the general unravel's per-element divisions (ncu on an
-//    H100: the general kernel moved a (65536, 64) * (65536, 1) multiply at 1.5 TB/s, the
-//    same-shape map kernel an add of that size at 3.3 TB/s);
+//    division per V elements instead of the general unravel's per-element divisions (the
+//    general kernel reaches less than half the map kernel's bandwidth: docs/performance.md);
 //  - *_bcast_kernel: the output index is decomposed over at most 8 (collapsed) dims and each
 //    input gets its own strides (0 on broadcast dims), passed by value in a small struct.
 // All three apply the same functor to the same pair of values, so they give the same bits.
@@ -176,9 +175,9 @@ __global__ void binary_fwd_bcast_kernel(O* __restrict__ out, const T* __restrict
 // elements [vV, vV + V): one division finds (r, c) of the first, the rest step c and wrap it at F,
 // so any F works with any V (V > 1 needs only `big` and `out` aligned to V elements). row and
 // small_first are uniform run-time flags, not template parameters: a select per element costs
-// nothing in a memory-bound loop, and four times the instantiations (13 ops x 4 dtypes x 2
-// widths, x2 again for 64-bit indices) took this file from 29 s to 95 s of nvcc. n >= 2^31
-// stays on the general kernel.
+// nothing in a memory-bound loop, while four times the instantiations (13 ops x 4 dtypes x 2
+// widths, x2 again for 64-bit indices) would roughly triple this file's nvcc time
+// (docs/performance.md). n >= 2^31 stays on the general kernel.
 template <typename T, typename O, int V, typename F>
 __global__ void binary_fwd_rowcol_kernel(O* __restrict__ out, const T* __restrict__ big,
                                          const T* __restrict__ small, uint32_t cols, uint32_t n,

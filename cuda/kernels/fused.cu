@@ -7,7 +7,8 @@
 //    the activation in the store: one launch for the whole layer, and the same bits as
 //    matmul + add + activation. The per-thread variant first stages the block's rows of x and W
 //    in shared memory in one pass with many loads in flight: a chain that waits on one global
-//    load per step costs ~in L2 round trips (5 µs for a 14-wide layer on an H100, ncu).
+//    load per step costs ~in L2 round trips (measurements: docs/performance.md, "Kernel history
+//    moved from source comments").
 //  - otherwise: the GEMM of gemm_backend() into y, then linear_act_epilogue_kernel in place.
 // linear_act backward
 //  - small shapes, hand backend: linear_act_bwd_tile_kernel, one launch. Blocks [0, dx tiles)
@@ -16,8 +17,8 @@
 //    chunks of 64 through shared memory, the next chunk's loads in flight while the current one
 //    is summed; gz = g·act'(y) is formed as a chunk is loaded. Each output is still one
 //    sequential fmaf chain over the reduction index (db a sequential double sum), so the bits
-//    are those of the one-thread-per-output kernel this replaced, which waited on a global load
-//    per step (8.9 µs for a 30-wide layer on an H100, ncu).
+//    are those of a one-thread-per-output kernel, without its wait on a global load per step
+//    (docs/performance.md).
 //  - otherwise: linear_act_bwd_epilogue_kernel writes gz and the column sums db (32 columns ×
 //    256 rows per block, 8 row groups, fixed-order combines; with several row chunks and db
 //    wanted, a second small kernel combines the chunks' sums in a fixed order), then two GEMMs.
@@ -261,8 +262,8 @@ constexpr int kColTile = 32, kRowGroups = 8;
 // chunk of kEpilogueRows rows (blockIdx.y): row group ty takes rows ty, ty+8, ... of the chunk,
 // and the 8 partial sums of a column are added in ty order. With one chunk the block writes
 // db; with several, each writes its chunk's column sums to partial[chunk][col] and
-// column_partials_sum_kernel combines them in a fixed order. (One chunk for all rows, as this was,
-// left a (65 536, 64) gradient to 2 blocks walking 8 192 rows each: milliseconds per call.)
+// column_partials_sum_kernel combines them in a fixed order. Chunks, because one chunk for all
+// rows leaves a tall gradient to a few blocks that each walk thousands of rows.
 constexpr int kEpilogueRows = 256;
 
 template <int ACT>

@@ -466,10 +466,9 @@ void matmul_hand_variant(const Tensor& c, const Tensor& a, const Tensor& b, cons
       // Tiny products (IT³ layers) or a short K: the tiles would leave the GPU idle.
       if (p.K <= 16 || outputs <= 8192) v = 5;
       // Tall and skinny (N <= 64): 128 rows by 64 columns, when that fills every SM. A 128x128
-      // tile would spend half its FMAs and threads on padding columns (ncu, H100: 40 µs for
-      // (65536,64)·(64,64), where reading and writing 16 MB each takes ~11 µs). Not for a
-      // transposed A: those instantiations spill under the 128-register cap (ptxas -v), and
-      // the GNN/Linear products (x·Wᵀ, gz·W) never transpose A.
+      // tile would spend half its FMAs and threads on padding columns (docs/performance.md).
+      // Not for a transposed A: those instantiations spill under the 128-register cap
+      // (ptxas -v), and the GNN/Linear products (x·Wᵀ, gz·W) never transpose A.
       else if (p.N <= 64 && !p.trans_a && cdiv(p.M, 128) * nb >= nsm) v = 6;
       // Otherwise the largest tile that still gives every SM a block.
       else if (cdiv(p.M, 128) * cdiv(p.N, 128) * nb >= nsm) v = 1;
