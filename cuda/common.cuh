@@ -2,7 +2,9 @@
 // current stream.
 // Every CUDA call is checked; every `<<<...>>>` launch statement is followed directly by exactly
 // one IDEM_LAUNCH_CHECK(op) (a kernel in each branch of an if/else gets its own check), because
-// the check is also what counts the launch in launch_count() (core/kernels/runtime.h). Setting
+// the check is also what counts the launch in launch_count() (core/kernels/runtime.h). A helper
+// that launches for its caller (launch_grid_stride in cuda/device_utils.cuh) checks with
+// IDEM_LAUNCH_CHECK_AT(site), which reports the caller's op, file and line. Setting
 // the environment variable IDEM_CUDA_SYNC=1 synchronizes after each launch so an asynchronous
 // fault is reported at the launch that caused it.
 #pragma once
@@ -49,3 +51,5 @@ inline unsigned grid_for(int64_t n, int threads, int64_t cap = 65535 * 8) {
   } while (0)
 
 #define IDEM_LAUNCH_CHECK(op) ::idem::cuda::launch_check(op, __FILE__, __LINE__)
+// The same for a launch made on behalf of the code at `site` (a LaunchSite: op, file, line).
+#define IDEM_LAUNCH_CHECK_AT(site) ::idem::cuda::launch_check((site).op, (site).file, (site).line)

@@ -193,7 +193,7 @@ TEST(Anomaly, CheckFiniteLossNamesInfAndCountsElements) {
 }
 
 TEST(Anomaly, CudaForwardAndLossChecks) {
-  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  IDEM_REQUIRE_GPU();
   AnomalyGuard on;
   const Device dev = Device::cuda(0);
   Tensor x = rand({8, 2}, 3, {DType::f32, dev}).requires_grad_();

@@ -59,7 +59,7 @@ void round_trip(Device device) {
 TEST(Checkpoint, ReloadedModelReproducesOutputsBitForBit) { round_trip(Device::cpu()); }
 
 TEST(Checkpoint, ReloadedModelReproducesOutputsBitForBitOnGpu) {
-  if (!cuda::available()) GTEST_SKIP() << "no usable GPU";
+  IDEM_REQUIRE_GPU();
   round_trip(Device::cuda(0));
 }
 

@@ -236,7 +236,7 @@ struct BackendGuard {
 };
 
 TEST(Conv2dCuda, HandAndCudnnMatchCpuOnFmnistShapes) {
-  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  IDEM_REQUIRE_GPU();
   BackendGuard guard;
   struct Row {
     Shape x, w;
@@ -276,7 +276,7 @@ TEST(Conv2dCuda, HandAndCudnnMatchCpuOnFmnistShapes) {
 }
 
 TEST(Conv2dCuda, HandPathIsDeterministic) {
-  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  IDEM_REQUIRE_GPU();
   BackendGuard guard;
   set_conv_backend(ConvBackend::hand);
   const Device dev = Device::cuda(0);
@@ -296,7 +296,7 @@ TEST(Conv2dCuda, HandPathIsDeterministic) {
 // A layer too big for the tiled backward-data kernel's 48 KB (w: 64·144 floats, dy: 64·324)
 // takes the direct kernel; with stride 2 and padding, both paths against the CPU.
 TEST(Conv2dCuda, HandBackwardDataBothPathsMatchCpu) {
-  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  IDEM_REQUIRE_GPU();
   BackendGuard guard;
   set_conv_backend(ConvBackend::hand);
   const Device dev = Device::cuda(0);

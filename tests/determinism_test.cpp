@@ -185,7 +185,7 @@ TEST(Determinism, CpuRunsInTwoProcessesAreBitIdentical) {
 }
 
 TEST(Determinism, CudaTwoRunsAreBitIdenticalWithEveryBackend) {
-  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  IDEM_REQUIRE_GPU();
   const GemmBackend gemm = gemm_backend();
   const ConvBackend conv = conv_backend();
   set_gemm_backend(GemmBackend::hand);

@@ -309,7 +309,7 @@ TEST(L1Distance, OnlyRequestedGradientAndBadInput) {
 class FusedCuda : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!cuda::available()) GTEST_SKIP() << "no usable GPU: " << cuda::device_summary();
+    IDEM_REQUIRE_GPU();
   }
   static Options gpu() { return {DType::f32, Device::cuda(0)}; }
 };

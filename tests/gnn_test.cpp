@@ -200,7 +200,7 @@ TEST(Gnn, PrintoutAndClone) {
 }
 
 TEST(GnnCuda, LayersMatchCpu) {
-  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  IDEM_REQUIRE_GPU();
   Graph g = Graph::from_edges(5, {0, 1, 2, 3, 4, 1, 2, 3}, {1, 2, 3, 4, 0, 0, 1, 2});
   g.edge_attr = randn({8, 2}, 3);
   Tensor x = randn({5, 3}, 4);

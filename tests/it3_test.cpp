@@ -560,7 +560,7 @@ TEST(It3Training, NonFiniteLossStopsBeforeTheUpdate) {
 // ---- CPU and CUDA agree ----
 
 TEST(It3Cuda, AdaptedPredictionsMatchTheCpu) {
-  if (!cuda::available()) GTEST_SKIP() << "no GPU";
+  IDEM_REQUIRE_GPU();
   auto cnn = trained_bn_cnn();
   auto mlp = trained_mlp();
   struct Case {

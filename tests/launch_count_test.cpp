@@ -72,16 +72,23 @@ size_t skip_space(const std::string& s, size_t i) {
 }
 
 // The counting rule behind launch_count() (cuda/common.cuh): every `<<<...>>>(...);` statement
-// in cuda/ is followed directly by one IDEM_LAUNCH_CHECK, and there is no other launch check
-// (a check after two launches would count one; a check after none would count a phantom).
+// in cuda/ is followed directly by one IDEM_LAUNCH_CHECK (IDEM_LAUNCH_CHECK_AT in a helper that
+// launches for its caller, such as launch_grid_stride in cuda/device_utils.cuh), and there is no
+// other launch check (a check after two launches would count one; a check after none would
+// count a phantom). Calls of launch_grid_stride count as launch sites too.
 TEST_F(LaunchCount, EveryLaunchSiteIsFollowedByExactlyOneLaunchCheck) {
   namespace fs = std::filesystem;
   const fs::path cuda_dir = fs::path(__FILE__).parent_path().parent_path() / "cuda";
   if (!fs::is_directory(cuda_dir)) GTEST_SKIP() << "no source tree at " << cuda_dir;
-  const std::string kCheck = "IDEM_LAUNCH_CHECK(";
+  const std::vector<std::string> kChecks = {"IDEM_LAUNCH_CHECK(", "IDEM_LAUNCH_CHECK_AT("};
+  auto check_at = [&](const std::string& s, size_t i) {
+    for (const std::string& c : kChecks)
+      if (s.compare(i, c.size(), c) == 0) return true;
+    return false;
+  };
   int sites = 0;
   for (const auto& e : fs::recursive_directory_iterator(cuda_dir)) {
-    if (e.path().extension() != ".cu") continue;
+    if (e.path().extension() != ".cu" && e.path().extension() != ".cuh") continue;
     const std::string s = blank_comments(testing::read_bytes(e.path().string()));
     auto where = [&](size_t pos) {
       return e.path().filename().string() + ":" +
@@ -101,17 +108,22 @@ TEST_F(LaunchCount, EveryLaunchSiteIsFollowedByExactlyOneLaunchCheck) {
       i = skip_space(s, i + 1);
       ASSERT_TRUE(i < s.size() && s[i] == ';') << where(at) << ": launch is not a statement";
       i = skip_space(s, i + 1);
-      if (s.compare(i, kCheck.size(), kCheck) == 0)
+      if (check_at(s, i))
         checked.push_back(i);
       else
         ADD_FAILURE() << where(at) << ": launch not followed directly by IDEM_LAUNCH_CHECK";
     }
-    for (size_t at = s.find(kCheck); at != std::string::npos; at = s.find(kCheck, at + 1)) {
-      const size_t line_start = s.rfind('\n', at) == std::string::npos ? 0 : s.rfind('\n', at);
-      if (s.find("#define", line_start) < at) continue;  // the macro itself
-      if (std::find(checked.begin(), checked.end(), at) == checked.end())
-        ADD_FAILURE() << where(at) << ": IDEM_LAUNCH_CHECK that follows no launch";
+    for (const std::string& check : kChecks) {
+      for (size_t at = s.find(check); at != std::string::npos; at = s.find(check, at + 1)) {
+        const size_t line_start = s.rfind('\n', at) == std::string::npos ? 0 : s.rfind('\n', at);
+        if (s.find("#define", line_start) < at) continue;  // a macro definition
+        if (std::find(checked.begin(), checked.end(), at) == checked.end())
+          ADD_FAILURE() << where(at) << ": " << check << ") that follows no launch";
+      }
     }
+    const std::string kHelper = "launch_grid_stride(IDEM_SITE(";
+    for (size_t at = s.find(kHelper); at != std::string::npos; at = s.find(kHelper, at + 1))
+      ++sites;
   }
   EXPECT_GT(sites, 50) << "launch sites found under " << cuda_dir;
 }

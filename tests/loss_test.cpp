@@ -212,7 +212,7 @@ TEST(LossBadInput, Errors) {
 // ---- CUDA (the op-case parity rows cover small shapes; this one is larger) ----
 
 TEST(LossCuda, MatchesCpu) {
-  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  IDEM_REQUIRE_GPU();
   const uint64_t seed = 41;
   Tensor x = randn({64, 10}, seed), y = randn({64, 10}, seed + 1);
   Tensor t = from_vector<int64_t>(std::vector<int64_t>(64, 3), {64});

@@ -30,7 +30,7 @@ void check_shape(int64_t k, int64_t m, int64_t n) {
 }  // namespace
 
 TEST(MatmulSplitKCuda, MatchesTheCpuWithAndWithoutLeftoverRows) {
-  if (!cuda::available()) GTEST_SKIP() << "no GPU";
+  IDEM_REQUIRE_GPU();
   set_gemm_backend(GemmBackend::hand);
   check_shape(8192, 64, 64);      // 8 chunks of 1024, nothing left over
   check_shape(65536 + 37, 64, 3);  // 64 chunks, 37 leftover rows, N not a multiple of 4
@@ -38,7 +38,7 @@ TEST(MatmulSplitKCuda, MatchesTheCpuWithAndWithoutLeftoverRows) {
 }
 
 TEST(MatmulSplitKCuda, LinearWeightGradientOverALargeBatch) {
-  if (!cuda::available()) GTEST_SKIP() << "no GPU";
+  IDEM_REQUIRE_GPU();
   Tensor x = randn({20000, 16}, 1), w = randn({16, 8}, 2);
   Tensor xc = x.clone_data(), wc = w.clone_data(), xg = x.to(Device::cuda()), wg = w.to(Device::cuda());
   wc.requires_grad_(), wg.requires_grad_();

@@ -311,7 +311,7 @@ TEST(Module, SingleInputForwardMissingThrows) {
 }
 
 TEST(ModuleCuda, ToDeviceMovesInPlaceAndMatchesCpu) {
-  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  IDEM_REQUIRE_GPU();
   Net net(31);
   net.eval();
   Tensor x = input(32);

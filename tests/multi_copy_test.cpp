@@ -104,12 +104,12 @@ TEST(MultiCopy, CopiesZeroesAndLeavesGuardsAloneCpu) {
 }
 
 TEST(MultiCopy, CopiesZeroesAndLeavesGuardsAloneCuda) {
-  if (!cuda::available()) GTEST_SKIP() << "no usable GPU: " << cuda::device_summary();
+  IDEM_REQUIRE_GPU();
   check_on(Device::cuda(0));
 }
 
 TEST(MultiCopy, OneLaunchPerRunOnGpu) {
-  if (!cuda::available()) GTEST_SKIP() << "no usable GPU: " << cuda::device_summary();
+  IDEM_REQUIRE_GPU();
   const Options g{DType::f32, Device::cuda(0)};
   std::vector<MultiTensorCopy::CopyPair> copies;
   std::vector<Tensor> zero;
@@ -223,7 +223,7 @@ TEST(MultiCopy, It3ResetEqualsFreshCopyAndOptimizerCpu) {
 }
 
 TEST(MultiCopy, It3ResetEqualsFreshCopyAndOptimizerCuda) {
-  if (!cuda::available()) GTEST_SKIP() << "no usable GPU: " << cuda::device_summary();
+  IDEM_REQUIRE_GPU();
   check_it3_reset(Device::cuda(0));
 }
 

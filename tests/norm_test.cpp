@@ -17,17 +17,8 @@
 namespace idem {
 namespace {
 
+using testing::expect_close;
 using testing::expect_error;
-
-void expect_close(const Tensor& a, const Tensor& b, double atol, double rtol,
-                  const std::string& what) {
-  ASSERT_TRUE(a.defined()) << what << ": first tensor undefined";
-  ASSERT_TRUE(b.defined()) << what << ": second tensor undefined";
-  ASSERT_EQ(a.shape(), b.shape()) << what;
-  const auto va = a.to_vector<double>(), vb = b.to_vector<double>();
-  for (size_t i = 0; i < va.size(); ++i)
-    ASSERT_NEAR(va[i], vb[i], atol + rtol * std::fabs(vb[i])) << what << " at " << i;
-}
 
 // ---- references composed from L2 functions (independent of the norm kernels) ----
 
@@ -380,7 +371,7 @@ TEST(NormEdge, EmptyBatch) {
 class NormCuda : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+    IDEM_REQUIRE_GPU();
   }
 };
 

@@ -188,7 +188,7 @@ TEST(Npy, EveryTruncationIsAnError) {
 }
 
 TEST(Npy, CudaTensors) {
-  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  IDEM_REQUIRE_GPU();
   TempDir dir("idem_npy_test");
   const std::string path = dir.file("gpu.npy");
   Tensor t = randn({5, 7}, 12, {DType::f32});

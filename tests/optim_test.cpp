@@ -570,13 +570,13 @@ void run_parity(const std::vector<Shape>& shapes, uint64_t seed) {
 }
 
 TEST(OptimCuda, FusedUpdateMatchesCpu) {
-  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  IDEM_REQUIRE_GPU();
   // Sizes around the 2048-element block of the fused kernel, an empty tensor, a scalar.
   run_parity({{3, 5}, {2048}, {0}, {2049}, {}, {7, 1000}, {1}, {4096}}, 11);
 }
 
 TEST(OptimCuda, MoreTensorsThanOneLaunchHolds) {
-  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  IDEM_REQUIRE_GPU();
   std::vector<Shape> shapes;
   for (int i = 0; i < 2 * kOptimMaxTensorsPerLaunch + 17; ++i)
     shapes.push_back({1 + (i * 37) % 300});
@@ -584,7 +584,7 @@ TEST(OptimCuda, MoreTensorsThanOneLaunchHolds) {
 }
 
 TEST(OptimCuda, StepAllocatesNothingAndIsOneLaunch) {
-  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  IDEM_REQUIRE_GPU();
   std::vector<Tensor> ps, gs;
   for (int i = 0; i < 6; ++i) {
     ps.push_back(randn({64, 33 + i}, 100 + i, {DType::f32, Device::cuda()}));
@@ -606,7 +606,7 @@ TEST(OptimCuda, StepAllocatesNothingAndIsOneLaunch) {
 }
 
 TEST(OptimCuda, ClipGradNormMatchesCpu) {
-  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  IDEM_REQUIRE_GPU();
   Tensor ca = param({0.0, 0.0}, DType::f32), cb = param({0.0}, DType::f32);
   Tensor ga = param({0.0, 0.0}, DType::f32, Device::cuda()),
          gb = param({0.0}, DType::f32, Device::cuda());

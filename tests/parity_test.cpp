@@ -16,6 +16,7 @@
 #include "core/kernels/matmul.h"
 #include "core/kernels/runtime.h"
 #include "tests/op_cases/op_cases.h"
+#include "tests/test_util.h"
 
 namespace idem::testing {
 namespace {
@@ -124,7 +125,7 @@ std::string index_str(const Shape& shape, int64_t flat) {
 class Parity : public ::testing::TestWithParam<ParityCase> {};
 
 TEST_P(Parity, CpuVsCuda) {
-  if (!cuda::available()) GTEST_SKIP() << "no usable GPU: " << cuda::device_summary();
+  IDEM_REQUIRE_GPU();
   const ParityCase& p = GetParam();
   const OpCase& c = p.c;
 #ifndef IDEM_WITH_CUBLAS

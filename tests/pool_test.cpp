@@ -145,7 +145,7 @@ TEST(Pool, BackwardIsTheAdjoint) {
 }
 
 TEST(PoolCuda, MatchesCpu) {
-  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  IDEM_REQUIRE_GPU();
   const Device dev = Device::cuda(0);
   using F = std::function<Tensor(const Tensor&)>;
   const std::vector<std::pair<std::string, F>> ops_list = {

@@ -70,6 +70,6 @@ TEST(Profiler, AnExceptionInTheProfiledWorkEndsTheProfile) {
 }
 
 TEST(ProfilerCuda, CountsLaunchesPerOp) {
-  if (!cuda::available()) GTEST_SKIP() << "no GPU";
+  IDEM_REQUIRE_GPU();
   check_it3_profile(Device::cuda());
 }

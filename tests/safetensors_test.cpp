@@ -446,7 +446,7 @@ TEST(Safetensors, EveryTruncationAndRandomCorruptionIsAnErrorOrALoad) {
 }
 
 TEST(Safetensors, CudaTensorsAreSavedAndLoadedToADevice) {
-  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  IDEM_REQUIRE_GPU();
   TempDir dir("idem_safetensors_test");
   const std::string path = dir.file("gpu.safetensors");
   Tensor w = randn({17, 3}, 5, {DType::f32});

@@ -60,7 +60,7 @@ TEST(GraphGrouped, MismatchedGroupsAreAClearError) {
 }
 
 TEST(GraphGroupedCuda, MatchesTheCpu) {
-  if (!cuda::available()) GTEST_SKIP() << "no GPU";
+  IDEM_REQUIRE_GPU();
   Graph gc = small_graph(), gg = small_graph(Device::cuda());
   Tensor x = randn({6, 3}, 4);
   Tensor xc = x.clone_data(), xg = x.to(Device::cuda());

@@ -17,6 +17,7 @@
 namespace idem {
 namespace {
 
+using testing::expect_close;
 using testing::expect_error;
 
 using DV = std::vector<double>;
@@ -321,22 +322,9 @@ TEST(Graph, BadInput) {
 class GraphCuda : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+    IDEM_REQUIRE_GPU();
   }
 };
-
-void expect_close(const std::vector<float>& got, const std::vector<float>& want, double tol,
-                  const std::string& what) {
-  ASSERT_EQ(got.size(), want.size()) << what;
-  int bad = 0;
-  for (size_t i = 0; i < got.size() && bad < 10; ++i) {
-    const double d = std::fabs(static_cast<double>(got[i]) - want[i]);
-    if (!(d <= tol * (1.0 + std::fabs(static_cast<double>(want[i]))))) {
-      ++bad;
-      ADD_FAILURE() << what << " at " << i << ": got " << got[i] << " want " << want[i];
-    }
-  }
-}
 
 // F = 3 (scalar path), 64 (16-byte packs, 16 threads per row), 100 (packs, lanes idle),
 // 130 (scalar, several features per thread).
@@ -357,9 +345,8 @@ TEST_F(GraphCuda, ParityWithCpuForwardAndBackward) {
       Tensor yg = fn(xg, idx(dst, gpu), V);
       yg.backward(gout.to(gpu));
       // Same order, same double accumulation: expected identical; allow rounding slack.
-      expect_close(yg.to_vector<float>(), yc.to_vector<float>(), 1e-6, "forward " + tag);
-      expect_close(xg.grad().to_vector<float>(), xc.grad().to_vector<float>(), 1e-6,
-                   "backward " + tag);
+      expect_close(yg, yc, 1e-6, 1e-6, "forward " + tag, seed);
+      expect_close(xg.grad(), xc.grad(), 1e-6, 1e-6, "backward " + tag, seed);
     }
     CsrIndex cc = build_csr(idx(dst), V), cg = build_csr(idx(dst, gpu), V);
     EXPECT_EQ(cg.row_ptr.to_vector<int64_t>(), cc.row_ptr.to_vector<int64_t>()) << tag;
@@ -369,9 +356,8 @@ TEST_F(GraphCuda, ParityWithCpuForwardAndBackward) {
     Tensor ys = segment_sum_csr(xs, cc.row_ptr), ysg = segment_sum_csr(xsg, cg.row_ptr);
     ys.backward(gout);
     ysg.backward(gout.to(gpu));
-    expect_close(ysg.to_vector<float>(), ys.to_vector<float>(), 1e-6, "csr forward " + tag);
-    expect_close(xsg.grad().to_vector<float>(), xs.grad().to_vector<float>(), 1e-6,
-                 "csr backward " + tag);
+    expect_close(ysg, ys, 1e-6, 1e-6, "csr forward " + tag, seed);
+    expect_close(xsg.grad(), xs.grad(), 1e-6, 1e-6, "csr backward " + tag, seed);
   }
 }
 
@@ -398,8 +384,7 @@ TEST_F(GraphCuda, EmptyAndPooling) {
   const IV batch = {2, 0, 1, 0, 2, 1, 0, 2};
   Tensor x = randn({8, 4}, 9);
   for (auto fn : {global_add_pool, global_mean_pool, global_max_pool})
-    expect_close(fn(x.to(gpu), idx(batch, gpu), 4).to_vector<float>(),
-                 fn(x, idx(batch), 4).to_vector<float>(), 1e-6, "pool");
+    expect_close(fn(x.to(gpu), idx(batch, gpu), 4), fn(x, idx(batch), 4), 1e-6, 1e-6, "pool", 9);
 }
 
 TEST_F(GraphCuda, UncheckedBadIndexDropsEdgesWithoutFaulting) {
@@ -409,7 +394,7 @@ TEST_F(GraphCuda, UncheckedBadIndexDropsEdgesWithoutFaulting) {
   Tensor x = randn({5, 4}, 11);
   Tensor y = scatter_add_rows(x.to(gpu), idx({0, 7, 1, -3, 1}, gpu), 2);
   Tensor want = scatter_add_rows(index_select(x, 0, idx({0, 2, 4})), idx({0, 1, 1}), 2);
-  expect_close(y.to_vector<float>(), want.to_vector<float>(), 1e-6, "dropped edges");
+  expect_close(y, want, 1e-6, 1e-6, "dropped edges", 11);
   // f64 is CPU-only.
   expect_error(
       [&] {

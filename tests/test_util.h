@@ -5,12 +5,18 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
 #include <iterator>
+#include <limits>
+#include <optional>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -84,6 +90,60 @@ inline void expect_near_all(const Tensor& got, const Tensor& want, double tol,
                             const std::string& what = "") {
   ASSERT_EQ(got.shape(), want.shape()) << what;
   expect_near_all(got.to_vector<double>(), want.to_vector<double>(), tol, what);
+}
+
+// Element i matches when |got[i] - want[i]| <= atol + rtol · |want[i]| (computed in double), as
+// EXPECT_NEAR with that bound: NaN matches nothing, not even NaN, and neither does an infinity
+// its equal (inf - inf is NaN). A size mismatch fails at once; otherwise every mismatch fails the test, the first ten each
+// with its index (and position in `shape`, when given), both values, the difference, the
+// allowed difference and the seed (when given), then one line with the number of mismatches.
+inline void expect_close(const std::vector<double>& got, const std::vector<double>& want,
+                         double atol, double rtol, const std::string& what,
+                         std::optional<uint64_t> seed = std::nullopt, const Shape* shape = nullptr) {
+  ASSERT_EQ(got.size(), want.size()) << what << ": sizes differ";
+  constexpr size_t kReported = 10;
+  size_t bad = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double diff = std::fabs(got[i] - want[i]);
+    const double tol = atol + rtol * std::fabs(want[i]);
+    if (diff <= tol) continue;  // false for NaN
+    if (++bad > kReported) continue;
+    std::ostringstream at;
+    at << what << ": element " << i;
+    if (shape != nullptr && !shape->empty()) {
+      std::vector<int64_t> pos(shape->size());
+      int64_t rest = static_cast<int64_t>(i);
+      for (size_t d = shape->size(); d-- > 0;) {
+        const int64_t extent = std::max<int64_t>((*shape)[d], 1);
+        pos[d] = rest % extent;
+        rest /= extent;
+      }
+      at << " [";
+      for (size_t d = 0; d < pos.size(); ++d) at << (d ? ", " : "") << pos[d];
+      at << "]";
+    }
+    constexpr int kAllDigits = std::numeric_limits<double>::max_digits10;
+    at << std::setprecision(kAllDigits) << ": got " << got[i] << ", want " << want[i]
+       << std::setprecision(6) << ", |diff| " << diff << " > " << tol << " (atol " << atol
+       << ", rtol " << rtol << ")";
+    if (seed) at << ", seed " << *seed;
+    ADD_FAILURE() << at.str();
+  }
+  if (bad > 0)
+    ADD_FAILURE() << what << ": " << bad << " of " << got.size() << " elements differ"
+                  << (bad > kReported ? " (the first ten are listed)" : "")
+                  << (seed ? ", seed " + std::to_string(*seed) : std::string());
+}
+
+// The same for tensors (on any device, any dtype): both defined, the same shape, then element
+// by element as above.
+inline void expect_close(const Tensor& got, const Tensor& want, double atol, double rtol,
+                         const std::string& what, std::optional<uint64_t> seed = std::nullopt) {
+  ASSERT_TRUE(got.defined()) << what << ": got an undefined tensor";
+  ASSERT_TRUE(want.defined()) << what << ": want is an undefined tensor";
+  ASSERT_EQ(got.shape(), want.shape()) << what;
+  const Shape shape = got.shape();
+  expect_close(got.to_vector<double>(), want.to_vector<double>(), atol, rtol, what, seed, &shape);
 }
 
 // Same shape, dtype and bytes (on whatever device each lives).

@@ -17,6 +17,7 @@
 #include "layers/norm.h"
 #include "layers/optim.h"
 #include "layers/pool.h"
+#include "tests/test_util.h"
 
 namespace idem {
 namespace {
@@ -69,7 +70,7 @@ TEST(Train, MlpRegressionCpu) {
   mlp_regression(false);
 }
 TEST(Train, MlpRegressionCuda) {
-  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  IDEM_REQUIRE_GPU();
   mlp_regression(true);
 }
 
@@ -131,7 +132,7 @@ TEST(Train, CnnWithBatchNormCpu) {
   cnn_classification(false);
 }
 TEST(Train, CnnWithBatchNormCuda) {
-  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  IDEM_REQUIRE_GPU();
   cnn_classification(true);
 }
 
@@ -234,7 +235,7 @@ TEST(Train, GmmCpu) {
   gnn_regression("gmm", false);
 }
 TEST(Train, GnnCuda) {
-  if (!cuda::available()) GTEST_SKIP() << "no CUDA device";
+  IDEM_REQUIRE_GPU();
   for (const char* k : {"gcn", "sage", "gmm"}) gnn_regression(k, true);
 }
 

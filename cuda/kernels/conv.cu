@@ -28,6 +28,7 @@
 #include "core/kernels/conv.h"
 #include "cuda/block_stage.cuh"
 #include "cuda/common.cuh"
+#include "cuda/device_utils.cuh"
 
 namespace idem::cuda {
 
@@ -86,10 +87,6 @@ ConvDims dims_of(const ConvShape& s, const char* op) {
   return d;
 }
 
-#define IDEM_GRID_STRIDE(t, total)                                                           \
-  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < (total); \
-       t += static_cast<int64_t>(gridDim.x) * blockDim.x)
-
 // ---------------------------------------------------------------------------------------------
 // fwd: y[n, o0 + j, p, q] for j < OB.
 template <int OB>
@@ -101,7 +98,7 @@ __global__ void __launch_bounds__(kThreads)
   const int crs = d.Cg * d.R * d.S;  // distance between two output channels' weights
   const int64_t hw = static_cast<int64_t>(d.H) * d.W;
   const int64_t pq = static_cast<int64_t>(d.P) * d.Q;
-  IDEM_GRID_STRIDE(t, total) {
+  for (const int64_t t : grid_stride(total)) {
     int64_t rest = t;
     const int q = static_cast<int>(rest % d.Q);
     rest /= d.Q;
@@ -286,7 +283,7 @@ __global__ void __launch_bounds__(kThreads)
   const int rs = d.R * d.S, crs = d.Cg * rs;
   const int64_t pq = static_cast<int64_t>(d.P) * d.Q;
   const int64_t hw = static_cast<int64_t>(d.H) * d.W;
-  IDEM_GRID_STRIDE(t, total) {
+  for (const int64_t t : grid_stride(total)) {
     int64_t rest = t;
     const int wx = static_cast<int>(rest % d.W);
     rest /= d.W;
@@ -339,8 +336,7 @@ __global__ void __launch_bounds__(kThreads)
 // work items) stages w[g] in its global layout (o, c, r, s) and dy[n, g] (o, p, q) with one
 // block_stage pass; a work item is conv2d_bwd_data_direct_kernel's thread (cb, h, w), and it
 // runs the same loops in the same order reading shared memory, so the bits are the same. The
-// direct kernel waits on global loads inside its tap × channel loop: 86 µs for that layer at
-// batch 8 on an H100 under ncu.
+// direct kernel waits on global loads inside its tap × channel loop (docs/performance.md).
 template <int CB>
 __global__ void __launch_bounds__(kThreads)
     conv2d_bwd_data_tiled_kernel(float* __restrict__ dx, const float* __restrict__ dy,
@@ -409,7 +405,7 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t total = n_chunks * d.G * n_ob * crs;
   const int64_t pq = static_cast<int64_t>(d.P) * d.Q;
   const int64_t positions = d.N * pq;
-  IDEM_GRID_STRIDE(t, total) {
+  for (const int64_t t : grid_stride(total)) {
     int64_t rest = t;
     const int k = static_cast<int>(rest % crs);
     rest /= crs;
@@ -464,19 +460,13 @@ __global__ void __launch_bounds__(kThreads)
     conv2d_bwd_weight_reduce_kernel(float* __restrict__ dw, const float* __restrict__ partial,
                                     int64_t n_elems, int64_t n_chunks) {
   const int lane = threadIdx.x & 31;
-  const int64_t warps_total = n_elems;
-  const int64_t warp0 = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) >> 5;
-  const int64_t warp_stride = (static_cast<int64_t>(gridDim.x) * blockDim.x) >> 5;
-  for (int64_t e = warp0; e < warps_total; e += warp_stride) {  // e is warp-uniform
+  for (const int64_t e : grid_stride_warps(n_elems)) {  // e is warp-uniform
     float v = 0.f;
     for (int64_t c = lane; c < n_chunks; c += 32) v += partial[c * n_elems + e];
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
+    v = warp_sum(v);
     if (lane == 0) dw[e] = v;
   }
 }
-
-#undef IDEM_GRID_STRIDE
 
 // Register block over channels: the largest of 8, 4, 2 that wastes at most a quarter of the
 // extent in partially filled blocks (Og = 10 -> 4, 20 -> 8, 1 -> 1).
@@ -571,9 +561,9 @@ void hand_fwd(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& b
   const int64_t total = static_cast<int64_t>(d.N) * d.G * n_ob * d.P * d.Q;
   const float* b = bias.defined() ? bias.data<float>() : nullptr;
   with_block(ob, [&](auto blk) {
-    conv2d_fwd_direct_kernel<decltype(blk)::value><<<grid_for(total, kThreads), kThreads, 0, st>>>(
-        y.data<float>(), x.data<float>(), w.data<float>(), b, d, n_ob);
-    IDEM_LAUNCH_CHECK("conv2d");
+    launch_grid_stride(IDEM_SITE("conv2d"), total, kThreads,
+                       conv2d_fwd_direct_kernel<decltype(blk)::value>, y.data<float>(),
+                       x.data<float>(), w.data<float>(), b, d, n_ob);
   });
 }
 
@@ -609,15 +599,13 @@ void hand_bwd_data(const Tensor& dx, const Tensor& dy, const Tensor& w, const Co
   if (hand_bwd_data_tiled(dx, dy, w, d, cb, n_cb, st)) return;
   const int64_t total = static_cast<int64_t>(d.N) * d.G * n_cb * d.H * d.W;
   with_block(cb, [&](auto blk) {
-    conv2d_bwd_data_direct_kernel<decltype(blk)::value>
-        <<<grid_for(total, kThreads), kThreads, 0, st>>>(dx.data<float>(), dy.data<float>(),
-                                                         w.data<float>(), d, n_cb);
-    IDEM_LAUNCH_CHECK("conv2d_backward_data");
+    launch_grid_stride(IDEM_SITE("conv2d_backward_data"), total, kThreads,
+                       conv2d_bwd_data_direct_kernel<decltype(blk)::value>, dx.data<float>(),
+                       dy.data<float>(), w.data<float>(), d, n_cb);
   });
 }
 
-void hand_bwd_weight(const Tensor& dw, const Tensor& dy, const Tensor& x, const ConvDims& d,
-                     cudaStream_t st) {
+void hand_bwd_weight(const Tensor& dw, const Tensor& dy, const Tensor& x, const ConvDims& d) {
   const int ob = channel_block(d.Og);
   const int n_ob = (d.Og + ob - 1) / ob;
   const int64_t crs = static_cast<int64_t>(d.Cg) * d.R * d.S;
@@ -634,14 +622,14 @@ void hand_bwd_weight(const Tensor& dw, const Tensor& dy, const Tensor& x, const 
   Tensor partial = empty({n_chunks, n_elems}, dw.options());  // from the caching allocator
   const int64_t total = n_chunks * pairs;
   with_block(ob, [&](auto blk) {
-    conv2d_bwd_weight_partial_kernel<decltype(blk)::value>
-        <<<grid_for(total, kThreads), kThreads, 0, st>>>(
-            partial.data<float>(), dy.data<float>(), x.data<float>(), d, n_ob, chunk_len, n_chunks);
-    IDEM_LAUNCH_CHECK("conv2d_backward_weight");
+    launch_grid_stride(IDEM_SITE("conv2d_backward_weight"), total, kThreads,
+                       conv2d_bwd_weight_partial_kernel<decltype(blk)::value>,
+                       partial.data<float>(), dy.data<float>(), x.data<float>(), d, n_ob,
+                       chunk_len, n_chunks);
   });
-  conv2d_bwd_weight_reduce_kernel<<<grid_for(n_elems * 32, kThreads), kThreads, 0, st>>>(
-      dw.data<float>(), partial.data<float>(), n_elems, n_chunks);
-  IDEM_LAUNCH_CHECK("conv2d_backward_weight");
+  launch_grid_stride(IDEM_SITE("conv2d_backward_weight"), n_elems * 32, kThreads,
+                     conv2d_bwd_weight_reduce_kernel, dw.data<float>(), partial.data<float>(),
+                     n_elems, n_chunks);
 }
 
 }  // namespace
@@ -663,7 +651,7 @@ void conv2d_hand(ConvDir dir, const Tensor& out, const Tensor& a, const Tensor& 
       hand_bwd_data(out, a, b, d, st);
       break;
     case ConvDir::bwd_weight:
-      hand_bwd_weight(out, a, b, d, st);
+      hand_bwd_weight(out, a, b, d);
       break;
   }
 }

@@ -1,7 +1,8 @@
 // CUDA CSR mean aggregation, forward and backward, one launch each, no (E, F) intermediate.
 // Contract: core/kernels/csr_aggregate.h; reference: core/cpu/csr_aggregate.cpp.
 //
-// Thread layout (both kernels), the segment kernels' of cuda/kernels/segment.cu: a group of G
+// Thread layout (both kernels), the segment kernels' of cuda/kernels/segment.cu (see
+// cuda/device_utils.cuh, which holds the walk over a row's edges both files share): a group of G
 // consecutive threads (G = the power of two >= F / VW, at most 32) owns one output row; lane
 // l owns packs l, l + G, ... of the row, VW = 4 consecutive floats per pack through 16-byte
 // loads when F % 4 == 0 and the pointers are 16-byte aligned, else VW = 1. With F = 64 a group
@@ -27,10 +28,10 @@
 // neighbourhoods (degree ~ 2..30). A graph with a few huge in- or out-degrees (a hub, or
 // E >= 64 V) still gives exact results, just with less parallelism per row.
 #include <cstdint>
-#include <initializer_list>
 
 #include "core/kernels/csr_aggregate.h"
 #include "cuda/common.cuh"
+#include "cuda/device_utils.cuh"
 
 namespace idem::cuda {
 
@@ -39,27 +40,11 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kUnroll = 4;  // edges whose loads are in flight together
 
-template <int VW>
-struct alignas(sizeof(float) * VW) Pack {
-  float v[VW];
-};
-
-__device__ __forceinline__ int64_t clamp64(int64_t x, int64_t lo, int64_t hi) {
-  return x < lo ? lo : (x > hi ? hi : x);
-}
-
 // inv = 1 / max(hi - lo, 1) in f32, exactly Graph::inv_in_degree's value: the degree converted
 // to float (round to nearest), then one correctly rounded division (__fdiv_rn: the same value
 // whatever -prec-div / --use_fast_math say).
-__device__ __forceinline__ float inv_of(int64_t lo, int64_t hi) {
-  return __fdiv_rn(1.0f, static_cast<float>(hi > lo ? hi - lo : int64_t{1}));
-}
-
-// inv(v) for row v of row_ptr, clipped as the forward clips it.
-__device__ __forceinline__ float inv_degree(const int64_t* __restrict__ row_ptr, int64_t v,
-                                            int64_t E) {
-  const int64_t lo = clamp64(row_ptr[v], 0, E);
-  return inv_of(lo, clamp64(row_ptr[v + 1], lo, E));
+__device__ __forceinline__ float inv_of(SegmentRange r) {
+  return __fdiv_rn(1.0f, static_cast<float>(r.hi > r.lo ? r.hi - r.lo : int64_t{1}));
 }
 
 // Destination row of the j-th entry of the source groups, every index clipped into range
@@ -77,6 +62,35 @@ __device__ __forceinline__ int64_t dst_of(const int64_t* __restrict__ group_dst,
   return clamp64(dst[e], 0, V - 1);
 }
 
+// The forward's edges for gather_accumulate: position k reads source row col[k].
+struct ColEdges : UnweightedEdges {
+  const int64_t* __restrict__ col;
+  int64_t U;
+  __device__ __forceinline__ ColEdges(const int64_t* __restrict__ c, int64_t u) : col(c), U(u) {}
+  __device__ __forceinline__ int64_t row(int64_t k) const { return clamp64(col[k], 0, U - 1); }
+};
+
+// The backward's edges: the j-th entry of the source groups reads g row v = dst_of(j) and
+// multiplies it by inv(v), the product rounded to f32 before it is widened and added.
+template <bool kCached>
+struct GroupDstEdges {
+  const int64_t* __restrict__ row_ptr;
+  const int64_t* __restrict__ group_dst;
+  const int64_t* __restrict__ src_perm;
+  const int64_t* __restrict__ perm;
+  const int64_t* __restrict__ dst;
+  int64_t E, V;
+  __device__ __forceinline__ int64_t row(int64_t j) const {
+    return dst_of<kCached>(group_dst, src_perm, perm, dst, j, E, V);
+  }
+  __device__ __forceinline__ float weight(int64_t v) const {
+    return inv_of(segment_range(row_ptr, v, E));  // clipped as the forward clips it
+  }
+  __device__ __forceinline__ double term(float x, float inv) const {
+    return static_cast<double>(__fmul_rn(x, inv));
+  }
+};
+
 // out[v] = f32(Σ_k x[col[k]]) · inv(v) : (U,F) -> (V,F)
 template <int VW>
 __global__ void csr_mean_aggregate_fwd_group_kernel(float* __restrict__ out,
@@ -84,42 +98,15 @@ __global__ void csr_mean_aggregate_fwd_group_kernel(float* __restrict__ out,
                                                     const int64_t* __restrict__ row_ptr,
                                                     const int64_t* __restrict__ col, int64_t V,
                                                     int64_t U, int64_t E, int64_t F, int G) {
-  using P = Pack<VW>;
-  const int64_t packs = F / VW;
-  const int lane = threadIdx.x % G;
-  const int64_t groups_per_block = blockDim.x / G;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * groups_per_block;
-  for (int64_t v = blockIdx.x * groups_per_block + threadIdx.x / G; v < V; v += stride) {
-    const int64_t lo = clamp64(row_ptr[v], 0, E);
-    const int64_t hi = clamp64(row_ptr[v + 1], lo, E);
-    const float inv = inv_of(lo, hi);
-    for (int64_t c = lane; c < packs; c += G) {
-      const float* base = x + c * VW;
-      double acc[VW];
-#pragma unroll
-      for (int j = 0; j < VW; ++j) acc[j] = 0.0;
-      int64_t k = lo;
-      for (; k + kUnroll <= hi; k += kUnroll) {
-        int64_t u[kUnroll];
-#pragma unroll
-        for (int i = 0; i < kUnroll; ++i) u[i] = clamp64(col[k + i], 0, U - 1);
-        P a[kUnroll];
-#pragma unroll
-        for (int i = 0; i < kUnroll; ++i) a[i] = *reinterpret_cast<const P*>(base + u[i] * F);
-#pragma unroll
-        for (int i = 0; i < kUnroll; ++i)
-#pragma unroll
-          for (int j = 0; j < VW; ++j) acc[j] += static_cast<double>(a[i].v[j]);
-      }
-      for (; k < hi; ++k) {
-        const P a = *reinterpret_cast<const P*>(base + clamp64(col[k], 0, U - 1) * F);
-#pragma unroll
-        for (int j = 0; j < VW; ++j) acc[j] += static_cast<double>(a.v[j]);
-      }
-      P o;
+  for (const SegmentRow r : segment_rows(row_ptr, V, E, G)) {
+    const float inv = inv_of({r.lo, r.hi});
+    for (const int64_t c : lane_packs(F / VW, G)) {
+      double acc[VW] = {};
+      gather_accumulate<VW, kUnroll>(acc, x + c * VW, F, r.lo, r.hi, 1, ColEdges(col, U));
+      Vec<float, VW> o;
 #pragma unroll
       for (int j = 0; j < VW; ++j) o.v[j] = __fmul_rn(static_cast<float>(acc[j]), inv);
-      *reinterpret_cast<P*>(out + v * F + c * VW) = o;
+      o.store(out + r.v * F + c * VW);
     }
   }
 }
@@ -134,73 +121,17 @@ __global__ void csr_mean_aggregate_bwd_group_kernel(
     const int64_t* __restrict__ src_ptr, const int64_t* __restrict__ group_dst,
     const int64_t* __restrict__ src_perm, const int64_t* __restrict__ perm,
     const int64_t* __restrict__ dst, int64_t V, int64_t U, int64_t E, int64_t F, int G) {
-  using P = Pack<VW>;
-  const int64_t packs = F / VW;
-  const int lane = threadIdx.x % G;
-  const int64_t groups_per_block = blockDim.x / G;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * groups_per_block;
-  for (int64_t u = blockIdx.x * groups_per_block + threadIdx.x / G; u < U; u += stride) {
-    const int64_t lo = clamp64(src_ptr[u], 0, E);
-    const int64_t hi = clamp64(src_ptr[u + 1], lo, E);
-    for (int64_t c = lane; c < packs; c += G) {
-      const float* base = g + c * VW;
-      double acc[VW];
-#pragma unroll
-      for (int j = 0; j < VW; ++j) acc[j] = 0.0;
-      int64_t q = lo;
-      for (; q + kUnroll <= hi; q += kUnroll) {
-        int64_t v[kUnroll];
-#pragma unroll
-        for (int i = 0; i < kUnroll; ++i)
-          v[i] = dst_of<kCached>(group_dst, src_perm, perm, dst, q + i, E, V);
-        float inv[kUnroll];
-        P a[kUnroll];
-#pragma unroll
-        for (int i = 0; i < kUnroll; ++i) {
-          inv[i] = inv_degree(row_ptr, v[i], E);
-          a[i] = *reinterpret_cast<const P*>(base + v[i] * F);
-        }
-#pragma unroll
-        for (int i = 0; i < kUnroll; ++i)
-#pragma unroll
-          for (int j = 0; j < VW; ++j) {
-            acc[j] += static_cast<double>(__fmul_rn(a[i].v[j], inv[i]));
-          }
-      }
-      for (; q < hi; ++q) {
-        const int64_t v = dst_of<kCached>(group_dst, src_perm, perm, dst, q, E, V);
-        const float inv = inv_degree(row_ptr, v, E);
-        const P a = *reinterpret_cast<const P*>(base + v * F);
-#pragma unroll
-        for (int j = 0; j < VW; ++j) {
-          acc[j] += static_cast<double>(__fmul_rn(a.v[j], inv));
-        }
-      }
-      P o;
+  const GroupDstEdges<kCached> edges{row_ptr, group_dst, src_perm, perm, dst, E, V};
+  for (const SegmentRow r : segment_rows(src_ptr, U, E, G)) {  // r.v: source row u
+    for (const int64_t c : lane_packs(F / VW, G)) {
+      double acc[VW] = {};
+      gather_accumulate<VW, kUnroll>(acc, g + c * VW, F, r.lo, r.hi, 1, edges);
+      Vec<float, VW> o;
 #pragma unroll
       for (int j = 0; j < VW; ++j) o.v[j] = static_cast<float>(acc[j]);
-      *reinterpret_cast<P*>(dx + u * F + c * VW) = o;
+      o.store(dx + r.v * F + c * VW);
     }
   }
-}
-
-// Launch geometry: as segment.cu's row_launch.
-struct RowLaunch {
-  int vw;     // 4 (16-byte packs) or 1
-  int group;  // threads per row: power of two >= F / vw, at most 32
-  unsigned grid;
-};
-
-RowLaunch row_launch(int64_t rows, int64_t F, std::initializer_list<const void*> ptrs) {
-  bool vec = F % 4 == 0;
-  for (const void* p : ptrs) vec = vec && reinterpret_cast<uintptr_t>(p) % 16 == 0;
-  RowLaunch l;
-  l.vw = vec ? 4 : 1;
-  const int64_t packs = F / l.vw;
-  l.group = 1;
-  while (l.group < 32 && l.group < packs) l.group *= 2;
-  l.grid = grid_for(rows * l.group, kThreads);
-  return l;
 }
 
 void check_f32(const Tensor& t, const char* op) {
@@ -215,22 +146,16 @@ void csr_mean_aggregate_fwd(const Tensor& out, const Tensor& x, const CsrAggrega
   if (s.rows == 0 || s.features == 0) return;
   check_f32(x, op);
   set_device(out.device().index);
-  const cudaStream_t st = current_stream();
   float* y = out.data<float>();
   const float* xp = x.data<float>();  // null when U = 0; never read then (E = 0)
   const int64_t* rp = idx.row_ptr.data<int64_t>();
   const int64_t* col = idx.col.data<int64_t>();
-  const RowLaunch l = row_launch(s.rows, s.features, {y, xp});
+  const SegmentLayout l = segment_layout(s.features, {y, xp});
   const int64_t V = s.rows, U = s.sources, E = s.edges, F = s.features;
-  if (l.vw == 4) {
-    csr_mean_aggregate_fwd_group_kernel<4>
-        <<<l.grid, kThreads, 0, st>>>(y, xp, rp, col, V, U, E, F, l.group);
-    IDEM_LAUNCH_CHECK(op);
-  } else {
-    csr_mean_aggregate_fwd_group_kernel<1>
-        <<<l.grid, kThreads, 0, st>>>(y, xp, rp, col, V, U, E, F, l.group);
-    IDEM_LAUNCH_CHECK(op);
-  }
+  launch_grid_stride(IDEM_SITE(op), V * l.group, kThreads,
+                     l.vw == 4 ? csr_mean_aggregate_fwd_group_kernel<4>
+                               : csr_mean_aggregate_fwd_group_kernel<1>,
+                     y, xp, rp, col, V, U, E, F, l.group);
 }
 
 void csr_mean_aggregate_bwd(const Tensor& dx, const Tensor& g, const CsrAggregateIndex& idx,
@@ -239,7 +164,6 @@ void csr_mean_aggregate_bwd(const Tensor& dx, const Tensor& g, const CsrAggregat
   if (s.sources == 0 || s.features == 0) return;
   check_f32(g, op);
   set_device(dx.device().index);
-  const cudaStream_t st = current_stream();
   float* y = dx.data<float>();
   const float* gp = g.data<float>();  // null when V = 0; never read then (E = 0)
   const int64_t* rp = idx.row_ptr.data<int64_t>();
@@ -250,21 +174,14 @@ void csr_mean_aggregate_bwd(const Tensor& dx, const Tensor& g, const CsrAggregat
   const int64_t* sperm = cached ? nullptr : idx.src_perm.data<int64_t>();
   const int64_t* pm = !cached && idx.perm.defined() ? idx.perm.data<int64_t>() : nullptr;
   const int64_t* dst = cached ? nullptr : idx.dst.data<int64_t>();
-  const RowLaunch l = row_launch(s.sources, s.features, {y, gp});
+  const SegmentLayout l = segment_layout(s.features, {y, gp});
   const int64_t V = s.rows, U = s.sources, E = s.edges, F = s.features;
-  auto launch = [&](auto kernel) {
-    kernel<<<l.grid, kThreads, 0, st>>>(y, gp, rp, sp, gdst, sperm, pm, dst, V, U, E, F, l.group);
-    IDEM_LAUNCH_CHECK(op);
-  };
-  if (l.vw == 4 && cached) {
-    launch(csr_mean_aggregate_bwd_group_kernel<4, true>);
-  } else if (l.vw == 4) {
-    launch(csr_mean_aggregate_bwd_group_kernel<4, false>);
-  } else if (cached) {
-    launch(csr_mean_aggregate_bwd_group_kernel<1, true>);
-  } else {
-    launch(csr_mean_aggregate_bwd_group_kernel<1, false>);
-  }
+  const auto kernel = l.vw == 4 ? (cached ? csr_mean_aggregate_bwd_group_kernel<4, true>
+                                          : csr_mean_aggregate_bwd_group_kernel<4, false>)
+                                : (cached ? csr_mean_aggregate_bwd_group_kernel<1, true>
+                                          : csr_mean_aggregate_bwd_group_kernel<1, false>);
+  launch_grid_stride(IDEM_SITE(op), U * l.group, kThreads, kernel, y, gp, rp, sp, gdst, sperm, pm,
+                     dst, V, U, E, F, l.group);
 }
 
 }  // namespace idem::cuda

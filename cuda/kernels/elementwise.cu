@@ -8,9 +8,8 @@
 //  - binary_fwd_rowcol_kernel: a binary op whose broadcasts collapse to (R, F) against a row
 //    vector (F) — a bias — or a column (R, 1) — a per-row scale such as 1/in-degree — or a
 //    scalar: the map kernel's vector loads of the full operand and the output, and one
-//    division per V elements instead of the general unravel's per-element divisions (ncu on an
-//    H100: the general kernel moved a (65536, 64) * (65536, 1) multiply at 1.5 TB/s, the
-//    same-shape map kernel an add of that size at 3.3 TB/s);
+//    division per V elements instead of the general unravel's per-element divisions (the
+//    general kernel reaches less than half the map kernel's bandwidth: docs/performance.md);
 //  - *_bcast_kernel: the output index is decomposed over at most 8 (collapsed) dims and each
 //    input gets its own strides (0 on broadcast dims), passed by value in a small struct.
 // All three apply the same functor to the same pair of values, so they give the same bits.
@@ -26,6 +25,7 @@
 #include "core/kernels/elementwise_math.h"
 #include "core/philox.h"
 #include "cuda/common.cuh"
+#include "cuda/device_utils.cuh"
 
 namespace idem::cuda {
 
@@ -33,11 +33,6 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kMaxDims = 8;
-
-template <typename T, int V>
-struct alignas(sizeof(T) * V) Vec {
-  T v[V];
-};
 
 bool aligned(const void* p, size_t a) {
   return reinterpret_cast<uintptr_t>(p) % a == 0;
@@ -49,10 +44,8 @@ bool aligned(const void* p, size_t a) {
 template <typename T, typename O, int V, bool TWO, typename F>
 __global__ void map_fwd_vec_kernel(O* __restrict__ out, const T* __restrict__ a,
                                    const T* __restrict__ b, int64_t n, F f) {
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t nv = n / V;
-  for (int64_t i = tid; i < nv; i += stride) {
+  for (const int64_t i : grid_stride(nv)) {
     const Vec<T, V> va = reinterpret_cast<const Vec<T, V>*>(a)[i];
     Vec<O, V> vo;
     if constexpr (TWO) {
@@ -66,7 +59,7 @@ __global__ void map_fwd_vec_kernel(O* __restrict__ out, const T* __restrict__ a,
     reinterpret_cast<Vec<O, V>*>(out)[i] = vo;
   }
   // The tail (fewer than V elements) when n % V != 0.
-  for (int64_t i = nv * V + tid; i < n; i += stride) {
+  for (const int64_t i : grid_stride(nv * V, n)) {
     if constexpr (TWO)
       out[i] = f(a[i], b[i]);
     else
@@ -169,8 +162,7 @@ __device__ __forceinline__ void bcast_offsets(const BcastDesc<N>& d, I i, I (&of
 template <typename T, typename O, typename I, typename F>
 __global__ void binary_fwd_bcast_kernel(O* __restrict__ out, const T* __restrict__ a,
                                         const T* __restrict__ b, BcastDesc<2> d, I n, F f) {
-  const I stride = static_cast<I>(gridDim.x) * blockDim.x;
-  for (I i = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+  for (const I i : grid_stride(n)) {
     I off[2];
     bcast_offsets<I, 2>(d, i, off);
     out[i] = f(a[off[0]], b[off[1]]);
@@ -183,17 +175,15 @@ __global__ void binary_fwd_bcast_kernel(O* __restrict__ out, const T* __restrict
 // elements [vV, vV + V): one division finds (r, c) of the first, the rest step c and wrap it at F,
 // so any F works with any V (V > 1 needs only `big` and `out` aligned to V elements). row and
 // small_first are uniform run-time flags, not template parameters: a select per element costs
-// nothing in a memory-bound loop, and four times the instantiations (13 ops x 4 dtypes x 2
-// widths, x2 again for 64-bit indices) took this file from 29 s to 95 s of nvcc. n >= 2^31
-// stays on the general kernel.
+// nothing in a memory-bound loop, while four times the instantiations (13 ops x 4 dtypes x 2
+// widths, x2 again for 64-bit indices) would roughly triple this file's nvcc time
+// (docs/performance.md). n >= 2^31 stays on the general kernel.
 template <typename T, typename O, int V, typename F>
 __global__ void binary_fwd_rowcol_kernel(O* __restrict__ out, const T* __restrict__ big,
                                          const T* __restrict__ small, uint32_t cols, uint32_t n,
                                          bool row, bool small_first, F f) {
-  const uint32_t stride = gridDim.x * blockDim.x;
-  const uint32_t tid = blockIdx.x * blockDim.x + threadIdx.x;
   const uint32_t nv = n / V;
-  for (uint32_t v = tid; v < nv; v += stride) {
+  for (const uint32_t v : grid_stride(nv)) {
     const uint32_t i = v * V;
     uint32_t r = i / cols, c = i - r * cols;
     const Vec<T, V> vb = reinterpret_cast<const Vec<T, V>*>(big)[v];
@@ -213,7 +203,7 @@ __global__ void binary_fwd_rowcol_kernel(O* __restrict__ out, const T* __restric
     reinterpret_cast<Vec<O, V>*>(out)[v] = vo;
   }
   // The tail (fewer than V elements) when n % V != 0.
-  for (uint32_t i = nv * V + tid; i < n; i += stride) {
+  for (const uint32_t i : grid_stride(nv * V, n)) {
     const uint32_t r = i / cols, c = i - r * cols;
     const T sv = small[row ? c : r];
     out[i] = small_first ? f(sv, big[i]) : f(big[i], sv);
@@ -224,8 +214,7 @@ template <typename T, typename I>
 __global__ void where_fwd_bcast_kernel(T* __restrict__ out, const uint8_t* __restrict__ cond,
                                        const T* __restrict__ a, const T* __restrict__ b,
                                        BcastDesc<3> d, I n) {
-  const I stride = static_cast<I>(gridDim.x) * blockDim.x;
-  for (I i = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+  for (const I i : grid_stride(n)) {
     I off[3];
     bcast_offsets<I, 3>(d, i, off);
     out[i] = cond[off[0]] ? a[off[1]] : b[off[2]];
@@ -235,8 +224,7 @@ __global__ void where_fwd_bcast_kernel(T* __restrict__ out, const uint8_t* __res
 template <typename T, typename I>
 __global__ void expand_fwd_bcast_kernel(T* __restrict__ out, const T* __restrict__ in,
                                         BcastDesc<1> d, I n) {
-  const I stride = static_cast<I>(gridDim.x) * blockDim.x;
-  for (I i = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) {
+  for (const I i : grid_stride(n)) {
     I off[1];
     bcast_offsets<I, 1>(d, i, off);
     out[i] = in[off[0]];
@@ -359,15 +347,13 @@ struct CastFn {
 
 template <typename T>
 __global__ void fill_fwd_kernel(T* __restrict__ out, int64_t n, T v) {
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+  for (const int64_t i : grid_stride(n))
     out[i] = v;
 }
 
 template <typename T>
 __global__ void arange_fwd_kernel(T* __restrict__ out, int64_t n, double start, double step) {
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+  for (const int64_t i : grid_stride(n))
     out[i] = static_cast<T>(start + static_cast<double>(i) * step);
 }
 
@@ -376,9 +362,7 @@ __global__ void arange_fwd_kernel(T* __restrict__ out, int64_t n, double start, 
 template <typename T, bool NORMAL>
 __global__ void random_fwd_philox_kernel(T* __restrict__ out, int64_t n, double lo, double hi,
                                          uint64_t seed, uint64_t offset) {
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += stride) {
+  for (const int64_t i : grid_stride(n)) {
     uint32_t r[4];
     philox_block(seed, static_cast<uint64_t>(i), offset, r);
     if constexpr (NORMAL) {

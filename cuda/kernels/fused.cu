@@ -7,7 +7,8 @@
 //    the activation in the store: one launch for the whole layer, and the same bits as
 //    matmul + add + activation. The per-thread variant first stages the block's rows of x and W
 //    in shared memory in one pass with many loads in flight: a chain that waits on one global
-//    load per step costs ~in L2 round trips (5 µs for a 14-wide layer on an H100, ncu).
+//    load per step costs ~in L2 round trips (measurements: docs/performance.md, "Kernel history
+//    moved from source comments").
 //  - otherwise: the GEMM of gemm_backend() into y, then linear_act_epilogue_kernel in place.
 // linear_act backward
 //  - small shapes, hand backend: linear_act_bwd_tile_kernel, one launch. Blocks [0, dx tiles)
@@ -16,8 +17,8 @@
 //    chunks of 64 through shared memory, the next chunk's loads in flight while the current one
 //    is summed; gz = g·act'(y) is formed as a chunk is loaded. Each output is still one
 //    sequential fmaf chain over the reduction index (db a sequential double sum), so the bits
-//    are those of the one-thread-per-output kernel this replaced, which waited on a global load
-//    per step (8.9 µs for a 30-wide layer on an H100, ncu).
+//    are those of a one-thread-per-output kernel, without its wait on a global load per step
+//    (docs/performance.md).
 //  - otherwise: linear_act_bwd_epilogue_kernel writes gz and the column sums db (32 columns ×
 //    256 rows per block, 8 row groups, fixed-order combines; with several row chunks and db
 //    wanted, a second small kernel combines the chunks' sums in a fixed order), then two GEMMs.
@@ -39,12 +40,12 @@
 #include "core/kernels/matmul.h"
 #include "cuda/block_stage.cuh"
 #include "cuda/common.cuh"
+#include "cuda/device_utils.cuh"
 
 namespace idem::cuda {
 
 namespace {
 
-constexpr unsigned kFullMask = 0xffffffffu;
 constexpr int kThreads = 256;
 
 // ---------------------------------------------------------------------------------------------
@@ -132,16 +133,13 @@ template <int ACT>
 __global__ void linear_act_fwd_warp_kernel(LinArgs g) {
   const int64_t total = static_cast<int64_t>(g.N) * g.out;
   const int lane = threadIdx.x % 32;
-  const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / 32);
-  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
-       idx < total; idx += warps) {
+  for (const int64_t idx : grid_stride_warps(total)) {
     const int n = static_cast<int>(idx / g.out), o = static_cast<int>(idx % g.out);
     const float* __restrict__ xr = g.x + static_cast<int64_t>(n) * g.in;
     const float* __restrict__ wr = g.w + static_cast<int64_t>(o) * g.in;
     float s = 0.f;
     for (int k = lane; k < g.in; k += 32) s = fmaf(__ldg(xr + k), __ldg(wr + k), s);
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(kFullMask, s, off);
+    s = warp_sum(s);
     if (lane == 0) g.y[idx] = epilogue<ACT>(s, g.b, o, g.slope);
   }
 }
@@ -150,8 +148,7 @@ __global__ void linear_act_fwd_warp_kernel(LinArgs g) {
 template <int ACT>
 __global__ void linear_act_epilogue_kernel(float* __restrict__ y, const float* __restrict__ b,
                                            int64_t total, int out, float slope) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+  for (const int64_t i : grid_stride(total))
     y[i] = epilogue<ACT>(y[i], b, static_cast<int>(i % out), slope);
 }
 
@@ -265,8 +262,8 @@ constexpr int kColTile = 32, kRowGroups = 8;
 // chunk of kEpilogueRows rows (blockIdx.y): row group ty takes rows ty, ty+8, ... of the chunk,
 // and the 8 partial sums of a column are added in ty order. With one chunk the block writes
 // db; with several, each writes its chunk's column sums to partial[chunk][col] and
-// column_partials_sum_kernel combines them in a fixed order. (One chunk for all rows, as this was,
-// left a (65 536, 64) gradient to 2 blocks walking 8 192 rows each: milliseconds per call.)
+// column_partials_sum_kernel combines them in a fixed order. Chunks, because one chunk for all
+// rows leaves a tall gradient to a few blocks that each walk thousands of rows.
 constexpr int kEpilogueRows = 256;
 
 template <int ACT>
@@ -316,15 +313,12 @@ __global__ void linear_act_bwd_epilogue_kernel(float* __restrict__ gz, float* __
 __global__ void column_partials_sum_kernel(float* __restrict__ db,
                                            const double* __restrict__ partial, int chunks,
                                            int out) {
-  const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / 32);
   const int lane = threadIdx.x % 32;
-  for (int64_t col = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 32; col < out;
-       col += warps) {  // whole warps move together
+  for (const int64_t col : grid_stride_warps(out)) {  // whole warps move together
     double s = 0.0;
     for (int c = lane; c < chunks; c += 32)
       s += __ldg(partial + static_cast<int64_t>(c) * out + col);
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(kFullMask, s, off);
+    s = warp_sum(s);
     if (lane == 0) db[col] = static_cast<float>(s);
   }
 }
@@ -362,9 +356,8 @@ void launch_bwd_epilogue(float* gz_out, float* db_out, const Tensor& g, const Te
     IDEM_LAUNCH_CHECK(op);
   });
   if (part == nullptr) return;
-  column_partials_sum_kernel<<<grid_for(out * 32, kThreads), kThreads, 0, st>>>(
-      db_out, part, static_cast<int>(chunks), static_cast<int>(out));
-  IDEM_LAUNCH_CHECK(op);
+  launch_grid_stride(IDEM_SITE(op), out * 32, kThreads, column_partials_sum_kernel, db_out, part,
+                     static_cast<int>(chunks), static_cast<int>(out));
 }
 
 void check_extents(const LinearActParams& p, const char* op) {
@@ -388,35 +381,18 @@ struct DistScratch {
   double partial[kDistMaxBlocks];
 };
 
-// Sum over the block in a fixed order: xor shuffles within each warp, then warp 0 adds the
-// warps' sums in warp order. Every thread gets the result in lane 0 of warp 0 only.
-__device__ double block_sum(double v) {
-  __shared__ double warp_sums[kDistThreads / 32];
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(kFullMask, v, off);
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (lane == 0) warp_sums[warp] = v;
-  __syncthreads();
-  double s = 0.0;
-  if (warp == 0) {
-    s = lane < static_cast<int>(blockDim.x / 32) ? warp_sums[lane] : 0.0;
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(kFullMask, s, off);
-  }
-  __syncthreads();  // warp_sums may be reused by a second block_sum
-  return s;
-}
-
+// Sums over the block go through block_sum (cuda/device_utils.cuh): xor shuffles within each
+// warp, then the warps' sums in warp order.
 template <int KIND>
 __global__ void __launch_bounds__(kDistThreads)
     distance_fwd_kernel(float* __restrict__ out, const float* __restrict__ a,
                         const float* __restrict__ b, int64_t n, DistScratch* scratch) {
   constexpr DistanceKind kind = static_cast<DistanceKind>(KIND);
+  __shared__ double block_scratch[32];
   double acc = 0.0;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+  for (const int64_t i : grid_stride(n))
     acc += static_cast<double>(math::distance_term(kind, __ldg(a + i) - __ldg(b + i)));
-  acc = block_sum(acc);
+  acc = block_sum(acc, block_scratch);
   if (gridDim.x == 1) {
     if (threadIdx.x == 0) out[0] = static_cast<float>(acc / static_cast<double>(n));
     return;
@@ -435,7 +411,7 @@ __global__ void __launch_bounds__(kDistThreads)
   double s = 0.0;
   for (int j = threadIdx.x; j < static_cast<int>(gridDim.x); j += blockDim.x)
     s += __ldcg(&scratch->partial[j]);  // L2, not a stale L1 line
-  s = block_sum(s);
+  s = block_sum(s, block_scratch);
   if (threadIdx.x == 0) {
     out[0] = static_cast<float>(s / static_cast<double>(n));
     scratch->counter = 0u;  // ready for the next launch on this stream
@@ -449,8 +425,7 @@ __global__ void distance_bwd_kernel(float* __restrict__ da, float* __restrict__ 
   constexpr DistanceKind kind = static_cast<DistanceKind>(KIND);
   // g/n in f32, as the CPU reference.
   const float scale = __ldg(g) / static_cast<float>(n);
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (const int64_t i : grid_stride(n)) {
     const float v = math::distance_grad_factor(kind, __ldg(a + i) - __ldg(b + i)) * scale;
     if (da != nullptr) da[i] = v;
     if (db != nullptr) db[i] = -v;
@@ -513,8 +488,7 @@ void linear_act_fwd(const Tensor& y, const Tensor& x, const Tensor& w, const Ten
     with_act(p.act, [&](auto act) {
       constexpr int A = decltype(act)::value;
       if (per_warp) {
-        linear_act_fwd_warp_kernel<A><<<grid_for(outputs * 32, kThreads), kThreads, 0, st>>>(g);
-        IDEM_LAUNCH_CHECK(op);
+        launch_grid_stride(IDEM_SITE(op), outputs * 32, kThreads, linear_act_fwd_warp_kernel<A>, g);
       } else {
         // The staged rows fit in shared memory because this path has in < 128 (see `small`
         // and `per_warp` above); a change of those thresholds must revisit fwd_tile.
@@ -531,9 +505,9 @@ void linear_act_fwd(const Tensor& y, const Tensor& x, const Tensor& w, const Ten
   matmul_fwd(y, x, w, single_gemm(p.N, p.out, p.in, false, true));  // z = x·Wᵀ : (N,in)(out,in)ᵀ
   if (!p.bias && p.act == FusedAct::none) return;
   with_act(p.act, [&](auto act) {
-    linear_act_epilogue_kernel<decltype(act)::value>
-        <<<grid_for(outputs, kThreads), kThreads, 0, st>>>(g.y, g.b, outputs, g.out, g.slope);
-    IDEM_LAUNCH_CHECK(op);
+    launch_grid_stride(IDEM_SITE(op), outputs, kThreads,
+                       linear_act_epilogue_kernel<decltype(act)::value>, g.y, g.b, outputs, g.out,
+                       g.slope);
   });
 }
 
@@ -621,13 +595,11 @@ void distance_bwd(const Tensor& da, const Tensor& db, const Tensor& g, const Ten
   const int64_t n = a.numel();
   if (n == 0 || (!da.defined() && !db.defined())) return;
   set_device(a.device().index);
-  const cudaStream_t st = current_stream();
   float* pda = da.defined() ? da.data<float>() : nullptr;
   float* pdb = db.defined() ? db.data<float>() : nullptr;
   with_kind(k, [&](auto kind) {
-    distance_bwd_kernel<decltype(kind)::value><<<grid_for(n, kThreads), kThreads, 0, st>>>(
-        pda, pdb, g.data<float>(), a.data<float>(), b.data<float>(), n);
-    IDEM_LAUNCH_CHECK(op);
+    launch_grid_stride(IDEM_SITE(op), n, kThreads, distance_bwd_kernel<decltype(kind)::value>, pda,
+                       pdb, g.data<float>(), a.data<float>(), b.data<float>(), n);
   });
 }
 
@@ -638,15 +610,13 @@ void bias_act(const Tensor& y, const Tensor& b, const LinearActParams& p) {
   if (p.N == 0 || p.out == 0 || (!p.bias && p.act == FusedAct::none)) return;
   IDEM_CHECK(p.out < INT32_MAX, op, "out=", p.out, " exceeds the 32-bit range of the CUDA kernels");
   set_device(y.device().index);
-  const cudaStream_t st = current_stream();
   const int64_t outputs = p.N * p.out;
   float* py = y.data<float>();
   const float* pb = p.bias ? b.data<float>() : nullptr;
   with_act(p.act, [&](auto act) {
-    linear_act_epilogue_kernel<decltype(act)::value>
-        <<<grid_for(outputs, kThreads), kThreads, 0, st>>>(py, pb, outputs, static_cast<int>(p.out),
-                                                           static_cast<float>(p.slope));
-    IDEM_LAUNCH_CHECK(op);
+    launch_grid_stride(IDEM_SITE(op), outputs, kThreads,
+                       linear_act_epilogue_kernel<decltype(act)::value>, py, pb, outputs,
+                       static_cast<int>(p.out), static_cast<float>(p.slope));
   });
 }
 

@@ -18,6 +18,7 @@
 
 #include "core/kernels/index.h"
 #include "cuda/common.cuh"
+#include "cuda/device_utils.cuh"
 
 namespace idem::cuda {
 
@@ -68,8 +69,7 @@ template <typename T>
 __global__ void slice_copy_kernel(T* __restrict__ dst, const T* __restrict__ src, int64_t outer,
                                   int64_t block, int64_t dst_row, int64_t src_row) {
   const int64_t total = outer * block;
-  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < total;
-       t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (const int64_t t : grid_stride(total)) {
     const int64_t o = t / block, r = t - o * block;
     dst[o * dst_row + r] = src[o * src_row + r];
   }
@@ -93,8 +93,7 @@ template <typename T>
 __global__ void concat_kernel(T* __restrict__ dst, int64_t outer, int64_t dst_row, int64_t cols,
                               const ConcatArgs a) {
   const int64_t total = outer * cols;
-  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < total;
-       t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (const int64_t t : grid_stride(total)) {
     const int64_t o = t / cols, r = t - o * cols;
     // Owner = number of later inputs starting at or before column r (unrolled over constant
     // indices: compares against the argument bank, no dependent load).
@@ -114,8 +113,7 @@ __global__ void index_select_fwd_kernel(T* __restrict__ out, const T* __restrict
                                         const int64_t* __restrict__ index, int64_t outer,
                                         int64_t n_index, int64_t in_dim, int64_t inner) {
   const int64_t total = outer * n_index * inner;
-  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < total;
-       t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (const int64_t t : grid_stride(total)) {
     const int64_t i = t % inner, oj = t / inner;
     const int64_t j = oj % n_index, o = oj / n_index;
     out[t] = in[(o * in_dim + __ldg(index + j)) * inner + i];
@@ -128,8 +126,7 @@ __global__ void gather_fwd_kernel(T* __restrict__ out, const T* __restrict__ in,
                                   const int64_t* __restrict__ index, int64_t outer,
                                   int64_t idx_dim, int64_t in_dim, int64_t inner) {
   const int64_t total = outer * idx_dim * inner;
-  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < total;
-       t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (const int64_t t : grid_stride(total)) {
     const int64_t i = t % inner, o = t / (idx_dim * inner);
     out[t] = in[(o * in_dim + __ldg(index + t)) * inner + i];
   }
@@ -144,8 +141,7 @@ __global__ void index_add_scan_kernel(T* __restrict__ out, const T* __restrict__
                                       const int64_t* __restrict__ index, int64_t outer,
                                       int64_t n_index, int64_t in_dim, int64_t inner) {
   const int64_t total = outer * in_dim * inner;
-  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < total;
-       t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (const int64_t t : grid_stride(total)) {
     const int64_t i = t % inner, od = t / inner;
     const int64_t d = od % in_dim, o = od / in_dim;
     T acc = out[t];
@@ -163,8 +159,7 @@ __global__ void index_add_sorted_kernel(T* __restrict__ out, const T* __restrict
                                         const int32_t* __restrict__ offsets, int64_t outer,
                                         int64_t n_index, int64_t in_dim, int64_t inner) {
   const int64_t total = outer * in_dim * inner;
-  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < total;
-       t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (const int64_t t : grid_stride(total)) {
     const int64_t i = t % inner, od = t / inner;
     const int64_t d = od % in_dim, o = od / in_dim;
     const int32_t lo = __ldg(offsets + d), hi = __ldg(offsets + d + 1);
@@ -183,8 +178,7 @@ __global__ void scatter_add_scan_kernel(T* __restrict__ out, const T* __restrict
                                         const int64_t* __restrict__ index, int64_t outer,
                                         int64_t idx_dim, int64_t in_dim, int64_t inner) {
   const int64_t total = outer * in_dim * inner;
-  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < total;
-       t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (const int64_t t : grid_stride(total)) {
     const int64_t i = t % inner, od = t / inner;
     const int64_t d = od % in_dim, o = od / in_dim;
     T acc = out[t];
@@ -202,8 +196,7 @@ __global__ void scatter_keys_kernel(uint64_t* __restrict__ keys, int32_t* __rest
                                     const int64_t* __restrict__ index, int64_t outer,
                                     int64_t idx_dim, int64_t in_dim, int64_t inner) {
   const int64_t total = outer * idx_dim * inner;
-  for (int64_t p = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; p < total;
-       p += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (const int64_t p : grid_stride(total)) {
     const int64_t i = p % inner, o = p / (idx_dim * inner);
     keys[p] = static_cast<uint64_t>((o * inner + i) * in_dim + __ldg(index + p));
     vals[p] = static_cast<int32_t>(p);
@@ -216,8 +209,7 @@ __global__ void scatter_add_sorted_kernel(T* __restrict__ out, const T* __restri
                                           const int32_t* __restrict__ offsets, int64_t outer,
                                           int64_t in_dim, int64_t inner) {
   const int64_t total = outer * in_dim * inner;
-  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < total;
-       t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (const int64_t t : grid_stride(total)) {
     const int64_t i = t % inner, od = t / inner;
     const int64_t d = od % in_dim, o = od / in_dim;
     const int64_t key = (o * inner + i) * in_dim + d;
@@ -233,25 +225,15 @@ __global__ void scatter_add_sorted_kernel(T* __restrict__ out, const T* __restri
 // Sorting support: stable radix sort of (key, value) pairs, then run offsets per key value.
 
 __global__ void iota_kernel(int32_t* __restrict__ v, int64_t n) {
-  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < n;
-       t += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    v[t] = static_cast<int32_t>(t);
+  for (const int64_t t : grid_stride(n)) v[t] = static_cast<int32_t>(t);
 }
 
 // offsets[k] = first position q with sorted[q] >= k, for k in [0, n_keys].
 __global__ void run_offsets_kernel(int32_t* __restrict__ offsets,
                                    const uint64_t* __restrict__ sorted, int64_t n,
                                    int64_t n_keys) {
-  for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k <= n_keys;
-       k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    int64_t lo = 0, hi = n;
-    while (lo < hi) {
-      const int64_t mid = (lo + hi) / 2;
-      if (sorted[mid] < static_cast<uint64_t>(k)) lo = mid + 1;
-      else hi = mid;
-    }
-    offsets[k] = static_cast<int32_t>(lo);
-  }
+  for (const int64_t k : grid_stride(n_keys + 1))
+    offsets[k] = static_cast<int32_t>(lower_bound(sorted, n, k));
 }
 
 int bits_for(uint64_t max_value) {
@@ -288,9 +270,8 @@ SortedRuns sorted_runs(const uint64_t* keys_in, const int32_t* vals_in, int64_t 
                                                       vals_in, v_out, static_cast<int>(n), 0,
                                                       end_bit, st));
   count_gpu_ops();  // one CUB sort (several kernels inside; the size query above runs none)
-  run_offsets_kernel<<<grid_for(n_keys + 1, kThreads), kThreads, 0, st>>>(
-      r.offsets.data<int32_t>(), k_out, n, n_keys);
-  IDEM_LAUNCH_CHECK(op);
+  launch_grid_stride(IDEM_SITE(op), n_keys + 1, kThreads, run_offsets_kernel,
+                     r.offsets.data<int32_t>(), k_out, n, n_keys);
   return r;
 }
 
@@ -304,8 +285,7 @@ template <typename T>
 __global__ void one_hot_kernel(T* __restrict__ out, const int64_t* __restrict__ index, int64_t n,
                                int64_t classes) {
   const int64_t total = n * classes;
-  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < total;
-       t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (const int64_t t : grid_stride(total)) {
     const int64_t r = t / classes, c = t - r * classes;
     out[t] = __ldg(index + r) == c ? T(1) : T(0);
   }
@@ -325,8 +305,7 @@ struct PermuteArgs {
 template <typename T, typename I>
 __global__ void permute_kernel(T* __restrict__ out, const T* __restrict__ in, PermuteArgs a,
                                int64_t total) {
-  for (I t = blockIdx.x * static_cast<I>(blockDim.x) + threadIdx.x; t < total;
-       t += static_cast<I>(gridDim.x) * blockDim.x) {
+  for (const I t : grid_stride(static_cast<I>(total))) {
     I rem = t, src = 0;
 #pragma unroll
     for (int k = kMaxDims - 1; k >= 0; --k) {
@@ -371,7 +350,6 @@ void slice_copy(const Tensor& dst, const Tensor& src, SliceCopy s) {
   const char* op = "slice_copy";
   if (s.outer == 0 || s.count == 0 || s.inner == 0) return;
   set_device(dst.device().index);
-  const cudaStream_t st = current_stream();
   const size_t es = dtype_size(src.dtype());
   auto* d = static_cast<char*>(dst.raw_data()) + s.dst_start * s.inner * es;
   const auto* x = static_cast<const char*>(src.raw_data()) + s.src_start * s.inner * es;
@@ -381,9 +359,9 @@ void slice_copy(const Tensor& dst, const Tensor& src, SliceCopy s) {
   with_width(w, [&](auto unit) {
     using T = decltype(unit);
     const int64_t blk = block / w;
-    slice_copy_kernel<T><<<grid_for(s.outer * blk, kThreads), kThreads, 0, st>>>(
-        reinterpret_cast<T*>(d), reinterpret_cast<const T*>(x), s.outer, blk, drow / w, srow / w);
-    IDEM_LAUNCH_CHECK(op);
+    launch_grid_stride(IDEM_SITE(op), s.outer * blk, kThreads, slice_copy_kernel<T>,
+                       reinterpret_cast<T*>(d), reinterpret_cast<const T*>(x), s.outer, blk,
+                       drow / w, srow / w);
   });
 }
 
@@ -391,7 +369,6 @@ void concat(const Tensor& out, const std::vector<Tensor>& xs, ConcatShape s) {
   const char* op = "concat";
   if (s.outer == 0 || s.inner == 0 || s.total == 0) return;
   set_device(out.device().index);
-  const cudaStream_t st = current_stream();
   const size_t es = dtype_size(out.dtype());
   const uint64_t slab = static_cast<uint64_t>(s.outer * s.inner);  // elements per unit of n_k
   const uint64_t out_row = s.total * s.inner * es;                 // bytes
@@ -434,9 +411,8 @@ void concat(const Tensor& out, const std::vector<Tensor>& xs, ConcatShape s) {
     }
     with_width(w, [&](auto unit) {
       using T = decltype(unit);
-      concat_kernel<T><<<grid_for(s.outer * c, kThreads), kThreads, 0, st>>>(
-          reinterpret_cast<T*>(d), s.outer, static_cast<int64_t>(out_row / w), c, a);
-      IDEM_LAUNCH_CHECK(op);
+      launch_grid_stride(IDEM_SITE(op), s.outer * c, kThreads, concat_kernel<T>,
+                         reinterpret_cast<T*>(d), s.outer, static_cast<int64_t>(out_row / w), c, a);
     });
   }
 }
@@ -447,18 +423,16 @@ void index_select_fwd(const Tensor& out, const Tensor& in, const Tensor& index, 
   const char* op = "index_select";
   if (out.numel() == 0) return;
   set_device(out.device().index);
-  const cudaStream_t st = current_stream();
   const size_t es = dtype_size(in.dtype());
   const uint64_t row = s.inner * es;
   const size_t w = widest_unit(es, {row, addr(out.raw_data()), addr(in.raw_data())});
   with_width(w, [&](auto unit) {
     using T = decltype(unit);
     const int64_t inner = row / w;
-    index_select_fwd_kernel<T>
-        <<<grid_for(s.outer * s.n_index * inner, kThreads), kThreads, 0, st>>>(
-            static_cast<T*>(out.raw_data()), static_cast<const T*>(in.raw_data()),
-            index.data<int64_t>(), s.outer, s.n_index, s.in_dim, inner);
-    IDEM_LAUNCH_CHECK(op);
+    launch_grid_stride(IDEM_SITE(op), s.outer * s.n_index * inner, kThreads,
+                       index_select_fwd_kernel<T>, static_cast<T*>(out.raw_data()),
+                       static_cast<const T*>(in.raw_data()), index.data<int64_t>(), s.outer,
+                       s.n_index, s.in_dim, inner);
   });
 }
 
@@ -471,26 +445,23 @@ void index_add(const Tensor& out, const Tensor& src, const Tensor& index, IndexS
   const int64_t* idx = index.data<int64_t>();
   if (s.n_index <= kScanMaxIndices) {
     IDEM_DISPATCH_ALL(out.dtype(), op, [&] {
-      index_add_scan_kernel<scalar_t><<<grid_for(total, kThreads), kThreads, 0, st>>>(
-          out.data<scalar_t>(), src.data<scalar_t>(), idx, s.outer, s.n_index, s.in_dim,
-          s.inner);
-      IDEM_LAUNCH_CHECK(op);
+      launch_grid_stride(IDEM_SITE(op), total, kThreads, index_add_scan_kernel<scalar_t>,
+                         out.data<scalar_t>(), src.data<scalar_t>(), idx, s.outer, s.n_index,
+                         s.in_dim, s.inner);
     });
     return;
   }
   // The i64 indices are already valid keys in [0, in_dim): sort them as unsigned words.
   Tensor vals = empty({s.n_index}, {DType::i32, out.device()});
-  iota_kernel<<<grid_for(s.n_index, kThreads), kThreads, 0, st>>>(vals.data<int32_t>(),
-                                                                    s.n_index);
-  IDEM_LAUNCH_CHECK(op);
+  launch_grid_stride(IDEM_SITE(op), s.n_index, kThreads, iota_kernel, vals.data<int32_t>(),
+                     s.n_index);
   const SortedRuns runs = sorted_runs(reinterpret_cast<const uint64_t*>(idx),
                                       vals.data<int32_t>(), s.n_index, s.in_dim, out.device(),
                                       st, op);
   IDEM_DISPATCH_ALL(out.dtype(), op, [&] {
-    index_add_sorted_kernel<scalar_t><<<grid_for(total, kThreads), kThreads, 0, st>>>(
-        out.data<scalar_t>(), src.data<scalar_t>(), runs.perm.data<int32_t>(),
-        runs.offsets.data<int32_t>(), s.outer, s.n_index, s.in_dim, s.inner);
-    IDEM_LAUNCH_CHECK(op);
+    launch_grid_stride(IDEM_SITE(op), total, kThreads, index_add_sorted_kernel<scalar_t>,
+                       out.data<scalar_t>(), src.data<scalar_t>(), runs.perm.data<int32_t>(),
+                       runs.offsets.data<int32_t>(), s.outer, s.n_index, s.in_dim, s.inner);
   });
 }
 
@@ -500,13 +471,11 @@ void gather_fwd(const Tensor& out, const Tensor& in, const Tensor& index, Gather
   const char* op = "gather";
   if (out.numel() == 0) return;
   set_device(out.device().index);
-  const cudaStream_t st = current_stream();
   with_width(dtype_size(in.dtype()), [&](auto unit) {
     using T = decltype(unit);
-    gather_fwd_kernel<T><<<grid_for(out.numel(), kThreads), kThreads, 0, st>>>(
-        static_cast<T*>(out.raw_data()), static_cast<const T*>(in.raw_data()),
-        index.data<int64_t>(), s.outer, s.idx_dim, s.in_dim, s.inner);
-    IDEM_LAUNCH_CHECK(op);
+    launch_grid_stride(IDEM_SITE(op), out.numel(), kThreads, gather_fwd_kernel<T>,
+                       static_cast<T*>(out.raw_data()), static_cast<const T*>(in.raw_data()),
+                       index.data<int64_t>(), s.outer, s.idx_dim, s.in_dim, s.inner);
   });
 }
 
@@ -520,25 +489,22 @@ void scatter_add(const Tensor& out, const Tensor& src, const Tensor& index, Gath
   const int64_t* idx = index.data<int64_t>();
   if (s.idx_dim <= kScanMaxIndices || n >= INT32_MAX || total >= INT32_MAX) {
     IDEM_DISPATCH_ALL(out.dtype(), op, [&] {
-      scatter_add_scan_kernel<scalar_t><<<grid_for(total, kThreads), kThreads, 0, st>>>(
-          out.data<scalar_t>(), src.data<scalar_t>(), idx, s.outer, s.idx_dim, s.in_dim,
-          s.inner);
-      IDEM_LAUNCH_CHECK(op);
+      launch_grid_stride(IDEM_SITE(op), total, kThreads, scatter_add_scan_kernel<scalar_t>,
+                         out.data<scalar_t>(), src.data<scalar_t>(), idx, s.outer, s.idx_dim,
+                         s.in_dim, s.inner);
     });
     return;
   }
   Tensor keys = empty({n}, {DType::i64, out.device()});
   Tensor vals = empty({n}, {DType::i32, out.device()});
   auto* k = reinterpret_cast<uint64_t*>(keys.data<int64_t>());
-  scatter_keys_kernel<<<grid_for(n, kThreads), kThreads, 0, st>>>(
-      k, vals.data<int32_t>(), idx, s.outer, s.idx_dim, s.in_dim, s.inner);
-  IDEM_LAUNCH_CHECK(op);
+  launch_grid_stride(IDEM_SITE(op), n, kThreads, scatter_keys_kernel, k, vals.data<int32_t>(), idx,
+                     s.outer, s.idx_dim, s.in_dim, s.inner);
   const SortedRuns runs = sorted_runs(k, vals.data<int32_t>(), n, total, out.device(), st, op);
   IDEM_DISPATCH_ALL(out.dtype(), op, [&] {
-    scatter_add_sorted_kernel<scalar_t><<<grid_for(total, kThreads), kThreads, 0, st>>>(
-        out.data<scalar_t>(), src.data<scalar_t>(), runs.perm.data<int32_t>(),
-        runs.offsets.data<int32_t>(), s.outer, s.in_dim, s.inner);
-    IDEM_LAUNCH_CHECK(op);
+    launch_grid_stride(IDEM_SITE(op), total, kThreads, scatter_add_sorted_kernel<scalar_t>,
+                       out.data<scalar_t>(), src.data<scalar_t>(), runs.perm.data<int32_t>(),
+                       runs.offsets.data<int32_t>(), s.outer, s.in_dim, s.inner);
   });
 }
 
@@ -548,12 +514,10 @@ void one_hot(const Tensor& out, const Tensor& index, int64_t num_classes) {
   const char* op = "one_hot";
   if (out.numel() == 0) return;
   set_device(out.device().index);
-  const cudaStream_t st = current_stream();
   const int64_t n = index.numel();
   IDEM_DISPATCH_ALL(out.dtype(), op, [&] {
-    one_hot_kernel<scalar_t><<<grid_for(n * num_classes, kThreads), kThreads, 0, st>>>(
-        out.data<scalar_t>(), index.data<int64_t>(), n, num_classes);
-    IDEM_LAUNCH_CHECK(op);
+    launch_grid_stride(IDEM_SITE(op), n * num_classes, kThreads, one_hot_kernel<scalar_t>,
+                       out.data<scalar_t>(), index.data<int64_t>(), n, num_classes);
   });
 }
 
@@ -631,11 +595,11 @@ void permute(const Tensor& out, const Tensor& in, const std::vector<int64_t>& pe
     const auto* x = static_cast<const T*>(in.raw_data());
     // 32-bit index math is cheaper; keep t + grid stride below 2^31.
     if (total < INT32_MAX / 2) {
-      permute_kernel<T, int32_t><<<grid_for(total, kThreads), kThreads, 0, st>>>(o, x, a, total);
-      IDEM_LAUNCH_CHECK(op);
+      launch_grid_stride(IDEM_SITE(op), total, kThreads, permute_kernel<T, int32_t>, o, x, a,
+                         total);
     } else {
-      permute_kernel<T, int64_t><<<grid_for(total, kThreads), kThreads, 0, st>>>(o, x, a, total);
-      IDEM_LAUNCH_CHECK(op);
+      launch_grid_stride(IDEM_SITE(op), total, kThreads, permute_kernel<T, int64_t>, o, x, a,
+                         total);
     }
   });
 }

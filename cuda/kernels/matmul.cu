@@ -25,6 +25,7 @@
 
 #include "core/kernels/matmul.h"
 #include "cuda/common.cuh"
+#include "cuda/device_utils.cuh"
 
 namespace idem::cuda {
 
@@ -261,8 +262,7 @@ __device__ __forceinline__ void store_c(float* c, float v, float alpha, float be
 template <bool TA, bool TB>
 __global__ void matmul_fwd_small_kernel(GemmArgs g, int batch) {
   const int64_t MN = static_cast<int64_t>(g.M) * g.N, total = MN * batch;
-  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
-       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (const int64_t idx : grid_stride(total)) {
     const int64_t bz = idx / MN, rem = idx - bz * MN;
     const int m = static_cast<int>(rem / g.N), n = static_cast<int>(rem % g.N);
     const float* A = g.a + bz * g.stride_a;
@@ -280,9 +280,7 @@ template <bool TA, bool TB>
 __global__ void matmul_fwd_warp_kernel(GemmArgs g, int batch) {
   const int64_t MN = static_cast<int64_t>(g.M) * g.N, total = MN * batch;
   const int lane = threadIdx.x % 32;
-  const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / 32);
-  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
-       idx < total; idx += warps) {
+  for (const int64_t idx : grid_stride_warps(total)) {
     const int64_t bz = idx / MN, rem = idx - bz * MN;
     const int m = static_cast<int>(rem / g.N), n = static_cast<int>(rem % g.N);
     const float* A = g.a + bz * g.stride_a;
@@ -290,8 +288,7 @@ __global__ void matmul_fwd_warp_kernel(GemmArgs g, int batch) {
     float s = 0.f;
     for (int k = lane; k < g.K; k += 32)
       s = fmaf(a_at<TA>(A, m, k, g.M, g.K), b_at<TB>(B, k, n, g.N, g.K), s);
-#pragma unroll
-    for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
+    s = warp_sum(s);
     if (lane == 0) store_c(g.c + bz * g.stride_c + rem, s, g.alpha, g.beta);
   }
 }
@@ -349,41 +346,16 @@ void launch_tiled(const GemmArgs& g, int batch, bool ta, bool tb, bool vec_a, bo
     launch_tiled_t<BM, BN, BK, TM, TN, WTM, WTN, MINB, true, true>(g, batch, vec_a, vec_b, st);
 }
 
-void launch_small(const GemmArgs& g, int batch, bool ta, bool tb, bool per_warp,
-                  cudaStream_t st) {
+// The small-shape kernels on the current stream: one thread per output, or one warp per output.
+void launch_small(const GemmArgs& g, int batch, bool ta, bool tb, bool per_warp) {
   const int64_t outputs = static_cast<int64_t>(g.M) * g.N * batch;
-  const int threads = 256;
-  if (per_warp) {
-    const unsigned grid = grid_for(outputs * 32, threads);
-    if (!ta && !tb) {
-      matmul_fwd_warp_kernel<false, false><<<grid, threads, 0, st>>>(g, batch);
-      IDEM_LAUNCH_CHECK("matmul");
-    } else if (!ta && tb) {
-      matmul_fwd_warp_kernel<false, true><<<grid, threads, 0, st>>>(g, batch);
-      IDEM_LAUNCH_CHECK("matmul");
-    } else if (ta && !tb) {
-      matmul_fwd_warp_kernel<true, false><<<grid, threads, 0, st>>>(g, batch);
-      IDEM_LAUNCH_CHECK("matmul");
-    } else {
-      matmul_fwd_warp_kernel<true, true><<<grid, threads, 0, st>>>(g, batch);
-      IDEM_LAUNCH_CHECK("matmul");
-    }
-  } else {
-    const unsigned grid = grid_for(outputs, threads);
-    if (!ta && !tb) {
-      matmul_fwd_small_kernel<false, false><<<grid, threads, 0, st>>>(g, batch);
-      IDEM_LAUNCH_CHECK("matmul");
-    } else if (!ta && tb) {
-      matmul_fwd_small_kernel<false, true><<<grid, threads, 0, st>>>(g, batch);
-      IDEM_LAUNCH_CHECK("matmul");
-    } else if (ta && !tb) {
-      matmul_fwd_small_kernel<true, false><<<grid, threads, 0, st>>>(g, batch);
-      IDEM_LAUNCH_CHECK("matmul");
-    } else {
-      matmul_fwd_small_kernel<true, true><<<grid, threads, 0, st>>>(g, batch);
-      IDEM_LAUNCH_CHECK("matmul");
-    }
-  }
+  void (*const kernels[2][2][2])(GemmArgs, int) = {  // [per_warp][ta][tb]
+      {{matmul_fwd_small_kernel<false, false>, matmul_fwd_small_kernel<false, true>},
+       {matmul_fwd_small_kernel<true, false>, matmul_fwd_small_kernel<true, true>}},
+      {{matmul_fwd_warp_kernel<false, false>, matmul_fwd_warp_kernel<false, true>},
+       {matmul_fwd_warp_kernel<true, false>, matmul_fwd_warp_kernel<true, true>}}};
+  launch_grid_stride(IDEM_SITE("matmul"), per_warp ? outputs * 32 : outputs, 256,
+                     kernels[per_warp][ta][tb], g, batch);
 }
 
 int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -399,8 +371,7 @@ int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 __global__ void splitk_sum_kernel(const float* __restrict__ parts, float* __restrict__ c,
                                   int64_t chunks, int64_t outputs, float alpha) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < outputs;
-       i += int64_t(gridDim.x) * blockDim.x) {
+  for (const int64_t i : grid_stride(outputs)) {
     float acc = 0.f;
     for (int64_t s = 0; s < chunks; ++s) acc += parts[s * outputs + i];
     c[i] = alpha * acc;
@@ -430,9 +401,8 @@ void matmul_split_k(const Tensor& c, const GemmArgs& g, const MatmulParams& p, i
     launch_tiled<64, 64, 16, 4, 4, 4, 8, 1>(gs, static_cast<int>(chunks), true, false, vec_a, vec_b, st);
   else
     launch_tiled<32, 32, 16, 4, 4, 4, 8, 1>(gs, static_cast<int>(chunks), true, false, vec_a, vec_b, st);
-  splitk_sum_kernel<<<grid_for(outputs, 256), 256, 0, st>>>(scratch.data<float>(), g.c, chunks,
-                                                            outputs, g.alpha);
-  IDEM_LAUNCH_CHECK("matmul");
+  launch_grid_stride(IDEM_SITE("matmul"), outputs, 256, splitk_sum_kernel, scratch.data<float>(),
+                     g.c, chunks, outputs, g.alpha);
   const int64_t done = chunks * kc;
   if (done < p.K) {
     GemmArgs gr = g;
@@ -440,7 +410,7 @@ void matmul_split_k(const Tensor& c, const GemmArgs& g, const MatmulParams& p, i
     gr.b = g.b + done * p.N;
     gr.K = static_cast<int>(p.K - done);
     gr.beta = 1.f;  // C += alpha · (the remaining rows)
-    launch_small(gr, 1, true, false, false, st);
+    launch_small(gr, 1, true, false, false);
   }
 }
 
@@ -496,10 +466,9 @@ void matmul_hand_variant(const Tensor& c, const Tensor& a, const Tensor& b, cons
       // Tiny products (IT³ layers) or a short K: the tiles would leave the GPU idle.
       if (p.K <= 16 || outputs <= 8192) v = 5;
       // Tall and skinny (N <= 64): 128 rows by 64 columns, when that fills every SM. A 128x128
-      // tile would spend half its FMAs and threads on padding columns (ncu, H100: 40 µs for
-      // (65536,64)·(64,64), where reading and writing 16 MB each takes ~11 µs). Not for a
-      // transposed A: those instantiations spill under the 128-register cap (ptxas -v), and
-      // the GNN/Linear products (x·Wᵀ, gz·W) never transpose A.
+      // tile would spend half its FMAs and threads on padding columns (docs/performance.md).
+      // Not for a transposed A: those instantiations spill under the 128-register cap
+      // (ptxas -v), and the GNN/Linear products (x·Wᵀ, gz·W) never transpose A.
       else if (p.N <= 64 && !p.trans_a && cdiv(p.M, 128) * nb >= nsm) v = 6;
       // Otherwise the largest tile that still gives every SM a block.
       else if (cdiv(p.M, 128) * cdiv(p.N, 128) * nb >= nsm) v = 1;
@@ -517,7 +486,7 @@ void matmul_hand_variant(const Tensor& c, const Tensor& a, const Tensor& b, cons
       case 6: launch_tiled<128, 64, 8, 8, 8, 4, 8, 4>(gc, nb, ta, tb, vec_a, vec_b, st); break;
       default:
         // Few outputs and a long K: a warp per output keeps enough threads busy.
-        launch_small(gc, nb, ta, tb, p.K >= 128 && outputs <= 65536, st);
+        launch_small(gc, nb, ta, tb, p.K >= 128 && outputs <= 65536);
     }
     // Each launch_* helper checks its one launch (IDEM_LAUNCH_CHECK counts launches).
   }

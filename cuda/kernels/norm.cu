@@ -14,7 +14,7 @@
 //    batch_norm in evaluation mode).
 //  - dropout_fwd_philox_kernel: elementwise Philox mask (also the backward, applied to g).
 // Every block reduction uses a fixed tree (warp shuffles, then one warp over the per-warp
-// partials), so results are deterministic; no atomics.
+// partials: block_sum in cuda/device_utils.cuh), so results are deterministic; no atomics.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -22,6 +22,7 @@
 #include "core/kernels/norm.h"
 #include "core/philox.h"
 #include "cuda/common.cuh"
+#include "cuda/device_utils.cuh"
 
 namespace idem::cuda {
 
@@ -52,29 +53,6 @@ int block_threads(int64_t n) {
 
 unsigned block_grid(int64_t blocks) {
   return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(blocks, 65535 * 8)));
-}
-
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-  return v;
-}
-
-// Sums K values over the block; every thread gets the K totals. `scratch` holds K*32 floats.
-// requires: blockDim.x a multiple of 32; every thread of the block calls it.
-template <int K>
-__device__ void block_sum(float (&v)[K], float* scratch) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-#pragma unroll
-  for (int k = 0; k < K; ++k) v[k] = warp_sum(v[k]);
-  __syncthreads();  // scratch may still be read from the previous call
-  if (lane == 0) {
-#pragma unroll
-    for (int k = 0; k < K; ++k) scratch[k * 32 + warp] = v[k];
-  }
-  __syncthreads();
-#pragma unroll
-  for (int k = 0; k < K; ++k) v[k] = warp_sum(lane < nwarps ? scratch[k * 32 + lane] : 0.f);
 }
 
 // Flat index of the j-th element (j < O*I) of group g in the statistics view.
@@ -138,8 +116,7 @@ __global__ void norm_fwd_stats_map_kernel(float* __restrict__ y, float* __restri
                                           const float* __restrict__ var_in,
                                           const float* __restrict__ w, const float* __restrict__ b,
                                           Dims d, float eps, int64_t n) {
-  for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k < n;
-       k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (const int64_t k : grid_stride(n)) {
     const int64_t g = group_of(d, k), c = channel_of(d, k);
     const float r = 1.f / sqrtf(__ldg(var_in + g) + eps);
     float v = (__ldg(x + k) - __ldg(mean_in + g)) * r;
@@ -210,8 +187,7 @@ __global__ void norm_bwd_data_block_kernel(float* __restrict__ dx, float* __rest
 __global__ void norm_bwd_data_map_kernel(float* __restrict__ dx, const float* __restrict__ gout,
                                          const float* __restrict__ rstd,
                                          const float* __restrict__ w, Dims d, int64_t n) {
-  for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k < n;
-       k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (const int64_t k : grid_stride(n)) {
     const float wk = w != nullptr ? __ldg(w + channel_of(d, k)) : 1.f;
     dx[k] = __ldg(gout + k) * wk * __ldg(rstd + group_of(d, k));
   }
@@ -248,8 +224,7 @@ __global__ void norm_bwd_affine_block_kernel(float* __restrict__ dw, float* __re
 __global__ void dropout_fwd_philox_kernel(float* __restrict__ out, const float* __restrict__ in,
                                           int64_t n, uint64_t seed, uint64_t offset,
                                           uint32_t keep_threshold, float scale) {
-  for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k < n;
-       k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (const int64_t k : grid_stride(n)) {
     uint32_t r[4];
     philox_block(seed, static_cast<uint64_t>(k), offset, r);
     out[k] = (r[0] >> 8) >= keep_threshold ? __ldg(in + k) * scale : 0.f;
@@ -278,11 +253,10 @@ void norm_fwd_stats(const Tensor& y, const Tensor& mean, const Tensor& rstd, con
   const int64_t n = s.numel();
   if (n == 0) return;
   set_device(x.device().index);
-  norm_fwd_stats_map_kernel<<<grid_for(n, kMapThreads), kMapThreads, 0, current_stream()>>>(
-      y.data<float>(), mean.data<float>(), rstd.data<float>(), x.data<float>(),
-      mean_in.data<float>(), var_in.data<float>(), fptr(weight), fptr(bias), dims_of(s),
-      static_cast<float>(p.eps), n);
-  IDEM_LAUNCH_CHECK("norm");
+  launch_grid_stride(IDEM_SITE("norm"), n, kMapThreads, norm_fwd_stats_map_kernel,
+                     y.data<float>(), mean.data<float>(), rstd.data<float>(), x.data<float>(),
+                     mean_in.data<float>(), var_in.data<float>(), fptr(weight), fptr(bias),
+                     dims_of(s), static_cast<float>(p.eps), n);
 }
 
 void norm_bwd(const Tensor& dx, const Tensor& dweight, const Tensor& dbias, const Tensor& g,
@@ -313,9 +287,8 @@ void norm_bwd(const Tensor& dx, const Tensor& dweight, const Tensor& dbias, cons
       IDEM_LAUNCH_CHECK("norm_backward");
     }
   } else if (pdx != nullptr) {
-    norm_bwd_data_map_kernel<<<grid_for(n, kMapThreads), kMapThreads, 0, st>>>(
-        pdx, g.data<float>(), rstd.data<float>(), fptr(weight), d, n);
-    IDEM_LAUNCH_CHECK("norm_backward");
+    launch_grid_stride(IDEM_SITE("norm_backward"), n, kMapThreads, norm_bwd_data_map_kernel, pdx,
+                       g.data<float>(), rstd.data<float>(), fptr(weight), d, n);
   }
   if (want_affine && !fused) {
     norm_bwd_affine_block_kernel<<<block_grid(s.channels), block_threads(s.aff_outer * s.aff_inner),
@@ -329,10 +302,9 @@ void dropout_apply(const Tensor& out, const Tensor& in, const DropoutParams& p) 
   const int64_t n = in.numel();
   if (n == 0) return;
   set_device(in.device().index);
-  dropout_fwd_philox_kernel<<<grid_for(n, kMapThreads), kMapThreads, 0, current_stream()>>>(
-      out.data<float>(), in.data<float>(), n, p.seed, p.offset, p.keep_threshold(),
-      static_cast<float>(p.scale()));
-  IDEM_LAUNCH_CHECK("dropout");
+  launch_grid_stride(IDEM_SITE("dropout"), n, kMapThreads, dropout_fwd_philox_kernel,
+                     out.data<float>(), in.data<float>(), n, p.seed, p.offset, p.keep_threshold(),
+                     static_cast<float>(p.scale()));
 }
 
 }  // namespace idem::cuda

@@ -8,6 +8,7 @@
 
 #include "core/kernels/pool.h"
 #include "cuda/common.cuh"
+#include "cuda/device_utils.cuh"
 
 namespace idem::cuda {
 
@@ -24,14 +25,10 @@ __device__ __forceinline__ int64_t imax(int64_t a, int64_t b) {
   return a > b ? a : b;
 }
 
-#define IDEM_GRID_STRIDE(t, total)                                                           \
-  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < (total); \
-       t += static_cast<int64_t>(gridDim.x) * blockDim.x)
-
 __global__ void max_pool2d_fwd_kernel(float* __restrict__ y, int64_t* __restrict__ idx,
                                       const float* __restrict__ x, PoolShape s) {
   const int64_t total = s.NC * s.P * s.Q;
-  IDEM_GRID_STRIDE(t, total) {
+  for (const int64_t t : grid_stride(total)) {
     const int64_t q = t % s.Q, p = (t / s.Q) % s.P, nc = t / (s.P * s.Q);
     const float* plane = x + nc * s.H * s.W;
     const int64_t hs = p * s.stride_h - s.pad_h, ws = q * s.stride_w - s.pad_w;
@@ -55,7 +52,7 @@ __global__ void max_pool2d_fwd_kernel(float* __restrict__ y, int64_t* __restrict
 __global__ void max_pool2d_bwd_kernel(float* __restrict__ gx, const float* __restrict__ gy,
                                       const int64_t* __restrict__ idx, PoolShape s) {
   const int64_t total = s.NC * s.H * s.W;
-  IDEM_GRID_STRIDE(t, total) {
+  for (const int64_t t : grid_stride(total)) {
     const int64_t w = t % s.W, h = (t / s.W) % s.H, nc = t / (s.H * s.W);
     int64_t p0, p1, q0, q1;
     covering_range(h, s.kernel_h, s.stride_h, s.pad_h, s.P, p0, p1);
@@ -82,7 +79,7 @@ __device__ __forceinline__ int64_t avg_divisor(int64_t p, int64_t q, const PoolS
 __global__ void avg_pool2d_fwd_kernel(float* __restrict__ y, const float* __restrict__ x,
                                       PoolShape s) {
   const int64_t total = s.NC * s.P * s.Q;
-  IDEM_GRID_STRIDE(t, total) {
+  for (const int64_t t : grid_stride(total)) {
     const int64_t q = t % s.Q, p = (t / s.Q) % s.P, nc = t / (s.P * s.Q);
     const float* plane = x + nc * s.H * s.W;
     const int64_t hs = p * s.stride_h - s.pad_h, ws = q * s.stride_w - s.pad_w;
@@ -98,7 +95,7 @@ __global__ void avg_pool2d_fwd_kernel(float* __restrict__ y, const float* __rest
 __global__ void avg_pool2d_bwd_kernel(float* __restrict__ gx, const float* __restrict__ gy,
                                       PoolShape s) {
   const int64_t total = s.NC * s.H * s.W;
-  IDEM_GRID_STRIDE(t, total) {
+  for (const int64_t t : grid_stride(total)) {
     const int64_t w = t % s.W, h = (t / s.W) % s.H, nc = t / (s.H * s.W);
     int64_t p0, p1, q0, q1;
     covering_range(h, s.kernel_h, s.stride_h, s.pad_h, s.P, p0, p1);
@@ -115,7 +112,7 @@ __global__ void avg_pool2d_bwd_kernel(float* __restrict__ gx, const float* __res
 __global__ void adaptive_avg_pool2d_fwd_kernel(float* __restrict__ y, const float* __restrict__ x,
                                                PoolShape s) {
   const int64_t total = s.NC * s.P * s.Q;
-  IDEM_GRID_STRIDE(t, total) {
+  for (const int64_t t : grid_stride(total)) {
     const int64_t q = t % s.Q, p = (t / s.Q) % s.P, nc = t / (s.P * s.Q);
     const float* plane = x + nc * s.H * s.W;
     const int64_t h0 = adaptive_start(p, s.P, s.H), h1 = adaptive_end(p, s.P, s.H);
@@ -130,7 +127,7 @@ __global__ void adaptive_avg_pool2d_fwd_kernel(float* __restrict__ y, const floa
 __global__ void adaptive_avg_pool2d_bwd_kernel(float* __restrict__ gx, const float* __restrict__ gy,
                                                PoolShape s) {
   const int64_t total = s.NC * s.H * s.W;
-  IDEM_GRID_STRIDE(t, total) {
+  for (const int64_t t : grid_stride(total)) {
     const int64_t w = t % s.W, h = (t / s.W) % s.H, nc = t / (s.H * s.W);
     // Windows p with start(p) <= h < end(p): p in [⌊hP/H⌋, ⌈(h+1)P/H⌉); the test inside the
     // loop keeps it exact whatever the rounding.
@@ -156,7 +153,7 @@ __global__ void upsample2d_fwd_kernel(float* __restrict__ y, const float* __rest
   const int64_t total = s.NC * s.P * s.Q;
   const float sh = linear_scale<float>(s.H, s.P, align_corners);
   const float sw = linear_scale<float>(s.W, s.Q, align_corners);
-  IDEM_GRID_STRIDE(t, total) {
+  for (const int64_t t : grid_stride(total)) {
     const int64_t q = t % s.Q, p = (t / s.Q) % s.P, nc = t / (s.P * s.Q);
     const float* plane = x + nc * s.H * s.W;
     if (!bilinear) {
@@ -194,7 +191,7 @@ __global__ void upsample2d_bwd_kernel(float* __restrict__ gx, const float* __res
   const int64_t total = s.NC * s.H * s.W;
   const float sh = linear_scale<float>(s.H, s.P, align_corners);
   const float sw = linear_scale<float>(s.W, s.Q, align_corners);
-  IDEM_GRID_STRIDE(t, total) {
+  for (const int64_t t : grid_stride(total)) {
     const int64_t w = t % s.W, h = (t / s.W) % s.H, nc = t / (s.H * s.W);
     // A bilinear output reaches rows i0 and i0 + 1, so the walk starts at the first output
     // whose i0 >= h − 1; a nearest output reaches only its source row.
@@ -217,86 +214,69 @@ __global__ void upsample2d_bwd_kernel(float* __restrict__ gx, const float* __res
   }
 }
 
-#undef IDEM_GRID_STRIDE
-
-template <typename Launch>
-void launch(const char* op, int64_t n, const Tensor& like, Launch&& f) {
-  if (n == 0) return;
+// Nothing to do when n == 0; else makes like's device current for the launch.
+bool ready(int64_t n, const Tensor& like) {
+  if (n == 0) return false;
   set_device(like.device().index);
-  f(op, grid_for(n, kThreads), current_stream());  // f launches one kernel and checks it
+  return true;
 }
 
 }  // namespace
 
 void max_pool2d_fwd(const Tensor& out, const Tensor& indices, const Tensor& in,
                     const PoolShape& s) {
-  launch("max_pool2d", out.numel(), out, [&](const char* op, unsigned g, cudaStream_t st) {
-    max_pool2d_fwd_kernel<<<g, kThreads, 0, st>>>(out.data<float>(), indices.data<int64_t>(),
-                                                  in.data<float>(), s);
-    IDEM_LAUNCH_CHECK(op);
-  });
+  if (!ready(out.numel(), out)) return;
+  launch_grid_stride(IDEM_SITE("max_pool2d"), out.numel(), kThreads, max_pool2d_fwd_kernel,
+                     out.data<float>(), indices.data<int64_t>(), in.data<float>(), s);
 }
 
 void max_pool2d_bwd(const Tensor& grad_in, const Tensor& grad_out, const Tensor& indices,
                     const PoolShape& s) {
-  launch("max_pool2d_backward", grad_in.numel(), grad_in,
-         [&](const char* op, unsigned g, cudaStream_t st) {
-           max_pool2d_bwd_kernel<<<g, kThreads, 0, st>>>(
-               grad_in.data<float>(), grad_out.data<float>(), indices.data<int64_t>(), s);
-           IDEM_LAUNCH_CHECK(op);
-         });
+  if (!ready(grad_in.numel(), grad_in)) return;
+  launch_grid_stride(IDEM_SITE("max_pool2d_backward"), grad_in.numel(), kThreads,
+                     max_pool2d_bwd_kernel, grad_in.data<float>(), grad_out.data<float>(),
+                     indices.data<int64_t>(), s);
 }
 
 void avg_pool2d_fwd(const Tensor& out, const Tensor& in, const PoolShape& s) {
-  launch("avg_pool2d", out.numel(), out, [&](const char* op, unsigned g, cudaStream_t st) {
-    avg_pool2d_fwd_kernel<<<g, kThreads, 0, st>>>(out.data<float>(), in.data<float>(), s);
-    IDEM_LAUNCH_CHECK(op);
-  });
+  if (!ready(out.numel(), out)) return;
+  launch_grid_stride(IDEM_SITE("avg_pool2d"), out.numel(), kThreads, avg_pool2d_fwd_kernel,
+                     out.data<float>(), in.data<float>(), s);
 }
 
 void avg_pool2d_bwd(const Tensor& grad_in, const Tensor& grad_out, const PoolShape& s) {
-  launch("avg_pool2d_backward", grad_in.numel(), grad_in,
-         [&](const char* op, unsigned g, cudaStream_t st) {
-           avg_pool2d_bwd_kernel<<<g, kThreads, 0, st>>>(grad_in.data<float>(),
-                                                         grad_out.data<float>(), s);
-           IDEM_LAUNCH_CHECK(op);
-         });
+  if (!ready(grad_in.numel(), grad_in)) return;
+  launch_grid_stride(IDEM_SITE("avg_pool2d_backward"), grad_in.numel(), kThreads,
+                     avg_pool2d_bwd_kernel, grad_in.data<float>(), grad_out.data<float>(), s);
 }
 
 void adaptive_avg_pool2d_fwd(const Tensor& out, const Tensor& in, const PoolShape& s) {
-  launch("adaptive_avg_pool2d", out.numel(), out, [&](const char* op, unsigned g, cudaStream_t st) {
-    adaptive_avg_pool2d_fwd_kernel<<<g, kThreads, 0, st>>>(out.data<float>(), in.data<float>(), s);
-    IDEM_LAUNCH_CHECK(op);
-  });
+  if (!ready(out.numel(), out)) return;
+  launch_grid_stride(IDEM_SITE("adaptive_avg_pool2d"), out.numel(), kThreads,
+                     adaptive_avg_pool2d_fwd_kernel, out.data<float>(), in.data<float>(), s);
 }
 
 void adaptive_avg_pool2d_bwd(const Tensor& grad_in, const Tensor& grad_out, const PoolShape& s) {
-  launch("adaptive_avg_pool2d_backward", grad_in.numel(), grad_in,
-         [&](const char* op, unsigned g, cudaStream_t st) {
-           adaptive_avg_pool2d_bwd_kernel<<<g, kThreads, 0, st>>>(grad_in.data<float>(),
-                                                                  grad_out.data<float>(), s);
-           IDEM_LAUNCH_CHECK(op);
-         });
+  if (!ready(grad_in.numel(), grad_in)) return;
+  launch_grid_stride(IDEM_SITE("adaptive_avg_pool2d_backward"), grad_in.numel(), kThreads,
+                     adaptive_avg_pool2d_bwd_kernel, grad_in.data<float>(), grad_out.data<float>(),
+                     s);
 }
 
 void upsample2d_fwd(const Tensor& out, const Tensor& in, const PoolShape& s, UpsampleMode mode,
                     bool align_corners) {
-  launch("upsample2d", out.numel(), out, [&](const char* op, unsigned g, cudaStream_t st) {
-    upsample2d_fwd_kernel<<<g, kThreads, 0, st>>>(out.data<float>(), in.data<float>(), s,
-                                                  mode == UpsampleMode::bilinear, align_corners);
-    IDEM_LAUNCH_CHECK(op);
-  });
+  if (!ready(out.numel(), out)) return;
+  launch_grid_stride(IDEM_SITE("upsample2d"), out.numel(), kThreads, upsample2d_fwd_kernel,
+                     out.data<float>(), in.data<float>(), s, mode == UpsampleMode::bilinear,
+                     align_corners);
 }
 
 void upsample2d_bwd(const Tensor& grad_in, const Tensor& grad_out, const PoolShape& s,
                     UpsampleMode mode, bool align_corners) {
-  launch("upsample2d_backward", grad_in.numel(), grad_in,
-         [&](const char* op, unsigned g, cudaStream_t st) {
-           upsample2d_bwd_kernel<<<g, kThreads, 0, st>>>(
-               grad_in.data<float>(), grad_out.data<float>(), s, mode == UpsampleMode::bilinear,
-               align_corners);
-           IDEM_LAUNCH_CHECK(op);
-         });
+  if (!ready(grad_in.numel(), grad_in)) return;
+  launch_grid_stride(IDEM_SITE("upsample2d_backward"), grad_in.numel(), kThreads,
+                     upsample2d_bwd_kernel, grad_in.data<float>(), grad_out.data<float>(), s,
+                     mode == UpsampleMode::bilinear, align_corners);
 }
 
 }  // namespace idem::cuda

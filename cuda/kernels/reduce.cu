@@ -26,6 +26,7 @@
 #include "core/kernels/reduce.h"
 #include "core/kernels/runtime.h"
 #include "cuda/common.cuh"
+#include "cuda/device_utils.cuh"
 
 namespace idem::cuda {
 
@@ -39,12 +40,6 @@ constexpr int64_t kWarpRowMax = 1024;
 // Long reductions with few outputs are split until about this many blocks exist. A constant,
 // not a multiple of the SM count, so the summation tree is the same on every GPU.
 constexpr int64_t kTargetBlocks = 1024;
-constexpr unsigned kFullMask = 0xffffffffu;
-
-template <typename T, int V>
-struct alignas(sizeof(T) * V) Vec {
-  T v[V];
-};
 
 template <typename T>
 struct ArgAcc {
@@ -52,14 +47,13 @@ struct ArgAcc {
   int64_t i;
 };
 
-template <typename U>
-__device__ __forceinline__ U shfl_down(U v, int d) {
-  if constexpr (std::is_same<U, float>::value || std::is_same<U, double>::value)
-    return __shfl_down_sync(kFullMask, v, d);
-  else if constexpr (sizeof(U) <= 4)
-    return static_cast<U>(__shfl_down_sync(kFullMask, static_cast<int>(v), d));
-  else
-    return static_cast<U>(__shfl_down_sync(kFullMask, static_cast<long long>(v), d));
+// The warp shuffle of an argmax accumulator, for the shared trees (cuda/device_utils.cuh finds
+// it by argument-dependent lookup). The using-declaration keeps the arithmetic shfl_xor visible
+// next to it in this namespace.
+using ::idem::cuda::shfl_xor;
+template <typename T>
+__device__ __forceinline__ ArgAcc<T> shfl_xor(ArgAcc<T> a, int lane_mask) {
+  return {shfl_xor(a.v, lane_mask), shfl_xor(a.i, lane_mask)};
 }
 
 template <typename T>
@@ -95,7 +89,6 @@ struct Red<T, ReduceOp::sum> {
   __device__ static Acc identity() { return Acc(0); }
   __device__ static Acc make(T v, int64_t) { return static_cast<Acc>(v); }
   __device__ static Acc combine(Acc a, Acc b) { return a + b; }
-  __device__ static Acc shfl(Acc a, int d) { return shfl_down(a, d); }
   __device__ static Out finalize(Acc a) { return static_cast<Out>(a); }
 };
 
@@ -111,7 +104,6 @@ struct Red<T, ReduceOp::max> {
     if (is_nan(b)) return b;
     return b > a ? b : a;
   }
-  __device__ static Acc shfl(Acc a, int d) { return shfl_down(a, d); }
   __device__ static Out finalize(Acc a) { return a; }
 };
 
@@ -126,7 +118,6 @@ struct Red<T, ReduceOp::min> {
     if (is_nan(b)) return b;
     return b < a ? b : a;
   }
-  __device__ static Acc shfl(Acc a, int d) { return shfl_down(a, d); }
   __device__ static Out finalize(Acc a) { return a; }
 };
 
@@ -144,7 +135,6 @@ struct Red<T, ReduceOp::argmax> {
     if (!an && a.v != b.v) return a.v > b.v ? a : b;
     return a.i <= b.i ? a : b;
   }
-  __device__ static Acc shfl(Acc a, int d) { return {shfl_down(a.v, d), shfl_down(a.i, d)}; }
   __device__ static Out finalize(Acc a) {
     return a.i == std::numeric_limits<int64_t>::max() ? 0 : a.i;  // R == 0
   }
@@ -159,27 +149,22 @@ __device__ __forceinline__ typename Rd::Acc load_acc(const void* in, int64_t off
     return Rd::make(static_cast<const T*>(in)[off], r);
 }
 
+// Rd::combine as a functor.
 template <typename Rd>
-__device__ __forceinline__ typename Rd::Acc warp_reduce(typename Rd::Acc a) {
-#pragma unroll
-  for (int d = 16; d > 0; d >>= 1) a = Rd::combine(a, Rd::shfl(a, d));
-  return a;
-}
-
-// Valid in thread 0. `smem` holds one Acc per warp.
-template <typename Rd>
-__device__ typename Rd::Acc block_reduce(typename Rd::Acc a, typename Rd::Acc* smem) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int nwarps = blockDim.x >> 5;
-  a = warp_reduce<Rd>(a);
-  if (lane == 0) smem[warp] = a;
-  __syncthreads();
-  if (warp == 0) {
-    a = lane < nwarps ? smem[lane] : Rd::identity();
-    a = warp_reduce<Rd>(a);
+struct CombineOp {
+  __device__ __forceinline__ typename Rd::Acc operator()(typename Rd::Acc a,
+                                                         typename Rd::Acc b) const {
+    return Rd::combine(a, b);
   }
-  __syncthreads();  // smem may be reused by the caller's next row
-  return a;
+};
+
+// The block's total in every thread (block_allreduce: a fixed tree). `smem` holds 32 Acc.
+template <typename Rd>
+__device__ __forceinline__ typename Rd::Acc block_reduce(typename Rd::Acc a,
+                                                         typename Rd::Acc* smem) {
+  typename Rd::Acc v[1] = {a};
+  block_allreduce<1>(v, smem, CombineOp<Rd>{}, Rd::identity());
+  return v[0];
 }
 
 // ---- inner == 1, short rows: W lanes per row (W a power of two <= 32, 32/W rows per warp) ----
@@ -249,10 +234,11 @@ __global__ void reduce_fwd_warp_kernel(typename Red<T, OP>::Out* __restrict__ ou
         }
       }
     }
-    // Lane 0 of each group ends with its group's value: it only ever reads lanes below 2d.
+    // A butterfly within each group of W lanes (xor d < W stays inside the group), the fixed
+    // tree of warp_allreduce (cuda/device_utils.cuh): every lane ends with its group's value.
     for (int d = W / 2; d > 0; d >>= 1) {
 #pragma unroll
-      for (int ru = 0; ru < RU; ++ru) acc[ru] = Rd::combine(acc[ru], Rd::shfl(acc[ru], d));
+      for (int ru = 0; ru < RU; ++ru) acc[ru] = Rd::combine(acc[ru], shfl_xor(acc[ru], d));
     }
     if (gl == 0) {
 #pragma unroll
@@ -403,9 +389,6 @@ int64_t min64(int64_t a, int64_t b) {
 int64_t max64(int64_t a, int64_t b) {
   return a > b ? a : b;
 }
-bool aligned(const void* p, size_t a) {
-  return reinterpret_cast<uintptr_t>(p) % a == 0;
-}
 
 // Scratch for partials from the caching allocator; released (back to the current stream's
 // cache) once the second pass is queued, which stream order makes safe.
@@ -450,7 +433,7 @@ template <typename T, ReduceOp OP>
 void launch_warp_rows(typename Red<T, OP>::Out* out, const void* in, int64_t rows, int64_t len,
                       bool from_partials, cudaStream_t s) {
   constexpr int V = static_cast<int>(16 / sizeof(T));
-  const bool vec = !from_partials && aligned(in, 16) && len % V == 0 && len > 0;
+  const bool vec = !from_partials && is_aligned(in, 16) && len % V == 0 && len > 0;
   if (from_partials)
     launch_warp_rows_as<T, OP, true, 1>(out, in, rows, len, len, s);
   else if (vec)
@@ -504,7 +487,7 @@ void run_reduce(const Tensor& out_t, const Tensor& in_t, ReduceShape sh) {
       return;
     }
     constexpr int V = static_cast<int>(16 / sizeof(T));
-    const bool vec = aligned(in, 16) && R % V == 0;
+    const bool vec = is_aligned(in, 16) && R % V == 0;
     const int vw = vec ? V : 1;
     int64_t G = 1;
     if (sh.outer < kTargetBlocks / 2)
@@ -528,7 +511,7 @@ void run_reduce(const Tensor& out_t, const Tensor& in_t, ReduceShape sh) {
   }
 
   constexpr int V = static_cast<int>(16 / sizeof(T)) < 4 ? static_cast<int>(16 / sizeof(T)) : 4;
-  const bool vec = aligned(in, sizeof(T) * V) && sh.inner % V == 0;
+  const bool vec = is_aligned(in, sizeof(T) * V) && sh.inner % V == 0;
   const int64_t nvec = ceil_div(sh.inner, vec ? V : 1);
   const dim3 block = col_block(nvec);
   const int64_t base_blocks = ceil_div(nvec, block.x) * sh.outer;

@@ -10,7 +10,8 @@
 //    32) owns one output row; each thread owns VW consecutive features (VW = 4 through 16-byte
 //    loads when F % 4 == 0 and the pointers allow) and walks the row's edges in sorted order,
 //    accumulating in double like the CPU. Four edges' loads are issued before they are added, to
-//    keep loads in flight; the adds stay in edge order, so the sum is the CPU's, bit for bit.
+//    keep loads in flight; the adds stay in edge order, so the sum is the CPU's, bit for bit
+//    (gather_accumulate in cuda/device_utils.cuh, shared with cuda/kernels/csr_aggregate.cu).
 //  - long rows (E >= 64 V: global pooling), sum/mean and their adjoint: a block per row, its
 //    edges split into fixed slices whose double partials meet in a fixed shared-memory tree
 //    (segment_sum_fwd_long_kernel). Same bits on every run, but not the CPU's order: rarely
@@ -21,10 +22,11 @@
 #include <algorithm>
 #include <cstdint>
 #include <cub/device/device_radix_sort.cuh>
-#include <initializer_list>
+#include <type_traits>
 
 #include "core/kernels/segment.h"
 #include "cuda/common.cuh"
+#include "cuda/device_utils.cuh"
 
 namespace idem::cuda {
 
@@ -39,19 +41,18 @@ constexpr int kLongSliceEdges = 8;        // a forward slice gets at least this 
 constexpr int kLongMaxThreads = 1024;     // forward block size cap (one row per block)
 constexpr int kExpandEdgesPerThread = 4;  // adjoint: edges a thread writes per pack (avg)
 
-template <int VW>
-struct alignas(sizeof(float) * VW) Pack {
-  float v[VW];
-};
-
-__device__ __forceinline__ int64_t clamp64(int64_t x, int64_t lo, int64_t hi) {
-  return x < lo ? lo : (x > hi ? hi : x);
-}
-
 // Source row of sorted position k (perm may be null = identity), clipped into [0, E).
 __device__ __forceinline__ int64_t edge_at(const int64_t* __restrict__ perm, int64_t k, int64_t E) {
   return perm ? clamp64(perm[k], 0, E - 1) : k;
 }
+
+// The edges of a segment sum for gather_accumulate: position k reads source row edge_at(k).
+struct PermEdges : UnweightedEdges {
+  const int64_t* __restrict__ perm;
+  int64_t E;
+  __device__ __forceinline__ PermEdges(const int64_t* __restrict__ p, int64_t e) : perm(p), E(e) {}
+  __device__ __forceinline__ int64_t row(int64_t k) const { return edge_at(perm, k, E); }
+};
 
 // ---------------------------------------------------------------------------------------------
 // build_csr
@@ -59,8 +60,7 @@ __device__ __forceinline__ int64_t edge_at(const int64_t* __restrict__ perm, int
 // Out-of-range destinations get key V: after every real row, outside row_ptr's ranges.
 __global__ void build_csr_keys_kernel(uint32_t* __restrict__ keys, int32_t* __restrict__ vals,
                                       const int64_t* __restrict__ index, int64_t E, int64_t V) {
-  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < E;
-       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (const int64_t e : grid_stride(E)) {
     const int64_t d = index[e];
     keys[e] = static_cast<uint32_t>(d >= 0 && d < V ? d : V);
     vals[e] = static_cast<int32_t>(e);
@@ -71,25 +71,12 @@ __global__ void build_csr_keys_kernel(uint32_t* __restrict__ keys, int32_t* __re
 __global__ void build_csr_row_ptr_kernel(int64_t* __restrict__ row_ptr,
                                          const uint32_t* __restrict__ sorted, int64_t E,
                                          int64_t V) {
-  for (int64_t v = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; v <= V;
-       v += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    int64_t lo = 0, hi = E;
-    while (lo < hi) {
-      const int64_t mid = (lo + hi) / 2;
-      if (static_cast<int64_t>(sorted[mid]) < v)
-        lo = mid + 1;
-      else
-        hi = mid;
-    }
-    row_ptr[v] = lo;
-  }
+  for (const int64_t v : grid_stride(V + 1)) row_ptr[v] = lower_bound(sorted, E, v);
 }
 
 __global__ void build_csr_widen_kernel(int64_t* __restrict__ out, const int32_t* __restrict__ in,
                                        int64_t n) {
-  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < n;
-       t += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    out[t] = in[t];
+  for (const int64_t t : grid_stride(n)) out[t] = in[t];
 }
 
 int bits_for(uint64_t max_value) {
@@ -99,49 +86,25 @@ int bits_for(uint64_t max_value) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Segment reductions. Thread layout (all segment kernels): group = thread / G owns row v,
-// lane = thread % G owns packs lane, lane + G, ... of the row (F / VW packs).
+// Segment reductions. Thread layout (all segment kernels, cuda/device_utils.cuh): group =
+// thread / G owns row v, lane = thread % G owns packs lane, lane + G, ... of the row (F / VW
+// packs).
 
 template <int VW, bool kMean>
 __global__ void segment_sum_fwd_group_kernel(float* __restrict__ out, const float* __restrict__ src,
                                              const int64_t* __restrict__ row_ptr,
                                              const int64_t* __restrict__ perm, int64_t V, int64_t E,
                                              int64_t F, int G) {
-  using P = Pack<VW>;
-  const int64_t packs = F / VW;
-  const int lane = threadIdx.x % G;
-  const int64_t groups_per_block = blockDim.x / G;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * groups_per_block;
-  for (int64_t v = blockIdx.x * groups_per_block + threadIdx.x / G; v < V; v += stride) {
-    const int64_t lo = clamp64(row_ptr[v], 0, E);
-    const int64_t hi = clamp64(row_ptr[v + 1], lo, E);
-    for (int64_t c = lane; c < packs; c += G) {
-      const float* base = src + c * VW;
-      double acc[VW];
-#pragma unroll
-      for (int j = 0; j < VW; ++j) acc[j] = 0.0;
-      int64_t k = lo;
-      for (; k + kUnroll <= hi; k += kUnroll) {
-        P a[kUnroll];
-#pragma unroll
-        for (int u = 0; u < kUnroll; ++u)
-          a[u] = *reinterpret_cast<const P*>(base + edge_at(perm, k + u, E) * F);
-#pragma unroll
-        for (int u = 0; u < kUnroll; ++u)
-#pragma unroll
-          for (int j = 0; j < VW; ++j) acc[j] += static_cast<double>(a[u].v[j]);
-      }
-      for (; k < hi; ++k) {
-        const P a = *reinterpret_cast<const P*>(base + edge_at(perm, k, E) * F);
-#pragma unroll
-        for (int j = 0; j < VW; ++j) acc[j] += static_cast<double>(a.v[j]);
-      }
-      const double count = static_cast<double>(hi - lo);
-      P o;
+  for (const SegmentRow r : segment_rows(row_ptr, V, E, G)) {
+    for (const int64_t c : lane_packs(F / VW, G)) {
+      double acc[VW] = {};
+      gather_accumulate<VW, kUnroll>(acc, src + c * VW, F, r.lo, r.hi, 1, PermEdges(perm, E));
+      const double count = static_cast<double>(r.hi - r.lo);
+      Vec<float, VW> o;
 #pragma unroll
       for (int j = 0; j < VW; ++j)
-        o.v[j] = static_cast<float>(kMean && hi > lo ? acc[j] / count : acc[j]);
-      *reinterpret_cast<P*>(out + v * F + c * VW) = o;
+        o.v[j] = static_cast<float>(kMean && r.hi > r.lo ? acc[j] / count : acc[j]);
+      o.store(out + r.v * F + c * VW);
     }
   }
 }
@@ -154,15 +117,9 @@ __global__ void segment_max_fwd_group_kernel(float* __restrict__ out, int64_t* _
                                              const int64_t* __restrict__ row_ptr,
                                              const int64_t* __restrict__ perm, int64_t V, int64_t E,
                                              int64_t F, int G) {
-  using P = Pack<VW>;
-  const int64_t packs = F / VW;
-  const int lane = threadIdx.x % G;
-  const int64_t groups_per_block = blockDim.x / G;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * groups_per_block;
-  for (int64_t v = blockIdx.x * groups_per_block + threadIdx.x / G; v < V; v += stride) {
-    const int64_t lo = clamp64(row_ptr[v], 0, E);
-    const int64_t hi = clamp64(row_ptr[v + 1], lo, E);
-    for (int64_t c = lane; c < packs; c += G) {
+  using P = Vec<float, VW>;
+  for (const auto [v, lo, hi] : segment_rows(row_ptr, V, E, G)) {
+    for (const int64_t c : lane_packs(F / VW, G)) {
       const float* base = src + c * VW;
       float best[VW];
       int64_t arg[VW];
@@ -173,7 +130,7 @@ __global__ void segment_max_fwd_group_kernel(float* __restrict__ out, int64_t* _
       }
       for (int64_t k = lo; k < hi; ++k) {
         const int64_t e = edge_at(perm, k, E);
-        const P a = *reinterpret_cast<const P*>(base + e * F);
+        const P a = P::load(base + e * F);
 #pragma unroll
         for (int j = 0; j < VW; ++j) {
           const float x = a.v[j];
@@ -186,7 +143,7 @@ __global__ void segment_max_fwd_group_kernel(float* __restrict__ out, int64_t* _
       P o;
 #pragma unroll
       for (int j = 0; j < VW; ++j) o.v[j] = best[j];
-      *reinterpret_cast<P*>(out + v * F + c * VW) = o;
+      o.store(out + v * F + c * VW);
       int64_t* am = argmax + v * F + c * VW;
 #pragma unroll
       for (int j = 0; j < VW; ++j) am[j] = arg[j];
@@ -202,25 +159,18 @@ __global__ void segment_expand_bwd_group_kernel(float* __restrict__ out,
                                                 const int64_t* __restrict__ row_ptr,
                                                 const int64_t* __restrict__ perm, int64_t V,
                                                 int64_t E, int64_t F, int G) {
-  using P = Pack<VW>;
-  const int64_t packs = F / VW;
-  const int lane = threadIdx.x % G;
-  const int64_t groups_per_block = blockDim.x / G;
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * groups_per_block;
-  for (int64_t v = blockIdx.x * groups_per_block + threadIdx.x / G; v < V; v += stride) {
-    const int64_t lo = clamp64(row_ptr[v], 0, E);
-    const int64_t hi = clamp64(row_ptr[v + 1], lo, E);
+  using P = Vec<float, VW>;
+  for (const auto [v, lo, hi] : segment_rows(row_ptr, V, E, G)) {
     if (lo == hi) continue;
     const double count = static_cast<double>(hi - lo);
-    for (int64_t c = lane; c < packs; c += G) {
-      P val = *reinterpret_cast<const P*>(g + v * F + c * VW);
+    for (const int64_t c : lane_packs(F / VW, G)) {
+      P val = P::load(g + v * F + c * VW);
       if (kMean) {
 #pragma unroll
         for (int j = 0; j < VW; ++j)
           val.v[j] = static_cast<float>(static_cast<double>(val.v[j]) / count);
       }
-      for (int64_t k = lo; k < hi; ++k)
-        *reinterpret_cast<P*>(out + edge_at(perm, k, E) * F + c * VW) = val;
+      for (int64_t k = lo; k < hi; ++k) val.store(out + edge_at(perm, k, E) * F + c * VW);
     }
   }
 }
@@ -229,8 +179,7 @@ __global__ void segment_expand_bwd_group_kernel(float* __restrict__ out,
 __global__ void segment_max_bwd_route_kernel(float* __restrict__ out, const float* __restrict__ g,
                                              const int64_t* __restrict__ argmax, int64_t VF,
                                              int64_t E, int64_t F) {
-  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < VF;
-       t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (const int64_t t : grid_stride(VF)) {
     const int64_t e = argmax[t];
     if (e >= 0 && e < E) out[e * F + t % F] = g[t];
   }
@@ -260,7 +209,7 @@ __global__ void __launch_bounds__(kLongMaxThreads)
                                 const int64_t* __restrict__ row_ptr,
                                 const int64_t* __restrict__ perm, int64_t V, int64_t E, int64_t F,
                                 int G) {
-  using P = Pack<VW>;
+  using P = Vec<float, VW>;
   // part[j * T + t]: thread t's partial of feature j of its pack (this layout keeps the
   // shared-memory accesses of a warp on distinct banks). VW * T doubles, sized at launch (at
   // most 32 KB) so blocks of few threads leave room for more blocks per SM.
@@ -272,35 +221,14 @@ __global__ void __launch_bounds__(kLongMaxThreads)
   const int s = t / G;
   const int64_t packs = F / VW;
   for (int64_t v = blockIdx.x; v < V; v += gridDim.x) {
-    const int64_t lo = clamp64(row_ptr[v], 0, E);
-    const int64_t hi = clamp64(row_ptr[v + 1], lo, E);
+    const auto [lo, hi] = segment_range(row_ptr, v, E);
     // Block-uniform loop (every thread reaches every __syncthreads); lanes past the last pack
     // contribute zeros.
     for (int64_t c0 = 0; c0 < packs; c0 += G) {
       const int64_t c = c0 + lane;
-      double acc[VW];
-#pragma unroll
-      for (int j = 0; j < VW; ++j) acc[j] = 0.0;
-      if (c < packs) {
-        const float* base = src + c * VW;
-        const int64_t step = static_cast<int64_t>(S);
-        int64_t k = lo + s;
-        for (; k + (kUnroll - 1) * step < hi; k += kUnroll * step) {
-          P a[kUnroll];
-#pragma unroll
-          for (int u = 0; u < kUnroll; ++u)
-            a[u] = *reinterpret_cast<const P*>(base + edge_at(perm, k + u * step, E) * F);
-#pragma unroll
-          for (int u = 0; u < kUnroll; ++u)
-#pragma unroll
-            for (int j = 0; j < VW; ++j) acc[j] += static_cast<double>(a[u].v[j]);
-        }
-        for (; k < hi; k += step) {
-          const P a = *reinterpret_cast<const P*>(base + edge_at(perm, k, E) * F);
-#pragma unroll
-          for (int j = 0; j < VW; ++j) acc[j] += static_cast<double>(a.v[j]);
-        }
-      }
+      double acc[VW] = {};
+      if (c < packs)
+        gather_accumulate<VW, kUnroll>(acc, src + c * VW, F, lo + s, hi, S, PermEdges(perm, E));
 #pragma unroll
       for (int j = 0; j < VW; ++j) part[j * T + t] = acc[j];
       __syncthreads();
@@ -323,7 +251,7 @@ __global__ void __launch_bounds__(kLongMaxThreads)
 #pragma unroll
         for (int j = 0; j < VW; ++j)
           o.v[j] = static_cast<float>(kMean && hi > lo ? acc[j] / count : acc[j]);
-        *reinterpret_cast<P*>(out + v * F + c * VW) = o;
+        o.store(out + v * F + c * VW);
       }
     }
   }
@@ -338,19 +266,18 @@ __global__ void segment_expand_bwd_long_kernel(float* __restrict__ out, const fl
                                                const int64_t* __restrict__ row_ptr,
                                                const int64_t* __restrict__ perm, int64_t V,
                                                int64_t E, int64_t F, int G) {
-  using P = Pack<VW>;
+  using P = Vec<float, VW>;
   const int64_t packs = F / VW;
   const int lane = threadIdx.x % G;
   const int64_t S = blockDim.x / G;
   const int64_t q = static_cast<int64_t>(blockIdx.y) * S + threadIdx.x / G;
   const int64_t Q = static_cast<int64_t>(gridDim.y) * S;
   for (int64_t v = blockIdx.x; v < V; v += gridDim.x) {
-    const int64_t lo = clamp64(row_ptr[v], 0, E);
-    const int64_t hi = clamp64(row_ptr[v + 1], lo, E);
+    const auto [lo, hi] = segment_range(row_ptr, v, E);
     if (lo + q >= hi) continue;  // also skips empty rows
     const double count = static_cast<double>(hi - lo);
     for (int64_t c = lane; c < packs; c += G) {
-      P val = *reinterpret_cast<const P*>(g + v * F + c * VW);
+      P val = P::load(g + v * F + c * VW);
       if (kMean) {
 #pragma unroll
         for (int j = 0; j < VW; ++j)
@@ -358,29 +285,9 @@ __global__ void segment_expand_bwd_long_kernel(float* __restrict__ out, const fl
       }
       float* base = out + c * VW;
 #pragma unroll 4
-      for (int64_t k = lo + q; k < hi; k += Q)
-        *reinterpret_cast<P*>(base + edge_at(perm, k, E) * F) = val;
+      for (int64_t k = lo + q; k < hi; k += Q) val.store(base + edge_at(perm, k, E) * F);
     }
   }
-}
-
-// Launch geometry shared by the row-group kernels.
-struct RowLaunch {
-  int vw;     // 4 (16-byte packs) or 1
-  int group;  // threads per row: power of two >= F / vw, at most 32
-  unsigned grid;
-};
-
-RowLaunch row_launch(int64_t V, int64_t F, std::initializer_list<const void*> ptrs) {
-  bool vec = F % 4 == 0;
-  for (const void* p : ptrs) vec = vec && reinterpret_cast<uintptr_t>(p) % 16 == 0;
-  RowLaunch l;
-  l.vw = vec ? 4 : 1;
-  const int64_t packs = F / l.vw;
-  l.group = 1;
-  while (l.group < 32 && l.group < packs) l.group *= 2;
-  l.grid = grid_for(V * l.group, kThreads);
-  return l;
 }
 
 // The long-row rule: at least kLongMinAvgEdges = 64 edges per output row on average.
@@ -411,28 +318,65 @@ int long_slices(int64_t V, int64_t E, int group) {
   return s;
 }
 
+// What the segment kernels are given besides the shape: the output and the gathered tensor's
+// data (`in` may be null when E = 0: it is never dereferenced then, and null is 16-byte
+// aligned), the CSR (perm null when undefined) and the layout for rows at those pointers.
+struct SegmentCall {
+  float* out;
+  const float* in;
+  const int64_t* row_ptr;
+  const int64_t* perm;
+  SegmentLayout l;
+};
+
+// Makes out's device current and collects the call.
+SegmentCall segment_call(const Tensor& out, const Tensor& in, const Tensor& row_ptr,
+                         const Tensor& perm, int64_t F) {
+  set_device(out.device().index);
+  SegmentCall c;
+  c.out = out.data<float>();
+  c.in = in.data<float>();
+  c.row_ptr = row_ptr.data<int64_t>();
+  c.perm = perm.defined() ? perm.data<int64_t>() : nullptr;
+  c.l = segment_layout(F, {c.out, c.in});
+  return c;
+}
+
+// Calls f(std::integral_constant<int, VW>, std::bool_constant<kMean>) for vw (4 or 1) and mean.
+template <typename Fn>
+void with_vw_mean(int vw, bool mean, Fn&& f) {
+  auto with_mean = [&](auto v) {
+    if (mean)
+      f(v, std::true_type{});
+    else
+      f(v, std::false_type{});
+  };
+  if (vw == 4)
+    with_mean(std::integral_constant<int, 4>{});
+  else
+    with_mean(std::integral_constant<int, 1>{});
+}
+
 template <int VW, bool kMean>
-void launch_sum_fwd_long(float* y, const float* x, const int64_t* rp, const int64_t* pm,
-                         SegmentShape s, int group, cudaStream_t st, const char* name) {
-  const int threads = group * long_slices(s.rows, s.edges, group);
+void launch_sum_fwd_long(const SegmentCall& c, SegmentShape s, const char* name) {
+  const int threads = c.l.group * long_slices(s.rows, s.edges, c.l.group);
   const size_t smem = sizeof(double) * VW * threads;
-  segment_sum_fwd_long_kernel<VW, kMean><<<grid_for(s.rows, 1), threads, smem, st>>>(
-      y, x, rp, pm, s.rows, s.edges, s.features, group);
+  segment_sum_fwd_long_kernel<VW, kMean><<<grid_for(s.rows, 1), threads, smem, current_stream()>>>(
+      c.out, c.in, c.row_ptr, c.perm, s.rows, s.edges, s.features, c.l.group);
   IDEM_LAUNCH_CHECK(name);
 }
 
 // Adjoint: kThreads threads (S = kThreads / G slices) per block and C blocks per row, with C
 // chosen so a thread writes about kExpandEdgesPerThread edges of an average row.
 template <int VW, bool kMean>
-void launch_expand_long(float* y, const float* gv, const int64_t* rp, const int64_t* pm,
-                        SegmentShape s, int group, cudaStream_t st, const char* name) {
-  const int64_t per_block = static_cast<int64_t>(kThreads / group) * kExpandEdgesPerThread;
+void launch_expand_long(const SegmentCall& c, SegmentShape s, const char* name) {
+  const int64_t per_block = static_cast<int64_t>(kThreads / c.l.group) * kExpandEdgesPerThread;
   const int64_t avg = s.edges / s.rows;
   const int64_t chunks =
       std::min<int64_t>(std::max<int64_t>((avg + per_block - 1) / per_block, 1), 65535);
   const dim3 grid(grid_for(s.rows, 1), static_cast<unsigned>(chunks));
-  segment_expand_bwd_long_kernel<VW, kMean>
-      <<<grid, kThreads, 0, st>>>(y, gv, rp, pm, s.rows, s.edges, s.features, group);
+  segment_expand_bwd_long_kernel<VW, kMean><<<grid, kThreads, 0, current_stream()>>>(
+      c.out, c.in, c.row_ptr, c.perm, s.rows, s.edges, s.features, c.l.group);
   IDEM_LAUNCH_CHECK(name);
 }
 
@@ -457,9 +401,8 @@ void build_csr(const Tensor& row_ptr, const Tensor& perm, const Tensor& index, S
     Tensor vals_in = empty({E}, i32), vals_out = empty({E}, i32);
     auto* k_in = reinterpret_cast<uint32_t*>(keys_in.data<int32_t>());
     auto* k_out = reinterpret_cast<uint32_t*>(keys_out.data<int32_t>());
-    build_csr_keys_kernel<<<grid_for(E, kThreads), kThreads, 0, st>>>(k_in, vals_in.data<int32_t>(),
-                                                                      index.data<int64_t>(), E, V);
-    IDEM_LAUNCH_CHECK(op);
+    launch_grid_stride(IDEM_SITE(op), E, kThreads, build_csr_keys_kernel, k_in,
+                       vals_in.data<int32_t>(), index.data<int64_t>(), E, V);
     const int end_bit = bits_for(static_cast<uint64_t>(V));  // keys are in [0, V]
     size_t temp_bytes = 0;
     IDEM_CUDA_CHECK(op, cub::DeviceRadixSort::SortPairs(
@@ -470,16 +413,14 @@ void build_csr(const Tensor& row_ptr, const Tensor& perm, const Tensor& index, S
                             temp.raw_data(), temp_bytes, k_in, k_out, vals_in.data<int32_t>(),
                             vals_out.data<int32_t>(), static_cast<int>(E), 0, end_bit, st));
     count_gpu_ops();  // one CUB sort (several kernels inside; the size query above runs none)
-    build_csr_widen_kernel<<<grid_for(E, kThreads), kThreads, 0, st>>>(perm.data<int64_t>(),
-                                                                       vals_out.data<int32_t>(), E);
-    IDEM_LAUNCH_CHECK(op);
+    launch_grid_stride(IDEM_SITE(op), E, kThreads, build_csr_widen_kernel, perm.data<int64_t>(),
+                       vals_out.data<int32_t>(), E);
     sorted_keys = keys_out;
   }
   const uint32_t* sorted =
       E > 0 ? reinterpret_cast<const uint32_t*>(sorted_keys.data<int32_t>()) : nullptr;
-  build_csr_row_ptr_kernel<<<grid_for(V + 1, kThreads), kThreads, 0, st>>>(row_ptr.data<int64_t>(),
-                                                                           sorted, E, V);
-  IDEM_LAUNCH_CHECK(op);
+  launch_grid_stride(IDEM_SITE(op), V + 1, kThreads, build_csr_row_ptr_kernel,
+                     row_ptr.data<int64_t>(), sorted, E, V);
 }
 
 // ---- segment reductions ----------------------------------------------------------------------
@@ -490,64 +431,25 @@ void segment_reduce_fwd(const Tensor& out, const Tensor& argmax, const Tensor& s
   if (s.rows == 0 || s.features == 0) return;
   IDEM_CHECK(src.dtype() == DType::f32, name, "CUDA kernels are f32, got ",
              dtype_name(src.dtype()));
-  set_device(out.device().index);
-  const cudaStream_t st = current_stream();
-  float* y = out.data<float>();
-  const float* x = src.data<float>();
-  const int64_t* rp = row_ptr.data<int64_t>();
-  const int64_t* pm = perm.defined() ? perm.data<int64_t>() : nullptr;
-  // src may be null when E = 0; it is never dereferenced then, and null is 16-byte aligned.
-  const RowLaunch l = row_launch(s.rows, s.features, {y, x});
+  const SegmentCall c = segment_call(out, src, row_ptr, perm, s.features);
   const int64_t V = s.rows, E = s.edges, F = s.features;
-  if (op != SegmentOp::max && long_rows(V, E)) {  // few long rows: a block per row
-    const bool mean = op == SegmentOp::mean;
-    if (l.vw == 4 && mean)
-      launch_sum_fwd_long<4, true>(y, x, rp, pm, s, l.group, st, name);
-    else if (l.vw == 4)
-      launch_sum_fwd_long<4, false>(y, x, rp, pm, s, l.group, st, name);
-    else if (mean)
-      launch_sum_fwd_long<1, true>(y, x, rp, pm, s, l.group, st, name);
-    else
-      launch_sum_fwd_long<1, false>(y, x, rp, pm, s, l.group, st, name);
+  if (op == SegmentOp::max) {
+    const auto kernel =
+        c.l.vw == 4 ? segment_max_fwd_group_kernel<4> : segment_max_fwd_group_kernel<1>;
+    launch_grid_stride(IDEM_SITE(name), V * c.l.group, kThreads, kernel, c.out,
+                       argmax.data<int64_t>(), c.in, c.row_ptr, c.perm, V, E, F, c.l.group);
     return;
   }
-  switch (op) {
-    case SegmentOp::sum:
-      if (l.vw == 4) {
-        segment_sum_fwd_group_kernel<4, false>
-            <<<l.grid, kThreads, 0, st>>>(y, x, rp, pm, V, E, F, l.group);
-        IDEM_LAUNCH_CHECK(name);
-      } else {
-        segment_sum_fwd_group_kernel<1, false>
-            <<<l.grid, kThreads, 0, st>>>(y, x, rp, pm, V, E, F, l.group);
-        IDEM_LAUNCH_CHECK(name);
-      }
-      break;
-    case SegmentOp::mean:
-      if (l.vw == 4) {
-        segment_sum_fwd_group_kernel<4, true>
-            <<<l.grid, kThreads, 0, st>>>(y, x, rp, pm, V, E, F, l.group);
-        IDEM_LAUNCH_CHECK(name);
-      } else {
-        segment_sum_fwd_group_kernel<1, true>
-            <<<l.grid, kThreads, 0, st>>>(y, x, rp, pm, V, E, F, l.group);
-        IDEM_LAUNCH_CHECK(name);
-      }
-      break;
-    case SegmentOp::max: {
-      int64_t* am = argmax.data<int64_t>();
-      if (l.vw == 4) {
-        segment_max_fwd_group_kernel<4>
-            <<<l.grid, kThreads, 0, st>>>(y, am, x, rp, pm, V, E, F, l.group);
-        IDEM_LAUNCH_CHECK(name);
-      } else {
-        segment_max_fwd_group_kernel<1>
-            <<<l.grid, kThreads, 0, st>>>(y, am, x, rp, pm, V, E, F, l.group);
-        IDEM_LAUNCH_CHECK(name);
-      }
-      break;
-    }
-  }
+  with_vw_mean(c.l.vw, op == SegmentOp::mean, [&](auto vw, auto m) {
+    constexpr int VW = decltype(vw)::value;
+    constexpr bool kMean = decltype(m)::value;
+    if (long_rows(V, E))  // few long rows: a block per row
+      launch_sum_fwd_long<VW, kMean>(c, s, name);
+    else
+      launch_grid_stride(IDEM_SITE(name), V * c.l.group, kThreads,
+                         segment_sum_fwd_group_kernel<VW, kMean>, c.out, c.in, c.row_ptr, c.perm,
+                         V, E, F, c.l.group);
+  });
 }
 
 void segment_expand(const Tensor& out, const Tensor& g, const Tensor& row_ptr, const Tensor& perm,
@@ -555,46 +457,18 @@ void segment_expand(const Tensor& out, const Tensor& g, const Tensor& row_ptr, c
   const char* op = mean ? "segment_mean_backward" : "segment_sum_backward";
   if (s.rows == 0 || s.edges == 0 || s.features == 0) return;
   IDEM_CHECK(g.dtype() == DType::f32, op, "CUDA kernels are f32, got ", dtype_name(g.dtype()));
-  set_device(out.device().index);
-  const cudaStream_t st = current_stream();
-  float* y = out.data<float>();
-  const float* gv = g.data<float>();
-  const int64_t* rp = row_ptr.data<int64_t>();
-  const int64_t* pm = perm.defined() ? perm.data<int64_t>() : nullptr;
-  const RowLaunch l = row_launch(s.rows, s.features, {y, gv});
+  const SegmentCall c = segment_call(out, g, row_ptr, perm, s.features);
   const int64_t V = s.rows, E = s.edges, F = s.features;
-  if (long_rows(V, E)) {  // few long rows: each row's writes spread over several blocks
-    if (l.vw == 4 && mean)
-      launch_expand_long<4, true>(y, gv, rp, pm, s, l.group, st, op);
-    else if (l.vw == 4)
-      launch_expand_long<4, false>(y, gv, rp, pm, s, l.group, st, op);
-    else if (mean)
-      launch_expand_long<1, true>(y, gv, rp, pm, s, l.group, st, op);
+  with_vw_mean(c.l.vw, mean, [&](auto vw, auto m) {
+    constexpr int VW = decltype(vw)::value;
+    constexpr bool kMean = decltype(m)::value;
+    if (long_rows(V, E))  // few long rows: each row's writes spread over several blocks
+      launch_expand_long<VW, kMean>(c, s, op);
     else
-      launch_expand_long<1, false>(y, gv, rp, pm, s, l.group, st, op);
-    return;
-  }
-  if (l.vw == 4) {
-    if (mean) {
-      segment_expand_bwd_group_kernel<4, true>
-          <<<l.grid, kThreads, 0, st>>>(y, gv, rp, pm, V, E, F, l.group);
-      IDEM_LAUNCH_CHECK(op);
-    } else {
-      segment_expand_bwd_group_kernel<4, false>
-          <<<l.grid, kThreads, 0, st>>>(y, gv, rp, pm, V, E, F, l.group);
-      IDEM_LAUNCH_CHECK(op);
-    }
-  } else {
-    if (mean) {
-      segment_expand_bwd_group_kernel<1, true>
-          <<<l.grid, kThreads, 0, st>>>(y, gv, rp, pm, V, E, F, l.group);
-      IDEM_LAUNCH_CHECK(op);
-    } else {
-      segment_expand_bwd_group_kernel<1, false>
-          <<<l.grid, kThreads, 0, st>>>(y, gv, rp, pm, V, E, F, l.group);
-      IDEM_LAUNCH_CHECK(op);
-    }
-  }
+      launch_grid_stride(IDEM_SITE(op), V * c.l.group, kThreads,
+                         segment_expand_bwd_group_kernel<VW, kMean>, c.out, c.in, c.row_ptr, c.perm,
+                         V, E, F, c.l.group);
+  });
 }
 
 void segment_max_bwd(const Tensor& out, const Tensor& g, const Tensor& argmax, SegmentShape s) {
@@ -603,10 +477,8 @@ void segment_max_bwd(const Tensor& out, const Tensor& g, const Tensor& argmax, S
   if (VF == 0 || s.edges == 0) return;
   IDEM_CHECK(g.dtype() == DType::f32, op, "CUDA kernels are f32, got ", dtype_name(g.dtype()));
   set_device(out.device().index);
-  const cudaStream_t st = current_stream();
-  segment_max_bwd_route_kernel<<<grid_for(VF, kThreads), kThreads, 0, st>>>(
-      out.data<float>(), g.data<float>(), argmax.data<int64_t>(), VF, s.edges, s.features);
-  IDEM_LAUNCH_CHECK(op);
+  launch_grid_stride(IDEM_SITE(op), VF, kThreads, segment_max_bwd_route_kernel, out.data<float>(),
+                     g.data<float>(), argmax.data<int64_t>(), VF, s.edges, s.features);
 }
 
 }  // namespace idem::cuda

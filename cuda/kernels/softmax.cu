@@ -11,7 +11,7 @@
 //    re-read from L2 for each pass.
 //  - inner > 1: one thread per (outer, inner) line; neighbouring threads read neighbouring
 //    addresses, so every pass over D is coalesced.
-// All reductions use a fixed tree, so results are deterministic.
+// All reductions use a fixed tree (cuda/device_utils.cuh), so results are deterministic.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -19,21 +19,11 @@
 
 #include "core/kernels/softmax.h"
 #include "cuda/common.cuh"
+#include "cuda/device_utils.cuh"
 
 namespace idem::cuda {
 
 namespace {
-
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
-  return v;
-}
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-  return v;
-}
 
 // A shift that is not finite (all -inf, or +inf present) is replaced by 0, as on the CPU.
 __device__ __forceinline__ float finite_or_zero(float m) { return isfinite(m) ? m : 0.f; }
@@ -45,9 +35,7 @@ template <int VPT>
 __global__ void softmax_fwd_warp_kernel(float* __restrict__ out, const float* __restrict__ in,
                                         int64_t rows, int D, bool log) {
   const int lane = threadIdx.x % 32;
-  const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / 32);
-  for (int64_t row = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
-       row < rows; row += warps) {
+  for (const int64_t row : grid_stride_warps(rows)) {
     const float* x = in + row * D;
     float* y = out + row * D;
     float v[VPT];
@@ -88,9 +76,7 @@ __global__ void softmax_bwd_warp_kernel(float* __restrict__ gin, const float* __
                                         const float* __restrict__ out, int64_t rows, int D,
                                         bool log) {
   const int lane = threadIdx.x % 32;
-  const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / 32);
-  for (int64_t row = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
-       row < rows; row += warps) {
+  for (const int64_t row : grid_stride_warps(rows)) {
     const float* g = gout + row * D;
     const float* y = out + row * D;
     float* dx = gin + row * D;
@@ -118,19 +104,6 @@ __global__ void softmax_bwd_warp_kernel(float* __restrict__ gin, const float* __
 
 constexpr int kRowThreads = 512;
 
-// Block-wide reduction with a fixed tree (warp shuffles, then warp 0 over the partials).
-// Every thread gets the result. `scratch` holds 32 floats.
-template <bool MAX>
-__device__ float block_reduce(float v, float* scratch) {
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
-  v = MAX ? warp_max(v) : warp_sum(v);
-  __syncthreads();  // scratch may still be read from the previous reduction
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  v = lane < nwarps ? scratch[lane] : (MAX ? -INFINITY : 0.f);
-  return MAX ? warp_max(v) : warp_sum(v);
-}
-
 __global__ void softmax_fwd_row_kernel(float* __restrict__ out, const float* __restrict__ in,
                                        int64_t rows, int64_t D, bool log) {
   __shared__ float scratch[32];
@@ -139,10 +112,10 @@ __global__ void softmax_fwd_row_kernel(float* __restrict__ out, const float* __r
     float* y = out + row * D;
     float m = -INFINITY;
     for (int64_t c = threadIdx.x; c < D; c += blockDim.x) m = fmaxf(m, __ldg(x + c));
-    m = finite_or_zero(block_reduce<true>(m, scratch));
+    m = finite_or_zero(block_max(m, scratch));
     float s = 0.f;
     for (int64_t c = threadIdx.x; c < D; c += blockDim.x) s += expf(__ldg(x + c) - m);
-    s = block_reduce<false>(s, scratch);
+    s = block_sum(s, scratch);
     if (log) {
       const float lse = m + logf(s);
       for (int64_t c = threadIdx.x; c < D; c += blockDim.x) y[c] = __ldg(x + c) - lse;
@@ -164,7 +137,7 @@ __global__ void softmax_bwd_row_kernel(float* __restrict__ gin, const float* __r
     float s = 0.f;
     for (int64_t c = threadIdx.x; c < D; c += blockDim.x)
       s += log ? __ldg(g + c) : __ldg(g + c) * __ldg(y + c);
-    s = block_reduce<false>(s, scratch);
+    s = block_sum(s, scratch);
     for (int64_t c = threadIdx.x; c < D; c += blockDim.x) {
       const float gc = __ldg(g + c), yc = __ldg(y + c);
       dx[c] = log ? gc - expf(yc) * s : yc * (gc - s);
@@ -177,9 +150,7 @@ __global__ void softmax_bwd_row_kernel(float* __restrict__ gin, const float* __r
 
 __global__ void softmax_fwd_strided_kernel(float* __restrict__ out, const float* __restrict__ in,
                                            int64_t outer, int64_t D, int64_t inner, bool log) {
-  const int64_t lines = outer * inner;
-  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < lines;
-       t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (const int64_t t : grid_stride(outer * inner)) {
     const int64_t o = t / inner, i = t - o * inner;
     const float* x = in + o * D * inner + i;
     float* y = out + o * D * inner + i;
@@ -202,9 +173,7 @@ __global__ void softmax_bwd_strided_kernel(float* __restrict__ gin,
                                            const float* __restrict__ gout,
                                            const float* __restrict__ out, int64_t outer,
                                            int64_t D, int64_t inner, bool log) {
-  const int64_t lines = outer * inner;
-  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < lines;
-       t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  for (const int64_t t : grid_stride(outer * inner)) {
     const int64_t o = t / inner, i = t - o * inner;
     const int64_t base = o * D * inner + i;
     float s = 0.f;
@@ -247,20 +216,17 @@ void softmax_fwd(const Tensor& out, const Tensor& in, ReduceShape s, bool log) {
   const float* x = in.data<float>();
   if (s.inner == 1 && s.reduce <= 1024) {
     const int D = static_cast<int>(s.reduce);
-    const unsigned grid = grid_for(s.outer * 32, kWarpThreads);
-    with_vpt(D, [&](auto vpt) {
-      softmax_fwd_warp_kernel<decltype(vpt)::value><<<grid, kWarpThreads, 0, st>>>(y, x, s.outer,
-                                                                                 D, log);
-      IDEM_LAUNCH_CHECK(op);
+    with_vpt(D, [&](auto vpt) {  // a warp per row
+      launch_grid_stride(IDEM_SITE(op), s.outer * 32, kWarpThreads,
+                         softmax_fwd_warp_kernel<decltype(vpt)::value>, y, x, s.outer, D, log);
     });
   } else if (s.inner == 1) {
     const unsigned grid = static_cast<unsigned>(std::min<int64_t>(s.outer, 65535 * 8));
     softmax_fwd_row_kernel<<<grid, kRowThreads, 0, st>>>(y, x, s.outer, s.reduce, log);
     IDEM_LAUNCH_CHECK(op);
   } else {
-    softmax_fwd_strided_kernel<<<grid_for(s.outer * s.inner, 256), 256, 0, st>>>(
-        y, x, s.outer, s.reduce, s.inner, log);
-    IDEM_LAUNCH_CHECK(op);
+    launch_grid_stride(IDEM_SITE(op), s.outer * s.inner, 256, softmax_fwd_strided_kernel, y, x,
+                       s.outer, s.reduce, s.inner, log);
   }
 }
 
@@ -275,20 +241,17 @@ void softmax_bwd(const Tensor& grad_in, const Tensor& grad_out, const Tensor& ou
   const float* y = out.data<float>();
   if (s.inner == 1 && s.reduce <= 1024) {
     const int D = static_cast<int>(s.reduce);
-    const unsigned grid = grid_for(s.outer * 32, kWarpThreads);
-    with_vpt(D, [&](auto vpt) {
-      softmax_bwd_warp_kernel<decltype(vpt)::value><<<grid, kWarpThreads, 0, st>>>(
-          gi, g, y, s.outer, D, log);
-      IDEM_LAUNCH_CHECK(op);
+    with_vpt(D, [&](auto vpt) {  // a warp per row
+      launch_grid_stride(IDEM_SITE(op), s.outer * 32, kWarpThreads,
+                         softmax_bwd_warp_kernel<decltype(vpt)::value>, gi, g, y, s.outer, D, log);
     });
   } else if (s.inner == 1) {
     const unsigned grid = static_cast<unsigned>(std::min<int64_t>(s.outer, 65535 * 8));
     softmax_bwd_row_kernel<<<grid, kRowThreads, 0, st>>>(gi, g, y, s.outer, s.reduce, log);
     IDEM_LAUNCH_CHECK(op);
   } else {
-    softmax_bwd_strided_kernel<<<grid_for(s.outer * s.inner, 256), 256, 0, st>>>(
-        gi, g, y, s.outer, s.reduce, s.inner, log);
-    IDEM_LAUNCH_CHECK(op);
+    launch_grid_stride(IDEM_SITE(op), s.outer * s.inner, 256, softmax_bwd_strided_kernel, gi, g,
+                       y, s.outer, s.reduce, s.inner, log);
   }
 }
 
