@@ -1,5 +1,7 @@
 // CPU matmul: Eigen GEMMs over RowMajor maps of the contiguous buffers. The only file that
-// includes Eigen's dense module, so its compile cost is paid once.
+// includes Eigen's dense module, so its compile cost is paid once, and the only one compiled for
+// AVX2 + FMA when IDEM_CPU_AVX2 is on (CMakeLists.txt): no Eigen template exists in two
+// instruction sets.
 //
 // Threads: Eigen itself runs single-threaded here (no OpenMP); our pool (core/parallel.h) splits
 // each product into tiles of C along its longer side, one Eigen GEMM per tile. The tiling depends
@@ -111,6 +113,7 @@ void matmul_typed(const Tensor& c, const Tensor& a, const Tensor& b, const Matmu
 
 void matmul_fwd(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p) {
   if (p.batch == 0 || p.M == 0 || p.N == 0) return;  // nothing to write
+  require_cpu_features();
   IDEM_DISPATCH_FLOAT(c.dtype(), "matmul", [&] { matmul_typed<scalar_t>(c, a, b, p); });
 }
 

@@ -39,6 +39,9 @@ const char* gemm_backend_name(GemmBackend b);
 
 namespace cpu {
 void matmul_fwd(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p);
+// Throws idem::Error when the CPU GEMM was compiled for instructions this CPU lacks (AVX2 + FMA
+// with IDEM_CPU_AVX2=ON); nothing otherwise. Called by matmul_fwd before any Eigen code runs.
+void require_cpu_features();
 }
 namespace cuda {
 // Dispatches to matmul_hand or matmul_cublas according to gemm_backend().
