@@ -20,12 +20,7 @@ IDEM_HOST_DEVICE inline T unary_apply(UnaryOp op, T x, T a) {
     case UnaryOp::sqrt: return std::sqrt(x);
     case UnaryOp::abs: return std::fabs(x);
     case UnaryOp::relu: return x > T(0) ? x : T(0);
-    case UnaryOp::leaky_relu: {
-      // Both sides first, then a select: without an FP operation under the condition the CPU
-      // compiler emits a blend instead of a branch that random signs mispredict.
-      const T ax = a * x;
-      return x > T(0) ? x : ax;
-    }
+    case UnaryOp::leaky_relu: return x > T(0) ? x : a * x;
     case UnaryOp::sigmoid: return T(1) / (T(1) + std::exp(-x));
     case UnaryOp::tanh: return std::tanh(x);
     case UnaryOp::gelu: return T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752440)));
@@ -51,10 +46,7 @@ IDEM_HOST_DEVICE inline T unary_grad(UnaryOp op, T g, T x, T y, T a) {
     case UnaryOp::sqrt: return g * T(0.5) / y;
     case UnaryOp::abs: return x > T(0) ? g : (x < T(0) ? -g : T(0));
     case UnaryOp::relu: return x > T(0) ? g : T(0);
-    case UnaryOp::leaky_relu: {
-      const T ag = a * g;  // both sides first: a select, not a branch (see unary_apply)
-      return x > T(0) ? g : ag;
-    }
+    case UnaryOp::leaky_relu: return x > T(0) ? g : a * g;
     case UnaryOp::sigmoid: return g * y * (T(1) - y);
     case UnaryOp::tanh: return g * (T(1) - y * y);
     case UnaryOp::gelu: {

@@ -60,10 +60,8 @@ IDEM_HOST_DEVICE inline T fused_act(FusedAct a, T z, T slope) {
   switch (a) {
     case FusedAct::relu:
       return z > T(0) ? z : T(0);
-    case FusedAct::leaky_relu: {
-      const T sz = slope * z;  // both sides first: a select, not a branch (elementwise_math.h)
-      return z > T(0) ? z : sz;
-    }
+    case FusedAct::leaky_relu:
+      return z > T(0) ? z : slope * z;
     case FusedAct::none:
       return z;
   }
@@ -77,10 +75,8 @@ IDEM_HOST_DEVICE inline T fused_act_grad(FusedAct a, T g, T y, T slope) {
   switch (a) {
     case FusedAct::relu:
       return y > T(0) ? g : T(0);
-    case FusedAct::leaky_relu: {
-      const T sg = slope * g;  // both sides first: a select, not a branch
-      return y > T(0) ? g : sg;
-    }
+    case FusedAct::leaky_relu:
+      return y > T(0) ? g : slope * g;
     case FusedAct::none:
       return g;
   }
