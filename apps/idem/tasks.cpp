@@ -32,7 +32,7 @@ void size_demo(TaskConfig& cfg, DemoSize size) {
   // full model and cut data, epochs (Task::default_epochs) and severities (demo_shifts).
   static const Row rows[] = {
       {"fmnist", DemoSize::quick, 6000, 256, 16},
-      {"fmnist", DemoSize::cpu, 12000, 500, 0},
+      {"fmnist", DemoSize::cpu, 20000, 1000, 0},
       {"fmnist", DemoSize::full, -1, 2000, 0},  // 2 000 test images × 76 shifts × 6 methods
       {"airfoil", DemoSize::quick, 500, 100, 32},
       {"airfoil", DemoSize::cpu, 1000, 100, 0},
@@ -153,7 +153,7 @@ class FmnistTask : public Task {
     const int64_t w = cfg_.width > 0 ? cfg_.width : 32;
     return it3::make_bn_cnn(data_.train.num_classes, w, 2 * w, {}, seed);
   }
-  int default_epochs(DemoSize size) const override { return size == DemoSize::full ? 3 : 1; }
+  int default_epochs(DemoSize size) const override { return size == DemoSize::full ? 3 : size == DemoSize::cpu ? 2 : 1; }
   int64_t default_batch() const override { return 128; }
   double default_lr() const override { return 2e-3; }
   int64_t default_adapt_batch() const override { return 128; }
