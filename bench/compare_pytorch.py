@@ -572,6 +572,19 @@ def best_of(row, names):
     return min(cells, key=lambda c: c["median"]) if cells else None
 
 
+def gate_markdown(gate_rows, no_gate, gate_passed):
+    """The gate's table and verdict as Markdown lines (this script and compare_pytorch_cpu.py)."""
+    out = ["| model | B | K | result | max\\|Δ\\| details |", "|---|---|---|---|---|"]
+    for r in gate_rows:
+        det = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items()
+                        if k not in ("model", "batch", "steps", "passed"))
+        out.append(f"| {r['model']} | {r.get('batch', '–')} | {r.get('steps', '–')} | "
+                   f"{'pass' if r.get('passed') else '**FAIL**'} | {det.replace('|', '/')} |")
+    verdict = "not run (--no-gate)" if no_gate else ("**passed**" if gate_passed else "**FAILED**")
+    out.append(f"\nGate: {verdict} (atol {ATOL} + rtol {RTOL}).\n")
+    return out
+
+
 def render(args, device, env, gate_rows, gate_passed, results, compile_state, agg_rows):
     out = []
     out.append("# IT³ adaptation: PyTorch vs idem\n")
@@ -582,15 +595,7 @@ def render(args, device, env, gate_rows, gate_passed, results, compile_state, ag
     if args.torch_only:
         out.append("`--torch-only`: idem skipped; PyTorch fp32 on the device against fp64 on the CPU, "
                    "the CUDA graph against eager, names and a safetensors round trip.\n")
-    out.append("| model | B | K | result | max\\|Δ\\| details |")
-    out.append("|---|---|---|---|---|")
-    for r in gate_rows:
-        det = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items()
-                        if k not in ("model", "batch", "steps", "passed"))
-        out.append(f"| {r['model']} | {r.get('batch', '–')} | {r['steps']} | "
-                   f"{'pass' if r.get('passed') else '**FAIL**'} | {det.replace('|', '/')} |")
-    verdict = "not run (--no-gate)" if args.no_gate else ("**passed**" if gate_passed else "**FAILED**")
-    out.append(f"\nGate: {verdict} (atol {ATOL} + rtol {RTOL}).\n")
+    out += gate_markdown(gate_rows, args.no_gate, gate_passed)
     out.append("## Timings (µs per batch)\n")
     head = ["model", "B", "K", "torch infer"] + list(args.variants)
     if args.count_kernels:

@@ -321,15 +321,7 @@ def render(args, env, gate_rows, gate_passed, results, partial):
     out.append("## Gate\n")
     out.append(f"PyTorch and idem at {args.gate_threads} thread(s). K = the adaptation's steps; `train` = "
                f"{args.gate_steps} training steps from idem's initial weights (losses, f(x, ∅) after).\n")
-    out.append("| model | B | K | result | max\\|Δ\\| details |")
-    out.append("|---|---|---|---|---|")
-    for r in gate_rows:
-        det = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in r.items()
-                        if k not in ("model", "batch", "steps", "passed"))
-        out.append(f"| {r['model']} | {r.get('batch', '–')} | {r.get('steps', '–')} | "
-                   f"{'pass' if r.get('passed') else '**FAIL**'} | {det.replace('|', '/')} |")
-    verdict = "not run (--no-gate)" if args.no_gate else ("**passed**" if gate_passed else "**FAILED**")
-    out.append(f"\nGate: {verdict} (atol {ATOL} + rtol {RTOL}).\n")
+    out += cp.gate_markdown(gate_rows, args.no_gate, gate_passed)
     out.append("## Timings (µs per training step or per adapted test batch, median)\n")
     out.append("| model | B | K | threads | idem µs | PyTorch µs | PyTorch / idem |")
     out.append("|---|---|---|---|---|---|---|")
