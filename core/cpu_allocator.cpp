@@ -34,7 +34,9 @@ size_t limit_from_env() {
   if (const char* env = std::getenv("IDEM_CPU_CACHE_MB"); env && *env) {
     char* end = nullptr;
     const unsigned long long v = std::strtoull(env, &end, 10);
-    if (end && *end == '\0') mb = size_t(v);  // an unreadable value keeps the default
+    // An unreadable or absurd value keeps the default (this runs inside an allocation, where
+    // throwing would be worse than ignoring a tuning knob).
+    if (end && *end == '\0' && v <= (1ull << 24)) mb = size_t(v);
   }
   return mb << 20;
 }
@@ -99,6 +101,9 @@ void* allocate(size_t nbytes) {
   if (nbytes < kCachedMin) return std::aligned_alloc(kAlign, round_up(nbytes, kAlign));
   const size_t size = round_up(nbytes, kPage);
   if (void* p = cache().take(size)) return p;
+  if (void* p = std::aligned_alloc(kPage, size)) return p;
+  // Out of memory while the cache may hold blocks of other sizes: give them back, try once more.
+  cache().clear();
   return std::aligned_alloc(kPage, size);
 }
 

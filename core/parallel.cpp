@@ -58,7 +58,9 @@ class ThreadPool {
       run_inline(job);
       return;
     }
-    resize(size_t(std::min<int64_t>(want, job.chunks) - 1));
+    // Workers stay between loops (created or joined only when the thread count changes); a
+    // worker that finds no chunk left goes back to sleep.
+    resize(size_t(want - 1));
     {
       std::lock_guard<std::mutex> lock(mutex_);
       job_ = job;
@@ -178,9 +180,11 @@ class ThreadPool {
   std::atomic<uint64_t> jobs_run_{0};
 };
 
+// Never destroyed, like the CPU allocator's cache: a static object destroyed after it could still
+// run a parallel loop, and joining sleeping workers at exit buys nothing.
 ThreadPool& pool() {
-  static ThreadPool p;
-  return p;
+  static ThreadPool* p = new ThreadPool();  // intentionally never deleted (see above)
+  return *p;
 }
 
 }  // namespace

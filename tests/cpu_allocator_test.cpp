@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <cstring>
+#include <thread>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -47,6 +49,31 @@ TEST(CpuAllocator, TensorsReuseTheirBuffersAndTheCacheStaysUnderItsLimit) {
   }
   EXPECT_LE(cpu_alloc::cached_bytes(), cpu_alloc::cache_limit());
   if (cpu_alloc::cache_limit() >= (size_t(4) << 20)) EXPECT_EQ(cpu_alloc::cached_bytes(), size_t(4) << 20);
+  cpu_alloc::empty_cache();
+}
+
+TEST(CpuAllocator, ConcurrentAllocateAndReleaseKeepBlocksApart) {
+  // Four threads take and give back blocks of a few sizes at once; each writes its own pattern
+  // and checks it, so two threads handed the same block would see each other's bytes.
+  std::vector<std::thread> threads;
+  std::vector<int> bad(4, 0);
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([t, &bad] {
+      for (int i = 0; i < 200; ++i) {
+        const size_t n = (size_t(64) << 10) * size_t(1 + (i + t) % 4);
+        auto* p = static_cast<unsigned char*>(cpu_alloc::allocate(n));
+        if (!p) {
+          ++bad[size_t(t)];
+          continue;
+        }
+        std::memset(p, t + 1, n);
+        for (size_t k = 0; k < n; k += 4096) bad[size_t(t)] += p[k] != t + 1;
+        cpu_alloc::release(p, n);
+      }
+    });
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < 4; ++t) EXPECT_EQ(bad[size_t(t)], 0) << "thread " << t;
+  EXPECT_LE(cpu_alloc::cached_bytes(), cpu_alloc::cache_limit());
   cpu_alloc::empty_cache();
 }
 

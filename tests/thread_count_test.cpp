@@ -32,8 +32,9 @@ std::string bytes_of(const Tensor& t) {
   return std::string(static_cast<const char*>(c.raw_data()), c.nbytes());
 }
 
-// A CNN training run big enough to split every kernel: batch 40 (3 backward-weight blocks of
-// 16 samples), 28×28 planes, two convolutions with batch norm, pooling, a linear head; Adam.
+// A CNN training run big enough to split every kernel: batch 40 (the 3×3 convolutions' samples
+// in 20 and 4 chunks), 28×28 planes, two convolutions with batch norm, pooling, a linear head;
+// Adam.
 std::string cnn_run() {
   Sequential cnn;
   cnn.emplace<Conv2d>(1, 16, 3, Conv2dOptions{1, 1}, Options{}, 11);
@@ -58,6 +59,28 @@ std::string cnn_run() {
     out += bytes_of(loss);
   }
   for (const auto& [name, t] : cnn.state_dict()) out += name + bytes_of(t);
+  return out;
+}
+
+// The convolution's other paths: a 1×1 convolution (no unfolding, one sample per chunk), a
+// grouped one with a 64×64 output (one sample per chunk, 41 chunks in 14 partial blocks of 3,
+// the last one short), forward and both backward kernels.
+std::string conv_paths_run() {
+  std::string out;
+  Tensor x1 = randn({41, 8, 20, 20}, 31).requires_grad_();
+  Tensor w1 = randn({16, 8, 1, 1}, 32).requires_grad_();
+  Tensor y1 = conv2d(x1, w1, randn({16}, 33));
+  sum(mul(y1, randn({41, 16, 20, 20}, 34))).backward();
+  out += bytes_of(y1) + bytes_of(x1.grad()) + bytes_of(w1.grad());
+
+  Conv2dParams p;
+  p.pad_h = p.pad_w = 1;
+  p.groups = 2;
+  Tensor x2 = randn({41, 8, 64, 64}, 35).requires_grad_();
+  Tensor w2 = randn({8, 4, 3, 3}, 36).requires_grad_();
+  Tensor y2 = conv2d(x2, w2, Tensor(), p);
+  sum(mul(y2, randn({41, 8, 64, 64}, 37))).backward();
+  out += bytes_of(y2) + bytes_of(x2.grad()) + bytes_of(w2.grad());
   return out;
 }
 
@@ -129,6 +152,10 @@ void expect_same_bits_at_every_thread_count(F run, const char* what) {
 
 TEST(ThreadCount, CnnTrainingIsBitIdenticalAtOneTwoAndFiveThreads) {
   expect_same_bits_at_every_thread_count(cnn_run, "cnn training");
+}
+
+TEST(ThreadCount, PointwiseAndGroupedConvolutionsAreBitIdenticalAtOneTwoAndFiveThreads) {
+  expect_same_bits_at_every_thread_count(conv_paths_run, "1x1 and grouped conv2d");
 }
 
 TEST(ThreadCount, LargeOpsAreBitIdenticalAtOneTwoAndFiveThreads) {

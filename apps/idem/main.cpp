@@ -1,6 +1,6 @@
 // idem — the command line (README.md#the-command-line, docs/tutorial.md section 4).
 //
-//   idem demo   [--quick] [--task fmnist|tabular|airfoil] [--device cpu|cuda[:N]] [--out DIR]
+//   idem demo   [--quick|--full] [--task fmnist|tabular|airfoil] [--device cpu|cuda[:N]] [--out DIR]
 //   idem train  --task fmnist|tabular|airfoil [--data PATH] [--epochs N] [--batch B] [--out RUN]
 //   idem adapt  --run RUN [--method LIST] [--shift LIST] [--steps K] [--adapt-lr LR] ...
 //   idem bench  it3|train|ops [--model mlp_tab|mlp_256|cnn|sage] [--batch B] [--steps K] [--json]

@@ -15,8 +15,8 @@
 // is x_n itself.
 //
 // Threads (core/parallel.h): chunks of samples run in parallel; a chunk's outputs belong to its
-// samples alone (fwd, bwd_data). The backward-weight adds the chunks' partial dw in chunk order
-// on the caller. The chunking depends on the shape only, so results have the same bits at every
+// samples alone (fwd, bwd_data). The backward-weight sums consecutive chunks into at most 16
+// partial dw and adds the partials in order on the caller. The chunking depends on the shape only, so results have the same bits at every
 // thread count.
 #include "core/kernels/conv.h"
 
@@ -109,7 +109,7 @@ MatmulParams group_gemm(int64_t groups, int64_t M, int64_t N, int64_t K, bool ta
   return m;
 }
 
-// One chunk of samples [n0, n0 + nb) and its buffers (allocated once per thread's range).
+// One chunk of samples [n0, n0 + nb).
 struct Chunk {
   int64_t n0 = 0, nb = 0;
 };
@@ -206,38 +206,46 @@ void bwd_weight_typed(const Tensor& dw, const Tensor& dy, const Tensor& x, const
     return;
   }
   const bool pointwise = is_pointwise(s);
-  // Pointwise: chunks of one sample would make N partials; accumulate kPointwiseBlock samples
-  // per partial instead (GEMMs with beta = 1 after the first).
-  constexpr int64_t kPointwiseBlock = 16;
-  const int64_t nb = pointwise ? kPointwiseBlock : samples_per_chunk(s);
+  // Chunks of samples as in the forward (one sample each when pointwise), gathered into at most
+  // kMaxPartials blocks of consecutive chunks: a block adds its chunks into one partial dw in
+  // increasing n (GEMMs with beta = 1 after its first), so a 64×64 output (one sample per chunk)
+  // does not need N partial copies of dw. Both counts depend on the shape only.
+  constexpr int64_t kMaxPartials = 16;
+  const int64_t nb = samples_per_chunk(s);
   const int64_t chunks = (s.N + nb - 1) / nb;
-  // Chunk 0 writes dw itself; chunk k > 0 writes partial[k - 1]. One chunk: no extra sum.
-  std::vector<Tensor> partial(size_t(chunks - 1));
+  const int64_t per_block = (chunks + kMaxPartials - 1) / kMaxPartials;
+  const int64_t blocks = (chunks + per_block - 1) / per_block;
+  // Block 0 writes dw itself; block k > 0 writes partial[k - 1]. One block: no extra sum.
+  std::vector<Tensor> partial(size_t(blocks - 1));
   for (auto& t : partial) t = empty(dw.shape(), dw.options());
-  for_each_chunk(s, nb, [&](Chunk ch) {
-    const int64_t index = ch.n0 / nb;
-    const Tensor& target = index == 0 ? dw : partial[size_t(index - 1)];
-    if (pointwise) {
-      for (int64_t n = ch.n0; n < ch.n0 + ch.nb; ++n) {
-        // dw[g] (+)= dy_n[g] · x_n[g]ᵀ : (Og, PQ)(PQ, CgRS) -> (Og, CgRS)
-        const MatmulParams m = group_gemm(G, Og, CgRS, PQ, false, true, Og * PQ, CgRS * PQ,
-                                          Og * CgRS, n == ch.n0 ? 0.0 : 1.0);
-        matmul_fwd(target, dy.slice0(n, n + 1), x.slice0(n, n + 1), m);
+  parallel_for(blocks, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t blk = lo; blk < hi; ++blk) {
+      const Tensor& target = blk == 0 ? dw : partial[size_t(blk - 1)];
+      const int64_t c1 = std::min(chunks, (blk + 1) * per_block);
+      for (int64_t c = blk * per_block; c < c1; ++c) {
+        const Chunk ch{c * nb, std::min(nb, s.N - c * nb)};
+        const double beta = c == blk * per_block ? 0.0 : 1.0;  // a block's first chunk overwrites
+        if (pointwise) {
+          // dw[g] (+)= dy_n[g] · x_n[g]ᵀ : (Og, PQ)(PQ, CgRS) -> (Og, CgRS)
+          const MatmulParams m = group_gemm(G, Og, CgRS, PQ, false, true, Og * PQ, CgRS * PQ,
+                                            Og * CgRS, beta);
+          matmul_fwd(target, dy.slice0(ch.n0, ch.n0 + 1), x.slice0(ch.n0, ch.n0 + 1), m);
+          continue;
+        }
+        const int64_t cols = ch.nb * PQ;
+        Tensor dY = empty({s.O, cols}, dy.options());
+        Tensor col = empty({s.C * s.R * s.S, cols}, x.options());
+        gather_dy(dY.data<T>(), dy.data<T>(), s, ch);
+        for (int64_t j = 0; j < ch.nb; ++j)
+          im2col(col.data<T>() + j * PQ, cols, x.data<T>() + (ch.n0 + j) * s.C * s.H * s.W, s);
+        // dw_b[g] (+)= dY[g] · col[g]ᵀ : (Og, nb·PQ)(nb·PQ, CgRS) -> (Og, CgRS)
+        const MatmulParams m =
+            group_gemm(G, Og, CgRS, cols, false, true, Og * cols, CgRS * cols, Og * CgRS, beta);
+        matmul_fwd(target, dY, col, m);
       }
-      return;
     }
-    const int64_t cols = ch.nb * PQ;
-    Tensor dY = empty({s.O, cols}, dy.options());
-    Tensor col = empty({s.C * s.R * s.S, cols}, x.options());
-    gather_dy(dY.data<T>(), dy.data<T>(), s, ch);
-    for (int64_t j = 0; j < ch.nb; ++j)
-      im2col(col.data<T>() + j * PQ, cols, x.data<T>() + (ch.n0 + j) * s.C * s.H * s.W, s);
-    // dw_b[g] = dY[g] · col[g]ᵀ : (Og, nb·PQ)(nb·PQ, CgRS) -> (Og, CgRS)
-    const MatmulParams m =
-        group_gemm(G, Og, CgRS, cols, false, true, Og * cols, CgRS * cols, Og * CgRS, 0.0);
-    matmul_fwd(target, dY, col, m);
   });
-  // dw = ((chunk 0 + chunk 1) + chunk 2) + ...: the fixed order.
+  // dw = ((block 0 + block 1) + block 2) + ...: the fixed order.
   T* out = dw.data<T>();
   const int64_t count = dw.numel();
   for (const Tensor& t : partial) {

@@ -1,7 +1,7 @@
-// CPU matmul: Eigen GEMMs over RowMajor maps of the contiguous buffers. The only file that
-// includes Eigen's dense module, so its compile cost is paid once, and the only one compiled for
-// AVX2 + FMA when IDEM_CPU_AVX2 is on (CMakeLists.txt): no Eigen template exists in two
-// instruction sets.
+// CPU matmul: Eigen GEMMs over RowMajor maps of the contiguous buffers. The only kernel file that
+// includes Eigen's dense module, so its compile cost is paid once; with IDEM_CPU_AVX2 on it is
+// compiled for AVX2 + FMA, as is the other Eigen user, data/panel_method.cpp (CMakeLists.txt),
+// so no Eigen template exists in two instruction sets.
 //
 // Threads: Eigen itself runs single-threaded here (no OpenMP); our pool (core/parallel.h) splits
 // each product into tiles of C along its longer side, one Eigen GEMM per tile. The tiling depends
