@@ -20,10 +20,11 @@ namespace {
 // work), small enough that a (128, 64, 14, 14) activation splits over a few cores.
 constexpr int64_t kGrain = 1 << 15;
 
-// Calls f(i) for every i in [0, n), in chunks on the pool.
+// Calls f(i) for every i in [0, n), in chunks on the pool. f is a small functor taken by value,
+// so each chunk's loop holds what it captured in registers (and vectorizes when it can).
 template <typename F>
-void for_each_index(int64_t n, F&& f) {
-  parallel_for(n, kGrain, [&](int64_t lo, int64_t hi) {
+void for_each_index(int64_t n, F f) {
+  parallel_for(n, kGrain, [f](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) f(i);
   });
 }
@@ -99,15 +100,6 @@ void with_arithmetic(BinaryOp op, F&& f) {
   fail("binary", "unknown binary op ", static_cast<int>(op));
 }
 
-// y[i] = f(i) for i in [0, n), in chunks on the pool; f is a small functor taken by value so
-// the chunk loop holds everything in registers.
-template <typename F>
-void fill_each(int64_t n, F f) {
-  parallel_for(n, kGrain, [f](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) f(i);
-  });
-}
-
 }  // namespace
 
 void unary_fwd(const Tensor& out, const Tensor& in, UnaryOp op, UnaryParams p) {
@@ -117,7 +109,7 @@ void unary_fwd(const Tensor& out, const Tensor& in, UnaryOp op, UnaryParams p) {
     const scalar_t a = static_cast<scalar_t>(p.alpha);
     const int64_t n = in.numel();
     with_unary(op, [=](auto c) {
-      fill_each(n, [=](int64_t i) { y[i] = math::unary_apply(decltype(c)::value, x[i], a); });
+      for_each_index(n, [=](int64_t i) { y[i] = math::unary_apply(decltype(c)::value, x[i], a); });
     });
   });
 }
@@ -132,7 +124,7 @@ void unary_bwd(const Tensor& grad_in, const Tensor& grad_out, const Tensor& in, 
     const scalar_t a = static_cast<scalar_t>(p.alpha);
     const int64_t n = in.numel();
     with_unary(op, [=](auto c) {
-      fill_each(n, [=](int64_t i) { gi[i] = math::unary_grad(decltype(c)::value, g[i], x[i], y[i], a); });
+      for_each_index(n, [=](int64_t i) { gi[i] = math::unary_grad(decltype(c)::value, g[i], x[i], y[i], a); });
     });
   });
 }
@@ -157,7 +149,7 @@ void binary_fwd(const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op
       scalar_t* po = out.data<scalar_t>();
       if (same) {
         with_arithmetic(op, [=, n = out.numel()](auto c) {
-          fill_each(n, [=](int64_t i) { po[i] = math::binary_apply(decltype(c)::value, pa[i], pb[i]); });
+          for_each_index(n, [=](int64_t i) { po[i] = math::binary_apply(decltype(c)::value, pa[i], pb[i]); });
         });
       } else {
         with_arithmetic(op, [&](auto c) {
