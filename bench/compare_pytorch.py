@@ -638,6 +638,15 @@ def render(args, device, env, gate_rows, gate_passed, results, compile_state, ag
 # ---------------------------------------------------------------------------------------------
 
 
+def parse_models(parser, text):
+    """--models: 'all' or a comma list of SPECS names; an unknown name is a usage error."""
+    models = list(SPECS) if text == "all" else [m.strip() for m in text.split(",") if m.strip()]
+    for m in models:
+        if m not in SPECS:
+            parser.error(f"--models: unknown model '{m}' (expected {', '.join(SPECS)} or all)")
+    return models
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -673,10 +682,7 @@ def parse_args(argv):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verbose", action="store_true", help="print tracebacks of failing variants")
     args = p.parse_args(argv)
-    args.models = list(SPECS) if args.models == "all" else [m.strip() for m in args.models.split(",") if m.strip()]
-    for m in args.models:
-        if m not in SPECS:
-            p.error(f"--models: unknown model '{m}' (expected {', '.join(SPECS)} or all)")
+    args.models = parse_models(p, args.models)
     args.batches = [int(b) for b in (args.batches or ("8,64" if args.quick else "1,8,64,256")).split(",")]
     args.steps = [int(k) for k in args.steps.split(",")]
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]

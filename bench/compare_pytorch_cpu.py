@@ -384,10 +384,7 @@ def parse_args(argv):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--verbose", action="store_true", help="print tracebacks of failing cells")
     args = p.parse_args(argv)
-    args.models = list(SPECS) if args.models == "all" else [m.strip() for m in args.models.split(",") if m.strip()]
-    for m in args.models:
-        if m not in SPECS:
-            p.error(f"--models: unknown model '{m}' (expected {', '.join(SPECS)} or all)")
+    args.models = cp.parse_models(p, args.models)
     args.batches = int_list(args.batches or ("8,64" if args.quick else "8,64,256"))
     args.sage_batches = int_list(args.sage_batches or ("1,8" if args.quick else "1,8,32"))
     args.steps = int_list(args.steps)
