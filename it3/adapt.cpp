@@ -495,12 +495,12 @@ void Adapter::check_input(const Input& x) const {
          " needs a batch of at least 2 samples, got ", b);
 }
 
-Tensor Adapter::adapt_and_predict(const Input& x, Cost* cost) {
+Tensor Adapter::adapt_and_predict(const Input& x, Cost* cost, Tensor* first_loss, Tensor* last_loss) {
   IDEM_CHECK(!opt_.check_finite, "it3::Adapter",
              "adapt_and_predict never reads the loss back: set check_finite = false");
   check_input(x);
   Cost local;
-  Tensor y = run(x, cost ? *cost : local, nullptr, nullptr);
+  Tensor y = run(x, cost ? *cost : local, first_loss, last_loss);
   return y;
 }
 

@@ -138,8 +138,10 @@ class Adapter {
   // The adaptation of predict() without the measuring around it: no device synchronization,
   // no host read-back, so it can run inside a CUDA graph capture (core/kernels/cuda_graph.h)
   // and be replayed per batch. requires: options().check_finite == false (checked). Counts
-  // into `cost` when given (forwards, backwards, steps, reset bytes).
-  Tensor adapt_and_predict(const Input& x, Cost* cost = nullptr);
+  // into `cost` when given (forwards, backwards, steps, reset bytes), and keeps the loss of the
+  // first and the last step (detached, on the device) where asked.
+  Tensor adapt_and_predict(const Input& x, Cost* cost = nullptr, Tensor* first_loss = nullptr,
+                           Tensor* last_loss = nullptr);
   // Restores θ ← Θ and zeroes the optimizer state (what per_batch does before every batch):
   // one fused copy (MultiTensorCopy: one kernel on a GPU) into the existing buffers.
   void reset();
