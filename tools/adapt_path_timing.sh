@@ -50,6 +50,6 @@ echo
 echo "idem bench it3, mlp_tab, batch 32, K 1:"
 for g in off on; do
   "$idem" bench it3 --model mlp_tab --batch 32 --steps 1 --graph "$g" --json |
-    python3 -c 'import json,sys; v=json.loads(sys.stdin.read()); print("  graph %s: %.1f µs/batch median" % (v["graph"], v["us_per_batch_median"]))' ||
+    python3 2>/dev/null -c 'import json,sys; v=json.loads(sys.stdin.read()); print("  graph %s: %.1f µs/batch median" % (v["graph"], v["us_per_batch_median"]))' ||
     echo "  graph $g: not available here"
 done
