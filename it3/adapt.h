@@ -17,6 +17,23 @@
 // where signal/out are the identity for regression and softmax for classification (the
 // distance compares probabilities). F's parameters never require grad: the engine builds no
 // weight-gradient work for F (only the path to its input), which tests count.
+//
+// Knobs of the authors' recipes (docs/it3.md, "Recipes"; it3/recipe.h sets them as presets):
+//   neutral random_one_hot   ∅ is a fresh random one-hot per sample at every pass that takes ∅,
+//                            the prediction included (Philox, seeded per batch)
+//   distance js_authors      0.5·(KL(m‖p) + KL(m‖q)), m = (p + q)/2, summed over classes, mean
+//                            over the batch (the notebooks' form; js is the textbook JS)
+//   anchor head              y1 = F.head(body_θ(x) + F.embed(s)): the frozen embed + head of Θ on
+//                            the adapted features (feature-injection models only)
+//   persistent_moments       the per-batch reset restores θ but keeps the optimizer's moments
+//                            and step count (one optimizer for the whole test set)
+//   readout_before_update    the prediction is the last step's pass computed before its update:
+//                            y0 = f_θ(x, ∅) (prediction adapted) or y1 (prediction anchor)
+//
+// random-step (a control): per batch θ ← Θ, then K times: the IT³ step δ the optimizer would
+// take, replaced by a step of the same L2 norm per parameter tensor in a random direction:
+//   θ_p ← θ_p + ‖δ_p‖₂ · r_p / ‖r_p‖₂,  r_p ~ N(0, I) (Philox; seed derived from (seed, batch, p))
+// then predict f_θ(x, ∅). It shows whether the IT³ gradient helps more than a step of its size.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -31,13 +48,14 @@
 
 namespace idem::it3 {
 
-enum class Method : uint8_t { none, bn, tent, actmad, it3, it3_online };
-enum class Anchor : uint8_t { frozen, ema, shared };
-enum class Distance : uint8_t { l1, mse, js };
+enum class Method : uint8_t { none, bn, tent, actmad, it3, it3_online, random_step };
+enum class Anchor : uint8_t { frozen, ema, shared, head };
+enum class Distance : uint8_t { l1, mse, js, js_authors };
 enum class BnMode : uint8_t { running, batch };
 enum class ResetPolicy : uint8_t { per_batch, never };
 enum class Prediction : uint8_t { adapted, anchor };
 enum class OptimizerKind : uint8_t { adam, sgd };
+enum class NeutralSignal : uint8_t { fixed, random_one_hot };
 
 // Which parameters of f_θ adapt.
 struct ParamSelection {
@@ -74,6 +92,12 @@ struct AdaptOptions {
   // Read each step's loss back and refuse to step on NaN/Inf (one device sync per step). The
   // benchmarks turn it off to measure the adaptation without host round trips.
   bool check_finite = true;
+  // The recipes' knobs (see the top of this file).
+  NeutralSignal neutral = NeutralSignal::fixed;
+  bool persistent_moments = false;
+  bool readout_before_update = false;
+  uint64_t seed = 0;   // random one-hot ∅ and random-step directions
+  std::string recipe;  // the preset these options came from ("" = none)
 
   // The method's reference configuration:
   //   none       K = 0, no adaptation
@@ -82,6 +106,7 @@ struct AdaptOptions {
   //   actmad     all parameters, running statistics, L1 on mean and variance
   //   it3        frozen anchor, reset per batch, L1 (classification: L1 on probabilities)
   //   it3_online EMA anchor (α = 0.99), never reset
+  //   random_step as it3 (its step sizes come from IT³'s step), random directions
   static AdaptOptions for_method(Method m);
   // Throws idem::Error naming the bad knob (negative steps, lr, α outside [0, 1], ...).
   void validate() const;
@@ -89,7 +114,7 @@ struct AdaptOptions {
   std::string to_json() const;
 };
 
-const char* method_name(Method m);  // "none", "bn", "tent", "actmad", "it3", "it3-online"
+const char* method_name(Method m);  // "none", "bn", "tent", "actmad", "it3", "it3-online", "random-step"
 Method parse_method(const std::string& name);
 const std::vector<Method>& all_methods();
 const char* distance_name(Distance d);
@@ -99,9 +124,13 @@ Anchor parse_anchor(const std::string& name);
 const char* bn_mode_name(BnMode b);
 BnMode parse_bn_mode(const std::string& name);
 Prediction parse_prediction(const std::string& name);  // "adapted" or "anchor"
+const char* neutral_signal_name(NeutralSignal n);          // "fixed" or "random-onehot"
+NeutralSignal parse_neutral_signal(const std::string& name);
+// Whether the method runs the IT³ loss (it3, it3-online, random-step).
+bool uses_it3_loss(Method m);
 
 // The distance d(a, b), mean over elements, as a 0-dim tensor; a and b are predictions of the
-// same shape (probabilities for js).
+// same shape (probabilities for js and js_authors, which sum over classes and average rows).
 Tensor distance(const Tensor& a, const Tensor& b, Distance d);
 
 // ActMAD's reference statistics: per-channel mean and variance of each tapped activation on
@@ -143,7 +172,8 @@ class Adapter {
   Tensor adapt_and_predict(const Input& x, Cost* cost = nullptr, Tensor* first_loss = nullptr,
                            Tensor* last_loss = nullptr);
   // Restores θ ← Θ and zeroes the optimizer state (what per_batch does before every batch):
-  // one fused copy (MultiTensorCopy: one kernel on a GPU) into the existing buffers.
+  // one fused copy (MultiTensorCopy: one kernel on a GPU) into the existing buffers. With
+  // persistent_moments the optimizer state and step counts are kept.
   void reset();
   // Bytes one reset() writes (parameters, buffers, optimizer state).
   int64_t reset_bytes() const { return reset_copy_.bytes_copied() + reset_copy_.bytes_zeroed(); }
@@ -158,9 +188,17 @@ class Adapter {
   const std::vector<std::string>& adapted_names() const { return adapted_names_; }
   const std::vector<Tensor>& adapted_params() const { return adapted_; }
   Optimizer* optimizer() { return optim_.get(); }
+  // ∅ for the next pass of this batch: the model's fixed ∅, or a fresh random one-hot (B, C).
+  Tensor neutral_signal(const Input& x);
 
  private:
-  Tensor adaptation_loss(const Input& x, Cost& cost);
+  struct LossPasses {
+    Tensor loss;
+    Tensor first, second;  // the passes it compared (it3 family): y0 = f_θ(x, ∅), y1 = F(x, s)
+  };
+  LossPasses adaptation_loss(const Input& x, Cost& cost);
+  LossPasses it3_passes(const Input& x, Cost& cost);  // y0 and y1, loss undefined
+  void random_step_update(const std::vector<Tensor>& before, int k);
   Tensor run(const Input& x, Cost& cost, Tensor* first_loss, Tensor* last_loss);
   void apply_bn_mode(RecursiveModel& m, bool batch_stats);
   void check_input(const Input& x) const;
@@ -179,6 +217,8 @@ class Adapter {
   std::map<std::string, Tensor> tapped_;  // activations of the current forward (actmad)
   Cost total_;
   int64_t steps_since_reset_ = 0;
+  int64_t batch_index_ = 0;   // batches run so far (seeds the per-batch draws)
+  uint64_t draw_offset_ = 0;  // Philox offset of the next random ∅ within this batch
 };
 
 }  // namespace idem::it3

@@ -32,6 +32,13 @@ std::string graph_path_blocker(const AdaptOptions& o, Device device) {
   // baked into a capture would be wrong from the second batch on.
   if (steps && o.reset != ResetPolicy::per_batch)
     return std::string(method_name(o.method)) + " keeps its state between batches (reset never)";
+  if (steps && o.persistent_moments)
+    return "persistent optimizer moments carry the step count between batches";
+  // Draws seeded per batch would repeat the captured batch's draws on every replay.
+  if (o.neutral == NeutralSignal::random_one_hot)
+    return "a random one-hot ∅ is drawn anew for every batch";
+  if (o.method == Method::random_step && o.steps > 0)
+    return "random-step draws a new direction for every batch";
   return "";
 }
 

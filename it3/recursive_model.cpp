@@ -199,7 +199,12 @@ FeatureModel::FeatureModel(std::shared_ptr<Module> body, std::shared_ptr<Module>
 }
 
 Tensor FeatureModel::forward_impl(const Input& in, const Tensor& s) {
-  Tensor h = run(*body_, in.x, "body");
+  return from_features(features(in), s);
+}
+
+Tensor FeatureModel::features(const Input& in) { return run(*body_, in.x, "body"); }
+
+Tensor FeatureModel::from_features(const Tensor& h, const Tensor& s) {
   Tensor e = run(*embed_, s, "embed");
   IDEM_CHECK(e.dim() == 2 && h.dim() >= 2 && e.size(1) == h.size(1), "FeatureModel",
              "embedding ", shape_str(e.shape()), " does not match the feature map ",

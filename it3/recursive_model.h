@@ -165,6 +165,11 @@ class FeatureModel : public RecursiveModel {
   const std::shared_ptr<Module>& body() const { return body_; }
   const std::shared_ptr<Module>& embed() const { return embed_; }
   const std::shared_ptr<Module>& head() const { return head_; }
+  // The two halves of forward: features(x) = body(x); from_features(h, s) = head(h + embed(s)).
+  // The head-only anchor of IT³ (it3/adapt.h) runs a frozen model's from_features on the
+  // adapted model's features.
+  Tensor features(const Input& in);
+  Tensor from_features(const Tensor& h, const Tensor& s);
 
  protected:
   Tensor forward_impl(const Input& in, const Tensor& s) override;

@@ -39,6 +39,22 @@ SignalSource parse_signal_source(const std::string& n) {
   fail("it3 training", "unknown signal source '", n, "' (expected target, self or self_detached)");
 }
 
+const char* first_signal_name(FirstSignal f) {
+  switch (f) {
+    case FirstSignal::neutral: return "neutral";
+    case FirstSignal::target_or_wrong: return "target-or-wrong";
+    case FirstSignal::target_or_neutral: return "target-or-neutral";
+  }
+  return "?";
+}
+FirstSignal parse_first_signal(const std::string& n) {
+  if (n == "neutral") return FirstSignal::neutral;
+  if (n == "target-or-wrong" || n == "target_or_wrong") return FirstSignal::target_or_wrong;
+  if (n == "target-or-neutral" || n == "target_or_neutral") return FirstSignal::target_or_neutral;
+  fail("it3 training", "unknown first-pass signal '", n,
+       "' (expected neutral, target-or-wrong or target-or-neutral)");
+}
+
 TrainOptions TrainOptions::for_task(TaskKind task) {
   TrainOptions o;
   if (task == TaskKind::classification) {
@@ -52,6 +68,11 @@ void TrainOptions::validate(TaskKind task) const {
   IDEM_CHECK(p_feed >= 0.0 && p_feed <= 1.0, "it3 training", "p_feed must be in [0, 1], got ", p_feed);
   IDEM_CHECK(signal_noise >= 0.0 && std::isfinite(signal_noise), "it3 training",
              "signal_noise must be finite and >= 0, got ", signal_noise);
+  IDEM_CHECK(p_first_target >= 0.0 && p_first_target <= 1.0, "it3 training",
+             "p_first_target must be in [0, 1], got ", p_first_target);
+  if (first == FirstSignal::target_or_wrong && task != TaskKind::classification)
+    fail("it3 training", "wrong-label feeding (first signal target-or-wrong) needs a classification "
+         "task: a regression target has no 'wrong label'; use neutral or target-or-neutral");
   const bool ce = loss == TrainLoss::cross_entropy;
   if (task == TaskKind::classification && !ce)
     fail("it3 training", "a classification model trains with cross_entropy, not ", train_loss_name(loss));
@@ -63,7 +84,9 @@ std::string TrainOptions::to_json() const {
   std::ostringstream os;
   os << "{\"loss\":\"" << train_loss_name(loss) << "\",\"p_feed\":" << p_feed
      << ",\"signal_source\":\"" << signal_source_name(source) << "\",\"signal_noise\":"
-     << signal_noise << ",\"seed\":" << seed << "}";
+     << signal_noise << ",\"seed\":" << seed << ",\"first_signal\":\"" << first_signal_name(first)
+     << "\",\"p_first_target\":" << p_first_target << ",\"trains_neutral\":"
+     << (trains_neutral() ? "true" : "false") << ",\"recipe\":\"" << recipe << "\"}";
   return os.str();
 }
 
@@ -82,13 +105,47 @@ double draw(uint64_t seed, int64_t step) {
   Tensor u = rand({1}, seed, {}, uint64_t(step) * 4);
   return u.to_vector<float>()[0];
 }
+
+// A random wrong label per sample: (y + 1 + ⌊u·(C − 1)⌋) mod C is uniform over the C − 1
+// classes other than y. On the host (one small read-back per such batch), then to y's device.
+Tensor wrong_labels(const Tensor& y, int64_t classes, uint64_t seed, int64_t step) {
+  const std::vector<int64_t> lab = y.to(Device::cpu()).to_vector<int64_t>();
+  const int64_t b = int64_t(lab.size());
+  const std::vector<float> u =
+      rand({b}, seed ^ 0x3B0A6ull, {}, uint64_t(step) * uint64_t(b + 4)).to_vector<float>();
+  std::vector<int64_t> out(lab.size());
+  for (size_t i = 0; i < lab.size(); ++i) {
+    int64_t shift = 1 + int64_t(double(u[i]) * double(classes - 1));
+    if (shift > classes - 1) shift = classes - 1;  // u < 1, but rounding to float may reach 1
+    out[i] = (lab[i] + shift) % classes;
+  }
+  return from_vector<int64_t>(out, {b}, y.device());
+}
 }  // namespace
 
 TrainStep it3_objective(RecursiveModel& model, const Input& x, const Tensor& y,
                         const TrainOptions& opt, int64_t step) {
   opt.validate(model.task());
   TrainStep out;
-  Tensor y0 = model.forward_neutral(x);
+  Tensor s0;
+  if (opt.first == FirstSignal::neutral) {
+    s0 = model.neutral(x.batch_size(), x.x.device(), x.x.dtype());
+  } else {
+    // Its own draw stream (seed ^ constant), so p_feed's schedule is unchanged by this knob.
+    const bool target = opt.p_first_target >= 1.0 ||
+                        (opt.p_first_target > 0.0 && draw(opt.seed ^ 0xF1257ull, step) < opt.p_first_target);
+    if (target) {
+      s0 = model.target_signal(y), out.first = TrainStep::First::target;
+    } else if (opt.first == FirstSignal::target_or_wrong) {
+      s0 = model.target_signal(wrong_labels(y, model.signal_dim(), opt.seed, step));
+      out.first = TrainStep::First::wrong;
+    } else {
+      s0 = model.neutral(x.batch_size(), x.x.device(), x.x.dtype());
+    }
+    if (s0.device() != x.x.device()) s0 = s0.to(x.x.device());
+  }
+  out.first_signal = s0;
+  Tensor y0 = model.forward(x, s0);
   out.prediction = y0;
   out.loss = task_loss(y0, y, opt.loss);
   out.fed = opt.p_feed >= 1.0 || (opt.p_feed > 0.0 && draw(opt.seed, step) < opt.p_feed);

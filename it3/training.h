@@ -9,6 +9,13 @@
 // can satisfy f(x, y) = y by copying its signal input, and then every prediction is a fixed
 // point and test-time adaptation has nothing to pull on; feeding y only sometimes, or feeding the
 // model's own (wrong) prediction, teaches it to use the signal to correct itself instead.
+//
+// The first pass's signal is ∅ by default. The authors' notebooks (docs/it3.md, "Recipes") feed
+// it something else instead (FirstSignal):
+//   target_or_wrong    per batch, y (one-hot) with probability p_first_target, otherwise a
+//                      random *wrong* label per sample (one-hot): ∅ is then never trained;
+//   target_or_neutral  per batch, y with probability p_first_target, otherwise ∅.
+//   L = ℓ(f(x, s0), y) + ℓ(f(x, s), y)
 #pragma once
 #include <cstdint>
 #include <string>
@@ -20,6 +27,7 @@ namespace idem::it3 {
 
 enum class TrainLoss : uint8_t { mse, l1, cross_entropy };
 enum class SignalSource : uint8_t { target, self, self_detached };
+enum class FirstSignal : uint8_t { neutral, target_or_wrong, target_or_neutral };
 
 struct TrainOptions {
   TrainLoss loss = TrainLoss::mse;  // cross_entropy for classification
@@ -27,6 +35,12 @@ struct TrainOptions {
   SignalSource source = SignalSource::target;
   double signal_noise = 0.0;        // std of Gaussian noise added to the fed signal
   uint64_t seed = 0;                // draws of p_feed and the noise: (seed, step)
+  FirstSignal first = FirstSignal::neutral;  // what the first pass gets (see above)
+  double p_first_target = 0.75;     // target_or_*: probability per batch that s0 = y
+  std::string recipe;               // the preset these options came from ("" = none; it3/recipe.h)
+
+  // Whether some first pass sees ∅ (false: the uniform ∅ is never trained).
+  bool trains_neutral() const { return first != FirstSignal::target_or_wrong; }
 
   // Regression: mse, target, p 1. Classification: cross-entropy, target, p 0.5.
   static TrainOptions for_task(TaskKind task);
@@ -38,14 +52,19 @@ const char* train_loss_name(TrainLoss l);
 TrainLoss parse_train_loss(const std::string& name);
 const char* signal_source_name(SignalSource s);
 SignalSource parse_signal_source(const std::string& name);
+const char* first_signal_name(FirstSignal f);  // "neutral", "target-or-wrong", "target-or-neutral"
+FirstSignal parse_first_signal(const std::string& name);
 
 // ℓ(prediction, y): y is (B) i64 labels for cross-entropy, (B, dim) values otherwise.
 Tensor task_loss(const Tensor& prediction, const Tensor& y, TrainLoss loss);
 
 struct TrainStep {
+  enum class First : uint8_t { neutral, target, wrong };
   Tensor loss;           // 0-dim, differentiable
-  Tensor prediction;     // f(x, ∅) of this batch (for accuracy / error logging)
+  Tensor prediction;     // the first pass f(x, s0) of this batch (for accuracy / error logging)
   bool fed = false;      // whether the second pass ran
+  First first = First::neutral;  // which s0 the first pass got
+  Tensor first_signal;   // s0 (B, dim)
 };
 // The objective on one batch (forward only; call loss.backward()). `step` seeds the draws.
 TrainStep it3_objective(RecursiveModel& model, const Input& x, const Tensor& y,

@@ -38,6 +38,15 @@ TEST(AdaptPath, BlockersNameTheReason) {
   EXPECT_NE(graph_path_blocker(AdaptOptions::for_method(Method::it3_online), Device::cuda(0))
                 .find("reset never"),
             std::string::npos);
+  AdaptOptions persistent = it3;
+  persistent.persistent_moments = true;
+  EXPECT_NE(graph_path_blocker(persistent, Device::cuda(0)).find("step count"), std::string::npos);
+  AdaptOptions random_null = AdaptOptions::for_method(Method::none);
+  random_null.neutral = NeutralSignal::random_one_hot;
+  EXPECT_NE(graph_path_blocker(random_null, Device::cuda(0)).find("random one-hot"), std::string::npos);
+  EXPECT_NE(graph_path_blocker(AdaptOptions::for_method(Method::random_step), Device::cuda(0))
+                .find("new direction"),
+            std::string::npos);
 }
 
 TEST(AdaptPath, OnTheCpuAutoRunsEagerAndEqualsTheAdapter) {

@@ -27,6 +27,7 @@
 #include "io/file.h"
 #include "it3/adapt.h"
 #include "it3/adapt_path.h"
+#include "it3/recipe.h"
 #include "layers/checkpoint.h"
 #include "layers/init.h"
 #include "layers/optim.h"
@@ -91,22 +92,34 @@ std::vector<OptionSpec> task_options() {
           {"lr", true, "0", "training learning rate, Adam (0 = the task's default)"},
           {"p-feed", true, "-1", "probability per batch of the signal pass (-1 = the task's default)"},
           {"signal", true, "", "what the signal pass gets: target, self or self_detached (default: the task's)"},
-          {"signal-noise", true, "0", "std of Gaussian noise on the fed signal"}};
+          {"signal-noise", true, "0", "std of Gaussian noise on the fed signal"},
+          {"model", true, "", "fmnist: bn-cnn (default) or small-cnn (the MNIST notebook's LeNet, no BatchNorm)"},
+          {"first-signal", true, "", "first pass gets: neutral (∅), target-or-wrong (y or a random wrong label; ∅ never trained) or target-or-neutral"},
+          {"p-first-target", true, "", "target-or-*: probability per batch that the first pass gets y (default 0.75)"}};
+}
+
+// --recipe: one option for train, adapt and demo (docs/it3.md, "Recipes").
+OptionSpec recipe_option() {
+  return {"recipe", true, "", "preset of the authors' knobs: paper-mnist, paper-cifar or torch-ttt; "
+                              "flags given explicitly override it (recorded in config.json)"};
 }
 
 std::vector<OptionSpec> adapt_options() {
-  return {{"method", true, "all", "comma-separated: none, bn, tent, actmad, it3, it3-online (all = every one)"},
+  return {{"method", true, "all", "comma-separated: none, bn, tent, actmad, it3, it3-online, random-step (all = every one)"},
           {"shift", true, "all", "comma-separated shift names (all = every one; demo = the demo's list)"},
           {"steps", true, "0", "adaptation steps K (0 = the task's default)"},
           {"adapt-lr", true, "0", "adaptation learning rate (0 = the task's default)"},
           {"adapt-batch", true, "0", "test batch size (0 = the task's default)"},
           {"optimizer", true, "adam", "adam or sgd"},
-          {"distance", true, "l1", "l1, mse or js (classification)"},
+          {"distance", true, "", "l1, mse, js or js-authors (classification; default l1)"},
           {"anchor", true, "", "frozen, ema or shared (default: the method's)"},
           {"alpha", true, "0.99", "EMA rate of the online anchor"},
           {"params", true, "", "all, norm, last:N or names (default: the method's)"},
-          {"bn-mode", true, "", "running or batch (default: the method's)"},
-          {"prediction", true, "adapted", "adapted (f(x,∅)) or anchor (F(x, f(x,∅)))"},
+          {"bn-mode", true, "", "running or batch (default: the method's; IT³ rows on a BatchNorm classifier: batch)"},
+          {"prediction", true, "", "adapted (f(x,∅), default) or anchor (F(x, f(x,∅)))"},
+          {"neutral-signal", true, "", "∅ at test time, every method: fixed (default) or random-onehot"},
+          {"persistent-moments", false, "", "IT³ rows: keep the optimizer's moments across batches (weights still reset)"},
+          {"readout-before-update", false, "", "it3 rows: predict from the last step's pass before its update"},
           {"path", true, "auto", "auto (a CUDA graph per batch shape where it applies, else eager), graph or eager"},
           {"profile", false, "", "write profile.md: a per-op table of one adapted batch per method (runs eager)"}};
 }
@@ -127,6 +140,8 @@ TaskConfig task_config_from(const Args& a) {
   c.width = a.integer("width");
   c.neutral = a.number("neutral");
   c.seed = uint64_t(a.integer("seed"));
+  c.model = a.str("model");
+  if (c.model.empty() && !a.str("recipe").empty()) c.model = it3::find_recipe(a.str("recipe")).model;
   return c;
 }
 
@@ -148,13 +163,18 @@ struct TrainSettings {
 
 TrainSettings train_settings_from(const Args& a, const Task& task, DemoSize size) {
   TrainSettings s;
+  const std::string recipe = a.str("recipe");
+  const it3::Recipe r = recipe.empty() ? it3::Recipe{} : it3::find_recipe(recipe);
   s.epochs = a.integer("epochs") > 0 ? int(a.integer("epochs")) : task.default_epochs(size);
-  s.batch = a.integer("batch") > 0 ? a.integer("batch") : task.default_batch();
-  s.lr = a.number("lr") > 0 ? a.number("lr") : task.default_lr();
+  s.batch = a.integer("batch") > 0 ? a.integer("batch") : r.train_batch > 0 ? r.train_batch : task.default_batch();
+  s.lr = a.number("lr") > 0 ? a.number("lr") : r.train_lr > 0 ? r.train_lr : task.default_lr();
   s.topt = task.train_options();
+  if (!recipe.empty()) it3::apply_train_recipe(recipe, s.topt);  // then explicit flags win
+  if (a.has("first-signal")) s.topt.first = it3::parse_first_signal(a.str("first-signal"));
+  if (a.has("p-first-target")) s.topt.p_first_target = a.number("p-first-target");
   if (a.number("p-feed") >= 0) s.topt.p_feed = a.number("p-feed");
   if (!a.str("signal").empty()) s.topt.source = it3::parse_signal_source(a.str("signal"));
-  s.topt.signal_noise = a.number("signal-noise");
+  if (a.has("signal-noise")) s.topt.signal_noise = a.number("signal-noise");
   s.topt.seed = uint64_t(a.integer("seed"));
   s.topt.validate(task.kind());
   return s;
@@ -238,27 +258,47 @@ AdaptSettings adapt_settings_from(const Args& a, const Task& task, DemoSize size
   }
   IDEM_CHECK(!s.shifts.empty(), "idem adapt", "--shift names no shift");
   for (const auto& sh : s.shifts) task.validate_shift(sh);
-  s.batch = a.integer("adapt-batch") > 0 ? a.integer("adapt-batch") : task.default_adapt_batch();
+  const std::string recipe = a.str("recipe");
+  const it3::Recipe r = recipe.empty() ? it3::Recipe{} : it3::find_recipe(recipe);
+  s.batch = a.integer("adapt-batch") > 0 ? a.integer("adapt-batch")
+            : r.adapt_batch > 0           ? r.adapt_batch
+                                          : task.default_adapt_batch();
+  if (a.str("optimizer") != "sgd" && a.str("optimizer") != "adam")
+    fail("idem adapt", "--optimizer must be adam or sgd, got ", a.str("optimizer"));
   s.path = it3::parse_adapt_path(a.str("path"));
   // The profile times op by op, which a graph replay (one launch) cannot show.
   if (a.has("profile") && a.flag("profile")) s.path = it3::AdaptPath::eager;
   for (it3::Method m : s.methods) {
     it3::AdaptOptions o = it3::AdaptOptions::for_method(m);
+    o.seed = uint64_t(a.integer("seed"));
     const bool grad = m != it3::Method::none && m != it3::Method::bn;
+    // The order: the method's reference, the task's defaults, the recipe (IT³ rows: it3 and
+    // random-step), then every flag the user gave explicitly.
     if (grad) {
-      o.steps = a.integer("steps") > 0 ? int(a.integer("steps")) : task.default_adapt_steps();
-      o.lr = a.number("adapt-lr") > 0 ? a.number("adapt-lr") : task.default_adapt_lr();
-      o.optimizer = a.str("optimizer") == "sgd" ? it3::OptimizerKind::sgd : it3::OptimizerKind::adam;
-      if (a.str("optimizer") != "sgd" && a.str("optimizer") != "adam")
-        fail("idem adapt", "--optimizer must be adam or sgd, got ", a.str("optimizer"));
-      if (m == it3::Method::it3 || m == it3::Method::it3_online) {
-        o.distance = it3::parse_distance(a.str("distance"));
+      o.steps = task.default_adapt_steps();
+      o.lr = task.default_adapt_lr();
+      if (it3::uses_it3_loss(m)) o.bn_mode = task.default_adapt_bn_mode();
+      if (!recipe.empty() && (m == it3::Method::it3 || m == it3::Method::random_step)) {
+        it3::apply_adapt_recipe(recipe, o);
+        if (m == it3::Method::random_step) o.readout_before_update = false;  // predicts f_θ(x, ∅)
+      }
+      if (a.integer("steps") > 0) o.steps = int(a.integer("steps"));
+      if (a.number("adapt-lr") > 0) o.lr = a.number("adapt-lr");
+      if (a.has("optimizer"))
+        o.optimizer = a.str("optimizer") == "sgd" ? it3::OptimizerKind::sgd : it3::OptimizerKind::adam;
+      if (it3::uses_it3_loss(m)) {
+        if (a.has("distance")) o.distance = it3::parse_distance(a.str("distance"));
         if (!a.str("anchor").empty()) o.anchor = it3::parse_anchor(a.str("anchor"));
         o.ema_alpha = a.number("alpha");
-        o.prediction = it3::parse_prediction(a.str("prediction"));
+        if (a.has("persistent-moments")) o.persistent_moments = true;
+        if (m != it3::Method::random_step) {
+          if (a.has("prediction")) o.prediction = it3::parse_prediction(a.str("prediction"));
+          if (a.has("readout-before-update")) o.readout_before_update = true;
+        }
       }
       if (!a.str("params").empty() && m != it3::Method::tent) o.params = it3::ParamSelection::parse(a.str("params"));
     }
+    if (a.has("neutral-signal")) o.neutral = it3::parse_neutral_signal(a.str("neutral-signal"));
     if (!a.str("bn-mode").empty() && m != it3::Method::bn && m != it3::Method::tent)
       o.bn_mode = it3::parse_bn_mode(a.str("bn-mode"));
     o.validate();
@@ -396,7 +436,7 @@ std::shared_ptr<it3::RecursiveModel> train_into(const std::string& dir, const Ta
 }  // namespace
 
 int cmd_train(int argc, char** argv) {
-  Args a("train", concat(concat(task_options(), {{"out", true, "", "run directory (default runs/<task>-<time>)"}}), common_options()),
+  Args a("train", concat(concat(task_options(), {{"out", true, "", "run directory (default runs/<task>-<time>)"}, recipe_option()}), common_options()),
          argc, argv, 2);
   if (a.help()) {
     std::cout << "idem train: train a recursive-input model with the IT³ objective and save a run directory.\n\n" << a.usage();
@@ -425,7 +465,8 @@ int cmd_train(int argc, char** argv) {
 
 int cmd_adapt(int argc, char** argv) {
   Args a("adapt", concat(concat({{"run", true, "", "run directory written by idem train or idem demo"},
-                                 {"out", true, "", "where to write results (default RUN/adapt-<time>)"}},
+                                 {"out", true, "", "where to write results (default RUN/adapt-<time>)"},
+                                 recipe_option()},
                                 adapt_options()),
                          common_options()),
          argc, argv, 2);
@@ -463,12 +504,13 @@ int cmd_adapt(int argc, char** argv) {
 
 int cmd_demo(int argc, char** argv) {
   std::vector<OptionSpec> specs = concat(task_options(), adapt_options());
+  specs.push_back(recipe_option());
   specs.push_back({"quick", false, "", "a smoke run: small subsets, severity 5, one epoch (about a minute on 2 cores)"});
   specs.push_back({"full", false, "", "the whole protocol on the CPU too (on a GPU it is the default)"});
   specs.push_back({"out", true, "", "run directory (default runs/demo-<task>-<time>)"});
   Args a("demo", concat(specs, common_options()), argc, argv, 2);
   if (a.help()) {
-    std::cout << "idem demo: train on a task, then evaluate none, bn, tent, actmad, it3 and it3-online on\n"
+    std::cout << "idem demo: train on a task, then evaluate none, bn, tent, actmad, it3, it3-online and random-step on\n"
                  "the clean and shifted test sets; prints the table, writes plots and a run directory.\n"
                  "On the CPU it runs a protocol sized for a few minutes on 2 cores (fewer training images,\n"
                  "epochs, test images and severities; the first line says which); --full runs all of it.\n\n"

@@ -11,6 +11,7 @@
 #include "data/fmnist.h"
 #include "data/tabular.h"
 #include "io/json.h"
+#include "it3/adapt.h"
 #include "it3/recursive_model.h"
 #include "it3/training.h"
 
@@ -32,6 +33,7 @@ struct TaskConfig {
   int64_t width = 0;            // model width knob (0 = the task's default)
   double neutral = 0.0;         // regression ∅ (0 = the task's default)
   uint64_t seed = 0;
+  std::string model;            // fmnist: "" or bn-cnn (the default), small-cnn (LeNet, no BatchNorm)
 
   json::Value to_json() const;
   static TaskConfig from_json(const json::Value& v);
@@ -62,6 +64,9 @@ class Task {
   virtual int64_t default_adapt_batch() const = 0;
   virtual int default_adapt_steps() const { return 1; }
   virtual double default_adapt_lr() const = 0;
+  // BatchNorm statistics of the IT³ rows (it3, it3-online, random-step) unless --bn-mode says
+  // otherwise: batch for a BatchNorm classifier (docs/it3.md, "Defaults").
+  virtual it3::BnMode default_adapt_bn_mode() const { return it3::BnMode::running; }
 
   virtual int64_t train_size() const = 0;
   // Training samples `idx` as one batch on `device`.
