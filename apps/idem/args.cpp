@@ -100,7 +100,7 @@ std::string Args::usage() const {
 }
 
 std::vector<OptionSpec> common_options() {
-  return {{"seed", true, "0", "seed for the data, the shifts, initialization and training order (--seeds N: models use seed .. seed+N-1)"},
+  return {{"seed", true, "0", "seed for data order, initialization and shifts"},
           {"device", true, "auto", "cpu, cuda or cuda:N; auto = cuda when a GPU is present"},
           {"threads", true, "auto", "CPU threads for the kernels, 1..1024; auto = IDEM_NUM_THREADS, else all cores (results do not depend on it)"},
           {"deterministic", false, "", "bit-identical results for the same seed (docs/reliability.md)"},
