@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 
 #include "apps/idem/report.h"
+#include "apps/idem/stats.h"
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "test_util.h"
@@ -97,6 +98,13 @@ TEST(Cli, TrainThenAdaptOnATableFileWritesACompleteRun) {
   int n = 0;
   for (std::string line; std::getline(lines, line); ++n) idem::json::parse(line);
   EXPECT_EQ(n, 6);  // 30 test rows in one batch of 32, per shift and method
+  // --seeds 2 trains two models into one run, each with its own clean test line.
+  const std::string run2 = dir.path().string() + "/run2";
+  tr = run_cli("train --task tabular --data " + dir.path().string() + "/table.csv --epochs 1 --seeds 2 --seed 3 --device cpu --quiet --out " + run2);
+  ASSERT_EQ(tr.code, 0) << tr.out;
+  EXPECT_NE(tr.out.find("trained tabular seed 4: final train loss"), std::string::npos) << tr.out;
+  EXPECT_TRUE(fs::exists(run2 + "/checkpoint-seed4.safetensors"));
+  EXPECT_EQ(idem::json::parse(slurp(run2 + "/config.json")).at("models").as_array().size(), 2u);
 }
 
 TEST(Cli, FmnistOnBuiltInImagesEndToEnd) {
@@ -109,6 +117,107 @@ TEST(Cli, FmnistOnBuiltInImagesEndToEnd) {
   const auto rows = idem::cli::parse_results_csv(slurp(dir.path().string() + "/results.csv"));
   EXPECT_EQ(rows.size(), 8u);
   for (const auto& row : rows) EXPECT_TRUE(row.metric >= 0 && row.metric <= 100);
+}
+
+namespace {
+// The cells "a ± b" (or "a") of the line of `md` that starts with `prefix`, searching from the
+// first occurrence of `after`; bold marks dropped.
+std::vector<std::pair<double, double>> md_cells(const std::string& md, const std::string& after,
+                                                const std::string& prefix) {
+  std::vector<std::pair<double, double>> out;
+  const size_t from = md.find(after);
+  if (from == std::string::npos) return out;
+  std::istringstream is(md.substr(from));
+  for (std::string line; std::getline(is, line);) {
+    if (line.rfind(prefix, 0) != 0) continue;
+    std::stringstream cells(line.substr(prefix.size()));
+    for (std::string c; std::getline(cells, c, '|');) {
+      c.erase(std::remove(c.begin(), c.end(), '*'), c.end());
+      if (c.find_first_not_of(' ') == std::string::npos) continue;
+      const size_t pm = c.find("±");
+      out.push_back({std::stod(c), pm == std::string::npos ? NAN : std::stod(c.substr(pm + 2))});
+    }
+    break;
+  }
+  return out;
+}
+
+// The metric per seed of (shift, method), in seed order.
+std::vector<double> per_seed(const std::vector<idem::cli::ResultRow>& rows, const std::string& shift,
+                             const std::string& method) {
+  std::vector<double> v;
+  for (const auto& r : rows)
+    if (r.shift == shift && r.method == method) v.push_back(r.metric);
+  return v;
+}
+}  // namespace
+
+TEST(Cli, SeedsGiveOneRowPerSeedAndIntervalsWithPairedDeltas) {
+  if (std::string(IDEM_CLI_PATH).empty()) GTEST_SKIP() << "the idem executable was not built";
+  TempDir dir("idem_cli_seeds");
+  const std::string run = dir.path().string() + "/demo";
+  // The quick tabular demo trains in well under a second per seed.
+  RunResult r = run_cli("demo --task tabular --quick --seeds 2 --seed 5 --method none,bn,it3 --shift clean,zero:0.10 "
+                        "--device cpu --out " + run);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("seed 6 (2/2)"), std::string::npos) << r.out;  // progress per seed
+  for (const char* f : {"checkpoint.safetensors", "checkpoint-seed6.safetensors", "results.csv", "results.md", "metric.svg"})
+    EXPECT_TRUE(fs::exists(run + "/" + f)) << f;
+  const auto rows = idem::cli::parse_results_csv(slurp(run + "/results.csv"));
+  ASSERT_EQ(rows.size(), 12u);  // 2 seeds × 2 shifts × 3 methods
+  for (size_t i = 0; i < rows.size(); ++i) EXPECT_EQ(rows[i].seed, i < 6 ? 5u : 6u) << i;
+  // The two seeds trained different models.
+  const auto none_clean = per_seed(rows, "clean", "none");
+  ASSERT_EQ(none_clean.size(), 2u);
+  EXPECT_NE(none_clean[0], none_clean[1]);
+  const idem::json::Value cfg = idem::json::parse(slurp(run + "/config.json"));
+  ASSERT_EQ(cfg.at("models").as_array().size(), 2u);
+  EXPECT_EQ(cfg.at("models").as_array()[1].at("checkpoint").as_string(), "checkpoint-seed6.safetensors");
+  EXPECT_EQ(cfg.at("task").at("seed").as_int(), 5);  // the data comes from --seed alone
+  // The summary: mean ± CI per cell, and Δ it3 over none as the paired per-seed differences.
+  // (results.csv keeps 4 decimals, the table 3; t_{0.975,1} = 12.7 magnifies the rounding.)
+  const std::string md = slurp(run + "/results.md");
+  EXPECT_NE(r.out.find("Δ over none"), std::string::npos) << "the printed table has the Δ columns";
+  EXPECT_NE(r.out.find("Δ over bn"), std::string::npos);
+  const auto table = md_cells(md, "MAE per shift", "| clean |");
+  ASSERT_EQ(table.size(), 3u) << md;
+  const auto none = idem::cli::stats::mean_ci(none_clean);
+  EXPECT_NEAR(table[0].first, none.mean, 1e-3) << md;
+  EXPECT_NEAR(table[0].second, none.half_width, 2e-3) << md;
+  const auto delta = idem::cli::stats::paired_difference(per_seed(rows, "zero:0.10", "it3"), per_seed(rows, "zero:0.10", "none"));
+  const auto dcells = md_cells(md, "Δ over none", "| zero:0.10 |");
+  ASSERT_EQ(dcells.size(), 2u) << md;  // bn, it3
+  EXPECT_NEAR(dcells[1].first, delta.mean, 1e-3) << md;
+  EXPECT_NEAR(dcells[1].second, delta.half_width, 2e-3) << md;
+  ASSERT_EQ(md_cells(md, "Δ over bn", "| clean |").size(), 1u) << md;  // it3 only
+
+  // adapt evaluates every model of the run (auto), or the first N; one seed has no interval.
+  const std::string out = dir.path().string() + "/adapt";
+  r = run_cli("adapt --run " + run + " --method none,it3 --shift clean --device cpu --quiet --out " + out);
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto arows = idem::cli::parse_results_csv(slurp(out + "/results.csv"));
+  ASSERT_EQ(arows.size(), 4u);
+  EXPECT_EQ(arows[0].seed, 5u);
+  EXPECT_EQ(arows[3].seed, 6u);
+  EXPECT_EQ(per_seed(arows, "clean", "none"), none_clean);  // the same models, reloaded
+  r = run_cli("adapt --run " + run + " --seeds 1 --method none,it3 --shift clean --device cpu --quiet --out " + out + "1");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(idem::cli::parse_results_csv(slurp(out + "1/results.csv")).size(), 2u);
+  const std::string md1 = slurp(out + "1/results.md");
+  EXPECT_NE(md1.find("one seed (5): no confidence interval"), std::string::npos) << md1;
+  EXPECT_EQ(md1.find("±"), std::string::npos) << md1;
+
+  // Bad counts are clear errors.
+  r = run_cli("adapt --run " + run + " --seeds 3 --device cpu --quiet --out " + out + "3");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("holds 2 trained model(s) (seeds 5, 6)"), std::string::npos) << r.out;
+  for (const char* bad : {"0", "-2", "101", "two"}) {
+    r = run_cli(std::string("demo --task tabular --quick --device cpu --quiet --seeds ") + bad + " --out " + out + "x");
+    EXPECT_EQ(r.code, 1) << bad;
+    EXPECT_NE(r.out.find("--seeds must be a whole number from 1 to 100 (or auto), got '" + std::string(bad) + "'"),
+              std::string::npos) << r.out;
+  }
+  EXPECT_FALSE(fs::exists(out + "x")) << "a bad --seeds is refused before anything is written";
 }
 
 TEST(Cli, BadInputIsAClearErrorWithExitCodeOne) {

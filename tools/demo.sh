@@ -4,7 +4,8 @@
 # 15 corruptions). With a GPU it builds the CUDA backend and runs the full protocol; without one
 # it builds the CPU-only binary (no nvcc pass, a faster build) and runs the protocol sized for a
 # few minutes on 2 cores. Extra arguments go to `idem demo`, e.g.
-#   tools/demo.sh --full             # the whole protocol on the CPU too (about an hour on 2 cores)
+#   tools/demo.sh --full             # the whole protocol on the CPU too (about an hour per seed on
+#                                    # 2 cores; 3 seeds unless --seeds 1 is added)
 #   tools/demo.sh --quick            # a smoke run: about a minute on 2 cores, build done
 #   tools/demo.sh --task airfoil     # the GNN task on panel-method data
 # Knobs (environment): IDEM_BUILD_DIR (default: build with a GPU, build-cpu without),

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sweeps IT³ adaptation knobs on a trained run and prints one line per configuration: the mean
 # metric over the shifts for it3 (and none, for reference). Used to answer "which settings make
-# adaptation help on this task" (docs/results.md).
+# adaptation help on this task" (docs/results.md). A run trained with several seeds (idem train
+# or idem demo --seeds N) gives mean ± 95 % CI over them in every line.
 #   tools/it3_sweep.sh IDEM RUN_DIR OUT_DIR [SHIFTS]
 set -u -o pipefail
 idem=$1 run=$2 out=$3 shifts=${4:-demo}

@@ -5,6 +5,8 @@
 //   progress.cpp    the progress bar (a terminal) or plain periodic lines (a pipe or file)
 //   tasks.cpp       the three tasks: data, model, shifts, metric
 //   experiment.cpp  train / adapt / demo: the loops, the run directory, tables and plots
+//   report.cpp      results.csv, results.md and the plots of a run directory
+//   stats.cpp       Student's t, mean ± confidence interval, paired differences (over seeds)
 //   bench.cpp       `idem bench it3|train|ops`
 #pragma once
 #include <chrono>

@@ -3,10 +3,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
+#include <tuple>
 
+#include "apps/idem/stats.h"
 #include "apps/idem/tasks.h"
 #include "core/error.h"
 
@@ -43,11 +47,11 @@ const char* kColors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", 
 
 std::string results_csv(const std::vector<ResultRow>& rows) {
   std::ostringstream os;
-  os << "shift,method,metric,samples,batches,forwards_per_batch,backwards_per_batch,"
+  os << "seed,shift,method,metric,samples,batches,forwards_per_batch,backwards_per_batch,"
         "steps_per_batch,us_per_batch,us_per_sample,launches_per_batch,reset_bytes_per_batch,"
         "loss_before,loss_after\n";
   for (const auto& r : rows)
-    os << r.shift << ',' << r.method << ',' << num(r.metric, 4) << ',' << r.samples << ','
+    os << r.seed << ',' << r.shift << ',' << r.method << ',' << num(r.metric, 4) << ',' << r.samples << ','
        << r.batches << ',' << num(r.forwards, 2) << ',' << num(r.backwards, 2) << ','
        << num(r.steps, 2) << ',' << num(r.us_per_batch, 1) << ',' << num(r.us_per_sample, 2) << ','
        << num(r.launches_per_batch, 1) << ',' << num(r.reset_bytes, 0) << ','
@@ -59,8 +63,12 @@ std::vector<ResultRow> parse_results_csv(const std::string& text) {
   std::vector<ResultRow> rows;
   std::istringstream is(text);
   std::string line;
-  IDEM_CHECK(std::getline(is, line) && line.rfind("shift,method,metric", 0) == 0, "results.csv",
-             "missing or wrong header");
+  IDEM_CHECK(std::getline(is, line), "results.csv", "empty file");
+  // Runs before the seed column (issue 16) wrote the same columns without it.
+  const bool seeded = line.rfind("seed,shift,method,metric", 0) == 0;
+  IDEM_CHECK(seeded || line.rfind("shift,method,metric", 0) == 0, "results.csv",
+             "wrong header (expected seed,shift,method,metric,...): ", line);
+  const size_t first = seeded ? 1 : 0, cells = first + 14;
   int lineno = 1;
   while (std::getline(is, line)) {
     ++lineno;
@@ -68,15 +76,21 @@ std::vector<ResultRow> parse_results_csv(const std::string& text) {
     std::vector<std::string> c;
     std::stringstream ss(line);
     for (std::string cell; std::getline(ss, cell, ',');) c.push_back(cell);
-    IDEM_CHECK(c.size() == 14, "results.csv", "line ", lineno, " has ", c.size(), " cells, expected 14");
+    IDEM_CHECK(c.size() == cells, "results.csv", "line ", lineno, " has ", c.size(), " cells, expected ", cells);
     ResultRow r;
-    r.shift = c[0], r.method = c[1];
     try {
-      r.metric = std::stod(c[2]), r.samples = std::stoll(c[3]), r.batches = std::stoll(c[4]);
-      r.forwards = std::stod(c[5]), r.backwards = std::stod(c[6]), r.steps = std::stod(c[7]);
-      r.us_per_batch = std::stod(c[8]), r.us_per_sample = std::stod(c[9]);
-      r.launches_per_batch = std::stod(c[10]), r.reset_bytes = std::stod(c[11]);
-      r.loss_before = std::stod(c[12]), r.loss_after = std::stod(c[13]);
+      if (seeded) {
+        size_t used = 0;
+        r.seed = std::stoull(c[0], &used);
+        if (used != c[0].size() || c[0][0] == '-') throw std::invalid_argument(c[0]);
+      }
+      const std::string* f = c.data() + first;
+      r.shift = f[0], r.method = f[1];
+      r.metric = std::stod(f[2]), r.samples = std::stoll(f[3]), r.batches = std::stoll(f[4]);
+      r.forwards = std::stod(f[5]), r.backwards = std::stod(f[6]), r.steps = std::stod(f[7]);
+      r.us_per_batch = std::stod(f[8]), r.us_per_sample = std::stod(f[9]);
+      r.launches_per_batch = std::stod(f[10]), r.reset_bytes = std::stod(f[11]);
+      r.loss_before = std::stod(f[12]), r.loss_after = std::stod(f[13]);
     } catch (const std::exception&) {
       fail("results.csv", "line ", lineno, " has a non-numeric cell");
     }
@@ -85,33 +99,69 @@ std::vector<ResultRow> parse_results_csv(const std::string& text) {
   return rows;
 }
 
+namespace {
+
+// The rows of one run, indexed by (seed, shift, method), with the seeds in first-seen order.
+struct RowIndex {
+  std::vector<uint64_t> seeds;
+  std::map<std::tuple<uint64_t, std::string, std::string>, const ResultRow*> at;
+  explicit RowIndex(const std::vector<ResultRow>& rows) {
+    for (const auto& r : rows) {
+      if (std::find(seeds.begin(), seeds.end(), r.seed) == seeds.end()) seeds.push_back(r.seed);
+      at[{r.seed, r.shift, r.method}] = &r;
+    }
+  }
+  // Per seed, the metric of `method` averaged over `shifts`; a seed that lacks one of them is
+  // left out (the tables never mix a partial seed into a mean).
+  std::map<uint64_t, double> per_seed(const std::string& method, const std::vector<std::string>& shifts) const {
+    std::map<uint64_t, double> out;
+    for (uint64_t seed : seeds) {
+      double sum = 0;
+      size_t n = 0;
+      for (const auto& s : shifts)
+        if (auto it = at.find({seed, s, method}); it != at.end()) sum += it->second->metric, ++n;
+      if (n == shifts.size() && n > 0) out[seed] = sum / double(n);
+    }
+    return out;
+  }
+  // mean ± CI over the seeds of `method` on `shifts`; nullopt when no seed has them all.
+  std::optional<stats::Summary> cell(const std::string& method, const std::vector<std::string>& shifts) const {
+    const auto v = per_seed(method, shifts);
+    if (v.empty()) return std::nullopt;
+    std::vector<double> xs;
+    for (uint64_t seed : seeds)
+      if (v.count(seed)) xs.push_back(v.at(seed));
+    return stats::mean_ci(xs);
+  }
+  // The paired difference method − base over the seeds that have both.
+  std::optional<stats::Summary> delta(const std::string& method, const std::string& base,
+                                      const std::vector<std::string>& shifts) const {
+    const auto a = per_seed(method, shifts), b = per_seed(base, shifts);
+    std::vector<double> xa, xb;
+    for (uint64_t seed : seeds)
+      if (a.count(seed) && b.count(seed)) xa.push_back(a.at(seed)), xb.push_back(b.at(seed));
+    if (xa.empty()) return std::nullopt;
+    return stats::paired_difference(xa, xb);
+  }
+};
+
+std::string seed_list(const std::vector<uint64_t>& seeds) {
+  std::string out;
+  for (size_t i = 0; i < seeds.size(); ++i) out += (i ? ", " : "") + std::to_string(seeds[i]);
+  return out;
+}
+
+}  // namespace
+
 std::string results_markdown(const std::vector<ResultRow>& rows, const std::string& metric_name,
                              const std::string& title) {
   const auto methods = ordered(rows, true), shifts = ordered(rows, false);
-  std::map<std::pair<std::string, std::string>, const ResultRow*> at;
-  for (const auto& r : rows) at[{r.shift, r.method}] = &r;
-  std::ostringstream os;
-  os << "### " << title << "\n\n" << metric_name << " per shift (lower is better; best per row in bold)\n\n| shift |";
-  for (const auto& m : methods) os << ' ' << m << " |";
-  os << "\n|---|";
-  for (size_t i = 0; i < methods.size(); ++i) os << "---:|";
-  os << "\n";
-  auto row_line = [&](const std::string& label, const std::vector<double>& vals) {
-    double best = INFINITY;
-    for (double v : vals) if (std::isfinite(v)) best = std::min(best, v);
-    os << "| " << label << " |";
-    for (double v : vals) {
-      const bool b = std::isfinite(v) && v == best && vals.size() > 1;
-      os << ' ' << (b ? "**" : "") << (std::isfinite(v) ? num(v, 3) : "–") << (b ? "**" : "") << " |";
-    }
-    os << "\n";
-  };
-  for (const auto& s : shifts) {
-    std::vector<double> vals;
-    for (const auto& m : methods) vals.push_back(at.count({s, m}) ? at[{s, m}]->metric : NAN);
-    row_line(s, vals);
-  }
-  // Summaries: the mean over the non-clean shifts at each level, and over all non-clean ones.
+  const RowIndex idx(rows);
+  const size_t nseeds = idx.seeds.size();
+  // The table's lines: each shift, then the mean over the non-clean shifts at each level (when
+  // a level has several), then over all of them. Means are taken per seed, then summarized.
+  std::vector<std::pair<std::string, std::vector<std::string>>> lines;
+  for (const auto& s : shifts) lines.push_back({s, {s}});
   std::map<double, std::vector<std::string>> by_level;
   std::vector<std::string> shifted;
   for (const auto& s : shifts) {
@@ -119,24 +169,61 @@ std::string results_markdown(const std::vector<ResultRow>& rows, const std::stri
     shifted.push_back(s);
     by_level[Task::shift_family(s).second].push_back(s);
   }
-  auto mean_over = [&](const std::vector<std::string>& ss) {
-    std::vector<double> vals;
-    for (const auto& m : methods) {
-      double sum = 0;
-      int n = 0;
-      for (const auto& s : ss)
-        if (at.count({s, m})) sum += at[{s, m}]->metric, ++n;
-      vals.push_back(n ? sum / n : NAN);
-    }
-    return vals;
-  };
   if (shifted.size() > 1) {
     if (by_level.size() > 1 || by_level.begin()->second.size() > 1)
       for (const auto& [lvl, ss] : by_level)
-        if (ss.size() > 1) row_line("*mean, level " + num(lvl, lvl == std::floor(lvl) ? 0 : 2) + "*", mean_over(ss));
-    row_line("*mean over all shifts*", mean_over(shifted));
+        if (ss.size() > 1) lines.push_back({"*mean, level " + num(lvl, lvl == std::floor(lvl) ? 0 : 2) + "*", ss});
+    lines.push_back({"*mean over all shifts*", shifted});
   }
-  os << "\nCost per batch (mean over shifts)\n\n| method | forwards | backwards | optimizer steps | µs / batch | µs / sample | GPU launches / batch | reset bytes / batch |\n|---|---:|---:|---:|---:|---:|---:|---:|\n";
+
+  std::ostringstream os;
+  os << "### " << title << "\n\n";
+  if (nseeds > 1)
+    os << metric_name << " per shift: mean ± 95 % confidence interval over " << nseeds << " seeds ("
+       << seed_list(idx.seeds) << "; Student's t, " << nseeds - 1
+       << (nseeds == 2 ? " degree" : " degrees") << " of freedom). Lower is better; the best mean per row is in bold.\n\n";
+  else
+    os << metric_name << " per shift, one seed (" << seed_list(idx.seeds)
+       << "): no confidence interval, which needs two or more seeds (--seeds). Lower is better; "
+          "the best per row is in bold.\n\n";
+  // One pivot: a line per entry of `lines`, a column per method in `cols`.
+  auto pivot = [&](const std::vector<std::string>& cols, bool sign, bool bold,
+                   const std::function<std::optional<stats::Summary>(const std::string&, const std::vector<std::string>&)>& value) {
+    os << "| shift |";
+    for (const auto& m : cols) os << ' ' << m << " |";
+    os << "\n|---|";
+    for (size_t i = 0; i < cols.size(); ++i) os << "---:|";
+    os << "\n";
+    for (const auto& [label, ss] : lines) {
+      std::vector<std::optional<stats::Summary>> vals;
+      double best = INFINITY;
+      for (const auto& m : cols) {
+        vals.push_back(value(m, ss));
+        if (vals.back() && std::isfinite(vals.back()->mean)) best = std::min(best, vals.back()->mean);
+      }
+      os << "| " << label << " |";
+      for (const auto& v : vals) {
+        const bool b = bold && v && v->mean == best && vals.size() > 1;
+        os << ' ' << (b ? "**" : "") << (v ? stats::format(*v, 3, sign) : "–") << (b ? "**" : "") << " |";
+      }
+      os << "\n";
+    }
+  };
+  pivot(methods, false, true, [&](const std::string& m, const std::vector<std::string>& ss) { return idx.cell(m, ss); });
+  // Δ over a baseline, paired per seed: the same trained model on both sides of each difference.
+  for (const std::string base : {"none", "bn"}) {
+    if (std::find(methods.begin(), methods.end(), base) == methods.end()) continue;
+    std::vector<std::string> cols;
+    for (const auto& m : methods)
+      if (m != base && m != "none") cols.push_back(m);
+    if (cols.empty()) continue;
+    os << "\nΔ over " << base << ": per seed, method − " << base << ", then the mean"
+       << (nseeds > 1 ? " ± 95 % confidence interval" : "") << " of the differences (negative = better than "
+       << base << ")\n\n";
+    pivot(cols, true, false, [&](const std::string& m, const std::vector<std::string>& ss) { return idx.delta(m, base, ss); });
+  }
+  os << "\nCost per batch (mean over shifts" << (nseeds > 1 ? " and seeds" : "")
+     << ")\n\n| method | forwards | backwards | optimizer steps | µs / batch | µs / sample | GPU launches / batch | reset bytes / batch |\n|---|---:|---:|---:|---:|---:|---:|---:|\n";
   for (const auto& m : methods) {
     ResultRow acc;
     int n = 0;
@@ -159,18 +246,21 @@ std::string results_markdown(const std::vector<ResultRow>& rows, const std::stri
 std::string plot_metric_svg(const std::vector<ResultRow>& rows, const std::string& metric_name,
                             const std::string& title) {
   const auto methods = ordered(rows, true);
-  // method -> level -> (sum, n)
-  std::map<std::string, std::map<double, std::pair<double, int>>> pts;
+  const RowIndex idx(rows);
+  std::map<double, std::vector<std::string>> at_level;  // level -> its shifts (0: clean)
+  for (const auto& s : ordered(rows, false)) at_level[Task::shift_family(s).second].push_back(s);
+  // method -> level -> mean ± CI over the seeds of the per-seed mean over the level's shifts.
+  std::map<std::string, std::map<double, stats::Summary>> pts;
   double ymax = 0;
   std::set<double> levels;
-  for (const auto& r : rows) {
-    const double lvl = Task::shift_family(r.shift).second;
-    auto& p = pts[r.method][lvl];
-    p.first += r.metric, p.second += 1;
-    levels.insert(lvl);
-  }
-  for (auto& [m, lv] : pts)
-    for (auto& [l, p] : lv) ymax = std::max(ymax, p.first / p.second);
+  for (const auto& m : methods)
+    for (const auto& [lvl, ss] : at_level)
+      if (auto c = idx.cell(m, ss); c && std::isfinite(c->mean)) {
+        pts[m][lvl] = *c;
+        levels.insert(lvl);
+        ymax = std::max(ymax, c->mean + (c->has_interval() && std::isfinite(c->half_width) ? c->half_width : 0.0));
+      }
+  if (levels.empty()) levels.insert(0);
   if (ymax <= 0) ymax = 1;
   const double W = 640, H = 400, L = 70, R = 150, T = 40, B = 50;
   const double xmin = *levels.begin(), xmax = std::max(*levels.rbegin(), xmin + 1e-9);
@@ -191,12 +281,26 @@ std::string plot_metric_svg(const std::vector<ResultRow>& rows, const std::strin
   }
   for (double l : levels)
     os << "<text x=\"" << X(l) << "\" y=\"" << H - B + 16 << "\" text-anchor=\"middle\">" << num(l, l == std::floor(l) ? 0 : 2) << "</text>\n";
+  const size_t nseeds = idx.seeds.size();
+  if (nseeds > 1)
+    os << "<text x=\"" << W - R + 10 << "\" y=\"" << T + 16 * (methods.size() + 2) << "\" fill=\"#555\">bars: 95 % CI,</text>\n"
+       << "<text x=\"" << W - R + 10 << "\" y=\"" << T + 16 * (methods.size() + 3) << "\" fill=\"#555\">" << nseeds << " seeds</text>\n";
   for (size_t mi = 0; mi < methods.size(); ++mi) {
     const char* col = kColors[mi % 8];
     std::string path;
-    for (auto& [l, p] : pts[methods[mi]]) {
-      path += (path.empty() ? "M" : " L") + num(X(l), 1) + "," + num(Y(p.first / p.second), 1);
-      os << "<circle cx=\"" << X(l) << "\" cy=\"" << Y(p.first / p.second) << "\" r=\"3\" fill=\"" << col << "\"/>\n";
+    // A small sideways offset per method keeps overlapping error bars apart.
+    const double dx = nseeds > 1 ? (double(mi) - 0.5 * double(methods.size() - 1)) * 3.0 : 0.0;
+    for (const auto& [l, c] : pts[methods[mi]]) {
+      const double x = X(l) + dx;
+      path += (path.empty() ? "M" : " L") + num(x, 1) + "," + num(Y(c.mean), 1);
+      os << "<circle cx=\"" << x << "\" cy=\"" << Y(c.mean) << "\" r=\"3\" fill=\"" << col << "\"/>\n";
+      if (c.has_interval() && std::isfinite(c.half_width)) {
+        const double y0 = Y(std::max(0.0, c.mean - c.half_width)), y1 = Y(c.mean + c.half_width);
+        os << "<path d=\"M" << num(x, 1) << "," << num(y0, 1) << " L" << num(x, 1) << "," << num(y1, 1)
+           << " M" << num(x - 3, 1) << "," << num(y0, 1) << " L" << num(x + 3, 1) << "," << num(y0, 1)
+           << " M" << num(x - 3, 1) << "," << num(y1, 1) << " L" << num(x + 3, 1) << "," << num(y1, 1)
+           << "\" stroke=\"" << col << "\" stroke-width=\"1\" class=\"ci\"/>\n";
+      }
     }
     os << "<path d=\"" << path << "\" fill=\"none\" stroke=\"" << col << "\" stroke-width=\"2\"/>\n"
        << "<text x=\"" << W - R + 10 << "\" y=\"" << T + 16 * (mi + 1) << "\" fill=\"" << col << "\">"
