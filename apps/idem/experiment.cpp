@@ -357,7 +357,9 @@ std::vector<ResultRow> evaluate(const std::shared_ptr<it3::RecursiveModel>& mode
   for (const std::string& shift : s.shifts) {
     std::vector<Batch> batches = task.eval_batches(shift, s.batch, device);
     for (size_t mi = 0; mi < s.methods.size(); ++mi) {
-      it3::PathAdapter adapter(model, s.options[mi], stats, s.path);
+      it3::AdaptOptions options = s.options[mi];
+      options.seed = seed;  // each model's own adaptation draws (random one-hot ∅, random-step)
+      it3::PathAdapter adapter(model, options, stats, s.path);
       std::vector<Tensor> preds, ys;
       double lb = 0, la = 0;
       int64_t nb = 0, nloss = 0;
