@@ -23,6 +23,10 @@
 #                               comma-separated MODEL:BATCH:STEPS (tools/ncu_adapt.sh); tables
 #                               in $OUT/ncu.log
 #   GPU_CHECK_NO_CTEST=1        skip the test suite (e.g. a benchmark-only call)
+#   GPU_CHECK_RESULTS=ARGS      also regenerate the tables of docs/results.md: every task's demo
+#                               with ARGS (e.g. "--seeds 3"), then fmnist with --recipe
+#                               paper-mnist and paper-cifar (tools/results_tables.sh); run
+#                               directories stay in /tmp, the tables and CSVs go under $OUT/results
 #   GPU_CHECK_PATHS=1           also time `idem adapt` on the eager and auto (CUDA graph) paths
 #                               beside `idem bench it3` (tools/adapt_path_timing.sh)
 set -u -o pipefail
@@ -175,6 +179,21 @@ if [ -n "${GPU_CHECK_PATHS:-}" ]; then
   fm=()
   [ ! -d /usr/share/datasets/fashion-mnist ] && [ -d "$root/.data/fashion-mnist" ] && fm=("$root/.data/fashion-mnist")
   step adapt_paths 240 bash "$root/tools/adapt_path_timing.sh" "$build/idem" "$out/adapt_paths" "${fm[@]}"
+fi
+
+# ---- docs/results.md's tables (issue 16): several seeds, every task, the authors' recipes ----
+if [ -n "${GPU_CHECK_RESULTS:-}" ]; then
+  fm=""
+  [ ! -d /usr/share/datasets/fashion-mnist ] && [ -d "$root/.data/fashion-mnist" ] && fm="$root/.data/fashion-mnist"
+  step results 540 bash -c 'set -u; root=$1 idem=$2 out=$3 fm=$4; shift 4; rc=0; tmp=/tmp/idem-results
+      for cfg in default paper-mnist paper-cifar; do
+        extra=(); tasks="fmnist tabular airfoil"
+        [ "$cfg" != default ] && extra=(--recipe "$cfg") && tasks=fmnist
+        FMNIST_DATA=$fm TASKS=$tasks bash "$root/tools/results_tables.sh" "$idem" "$tmp/$cfg" "$@" "${extra[@]}" || rc=1
+        mkdir -p "$out/results/$cfg"; cp "$tmp/$cfg/tables.md" "$out/results/$cfg/" 2>/dev/null
+        for t in $tasks; do cp "$tmp/$cfg/$t/results.csv" "$out/results/$cfg/$t-results.csv" 2>/dev/null
+          cp "$tmp/$cfg/$t/config.json" "$out/results/$cfg/$t-config.json" 2>/dev/null; done
+      done; exit $rc' results "$root" "$build/idem" "$out" "$fm" $GPU_CHECK_RESULTS
 fi
 
 # ---- kernel report: device line, Philox agreement, reduction bandwidth ----
