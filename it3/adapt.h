@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "it3/cost.h"
+#include "it3/fused_adapt.h"
 #include "it3/recursive_model.h"
 #include "core/ops/multi_copy.h"
 #include "layers/optim.h"
@@ -74,6 +75,11 @@ struct AdaptOptions {
   // Read each step's loss back and refuse to step on NaN/Inf (one device sync per step). The
   // benchmarks turn it off to measure the adaptation without host round trips.
   bool check_finite = true;
+  // Run the whole IT³ adaptation as one fused kernel call (one launch on a GPU) whenever the
+  // model, the options and the batch allow it (it3/fused_adapt.h; `--fused auto`); false runs
+  // the op-by-op path always (`--fused off`). With check_finite, the fused path reads the K
+  // losses back after the call and throws on a NaN/Inf one (the steps have then been taken).
+  bool fused = true;
 
   // The method's reference configuration:
   //   none       K = 0, no adaptation
@@ -156,10 +162,18 @@ class Adapter {
   const std::vector<std::string>& adapted_names() const { return adapted_names_; }
   const std::vector<Tensor>& adapted_params() const { return adapted_; }
   Optimizer* optimizer() { return optim_.get(); }
+  // Why the fused one-call path is not used ("" when it is, for batches it fits; see
+  // it3/fused_adapt.h), and whether it runs for this input.
+  const std::string& fused_reason() const { return fused_reason_; }
+  bool uses_fused(const Input& x) const { return fused_ && fused_->batch_reason(x).empty(); }
+  // The fused plan (null when not eligible).
+  const FusedMlpAdapt* fused_plan() const { return fused_.get(); }
 
  private:
   Tensor adaptation_loss(const Input& x, Cost& cost);
   Tensor run(const Input& x, Cost& cost, Tensor* first_loss, Tensor* last_loss);
+  // The whole adaptation as one fused call; counts as the op-by-op path would.
+  Tensor run_fused(const Input& x, Cost& cost);
   void apply_bn_mode(RecursiveModel& m, bool batch_stats);
   void check_input(const Input& x) const;
   void update_ema_anchor();
@@ -177,6 +191,8 @@ class Adapter {
   std::map<std::string, Tensor> tapped_;  // activations of the current forward (actmad)
   Cost total_;
   int64_t steps_since_reset_ = 0;
+  std::unique_ptr<FusedMlpAdapt> fused_;
+  std::string fused_reason_;
 };
 
 }  // namespace idem::it3
