@@ -140,7 +140,7 @@ __device__ void loss_block0(const FusedMlpAdaptParams& p, const Geo& g, const fl
   if (threadIdx.x == 0) p.losses[k - 1] = float(part[0] / double(n));
 }
 
-__global__ void __launch_bounds__(kFusedMlpThreads) fused_mlp_adapt_kernel(FusedMlpAdaptParams p) {
+__global__ void __launch_bounds__(kFusedMlpThreads) fused_mlp_adapt_kernel(const __grid_constant__ FusedMlpAdaptParams p) {
   Geo g;
   g.L = p.layers, g.B = p.batch, g.S = p.signal, g.d = p.widths[0] - p.signal;
   g.off[1] = 0;
