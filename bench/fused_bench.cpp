@@ -186,7 +186,7 @@ void bm_it3_adapt(benchmark::State& state, bool wide, int64_t batch, int steps, 
   it3::AdaptOptions o = it3::AdaptOptions::for_method(it3::Method::it3);
   o.steps = steps;
   o.check_finite = false;
-  o.fused = fused;
+  o.fused = fused ? it3::FusedMode::on : it3::FusedMode::off;
   it3::Adapter adapter(model, o);
   const it3::Input x(idem::randn({batch, 13}, 6, gpu()));
   if (fused && !adapter.uses_fused(x)) {

@@ -79,6 +79,21 @@ Prediction parse_prediction(const std::string& n) {
   fail("it3::Adapter", "unknown prediction '", n, "' (expected adapted or anchor)");
 }
 
+const char* fused_mode_name(FusedMode f) {
+  switch (f) {
+    case FusedMode::automatic: return "auto";
+    case FusedMode::on: return "on";
+    case FusedMode::off: return "off";
+  }
+  return "?";
+}
+FusedMode parse_fused_mode(const std::string& n) {
+  if (n == "auto") return FusedMode::automatic;
+  if (n == "on") return FusedMode::on;
+  if (n == "off") return FusedMode::off;
+  fail("it3::Adapter", "unknown fused mode '", n, "' (expected auto, on or off)");
+}
+
 ParamSelection ParamSelection::parse(const std::string& t) {
   if (t == "all") return all();
   if (t == "norm") return norm_affine();
@@ -164,7 +179,7 @@ std::string AdaptOptions::to_json() const {
      << "\",\"reset\":\"" << (reset == ResetPolicy::per_batch ? "per_batch" : "never")
      << "\",\"prediction\":\"" << (prediction == Prediction::adapted ? "adapted" : "anchor")
      << "\",\"check_finite\":" << (check_finite ? "true" : "false")
-     << ",\"fused\":\"" << (fused ? "auto" : "off") << "\",\"actmad_taps\":[";
+     << ",\"fused\":\"" << fused_mode_name(fused) << "\",\"actmad_taps\":[";
   for (size_t i = 0; i < actmad_taps.size(); ++i) os << (i ? "," : "") << '"' << actmad_taps[i] << '"';
   os << "]}";
   return os.str();

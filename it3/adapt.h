@@ -39,6 +39,13 @@ enum class BnMode : uint8_t { running, batch };
 enum class ResetPolicy : uint8_t { per_batch, never };
 enum class Prediction : uint8_t { adapted, anchor };
 enum class OptimizerKind : uint8_t { adam, sgd };
+// When the Adapter runs an IT³ adaptation as one fused call (it3/fused_adapt.h):
+//   automatic  on a GPU, whenever the model, the options and the batch allow it;
+//   on         also on the CPU, where the fused path is the plain-loop reference
+//              (core/cpu/fused_mlp_adapt.cpp): single-threaded, so slower than the op-by-op
+//              CPU path except for the smallest models; tests and `idem bench --path fused`;
+//   off        never: always op by op.
+enum class FusedMode : uint8_t { automatic, on, off };
 
 // Which parameters of f_θ adapt.
 struct ParamSelection {
@@ -75,11 +82,10 @@ struct AdaptOptions {
   // Read each step's loss back and refuse to step on NaN/Inf (one device sync per step). The
   // benchmarks turn it off to measure the adaptation without host round trips.
   bool check_finite = true;
-  // Run the whole IT³ adaptation as one fused kernel call (one launch on a GPU) whenever the
-  // model, the options and the batch allow it (it3/fused_adapt.h; `--fused auto`); false runs
-  // the op-by-op path always (`--fused off`). With check_finite, the fused path reads the K
-  // losses back after the call and throws on a NaN/Inf one (the steps have then been taken).
-  bool fused = true;
+  // Whether the whole IT³ adaptation may run as one fused call (see FusedMode; `--fused
+  // auto|on|off`). With check_finite, the fused path reads the K losses back after the call
+  // and throws on a NaN/Inf one (the steps have then been taken).
+  FusedMode fused = FusedMode::automatic;
 
   // The method's reference configuration:
   //   none       K = 0, no adaptation
@@ -105,6 +111,8 @@ Anchor parse_anchor(const std::string& name);
 const char* bn_mode_name(BnMode b);
 BnMode parse_bn_mode(const std::string& name);
 Prediction parse_prediction(const std::string& name);  // "adapted" or "anchor"
+const char* fused_mode_name(FusedMode f);  // "auto", "on", "off"
+FusedMode parse_fused_mode(const std::string& name);
 
 // The distance d(a, b), mean over elements, as a 0-dim tensor; a and b are predictions of the
 // same shape (probabilities for js).

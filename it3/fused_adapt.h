@@ -26,7 +26,7 @@ struct AdaptOptions;
 // it needs IT³ offline (frozen anchor, reset per batch, adapted prediction, all parameters), a
 // regression ConcatModel over an MLP with bias, ReLU or LeakyReLU (slope >= 0), no norm, at
 // most kFusedMlpMaxLayers layers of width <= kFusedMlpMaxWidth, f32 on the CPU or a GPU, the
-// l1 or mse distance, Adam or SGD, and options.fused on.
+// l1 or mse distance, Adam or SGD, and options.fused not off (automatic: on a GPU only).
 std::string fused_ineligible_reason(const RecursiveModel& model, const AdaptOptions& options);
 
 class FusedMlpAdapt {

@@ -78,7 +78,7 @@ AdaptOptions options_of(const Config& c, bool fused) {
   o.sgd_momentum = c.momentum;
   // SGD at 1e-3 would barely move the weights: a larger rate makes the test see the steps.
   o.lr = c.optimizer == OptimizerKind::sgd ? 1e-2 : 1e-3;
-  o.fused = fused;
+  o.fused = fused ? FusedMode::on : FusedMode::off;  // on: the CPU reference too
   return o;
 }
 
@@ -141,6 +141,7 @@ TEST(FusedAdapt, ZeroStepsIsInference) {
     const Input x(randn({32, 13}, 4));
     AdaptOptions o = AdaptOptions::for_method(Method::it3);
     o.steps = 0;
+    o.fused = FusedMode::on;
     Adapter a(m, o);
     ASSERT_TRUE(a.uses_fused(x)) << a.fused_reason();
     const AdaptResult r = a.predict(x);
@@ -163,7 +164,10 @@ TEST(FusedAdapt, RepeatedCallsGiveTheSameBits) {
 }
 
 TEST(FusedAdapt, SaysWhyAModelOrBatchIsNotFused) {
-  const AdaptOptions it3 = AdaptOptions::for_method(Method::it3);
+  AdaptOptions it3 = AdaptOptions::for_method(Method::it3);
+  // automatic leaves the CPU to the faster op-by-op path; on forces the CPU reference.
+  EXPECT_NE(fused_ineligible_reason(*bench_mlp(false), it3).find("on the CPU"), std::string::npos);
+  it3.fused = FusedMode::on;
   auto why = [&](const std::shared_ptr<RecursiveModel>& m, const AdaptOptions& o) {
     return fused_ineligible_reason(*m, o);
   };
@@ -181,7 +185,7 @@ TEST(FusedAdapt, SaysWhyAModelOrBatchIsNotFused) {
     o.distance = Distance::js;
     EXPECT_NE(why(bench_mlp(false), o).find("distance js"), std::string::npos);
     o = it3;
-    o.fused = false;
+    o.fused = FusedMode::off;
     EXPECT_NE(why(bench_mlp(false), o).find("off"), std::string::npos);
     o = it3;
     o.prediction = Prediction::anchor;
@@ -222,6 +226,7 @@ TEST(FusedAdapt, NonFiniteLossIsReported) {
   // LeakyReLU carries a NaN input through to the loss (idem's relu maps NaN to 0).
   auto m = bench_mlp(false, Activation::leaky_relu);
   AdaptOptions o = AdaptOptions::for_method(Method::it3);
+  o.fused = FusedMode::on;
   Adapter a(m, o);
   Tensor x = randn({4, 13}, 1);
   x = x * std::nan("");
@@ -247,10 +252,11 @@ TEST(FusedAdaptCuda, MatchesTheCpuReferenceAndTheUnfusedGpuPath) {
         auto gm = std::dynamic_pointer_cast<RecursiveModel>(m->clone());
         gm->to(Device::cuda());
         const Input xg(xc.to(Device::cuda()));
-        Adapter fused(gm, o);
         AdaptOptions off = o;
-        off.fused = false;
-        Adapter plain(gm, off);
+        off.fused = FusedMode::off;
+        AdaptOptions gpu_auto = o;
+        gpu_auto.fused = FusedMode::automatic;  // what the CLI gets on a GPU
+        Adapter fused(gm, gpu_auto), plain(gm, off);
         ASSERT_TRUE(fused.uses_fused(xg)) << fused.fused_reason();
         const uint64_t l0 = cuda::launch_count();
         const Tensor got = fused.adapt_and_predict(xg);

@@ -126,7 +126,8 @@ it3::AdaptOptions bench_adapt_options(int steps, bool fused) {
   o.lr = 1e-3;
   o.distance = it3::Distance::l1;
   o.check_finite = false;  // no host round trip inside the timed adaptation
-  o.fused = fused;  // only --path fused may take the one-call path: eager and graph time the ops
+  // Only --path fused takes the one-call path (on the CPU too): eager and graph time the ops.
+  o.fused = fused ? it3::FusedMode::on : it3::FusedMode::off;
   return o;
 }
 

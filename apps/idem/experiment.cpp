@@ -106,7 +106,7 @@ std::vector<OptionSpec> adapt_options() {
           {"params", true, "", "all, norm, last:N or names (default: the method's)"},
           {"bn-mode", true, "", "running or batch (default: the method's)"},
           {"prediction", true, "adapted", "adapted (f(x,∅)) or anchor (F(x, f(x,∅)))"},
-          {"fused", true, "auto", "auto: run each IT³ adaptation of a small MLP as one fused kernel call where it applies (it3/fused_adapt.h); off: op by op"},
+          {"fused", true, "auto", "auto: on a GPU, run each IT³ adaptation of a small MLP as one fused kernel call where it applies (it3/fused_adapt.h); on: also on the CPU (the single-threaded reference); off: op by op"},
           {"profile", false, "", "write profile.md: a per-op table of one adapted batch per method"}};
 }
 
@@ -254,9 +254,7 @@ AdaptSettings adapt_settings_from(const Args& a, const Task& task, DemoSize size
       }
       if (!a.str("params").empty() && m != it3::Method::tent) o.params = it3::ParamSelection::parse(a.str("params"));
     }
-    IDEM_CHECK(a.str("fused") == "auto" || a.str("fused") == "off", "idem adapt",
-               "--fused takes auto or off, got ", a.str("fused"));
-    o.fused = a.str("fused") == "auto";
+    o.fused = it3::parse_fused_mode(a.str("fused"));
     if (!a.str("bn-mode").empty() && m != it3::Method::bn && m != it3::Method::tent)
       o.bn_mode = it3::parse_bn_mode(a.str("bn-mode"));
     o.validate();
