@@ -1,10 +1,13 @@
 // CPU reference of the fused IT³ MLP adaptation (contract: core/kernels/fused_mlp_adapt.h).
-// Plain loops in the phase order of the CUDA kernel (cuda/kernels/fused_mlp_adapt.cu), each sum
-// over the same index in the same order, so this file is both the CPU fused path and the
-// oracle of the GPU test. Single-threaded on purpose: the models it serves are small (≤ 256
-// wide, ≤ 256 rows), and the order of every sum stays obvious.
+// Plain loops in the phase order of the CUDA kernel (cuda/kernels/fused_mlp_adapt.cu): every
+// output is a sum from 0 over the same index in the same order as there, so this file is both
+// the CPU fused path (`--fused on`) and the oracle of the GPU test. The loops keep one
+// accumulator per output in a row and run the summed index outside, so the inner loop is over
+// independent outputs (vectorizable without reordering any sum). Single-threaded on purpose:
+// the order of every sum stays obvious.
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "core/kernels/fused_mlp_adapt.h"
 
@@ -41,22 +44,56 @@ struct Net {
     return s ? s[int64_t(b) * S + (i - d)] : p.neutral;
   }
 
+  // Row b of the input [x, s] (s null means ∅) into `row` (n_0 floats).
+  void input_row(int b, const float* s, float* row) const {
+    for (int i = 0; i < n(0); ++i) row[i] = input(b, i, s);
+  }
+
   // acts ← the layer outputs of the network with weights θ (anchor = false) or Θ, on [x, s].
+  // z[b, j] = Σ_i a[b, i]·W[j, i] in i order, with Wᵀ staged so the j loop is contiguous.
   void forward(bool anchor, const float* s, float* acts) const {
+    std::vector<float> wt, a0(size_t(n(0))), acc;
     for (int l = 1; l <= L; ++l) {
       const FusedMlpLayer& ly = p.layer[l - 1];
       const float* W = anchor ? ly.w0 : ly.w;
       const float* bias = anchor ? ly.b0 : ly.b;
       const int nin = n(l - 1), nout = n(l);
-      const float* prev = l > 1 ? acts + off[l - 1] : nullptr;
-      for (int b = 0; b < B; ++b)
-        for (int j = 0; j < nout; ++j) {
-          float acc = 0.0f;
-          for (int i = 0; i < nin; ++i)
-            acc += (prev ? prev[int64_t(b) * nin + i] : input(b, i, s)) * W[int64_t(j) * nin + i];
-          const float z = acc + bias[j];
-          acts[off[l] + int64_t(b) * nout + j] = l < L ? math::fused_act(p.act, z, p.slope) : z;
+      wt.resize(size_t(nin) * nout);
+      for (int j = 0; j < nout; ++j)
+        for (int i = 0; i < nin; ++i) wt[size_t(i) * nout + j] = W[int64_t(j) * nin + i];
+      acc.resize(size_t(nout));
+      for (int b = 0; b < B; ++b) {
+        const float* a = l > 1 ? acts + off[l - 1] + int64_t(b) * nin : a0.data();
+        if (l == 1) input_row(b, s, a0.data());
+        std::fill(acc.begin(), acc.end(), 0.0f);
+        for (int i = 0; i < nin; ++i) {
+          const float ai = a[i];
+          const float* w = wt.data() + size_t(i) * nout;
+          for (int j = 0; j < nout; ++j) acc[size_t(j)] += ai * w[j];
         }
+        float* out = acts + off[l] + int64_t(b) * nout;
+        for (int j = 0; j < nout; ++j) {
+          const float z = acc[size_t(j)] + bias[j];
+          out[j] = l < L ? math::fused_act(p.act, z, p.slope) : z;
+        }
+      }
+    }
+  }
+
+  // out[b, i] = act'(a[b, i]) · Σ_j δ[b, j]·W[j, i] in j order (the input gradient of a layer).
+  // delta(b, j) gives δ.
+  template <typename Delta>
+  void input_grad(const float* W, int nin, int nout, Delta&& delta, const float* a, float* out) const {
+    std::vector<float> acc(static_cast<size_t>(nin));
+    for (int b = 0; b < B; ++b) {
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (int j = 0; j < nout; ++j) {
+        const float dj = delta(b, j);
+        const float* w = W + int64_t(j) * nin;
+        for (int i = 0; i < nin; ++i) acc[size_t(i)] += dj * w[i];
+      }
+      for (int i = 0; i < nin; ++i)
+        out[int64_t(b) * nin + i] = math::fused_act_grad(p.act, acc[size_t(i)], a[int64_t(b) * nin + i], p.slope);
     }
   }
 
@@ -128,19 +165,14 @@ void fused_mlp_adapt(const FusedMlpAdaptParams& p) {
     float* cur = p.d0;
     float* other = p.d1;
     for (int l = L; l >= 2; --l) {
-      const float* W = p.layer[l - 1].w0;
       const int nin = net.n(l - 1), nout = net.n(l);
-      const float* a = p.Fa + net.off[l - 1];
-      for (int b = 0; b < B; ++b)
-        for (int i = 0; i < nin; ++i) {
-          float acc = 0.0f;
-          for (int j = 0; j < nout; ++j) {
-            const int64_t o = int64_t(b) * nout + j;
-            const float delta = l == L ? net.dist_grad(y1[o], y0[o]) : other[o];
-            acc += delta * W[int64_t(j) * nin + i];
-          }
-          cur[int64_t(b) * nin + i] = math::fused_act_grad(p.act, acc, a[int64_t(b) * nin + i], p.slope);
-        }
+      const float* prev = other;
+      net.input_grad(p.layer[l - 1].w0, nin, nout,
+                     [&](int b, int j) {
+                       const int64_t o = int64_t(b) * nout + j;
+                       return l == L ? net.dist_grad(y1[o], y0[o]) : prev[o];
+                     },
+                     p.Fa + net.off[l - 1], cur);
       std::swap(cur, other);
     }
     // ∂L/∂y0 = −dist_grad (y0 is the distance's second argument) + the signal columns of F's
@@ -161,30 +193,30 @@ void fused_mlp_adapt(const FusedMlpAdaptParams& p) {
         }
     }
     // Backward through f: weight gradients of every layer, input gradients down to layer 1.
+    // dW[j, i] = Σ_b δ[b, j]·a[b, i] and db[j] = Σ_b δ[b, j], in b order.
+    std::vector<float> a0(size_t(int64_t(B) * net.n(0)));
+    for (int b = 0; b < B; ++b) net.input_row(b, nullptr, a0.data() + int64_t(b) * net.n(0));
     const float* delta = p.gy0;
     for (int l = L; l >= 1; --l) {
       const FusedMlpLayer& ly = p.layer[l - 1];
       const int nin = net.n(l - 1), nout = net.n(l);
-      const float* a = l > 1 ? p.fa + net.off[l - 1] : nullptr;
+      const float* a = l > 1 ? p.fa + net.off[l - 1] : a0.data();
       for (int j = 0; j < nout; ++j) {
-        for (int i = 0; i < nin; ++i) {
-          float acc = 0.0f;
-          for (int b = 0; b < B; ++b)
-            acc += delta[int64_t(b) * nout + j] * (a ? a[int64_t(b) * nin + i] : net.input(b, i, nullptr));
-          ly.gw[int64_t(j) * nin + i] = acc;
+        float* gw = ly.gw + int64_t(j) * nin;
+        std::fill(gw, gw + nin, 0.0f);
+        float gb = 0.0f;
+        for (int b = 0; b < B; ++b) {
+          const float dj = delta[int64_t(b) * nout + j];
+          const float* ab = a + int64_t(b) * nin;
+          for (int i = 0; i < nin; ++i) gw[i] += dj * ab[i];
+          gb += dj;
         }
-        float acc = 0.0f;
-        for (int b = 0; b < B; ++b) acc += delta[int64_t(b) * nout + j];
-        ly.gb[j] = acc;
+        ly.gb[j] = gb;
       }
       if (l > 1) {
         float* out = delta == p.d0 ? p.d1 : p.d0;
-        for (int b = 0; b < B; ++b)
-          for (int i = 0; i < nin; ++i) {
-            float acc = 0.0f;
-            for (int j = 0; j < nout; ++j) acc += delta[int64_t(b) * nout + j] * ly.w[int64_t(j) * nin + i];
-            out[int64_t(b) * nin + i] = math::fused_act_grad(p.act, acc, a[int64_t(b) * nin + i], p.slope);
-          }
+        const float* d = delta;
+        net.input_grad(ly.w, nin, nout, [&](int b, int j) { return d[int64_t(b) * nout + j]; }, a, out);
         delta = out;
       }
     }
