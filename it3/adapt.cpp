@@ -532,13 +532,20 @@ void Adapter::check_input(const Input& x) const {
          " needs a batch of at least 2 samples, got ", b);
 }
 
-Tensor Adapter::adapt_and_predict(const Input& x, Cost* cost) {
+Tensor Adapter::adapt_and_predict(const Input& x, Cost* cost, Tensor* first_loss, Tensor* last_loss) {
   IDEM_CHECK(!opt_.check_finite, "it3::Adapter",
              "adapt_and_predict never reads the loss back: set check_finite = false");
   check_input(x);
   Cost local;
-  if (uses_fused(x)) return run_fused(x, cost ? *cost : local);
-  Tensor y = run(x, cost ? *cost : local, nullptr, nullptr);
+  if (uses_fused(x)) {
+    Tensor y = run_fused(x, cost ? *cost : local);
+    // The step losses as 0-dim views of the plan's buffer: a graph replay rewrites them.
+    const int k = fused_->steps();
+    if (first_loss && k > 0) *first_loss = fused_->losses().slice0(0, 1).view_as_shape(Shape{});
+    if (last_loss && k > 0) *last_loss = fused_->losses().slice0(k - 1, k).view_as_shape(Shape{});
+    return y;
+  }
+  Tensor y = run(x, cost ? *cost : local, first_loss, last_loss);
   return y;
 }
 

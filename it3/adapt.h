@@ -82,8 +82,8 @@ struct AdaptOptions {
   // Read each step's loss back and refuse to step on NaN/Inf (one device sync per step). The
   // benchmarks turn it off to measure the adaptation without host round trips.
   bool check_finite = true;
-  // Whether the whole IT³ adaptation may run as one fused call (see FusedMode; `--fused
-  // auto|on|off`). With check_finite, the fused path reads the K losses back after the call
+  // Whether the whole IT³ adaptation may run as one fused call (see FusedMode; the command
+  // line's `--path auto|fused|graph|eager` sets it through it3::PathAdapter). With check_finite, the fused path reads the K losses back after the call
   // and throws on a NaN/Inf one (the steps have then been taken).
   FusedMode fused = FusedMode::automatic;
 
@@ -152,8 +152,10 @@ class Adapter {
   // The adaptation of predict() without the measuring around it: no device synchronization,
   // no host read-back, so it can run inside a CUDA graph capture (core/kernels/cuda_graph.h)
   // and be replayed per batch. requires: options().check_finite == false (checked). Counts
-  // into `cost` when given (forwards, backwards, steps, reset bytes).
-  Tensor adapt_and_predict(const Input& x, Cost* cost = nullptr);
+  // into `cost` when given (forwards, backwards, steps, reset bytes), and keeps the loss of the
+  // first and the last step (detached, on the device) where asked.
+  Tensor adapt_and_predict(const Input& x, Cost* cost = nullptr, Tensor* first_loss = nullptr,
+                           Tensor* last_loss = nullptr);
   // Restores θ ← Θ and zeroes the optimizer state (what per_batch does before every batch):
   // one fused copy (MultiTensorCopy: one kernel on a GPU) into the existing buffers.
   void reset();

@@ -26,7 +26,7 @@ size_t optim_index(const Optimizer& o, const Tensor& t) {
 
 std::string fused_ineligible_reason(const RecursiveModel& model, const AdaptOptions& o) {
   std::ostringstream why;
-  if (o.fused == FusedMode::off) return "the fused path is off (--fused off)";
+  if (o.fused == FusedMode::off) return "the fused path is off (AdaptOptions::fused off: --path graph or eager)";
   if (o.method != Method::it3)
     return std::string("method ") + method_name(o.method) + " (only it3 offline is fused)";
   if (o.anchor != Anchor::frozen) return std::string("anchor ") + anchor_name(o.anchor) + " (needs frozen)";
@@ -59,7 +59,7 @@ std::string fused_ineligible_reason(const RecursiveModel& model, const AdaptOpti
     if (l->weight().dtype() != DType::f32)
       return std::string("parameters are ") + dtype_name(l->weight().dtype()) + " (needs f32)";
   if (o.fused == FusedMode::automatic && mlp->linears()[0]->weight().device().is_cpu())
-    return "on the CPU the op-by-op path is faster (--fused on forces the fused CPU reference)";
+    return "on the CPU the op-by-op path is faster (FusedMode::on, --path fused, forces the fused CPU reference)";
   return "";
 }
 

@@ -14,6 +14,7 @@
 
 #include "core/kernels/runtime.h"
 #include "it3/adapt.h"
+#include "it3/adapt_path.h"
 #include "it3/models.h"
 #include "layers/mlp.h"
 #include "tests/test_util.h"
@@ -231,6 +232,30 @@ TEST(FusedAdapt, NonFiniteLossIsReported) {
   Tensor x = randn({4, 13}, 1);
   x = x * std::nan("");
   expect_error([&] { a.predict(Input(x)); }, "anomaly", "fused adaptation");
+}
+
+TEST(FusedAdapt, PathFusedOnTheCommandLine) {
+  // `--path fused` (it3::PathAdapter) runs the fused CPU reference and says so; auto on the CPU
+  // stays op by op; naming fused for a model it cannot take is an error with the reason.
+  auto m = bench_mlp(false);
+  const Input x(randn({8, 13}, 2));
+  AdaptOptions o = AdaptOptions::for_method(Method::it3);
+  o.steps = 3;
+  PathAdapter fused(m, o, {}, AdaptPath::fused), automatic(m, o);
+  o.fused = FusedMode::off;
+  Adapter plain(m, o);
+  const AdaptResult a = fused.predict(x), b = automatic.predict(x), c = plain.predict(x);
+  EXPECT_EQ(fused.path(), AdaptPath::fused);
+  EXPECT_EQ(automatic.path(), AdaptPath::eager);
+  expect_gate(a.prediction, c.prediction, "path fused");
+  expect_bits(b.prediction, c.prediction, "path auto on the CPU");
+  EXPECT_EQ(fused.total().optimizer_steps, 3u);
+  // A batch over 256 rows runs op by op on the fused path, and says so.
+  fused.predict(Input(randn({300, 13}, 3)));
+  EXPECT_EQ(fused.path(), AdaptPath::eager);
+  expect_error([&] { PathAdapter p(make_small_cnn(10, {}, 1), AdaptOptions::for_method(Method::it3), {},
+                                   AdaptPath::fused); },
+               "--path fused cannot run it3: a classification model");
 }
 
 // ---- CUDA: the kernel against the CPU reference and the unfused CUDA Adapter ----

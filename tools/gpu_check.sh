@@ -23,6 +23,8 @@
 #                               comma-separated MODEL:BATCH:STEPS (tools/ncu_adapt.sh); tables
 #                               in $OUT/ncu.log
 #   GPU_CHECK_NO_CTEST=1        skip the test suite (e.g. a benchmark-only call)
+#   GPU_CHECK_PATHS=1           also time `idem adapt` on the eager and auto (CUDA graph) paths
+#                               beside `idem bench it3` (tools/adapt_path_timing.sh)
 set -u -o pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -91,6 +93,7 @@ summary() {
     for f in "$out"/demo-*.log; do
       [ -f "$f" ] && echo "$(basename "$f" .log): $(grep -E 'wall seconds' "$f" | tail -n 1)"
     done
+    [ -f "$out/adapt_paths.log" ] && grep -E '^\||graph (on|off)' "$out/adapt_paths.log" | sed 's/^/  /'
     [ -f "$out/ncu.log" ] && grep -E '^ncu.*one eager adaptation' "$out/ncu.log" | sed 's/^/  /'
     [ -f "$out/compare_pytorch.log" ] && tail -n 40 "$out/compare_pytorch.log" | sed 's/^/  /'
     [ -f "$out/sanitize.log" ] && grep -E 'ERROR SUMMARY|summary|memcheck|racecheck' "$out/sanitize.log" | tail -n 10 | sed 's/^/  /'
@@ -165,6 +168,13 @@ if [ -n "${GPU_CHECK_DEMO:-}" ]; then
     step "demo-$t" 300 bash -c 'start=$(date +%s); "$@"; rc=$?; echo "wall seconds: $(( $(date +%s) - start ))"; exit $rc' \
       demo "$build/idem" "${args[@]}"
   done
+fi
+
+# ---- the command line's execution paths (issue 15): eager vs auto, beside the bench ----
+if [ -n "${GPU_CHECK_PATHS:-}" ]; then
+  fm=()
+  [ ! -d /usr/share/datasets/fashion-mnist ] && [ -d "$root/.data/fashion-mnist" ] && fm=("$root/.data/fashion-mnist")
+  step adapt_paths 240 bash "$root/tools/adapt_path_timing.sh" "$build/idem" "$out/adapt_paths" "${fm[@]}"
 fi
 
 # ---- kernel report: device line, Philox agreement, reduction bandwidth ----

@@ -26,6 +26,7 @@
 #include "core/philox.h"
 #include "io/file.h"
 #include "it3/adapt.h"
+#include "it3/adapt_path.h"
 #include "layers/checkpoint.h"
 #include "layers/init.h"
 #include "layers/optim.h"
@@ -106,8 +107,8 @@ std::vector<OptionSpec> adapt_options() {
           {"params", true, "", "all, norm, last:N or names (default: the method's)"},
           {"bn-mode", true, "", "running or batch (default: the method's)"},
           {"prediction", true, "adapted", "adapted (f(x,∅)) or anchor (F(x, f(x,∅)))"},
-          {"fused", true, "auto", "auto: on a GPU, run each IT³ adaptation of a small MLP as one fused kernel call where it applies (it3/fused_adapt.h); on: also on the CPU (the single-threaded reference); off: op by op"},
-          {"profile", false, "", "write profile.md: a per-op table of one adapted batch per method"}};
+          {"path", true, "auto", "auto (on a GPU: one fused kernel call per batch for a small MLP, else a CUDA graph per batch shape where it applies; else eager), fused, graph or eager"},
+          {"profile", false, "", "write profile.md: a per-op table of one adapted batch per method (runs eager)"}};
 }
 
 std::vector<OptionSpec> concat(std::vector<OptionSpec> a, const std::vector<OptionSpec>& b) {
@@ -208,6 +209,7 @@ struct AdaptSettings {
   std::vector<std::string> shifts;
   int64_t batch = 0;
   std::vector<it3::AdaptOptions> options;  // one per method
+  it3::AdaptPath path = it3::AdaptPath::automatic;
 };
 
 AdaptSettings adapt_settings_from(const Args& a, const Task& task, DemoSize size) {
@@ -237,6 +239,9 @@ AdaptSettings adapt_settings_from(const Args& a, const Task& task, DemoSize size
   IDEM_CHECK(!s.shifts.empty(), "idem adapt", "--shift names no shift");
   for (const auto& sh : s.shifts) task.validate_shift(sh);
   s.batch = a.integer("adapt-batch") > 0 ? a.integer("adapt-batch") : task.default_adapt_batch();
+  s.path = it3::parse_adapt_path(a.str("path"));
+  // The profile times op by op, which a graph replay (one launch) cannot show.
+  if (a.has("profile") && a.flag("profile")) s.path = it3::AdaptPath::eager;
   for (it3::Method m : s.methods) {
     it3::AdaptOptions o = it3::AdaptOptions::for_method(m);
     const bool grad = m != it3::Method::none && m != it3::Method::bn;
@@ -254,7 +259,6 @@ AdaptSettings adapt_settings_from(const Args& a, const Task& task, DemoSize size
       }
       if (!a.str("params").empty() && m != it3::Method::tent) o.params = it3::ParamSelection::parse(a.str("params"));
     }
-    o.fused = it3::parse_fused_mode(a.str("fused"));
     if (!a.str("bn-mode").empty() && m != it3::Method::bn && m != it3::Method::tent)
       o.bn_mode = it3::parse_bn_mode(a.str("bn-mode"));
     o.validate();
@@ -276,7 +280,7 @@ std::vector<ResultRow> evaluate(const std::shared_ptr<it3::RecursiveModel>& mode
   for (const std::string& shift : s.shifts) {
     std::vector<Batch> batches = task.eval_batches(shift, s.batch, device);
     for (size_t mi = 0; mi < s.methods.size(); ++mi) {
-      it3::Adapter adapter(model, s.options[mi], stats);
+      it3::PathAdapter adapter(model, s.options[mi], stats, s.path);
       std::vector<Tensor> preds, ys;
       double lb = 0, la = 0;
       int64_t nb = 0, nloss = 0;
@@ -305,7 +309,8 @@ std::vector<ResultRow> evaluate(const std::shared_ptr<it3::RecursiveModel>& mode
         if (std::isfinite(r.loss_before)) lb += r.loss_before, la += r.loss_after, ++nloss;
         std::ostringstream line;
         line << "{\"phase\":\"adapt\",\"shift\":\"" << shift << "\",\"method\":\""
-             << it3::method_name(s.methods[mi]) << "\",\"batch\":" << nb << ",\"cost\":" << r.cost.to_json();
+             << it3::method_name(s.methods[mi]) << "\",\"batch\":" << nb << ",\"path\":\""
+             << it3::adapt_path_name(adapter.path()) << "\",\"cost\":" << r.cost.to_json();
         if (std::isfinite(r.loss_before)) line << ",\"loss_before\":" << r.loss_before << ",\"loss_after\":" << r.loss_after;
         line << "}";
         log.write(line.str());

@@ -1,0 +1,159 @@
+#include "it3/adapt_path.h"
+
+#include <chrono>
+#include <cmath>
+
+#include "core/error.h"
+#include "core/kernels/cuda_graph.h"
+#include "core/kernels/runtime.h"
+
+namespace idem::it3 {
+
+const char* adapt_path_name(AdaptPath p) {
+  switch (p) {
+    case AdaptPath::automatic: return "auto";
+    case AdaptPath::fused: return "fused";
+    case AdaptPath::graph: return "graph";
+    case AdaptPath::eager: return "eager";
+  }
+  return "?";
+}
+
+AdaptPath parse_adapt_path(const std::string& name) {
+  if (name == "auto") return AdaptPath::automatic;
+  if (name == "fused") return AdaptPath::fused;
+  if (name == "graph") return AdaptPath::graph;
+  if (name == "eager") return AdaptPath::eager;
+  fail("it3 adaptation path", "unknown path '", name, "' (expected auto, fused, graph or eager)");
+}
+
+std::string graph_path_blocker(const AdaptOptions& o, Device device) {
+  if (!device.is_cuda()) return "the graph path needs a CUDA device, the model is on " + device.str();
+  const bool steps = o.steps > 0 && o.method != Method::none && o.method != Method::bn;
+  // Without a reset, θ, the moments and Adam's step count carry over: the bias correction
+  // baked into a capture would be wrong from the second batch on.
+  if (steps && o.reset != ResetPolicy::per_batch)
+    return std::string(method_name(o.method)) + " keeps its state between batches (reset never)";
+  return "";
+}
+
+// One captured adaptation for one input shape: the static input the graph reads, the outputs
+// every replay rewrites, and the counters of the adaptation it recorded.
+struct PathAdapter::Capture {
+  std::vector<int64_t> shape;
+  Tensor x;  // static input
+  Tensor prediction, first_loss, last_loss;
+  Cost counted;  // forwards, backwards, steps, reset bytes of one adaptation
+  cuda::Graph graph;
+};
+
+PathAdapter::PathAdapter(const std::shared_ptr<RecursiveModel>& trained, AdaptOptions options,
+                         ActmadStats stats, AdaptPath path)
+    : trained_(trained), stats_(stats), asked_(path), check_finite_(options.check_finite) {
+  IDEM_CHECK(trained != nullptr, "it3::PathAdapter", "the trained model is null");
+  // The fused path first: one kernel call per batch beats a replay of ~30 kernels.
+  options.fused = path == AdaptPath::fused       ? FusedMode::on
+                  : path == AdaptPath::automatic ? FusedMode::automatic
+                                                 : FusedMode::off;
+  const std::string fused_why = fused_ineligible_reason(*trained, options);
+  if (path == AdaptPath::fused && !fused_why.empty())
+    fail("it3::PathAdapter", "--path fused cannot run ", method_name(options.method), ": ", fused_why,
+         " (use --path auto, graph or eager)");
+  if (fused_why.empty()) {
+    chosen_ = last_path_ = AdaptPath::fused;
+    adapter_ = std::make_unique<Adapter>(trained, options, std::move(stats));
+    return;
+  }
+  options.fused = FusedMode::off;
+  const std::string blocker = graph_path_blocker(options, trained->device());
+  if (path == AdaptPath::graph && !blocker.empty())
+    fail("it3::PathAdapter", "--path graph cannot run ", method_name(options.method), ": ", blocker,
+         " (use --path auto or eager)");
+  chosen_ = path == AdaptPath::eager || !blocker.empty() ? AdaptPath::eager : AdaptPath::graph;
+  last_path_ = chosen_;
+  // A replay never reads a value back; the graph path checks the losses after the replay.
+  if (chosen_ == AdaptPath::graph) options.check_finite = false;
+  adapter_ = std::make_unique<Adapter>(trained, options, std::move(stats));
+}
+
+PathAdapter::~PathAdapter() = default;
+
+AdaptResult PathAdapter::predict(const Input& x) {
+  if (chosen_ == AdaptPath::graph && x.graph) {
+    // Each GNN batch has its own edges, which a replay cannot change.
+    IDEM_CHECK(asked_ != AdaptPath::graph, "it3::PathAdapter",
+               "--path graph cannot replay batches with graph structure (every batch has its own "
+               "edges); use --path auto or eager");
+    AdaptOptions eager_options = adapter_->options();
+    eager_options.check_finite = check_finite_;
+    // Rebuild once as a plain eager adapter: every later batch of this task has edges too.
+    adapter_ = std::make_unique<Adapter>(trained_, eager_options, stats_);
+    chosen_ = AdaptPath::eager;
+  }
+  if (chosen_ == AdaptPath::fused) {
+    last_path_ = adapter_->uses_fused(x) ? AdaptPath::fused : AdaptPath::eager;
+    AdaptResult r = adapter_->predict(x);
+    total_ += r.cost;
+    return r;
+  }
+  AdaptResult r = chosen_ == AdaptPath::graph ? predict_graph(x) : adapter_->predict(x);
+  last_path_ = chosen_;
+  if (chosen_ == AdaptPath::eager) total_ += r.cost;
+  return r;
+}
+
+PathAdapter::Capture& PathAdapter::capture_for(const Input& x) {
+  const std::vector<int64_t> shape = x.x.shape();
+  for (auto& c : captures_)
+    if (c->shape == shape) return *c;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto c = std::make_unique<Capture>();
+  c->shape = shape;
+  c->x = x.x.clone_data();
+  const Input in(c->x);
+  const int device = x.device().index;
+  {
+    // Warm up on the capture stream (fills the allocator's cache, creates library handles),
+    // twice because the outputs of one run are alive while the next allocates its own.
+    cuda::CaptureStream stream(device);
+    for (int i = 0; i < 2; ++i) c->prediction = adapter_->adapt_and_predict(in);
+    Cost counted;
+    c->graph = cuda::Graph::capture(
+        [&] { c->prediction = adapter_->adapt_and_predict(in, &counted, &c->first_loss, &c->last_loss); },
+        stream);
+    c->counted = counted;
+  }
+  cuda::synchronize(device);
+  setup_us_ += std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+  captures_.push_back(std::move(c));
+  return *captures_.back();
+}
+
+AdaptResult PathAdapter::predict_graph(const Input& x) {
+  Capture& c = capture_for(x);
+  AdaptResult r;
+  r.cost = c.counted;
+  r.cost.batches = 1;
+  r.cost.samples = uint64_t(x.batch_size());
+  r.cost.gpu_launches = 0;
+  r.cost.wall_us = 0.0;
+  CostMeter meter(x.device());
+  c.x.copy_(x.x);   // the batch into the captured input
+  c.graph.replay();  // one launch: reset, K steps, prediction
+  r.prediction = c.prediction.clone_data();
+  meter.stop(r.cost);
+  const double nan = std::nan("");
+  r.loss_before = c.first_loss.defined() ? c.first_loss.item() : nan;
+  r.loss_after = c.last_loss.defined() ? c.last_loss.item() : nan;
+  if (check_finite_ && c.first_loss.defined() &&
+      !(std::isfinite(r.loss_before) && std::isfinite(r.loss_after)))
+    fail("it3::PathAdapter", "non-finite adaptation loss (first step ", r.loss_before, ", last step ",
+         r.loss_after, ") in the graph-replayed ", method_name(adapter_->options().method),
+         " adaptation of a batch of ", x.batch_size(),
+         "; a replay cannot stop before the step, so rerun with --path eager to stop at the first "
+         "bad step (and IDEM_ANOMALY=1 to find the op)");
+  total_ += r.cost;
+  return r;
+}
+
+}  // namespace idem::it3
