@@ -225,9 +225,15 @@ def run_idem(idem, args, timeout, env=None):
     return objs, None
 
 
-def idem_bench(idem, model, batch, steps, device, graph, timeout):
+# Models that `idem bench it3 --path fused` takes (small concat MLPs).
+FUSED_MODELS = ("mlp_tab", "mlp_256")
+
+
+def idem_bench(idem, model, batch, steps, device, graph, timeout, path=None):
+    """`idem bench it3` with --graph on|off, or with --path eager|graph|fused when `path` is given."""
+    how = ["--path", path] if path else ["--graph", graph]
     objs, err = run_idem(idem, ["bench", "it3", "--model", model, "--batch", str(batch), "--steps",
-                                str(steps), "--device", device, "--graph", graph, "--json"], timeout)
+                                str(steps), "--device", device] + how + ["--json"], timeout)
     match = [o for o in objs if o.get("model", model) == model and int(o.get("batch", batch)) == batch
              and int(o.get("steps", steps)) == steps]
     if match:
@@ -363,6 +369,10 @@ def run_gate(args, device, models):
                 row.update(gate_one(spec, weights, x, ctx, steps, device))
             else:
                 row.update(gate_with_idem(args, spec, steps, device))
+                if spec.name in FUSED_MODELS:  # the one-launch path passes the same gate
+                    fused = gate_with_idem(args, spec, steps, device, path="fused")
+                    row.update({"fused_" + k: fused[k] for k in ("idem_vs_torch", "idem_ok", "passed") if k in fused})
+                    row["passed"] = row.get("passed", False) and fused.get("passed", False)
         except Exception as exc:  # noqa: BLE001 - one failing model must not stop the others
             row.update({"passed": False, "error": short_error(exc)})
             traceback.print_exc()
@@ -373,14 +383,15 @@ def run_gate(args, device, models):
     return rows, passed
 
 
-def gate_with_idem(args, spec, steps, device):
+def gate_with_idem(args, spec, steps, device, path=None):
+    """idem's exported adaptation (`--path` when given, else idem bench's default) against PyTorch."""
     batch = gate_batch(spec.name)
     with tempfile.TemporaryDirectory(prefix=f"idem_gate_{spec.name}_") as tmp:
         # --reps/--warmup: only the export is wanted (sage's default 200 timed adaptations take
         # most of a minute on a CPU)
         _, err = run_idem(args.idem, ["bench", "it3", "--model", spec.name, "--batch", str(batch),
                                       "--steps", str(steps), "--device", args.device, "--reps", "2",
-                                      "--warmup", "1", "--export", tmp],
+                                      "--warmup", "1", "--export", tmp] + (["--path", path] if path else []),
                           args.idem_timeout)
         if err:
             raise RuntimeError(err)
@@ -508,12 +519,15 @@ def sweep(args, device, models, policy, on_row=None):
                     for mode in ("off", "on"):
                         row[f"idem_{mode}"] = idem_bench(args.idem, name, batch, steps, args.device, mode,
                                                          args.idem_timeout)
+                    if name in FUSED_MODELS:  # the one-launch path (it3/fused_adapt.h): MLPs only
+                        row["idem_fused"] = idem_bench(args.idem, name, batch, steps, args.device, None,
+                                                       args.idem_timeout, path="fused")
                 results.append(row)
                 if on_row is not None:
                     on_row(results, compile_state)
                 log(f"{name} B={batch} K={steps}: " + ", ".join(
                     f"{k} {fmt_cell(row.get(k), 0)}" for k in ("infer",) + tuple(args.variants) +
-                    (() if args.torch_only else ("idem_off", "idem_on"))))
+                    (() if args.torch_only else ("idem_off", "idem_on", "idem_fused"))))
             prob = None  # frees the batch and its graph before the next one
             if device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -602,7 +616,7 @@ def render(args, device, env, gate_rows, gate_passed, results, compile_state, ag
         head.append("GPU ops eager/graph")
     if not args.torch_only:
         head += ["idem infer", "idem eager", "idem graph", "idem kernels", "best eager / idem eager",
-                 "graph / idem graph"]
+                 "graph / idem graph", "idem fused", "graph / idem fused"]
     out.append("| " + " | ".join(head) + " |")
     out.append("|" + "---|" * len(head))
     for r in results:
@@ -616,6 +630,8 @@ def render(args, device, env, gate_rows, gate_passed, results, compile_state, ag
             cells += [fmt_cell(r.get("idem_off")), fmt_cell(r.get("idem_on"))]
             cells.append(str(io.get("kernels", "–")))
             cells += [ratio(best_of(r, ("eager", "ttt")), r.get("idem_off")), ratio(r.get("graph"), r.get("idem_on"))]
+            cells += [fmt_cell(r.get("idem_fused")) if "idem_fused" in r else "–",
+                      ratio(r.get("graph"), r.get("idem_fused")) if "idem_fused" in r else "–"]
         out.append("| " + " | ".join(cells) + " |")
     out.append("\neager: in-place reset, fused Adam · ttt: deepcopy + new Adam per batch · graph: whole "
                "adaptation in one CUDA graph · compile: torch.compile "

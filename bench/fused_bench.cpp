@@ -13,6 +13,10 @@
 //   fused/reset/<multi_copy|per_tensor>
 //       the IT³ episodic reset of the MLP above with Adam: one MultiTensorCopy::run() against a
 //       copy_ per parameter plus one fill of the optimizer state.
+//   fused/it3_adapt/<mlp_tab|mlp_256>/b<B>/k<K>/<eager|fused>
+//       one whole IT³ adaptation (reset, K Adam steps with the L1 distance, prediction) of the
+//       benchmark's MLPs (`idem bench it3`: 13 features, ∅ = 50) through it3::Adapter op by op
+//       (fused off) against the one-call fused kernel (it3/fused_adapt.h).
 //
 // Timing: the whole L2/L3 call, host work included (that is what a launch-bound step pays):
 // each iteration makes `reps` back-to-back calls and one synchronization, timed with a steady
@@ -34,6 +38,8 @@
 #include "core/kernels/runtime.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/multi_copy.h"
+#include "it3/adapt.h"
+#include "it3/models.h"
 #include "layers/mlp.h"
 #include "layers/optim.h"
 
@@ -166,6 +172,30 @@ void bm_reset(benchmark::State& state, bool fused) {
   });
 }
 
+// ---- the whole IT³ adaptation ----
+
+void bm_it3_adapt(benchmark::State& state, bool wide, int64_t batch, int steps, bool fused) {
+  if (!idem::cuda::available()) {
+    state.SkipWithError("no CUDA GPU available");
+    return;
+  }
+  namespace it3 = idem::it3;
+  const std::vector<int64_t> hidden = wide ? std::vector<int64_t>{256, 256, 256} : std::vector<int64_t>{30, 20, 10};
+  auto model = it3::make_mlp_model(13, hidden, it3::SignalSpec::regression(1, 50.0), {}, 5);
+  model->to(idem::Device::cuda(0));
+  it3::AdaptOptions o = it3::AdaptOptions::for_method(it3::Method::it3);
+  o.steps = steps;
+  o.check_finite = false;
+  o.fused = fused ? it3::FusedMode::on : it3::FusedMode::off;
+  it3::Adapter adapter(model, o);
+  const it3::Input x(idem::randn({batch, 13}, 6, gpu()));
+  if (fused && !adapter.uses_fused(x)) {
+    state.SkipWithError(("not fused: " + adapter.fused_reason()).c_str());
+    return;
+  }
+  run_timed(state, [&] { adapter.adapt_and_predict(x); });
+}
+
 benchmark::internal::Benchmark* setup(benchmark::internal::Benchmark* b, bool gpu) {
   b->UseManualTime()->Unit(benchmark::kMicrosecond);
   if (gpu)
@@ -212,6 +242,19 @@ const bool g_registered = [] {
               (std::string("fused/reset/") + (fused ? "multi_copy" : "per_tensor")).c_str(),
               [fused](benchmark::State& st) { bm_reset(st, fused); }),
           gpu);
+  for (bool wide : {false, true})
+    for (int64_t batch : {int64_t{8}, int64_t{64}, int64_t{256}})
+      for (int steps : {1, 3})
+        for (bool fused : {false, true}) {
+          const std::string name = std::string("fused/it3_adapt/") + (wide ? "mlp_256" : "mlp_tab") + "/b" +
+                                   std::to_string(batch) + "/k" + std::to_string(steps) + "/" +
+                                   (fused ? "fused" : "eager");
+          setup(benchmark::RegisterBenchmark(name.c_str(),
+                                             [wide, batch, steps, fused](benchmark::State& st) {
+                                               bm_it3_adapt(st, wide, batch, steps, fused);
+                                             }),
+                gpu);
+        }
   return true;
 }();
 

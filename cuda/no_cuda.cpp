@@ -9,6 +9,7 @@
 #include "core/kernels/cuda_graph.h"
 #include "core/kernels/elementwise.h"
 #include "core/kernels/fused.h"
+#include "core/kernels/fused_mlp_adapt.h"
 #include "core/kernels/index.h"
 #include "core/kernels/matmul.h"
 #include "core/kernels/multi_copy.h"
@@ -223,5 +224,7 @@ void distance_bwd(const Tensor&, const Tensor&, const Tensor&, const Tensor&, co
   no_cuda(distance_name(k));
 }
 void multi_copy(const void*, int64_t, int64_t, int) { no_cuda("multi_copy"); }
+int fused_mlp_adapt(const FusedMlpAdaptParams&, int) { no_cuda("fused_mlp_adapt"); }
+int fused_mlp_adapt_grid(const FusedMlpAdaptParams&, int) { no_cuda("fused_mlp_adapt"); }
 
 }  // namespace idem::cuda

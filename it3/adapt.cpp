@@ -101,6 +101,21 @@ bool uses_it3_loss(Method m) {
   return m == Method::it3 || m == Method::it3_online || m == Method::random_step;
 }
 
+const char* fused_mode_name(FusedMode f) {
+  switch (f) {
+    case FusedMode::automatic: return "auto";
+    case FusedMode::on: return "on";
+    case FusedMode::off: return "off";
+  }
+  return "?";
+}
+FusedMode parse_fused_mode(const std::string& n) {
+  if (n == "auto") return FusedMode::automatic;
+  if (n == "on") return FusedMode::on;
+  if (n == "off") return FusedMode::off;
+  fail("it3::Adapter", "unknown fused mode '", n, "' (expected auto, on or off)");
+}
+
 ParamSelection ParamSelection::parse(const std::string& t) {
   if (t == "all") return all();
   if (t == "norm") return norm_affine();
@@ -194,7 +209,8 @@ std::string AdaptOptions::to_json() const {
      << ",\"neutral\":\"" << neutral_signal_name(neutral) << "\",\"persistent_moments\":"
      << (persistent_moments ? "true" : "false")
      << ",\"readout_before_update\":" << (readout_before_update ? "true" : "false")
-     << ",\"seed\":" << seed << ",\"recipe\":\"" << recipe << "\",\"actmad_taps\":[";
+     << ",\"seed\":" << seed << ",\"recipe\":\"" << recipe << "\",\"fused\":\"" << fused_mode_name(fused)
+     << "\",\"actmad_taps\":[";
   for (size_t i = 0; i < actmad_taps.size(); ++i) os << (i ? "," : "") << '"' << actmad_taps[i] << '"';
   os << "]}";
   return os.str();
@@ -357,6 +373,9 @@ Adapter::Adapter(const std::shared_ptr<RecursiveModel>& trained, AdaptOptions op
       zero.push_back(optim_->state_buffer());
     reset_copy_ = MultiTensorCopy(std::move(copies), std::move(zero));
   }
+  fused_reason_ = fused_ineligible_reason(*model_, opt_);
+  if (fused_reason_.empty())
+    fused_ = std::make_unique<FusedMlpAdapt>(*model_, anchor(), optim_.get(), opt_);
   if (opt_.method == Method::actmad) {
     model_->set_tap_sink([this](const std::string& name, const Tensor& a) {
       if (stats_.mean.count(name)) tapped_[name] = a;
@@ -535,6 +554,24 @@ void Adapter::random_step_update(const std::vector<Tensor>& before, int k) {
   }
 }
 
+Tensor Adapter::run_fused(const Input& x, Cost& cost) {
+  const bool adapting = optim_ != nullptr && opt_.steps > 0;
+  Tensor y = fused_->run(x);
+  if (adapting) {
+    // The kernel restored θ ← Θ and zeroed the optimizer state itself, then took K steps.
+    cost.reset_bytes += uint64_t(reset_bytes());
+    optim_->reset_step_counts();
+    const uint64_t k = uint64_t(opt_.steps);
+    cost.forwards += 2 * k;
+    cost.backwards += k;
+    cost.optimizer_steps += k;
+    steps_since_reset_ = opt_.steps;
+  }
+  cost.forwards += 1;
+  profiler::mark("fused IT³ adaptation (reset, K steps, prediction)", "fused", double(y.nbytes()));
+  return y;
+}
+
 Tensor Adapter::run(const Input& x, Cost& cost, Tensor* first_loss, Tensor* last_loss) {
   const bool adapting = optim_ != nullptr && opt_.steps > 0;
   draw_offset_ = 0;
@@ -611,6 +648,14 @@ Tensor Adapter::adapt_and_predict(const Input& x, Cost* cost, Tensor* first_loss
              "adapt_and_predict never reads the loss back: set check_finite = false");
   check_input(x);
   Cost local;
+  if (uses_fused(x)) {
+    Tensor y = run_fused(x, cost ? *cost : local);
+    // The step losses as 0-dim views of the plan's buffer: a graph replay rewrites them.
+    const int k = fused_->steps();
+    if (first_loss && k > 0) *first_loss = fused_->losses().slice0(0, 1).view_as_shape(Shape{});
+    if (last_loss && k > 0) *last_loss = fused_->losses().slice0(k - 1, k).view_as_shape(Shape{});
+    return y;
+  }
   Tensor y = run(x, cost ? *cost : local, first_loss, last_loss);
   return y;
 }
@@ -621,10 +666,28 @@ AdaptResult Adapter::predict(const Input& x) {
   r.cost.batches = 1;
   r.cost.samples = uint64_t(x.batch_size());
   CostMeter meter(model_->device());
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  if (uses_fused(x)) {
+    r.prediction = run_fused(x, r.cost);
+    meter.stop(r.cost);
+    r.loss_before = r.loss_after = nan;
+    if (fused_->steps() > 0) {
+      const Tensor l = fused_->losses().to(Device::cpu());
+      const float* lp = l.data<float>();
+      for (int k = 0; k < fused_->steps(); ++k)
+        if (opt_.check_finite)
+          check_finite_loss(scalar_tensor(lp[k]), k + 1,
+                            std::string("it3::Adapter ") + method_name(opt_.method) +
+                                " fused adaptation (step of " + std::to_string(opt_.steps) + ")");
+      r.loss_before = lp[0];
+      r.loss_after = lp[fused_->steps() - 1];
+    }
+    total_ += r.cost;
+    return r;
+  }
   Tensor first_loss, last_loss;
   r.prediction = run(x, r.cost, &first_loss, &last_loss);
   meter.stop(r.cost);
-  const double nan = std::numeric_limits<double>::quiet_NaN();
   r.loss_before = first_loss.defined() ? first_loss.item() : nan;
   r.loss_after = last_loss.defined() ? last_loss.item() : nan;
   total_ += r.cost;

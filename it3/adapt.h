@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "it3/cost.h"
+#include "it3/fused_adapt.h"
 #include "it3/recursive_model.h"
 #include "core/ops/multi_copy.h"
 #include "layers/optim.h"
@@ -56,6 +57,13 @@ enum class ResetPolicy : uint8_t { per_batch, never };
 enum class Prediction : uint8_t { adapted, anchor };
 enum class OptimizerKind : uint8_t { adam, sgd };
 enum class NeutralSignal : uint8_t { fixed, random_one_hot };
+// When the Adapter runs an IT³ adaptation as one fused call (it3/fused_adapt.h):
+//   automatic  on a GPU, whenever the model, the options and the batch allow it;
+//   on         also on the CPU, where the fused path is the plain-loop reference
+//              (core/cpu/fused_mlp_adapt.cpp): single-threaded, so slower than the op-by-op
+//              CPU path except for the smallest models; tests and `idem bench --path fused`;
+//   off        never: always op by op.
+enum class FusedMode : uint8_t { automatic, on, off };
 
 // Which parameters of f_θ adapt.
 struct ParamSelection {
@@ -98,6 +106,10 @@ struct AdaptOptions {
   bool readout_before_update = false;
   uint64_t seed = 0;   // random one-hot ∅ and random-step directions
   std::string recipe;  // the preset these options came from ("" = none)
+  // Whether the whole IT³ adaptation may run as one fused call (see FusedMode; the command
+  // line's `--path auto|fused|graph|eager` sets it through it3::PathAdapter). With check_finite, the fused path reads the K losses back after the call
+  // and throws on a NaN/Inf one (the steps have then been taken).
+  FusedMode fused = FusedMode::automatic;
 
   // The method's reference configuration:
   //   none       K = 0, no adaptation
@@ -128,6 +140,8 @@ const char* neutral_signal_name(NeutralSignal n);          // "fixed" or "random
 NeutralSignal parse_neutral_signal(const std::string& name);
 // Whether the method runs the IT³ loss (it3, it3-online, random-step).
 bool uses_it3_loss(Method m);
+const char* fused_mode_name(FusedMode f);  // "auto", "on", "off"
+FusedMode parse_fused_mode(const std::string& name);
 
 // The distance d(a, b), mean over elements, as a 0-dim tensor; a and b are predictions of the
 // same shape (probabilities for js and js_authors, which sum over classes and average rows).
@@ -190,6 +204,12 @@ class Adapter {
   Optimizer* optimizer() { return optim_.get(); }
   // ∅ for the next pass of this batch: the model's fixed ∅, or a fresh random one-hot (B, C).
   Tensor neutral_signal(const Input& x);
+  // Why the fused one-call path is not used ("" when it is, for batches it fits; see
+  // it3/fused_adapt.h), and whether it runs for this input.
+  const std::string& fused_reason() const { return fused_reason_; }
+  bool uses_fused(const Input& x) const { return fused_ && fused_->batch_reason(x).empty(); }
+  // The fused plan (null when not eligible).
+  const FusedMlpAdapt* fused_plan() const { return fused_.get(); }
 
  private:
   struct LossPasses {
@@ -200,6 +220,8 @@ class Adapter {
   LossPasses it3_passes(const Input& x, Cost& cost);  // y0 and y1, loss undefined
   void random_step_update(const std::vector<Tensor>& before, int k);
   Tensor run(const Input& x, Cost& cost, Tensor* first_loss, Tensor* last_loss);
+  // The whole adaptation as one fused call; counts as the op-by-op path would.
+  Tensor run_fused(const Input& x, Cost& cost);
   void apply_bn_mode(RecursiveModel& m, bool batch_stats);
   void check_input(const Input& x) const;
   void update_ema_anchor();
@@ -219,6 +241,8 @@ class Adapter {
   int64_t steps_since_reset_ = 0;
   int64_t batch_index_ = 0;   // batches run so far (seeds the per-batch draws)
   uint64_t draw_offset_ = 0;  // Philox offset of the next random ∅ within this batch
+  std::unique_ptr<FusedMlpAdapt> fused_;
+  std::string fused_reason_;
 };
 
 }  // namespace idem::it3

@@ -12,6 +12,7 @@ namespace idem::it3 {
 const char* adapt_path_name(AdaptPath p) {
   switch (p) {
     case AdaptPath::automatic: return "auto";
+    case AdaptPath::fused: return "fused";
     case AdaptPath::graph: return "graph";
     case AdaptPath::eager: return "eager";
   }
@@ -20,9 +21,10 @@ const char* adapt_path_name(AdaptPath p) {
 
 AdaptPath parse_adapt_path(const std::string& name) {
   if (name == "auto") return AdaptPath::automatic;
+  if (name == "fused") return AdaptPath::fused;
   if (name == "graph") return AdaptPath::graph;
   if (name == "eager") return AdaptPath::eager;
-  fail("it3 adaptation path", "unknown path '", name, "' (expected auto, graph or eager)");
+  fail("it3 adaptation path", "unknown path '", name, "' (expected auto, fused, graph or eager)");
 }
 
 std::string graph_path_blocker(const AdaptOptions& o, Device device) {
@@ -56,6 +58,20 @@ PathAdapter::PathAdapter(const std::shared_ptr<RecursiveModel>& trained, AdaptOp
                          ActmadStats stats, AdaptPath path)
     : trained_(trained), stats_(stats), asked_(path), check_finite_(options.check_finite) {
   IDEM_CHECK(trained != nullptr, "it3::PathAdapter", "the trained model is null");
+  // The fused path first: one kernel call per batch beats a replay of ~30 kernels.
+  options.fused = path == AdaptPath::fused       ? FusedMode::on
+                  : path == AdaptPath::automatic ? FusedMode::automatic
+                                                 : FusedMode::off;
+  const std::string fused_why = fused_ineligible_reason(*trained, options);
+  if (path == AdaptPath::fused && !fused_why.empty())
+    fail("it3::PathAdapter", "--path fused cannot run ", method_name(options.method), ": ", fused_why,
+         " (use --path auto, graph or eager)");
+  if (fused_why.empty()) {
+    chosen_ = last_path_ = AdaptPath::fused;
+    adapter_ = std::make_unique<Adapter>(trained, options, std::move(stats));
+    return;
+  }
+  options.fused = FusedMode::off;
   const std::string blocker = graph_path_blocker(options, trained->device());
   if (path == AdaptPath::graph && !blocker.empty())
     fail("it3::PathAdapter", "--path graph cannot run ", method_name(options.method), ": ", blocker,
@@ -80,6 +96,12 @@ AdaptResult PathAdapter::predict(const Input& x) {
     // Rebuild once as a plain eager adapter: every later batch of this task has edges too.
     adapter_ = std::make_unique<Adapter>(trained_, eager_options, stats_);
     chosen_ = AdaptPath::eager;
+  }
+  if (chosen_ == AdaptPath::fused) {
+    last_path_ = adapter_->uses_fused(x) ? AdaptPath::fused : AdaptPath::eager;
+    AdaptResult r = adapter_->predict(x);
+    total_ += r.cost;
+    return r;
   }
   AdaptResult r = chosen_ == AdaptPath::graph ? predict_graph(x) : adapter_->predict(x);
   last_path_ = chosen_;

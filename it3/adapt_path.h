@@ -8,7 +8,9 @@
 //   graph   the whole adaptation of one batch captured once per input shape in a CUDA graph
 //           (core/kernels/cuda_graph.h) and replayed per batch; the batch is copied into the
 //           captured input first
-//   auto    graph where it applies, else eager
+//   fused   the whole adaptation as ONE fused kernel call (it3/fused_adapt.h): small concat
+//           MLPs with IT³ offline; on the CPU too when named (the plain-loop reference)
+//   auto    fused where it applies on a GPU, else graph where it applies, else eager
 // Every path gives the same predictions (the graph replays exactly the eager kernels; tests
 // compare them) and fills the same Cost counters, so a results table can say which one ran.
 //
@@ -29,8 +31,8 @@
 
 namespace idem::it3 {
 
-enum class AdaptPath : uint8_t { automatic, graph, eager };
-const char* adapt_path_name(AdaptPath p);  // "auto", "graph", "eager"
+enum class AdaptPath : uint8_t { automatic, fused, graph, eager };
+const char* adapt_path_name(AdaptPath p);  // "auto", "fused", "graph", "eager"
 // Throws idem::Error listing the valid names.
 AdaptPath parse_adapt_path(const std::string& name);
 
@@ -40,8 +42,11 @@ std::string graph_path_blocker(const AdaptOptions& options, Device device);
 
 class PathAdapter {
  public:
-  // `path` automatic picks per the rules above; graph asked for explicitly and not
+  // `path` automatic picks per the rules above; fused or graph asked for explicitly and not
   // applicable throws idem::Error with the reason (no silent fallback when the user named one).
+  // The path decides options.fused: on for fused, off for graph and eager (they time the ops),
+  // automatic (GPU only) for auto. A batch the fused kernel does not take (over 256 rows)
+  // runs op by op on the fused path.
   PathAdapter(const std::shared_ptr<RecursiveModel>& trained, AdaptOptions options,
               ActmadStats stats = {}, AdaptPath path = AdaptPath::automatic);
   ~PathAdapter();
@@ -52,7 +57,8 @@ class PathAdapter {
   // The prediction is the caller's own tensor (a later batch never overwrites it).
   AdaptResult predict(const Input& x);
 
-  // The path the last predict() took (before any: the path chosen at construction).
+  // The path the last predict() took (before any: the path chosen at construction); fused only
+  // when the batch really ran as one fused call.
   AdaptPath path() const { return last_path_; }
   // Totals over every predict() since construction. A capture's one-time cost (two warm-up
   // adaptations and the capture itself) is not in wall_us: it is in setup_us().

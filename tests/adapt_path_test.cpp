@@ -25,9 +25,9 @@ std::shared_ptr<RecursiveModel> small_mlp(Device d = Device::cpu()) {
 Tensor batch(int64_t b, uint64_t seed, Device d) { return randn({b, 6}, seed).to(d); }
 
 TEST(AdaptPath, NamesRoundTripAndBadNamesAreClear) {
-  for (AdaptPath p : {AdaptPath::automatic, AdaptPath::graph, AdaptPath::eager})
+  for (AdaptPath p : {AdaptPath::automatic, AdaptPath::fused, AdaptPath::graph, AdaptPath::eager})
     EXPECT_EQ(parse_adapt_path(adapt_path_name(p)), p);
-  expect_error([] { parse_adapt_path("fast"); }, "expected auto, graph or eager");
+  expect_error([] { parse_adapt_path("fast"); }, "expected auto, fused, graph or eager");
 }
 
 TEST(AdaptPath, BlockersNameTheReason) {
@@ -79,7 +79,9 @@ TEST(AdaptPath, NamingTheGraphPathWhereItCannotRunIsAnError) {
 void expect_graph_matches_eager(const std::shared_ptr<RecursiveModel>& model, AdaptOptions o,
                                 const std::vector<Tensor>& xs, double tol) {
   PathAdapter fast(model, o, {}, AdaptPath::graph);
-  Adapter eager(model, o);
+  AdaptOptions op_by_op = o;
+  op_by_op.fused = FusedMode::off;  // the reference runs the ops the graph captured
+  Adapter eager(model, op_by_op);
   for (size_t i = 0; i < xs.size(); ++i) {
     const Input x(xs[i]);
     const AdaptResult a = fast.predict(x);
@@ -117,10 +119,16 @@ TEST(AdaptPathCuda, GraphReplaysPredictWhatEagerPredictsForAnMlp) {
   sgd.optimizer = OptimizerKind::sgd;
   sgd.distance = Distance::mse;
   expect_graph_matches_eager(model, sgd, xs, 1e-5);
-  PathAdapter fast(model, AdaptOptions::for_method(Method::it3));
+  PathAdapter fast(model, AdaptOptions::for_method(Method::it3), {}, AdaptPath::graph);
   for (const Tensor& x : xs) fast.predict(Input(x));
   EXPECT_EQ(fast.captures(), 2u);  // batch 8 and batch 5
   EXPECT_GT(fast.setup_us(), 0.0);
+  // auto takes the one-call fused path for this MLP: no capture at all.
+  PathAdapter best(model, AdaptOptions::for_method(Method::it3));
+  const AdaptResult r = best.predict(Input(xs[0]));
+  EXPECT_EQ(best.path(), AdaptPath::fused);
+  EXPECT_EQ(best.captures(), 0u);
+  EXPECT_EQ(r.cost.gpu_launches, 1u);
 }
 
 TEST(AdaptPathCuda, GraphReplaysMatchEagerForEveryBatchNormMethod) {

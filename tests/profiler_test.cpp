@@ -21,6 +21,7 @@ void check_it3_profile(Device d) {
   m->to(d);
   it3::AdaptOptions o = it3::AdaptOptions::for_method(it3::Method::it3);
   o.steps = 2, o.check_finite = false;
+  o.fused = it3::FusedMode::off;  // the op-by-op path: the one with ops to charge (the fused one is one call)
   it3::Adapter a(m, o);
   it3::Input x(randn({6, 4}, 2).to(d));
   a.adapt_and_predict(x);  // warm

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# What `idem adapt` reports per test batch on each execution path (eager, auto = CUDA graph where
-# it applies), beside `idem bench it3` for a model of the same shape and batch: issue 15's check
+# What `idem adapt` reports per test batch on each execution path (eager, auto = the one-call
+# fused path for a small MLP on a GPU, else a CUDA graph where it applies), beside `idem bench it3` for a model of the same shape and batch: issue 15's check
 # that the command line runs on the fast path (docs/it3.md, "Execution paths").
 #
 #   tools/adapt_path_timing.sh IDEM OUTDIR [FMNIST_DATA]
 #
 # Trains a tabular model (the bench's mlp_tab shape, 30-20-10) and a small fmnist model once, then
 # adapts each with --path eager and --path auto and prints the µs per batch of every method from
-# results.csv, then the bench's eager and graph times for mlp_tab at the tabular test batch (32).
+# results.csv, then the bench's eager, graph and fused times for mlp_tab at the tabular test batch (32).
 set -euo pipefail
 idem=${1:?usage: adapt_path_timing.sh IDEM OUTDIR [FMNIST_DATA]}
 out=${2:?usage: adapt_path_timing.sh IDEM OUTDIR [FMNIST_DATA]}
@@ -48,8 +48,8 @@ done
 
 echo
 echo "idem bench it3, mlp_tab, batch 32, K 1:"
-for g in off on; do
-  "$idem" bench it3 --model mlp_tab --batch 32 --steps 1 --graph "$g" --json |
-    python3 2>/dev/null -c 'import json,sys; v=json.loads(sys.stdin.read()); print("  graph %s: %.1f µs/batch median" % (v["graph"], v["us_per_batch_median"]))' ||
-    echo "  graph $g: not available here"
+for p in eager graph fused; do
+  "$idem" bench it3 --model mlp_tab --batch 32 --steps 1 --path "$p" --json |
+    python3 2>/dev/null -c 'import json,sys; v=json.loads(sys.stdin.read()); print("  path %s: %.1f µs/batch median" % (v["path"], v["us_per_batch_median"]))' ||
+    echo "  path $p: not available here"
 done

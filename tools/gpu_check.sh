@@ -27,7 +27,7 @@
 #                               with ARGS (e.g. "--seeds 3"), then fmnist with --recipe
 #                               paper-mnist and paper-cifar (tools/results_tables.sh); run
 #                               directories stay in /tmp, the tables and CSVs go under $OUT/results
-#   GPU_CHECK_PATHS=1           also time `idem adapt` on the eager and auto (CUDA graph) paths
+#   GPU_CHECK_PATHS=1           also time `idem adapt` on the eager and auto (fused or CUDA graph) paths
 #                               beside `idem bench it3` (tools/adapt_path_timing.sh)
 set -u -o pipefail
 
@@ -97,7 +97,7 @@ summary() {
     for f in "$out"/demo-*.log; do
       [ -f "$f" ] && echo "$(basename "$f" .log): $(grep -E 'wall seconds' "$f" | tail -n 1)"
     done
-    [ -f "$out/adapt_paths.log" ] && grep -E '^\||graph (on|off)' "$out/adapt_paths.log" | sed 's/^/  /'
+    [ -f "$out/adapt_paths.log" ] && grep -E '^\||path (eager|graph|fused)' "$out/adapt_paths.log" | sed 's/^/  /'
     [ -f "$out/ncu.log" ] && grep -E '^ncu.*one eager adaptation' "$out/ncu.log" | sed 's/^/  /'
     [ -f "$out/compare_pytorch.log" ] && tail -n 40 "$out/compare_pytorch.log" | sed 's/^/  /'
     [ -f "$out/sanitize.log" ] && grep -E 'ERROR SUMMARY|summary|memcheck|racecheck' "$out/sanitize.log" | tail -n 10 | sed 's/^/  /'

@@ -3,8 +3,12 @@
 //
 // One IT³ offline adaptation per test batch = reset (θ ← Θ, Adam moments ← 0, one fused copy),
 // K steps of  y0 = f(x,∅); y1 = F(x, s(y0)); L = mean|out(y1) − out(y0)|; Adam(lr 1e-3) step,
-// then the prediction f(x,∅). `--graph on` captures that whole adaptation once in a CUDA graph
-// (cuda::Graph) and replays it per batch; inputs live in static buffers.
+// then the prediction f(x,∅). `--path` picks how it runs:
+//   eager  op by op (the Adapter with fused off);
+//   graph  that whole adaptation captured once in a CUDA graph (cuda::Graph) and replayed per
+//          batch; inputs live in static buffers (`--graph on` is the old spelling);
+//   fused  the whole adaptation as ONE kernel call (it3/fused_adapt.h): small MLPs only, and
+//          an error that says why for any other model.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -116,12 +120,14 @@ BenchModel make_bench_model(const std::string& name, int64_t batch, Device devic
   return b;
 }
 
-it3::AdaptOptions bench_adapt_options(int steps) {
+it3::AdaptOptions bench_adapt_options(int steps, bool fused) {
   it3::AdaptOptions o = it3::AdaptOptions::for_method(it3::Method::it3);
   o.steps = steps;
   o.lr = 1e-3;
   o.distance = it3::Distance::l1;
   o.check_finite = false;  // no host round trip inside the timed adaptation
+  // Only --path fused takes the one-call path (on the CPU too): eager and graph time the ops.
+  o.fused = fused ? it3::FusedMode::on : it3::FusedMode::off;
   return o;
 }
 
@@ -170,14 +176,21 @@ int bench_it3(const Args& a, const Device device) {
   const std::string model_name = a.str("model");
   const int64_t batch = a.integer("batch");
   const int steps = int(a.integer("steps"));
-  const bool graph = a.str("graph") == "on";
   IDEM_CHECK(a.str("graph") == "on" || a.str("graph") == "off", "idem bench", "--graph takes on or off, got ",
              a.str("graph"));
-  IDEM_CHECK(!graph || device.is_cuda(), "idem bench", "--graph on needs --device cuda");
+  // --path wins; without it the old --graph on|off means graph|eager.
+  const std::string path = !a.str("path").empty() ? a.str("path") : a.str("graph") == "on" ? "graph" : "eager";
+  IDEM_CHECK(path == "eager" || path == "graph" || path == "fused", "idem bench",
+             "--path takes eager, graph or fused, got ", path);
+  const bool graph = path == "graph", fused = path == "fused";
+  IDEM_CHECK(!graph || device.is_cuda(), "idem bench", "--path graph needs --device cuda");
   IDEM_CHECK(batch >= 1 && steps >= 0, "idem bench", "need --batch >= 1 and --steps >= 0");
   const int reps = int(a.integer("reps")), warmup = int(a.integer("warmup"));
   BenchModel b = make_bench_model(model_name, batch, device, uint64_t(a.integer("seed")));
-  it3::Adapter adapter(b.model, bench_adapt_options(steps));
+  it3::Adapter adapter(b.model, bench_adapt_options(steps, fused));
+  if (fused && !adapter.uses_fused(b.x))
+    fail("idem bench", "--path fused: ", model_name, " at batch ", batch, " cannot run fused: ",
+         !adapter.fused_reason().empty() ? adapter.fused_reason() : adapter.fused_plan()->batch_reason(b.x));
   Timer timer(device);
 
   // Inference alone: f(x, ∅) without history.
@@ -216,7 +229,9 @@ int bench_it3(const Args& a, const Device device) {
     if (range) cudaProfilerStop();
 #endif
   }
-  if (device.is_cuda()) {
+  if (fused) {
+    kernel_nodes = size_t(launches);  // the one kernel (a cooperative launch is not captured)
+  } else if (device.is_cuda()) {
     // Capture one whole adaptation: its kernel nodes are the exact kernels per batch (with
     // --graph off this also counts what the eager path launches, cuBLAS kernels included).
     Tensor x_static = b.x.x;               // the adapter reads this storage on every replay
@@ -261,6 +276,8 @@ int bench_it3(const Args& a, const Device device) {
   v.set("device", device.str());
   v.set("gpu", device.is_cuda() ? cuda::device_properties(device.index).name : std::string("none"));
   v.set("graph", graph ? "on" : "off");
+  v.set("path", path);
+  v.set("fused_grid", int64_t(fused && adapter.fused_plan() ? adapter.fused_plan()->last_grid() : 0));
   v.set("reps", reps);
   v.set("us_per_batch_median", s.median);
   v.set("us_per_batch_p10", s.p10);
@@ -277,7 +294,7 @@ int bench_it3(const Args& a, const Device device) {
     std::cout << json::dump(v) << std::endl;
   } else {
     std::cout << "it3 " << model_name << " batch " << batch << " K " << steps << " on " << v.at("gpu").as_string()
-              << " (graph " << (graph ? "on" : "off") << "): " << s.median << " µs/batch median (p10 " << s.p10
+              << " (path " << path << "): " << s.median << " µs/batch median (p10 " << s.p10
               << ", p90 " << s.p90 << "), inference " << si.median << " µs, " << kernel_nodes
               << " kernels/batch, " << counted.forwards << " forwards, " << counted.backwards << " backwards\n";
   }
@@ -419,7 +436,8 @@ int cmd_bench(int argc, char** argv) {
   std::vector<OptionSpec> specs{{"model", true, "mlp_tab", "mlp_tab, mlp_256, cnn or sage"},
                                 {"batch", true, "8", "test batch size (sage: number of 32×32 meshes)"},
                                 {"steps", true, "1", "it3: adaptation steps K; train: training steps that --export writes"},
-                                {"graph", true, "off", "on: capture the whole adaptation in a CUDA graph and replay it"},
+                                {"path", true, "", "it3: eager (op by op), graph (the adaptation captured in a CUDA graph and replayed) or fused (one kernel call: small MLPs); default: --graph's"},
+                                {"graph", true, "off", "on: --path graph, off: --path eager (when --path is not given)"},
                                 {"reps", true, "200", "timed repetitions"},
                                 {"warmup", true, "20", "untimed repetitions first (at least 0.25 s of them)"},
                                 {"export", true, "", "write weights, inputs and results (safetensors) to DIR; it3: the adapted and the inference prediction; train: the loss and the gradients of each of --steps steps from the initial weights, the trained weights and f(x, ∅) after them"},

@@ -1,0 +1,91 @@
+// Kernel contract: the whole IT³ offline adaptation of a small concat-injection MLP in one call
+// (one launch on a GPU). cpu:: in core/cpu/fused_mlp_adapt.cpp (the reference, plain loops),
+// cuda:: in cuda/kernels/fused_mlp_adapt.cu, stub in cuda/no_cuda.cpp. The planner that decides
+// eligibility and fills the description is it3/fused_adapt.h.
+//
+// The network: L Linear layers n_0 → n_1 → … → n_L with bias, activation `act` after every
+// layer but the last; input n_0 = d + S (features x, then the signal s), output n_L = S.
+// One call computes, exactly as it3::Adapter does op by op (it3/adapt.cpp):
+//   if steps > 0: θ ← Θ; optimizer state ← 0
+//   for k in 1..steps:
+//     y0 = f_θ([x, ∅])  (∅ = the constant `neutral`)
+//     y1 = F_Θ([x, y0]) (the frozen anchor F is Θ; regression: signal(y0) = y0)
+//     L  = mean d(y1 − y0) over B·S elements (|·| or (·)²), losses[k−1] = L
+//     g  = ∂L/∂θ: through y0 directly (the distance's second argument) AND through F's input
+//          (F's weights get no gradient; only the signal columns of its input gradient matter)
+//     θ ← optimizer step (Adam or SGD with momentum, torch.optim formulas of core/kernels/optim.h,
+//         bias corrections of step k; weight decay 0, no dampening, no Nesterov: the Adapter's)
+//   y = f_θ([x, ∅])
+// Numerics: every sum runs in a fixed order (no atomics), so repeated calls give the same bits.
+// The CPU reference and the kernel sum in the same order; the GPU may contract a·b + c into
+// FMAs, so the two agree to rounding, not bit for bit.
+#pragma once
+#include <cstdint>
+
+#include "core/kernels/fused.h"  // FusedAct, DistanceKind
+#include "core/kernels/optim.h"  // OptimKind
+
+namespace idem {
+
+constexpr int kFusedMlpMaxLayers = 8;
+constexpr int kFusedMlpMaxWidth = 256;
+constexpr int kFusedMlpMaxBatch = 256;
+constexpr int kFusedMlpThreads = 256;  // threads per block of the CUDA kernel
+
+// One Linear layer's tensors, all f32, row-major as PyTorch: W (out, in), b (out).
+struct FusedMlpLayer {
+  float* w = nullptr;          // θ: adapted in place
+  float* b = nullptr;
+  const float* w0 = nullptr;   // Θ: the pristine copy, also the frozen anchor F
+  const float* b0 = nullptr;
+  float* mw = nullptr;         // Adam exp_avg / SGD momentum buffer (null: plain SGD)
+  float* mb = nullptr;
+  float* vw = nullptr;         // Adam exp_avg_sq (null for SGD)
+  float* vb = nullptr;
+  float* gw = nullptr;         // gradient scratch (steps > 0)
+  float* gb = nullptr;
+};
+
+struct FusedMlpAdaptParams {
+  int layers = 0;                               // L
+  int widths[kFusedMlpMaxLayers + 1] = {};      // n_0 … n_L
+  int batch = 0;                                // B
+  int signal = 1;                               // S = n_L
+  int steps = 0;                                // K
+  FusedAct act = FusedAct::relu;
+  float slope = 0.01f;
+  DistanceKind distance = DistanceKind::l1;
+  float neutral = 50.0f;
+  // optimizer: kind adam or sgd (momentum 0 = plain SGD)
+  OptimKind optim = OptimKind::adam;
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, momentum = 0.0;
+  FusedMlpLayer layer[kFusedMlpMaxLayers];
+  const float* x = nullptr;  // (B, d) contiguous
+  float* y = nullptr;        // (B, S): the prediction
+  float* losses = nullptr;   // (steps): the adaptation loss of each step (may be null)
+  // Scratch, f32: fa / Fa = activations of f / F for layers 1..L (Σ_l B·n_l each, layer after
+  // layer), d0 / d1 = two (B, max n_l) gradient buffers used in turn, gy0 = (B, S).
+  float* fa = nullptr;
+  float* Fa = nullptr;
+  float* d0 = nullptr;
+  float* d1 = nullptr;
+  float* gy0 = nullptr;
+};
+
+// Floats of scratch (fa, Fa, d0, d1, gy0 together) for a batch of B.
+int64_t fused_mlp_scratch_floats(const FusedMlpAdaptParams& p, int64_t batch);
+
+namespace cpu {
+void fused_mlp_adapt(const FusedMlpAdaptParams& p);
+}
+
+namespace cuda {
+// ONE launch on current_stream() of `device`: a single block when the work is small, else a
+// cooperative grid (grid-wide barriers between the phases). Never allocates, never synchronizes.
+// Returns the number of blocks it used.
+int fused_mlp_adapt(const FusedMlpAdaptParams& p, int device);
+// The grid fused_mlp_adapt would use for this shape on `device` (1: one block).
+int fused_mlp_adapt_grid(const FusedMlpAdaptParams& p, int device);
+}  // namespace cuda
+
+}  // namespace idem

@@ -1,0 +1,334 @@
+// The fused IT³ MLP adaptation (it3/fused_adapt.h, core/kernels/fused_mlp_adapt.h): the one-call
+// path gives the predictions of the op-by-op Adapter within the comparison gate (atol 1e-4 +
+// rtol 1e-3) on the benchmark's MLP shapes, for every distance, optimizer and activation it
+// takes; K = 0 is inference; it counts like the unfused path; ineligible models and batches say
+// why and fall back. CUDA: the kernel against the CPU reference and the unfused CUDA Adapter at
+// batch 8/64/256, K 0/1/3, one launch, the same bits on every call. GPU tests skip without a GPU.
+#include "it3/fused_adapt.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "core/kernels/runtime.h"
+#include "it3/adapt.h"
+#include "it3/adapt_path.h"
+#include "it3/models.h"
+#include "layers/mlp.h"
+#include "tests/test_util.h"
+
+namespace idem::it3 {
+namespace {
+
+using idem::testing::expect_error;
+
+// The comparison gate of bench/compare_pytorch.py: |got − want| <= 1e-4 + 1e-3·|want| for all
+// but `allowed_share` of the elements (0: every one), and every value finite.
+void expect_gate(const Tensor& got, const Tensor& want, const std::string& what,
+                 double allowed_share = 0.0) {
+  const std::vector<double> g = got.to(Device::cpu()).to_vector<double>();
+  const std::vector<double> w = want.to(Device::cpu()).to_vector<double>();
+  ASSERT_EQ(g.size(), w.size()) << what;
+  size_t bad = 0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    ASSERT_TRUE(std::isfinite(g[i]) && std::isfinite(w[i])) << what << ": element " << i;
+    if (!(std::fabs(g[i] - w[i]) <= 1e-4 + 1e-3 * std::fabs(w[i])) && bad++ < 3 && allowed_share == 0)
+      ADD_FAILURE() << what << ": element " << i << " got " << g[i] << " want " << w[i];
+  }
+  EXPECT_LE(double(bad), allowed_share * double(g.size())) << what << ": elements outside the gate";
+}
+
+void expect_bits(const Tensor& a, const Tensor& b, const std::string& what) {
+  const std::vector<float> x = a.to(Device::cpu()).to_vector<float>();
+  const std::vector<float> y = b.to(Device::cpu()).to_vector<float>();
+  ASSERT_EQ(x.size(), y.size()) << what;
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(x[i], y[i]) << what << ": element " << i;
+}
+
+// The benchmark's shapes: mlp_tab 14→30→20→10→1 and mlp_256 14→256→256→256→1 (13 features
+// plus the signal), ∅ = 50.
+std::shared_ptr<RecursiveModel> bench_mlp(bool wide, Activation act = Activation::relu,
+                                          uint64_t seed = 5) {
+  const std::vector<int64_t> sizes = wide ? std::vector<int64_t>{14, 256, 256, 256, 1}
+                                          : std::vector<int64_t>{14, 30, 20, 10, 1};
+  MlpOptions mo;
+  mo.activation = act;
+  mo.leaky_slope = 0.1;
+  return std::make_shared<ConcatModel>(std::make_shared<MLP>(sizes, mo, Options{}, seed),
+                                       SignalSpec::regression(1, 50.0));
+}
+
+struct Config {
+  Distance distance = Distance::l1;
+  OptimizerKind optimizer = OptimizerKind::adam;
+  double momentum = 0.0;
+  int steps = 1;
+  std::string str() const {
+    return std::string(distance_name(distance)) + (optimizer == OptimizerKind::adam ? " adam" : " sgd") +
+           " momentum " + std::to_string(momentum) + " K " + std::to_string(steps);
+  }
+};
+
+AdaptOptions options_of(const Config& c, bool fused) {
+  AdaptOptions o = AdaptOptions::for_method(Method::it3);
+  o.steps = c.steps;
+  o.distance = c.distance;
+  o.optimizer = c.optimizer;
+  o.sgd_momentum = c.momentum;
+  // SGD at 1e-3 would barely move the weights: a larger rate makes the test see the steps.
+  o.lr = c.optimizer == OptimizerKind::sgd ? 1e-2 : 1e-3;
+  o.fused = fused ? FusedMode::on : FusedMode::off;  // on: the CPU reference too
+  return o;
+}
+
+// ---- CPU: the fused reference against the op-by-op Adapter ----
+
+TEST(FusedAdapt, MatchesTheUnfusedAdapterOnTheCpu) {
+  const std::vector<Config> configs{
+      {Distance::l1, OptimizerKind::adam, 0.0, 1}, {Distance::l1, OptimizerKind::adam, 0.0, 3},
+      {Distance::mse, OptimizerKind::adam, 0.0, 3}, {Distance::l1, OptimizerKind::sgd, 0.0, 3},
+      {Distance::mse, OptimizerKind::sgd, 0.9, 3}};
+  for (bool wide : {false, true})
+    for (Activation act : {Activation::relu, Activation::leaky_relu}) {
+      auto m = bench_mlp(wide, act);
+      const Input x(randn({wide ? 16 : 24, 13}, 7));
+      for (const Config& c : configs) {
+        const std::string what = std::string(wide ? "mlp_256 " : "mlp_tab ") +
+                                 (act == Activation::relu ? "relu " : "leaky ") + c.str();
+        Adapter fused(m, options_of(c, true)), plain(m, options_of(c, false));
+        ASSERT_TRUE(fused.uses_fused(x)) << what << ": " << fused.fused_reason();
+        ASSERT_FALSE(plain.uses_fused(x)) << what;
+        const AdaptResult rf = fused.predict(x), rp = plain.predict(x);
+        expect_gate(rf.prediction, rp.prediction, what + " prediction");
+        // The adapted weights too (the kernel works in place on the Adapter's θ). Adam's step
+        // is about lr·sign(g) whatever |g|, so a weight whose gradient is near zero can move by
+        // up to lr on rounding alone: a few in a thousand may leave the gate.
+        for (size_t i = 0; i < fused.adapted_params().size(); ++i)
+          expect_gate(fused.adapted_params()[i], plain.adapted_params()[i],
+                      what + " " + fused.adapted_names()[i], 3e-3);
+        EXPECT_NEAR(rf.loss_before, rp.loss_before, 1e-4 + 1e-3 * std::fabs(rp.loss_before)) << what;
+        EXPECT_NEAR(rf.loss_after, rp.loss_after, 1e-4 + 1e-3 * std::fabs(rp.loss_after)) << what;
+        // Counted as the op-by-op path counts.
+        EXPECT_EQ(rf.cost.forwards, rp.cost.forwards) << what;
+        EXPECT_EQ(rf.cost.backwards, rp.cost.backwards) << what;
+        EXPECT_EQ(rf.cost.optimizer_steps, rp.cost.optimizer_steps) << what;
+        EXPECT_EQ(rf.cost.reset_bytes, rp.cost.reset_bytes) << what;
+      }
+    }
+}
+
+TEST(FusedAdapt, AdaptationChangesThePrediction) {
+  // Guards against a fused path that silently skips the steps: K = 3 moves the prediction
+  // away from inference, and the loss goes down.
+  auto m = bench_mlp(false);
+  const Input x(randn({8, 13}, 3));
+  Adapter a(m, options_of({Distance::l1, OptimizerKind::adam, 0.0, 3}, true));
+  ASSERT_TRUE(a.uses_fused(x));
+  const AdaptResult r = a.predict(x);
+  NoGradGuard ng;
+  const Tensor inf = m->forward_neutral(x);
+  double moved = 0;
+  const auto p = r.prediction.to_vector<double>(), q = inf.to_vector<double>();
+  for (size_t i = 0; i < p.size(); ++i) moved = std::max(moved, std::fabs(p[i] - q[i]));
+  EXPECT_GT(moved, 1e-4);
+  EXPECT_LT(r.loss_after, r.loss_before);
+}
+
+TEST(FusedAdapt, ZeroStepsIsInference) {
+  for (bool wide : {false, true}) {
+    auto m = bench_mlp(wide);
+    const Input x(randn({32, 13}, 4));
+    AdaptOptions o = AdaptOptions::for_method(Method::it3);
+    o.steps = 0;
+    o.fused = FusedMode::on;
+    Adapter a(m, o);
+    ASSERT_TRUE(a.uses_fused(x)) << a.fused_reason();
+    const AdaptResult r = a.predict(x);
+    NoGradGuard ng;
+    const Tensor inf = m->forward_neutral(x);
+    // Only the order of the sums differs from the library's GEMM.
+    expect_gate(r.prediction, inf, wide ? "mlp_256" : "mlp_tab");
+    EXPECT_EQ(r.cost.forwards, 1u);
+    EXPECT_EQ(r.cost.optimizer_steps, 0u);
+  }
+}
+
+TEST(FusedAdapt, RepeatedCallsGiveTheSameBits) {
+  auto m = bench_mlp(true);
+  const Input x(randn({8, 13}, 9));
+  Adapter a(m, options_of({Distance::l1, OptimizerKind::adam, 0.0, 3}, true));
+  const Tensor y1 = a.predict(x).prediction;
+  const Tensor y2 = a.predict(x).prediction;  // the reset makes every batch start from Θ
+  expect_bits(y1, y2, "cpu");
+}
+
+TEST(FusedAdapt, SaysWhyAModelOrBatchIsNotFused) {
+  AdaptOptions it3 = AdaptOptions::for_method(Method::it3);
+  // automatic leaves the CPU to the faster op-by-op path; on forces the CPU reference.
+  EXPECT_NE(fused_ineligible_reason(*bench_mlp(false), it3).find("on the CPU"), std::string::npos);
+  it3.fused = FusedMode::on;
+  auto why = [&](const std::shared_ptr<RecursiveModel>& m, const AdaptOptions& o) {
+    return fused_ineligible_reason(*m, o);
+  };
+  EXPECT_EQ(why(bench_mlp(false), it3), "");
+  EXPECT_NE(why(make_small_cnn(10, {}, 1), it3), "");  // a CNN (classification, feature injection)
+  {
+    AdaptOptions o = it3;
+    auto cnn_reg = std::make_shared<PlaneModel>(std::make_shared<Sequential>(), SignalSpec::regression());
+    EXPECT_NE(why(cnn_reg, o).find("is not a ConcatModel over an MLP"), std::string::npos) << why(cnn_reg, o);
+  }
+  EXPECT_NE(why(make_mlp_model(13, {300}, SignalSpec::regression(1, 50.0), {}, 1), it3).find("width 300"),
+            std::string::npos);
+  {
+    AdaptOptions o = it3;
+    o.distance = Distance::js;
+    EXPECT_NE(why(bench_mlp(false), o).find("distance js"), std::string::npos);
+    o.distance = Distance::js_authors;
+    EXPECT_NE(why(bench_mlp(false), o).find("distance js-authors"), std::string::npos) << why(bench_mlp(false), o);
+    o = it3;
+    o.persistent_moments = true;
+    EXPECT_NE(why(bench_mlp(false), o).find("persistent"), std::string::npos);
+    o = it3;
+    o.readout_before_update = true;
+    EXPECT_NE(why(bench_mlp(false), o).find("read-out before"), std::string::npos);
+    o = it3;
+    o.method = Method::random_step;
+    EXPECT_NE(why(bench_mlp(false), o).find("random-step"), std::string::npos);
+    o = it3;
+    o.fused = FusedMode::off;
+    EXPECT_NE(why(bench_mlp(false), o).find("off"), std::string::npos);
+    o = it3;
+    o.prediction = Prediction::anchor;
+    EXPECT_NE(why(bench_mlp(false), o).find("prediction anchor"), std::string::npos);
+    o = AdaptOptions::for_method(Method::it3_online);
+    EXPECT_NE(why(bench_mlp(false), o).find("it3-online"), std::string::npos);
+    o = it3;
+    o.anchor = Anchor::shared;
+    EXPECT_NE(why(bench_mlp(false), o).find("anchor shared"), std::string::npos);
+    o = it3;
+    o.params = ParamSelection::last(1);
+    EXPECT_NE(why(bench_mlp(false), o).find("last:1"), std::string::npos);
+  }
+  {
+    MlpOptions mo;
+    mo.activation = Activation::gelu;
+    auto gelu = std::make_shared<ConcatModel>(std::make_shared<MLP>(std::vector<int64_t>{3, 4, 1}, mo),
+                                              SignalSpec::regression());
+    EXPECT_NE(why(gelu, it3).find("activation"), std::string::npos);
+    mo = MlpOptions{};
+    mo.norm = MlpNorm::layer;
+    auto norm = std::make_shared<ConcatModel>(std::make_shared<MLP>(std::vector<int64_t>{3, 4, 1}, mo),
+                                              SignalSpec::regression());
+    EXPECT_NE(why(norm, it3).find("normalization"), std::string::npos);
+  }
+  // A batch over 256 falls back to the op-by-op path and still adapts.
+  auto m = bench_mlp(false);
+  Adapter a(m, it3);
+  const Input big(randn({300, 13}, 1));
+  ASSERT_NE(a.fused_plan(), nullptr);
+  EXPECT_NE(a.fused_plan()->batch_reason(big).find("batch 300"), std::string::npos);
+  EXPECT_FALSE(a.uses_fused(big));
+  EXPECT_EQ(a.predict(big).prediction.size(0), 300);
+  EXPECT_TRUE(a.uses_fused(Input(randn({256, 13}, 1))));
+}
+
+TEST(FusedAdapt, NonFiniteLossIsReported) {
+  // LeakyReLU carries a NaN input through to the loss (idem's relu maps NaN to 0).
+  auto m = bench_mlp(false, Activation::leaky_relu);
+  AdaptOptions o = AdaptOptions::for_method(Method::it3);
+  o.fused = FusedMode::on;
+  Adapter a(m, o);
+  Tensor x = randn({4, 13}, 1);
+  x = x * std::nan("");
+  expect_error([&] { a.predict(Input(x)); }, "anomaly", "fused adaptation");
+}
+
+TEST(FusedAdapt, PathFusedOnTheCommandLine) {
+  // `--path fused` (it3::PathAdapter) runs the fused CPU reference and says so; auto on the CPU
+  // stays op by op; naming fused for a model it cannot take is an error with the reason.
+  auto m = bench_mlp(false);
+  const Input x(randn({8, 13}, 2));
+  AdaptOptions o = AdaptOptions::for_method(Method::it3);
+  o.steps = 3;
+  PathAdapter fused(m, o, {}, AdaptPath::fused), automatic(m, o);
+  o.fused = FusedMode::off;
+  Adapter plain(m, o);
+  const AdaptResult a = fused.predict(x), b = automatic.predict(x), c = plain.predict(x);
+  EXPECT_EQ(fused.path(), AdaptPath::fused);
+  EXPECT_EQ(automatic.path(), AdaptPath::eager);
+  expect_gate(a.prediction, c.prediction, "path fused");
+  expect_bits(b.prediction, c.prediction, "path auto on the CPU");
+  EXPECT_EQ(fused.total().optimizer_steps, 3u);
+  // A batch over 256 rows runs op by op on the fused path, and says so.
+  fused.predict(Input(randn({300, 13}, 3)));
+  EXPECT_EQ(fused.path(), AdaptPath::eager);
+  expect_error([&] { PathAdapter p(make_small_cnn(10, {}, 1), AdaptOptions::for_method(Method::it3), {},
+                                   AdaptPath::fused); },
+               "--path fused cannot run it3: a classification model");
+}
+
+// ---- CUDA: the kernel against the CPU reference and the unfused CUDA Adapter ----
+
+TEST(FusedAdaptCuda, MatchesTheCpuReferenceAndTheUnfusedGpuPath) {
+  IDEM_REQUIRE_GPU();
+  for (bool wide : {false, true})
+    for (int64_t batch : {8, 64, 256})
+      for (int steps : {0, 1, 3}) {
+        const std::string what = std::string(wide ? "mlp_256" : "mlp_tab") + " B " +
+                                 std::to_string(batch) + " K " + std::to_string(steps);
+        auto m = bench_mlp(wide);
+        const Tensor xc = randn({batch, 13}, 11);
+        AdaptOptions o = options_of({Distance::l1, OptimizerKind::adam, 0.0, steps}, true);
+        o.check_finite = false;
+        Adapter cpu_ref(m, o);
+        ASSERT_TRUE(cpu_ref.uses_fused(Input(xc))) << cpu_ref.fused_reason();
+        const Tensor want = cpu_ref.adapt_and_predict(Input(xc));
+        auto gm = std::dynamic_pointer_cast<RecursiveModel>(m->clone());
+        gm->to(Device::cuda());
+        const Input xg(xc.to(Device::cuda()));
+        AdaptOptions off = o;
+        off.fused = FusedMode::off;
+        AdaptOptions gpu_auto = o;
+        gpu_auto.fused = FusedMode::automatic;  // what the CLI gets on a GPU
+        Adapter fused(gm, gpu_auto), plain(gm, off);
+        ASSERT_TRUE(fused.uses_fused(xg)) << fused.fused_reason();
+        const uint64_t l0 = cuda::launch_count();
+        const Tensor got = fused.adapt_and_predict(xg);
+        EXPECT_EQ(cuda::launch_count() - l0, 1u) << what << ": one launch per adaptation";
+        expect_gate(got, want, what + " vs the CPU reference");
+        expect_gate(got, plain.adapt_and_predict(xg), what + " vs the unfused CUDA Adapter");
+        expect_bits(fused.adapt_and_predict(xg), got, what + " repeated");
+        if (wide && batch >= 64) EXPECT_GT(fused.fused_plan()->last_grid(), 1) << what << ": cooperative grid";
+        if (!wide && batch == 8) EXPECT_EQ(fused.fused_plan()->last_grid(), 1) << what << ": one block";
+      }
+}
+
+TEST(FusedAdaptCuda, OtherDistancesOptimizersAndActivations) {
+  IDEM_REQUIRE_GPU();
+  const std::vector<Config> configs{{Distance::mse, OptimizerKind::adam, 0.0, 3},
+                                    {Distance::l1, OptimizerKind::sgd, 0.0, 3},
+                                    {Distance::mse, OptimizerKind::sgd, 0.9, 3}};
+  for (bool wide : {false, true})
+    for (Activation act : {Activation::relu, Activation::leaky_relu})
+      for (const Config& c : configs) {
+        const std::string what = std::string(wide ? "mlp_256 " : "mlp_tab ") +
+                                 (act == Activation::relu ? "relu " : "leaky ") + c.str();
+        auto m = bench_mlp(wide, act);
+        const Tensor xc = randn({64, 13}, 12);
+        Adapter cpu_ref(m, options_of(c, true));
+        const AdaptResult want = cpu_ref.predict(Input(xc));
+        auto gm = std::dynamic_pointer_cast<RecursiveModel>(m->clone());
+        gm->to(Device::cuda());
+        Adapter fused(gm, options_of(c, true));
+        const AdaptResult got = fused.predict(Input(xc.to(Device::cuda())));
+        expect_gate(got.prediction, want.prediction, what);
+        EXPECT_NEAR(got.loss_after, want.loss_after, 1e-4 + 1e-3 * std::fabs(want.loss_after)) << what;
+        // The kernel alone: the loss read-back comes after the meter stops.
+        EXPECT_EQ(got.cost.gpu_launches, 1u) << what;
+      }
+}
+
+}  // namespace
+}  // namespace idem::it3
