@@ -97,6 +97,14 @@ NeutralSignal parse_neutral_signal(const std::string& n) {
   fail("it3::Adapter", "unknown neutral signal '", n, "' (expected fixed or random-onehot)");
 }
 
+bool has_normalization(RecursiveModel& m) {
+  for (auto& [prefix, mod] : m.named_modules()) {
+    const std::string& t = mod->type_name();
+    if (t == "BatchNorm1d" || t == "BatchNorm2d" || t == "LayerNorm" || t == "GroupNorm") return true;
+  }
+  return false;
+}
+
 bool uses_it3_loss(Method m) {
   return m == Method::it3 || m == Method::it3_online || m == Method::random_step;
 }

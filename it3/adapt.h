@@ -140,6 +140,9 @@ const char* neutral_signal_name(NeutralSignal n);          // "fixed" or "random
 NeutralSignal parse_neutral_signal(const std::string& name);
 // Whether the method runs the IT³ loss (it3, it3-online, random-step).
 bool uses_it3_loss(Method m);
+// Whether the model has a normalization layer (BatchNorm, LayerNorm, GroupNorm): what bn and
+// tent adapt. `--method all` leaves those two out for a model without one.
+bool has_normalization(RecursiveModel& m);
 const char* fused_mode_name(FusedMode f);  // "auto", "on", "off"
 FusedMode parse_fused_mode(const std::string& name);
 

@@ -277,9 +277,15 @@ AdaptSettings adapt_settings_from(const Args& a, const Task& task, DemoSize size
     }
     s.methods.push_back(it3::parse_method(m));
   }
-  if (task.kind() == it3::TaskKind::regression)  // tent needs classes: `all` leaves it out
-    if (a.str("method") == "all")
+  if (a.str("method") == "all") {
+    // tent needs classes and normalization layers to adapt: `all` leaves it out where it cannot
+    // run (bn stays: on a model without BatchNorm it equals none, which the table then shows).
+    const bool no_norm = !it3::has_normalization(*task.make_model(0));
+    if (task.kind() == it3::TaskKind::regression || no_norm)
       s.methods.erase(std::remove(s.methods.begin(), s.methods.end(), it3::Method::tent), s.methods.end());
+    if (no_norm && task.kind() == it3::TaskKind::classification && !a.flag("quiet"))
+      std::cerr << "note: the model has no normalization layer, so --method all leaves out tent\n";
+  }
   IDEM_CHECK(!s.methods.empty(), "idem adapt", "--method names no method");
   for (const auto& sh : a.list("shift")) {
     if (sh == "all") {
