@@ -10,8 +10,10 @@
 #include "autograd/nn_functions.h"
 #include "core/error.h"
 #include "core/profiler.h"
+#include "data/augment.h"
 #include "layers/init.h"
 #include "layers/norm.h"
+#include "it3/methods/entropy.h"
 
 namespace idem::it3 {
 
@@ -26,6 +28,9 @@ const char* method_name(Method m) {
     case Method::it3: return "it3";
     case Method::it3_online: return "it3-online";
     case Method::random_step: return "random-step";
+    case Method::eata: return "eata";
+    case Method::deyo: return "deyo";
+    case Method::memo: return "memo";
   }
   return "?";
 }
@@ -35,12 +40,13 @@ Method parse_method(const std::string& n) {
   if (n == "it3_online") return Method::it3_online;
   if (n == "random_step") return Method::random_step;
   fail("it3::Adapter", "unknown method '", n,
-       "' (expected none, bn, tent, actmad, it3, it3-online, random-step)");
+       "' (expected none, bn, tent, actmad, it3, it3-online, random-step, eata, deyo, memo)");
 }
 const std::vector<Method>& all_methods() {
   static const std::vector<Method> m{Method::none, Method::bn,  Method::tent,
                                      Method::actmad, Method::it3, Method::it3_online,
-                                     Method::random_step};
+                                     Method::random_step, Method::eata, Method::deyo,
+                                     Method::memo};
   return m;
 }
 const char* distance_name(Distance d) {
@@ -107,6 +113,10 @@ bool has_normalization(RecursiveModel& m) {
 
 bool uses_it3_loss(Method m) {
   return m == Method::it3 || m == Method::it3_online || m == Method::random_step;
+}
+
+bool uses_entropy_loss(Method m) {
+  return m == Method::tent || m == Method::eata || m == Method::deyo || m == Method::memo;
 }
 
 const char* fused_mode_name(FusedMode f) {
@@ -176,6 +186,12 @@ AdaptOptions AdaptOptions::for_method(Method m) {
       o.anchor = Anchor::ema, o.reset = ResetPolicy::never;
       break;
     case Method::random_step: o.anchor = Anchor::frozen; break;
+    case Method::eata:
+    case Method::deyo:
+      o.params = ParamSelection::norm_affine(), o.bn_mode = BnMode::batch;
+      o.reset = ResetPolicy::never;
+      break;
+    case Method::memo: break;
   }
   return o;
 }
@@ -200,6 +216,14 @@ void AdaptOptions::validate() const {
   if (readout_before_update && (!uses_it3_loss(method) || method == Method::random_step || steps < 1))
     fail("it3::Adapter", "readout_before_update reads the prediction from the last IT³ step's passes: "
          "it needs method it3 or it3-online with steps >= 1 (got ", method_name(method), ", K = ", steps, ")");
+  const EntropyKnobs& e = entropy;
+  IDEM_CHECK(e.eata_margin > 0 && e.deyo_margin > 0 && e.deyo_ent_norm > 0 && e.fisher_beta >= 0 &&
+                 std::isfinite(e.fisher_beta),
+             "it3::Adapter", "entropy margins must be > 0 and fisher_beta finite and >= 0 (got eata_margin ",
+             e.eata_margin, ", deyo_margin ", e.deyo_margin, ", deyo_ent_norm ", e.deyo_ent_norm,
+             ", fisher_beta ", e.fisher_beta, ")");
+  IDEM_CHECK(e.deyo_grid >= 1 && e.memo_copies >= 1, "it3::Adapter",
+             "deyo_grid and memo_copies must be >= 1, got ", e.deyo_grid, " and ", e.memo_copies);
   if (method == Method::random_step && anchor == Anchor::ema)
     fail("it3::Adapter", "random-step takes IT³'s per-batch step: use anchor frozen, head or shared");
 }
@@ -218,7 +242,11 @@ std::string AdaptOptions::to_json() const {
      << (persistent_moments ? "true" : "false")
      << ",\"readout_before_update\":" << (readout_before_update ? "true" : "false")
      << ",\"seed\":" << seed << ",\"recipe\":\"" << recipe << "\",\"fused\":\"" << fused_mode_name(fused)
-     << "\",\"actmad_taps\":[";
+     << "\",\"entropy\":{\"eata_margin\":" << entropy.eata_margin
+     << ",\"eata_redundancy\":" << entropy.eata_redundancy << ",\"fisher_beta\":" << entropy.fisher_beta
+     << ",\"deyo_margin\":" << entropy.deyo_margin << ",\"deyo_ent_norm\":" << entropy.deyo_ent_norm
+     << ",\"deyo_plpd\":" << entropy.deyo_plpd << ",\"deyo_grid\":" << entropy.deyo_grid
+     << ",\"memo_copies\":" << entropy.memo_copies << "},\"actmad_taps\":[";
   for (size_t i = 0; i < actmad_taps.size(); ++i) os << (i ? "," : "") << '"' << actmad_taps[i] << '"';
   os << "]}";
   return os.str();
@@ -251,7 +279,10 @@ std::pair<Tensor, Tensor> channel_stats(const Tensor& a) {
   return {m, v};
 }
 
-bool adapts(Method m) { return m == Method::tent || m == Method::actmad || uses_it3_loss(m); }
+bool adapts(Method m) {
+  return m == Method::tent || m == Method::actmad || uses_it3_loss(m) || m == Method::eata ||
+         m == Method::deyo || m == Method::memo;
+}
 
 bool is_norm(const Module& m) {
   const std::string& t = m.type_name();
@@ -319,9 +350,10 @@ Adapter::Adapter(const std::shared_ptr<RecursiveModel>& trained, AdaptOptions op
   IDEM_CHECK(trained != nullptr, "it3::Adapter", "the trained model is null");
   opt_.validate();
   const bool cls = trained->task() == TaskKind::classification;
-  if (opt_.method == Method::tent && !cls)
-    fail("it3::Adapter", "tent minimizes prediction entropy and needs a classification model; ",
-         trained->type_name(), " is a regression model (use it3, actmad or bn)");
+  if (uses_entropy_loss(opt_.method) && !cls)
+    fail("it3::Adapter", method_name(opt_.method), " needs a classification model (it minimizes the "
+         "entropy of class probabilities); ", trained->type_name(),
+         " is a regression model (use it3, actmad or bn)");
   if ((opt_.distance == Distance::js || opt_.distance == Distance::js_authors) && !cls)
     fail("it3::Adapter", "the js distance compares class probabilities; this is a regression model "
          "(use l1 or mse)");
@@ -335,6 +367,10 @@ Adapter::Adapter(const std::shared_ptr<RecursiveModel>& trained, AdaptOptions op
          trained->type_name(), " with ", injection_name(trained->injection()), " injection");
   if (opt_.method == Method::actmad && stats_.empty())
     fail("it3::Adapter", "actmad needs training statistics (collect_actmad_stats)");
+  if (opt_.method == Method::eata && opt_.steps > 0 && opt_.entropy.fisher_beta > 0 && stats_.fisher.empty())
+    fail("it3::Adapter", "eata needs Fisher statistics from training batches for its anti-forgetting "
+         "term (add_eata_fisher), or entropy.fisher_beta = 0 to leave the term out");
+  if (opt_.method == Method::eata) eata_ = std::make_unique<entropy::EataState>();
 
   model_ = clone_model(*trained);
   model_->eval();
@@ -467,6 +503,7 @@ void Adapter::reset() {
   if (!pristine_) return;
   reset_copy_.run();
   if (optim_ && !opt_.persistent_moments) optim_->reset_step_counts();
+  if (eata_) eata_->clear();  // the batches are independent: so is the redundancy filter
   steps_since_reset_ = 0;
 }
 
@@ -535,7 +572,59 @@ Adapter::LossPasses Adapter::adaptation_loss(const Input& x, Cost& cost) {
       out.loss = loss;
       return out;
     }
+    case Method::eata:
+    case Method::deyo:
+    case Method::memo: out.loss = entropy_method_loss(x, cost); return out;
     default: fail("it3::Adapter", method_name(opt_.method), " has no adaptation loss");
+  }
+}
+
+Tensor Adapter::entropy_method_loss(const Input& x, Cost& cost) {
+  const EntropyKnobs& e = opt_.entropy;
+  const auto images_only = [&] {
+    if (x.graph || x.x.dim() < 3)
+      fail("it3::Adapter", method_name(opt_.method), " transforms images: it needs an input of shape "
+           "(B,C,H,W) or (B,H,W), got ", shape_str(x.x.shape()), x.graph ? " with a graph" : "");
+  };
+  // The draws of step k of batch n: one seed per (method seed, batch), image i of step k reads
+  // stream k·B + i (data/augment.h), so every step and batch draws afresh, reproducibly.
+  const int64_t b = x.batch_size();
+  const int64_t offset = int64_t(step_in_batch_) * b;
+  switch (opt_.method) {
+    case Method::eata: {
+      Tensor y = model_->forward(x, neutral_signal(x));
+      cost.forwards += 1;
+      const double lnc = std::log(double(y.size(1)));
+      Tensor loss = entropy::eata_entropy_loss(y, e.eata_margin * lnc, e.eata_redundancy, *eata_).loss;
+      if (e.fisher_beta > 0) {
+        Tensor pen = entropy::fisher_penalty(adapted_names_, adapted_, stats_, e.fisher_beta);
+        if (pen.defined()) loss = loss + pen;
+      }
+      return loss;
+    }
+    case Method::deyo: {
+      images_only();
+      Tensor y = model_->forward(x, neutral_signal(x));
+      Tensor ys;
+      {
+        NoGradGuard ng;  // the shuffled pass only measures PLPD
+        const uint64_t seed = init::derive_seed(opt_.seed ^ 0xDE70ull, uint64_t(batch_index_));
+        const Input shuffled(data::patch_shuffle(x.x, e.deyo_grid, seed, offset));
+        ys = model_->forward(shuffled, neutral_signal(shuffled));
+      }
+      cost.forwards += 2;
+      const double lnc = std::log(double(y.size(1)));
+      return entropy::deyo_loss(y, ys, e.deyo_margin * lnc, e.deyo_plpd, e.deyo_ent_norm * lnc).loss;
+    }
+    case Method::memo: {
+      images_only();
+      const uint64_t seed = init::derive_seed(opt_.seed ^ 0x3E30ull, uint64_t(batch_index_));
+      const Input views(data::memo_augment(x.x, e.memo_copies, seed, offset));
+      Tensor y = model_->forward(views, neutral_signal(views));
+      cost.forwards += uint64_t(e.memo_copies);  // one pass over copies·B samples
+      return entropy::marginal_entropy(y, e.memo_copies);
+    }
+    default: fail("it3::Adapter", method_name(opt_.method), " is not an entropy-family method");
   }
 }
 
@@ -593,6 +682,7 @@ Tensor Adapter::run(const Input& x, Cost& cost, Tensor* first_loss, Tensor* last
     std::vector<Tensor> before;
     for (int k = 0; k < opt_.steps; ++k) {
       optim_->zero_grad();
+      step_in_batch_ = k;
       LossPasses lp = adaptation_loss(x, cost);
       Tensor loss = lp.loss;
       if (opt_.check_finite)

@@ -1,5 +1,6 @@
 // Level L4: test-time adaptation — IT³ offline and online, and the baselines (none, bn, tent,
-// actmad) — behind one interface, with cost counters (docs/it3.md).
+// actmad, and the entropy family eata, deyo, memo: it3/methods/entropy.h) — behind one
+// interface, with cost counters (docs/it3.md).
 //
 //   it3::Adapter adapter(trained_model, it3::AdaptOptions::for_method(it3::Method::it3));
 //   it3::AdaptResult r = adapter.predict(batch);   // adapts per the policy, then predicts
@@ -49,7 +50,7 @@
 
 namespace idem::it3 {
 
-enum class Method : uint8_t { none, bn, tent, actmad, it3, it3_online, random_step };
+enum class Method : uint8_t { none, bn, tent, actmad, it3, it3_online, random_step, eata, deyo, memo };
 enum class Anchor : uint8_t { frozen, ema, shared, head };
 enum class Distance : uint8_t { l1, mse, js, js_authors };
 enum class BnMode : uint8_t { running, batch };
@@ -82,6 +83,19 @@ struct ParamSelection {
   std::string str() const;
 };
 
+// The knobs of the entropy-family methods (it3/methods/entropy.h); thresholds on entropy are
+// fractions of ln C (C classes), as the papers state them. Defaults: the published values.
+struct EntropyKnobs {
+  double eata_margin = 0.4;       // EATA keeps H < E0 = eata_margin·ln C, weight 1/exp(H − E0)
+  double eata_redundancy = 0.05;  // EATA keeps |cos(p, m)| < ε (m: moving average); < 0: off
+  double fisher_beta = 2000.0;    // EATA's anti-forgetting weight β (0: no Fisher term)
+  double deyo_margin = 0.5;       // DeYO keeps H < deyo_margin·ln C
+  double deyo_ent_norm = 0.4;     // DeYO's weight exp(−(H − deyo_ent_norm·ln C)) + exp(PLPD)
+  double deyo_plpd = 0.2;         // DeYO keeps PLPD > deyo_plpd
+  int deyo_grid = 4;              // DeYO's patch shuffle: a grid × grid grid of patches
+  int memo_copies = 8;            // MEMO's augmentations per sample
+};
+
 // Every knob of docs/it3.md, explicit and recorded with each result (to_json()).
 struct AdaptOptions {
   Method method = Method::it3;
@@ -110,6 +124,7 @@ struct AdaptOptions {
   // line's `--path auto|fused|graph|eager` sets it through it3::PathAdapter). With check_finite, the fused path reads the K losses back after the call
   // and throws on a NaN/Inf one (the steps have then been taken).
   FusedMode fused = FusedMode::automatic;
+  EntropyKnobs entropy;  // eata, deyo, memo
 
   // The method's reference configuration:
   //   none       K = 0, no adaptation
@@ -119,6 +134,9 @@ struct AdaptOptions {
   //   it3        frozen anchor, reset per batch, L1 (classification: L1 on probabilities)
   //   it3_online EMA anchor (α = 0.99), never reset
   //   random_step as it3 (its step sizes come from IT³'s step), random directions
+  //   eata       norm affine parameters, batch statistics, never reset (online, as published)
+  //   deyo       norm affine parameters, batch statistics, never reset (online, as published)
+  //   memo       all parameters, running statistics, reset per batch (episodic, as published)
   static AdaptOptions for_method(Method m);
   // Throws idem::Error naming the bad knob (negative steps, lr, α outside [0, 1], ...).
   void validate() const;
@@ -126,7 +144,8 @@ struct AdaptOptions {
   std::string to_json() const;
 };
 
-const char* method_name(Method m);  // "none", "bn", "tent", "actmad", "it3", "it3-online", "random-step"
+// "none", "bn", "tent", "actmad", "it3", "it3-online", "random-step", "eata", "deyo", "memo"
+const char* method_name(Method m);
 Method parse_method(const std::string& name);
 const std::vector<Method>& all_methods();
 const char* distance_name(Distance d);
@@ -140,6 +159,9 @@ const char* neutral_signal_name(NeutralSignal n);          // "fixed" or "random
 NeutralSignal parse_neutral_signal(const std::string& name);
 // Whether the method runs the IT³ loss (it3, it3-online, random-step).
 bool uses_it3_loss(Method m);
+// Whether the method minimizes an entropy of class probabilities (tent, eata, deyo, memo): it
+// needs a classification model, and `--method all` leaves it out of regression tasks.
+bool uses_entropy_loss(Method m);
 // Whether the model has a normalization layer (BatchNorm, LayerNorm, GroupNorm): what bn and
 // tent adapt. `--method all` leaves those two out for a model without one.
 bool has_normalization(RecursiveModel& m);
@@ -152,14 +174,27 @@ Tensor distance(const Tensor& a, const Tensor& b, Distance d);
 
 // ActMAD's reference statistics: per-channel mean and variance of each tapped activation on
 // training data. Channels are dim 1; statistics reduce over every other dim.
+// They also carry EATA's anti-forgetting statistics (add_eata_fisher), which come from the
+// same training batches: the diagonal Fisher F and the trained value θ0 of each parameter.
 struct ActmadStats {
   std::map<std::string, Tensor> mean, var;  // (C) each
+  std::map<std::string, Tensor> fisher, fisher_theta0;  // by parameter name, its shape each
   bool empty() const { return mean.empty(); }
 };
 // Runs f(x, ∅) in evaluation mode over the batches and averages the per-batch statistics
 // (weighted by batch size).
 ActmadStats collect_actmad_stats(RecursiveModel& model, const std::vector<Input>& batches,
                                  const std::vector<std::string>& taps = {});
+
+// EATA's diagonal Fisher on training batches (it3/methods/eata.cpp): per parameter, the mean
+// over batches of the squared gradient of the cross-entropy against the model's own argmax
+// (pseudo-labels, as published), with BatchNorm on batch statistics; batches of one are skipped.
+// Fills into.fisher and into.fisher_theta0 (the trained values) for every parameter.
+void add_eata_fisher(RecursiveModel& model, const std::vector<Input>& batches, ActmadStats& into);
+
+namespace entropy {
+struct EataState;
+}
 
 struct AdaptResult {
   Tensor prediction;  // (B, dim): logits for classification
@@ -170,7 +205,8 @@ struct AdaptResult {
 
 class Adapter {
  public:
-  // The trained model is cloned (never modified). actmad requires stats.
+  // The trained model is cloned (never modified). actmad requires stats; eata requires
+  // stats.fisher unless entropy.fisher_beta is 0.
   Adapter(const std::shared_ptr<RecursiveModel>& trained, AdaptOptions options,
           ActmadStats stats = {});
   ~Adapter();
@@ -229,6 +265,7 @@ class Adapter {
   void check_input(const Input& x) const;
   void update_ema_anchor();
   void select_params();
+  Tensor entropy_method_loss(const Input& x, Cost& cost);  // eata, deyo, memo
 
   AdaptOptions opt_;
   std::shared_ptr<RecursiveModel> model_;     // f_θ
@@ -244,6 +281,8 @@ class Adapter {
   int64_t steps_since_reset_ = 0;
   int64_t batch_index_ = 0;   // batches run so far (seeds the per-batch draws)
   uint64_t draw_offset_ = 0;  // Philox offset of the next random ∅ within this batch
+  std::unique_ptr<entropy::EataState> eata_;  // EATA's redundancy filter's moving average
+  int64_t step_in_batch_ = 0;                 // seeds DeYO's shuffle and MEMO's augmentations
   std::unique_ptr<FusedMlpAdapt> fused_;
   std::string fused_reason_;
 };

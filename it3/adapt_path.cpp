@@ -41,6 +41,14 @@ std::string graph_path_blocker(const AdaptOptions& o, Device device) {
     return "a random one-hot ∅ is drawn anew for every batch";
   if (o.method == Method::random_step && o.steps > 0)
     return "random-step draws a new direction for every batch";
+  if (o.method == Method::deyo && o.steps > 0)
+    return "deyo draws a new patch shuffle for every batch";
+  if (o.method == Method::memo && o.steps > 0)
+    return "memo draws new augmentations for every batch";
+  // EATA's redundancy filter keeps a moving average that a reset reallocates (and that carries
+  // over between batches without one): not in the buffers a capture replays.
+  if (o.method == Method::eata && o.steps > 0)
+    return "eata's redundancy filter keeps a moving average outside the captured buffers";
   return "";
 }
 

@@ -47,6 +47,16 @@ TEST(AdaptPath, BlockersNameTheReason) {
   EXPECT_NE(graph_path_blocker(AdaptOptions::for_method(Method::random_step), Device::cuda(0))
                 .find("new direction"),
             std::string::npos);
+  AdaptOptions deyo = AdaptOptions::for_method(Method::deyo);
+  deyo.reset = ResetPolicy::per_batch;  // not the reset: the draws block it
+  EXPECT_NE(graph_path_blocker(deyo, Device::cuda(0)).find("patch shuffle"), std::string::npos);
+  EXPECT_NE(graph_path_blocker(AdaptOptions::for_method(Method::memo), Device::cuda(0)).find("augmentations"),
+            std::string::npos);
+  AdaptOptions eata = AdaptOptions::for_method(Method::eata);
+  eata.reset = ResetPolicy::per_batch;
+  EXPECT_NE(graph_path_blocker(eata, Device::cuda(0)).find("moving average"), std::string::npos);
+  eata.steps = 0;  // K = 0 draws and keeps nothing
+  EXPECT_EQ(graph_path_blocker(eata, Device::cuda(0)), "");
 }
 
 TEST(AdaptPath, OnTheCpuAutoRunsEagerAndEqualsTheAdapter) {

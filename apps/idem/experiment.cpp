@@ -115,7 +115,7 @@ OptionSpec recipe_option() {
 }
 
 std::vector<OptionSpec> adapt_options() {
-  return {{"method", true, "all", "comma-separated: none, bn, tent, actmad, it3, it3-online, random-step (all = every one)"},
+  return {{"method", true, "all", "comma-separated: none, bn, tent, actmad, it3, it3-online, random-step, eata, deyo, memo (all = every one that applies)"},
           {"shift", true, "all", "comma-separated shift names (all = every one; demo = the demo's list)"},
           {"steps", true, "0", "adaptation steps K (0 = the task's default)"},
           {"adapt-lr", true, "0", "adaptation learning rate (0 = the task's default)"},
@@ -278,13 +278,20 @@ AdaptSettings adapt_settings_from(const Args& a, const Task& task, DemoSize size
     s.methods.push_back(it3::parse_method(m));
   }
   if (a.str("method") == "all") {
-    // tent needs classes and normalization layers to adapt: `all` leaves it out where it cannot
-    // run (bn stays: on a model without BatchNorm it equals none, which the table then shows).
+    // The entropy methods need classes; tent, eata and deyo also need normalization layers to
+    // adapt: `all` leaves them out where they cannot run (bn stays: on a model without
+    // BatchNorm it equals none, which the table then shows).
     const bool no_norm = !it3::has_normalization(*task.make_model(0));
-    if (task.kind() == it3::TaskKind::regression || no_norm)
-      s.methods.erase(std::remove(s.methods.begin(), s.methods.end(), it3::Method::tent), s.methods.end());
+    const auto drop = [&](it3::Method m) {
+      s.methods.erase(std::remove(s.methods.begin(), s.methods.end(), m), s.methods.end());
+    };
+    if (task.kind() == it3::TaskKind::regression)
+      for (it3::Method m : it3::all_methods())
+        if (it3::uses_entropy_loss(m)) drop(m);
+    if (no_norm)
+      for (it3::Method m : {it3::Method::tent, it3::Method::eata, it3::Method::deyo}) drop(m);
     if (no_norm && task.kind() == it3::TaskKind::classification && !a.flag("quiet"))
-      std::cerr << "note: the model has no normalization layer, so --method all leaves out tent\n";
+      std::cerr << "note: the model has no normalization layer, so --method all leaves out tent, eata and deyo\n";
   }
   IDEM_CHECK(!s.methods.empty(), "idem adapt", "--method names no method");
   for (const auto& sh : a.list("shift")) {
@@ -338,10 +345,13 @@ AdaptSettings adapt_settings_from(const Args& a, const Task& task, DemoSize size
           if (a.has("readout-before-update")) o.readout_before_update = true;
         }
       }
-      if (!a.str("params").empty() && m != it3::Method::tent) o.params = it3::ParamSelection::parse(a.str("params"));
+      // tent, eata and deyo are defined on the normalization layers' affine parameters.
+      const bool norm_method = m == it3::Method::tent || m == it3::Method::eata || m == it3::Method::deyo;
+      if (!a.str("params").empty() && !norm_method) o.params = it3::ParamSelection::parse(a.str("params"));
     }
     if (a.has("neutral-signal")) o.neutral = it3::parse_neutral_signal(a.str("neutral-signal"));
-    if (!a.str("bn-mode").empty() && m != it3::Method::bn && m != it3::Method::tent)
+    if (!a.str("bn-mode").empty() && m != it3::Method::bn && m != it3::Method::tent &&
+        m != it3::Method::eata && m != it3::Method::deyo)
       o.bn_mode = it3::parse_bn_mode(a.str("bn-mode"));
     o.validate();
     s.options.push_back(o);
@@ -358,6 +368,12 @@ std::vector<ResultRow> evaluate(const std::shared_ptr<it3::RecursiveModel>& mode
   it3::ActmadStats stats;
   if (std::find(s.methods.begin(), s.methods.end(), it3::Method::actmad) != s.methods.end())
     stats = it3::collect_actmad_stats(*model, task.stat_batches(s.batch, 2048, device));
+  // EATA's Fisher comes from the same kind of training batches.
+  for (size_t mi = 0; mi < s.methods.size(); ++mi)
+    if (s.methods[mi] == it3::Method::eata && s.options[mi].steps > 0 && s.options[mi].entropy.fisher_beta > 0) {
+      it3::add_eata_fisher(*model, task.stat_batches(s.batch, 2048, device), stats);
+      break;
+    }
   Progress bar("adapt " + task.name() + tag, int64_t(s.shifts.size() * s.methods.size()), quiet);
   int64_t done = 0;
   for (const std::string& shift : s.shifts) {
@@ -621,7 +637,7 @@ int cmd_demo(int argc, char** argv) {
   specs.push_back({"out", true, "", "run directory (default runs/demo-<task>-<time>)"});
   Args a("demo", concat(specs, common_options()), argc, argv, 2);
   if (a.help()) {
-    std::cout << "idem demo: train on a task, then evaluate none, bn, tent, actmad, it3, it3-online and random-step on\n"
+    std::cout << "idem demo: train on a task, then evaluate none, bn, tent, actmad, it3, it3-online, random-step, eata, deyo and memo on\n"
                  "the clean and shifted test sets; prints the table, writes plots and a run directory.\n"
                  "On the CPU it runs a protocol sized for a few minutes on 2 cores (fewer training images,\n"
                  "epochs, test images and severities; the first line says which); --full runs all of it.\n"
