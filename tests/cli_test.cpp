@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <sys/wait.h>
 
@@ -117,6 +118,23 @@ TEST(Cli, FmnistOnBuiltInImagesEndToEnd) {
   const auto rows = idem::cli::parse_results_csv(slurp(dir.path().string() + "/results.csv"));
   EXPECT_EQ(rows.size(), 8u);
   for (const auto& row : rows) EXPECT_TRUE(row.metric >= 0 && row.metric <= 100);
+}
+
+TEST(Cli, EntropyFamilyRunsOnFmnistAndIsAClearErrorOnRegression) {
+  if (std::string(IDEM_CLI_PATH).empty()) GTEST_SKIP() << "the idem executable was not built";
+  TempDir dir("idem_cli");
+  RunResult r = run_cli("demo --task fmnist --data synthetic --max-train 128 --max-test 32 --width 4 --epochs 1 "
+                        "--method all --shift clean --device cpu --quiet --out " + dir.path().string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto rows = idem::cli::parse_results_csv(slurp(dir.path().string() + "/results.csv"));
+  std::set<std::string> methods;
+  for (const auto& row : rows) methods.insert(row.method);
+  for (const char* m : {"eata", "deyo", "memo"}) EXPECT_EQ(methods.count(m), 1u) << m;
+  // Regression: `all` leaves the entropy family out; naming one is an error that says why.
+  TempDir reg("idem_cli");
+  r = run_cli("demo --task tabular --quick --method eata --shift clean --device cpu --quiet --out " + reg.path().string());
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("eata needs a classification model"), std::string::npos) << r.out;
 }
 
 namespace {

@@ -77,8 +77,8 @@ Tensor fisher_penalty(const std::vector<std::string>& names, const std::vector<T
 void add_eata_fisher(RecursiveModel& model, const std::vector<Input>& batches, ActmadStats& into) {
   IDEM_CHECK(!batches.empty(), "eata", "the Fisher needs at least one batch of training data");
   IDEM_CHECK(model.task() == TaskKind::classification, "eata",
-             "the Fisher uses pseudo-labels and needs a classification model; ", model.type_name(),
-             " is a regression model");
+             "eata needs a classification model (its Fisher uses pseudo-labels); ",
+             model.type_name(), " is a regression model");
   auto f = std::dynamic_pointer_cast<RecursiveModel>(model.clone());
   IDEM_CHECK(f != nullptr, "eata", "clone of ", model.type_name(), " is not a RecursiveModel");
   // As EATA configures the model for adaptation: evaluation mode, BatchNorm on batch statistics.
