@@ -1,5 +1,7 @@
 #include "it3/adapt.h"
 
+#include "it3/methods/ttt.h"
+
 #include <cmath>
 #include <limits>
 #include <set>
@@ -26,6 +28,8 @@ const char* method_name(Method m) {
     case Method::it3: return "it3";
     case Method::it3_online: return "it3-online";
     case Method::random_step: return "random-step";
+    case Method::ttt: return "ttt";
+    case Method::ttt_pp: return "ttt++";
   }
   return "?";
 }
@@ -34,13 +38,14 @@ Method parse_method(const std::string& n) {
     if (n == method_name(m)) return m;
   if (n == "it3_online") return Method::it3_online;
   if (n == "random_step") return Method::random_step;
+  if (n == "ttt_pp" || n == "tttpp") return Method::ttt_pp;
   fail("it3::Adapter", "unknown method '", n,
-       "' (expected none, bn, tent, actmad, it3, it3-online, random-step)");
+       "' (expected none, bn, tent, actmad, it3, it3-online, random-step, ttt, ttt++)");
 }
 const std::vector<Method>& all_methods() {
   static const std::vector<Method> m{Method::none, Method::bn,  Method::tent,
                                      Method::actmad, Method::it3, Method::it3_online,
-                                     Method::random_step};
+                                     Method::random_step, Method::ttt, Method::ttt_pp};
   return m;
 }
 const char* distance_name(Distance d) {
@@ -107,6 +112,11 @@ bool has_normalization(RecursiveModel& m) {
 
 bool uses_it3_loss(Method m) {
   return m == Method::it3 || m == Method::it3_online || m == Method::random_step;
+}
+
+bool uses_aux_head(Method m) { return aux_head_needed(m) != AuxKind::none; }
+AuxKind aux_head_needed(Method m) {
+  return m == Method::ttt || m == Method::ttt_pp ? AuxKind::rotation : AuxKind::none;
 }
 
 const char* fused_mode_name(FusedMode f) {
@@ -176,6 +186,11 @@ AdaptOptions AdaptOptions::for_method(Method m) {
       o.anchor = Anchor::ema, o.reset = ResetPolicy::never;
       break;
     case Method::random_step: o.anchor = Anchor::frozen; break;
+    case Method::ttt:
+    case Method::ttt_pp:
+      // The shared encoder adapts; the task's embed and head and the rotation head stay fixed.
+      o.params = ParamSelection::named({"body"});
+      break;
   }
   return o;
 }
@@ -251,7 +266,9 @@ std::pair<Tensor, Tensor> channel_stats(const Tensor& a) {
   return {m, v};
 }
 
-bool adapts(Method m) { return m == Method::tent || m == Method::actmad || uses_it3_loss(m); }
+bool adapts(Method m) {
+  return m == Method::tent || m == Method::actmad || uses_it3_loss(m) || uses_aux_head(m);
+}
 
 bool is_norm(const Module& m) {
   const std::string& t = m.type_name();
@@ -335,6 +352,14 @@ Adapter::Adapter(const std::shared_ptr<RecursiveModel>& trained, AdaptOptions op
          trained->type_name(), " with ", injection_name(trained->injection()), " injection");
   if (opt_.method == Method::actmad && stats_.empty())
     fail("it3::Adapter", "actmad needs training statistics (collect_actmad_stats)");
+  if (uses_aux_head(opt_.method)) {
+    if (!cls)
+      fail("it3::Adapter", method_name(opt_.method), " predicts image rotations with a training-time head: it "
+           "needs an image classification model; ", trained->type_name(), " is a regression model");
+    require_aux_head(*trained, aux_head_needed(opt_.method), method_name(opt_.method));
+    if (opt_.method == Method::ttt_pp && stats_.features.empty())
+      fail("it3::Adapter", "ttt++ needs training feature statistics (collect_feature_stats)");
+  }
 
   model_ = clone_model(*trained);
   model_->eval();
@@ -384,6 +409,9 @@ Adapter::Adapter(const std::shared_ptr<RecursiveModel>& trained, AdaptOptions op
   fused_reason_ = fused_ineligible_reason(*model_, opt_);
   if (fused_reason_.empty())
     fused_ = std::make_unique<FusedMlpAdapt>(*model_, anchor(), optim_.get(), opt_);
+  if (uses_aux_head(opt_.method))
+    ttt_ = std::make_unique<TttLoss>(static_cast<FeatureModel&>(*model_), opt_.method == Method::ttt_pp,
+                                     stats_.features);
   if (opt_.method == Method::actmad) {
     model_->set_tap_sink([this](const std::string& name, const Tensor& a) {
       if (stats_.mean.count(name)) tapped_[name] = a;
@@ -412,20 +440,24 @@ void Adapter::apply_bn_mode(RecursiveModel& m, bool batch_stats) {
 
 void Adapter::select_params() {
   const NamedTensors all = model_->named_parameters();
+  // A training-time auxiliary head (child "aux", it3/aux_head.h) is not part of the task's
+  // network: all, norm and last:N never select it (only a selection that names it does).
+  auto is_aux = [](const std::string& n) { return n == "aux" || n.rfind("aux.", 0) == 0; };
   std::set<std::string> chosen;
   switch (opt_.params.kind) {
     case ParamSelection::Kind::all:
-      for (const auto& [n, t] : all) chosen.insert(n);
+      for (const auto& [n, t] : all)
+        if (!is_aux(n)) chosen.insert(n);
       break;
     case ParamSelection::Kind::norm_affine:
       for (auto& [prefix, m] : model_->named_modules())
-        if (is_norm(*m))
+        if (is_norm(*m) && !is_aux(prefix))
           for (const auto& [n, t] : m->own_parameters()) chosen.insert(prefix + "." + n);
       break;
     case ParamSelection::Kind::last_n: {
       std::vector<std::string> owners;
       for (auto& [prefix, m] : model_->named_modules())
-        if (!m->own_parameters().empty()) owners.push_back(prefix);
+        if (!m->own_parameters().empty() && !is_aux(prefix)) owners.push_back(prefix);
       const size_t n = std::min(owners.size(), size_t(opt_.params.last_n));
       for (size_t i = owners.size() - n; i < owners.size(); ++i) {
         Module* m = nullptr;
@@ -535,6 +567,8 @@ Adapter::LossPasses Adapter::adaptation_loss(const Input& x, Cost& cost) {
       out.loss = loss;
       return out;
     }
+    case Method::ttt:
+    case Method::ttt_pp: out.loss = ttt_->loss(x, cost); return out;
     default: fail("it3::Adapter", method_name(opt_.method), " has no adaptation loss");
   }
 }
@@ -583,6 +617,7 @@ Tensor Adapter::run_fused(const Input& x, Cost& cost) {
 Tensor Adapter::run(const Input& x, Cost& cost, Tensor* first_loss, Tensor* last_loss) {
   const bool adapting = optim_ != nullptr && opt_.steps > 0;
   draw_offset_ = 0;
+  if (ttt_) ttt_->begin_batch();
   if (adapting && opt_.reset == ResetPolicy::per_batch) {
     reset();
     cost.reset_bytes += uint64_t(reset_bytes());
@@ -635,7 +670,8 @@ Tensor Adapter::run(const Input& x, Cost& cost, Tensor* first_loss, Tensor* last
 }
 
 bool Adapter::needs_batch_of_two() const {
-  return opt_.bn_mode == BnMode::batch || (opt_.method == Method::actmad && opt_.steps > 0);
+  return opt_.bn_mode == BnMode::batch ||
+         ((opt_.method == Method::actmad || opt_.method == Method::ttt_pp) && opt_.steps > 0);
 }
 
 void Adapter::check_input(const Input& x) const {
@@ -647,7 +683,9 @@ void Adapter::check_input(const Input& x) const {
   const bool batch_stats = opt_.bn_mode == BnMode::batch;
   if (b < 2 && needs_batch_of_two())
     fail("it3::Adapter", method_name(opt_.method), " with ",
-         batch_stats ? "BatchNorm batch statistics" : "activation statistics",
+         batch_stats                          ? "BatchNorm batch statistics"
+         : opt_.method == Method::ttt_pp      ? "a feature covariance"
+                                              : "activation statistics",
          " needs a batch of at least 2 samples, got ", b);
 }
 

@@ -41,6 +41,7 @@
 #include <string>
 #include <vector>
 
+#include "it3/aux_head.h"
 #include "it3/cost.h"
 #include "it3/fused_adapt.h"
 #include "it3/recursive_model.h"
@@ -49,7 +50,7 @@
 
 namespace idem::it3 {
 
-enum class Method : uint8_t { none, bn, tent, actmad, it3, it3_online, random_step };
+enum class Method : uint8_t { none, bn, tent, actmad, it3, it3_online, random_step, ttt, ttt_pp };
 enum class Anchor : uint8_t { frozen, ema, shared, head };
 enum class Distance : uint8_t { l1, mse, js, js_authors };
 enum class BnMode : uint8_t { running, batch };
@@ -119,6 +120,8 @@ struct AdaptOptions {
   //   it3        frozen anchor, reset per batch, L1 (classification: L1 on probabilities)
   //   it3_online EMA anchor (α = 0.99), never reset
   //   random_step as it3 (its step sizes come from IT³'s step), random directions
+  //   ttt        the encoder (body.*), running statistics, the rotation loss (it3/methods/ttt.h)
+  //   ttt_pp     as ttt, plus the alignment of the encoder features to training statistics
   static AdaptOptions for_method(Method m);
   // Throws idem::Error naming the bad knob (negative steps, lr, α outside [0, 1], ...).
   void validate() const;
@@ -126,7 +129,8 @@ struct AdaptOptions {
   std::string to_json() const;
 };
 
-const char* method_name(Method m);  // "none", "bn", "tent", "actmad", "it3", "it3-online", "random-step"
+// "none", "bn", "tent", "actmad", "it3", "it3-online", "random-step", "ttt", "ttt++"
+const char* method_name(Method m);
 Method parse_method(const std::string& name);
 const std::vector<Method>& all_methods();
 const char* distance_name(Distance d);
@@ -140,6 +144,9 @@ const char* neutral_signal_name(NeutralSignal n);          // "fixed" or "random
 NeutralSignal parse_neutral_signal(const std::string& name);
 // Whether the method runs the IT³ loss (it3, it3-online, random-step).
 bool uses_it3_loss(Method m);
+// Whether the method runs a training-time auxiliary head's loss (ttt, ttt++), and which head.
+bool uses_aux_head(Method m);
+AuxKind aux_head_needed(Method m);  // AuxKind::none for the other methods
 // Whether the model has a normalization layer (BatchNorm, LayerNorm, GroupNorm): what bn and
 // tent adapt. `--method all` leaves those two out for a model without one.
 bool has_normalization(RecursiveModel& m);
@@ -154,6 +161,7 @@ Tensor distance(const Tensor& a, const Tensor& b, Distance d);
 // training data. Channels are dim 1; statistics reduce over every other dim.
 struct ActmadStats {
   std::map<std::string, Tensor> mean, var;  // (C) each
+  FeatureStats features;  // ttt++: the encoder features' mean and covariance (collect_feature_stats)
   bool empty() const { return mean.empty(); }
 };
 // Runs f(x, ∅) in evaluation mode over the batches and averages the per-batch statistics
@@ -244,6 +252,7 @@ class Adapter {
   int64_t steps_since_reset_ = 0;
   int64_t batch_index_ = 0;   // batches run so far (seeds the per-batch draws)
   uint64_t draw_offset_ = 0;  // Philox offset of the next random ∅ within this batch
+  std::unique_ptr<class TttLoss> ttt_;  // ttt, ttt++ (it3/methods/ttt.h)
   std::unique_ptr<FusedMlpAdapt> fused_;
   std::string fused_reason_;
 };

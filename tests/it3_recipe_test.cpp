@@ -1,5 +1,6 @@
 // The authors' recipes as knobs and presets, and the random-step control (issue 16; docs/it3.md,
 // "Recipes" and "random-step"). Each knob is checked on a tiny model for what it says it does.
+#include <algorithm>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -414,5 +415,5 @@ TEST(It3RandomStep, DeterministicForASeedAndZeroStepsIsNone) {
   Steps k0 = one_batch(m, Method::random_step, 3, 0), none = one_batch(m, Method::none, 3, 0);
   EXPECT_TRUE(bit_equal(k0.prediction, none.prediction));
   EXPECT_EQ(parse_method("random-step"), Method::random_step);
-  EXPECT_EQ(all_methods().back(), Method::random_step);
+  EXPECT_NE(std::find(all_methods().begin(), all_methods().end(), Method::random_step), all_methods().end());
 }
