@@ -1,7 +1,8 @@
 // The authors' recipes as knobs and presets, and the random-step control (issue 16; docs/it3.md,
 // "Recipes" and "random-step"). Each knob is checked on a tiny model for what it says it does.
-#include <algorithm>
 #include <gtest/gtest.h>
+
+#include <algorithm>
 
 #include <cmath>
 #include <map>

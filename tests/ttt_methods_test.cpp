@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "apps/idem/tasks.h"
 #include "autograd/functions.h"
 #include "autograd/gradcheck.h"
 #include "autograd/nn_functions.h"
@@ -313,6 +314,33 @@ TEST(TttAdapt, MisuseIsAClearError) {
   EXPECT_EQ(parse_method("ttt++"), Method::ttt_pp);
   EXPECT_STREQ(method_name(Method::ttt_pp), "ttt++");
   EXPECT_THROW(parse_aux_kind("jigsaw"), Error);
+}
+
+TEST(TttTask, AuxIsAnImageClassificationOptionAndRoundTripsInTheConfig) {
+  cli::TaskConfig c;
+  c.task = "tabular";
+  c.aux = "rotation";
+  try {
+    cli::make_task(c);
+    ADD_FAILURE() << "--aux on a regression task was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("needs an image classification task"), std::string::npos) << e.what();
+  }
+  cli::TaskConfig f;
+  f.aux = "rotation";
+  EXPECT_EQ(cli::TaskConfig::from_json(f.to_json()).aux, "rotation");
+  json::Value old = f.to_json();
+  json::Value without = json::Value::object();
+  for (const char* k : {"task", "data", "target", "split", "max_train", "max_test", "width", "neutral", "seed"})
+    without.set(k, old.at(k));
+  EXPECT_EQ(cli::TaskConfig::from_json(without).aux, "");  // a run from before --aux: no head
+  f.data = "synthetic";
+  f.max_train = 64, f.max_test = 16;
+  auto task = cli::make_task(f);
+  auto m = task->make_model(1);
+  EXPECT_EQ(aux_kind(*m), AuxKind::rotation);
+  f.aux = "";
+  EXPECT_EQ(aux_kind(*cli::make_task(f)->make_model(1)), AuxKind::none);
 }
 
 TEST(TttAdapt, GraphPathHasNoBlockerForTtt) {

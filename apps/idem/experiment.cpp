@@ -691,7 +691,8 @@ int cmd_demo(int argc, char** argv) {
   specs.push_back({"out", true, "", "run directory (default runs/demo-<task>-<time>)"});
   Args a("demo", concat(specs, common_options()), argc, argv, 2);
   if (a.help()) {
-    std::cout << "idem demo: train on a task, then evaluate none, bn, tent, actmad, it3, it3-online and random-step on\n"
+    std::cout << "idem demo: train on a task, then evaluate none, bn, tent, actmad, it3, it3-online and random-step (and\n"
+                 "ttt, ttt++ with --aux rotation) on\n"
                  "the clean and shifted test sets; prints the table, writes plots and a run directory.\n"
                  "On the CPU it runs a protocol sized for a few minutes on 2 cores (fewer training images,\n"
                  "epochs, test images and severities; the first line says which); --full runs all of it.\n"
