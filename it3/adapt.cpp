@@ -1,5 +1,7 @@
 #include "it3/adapt.h"
 
+#include "it3/methods/ttt.h"
+
 #include <cmath>
 #include <limits>
 #include <set>
@@ -31,6 +33,8 @@ const char* method_name(Method m) {
     case Method::eata: return "eata";
     case Method::deyo: return "deyo";
     case Method::memo: return "memo";
+    case Method::ttt: return "ttt";
+    case Method::ttt_pp: return "ttt++";
   }
   return "?";
 }
@@ -39,14 +43,15 @@ Method parse_method(const std::string& n) {
     if (n == method_name(m)) return m;
   if (n == "it3_online") return Method::it3_online;
   if (n == "random_step") return Method::random_step;
+  if (n == "ttt_pp" || n == "tttpp") return Method::ttt_pp;
   fail("it3::Adapter", "unknown method '", n,
-       "' (expected none, bn, tent, actmad, it3, it3-online, random-step, eata, deyo, memo)");
+       "' (expected none, bn, tent, actmad, it3, it3-online, random-step, eata, deyo, memo, ttt, ttt++)");
 }
 const std::vector<Method>& all_methods() {
   static const std::vector<Method> m{Method::none, Method::bn,  Method::tent,
                                      Method::actmad, Method::it3, Method::it3_online,
                                      Method::random_step, Method::eata, Method::deyo,
-                                     Method::memo};
+                                     Method::memo, Method::ttt, Method::ttt_pp};
   return m;
 }
 const char* distance_name(Distance d) {
@@ -117,6 +122,11 @@ bool uses_it3_loss(Method m) {
 
 bool uses_entropy_loss(Method m) {
   return m == Method::tent || m == Method::eata || m == Method::deyo || m == Method::memo;
+}
+
+bool uses_aux_head(Method m) { return aux_head_needed(m) != AuxKind::none; }
+AuxKind aux_head_needed(Method m) {
+  return m == Method::ttt || m == Method::ttt_pp ? AuxKind::rotation : AuxKind::none;
 }
 
 const char* fused_mode_name(FusedMode f) {
@@ -192,6 +202,11 @@ AdaptOptions AdaptOptions::for_method(Method m) {
       o.reset = ResetPolicy::never;
       break;
     case Method::memo: break;
+    case Method::ttt:
+    case Method::ttt_pp:
+      // The shared encoder adapts; the task's embed and head and the rotation head stay fixed.
+      o.params = ParamSelection::named({"body"});
+      break;
   }
   return o;
 }
@@ -281,7 +296,7 @@ std::pair<Tensor, Tensor> channel_stats(const Tensor& a) {
 
 bool adapts(Method m) {
   return m == Method::tent || m == Method::actmad || uses_it3_loss(m) || m == Method::eata ||
-         m == Method::deyo || m == Method::memo;
+         m == Method::deyo || m == Method::memo || uses_aux_head(m);
 }
 
 bool is_norm(const Module& m) {
@@ -371,6 +386,14 @@ Adapter::Adapter(const std::shared_ptr<RecursiveModel>& trained, AdaptOptions op
     fail("it3::Adapter", "eata needs Fisher statistics from training batches for its anti-forgetting "
          "term (add_eata_fisher), or entropy.fisher_beta = 0 to leave the term out");
   if (opt_.method == Method::eata) eata_ = std::make_unique<entropy::EataState>();
+  if (uses_aux_head(opt_.method)) {
+    if (!cls)
+      fail("it3::Adapter", method_name(opt_.method), " predicts image rotations with a training-time head: it "
+           "needs an image classification model; ", trained->type_name(), " is a regression model");
+    require_aux_head(*trained, aux_head_needed(opt_.method), method_name(opt_.method));
+    if (opt_.method == Method::ttt_pp && stats_.features.empty())
+      fail("it3::Adapter", "ttt++ needs training feature statistics (collect_feature_stats)");
+  }
 
   model_ = clone_model(*trained);
   model_->eval();
@@ -420,6 +443,9 @@ Adapter::Adapter(const std::shared_ptr<RecursiveModel>& trained, AdaptOptions op
   fused_reason_ = fused_ineligible_reason(*model_, opt_);
   if (fused_reason_.empty())
     fused_ = std::make_unique<FusedMlpAdapt>(*model_, anchor(), optim_.get(), opt_);
+  if (uses_aux_head(opt_.method))
+    ttt_ = std::make_unique<TttLoss>(static_cast<FeatureModel&>(*model_), opt_.method == Method::ttt_pp,
+                                     stats_.features);
   if (opt_.method == Method::actmad) {
     model_->set_tap_sink([this](const std::string& name, const Tensor& a) {
       if (stats_.mean.count(name)) tapped_[name] = a;
@@ -448,20 +474,24 @@ void Adapter::apply_bn_mode(RecursiveModel& m, bool batch_stats) {
 
 void Adapter::select_params() {
   const NamedTensors all = model_->named_parameters();
+  // A training-time auxiliary head (child "aux", it3/aux_head.h) is not part of the task's
+  // network: all, norm and last:N never select it (only a selection that names it does).
+  auto is_aux = [](const std::string& n) { return n == "aux" || n.rfind("aux.", 0) == 0; };
   std::set<std::string> chosen;
   switch (opt_.params.kind) {
     case ParamSelection::Kind::all:
-      for (const auto& [n, t] : all) chosen.insert(n);
+      for (const auto& [n, t] : all)
+        if (!is_aux(n)) chosen.insert(n);
       break;
     case ParamSelection::Kind::norm_affine:
       for (auto& [prefix, m] : model_->named_modules())
-        if (is_norm(*m))
+        if (is_norm(*m) && !is_aux(prefix))
           for (const auto& [n, t] : m->own_parameters()) chosen.insert(prefix + "." + n);
       break;
     case ParamSelection::Kind::last_n: {
       std::vector<std::string> owners;
       for (auto& [prefix, m] : model_->named_modules())
-        if (!m->own_parameters().empty()) owners.push_back(prefix);
+        if (!m->own_parameters().empty() && !is_aux(prefix)) owners.push_back(prefix);
       const size_t n = std::min(owners.size(), size_t(opt_.params.last_n));
       for (size_t i = owners.size() - n; i < owners.size(); ++i) {
         Module* m = nullptr;
@@ -575,6 +605,8 @@ Adapter::LossPasses Adapter::adaptation_loss(const Input& x, Cost& cost) {
     case Method::eata:
     case Method::deyo:
     case Method::memo: out.loss = entropy_method_loss(x, cost); return out;
+    case Method::ttt:
+    case Method::ttt_pp: out.loss = ttt_->loss(x, cost); return out;
     default: fail("it3::Adapter", method_name(opt_.method), " has no adaptation loss");
   }
 }
@@ -672,6 +704,7 @@ Tensor Adapter::run_fused(const Input& x, Cost& cost) {
 Tensor Adapter::run(const Input& x, Cost& cost, Tensor* first_loss, Tensor* last_loss) {
   const bool adapting = optim_ != nullptr && opt_.steps > 0;
   draw_offset_ = 0;
+  if (ttt_) ttt_->begin_batch();
   if (adapting && opt_.reset == ResetPolicy::per_batch) {
     reset();
     cost.reset_bytes += uint64_t(reset_bytes());
@@ -725,7 +758,8 @@ Tensor Adapter::run(const Input& x, Cost& cost, Tensor* first_loss, Tensor* last
 }
 
 bool Adapter::needs_batch_of_two() const {
-  return opt_.bn_mode == BnMode::batch || (opt_.method == Method::actmad && opt_.steps > 0);
+  return opt_.bn_mode == BnMode::batch ||
+         ((opt_.method == Method::actmad || opt_.method == Method::ttt_pp) && opt_.steps > 0);
 }
 
 void Adapter::check_input(const Input& x) const {
@@ -737,7 +771,9 @@ void Adapter::check_input(const Input& x) const {
   const bool batch_stats = opt_.bn_mode == BnMode::batch;
   if (b < 2 && needs_batch_of_two())
     fail("it3::Adapter", method_name(opt_.method), " with ",
-         batch_stats ? "BatchNorm batch statistics" : "activation statistics",
+         batch_stats                          ? "BatchNorm batch statistics"
+         : opt_.method == Method::ttt_pp      ? "a feature covariance"
+                                              : "activation statistics",
          " needs a batch of at least 2 samples, got ", b);
 }
 

@@ -218,8 +218,17 @@ Tensor FeatureModel::from_features(const Tensor& h, const Tensor& s) {
   return run(*head_, h + e, "head");
 }
 
+void FeatureModel::set_aux_head(const std::string& kind, std::shared_ptr<Module> head) {
+  IDEM_CHECK(head != nullptr && !kind.empty(), "FeatureModel", "an auxiliary head needs a kind and a module");
+  IDEM_CHECK(aux_ == nullptr, "FeatureModel", "already has a '", aux_kind_, "' auxiliary head");
+  aux_ = register_module("aux", std::move(head));
+  aux_kind_ = kind;
+}
+
 std::shared_ptr<Module> FeatureModel::clone_impl() const {
-  return std::make_shared<FeatureModel>(body_->clone(), embed_->clone(), head_->clone(), spec_);
+  auto m = std::make_shared<FeatureModel>(body_->clone(), embed_->clone(), head_->clone(), spec_);
+  if (aux_) m->set_aux_head(aux_kind_, aux_->clone());
+  return m;
 }
 
 // ---- graph ----

@@ -171,12 +171,21 @@ class FeatureModel : public RecursiveModel {
   Tensor features(const Input& in);
   Tensor from_features(const Tensor& h, const Tensor& s);
 
+  // An auxiliary self-supervised head on the body's features, for test-time training
+  // (it3/aux_head.h builds it): child "aux", so a checkpoint holds aux.0.weight, ... next to the
+  // task's weights and clone() copies it. `kind` names its task ("rotation", "masked"). It is
+  // not part of forward(); only the TTT losses run it. Set once (a second call throws).
+  void set_aux_head(const std::string& kind, std::shared_ptr<Module> head);
+  const std::shared_ptr<Module>& aux_head() const { return aux_; }  // null without one
+  const std::string& aux_kind() const { return aux_kind_; }          // "" without one
+
  protected:
   Tensor forward_impl(const Input& in, const Tensor& s) override;
   std::shared_ptr<Module> clone_impl() const override;
 
  private:
-  std::shared_ptr<Module> body_, embed_, head_;
+  std::shared_ptr<Module> body_, embed_, head_, aux_;
+  std::string aux_kind_;
 };
 
 // A GNN over batched graphs: node features h0 = concat(x, s[batch]) (concat injection), then

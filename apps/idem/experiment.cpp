@@ -18,6 +18,7 @@
 // Every file is written to a temporary name and renamed (never half-written), except
 // steps.jsonl, which is appended and flushed line by line.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <ctime>
@@ -105,7 +106,8 @@ std::vector<OptionSpec> task_options() {
           {"signal-noise", true, "0", "std of Gaussian noise on the fed signal"},
           {"model", true, "", "fmnist: bn-cnn (default) or small-cnn (the MNIST notebook's LeNet, no BatchNorm)"},
           {"first-signal", true, "", "first pass gets: neutral (∅), target-or-wrong (y or a random wrong label; ∅ never trained) or target-or-neutral"},
-          {"p-first-target", true, "", "target-or-*: probability per batch that the first pass gets y (default 0.75)"}};
+          {"p-first-target", true, "", "target-or-*: probability per batch that the first pass gets y (default 0.75)"},
+          {"aux", true, "", "fmnist: train a test-time-training head jointly: rotation (for ttt and ttt++; the training cost it adds goes to config.json) or none"}};
 }
 
 // --recipe: one option for train, adapt and demo (docs/it3.md, "Recipes").
@@ -115,7 +117,7 @@ OptionSpec recipe_option() {
 }
 
 std::vector<OptionSpec> adapt_options() {
-  return {{"method", true, "all", "comma-separated: none, bn, tent, actmad, it3, it3-online, random-step, eata, deyo, memo (all = every one that applies)"},
+  return {{"method", true, "all", "comma-separated: none, bn, tent, actmad, it3, it3-online, random-step, eata, deyo, memo, ttt, ttt++ (all = every one that applies; ttt and ttt++ need a model trained with --aux rotation)"},
           {"shift", true, "all", "comma-separated shift names (all = every one; demo = the demo's list)"},
           {"steps", true, "0", "adaptation steps K (0 = the task's default)"},
           {"adapt-lr", true, "0", "adaptation learning rate (0 = the task's default)"},
@@ -177,6 +179,7 @@ TaskConfig task_config_from(const Args& a) {
   c.neutral = a.number("neutral");
   c.seed = uint64_t(a.integer("seed"));
   c.model = a.str("model");
+  c.aux = a.str("aux");
   if (c.model.empty() && !a.str("recipe").empty()) c.model = it3::find_recipe(a.str("recipe")).model;
   return c;
 }
@@ -216,7 +219,48 @@ TrainSettings train_settings_from(const Args& a, const Task& task, DemoSize size
   return s;
 }
 
-// Trains with the IT³ objective; logs every step to steps.jsonl; returns the last epoch's mean loss.
+// The training cost an auxiliary head adds: µs per step of the objective with and without the
+// auxiliary loss, each on its own copy of the trained model over the same first batches (a fresh
+// Adam, two warm-up steps untimed). Every step reads its loss back, so the clock sees the work.
+json::Value measure_aux_cost(const it3::RecursiveModel& model, const Task& task, const TrainSettings& s,
+                             Device device) {
+  const int warmup = 2, timed = 10;
+  std::vector<Batch> batches;
+  const int64_t n = task.train_size();
+  for (int i = 0; i < warmup + timed; ++i) {
+    std::vector<int64_t> idx;
+    for (int64_t j = 0; j < s.batch; ++j) idx.push_back((int64_t(i) * s.batch + j) % n);
+    batches.push_back(task.train_batch(idx, device));
+  }
+  double us[2] = {0, 0};
+  for (int with = 0; with < 2; ++with) {
+    auto m = std::dynamic_pointer_cast<it3::RecursiveModel>(model.clone());
+    m->train();
+    AdamOptions ao;
+    ao.lr = s.lr;
+    Adam opt(m->parameters(), ao);
+    it3::RotationBatcher rb;
+    for (int i = 0; i < warmup + timed; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      if (with)
+        it3::train_step_with_aux(*m, opt, batches[size_t(i)].x, batches[size_t(i)].y, s.topt, i, rb);
+      else
+        it3::train_step(*m, opt, batches[size_t(i)].x, batches[size_t(i)].y, s.topt, i);
+      if (i >= warmup) us[with] += std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+    }
+  }
+  json::Value v = json::Value::object();
+  v.set("kind", it3::aux_kind_name(it3::aux_kind(model)));
+  v.set("batch", s.batch);
+  v.set("timed_steps", int64_t(timed));
+  v.set("us_per_step_without_aux", us[0] / timed);
+  v.set("us_per_step_with_aux", us[1] / timed);
+  v.set("added_fraction", us[0] > 0 ? us[1] / us[0] - 1.0 : 0.0);
+  return v;
+}
+
+// Trains with the IT³ objective (plus the auxiliary head's loss when the model has one); logs
+// every step to steps.jsonl; returns the last epoch's mean loss.
 double train_model(it3::RecursiveModel& model, const Task& task, const TrainSettings& s, Device device,
                    uint64_t seed, const std::string& tag, JsonLines& log, bool quiet) {
   model.train();
@@ -226,6 +270,8 @@ double train_model(it3::RecursiveModel& model, const Task& task, const TrainSett
   const int64_t n = task.train_size();
   const int64_t per_epoch = (n + s.batch - 1) / s.batch;
   Progress bar("train " + task.name() + tag, per_epoch * s.epochs, quiet);
+  const bool aux = it3::aux_kind(model) != it3::AuxKind::none;
+  it3::RotationBatcher rotations;
   int64_t step = 0;
   double epoch_loss = 0;
   for (int epoch = 0; epoch < s.epochs; ++epoch) {
@@ -241,7 +287,8 @@ double train_model(it3::RecursiveModel& model, const Task& task, const TrainSett
       std::vector<int64_t> idx(order.begin() + b, order.begin() + std::min(n, b + s.batch));
       if (idx.size() < 2) continue;  // BatchNorm needs two samples
       Batch batch = task.train_batch(idx, device);
-      const double loss = it3::train_step(model, opt, batch.x, batch.y, s.topt, step);
+      const double loss = aux ? it3::train_step_with_aux(model, opt, batch.x, batch.y, s.topt, step, rotations)
+                              : it3::train_step(model, opt, batch.x, batch.y, s.topt, step);
       sum += loss, ++count;
       std::ostringstream line;
       line << "{\"phase\":\"train\",\"seed\":" << seed << ",\"epoch\":" << epoch << ",\"step\":" << step << ",\"loss\":" << loss << "}";
@@ -292,6 +339,14 @@ AdaptSettings adapt_settings_from(const Args& a, const Task& task, DemoSize size
       for (it3::Method m : {it3::Method::tent, it3::Method::eata, it3::Method::deyo}) drop(m);
     if (no_norm && task.kind() == it3::TaskKind::classification && !a.flag("quiet"))
       std::cerr << "note: the model has no normalization layer, so --method all leaves out tent, eata and deyo\n";
+    // ttt and ttt++ need the rotation head trained with the model (--aux rotation).
+    const it3::AuxKind has = it3::aux_kind(*task.make_model(0));
+    const size_t before = s.methods.size();
+    s.methods.erase(std::remove_if(s.methods.begin(), s.methods.end(),
+                                   [&](it3::Method m) { return it3::uses_aux_head(m) && it3::aux_head_needed(m) != has; }),
+                    s.methods.end());
+    if (s.methods.size() != before && task.kind() == it3::TaskKind::classification && !a.flag("quiet"))
+      std::cerr << "note: the model has no rotation head, so --method all leaves out ttt and ttt++ (train with --aux rotation)\n";
   }
   IDEM_CHECK(!s.methods.empty(), "idem adapt", "--method names no method");
   for (const auto& sh : a.list("shift")) {
@@ -366,8 +421,13 @@ std::vector<ResultRow> evaluate(const std::shared_ptr<it3::RecursiveModel>& mode
                                 uint64_t seed, const std::string& tag, std::string* profile = nullptr) {
   std::vector<ResultRow> rows;
   it3::ActmadStats stats;
-  if (std::find(s.methods.begin(), s.methods.end(), it3::Method::actmad) != s.methods.end())
-    stats = it3::collect_actmad_stats(*model, task.stat_batches(s.batch, 2048, device));
+  const bool actmad = std::find(s.methods.begin(), s.methods.end(), it3::Method::actmad) != s.methods.end();
+  const bool tttpp = std::find(s.methods.begin(), s.methods.end(), it3::Method::ttt_pp) != s.methods.end();
+  if (actmad || tttpp) {
+    const std::vector<it3::Input> train_batches = task.stat_batches(s.batch, 2048, device);
+    if (actmad) stats = it3::collect_actmad_stats(*model, train_batches);
+    if (tttpp) stats.features = it3::collect_feature_stats(*model, train_batches);
+  }
   // EATA's Fisher comes from the same kind of training batches.
   for (size_t mi = 0; mi < s.methods.size(); ++mi)
     if (s.methods[mi] == it3::Method::eata && s.options[mi].steps > 0 && s.options[mi].entropy.fisher_beta > 0) {
@@ -491,7 +551,17 @@ std::shared_ptr<it3::RecursiveModel> train_into(const std::string& dir, const Ta
               << model->num_parameters() << " parameters on " << device.str() << "\n";
   const double loss = train_model(*model, task, ts, device, seed, tag, log, quiet);
   if (index == 0) {
-    config.set("train", ts.to_json());
+    json::Value train = ts.to_json();
+    if (it3::aux_kind(*model) != it3::AuxKind::none) {
+      // What the auxiliary head costs at training time (the first seed's model).
+      json::Value cost = measure_aux_cost(*model, task, ts, device);
+      if (!quiet)
+        std::cerr << "aux head " << cost.at("kind").as_string() << ": " << cost.at("us_per_step_with_aux").as_double()
+                  << " µs per training step with it, " << cost.at("us_per_step_without_aux").as_double()
+                  << " without (batch " << ts.batch << ", " << device.str() << ")\n";
+      train.set("aux", cost);
+    }
+    config.set("train", train);
     config.set("final_train_loss", loss);  // the first seed's, as runs before --seeds had it
     config.set("models", json::Value::array());
   }
@@ -637,7 +707,8 @@ int cmd_demo(int argc, char** argv) {
   specs.push_back({"out", true, "", "run directory (default runs/demo-<task>-<time>)"});
   Args a("demo", concat(specs, common_options()), argc, argv, 2);
   if (a.help()) {
-    std::cout << "idem demo: train on a task, then evaluate none, bn, tent, actmad, it3, it3-online, random-step, eata, deyo and memo on\n"
+    std::cout << "idem demo: train on a task, then evaluate none, bn, tent, actmad, it3, it3-online, random-step, eata,\n"
+                 "deyo and memo (and ttt, ttt++ with --aux rotation) on\n"
                  "the clean and shifted test sets; prints the table, writes plots and a run directory.\n"
                  "On the CPU it runs a protocol sized for a few minutes on 2 cores (fewer training images,\n"
                  "epochs, test images and severities; the first line says which); --full runs all of it.\n"

@@ -57,6 +57,7 @@ json::Value TaskConfig::to_json() const {
   v.set("neutral", neutral);
   v.set("seed", int64_t(seed));
   v.set("model", model);
+  v.set("aux", aux);
   return v;
 }
 
@@ -72,6 +73,7 @@ TaskConfig TaskConfig::from_json(const json::Value& v) {
   c.neutral = v.at("neutral").as_double();
   c.seed = uint64_t(v.at("seed").as_int());
   if (const json::Value* m = v.find("model")) c.model = m->as_string();  // older runs: the default
+  if (const json::Value* a = v.find("aux")) c.aux = a->as_string();      // older runs: no head
   return c;
 }
 
@@ -156,9 +158,13 @@ class FmnistTask : public Task {
   it3::TaskKind kind() const override { return it3::TaskKind::classification; }
   std::shared_ptr<it3::RecursiveModel> make_model(uint64_t seed) const override {
     // small-cnn: the MNIST notebook's LeNet (fixed widths; --width does not apply).
-    if (small_cnn()) return it3::make_small_cnn(data_.train.num_classes, {}, seed);
     const int64_t w = cfg_.width > 0 ? cfg_.width : 32;
-    return it3::make_bn_cnn(data_.train.num_classes, w, 2 * w, {}, seed);
+    auto m = small_cnn() ? it3::make_small_cnn(data_.train.num_classes, {}, seed)
+                         : it3::make_bn_cnn(data_.train.num_classes, w, 2 * w, {}, seed);
+    // --aux: the training-time head of TTT on the body's features (part of the checkpoint).
+    const Shape& s = data_.train.images.shape();
+    it3::attach_aux_head(*m, it3::parse_aux_kind(cfg_.aux), {s[1], s[2], s[3]}, seed);
+    return m;
   }
   it3::BnMode default_adapt_bn_mode() const override {
     // The BatchNorm CNN: running statistics make IT³ much worse than none (issue 16's
@@ -411,6 +417,9 @@ class AirfoilTask : public Task {
 std::unique_ptr<Task> make_task(const TaskConfig& cfg) {
   if (!cfg.model.empty() && cfg.task != "fmnist")
     fail("idem", "--model chooses among fmnist's models; task ", cfg.task, " has one model");
+  if (it3::parse_aux_kind(cfg.aux) != it3::AuxKind::none && cfg.task != "fmnist")
+    fail("idem", "--aux ", cfg.aux, " trains an image head for test-time training (ttt, ttt++): it needs "
+         "an image classification task (fmnist); task ", cfg.task, " is a regression task");
   if (cfg.task == "fmnist") return std::make_unique<FmnistTask>(cfg);
   if (cfg.task == "tabular") return std::make_unique<TabularTask>(cfg);
   if (cfg.task == "airfoil") return std::make_unique<AirfoilTask>(cfg);
