@@ -26,7 +26,9 @@
 #   GPU_CHECK_RESULTS=ARGS      also regenerate the tables of docs/results.md: every task's demo
 #                               with ARGS (e.g. "--seeds 3"), then fmnist with --recipe
 #                               paper-mnist and paper-cifar (tools/results_tables.sh); run
-#                               directories stay in /tmp, the tables and CSVs go under $OUT/results
+#                               directories stay in /tmp, the tables and CSVs go under $OUT/results;
+#                               GPU_CHECK_RESULTS_CONFIGS picks a subset of "default paper-mnist
+#                               paper-cifar" (e.g. to split the work over two calls)
 #   GPU_CHECK_PATHS=1           also time `idem adapt` on the eager and auto (fused or CUDA graph) paths
 #                               beside `idem bench it3` (tools/adapt_path_timing.sh)
 set -u -o pipefail
@@ -186,7 +188,7 @@ if [ -n "${GPU_CHECK_RESULTS:-}" ]; then
   fm=""
   [ ! -d /usr/share/datasets/fashion-mnist ] && [ -d "$root/.data/fashion-mnist" ] && fm="$root/.data/fashion-mnist"
   step results 540 bash -c 'set -u; root=$1 idem=$2 out=$3 fm=$4; shift 4; rc=0; tmp=/tmp/idem-results
-      for cfg in default paper-mnist paper-cifar; do
+      for cfg in ${GPU_CHECK_RESULTS_CONFIGS:-default paper-mnist paper-cifar}; do
         extra=(); tasks="fmnist tabular airfoil"
         [ "$cfg" != default ] && extra=(--recipe "$cfg") && tasks=fmnist
         FMNIST_DATA=$fm TASKS=$tasks bash "$root/tools/results_tables.sh" "$idem" "$tmp/$cfg" "$@" "${extra[@]}" || rc=1
