@@ -1,6 +1,6 @@
 // The packed CPU SGEMM (cpu::sgemm_packed, core/cpu/sgemm_packed.cpp) against a plain
 // double-precision reference: every transpose case over shapes at and around the micro-tile
-// (6×16) and block (KC = 256, MC = 144) edges, K = 0, batches with a shared operand, alpha and
+// (6×16, and 4×16 for few rows) and block (KC = 256, MC = 144) edges, K = 0, batches with a shared operand, alpha and
 // beta, and a K of 65 536. Small-integer inputs make every product and partial sum exact in f32,
 // so those cases must match the reference exactly; Gaussian inputs must match within a bound
 // that grows with K. Also: beta = 0 never reads C, each element's bits do not depend on where
@@ -112,7 +112,7 @@ const Dims kShapes[] = {
     {1, 1, 1},     {1, 1, 7},     {2, 3, 1},     {5, 15, 3},    {6, 16, 8},    {7, 17, 9},
     {11, 31, 33},  {12, 32, 255}, {13, 33, 256}, {17, 47, 257}, {35, 49, 300}, {1, 300, 40},
     {300, 1, 40},  {143, 15, 10}, {145, 17, 11}, {64, 256, 256}, {10, 2048, 25}, {250, 2048, 20},
-    {20, 250, 600}, {97, 130, 513}, {150, 260, 64}};
+    {20, 250, 600}, {97, 130, 513}, {150, 260, 64}, {8, 256, 256}, {28, 40, 100}, {256, 256, 8}};
 
 TEST(CpuSgemm, SmallIntegersAreExactForEveryTransposeAndShape) {
   REQUIRE_PACKED();
@@ -180,14 +180,16 @@ TEST(CpuSgemm, AnElementsBitsDoNotDependOnItsPlaceInC) {
   Problem pr = make_problem(params(false, false, 1, M, N, K), false, 500);
   std::vector<float> full(size_t(M * N));
   cpu::sgemm_packed(pr.a.data(), pr.b.data(), full.data(), pr.p);
-  for (int64_t r0 : {0, 5, 143, 296}) {
-    const int64_t rows = std::min<int64_t>(5, M - r0);
+  // 5 rows run the 6×16 kernel as the whole product does, 4 rows the 4×16 one.
+  for (int64_t r0 : {0, 5, 143, 296})
+    for (int64_t want_rows : {4, 5}) {
+    const int64_t rows = std::min<int64_t>(want_rows, M - r0);
     MatmulParams sub = params(false, false, 1, rows, N, K);
     std::vector<float> part(size_t(rows * N));
     cpu::sgemm_packed(pr.a.data() + r0 * K, pr.b.data(), part.data(), sub);
     for (int64_t e = 0; e < rows * N; ++e)
       ASSERT_EQ(part[size_t(e)], full[size_t(r0 * N + e)]) << "row " << r0 + e / N;
-  }
+    }
 }
 
 // The switch: the matmul op through the packed GEMM and through Eigen, both near the reference.
