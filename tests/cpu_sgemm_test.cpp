@@ -13,6 +13,7 @@
 #include "core/kernels/matmul.h"
 #include "core/ops/matmul.h"
 #include "core/parallel.h"
+#include "tests/op_cases/op_cases.h"
 #include "tests/test_util.h"
 
 namespace idem {
@@ -210,6 +211,43 @@ TEST(CpuSgemm, MatmulOpAgreesThroughPackedAndEigen) {
   for (int64_t e = 0; e < packed.numel(); ++e) ASSERT_NEAR(x[e], y[e], 2e-5f * (1.f + std::abs(y[e]))) << e;
   EXPECT_STREQ(cpu_gemm_name(CpuGemm::packed), "packed");
   EXPECT_STREQ(cpu_gemm_name(CpuGemm::eigen), "eigen");
+}
+
+// Every op-case row of the families whose CPU kernels call matmul (matmul, conv, fused), in f32,
+// through the packed GEMM and through Eigen: the outputs agree to f32 rounding, and where the
+// row has a gradient, so do the input gradients of one backward.
+TEST(CpuSgemm, OpCasesAgreeThroughPackedAndEigen) {
+  REQUIRE_PACKED();
+  int rows = 0;
+  for (const testing::OpCase& c : testing::all_op_cases()) {
+    if (c.family != "matmul" && c.family != "conv" && c.family != "fused") continue;
+    SCOPED_TRACE(c.family + "/" + c.name);
+    std::vector<Tensor> results[2];
+    for (int b = 0; b < 2; ++b) {
+      testing::CpuGemmGuard g(b == 0 ? CpuGemm::packed : CpuGemm::eigen);
+      std::vector<Tensor> in = testing::make_inputs(c, 7, DType::f32, Device::cpu());
+      Tensor out = c.fn(in);
+      results[b].push_back(out);
+      if (c.gradcheck && out.requires_grad()) {
+        out.backward(ones(out.shape(), out.options()));
+        for (const Tensor& t : in)
+          if (t.defined() && t.grad().defined()) results[b].push_back(t.grad());
+      }
+    }
+    ASSERT_EQ(results[0].size(), results[1].size());
+    for (size_t r = 0; r < results[0].size(); ++r) {
+      const Tensor& x = results[0][r];
+      const Tensor& y = results[1][r];
+      ASSERT_EQ(x.shape(), y.shape());
+      if (x.dtype() != DType::f32) continue;
+      float scale = 1.f;
+      for (int64_t e = 0; e < y.numel(); ++e) scale = std::max(scale, std::abs(y.data<float>()[e]));
+      for (int64_t e = 0; e < x.numel(); ++e)
+        ASSERT_NEAR(x.data<float>()[e], y.data<float>()[e], 1e-5f * scale) << "result " << r << " element " << e;
+    }
+    ++rows;
+  }
+  EXPECT_GE(rows, 10);
 }
 
 }  // namespace

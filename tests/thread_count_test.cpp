@@ -163,11 +163,13 @@ TEST(ThreadCount, LargeOpsAreBitIdenticalAtOneTwoAndFiveThreads) {
   expect_same_bits_at_every_thread_count(ops_run, "matmul / linear_act / softmax / sum");
 }
 
-// The same runs with the other CPU GEMM (the default is the packed one where it is built).
-TEST(ThreadCount, EigenGemmRunsAreBitIdenticalAtOneTwoAndFiveThreads) {
-  testing::CpuGemmGuard eigen(CpuGemm::eigen);
-  expect_same_bits_at_every_thread_count(ops_run, "matmul / linear_act (Eigen GEMM)");
-  expect_same_bits_at_every_thread_count(cnn_run, "cnn training (Eigen GEMM)");
+// The same runs through the packed CPU GEMM (IDEM_CPU_GEMM=packed; the default is Eigen).
+TEST(ThreadCount, PackedGemmRunsAreBitIdenticalAtOneTwoAndFiveThreads) {
+  if (!cpu::sgemm_packed_available()) GTEST_SKIP() << "built without IDEM_CPU_AVX2";
+  testing::CpuGemmGuard packed(CpuGemm::packed);
+  expect_same_bits_at_every_thread_count(ops_run, "matmul / linear_act (packed GEMM)");
+  expect_same_bits_at_every_thread_count(cnn_run, "cnn training (packed GEMM)");
+  expect_same_bits_at_every_thread_count(conv_paths_run, "1x1 and grouped conv2d (packed GEMM)");
 }
 
 // The packed GEMM called directly on products that split into tiles over rows and over columns,
