@@ -30,6 +30,9 @@ void register_kernel_checks(bool gpu);
 // bench/op_case_bench.cpp: one benchmark per op-case row, device and direction (CUDA rows only
 // when `gpu`); `user_min_time`: --benchmark_min_time was given, so no built-in MinTime.
 void register_op_case_benchmarks(bool gpu, bool user_min_time);
+// bench/cpu_gemm_bench.cpp: the packed CPU SGEMM against Eigen, interleaved, on the CPU models'
+// products at 1 and 2 threads.
+void register_cpu_gemm_benchmarks(bool user_min_time);
 
 // Work counted per launch, reported as a rate counter:
 //   flops -> "TFLOP/s", bytes -> "GB/s".

@@ -44,6 +44,18 @@ class GemmGuard {
   GemmBackend prev_;
 };
 
+// Selects the CPU GEMM (packed or Eigen) for a scope and restores the previous one.
+class CpuGemmGuard {
+ public:
+  explicit CpuGemmGuard(CpuGemm g) : prev_(cpu_gemm()) { set_cpu_gemm(g); }
+  ~CpuGemmGuard() { set_cpu_gemm(prev_); }
+  CpuGemmGuard(const CpuGemmGuard&) = delete;
+  CpuGemmGuard& operator=(const CpuGemmGuard&) = delete;
+
+ private:
+  CpuGemm prev_;
+};
+
 // f() must throw an idem::Error whose message contains `part`.
 template <typename F>
 void expect_error(F&& f, const std::string& part) {

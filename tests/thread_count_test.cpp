@@ -11,6 +11,7 @@
 #include "autograd/functions.h"
 #include "autograd/fused_functions.h"
 #include "autograd/nn_functions.h"
+#include "core/kernels/matmul.h"
 #include "core/parallel.h"
 #include "layers/activation.h"
 #include "layers/conv.h"
@@ -160,6 +161,47 @@ TEST(ThreadCount, PointwiseAndGroupedConvolutionsAreBitIdenticalAtOneTwoAndFiveT
 
 TEST(ThreadCount, LargeOpsAreBitIdenticalAtOneTwoAndFiveThreads) {
   expect_same_bits_at_every_thread_count(ops_run, "matmul / linear_act / softmax / sum");
+}
+
+// The same runs through the packed CPU GEMM (IDEM_CPU_GEMM=packed; the default is Eigen).
+TEST(ThreadCount, PackedGemmRunsAreBitIdenticalAtOneTwoAndFiveThreads) {
+  if (!cpu::sgemm_packed_available()) GTEST_SKIP() << "built without IDEM_CPU_AVX2";
+  testing::CpuGemmGuard packed(CpuGemm::packed);
+  expect_same_bits_at_every_thread_count(ops_run, "matmul / linear_act (packed GEMM)");
+  expect_same_bits_at_every_thread_count(cnn_run, "cnn training (packed GEMM)");
+  expect_same_bits_at_every_thread_count(conv_paths_run, "1x1 and grouped conv2d (packed GEMM)");
+}
+
+// The packed GEMM called directly on products that split into tiles over rows and over columns,
+// batched with a shared operand, beta = 1 and alpha != 1, and K = 1 000 (four KC blocks).
+std::string packed_gemm_run() {
+  std::string out;
+  if (!cpu::sgemm_packed_available()) return out;
+  struct Case {
+    bool ta, tb;
+    int64_t batch, M, N, K, sa;
+    double alpha, beta;
+  };
+  for (const Case& c : {Case{false, false, 1, 301, 97, 1000, 0, 1.0, 0.0},
+                        Case{true, false, 1, 95, 333, 700, 0, 1.0, 0.0},
+                        Case{false, true, 3, 131, 129, 257, 0, 0.5, 1.0},
+                        Case{true, true, 2, 200, 50, 300, 200 * 300, 1.0, 2.0}}) {
+    MatmulParams p;
+    p.trans_a = c.ta, p.trans_b = c.tb, p.batch = c.batch, p.M = c.M, p.N = c.N, p.K = c.K;
+    p.stride_a = c.sa, p.stride_b = c.K * c.N, p.stride_c = c.M * c.N;
+    p.alpha = c.alpha, p.beta = c.beta;
+    const Tensor a = randn({c.sa ? c.batch : 1, c.M * c.K}, 41);
+    const Tensor b = randn({c.batch, c.K * c.N}, 42);
+    Tensor out_c = randn({c.batch, c.M * c.N}, 43);
+    cpu::sgemm_packed(a.data<float>(), b.data<float>(), out_c.data<float>(), p);
+    out += bytes_of(out_c);
+  }
+  return out;
+}
+
+TEST(ThreadCount, PackedGemmIsBitIdenticalAtOneTwoAndFiveThreads) {
+  if (!cpu::sgemm_packed_available()) GTEST_SKIP() << "built without IDEM_CPU_AVX2";
+  expect_same_bits_at_every_thread_count(packed_gemm_run, "cpu::sgemm_packed");
 }
 
 TEST(ThreadCount, GraphAggregationIsBitIdenticalAtOneTwoAndFiveThreads) {

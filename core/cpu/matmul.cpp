@@ -114,6 +114,10 @@ void matmul_typed(const Tensor& c, const Tensor& a, const Tensor& b, const Matmu
 void matmul_fwd(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p) {
   if (p.batch == 0 || p.M == 0 || p.N == 0) return;  // nothing to write
   require_cpu_features();
+  if (c.dtype() == DType::f32 && cpu_gemm() == CpuGemm::packed && sgemm_packed_available()) {
+    sgemm_packed(a.data<float>(), b.data<float>(), c.data<float>(), p);
+    return;
+  }
   IDEM_DISPATCH_FLOAT(c.dtype(), "matmul", [&] { matmul_typed<scalar_t>(c, a, b, p); });
 }
 

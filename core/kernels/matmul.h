@@ -37,8 +37,25 @@ GemmBackend gemm_backend();
 void set_gemm_backend(GemmBackend b);
 const char* gemm_backend_name(GemmBackend b);
 
+// Which CPU implementation matmul's f32 products use: our packed AVX2/FMA SGEMM
+// (cpu::sgemm_packed) or Eigen. Chosen at run time so both can be timed in one process:
+// set_cpu_gemm(), or the environment variable IDEM_CPU_GEMM=packed|eigen at start-up (default
+// eigen). A build without IDEM_CPU_AVX2 has no packed GEMM and runs Eigen whatever is chosen;
+// f64 products always run Eigen.
+enum class CpuGemm : uint8_t { packed, eigen };
+CpuGemm cpu_gemm();
+void set_cpu_gemm(CpuGemm g);
+const char* cpu_gemm_name(CpuGemm g);
+
 namespace cpu {
+// Dispatches f32 products to sgemm_packed or Eigen according to cpu_gemm(); f64 to Eigen.
 void matmul_fwd(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p);
+// The packed f32 GEMM (core/cpu/sgemm_packed.cpp) on raw contiguous buffers, same contract as
+// matmul_fwd (K = 0 allowed: C = beta·C). Each element's sum order depends on K alone, so C has
+// the same bits at every thread count and tiling. Throws idem::Error when
+// !sgemm_packed_available() (a build without IDEM_CPU_AVX2).
+void sgemm_packed(const float* a, const float* b, float* c, const MatmulParams& p);
+bool sgemm_packed_available();
 // Throws idem::Error when the CPU GEMM was compiled for instructions this CPU lacks (AVX2 + FMA
 // with IDEM_CPU_AVX2=ON); nothing otherwise. Called by matmul_fwd before any Eigen code runs.
 void require_cpu_features();
