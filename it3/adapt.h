@@ -123,8 +123,9 @@ struct AdaptOptions {
   std::string recipe;  // the preset these options came from ("" = none)
   // Whether the whole IT³ adaptation may run as one fused call (see FusedMode; the command
   // line's `--path auto|fused|graph|eager` sets it through it3::PathAdapter). With check_finite, the fused path reads the K losses back after the call
-  // and throws on a NaN/Inf one (the steps have then been taken).
-  FusedMode fused = FusedMode::automatic;
+  // and throws on a NaN/Inf one (the steps have then been taken). Off by default: the fused
+  // CUDA kernel has not yet run on a GPU (docs/it3.md, "Execution paths"); automatic or on opt in.
+  FusedMode fused = FusedMode::off;
   EntropyKnobs entropy;  // eata, deyo, memo
 
   // The method's reference configuration:

@@ -166,7 +166,9 @@ TEST(FusedAdapt, RepeatedCallsGiveTheSameBits) {
 
 TEST(FusedAdapt, SaysWhyAModelOrBatchIsNotFused) {
   AdaptOptions it3 = AdaptOptions::for_method(Method::it3);
+  EXPECT_NE(fused_ineligible_reason(*bench_mlp(false), it3).find("is off"), std::string::npos);  // the default
   // automatic leaves the CPU to the faster op-by-op path; on forces the CPU reference.
+  it3.fused = FusedMode::automatic;
   EXPECT_NE(fused_ineligible_reason(*bench_mlp(false), it3).find("on the CPU"), std::string::npos);
   it3.fused = FusedMode::on;
   auto why = [&](const std::shared_ptr<RecursiveModel>& m, const AdaptOptions& o) {
@@ -203,6 +205,7 @@ TEST(FusedAdapt, SaysWhyAModelOrBatchIsNotFused) {
     o.prediction = Prediction::anchor;
     EXPECT_NE(why(bench_mlp(false), o).find("prediction anchor"), std::string::npos);
     o = AdaptOptions::for_method(Method::it3_online);
+    o.fused = FusedMode::on;  // past the default (off), to the method's own reason
     EXPECT_NE(why(bench_mlp(false), o).find("it3-online"), std::string::npos);
     o = it3;
     o.anchor = Anchor::shared;
