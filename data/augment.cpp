@@ -7,42 +7,12 @@
 
 #include "core/error.h"
 #include "core/philox.h"
+#include "data/image_rng.h"
 
 namespace idem::data {
 
 namespace {
 
-// A Philox stream for one image: key = (seed, transform), counter = (draw, image).
-class Stream {
- public:
-  Stream(uint64_t key, uint64_t image) : key_(key), image_(image) {}
-  uint32_t next_u32() {
-    if (pos_ == 4) {
-      philox_block(key_, counter_++, image_, buf_);
-      pos_ = 0;
-    }
-    return buf_[pos_++];
-  }
-  double uniform() { return (next_u32() + 0.5) * (1.0 / 4294967296.0); }  // (0,1)
-  int below(int n) { return std::min(int(uniform() * n), n - 1); }        // {0, ..., n-1}
-  float normal() {                                                        // Box-Muller
-    const double r = std::sqrt(-2.0 * std::log(uniform())), t = 6.283185307179586 * uniform();
-    return float(r * std::cos(t));
-  }
-
- private:
-  uint64_t key_, image_;
-  uint64_t counter_ = 0;
-  uint32_t buf_[4] = {0, 0, 0, 0};
-  int pos_ = 4;
-};
-
-uint64_t mix(uint64_t x) {  // splitmix64: decorrelates the two transforms' keys from the seed
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 
 struct ImageShape {
   int64_t n, c, h, w;
@@ -73,13 +43,13 @@ Tensor patch_shuffle(const Tensor& images, int grid, uint64_t seed, int64_t inde
   const float* x = in.data<float>();
   float* y = out.data<float>();
   const int64_t ph = d.h / grid, pw = d.w / grid, np = int64_t(grid) * grid;
-  const uint64_t key = mix(seed ^ 0x5EED0DE70ull);
+  const uint64_t key = splitmix64(seed ^ 0x5EED0DE70ull);
   std::vector<int64_t> perm(static_cast<size_t>(np));
   for (int64_t i = 0; i < d.n; ++i) {
-    Stream rng(key, uint64_t(index_offset + i));
+    ImageRng rng(key, uint64_t(index_offset + i));
     std::iota(perm.begin(), perm.end(), int64_t(0));
     for (int64_t k = np - 1; k > 0; --k)  // Fisher-Yates
-      std::swap(perm[size_t(k)], perm[size_t(rng.below(int(k + 1)))]);
+      std::swap(perm[size_t(k)], perm[size_t(rng.randint(0, int(k + 1)))]);
     for (int64_t c = 0; c < d.c; ++c) {
       const int64_t base = (i * d.c + c) * d.h * d.w;
       for (int64_t p = 0; p < np; ++p) {  // destination patch p takes source patch perm[p]
@@ -105,13 +75,13 @@ Tensor memo_augment(const Tensor& images, int copies, uint64_t seed, int64_t ind
   const float* x = in.data<float>();
   float* y = out.data<float>();
   const int64_t hw = d.h * d.w, per_image = d.c * hw;
-  const uint64_t key = mix(seed ^ 0x3E3A0A06ull);
+  const uint64_t key = splitmix64(seed ^ 0x3E3A0A06ull);
   for (int64_t a = 0; a < copies; ++a)
     for (int64_t i = 0; i < d.n; ++i) {
       // Stream per (image, copy): the copies of one image are independent draws.
-      Stream rng(key, uint64_t(index_offset + i) * uint64_t(copies) + uint64_t(a));
+      ImageRng rng(key, uint64_t(index_offset + i) * uint64_t(copies) + uint64_t(a));
       const bool flip = rng.uniform() < 0.5;
-      const int64_t sy = rng.below(5) - 2, sx = rng.below(5) - 2;
+      const int64_t sy = rng.randint(0, 5) - 2, sx = rng.randint(0, 5) - 2;
       const double contrast = 0.8 + 0.4 * rng.uniform();
       const bool noisy = rng.uniform() < 0.5;
       const float* src = x + i * per_image;
