@@ -108,14 +108,6 @@ NeutralSignal parse_neutral_signal(const std::string& n) {
   fail("it3::Adapter", "unknown neutral signal '", n, "' (expected fixed or random-onehot)");
 }
 
-bool has_normalization(RecursiveModel& m) {
-  for (auto& [prefix, mod] : m.named_modules()) {
-    const std::string& t = mod->type_name();
-    if (t == "BatchNorm1d" || t == "BatchNorm2d" || t == "LayerNorm" || t == "GroupNorm") return true;
-  }
-  return false;
-}
-
 bool uses_it3_loss(Method m) {
   return m == Method::it3 || m == Method::it3_online || m == Method::random_step;
 }
@@ -303,6 +295,16 @@ bool is_norm(const Module& m) {
   const std::string& t = m.type_name();
   return t == "BatchNorm1d" || t == "BatchNorm2d" || t == "LayerNorm" || t == "GroupNorm";
 }
+
+}  // namespace
+
+bool has_normalization(RecursiveModel& m) {
+  for (auto& [prefix, mod] : m.named_modules())
+    if (is_norm(*mod)) return true;
+  return false;
+}
+
+namespace {
 
 std::shared_ptr<RecursiveModel> clone_model(const RecursiveModel& m) {
   auto c = std::dynamic_pointer_cast<RecursiveModel>(m.clone());
@@ -584,8 +586,7 @@ Adapter::LossPasses Adapter::adaptation_loss(const Input& x, Cost& cost) {
       Tensor y = model_->forward(x, neutral_signal(x));
       cost.forwards += 1;
       // Entropy of the predicted distribution, mean over the batch.
-      Tensor logp = log_softmax(y, 1);
-      out.loss = -mean(sum(exp(logp) * logp, {1}));
+      out.loss = mean(entropy::sample_entropy(y));
       return out;
     }
     case Method::actmad: {

@@ -159,14 +159,17 @@ if [ -n "${GPU_CHECK_NCU:-}" ]; then
     ncu "$root" "$build" "$GPU_CHECK_NCU" "$out/ncu"
 fi
 
+# Fashion-MNIST comes from Debian's dataset-fashion-mnist; a machine without the package can
+# get a copy carried in .data/fashion-mnist (an ignored folder). "" = the demo's own default.
+fmnist_data=""
+if [ ! -d /usr/share/datasets/fashion-mnist ] && [ -d "$root/.data/fashion-mnist" ]; then
+  fmnist_data="$root/.data/fashion-mnist"
+fi
+
 # ---- the demos (issue 6): the full IT³ experiment of each task ----
 if [ -n "${GPU_CHECK_DEMO:-}" ]; then
   demo_data=()
-  # Fashion-MNIST comes from Debian's dataset-fashion-mnist; a machine without the package can
-  # get a copy carried in .data/fashion-mnist (an ignored folder).
-  if [ ! -d /usr/share/datasets/fashion-mnist ] && [ -d "$root/.data/fashion-mnist" ]; then
-    demo_data=(--data "$root/.data/fashion-mnist")
-  fi
+  [ -n "$fmnist_data" ] && demo_data=(--data "$fmnist_data")
   IFS=',' read -r -a demo_tasks <<<"$GPU_CHECK_DEMO"
   for t in "${demo_tasks[@]}"; do
     args=(demo --task "$t" --out "$out/demo-$t" --quiet)
@@ -178,15 +181,11 @@ fi
 
 # ---- the command line's execution paths (issue 15): eager vs auto, beside the bench ----
 if [ -n "${GPU_CHECK_PATHS:-}" ]; then
-  fm=()
-  [ ! -d /usr/share/datasets/fashion-mnist ] && [ -d "$root/.data/fashion-mnist" ] && fm=("$root/.data/fashion-mnist")
-  step adapt_paths 240 bash "$root/tools/adapt_path_timing.sh" "$build/idem" "$out/adapt_paths" "${fm[@]}"
+  step adapt_paths 240 bash "$root/tools/adapt_path_timing.sh" "$build/idem" "$out/adapt_paths" "$fmnist_data"
 fi
 
 # ---- docs/results.md's tables (issue 16): several seeds, every task, the authors' recipes ----
 if [ -n "${GPU_CHECK_RESULTS:-}" ]; then
-  fm=""
-  [ ! -d /usr/share/datasets/fashion-mnist ] && [ -d "$root/.data/fashion-mnist" ] && fm="$root/.data/fashion-mnist"
   step results 540 bash -c 'set -u; root=$1 idem=$2 out=$3 fm=$4; shift 4; rc=0; tmp=/tmp/idem-results
       for cfg in ${GPU_CHECK_RESULTS_CONFIGS:-default paper-mnist paper-cifar}; do
         extra=(); tasks="fmnist tabular airfoil"
@@ -195,7 +194,7 @@ if [ -n "${GPU_CHECK_RESULTS:-}" ]; then
         mkdir -p "$out/results/$cfg"; cp "$tmp/$cfg/tables.md" "$out/results/$cfg/" 2>/dev/null
         for t in $tasks; do cp "$tmp/$cfg/$t/results.csv" "$out/results/$cfg/$t-results.csv" 2>/dev/null
           cp "$tmp/$cfg/$t/config.json" "$out/results/$cfg/$t-config.json" 2>/dev/null; done
-      done; exit $rc' results "$root" "$build/idem" "$out" "$fm" $GPU_CHECK_RESULTS
+      done; exit $rc' results "$root" "$build/idem" "$out" "$fmnist_data" $GPU_CHECK_RESULTS
 fi
 
 # ---- kernel report: device line, Philox agreement, reduction bandwidth ----

@@ -328,7 +328,8 @@ AdaptSettings adapt_settings_from(const Args& a, const Task& task, DemoSize size
     // The entropy methods need classes; tent, eata and deyo also need normalization layers to
     // adapt: `all` leaves them out where they cannot run (bn stays: on a model without
     // BatchNorm it equals none, which the table then shows).
-    const bool no_norm = !it3::has_normalization(*task.make_model(0));
+    const auto probe = task.make_model(0);  // what this task's model has (layers, heads)
+    const bool no_norm = !it3::has_normalization(*probe);
     const auto drop = [&](it3::Method m) {
       s.methods.erase(std::remove(s.methods.begin(), s.methods.end(), m), s.methods.end());
     };
@@ -340,11 +341,10 @@ AdaptSettings adapt_settings_from(const Args& a, const Task& task, DemoSize size
     if (no_norm && task.kind() == it3::TaskKind::classification && !a.flag("quiet"))
       std::cerr << "note: the model has no normalization layer, so --method all leaves out tent, eata and deyo\n";
     // ttt and ttt++ need the rotation head trained with the model (--aux rotation).
-    const it3::AuxKind has = it3::aux_kind(*task.make_model(0));
+    const it3::AuxKind has = it3::aux_kind(*probe);
     const size_t before = s.methods.size();
-    s.methods.erase(std::remove_if(s.methods.begin(), s.methods.end(),
-                                   [&](it3::Method m) { return it3::uses_aux_head(m) && it3::aux_head_needed(m) != has; }),
-                    s.methods.end());
+    for (it3::Method m : it3::all_methods())
+      if (it3::uses_aux_head(m) && it3::aux_head_needed(m) != has) drop(m);
     if (s.methods.size() != before && task.kind() == it3::TaskKind::classification && !a.flag("quiet"))
       std::cerr << "note: the model has no rotation head, so --method all leaves out ttt and ttt++ (train with --aux rotation)\n";
   }
