@@ -60,7 +60,8 @@ enum class Prediction : uint8_t { adapted, anchor };
 enum class OptimizerKind : uint8_t { adam, sgd };
 enum class NeutralSignal : uint8_t { fixed, random_one_hot };
 // When the Adapter runs an IT³ adaptation as one fused call (it3/fused_adapt.h):
-//   automatic  on a GPU, whenever the model, the options and the batch allow it;
+//   automatic  on a GPU, whenever the model and the options allow it and the batch fits one
+//              block of the kernel (larger ones measured slower than a CUDA graph);
 //   on         also on the CPU, where the fused path is the plain-loop reference
 //              (core/cpu/fused_mlp_adapt.cpp): single-threaded, so slower than the op-by-op
 //              CPU path except for the smallest models; tests and `idem bench --path fused`;
@@ -122,10 +123,10 @@ struct AdaptOptions {
   uint64_t seed = 0;   // random one-hot ∅ and random-step directions
   std::string recipe;  // the preset these options came from ("" = none)
   // Whether the whole IT³ adaptation may run as one fused call (see FusedMode; the command
-  // line's `--path auto|fused|graph|eager` sets it through it3::PathAdapter). With check_finite, the fused path reads the K losses back after the call
-  // and throws on a NaN/Inf one (the steps have then been taken). Off by default: the fused
-  // CUDA kernel has not yet run on a GPU (docs/it3.md, "Execution paths"); automatic or on opt in.
-  FusedMode fused = FusedMode::off;
+  // line's `--path auto|fused|graph|eager` sets it through it3::PathAdapter). With check_finite,
+  // the fused path reads the K losses back after the call and throws on a NaN/Inf one (the
+  // steps have then been taken). Automatic by default: on a GPU, batches that fit one block.
+  FusedMode fused = FusedMode::automatic;
   EntropyKnobs entropy;  // eata, deyo, memo
 
   // The method's reference configuration:

@@ -76,7 +76,14 @@ PathAdapter::PathAdapter(const std::shared_ptr<RecursiveModel>& trained, AdaptOp
          " (use --path auto, graph or eager)");
   if (fused_why.empty()) {
     chosen_ = last_path_ = AdaptPath::fused;
-    adapter_ = std::make_unique<Adapter>(trained, options, std::move(stats));
+    // auto: a batch the fused kernel does not take (too large for one block, or over 256 rows)
+    // goes to a CUDA graph where one applies, else op by op; --path fused runs it op by op.
+    AdaptOptions graph_options = options;
+    graph_options.fused = FusedMode::off;
+    graph_options.check_finite = false;
+    if (path == AdaptPath::automatic && graph_path_blocker(graph_options, trained->device()).empty())
+      graph_options_ = std::make_unique<AdaptOptions>(graph_options);
+    adapter_ = std::make_unique<Adapter>(trained, options, stats_);
     return;
   }
   options.fused = FusedMode::off;
@@ -88,10 +95,16 @@ PathAdapter::PathAdapter(const std::shared_ptr<RecursiveModel>& trained, AdaptOp
   last_path_ = chosen_;
   // A replay never reads a value back; the graph path checks the losses after the replay.
   if (chosen_ == AdaptPath::graph) options.check_finite = false;
-  adapter_ = std::make_unique<Adapter>(trained, options, std::move(stats));
+  adapter_ = std::make_unique<Adapter>(trained, options, stats_);
 }
 
 PathAdapter::~PathAdapter() = default;
+
+Adapter& PathAdapter::graph_adapter() {
+  if (!graph_options_) return *adapter_;
+  if (!graph_adapter_) graph_adapter_ = std::make_unique<Adapter>(trained_, *graph_options_, stats_);
+  return *graph_adapter_;
+}
 
 AdaptResult PathAdapter::predict(const Input& x) {
   if (chosen_ == AdaptPath::graph && x.graph) {
@@ -106,6 +119,10 @@ AdaptResult PathAdapter::predict(const Input& x) {
     chosen_ = AdaptPath::eager;
   }
   if (chosen_ == AdaptPath::fused) {
+    if (!adapter_->uses_fused(x) && graph_options_ && !x.graph) {
+      last_path_ = AdaptPath::graph;
+      return predict_graph(x);
+    }
     last_path_ = adapter_->uses_fused(x) ? AdaptPath::fused : AdaptPath::eager;
     AdaptResult r = adapter_->predict(x);
     total_ += r.cost;
@@ -131,10 +148,10 @@ PathAdapter::Capture& PathAdapter::capture_for(const Input& x) {
     // Warm up on the capture stream (fills the allocator's cache, creates library handles),
     // twice because the outputs of one run are alive while the next allocates its own.
     cuda::CaptureStream stream(device);
-    for (int i = 0; i < 2; ++i) c->prediction = adapter_->adapt_and_predict(in);
+    for (int i = 0; i < 2; ++i) c->prediction = graph_adapter().adapt_and_predict(in);
     Cost counted;
     c->graph = cuda::Graph::capture(
-        [&] { c->prediction = adapter_->adapt_and_predict(in, &counted, &c->first_loss, &c->last_loss); },
+        [&] { c->prediction = graph_adapter().adapt_and_predict(in, &counted, &c->first_loss, &c->last_loss); },
         stream);
     c->counted = counted;
   }

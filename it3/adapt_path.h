@@ -10,7 +10,8 @@
 //           captured input first
 //   fused   the whole adaptation as ONE fused kernel call (it3/fused_adapt.h): small concat
 //           MLPs with IT³ offline; on the CPU too when named (the plain-loop reference)
-//   auto    fused where it applies on a GPU, else graph where it applies, else eager
+//   auto    fused where it applies on a GPU and the batch fits one block of the kernel (the
+//           only size where it beat a graph on an H100), else graph where it applies, else eager
 // Every path gives the same predictions (the graph replays exactly the eager kernels; tests
 // compare them) and fills the same Cost counters, so a results table can say which one ran.
 //
@@ -45,8 +46,9 @@ class PathAdapter {
   // `path` automatic picks per the rules above; fused or graph asked for explicitly and not
   // applicable throws idem::Error with the reason (no silent fallback when the user named one).
   // The path decides options.fused: on for fused, off for graph and eager (they time the ops),
-  // automatic (GPU only) for auto. A batch the fused kernel does not take (over 256 rows)
-  // runs op by op on the fused path.
+  // automatic (GPU only) for auto. A batch the fused kernel does not take (over 256 rows, or
+  // under auto more work than one block does well) runs in a CUDA graph under auto where one
+  // applies, else op by op.
   PathAdapter(const std::shared_ptr<RecursiveModel>& trained, AdaptOptions options,
               ActmadStats stats = {}, AdaptPath path = AdaptPath::automatic);
   ~PathAdapter();
@@ -73,6 +75,9 @@ class PathAdapter {
   struct Capture;
   AdaptResult predict_graph(const Input& x);
   Capture& capture_for(const Input& x);
+  // The Adapter a capture records: adapter_ on the graph path; on the fused path under auto, a
+  // second Adapter with the fused kernel off (made at the first batch the kernel does not take).
+  Adapter& graph_adapter();
 
   std::shared_ptr<RecursiveModel> trained_;
   ActmadStats stats_;
@@ -81,6 +86,8 @@ class PathAdapter {
   AdaptPath last_path_;
   bool check_finite_;  // the user's wish; the graph path's Adapter runs with it off
   std::unique_ptr<Adapter> adapter_;
+  std::unique_ptr<AdaptOptions> graph_options_;  // set: auto may send unfused batches to a graph
+  std::unique_ptr<Adapter> graph_adapter_;
   std::vector<std::unique_ptr<Capture>> captures_;
   Cost total_;
   double setup_us_ = 0.0;

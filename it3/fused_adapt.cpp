@@ -76,6 +76,7 @@ FusedMlpAdapt::FusedMlpAdapt(RecursiveModel& model, RecursiveModel& anchor, Opti
   IDEM_CHECK(F && F->sizes() == f->sizes(), "it3 fused adaptation", "the anchor is not the model's MLP");
   const auto lf = f->linears(), lF = F->linears();
   device_ = lf[0]->weight().device();
+  automatic_ = o.fused == FusedMode::automatic;
   FusedMlpAdaptParams& p = params_;
   p.layers = int(lf.size());
   for (size_t i = 0; i < f->sizes().size(); ++i) p.widths[i] = int(f->sizes()[i]);
@@ -140,6 +141,17 @@ std::string FusedMlpAdapt::batch_reason(const Input& x) const {
   const int64_t b = x.x.size(0);
   if (b < 1 || b > kFusedMlpMaxBatch) {
     why << "batch " << b << " (needs 1 to " << kFusedMlpMaxBatch << ")";
+    return why.str();
+  }
+  // Measured on an H100 (docs/performance.md, "The fused IT³ kernel"): the kernel beats a
+  // CUDA graph replay of the op-by-op path only while it runs as one block; with a cooperative
+  // grid its grid-wide barriers and long per-thread sums make it slower than both the graph
+  // and the eager path. So automatic takes a batch only when it fits one block; on forces it.
+  const int64_t macs = fused_mlp_largest_phase_macs(params_, b);
+  if (automatic_ && macs > kFusedMlpSingleBlockMacs) {
+    why << "batch " << b << ": the largest phase has " << macs << " multiply-adds, over one block's "
+        << kFusedMlpSingleBlockMacs << " (the multi-block kernel measured slower than a CUDA graph; "
+        << "--path fused forces it)";
     return why.str();
   }
   return "";

@@ -36,7 +36,9 @@ class FusedMlpAdapt {
   FusedMlpAdapt(RecursiveModel& model, RecursiveModel& anchor, Optimizer* optim,
                 const AdaptOptions& options);
 
-  // "" when the batch fits the kernel: x (B, d) f32 on the model's device, 1 <= B <= 256.
+  // "" when the batch fits the kernel: x (B, d) f32 on the model's device, 1 <= B <= 256; with
+  // FusedMode::automatic also a largest phase of at most kFusedMlpSingleBlockMacs multiply-adds
+  // (one block on a GPU: the only size at which the kernel beat a CUDA graph when measured).
   std::string batch_reason(const Input& x) const;
   // One whole adaptation and the prediction f_θ(x, ∅), (B, S). requires: batch_reason(x) empty.
   Tensor run(const Input& x);
@@ -57,6 +59,7 @@ class FusedMlpAdapt {
   Tensor scratch_;  // activations and gradient buffers for scratch_batch_ rows
   int64_t scratch_batch_ = 0;
   int last_grid_ = 0;
+  bool automatic_ = false;  // FusedMode::automatic: only batches that fit one block
 };
 
 }  // namespace idem::it3

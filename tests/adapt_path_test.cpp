@@ -139,6 +139,18 @@ TEST(AdaptPathCuda, GraphReplaysPredictWhatEagerPredictsForAnMlp) {
   EXPECT_EQ(best.path(), AdaptPath::fused);
   EXPECT_EQ(best.captures(), 0u);
   EXPECT_EQ(r.cost.gpu_launches, 1u);
+  // A batch too large for one block of the kernel (200·16·7 multiply-adds > 16 384) goes to a
+  // CUDA graph under auto, and predicts what the op-by-op path predicts; small ones stay fused.
+  AdaptOptions op_by_op = AdaptOptions::for_method(Method::it3);
+  op_by_op.fused = FusedMode::off;
+  Adapter eager(model, op_by_op);
+  const Tensor big = batch(200, 5, d);
+  const AdaptResult rb = best.predict(Input(big));
+  EXPECT_EQ(best.path(), AdaptPath::graph);
+  EXPECT_EQ(best.captures(), 1u);
+  testing::expect_near_all(rb.prediction, eager.predict(Input(big)).prediction, 1e-5, "auto, batch 200");
+  best.predict(Input(xs[1]));
+  EXPECT_EQ(best.path(), AdaptPath::fused);
 }
 
 TEST(AdaptPathCuda, GraphReplaysMatchEagerForEveryBatchNormMethod) {

@@ -166,9 +166,8 @@ TEST(FusedAdapt, RepeatedCallsGiveTheSameBits) {
 
 TEST(FusedAdapt, SaysWhyAModelOrBatchIsNotFused) {
   AdaptOptions it3 = AdaptOptions::for_method(Method::it3);
-  EXPECT_NE(fused_ineligible_reason(*bench_mlp(false), it3).find("is off"), std::string::npos);  // the default
+  EXPECT_EQ(it3.fused, FusedMode::automatic);  // the default
   // automatic leaves the CPU to the faster op-by-op path; on forces the CPU reference.
-  it3.fused = FusedMode::automatic;
   EXPECT_NE(fused_ineligible_reason(*bench_mlp(false), it3).find("on the CPU"), std::string::npos);
   it3.fused = FusedMode::on;
   auto why = [&](const std::shared_ptr<RecursiveModel>& m, const AdaptOptions& o) {
@@ -205,7 +204,7 @@ TEST(FusedAdapt, SaysWhyAModelOrBatchIsNotFused) {
     o.prediction = Prediction::anchor;
     EXPECT_NE(why(bench_mlp(false), o).find("prediction anchor"), std::string::npos);
     o = AdaptOptions::for_method(Method::it3_online);
-    o.fused = FusedMode::on;  // past the default (off), to the method's own reason
+    o.fused = FusedMode::on;  // past automatic's CPU reason, to the method's own reason
     EXPECT_NE(why(bench_mlp(false), o).find("it3-online"), std::string::npos);
     o = it3;
     o.anchor = Anchor::shared;
@@ -293,9 +292,8 @@ TEST(FusedAdaptCuda, MatchesTheCpuReferenceAndTheUnfusedGpuPath) {
         const Input xg(xc.to(Device::cuda()));
         AdaptOptions off = o;
         off.fused = FusedMode::off;
-        AdaptOptions gpu_auto = o;
-        gpu_auto.fused = FusedMode::automatic;  // what the CLI gets on a GPU
-        Adapter fused(gm, gpu_auto), plain(gm, off);
+        // on: every size (the kernel's own check); which of them automatic takes is below.
+        Adapter fused(gm, o), plain(gm, off);
         ASSERT_TRUE(fused.uses_fused(xg)) << fused.fused_reason();
         const uint64_t l0 = cuda::launch_count();
         const Tensor got = fused.adapt_and_predict(xg);
@@ -305,7 +303,32 @@ TEST(FusedAdaptCuda, MatchesTheCpuReferenceAndTheUnfusedGpuPath) {
         expect_bits(fused.adapt_and_predict(xg), got, what + " repeated");
         if (wide && batch >= 64) EXPECT_GT(fused.fused_plan()->last_grid(), 1) << what << ": cooperative grid";
         if (!wide && batch == 8) EXPECT_EQ(fused.fused_plan()->last_grid(), 1) << what << ": one block";
+        // automatic (the command line's auto on a GPU) takes exactly the one-block batches.
+        AdaptOptions gpu_auto = o;
+        gpu_auto.fused = FusedMode::automatic;
+        Adapter automatic(gm, gpu_auto);
+        EXPECT_EQ(automatic.uses_fused(xg), fused.fused_plan()->last_grid() == 1) << what;
       }
+}
+
+TEST(FusedAdapt, OneBlockRuleOfAutomatic) {
+  // automatic (GPU only, so checked on a card by FusedAdaptCuda above) takes a batch when the
+  // largest phase fits one block: B·n_l·n_{l−1} <= 256 threads × 64. For the bench models:
+  // mlp_tab (14 → 30 → 20 → 10 → 1; largest phase 30·20 per row) up to batch 27, mlp_256
+  // (14 → 256 → 256 → …) never.
+  FusedMlpAdaptParams tab, wide;
+  tab.layers = wide.layers = 4;
+  const int tw[] = {14, 30, 20, 10, 1}, ww[] = {14, 256, 256, 256, 1};
+  for (int l = 0; l <= 4; ++l) tab.widths[l] = tw[l], wide.widths[l] = ww[l];
+  EXPECT_EQ(kFusedMlpSingleBlockMacs, 16384);
+  EXPECT_EQ(fused_mlp_largest_phase_macs(tab, 8), 8 * 30 * 20);
+  EXPECT_LE(fused_mlp_largest_phase_macs(tab, 27), kFusedMlpSingleBlockMacs);
+  EXPECT_GT(fused_mlp_largest_phase_macs(tab, 28), kFusedMlpSingleBlockMacs);
+  EXPECT_EQ(fused_mlp_largest_phase_macs(wide, 1), 256 * 256);
+  EXPECT_GT(fused_mlp_largest_phase_macs(wide, 1), kFusedMlpSingleBlockMacs);
+  // on ignores the rule: every batch up to 256 rows.
+  Adapter on_wide(bench_mlp(true), options_of({Distance::l1, OptimizerKind::adam, 0.0, 1}, true));
+  EXPECT_TRUE(on_wide.uses_fused(Input(randn({64, 13}, 1))));
 }
 
 TEST(FusedAdaptCuda, OtherDistancesOptimizersAndActivations) {

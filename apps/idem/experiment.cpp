@@ -132,7 +132,7 @@ std::vector<OptionSpec> adapt_options() {
           {"neutral-signal", true, "", "∅ at test time, every method: fixed (default) or random-onehot"},
           {"persistent-moments", false, "", "IT³ rows: keep the optimizer's moments across batches (weights still reset)"},
           {"readout-before-update", false, "", "it3 rows: predict from the last step's pass before its update"},
-          {"path", true, "eager", "eager (one call per op), auto (on a GPU: one fused kernel call per batch for a small MLP, else a CUDA graph per batch shape where it applies; else eager), fused or graph; auto is not yet the default (docs/it3.md, Execution paths)"},
+          {"path", true, "auto", "auto (on a GPU: one fused kernel call per batch for a small MLP at a small batch, else a CUDA graph per batch shape where it applies; else eager), eager (one call per op), fused or graph (docs/it3.md, Execution paths)"},
           {"profile", false, "", "write profile.md: a per-op table of one adapted batch per method (runs eager)"}};
 }
 

@@ -22,6 +22,12 @@ int64_t fused_mlp_scratch_floats(const FusedMlpAdaptParams& p, int64_t batch) {
   return 2 * acts + 2 * batch * widest + batch * p.signal;
 }
 
+int64_t fused_mlp_largest_phase_macs(const FusedMlpAdaptParams& p, int64_t batch) {
+  int64_t macs = 0;
+  for (int l = 1; l <= p.layers; ++l) macs = std::max<int64_t>(macs, batch * p.widths[l] * p.widths[l - 1]);
+  return macs;
+}
+
 namespace cpu {
 
 namespace {

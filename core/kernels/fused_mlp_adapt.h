@@ -75,6 +75,14 @@ struct FusedMlpAdaptParams {
 // Floats of scratch (fa, Fa, d0, d1, gy0 together) for a batch of B.
 int64_t fused_mlp_scratch_floats(const FusedMlpAdaptParams& p, int64_t batch);
 
+// Multiply-adds of the largest phase of one step for a batch of B: a layer's forward or input
+// gradient, B·n_l·n_{l−1} (the weight gradient has the same count). The CUDA kernel sizes its
+// grid from it: one block up to kFusedMlpThreads · kFusedMlpMacsPerThread, else a cooperative grid.
+int64_t fused_mlp_largest_phase_macs(const FusedMlpAdaptParams& p, int64_t batch);
+// Multiply-adds per thread a phase should give each block before another block pays off.
+constexpr int64_t kFusedMlpMacsPerThread = 64;
+constexpr int64_t kFusedMlpSingleBlockMacs = int64_t(kFusedMlpThreads) * kFusedMlpMacsPerThread;
+
 namespace cpu {
 void fused_mlp_adapt(const FusedMlpAdaptParams& p);
 }

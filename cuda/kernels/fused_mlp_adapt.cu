@@ -266,10 +266,6 @@ __global__ void __launch_bounds__(kFusedMlpThreads) fused_mlp_adapt_kernel(const
   for (int64_t t = t0; t < int64_t(g.B) * g.S; t += stride) p.y[t] = y0[t];
 }
 
-// Multiply-adds per thread a phase should give each block before another block pays off
-// (grid barriers cost about a microsecond each; to be tuned on the GPU).
-constexpr int64_t kMacsPerThread = 64;
-
 // Blocks of this kernel that fit on the device at once (a cooperative grid may not exceed
 // it), or 1 where cooperative launches are unsupported. Cached per device.
 int coresident_blocks(int device) {
@@ -288,12 +284,8 @@ int coresident_blocks(int device) {
 }  // namespace
 
 int fused_mlp_adapt_grid(const FusedMlpAdaptParams& p, int device) {
-  // The largest phase in multiply-adds: a layer's forward or input gradient (B·n_l·n_{l−1})
-  // — the weight gradient has the same count.
-  int64_t macs = 0;
-  for (int l = 1; l <= p.layers; ++l)
-    macs = std::max<int64_t>(macs, int64_t(p.batch) * p.widths[l] * p.widths[l - 1]);
-  const int64_t want = (macs + kFusedMlpThreads * kMacsPerThread - 1) / (kFusedMlpThreads * kMacsPerThread);
+  const int64_t macs = fused_mlp_largest_phase_macs(p, p.batch);
+  const int64_t want = (macs + kFusedMlpSingleBlockMacs - 1) / kFusedMlpSingleBlockMacs;
   if (want <= 1) return 1;
   set_device(device);
   return int(std::min<int64_t>(want, coresident_blocks(device)));
