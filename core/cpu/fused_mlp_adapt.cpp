@@ -1,6 +1,7 @@
 // CPU reference of the fused IT³ MLP adaptation (contract: core/kernels/fused_mlp_adapt.h).
 // Plain loops in the phase order of the CUDA kernel (cuda/kernels/fused_mlp_adapt.cu): every
-// output is a sum from 0 over the same index in the same order as there, so this file is both
+// output is a sum from 0 over the same index in the same order as there (except a wide layer's
+// forward, which the kernel splits over a warp: see the contract's Numerics), so this file is both
 // the CPU fused path (`--fused on`) and the oracle of the GPU test. The loops keep one
 // accumulator per output in a row and run the summed index outside, so the inner loop is over
 // independent outputs (vectorizable without reordering any sum). Single-threaded on purpose:

@@ -10,8 +10,9 @@
 //   - grid of 1 block (small models): __syncthreads() between phases;
 //   - otherwise a cooperative grid (cudaLaunchCooperativeKernel), grid.sync() between phases.
 // Every phase is a grid-stride loop over its outputs; each output is one thread's sum over a
-// fixed index range in a fixed order, so there are no atomics and repeated calls give the same
-// bits. Weights, moments and activations live in global memory (a few MB at most: L2-resident).
+// fixed index range in a fixed order (a wide layer's forward: one warp's, 32 strided partial
+// sums and a fixed xor tree), so there are no atomics and repeated calls give the same bits.
+// Weights, moments and activations live in global memory (a few MB at most: L2-resident).
 // The optimizer of layer l + 1 runs in the phase that computes layer l's gradients (layer l + 1's
 // weights are no longer read then), and layer 1's update in the thread that computes its
 // gradient: no phase of its own.
@@ -58,6 +59,17 @@ __device__ __forceinline__ float dist_grad(const FusedMlpAdaptParams& p, const G
   return math::distance_grad_factor(p.distance, y1 - y0) * scale;
 }
 
+// Inputs per output from which a layer's forward gives each output a whole warp: lanes take
+// every 32nd input (coalesced reads of the weight row and of the activation row) and a fixed
+// xor tree adds the 32 partial sums. Below it one thread sums a whole (short, L1-resident) row:
+// a warp per output would leave most lanes idle.
+constexpr int kWarpDotMinInputs = 64;
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
 // Forward of the network with θ (anchor false) or Θ on [x, s]: one phase per layer.
 __device__ void forward(const FusedMlpAdaptParams& p, const Geo& g, bool anchor, const float* s,
                         float* acts, int64_t t0, int64_t stride) {
@@ -68,18 +80,40 @@ __device__ void forward(const FusedMlpAdaptParams& p, const Geo& g, bool anchor,
     const int nin = p.widths[l - 1], nout = p.widths[l];
     const float* prev = l > 1 ? acts + g.off[l - 1] : nullptr;
     const int64_t n = int64_t(g.B) * nout;
-    for (int64_t t = t0; t < n; t += stride) {
-      const int b = int(t / nout), j = int(t % nout);
-      const float* w = W + int64_t(j) * nin;
-      float acc = 0.0f;
-      if (prev) {
-        const float* a = prev + int64_t(b) * nin;
-        for (int i = 0; i < nin; ++i) acc += a[i] * w[i];
-      } else {
-        for (int i = 0; i < nin; ++i) acc += input_at(p, g, b, i, s) * w[i];
+    if (nin >= kWarpDotMinInputs) {
+      // A warp per output; the loop bound is the same for every lane of a warp (o is
+      // warp-uniform), so every lane reaches each shuffle.
+      const int lane = int(t0 & 31);
+      for (int64_t o = t0 >> 5; o < n; o += stride >> 5) {
+        const int b = int(o / nout), j = int(o % nout);
+        const float* w = W + int64_t(j) * nin;
+        float acc = 0.0f;
+        if (prev) {
+          const float* a = prev + int64_t(b) * nin;
+          for (int i = lane; i < nin; i += 32) acc += a[i] * w[i];
+        } else {
+          for (int i = lane; i < nin; i += 32) acc += input_at(p, g, b, i, s) * w[i];
+        }
+        acc = warp_sum(acc);
+        if (lane == 0) {
+          const float z = acc + bias[j];
+          acts[g.off[l] + o] = l < g.L ? math::fused_act(p.act, z, p.slope) : z;
+        }
       }
-      const float z = acc + bias[j];
-      acts[g.off[l] + t] = l < g.L ? math::fused_act(p.act, z, p.slope) : z;
+    } else {
+      for (int64_t t = t0; t < n; t += stride) {
+        const int b = int(t / nout), j = int(t % nout);
+        const float* w = W + int64_t(j) * nin;
+        float acc = 0.0f;
+        if (prev) {
+          const float* a = prev + int64_t(b) * nin;
+          for (int i = 0; i < nin; ++i) acc += a[i] * w[i];
+        } else {
+          for (int i = 0; i < nin; ++i) acc += input_at(p, g, b, i, s) * w[i];
+        }
+        const float z = acc + bias[j];
+        acts[g.off[l] + t] = l < g.L ? math::fused_act(p.act, z, p.slope) : z;
+      }
     }
     phase_sync();
   }
@@ -180,6 +214,9 @@ __global__ void __launch_bounds__(kFusedMlpThreads) fused_mlp_adapt_kernel(const
       for (int64_t t = t0; t < n; t += stride) {
         const int b = int(t / nin), i = int(t % nin);
         float acc = 0.0f;
+        // Unrolled so that several independent weight loads are in flight (L2 latency bound);
+        // the sum's order is unchanged.
+#pragma unroll 8
         for (int j = 0; j < nout; ++j) {
           const int64_t o = int64_t(b) * nout + j;
           const float delta = l == g.L ? dist_grad(p, g, y1[o], y0[o]) : other[o];
@@ -231,6 +268,7 @@ __global__ void __launch_bounds__(kFusedMlpThreads) fused_mlp_adapt_kernel(const
         float acc = 0.0f;
         if (t < nw) {
           const int j = int(t / nin), i = int(t % nin);
+#pragma unroll 8
           for (int b = 0; b < g.B; ++b)
             acc += delta[int64_t(b) * nout + j] *
                    (a ? a[int64_t(b) * nin + i] : input_at(p, g, b, i, nullptr));
@@ -254,6 +292,7 @@ __global__ void __launch_bounds__(kFusedMlpThreads) fused_mlp_adapt_kernel(const
         for (int64_t t = t0; t < n; t += stride) {
           const int b = int(t / nin), i = int(t % nin);
           float acc = 0.0f;
+#pragma unroll 8
           for (int j = 0; j < nout; ++j) acc += delta[int64_t(b) * nout + j] * ly.w[int64_t(j) * nin + i];
           out[t] = math::fused_act_grad(p.act, acc, a[t], p.slope);
         }
