@@ -35,6 +35,7 @@ const char* method_name(Method m) {
     case Method::memo: return "memo";
     case Method::ttt: return "ttt";
     case Method::ttt_pp: return "ttt++";
+    case Method::masked_ttt: return "masked-ttt";
   }
   return "?";
 }
@@ -44,14 +45,17 @@ Method parse_method(const std::string& n) {
   if (n == "it3_online") return Method::it3_online;
   if (n == "random_step") return Method::random_step;
   if (n == "ttt_pp" || n == "tttpp") return Method::ttt_pp;
+  if (n == "masked_ttt") return Method::masked_ttt;
   fail("it3::Adapter", "unknown method '", n,
-       "' (expected none, bn, tent, actmad, it3, it3-online, random-step, eata, deyo, memo, ttt, ttt++)");
+       "' (expected none, bn, tent, actmad, it3, it3-online, random-step, eata, deyo, memo, ttt, ttt++, "
+       "masked-ttt)");
 }
 const std::vector<Method>& all_methods() {
   static const std::vector<Method> m{Method::none, Method::bn,  Method::tent,
                                      Method::actmad, Method::it3, Method::it3_online,
                                      Method::random_step, Method::eata, Method::deyo,
-                                     Method::memo, Method::ttt, Method::ttt_pp};
+                                     Method::memo, Method::ttt, Method::ttt_pp,
+                                     Method::masked_ttt};
   return m;
 }
 const char* distance_name(Distance d) {
@@ -118,7 +122,8 @@ bool uses_entropy_loss(Method m) {
 
 bool uses_aux_head(Method m) { return aux_head_needed(m) != AuxKind::none; }
 AuxKind aux_head_needed(Method m) {
-  return m == Method::ttt || m == Method::ttt_pp ? AuxKind::rotation : AuxKind::none;
+  if (m == Method::ttt || m == Method::ttt_pp) return AuxKind::rotation;
+  return m == Method::masked_ttt ? AuxKind::masked : AuxKind::none;
 }
 
 const char* fused_mode_name(FusedMode f) {
@@ -196,7 +201,8 @@ AdaptOptions AdaptOptions::for_method(Method m) {
     case Method::memo: break;
     case Method::ttt:
     case Method::ttt_pp:
-      // The shared encoder adapts; the task's embed and head and the rotation head stay fixed.
+    case Method::masked_ttt:
+      // The shared encoder adapts; the task's embed and head and the auxiliary head stay fixed.
       o.params = ParamSelection::named({"body"});
       break;
   }
@@ -390,8 +396,10 @@ Adapter::Adapter(const std::shared_ptr<RecursiveModel>& trained, AdaptOptions op
   if (opt_.method == Method::eata) eata_ = std::make_unique<entropy::EataState>();
   if (uses_aux_head(opt_.method)) {
     if (!cls)
-      fail("it3::Adapter", method_name(opt_.method), " predicts image rotations with a training-time head: it "
-           "needs an image classification model; ", trained->type_name(), " is a regression model");
+      fail("it3::Adapter", method_name(opt_.method),
+           opt_.method == Method::masked_ttt ? " reconstructs masked image patches" : " predicts image rotations",
+           " with a training-time head: it needs an image classification model; ", trained->type_name(),
+           " is a regression model");
     require_aux_head(*trained, aux_head_needed(opt_.method), method_name(opt_.method));
     if (opt_.method == Method::ttt_pp && stats_.features.empty())
       fail("it3::Adapter", "ttt++ needs training feature statistics (collect_feature_stats)");
@@ -446,8 +454,8 @@ Adapter::Adapter(const std::shared_ptr<RecursiveModel>& trained, AdaptOptions op
   if (fused_reason_.empty())
     fused_ = std::make_unique<FusedMlpAdapt>(*model_, anchor(), optim_.get(), opt_);
   if (uses_aux_head(opt_.method))
-    ttt_ = std::make_unique<TttLoss>(static_cast<FeatureModel&>(*model_), opt_.method == Method::ttt_pp,
-                                     stats_.features);
+    ttt_ = std::make_unique<TttLoss>(static_cast<FeatureModel&>(*model_), aux_head_needed(opt_.method),
+                                     opt_.method == Method::ttt_pp, stats_.features, opt_.seed);
   if (opt_.method == Method::actmad) {
     model_->set_tap_sink([this](const std::string& name, const Tensor& a) {
       if (stats_.mean.count(name)) tapped_[name] = a;
@@ -607,7 +615,8 @@ Adapter::LossPasses Adapter::adaptation_loss(const Input& x, Cost& cost) {
     case Method::deyo:
     case Method::memo: out.loss = entropy_method_loss(x, cost); return out;
     case Method::ttt:
-    case Method::ttt_pp: out.loss = ttt_->loss(x, cost); return out;
+    case Method::ttt_pp:
+    case Method::masked_ttt: out.loss = ttt_->loss(x, cost); return out;
     default: fail("it3::Adapter", method_name(opt_.method), " has no adaptation loss");
   }
 }
@@ -705,7 +714,7 @@ Tensor Adapter::run_fused(const Input& x, Cost& cost) {
 Tensor Adapter::run(const Input& x, Cost& cost, Tensor* first_loss, Tensor* last_loss) {
   const bool adapting = optim_ != nullptr && opt_.steps > 0;
   draw_offset_ = 0;
-  if (ttt_) ttt_->begin_batch();
+  if (ttt_) ttt_->begin_batch(batch_index_);
   if (adapting && opt_.reset == ResetPolicy::per_batch) {
     reset();
     cost.reset_bytes += uint64_t(reset_bytes());

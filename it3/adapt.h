@@ -51,7 +51,7 @@
 
 namespace idem::it3 {
 
-enum class Method : uint8_t { none, bn, tent, actmad, it3, it3_online, random_step, eata, deyo, memo, ttt, ttt_pp };
+enum class Method : uint8_t { none, bn, tent, actmad, it3, it3_online, random_step, eata, deyo, memo, ttt, ttt_pp, masked_ttt };
 enum class Anchor : uint8_t { frozen, ema, shared, head };
 enum class Distance : uint8_t { l1, mse, js, js_authors };
 enum class BnMode : uint8_t { running, batch };
@@ -142,6 +142,7 @@ struct AdaptOptions {
   //   memo       all parameters, running statistics, reset per batch (episodic, as published)
   //   ttt        the encoder (body.*), running statistics, the rotation loss (it3/methods/ttt.h)
   //   ttt_pp     as ttt, plus the alignment of the encoder features to training statistics
+//   masked_ttt as ttt, with the masked reconstruction loss of a masked head (it3/methods/ttt.h)
   static AdaptOptions for_method(Method m);
   // Throws idem::Error naming the bad knob (negative steps, lr, α outside [0, 1], ...).
   void validate() const;
@@ -149,7 +150,8 @@ struct AdaptOptions {
   std::string to_json() const;
 };
 
-// "none", "bn", "tent", "actmad", "it3", "it3-online", "random-step", "eata", "deyo", "memo", "ttt", "ttt++"
+// "none", "bn", "tent", "actmad", "it3", "it3-online", "random-step", "eata", "deyo", "memo", "ttt",
+// "ttt++", "masked-ttt"
 const char* method_name(Method m);
 Method parse_method(const std::string& name);
 const std::vector<Method>& all_methods();
@@ -167,7 +169,8 @@ bool uses_it3_loss(Method m);
 // Whether the method minimizes an entropy of class probabilities (tent, eata, deyo, memo): it
 // needs a classification model, and `--method all` leaves it out of regression tasks.
 bool uses_entropy_loss(Method m);
-// Whether the method runs a training-time auxiliary head's loss (ttt, ttt++), and which head.
+// Whether the method runs a training-time auxiliary head's loss (ttt, ttt++: rotation;
+// masked-ttt: masked), and which head.
 bool uses_aux_head(Method m);
 AuxKind aux_head_needed(Method m);  // AuxKind::none for the other methods
 // Whether the model has a normalization layer (BatchNorm, LayerNorm, GroupNorm): what bn and
@@ -292,7 +295,7 @@ class Adapter {
   uint64_t draw_offset_ = 0;  // Philox offset of the next random ∅ within this batch
   std::unique_ptr<entropy::EataState> eata_;  // EATA's redundancy filter's moving average
   int64_t step_in_batch_ = 0;                 // seeds DeYO's shuffle and MEMO's augmentations
-  std::unique_ptr<class TttLoss> ttt_;  // ttt, ttt++ (it3/methods/ttt.h)
+  std::unique_ptr<class TttLoss> ttt_;  // ttt, ttt++, masked-ttt (it3/methods/ttt.h)
   std::unique_ptr<FusedMlpAdapt> fused_;
   std::string fused_reason_;
 };

@@ -45,6 +45,8 @@ std::string graph_path_blocker(const AdaptOptions& o, Device device) {
     return "deyo draws a new patch shuffle for every batch";
   if (o.method == Method::memo && o.steps > 0)
     return "memo draws new augmentations for every batch";
+  if (o.method == Method::masked_ttt && o.steps > 0)
+    return "masked-ttt draws new masks for every batch";
   // EATA's redundancy filter keeps a moving average that a reset reallocates (and that carries
   // over between batches without one): not in the buffers a capture replays.
   if (o.method == Method::eata && o.steps > 0)

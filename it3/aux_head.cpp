@@ -1,9 +1,14 @@
 #include "it3/aux_head.h"
 
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
 #include "autograd/anomaly.h"
 #include "autograd/functions.h"
 #include "autograd/nn_functions.h"
 #include "core/error.h"
+#include "data/image_rng.h"
 #include "layers/activation.h"
 #include "layers/containers.h"
 #include "layers/conv.h"
@@ -18,6 +23,7 @@ const char* aux_kind_name(AuxKind k) {
   switch (k) {
     case AuxKind::none: return "none";
     case AuxKind::rotation: return "rotation";
+    case AuxKind::masked: return "masked";
   }
   return "?";
 }
@@ -25,7 +31,8 @@ const char* aux_kind_name(AuxKind k) {
 AuxKind parse_aux_kind(const std::string& n) {
   if (n.empty() || n == "none") return AuxKind::none;
   if (n == "rotation") return AuxKind::rotation;
-  fail("it3 aux head", "unknown auxiliary task '", n, "' (expected rotation or none)");
+  if (n == "masked") return AuxKind::masked;
+  fail("it3 aux head", "unknown auxiliary task '", n, "' (expected rotation, masked or none)");
 }
 
 AuxKind aux_kind(const RecursiveModel& model) {
@@ -90,6 +97,101 @@ const Tensor& RotationBatcher::labels(int64_t batch, Device device) {
   return labels_;
 }
 
+// ---- masked reconstruction ----
+
+namespace {
+int64_t patches_along(int64_t pixels, int64_t patch) { return (pixels + patch - 1) / patch; }
+}  // namespace
+
+int64_t masked_patch_count(int64_t height, int64_t width, const MaskSpec& spec) {
+  IDEM_CHECK(spec.patch >= 1 && spec.fraction > 0 && spec.fraction < 1, "masked patches",
+             "needs a patch size >= 1 and a fraction in (0, 1), got ", spec.patch, " and ", spec.fraction);
+  IDEM_CHECK(height >= 1 && width >= 1, "masked patches", "needs an image of at least 1×1 pixels, got ",
+             height, "×", width);
+  const int64_t p = patches_along(height, spec.patch) * patches_along(width, spec.patch);
+  IDEM_CHECK(p >= 2, "masked patches", "a ", height, "×", width, " image has ", p, " patch of ", spec.patch,
+             "×", spec.patch, " pixels: masking needs at least 2 (one hidden, one seen)");
+  const int64_t n = int64_t(std::llround(spec.fraction * double(p)));
+  return std::min(std::max<int64_t>(n, 1), p - 1);
+}
+
+PatchMask make_patch_mask(int64_t batch, int64_t height, int64_t width, uint64_t key, Options options,
+                          const MaskSpec& spec) {
+  IDEM_CHECK(batch >= 1, "make_patch_mask", "needs a batch of at least 1 image, got ", batch);
+  const int64_t n = masked_patch_count(height, width, spec);
+  const int64_t ph = patches_along(height, spec.patch), pw = patches_along(width, spec.patch), p = ph * pw;
+  std::vector<double> hidden(size_t(batch * height * width), 0.0);
+  std::vector<int64_t> order(static_cast<size_t>(p));
+  double count = 0;
+  for (int64_t i = 0; i < batch; ++i) {
+    // The first n entries of a partial Fisher–Yates shuffle: n distinct patches, uniformly.
+    data::ImageRng rng(key, uint64_t(i));
+    std::iota(order.begin(), order.end(), int64_t(0));
+    for (int64_t j = 0; j < n; ++j) std::swap(order[size_t(j)], order[size_t(rng.randint(int(j), int(p)))]);
+    double* plane = hidden.data() + i * height * width;
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t r0 = order[size_t(j)] / pw * spec.patch, c0 = order[size_t(j)] % pw * spec.patch;
+      for (int64_t r = r0; r < std::min(height, r0 + spec.patch); ++r)
+        for (int64_t c = c0; c < std::min(width, c0 + spec.patch); ++c) plane[r * width + c] = 1.0, count += 1;
+    }
+  }
+  std::vector<double> visible(hidden.size());
+  for (size_t k = 0; k < hidden.size(); ++k) visible[k] = 1.0 - hidden[k];
+  const Shape shape{batch, 1, height, width};
+  PatchMask m;
+  m.hidden = from_vector(hidden, shape).to(options.dtype).to(options.device);
+  m.visible = from_vector(visible, shape).to(options.dtype).to(options.device);
+  m.hidden_pixels = count;
+  return m;
+}
+
+Tensor masked_reconstruction(FeatureModel& model, const Tensor& images) {
+  IDEM_CHECK(model.aux_head() != nullptr, "masked_reconstruction", "the model has no auxiliary head");
+  IDEM_CHECK(images.defined() && images.dim() == 4, "masked_reconstruction", "needs images (N, C, H, W), got ",
+             images.defined() ? shape_str(images.shape()) : std::string("an undefined tensor"));
+  Tensor out = model.aux_head()->forward(model.features(Input(images)));
+  const int64_t b = images.size(0), c = images.size(1), h = images.size(2), w = images.size(3);
+  if (out.dim() == 4) {
+    // (B, C·s·s, h', w'): channel c·s² + dy·s + dx of cell (i, j) is pixel (i·s + dy, j·s + dx)
+    // of channel c. Depth to space: (B, C, s, s, h', w') -> (B, C, h', s, w', s) -> (B, C, H, W).
+    const int64_t hc = out.size(2), wc = out.size(3), s = hc > 0 ? h / hc : 0;
+    IDEM_CHECK(s >= 1 && hc * s == h && wc * s == w && out.size(1) == c * s * s, "masked_reconstruction",
+               "the head's output ", shape_str(out.shape()), " is not the s×s pixel blocks of ",
+               shape_str(images.shape()));
+    Tensor cells = reshape(out, {b, c, s, s, hc, wc});
+    return reshape(permute(cells, {0, 1, 4, 2, 5, 3}), images.shape());
+  }
+  IDEM_CHECK(out.dim() == 2 && out.size(1) == c * h * w, "masked_reconstruction", "the head's output ",
+             shape_str(out.shape()), " is not one image of ", shape_str(images.shape()), " per row");
+  return reshape(out, images.shape());
+}
+
+Tensor masked_mse(const Tensor& reconstruction, const Tensor& x, const PatchMask& mask) {
+  IDEM_CHECK(x.defined() && x.dim() == 4 && reconstruction.defined() && reconstruction.shape() == x.shape(),
+             "masked_mse", "needs a reconstruction and images of the same shape (N, C, H, W), got ",
+             reconstruction.defined() ? shape_str(reconstruction.shape()) : std::string("undefined"), " and ",
+             x.defined() ? shape_str(x.shape()) : std::string("undefined"));
+  IDEM_CHECK(mask.hidden.defined() && mask.hidden.shape() == (Shape{x.size(0), 1, x.size(2), x.size(3)}) &&
+                 mask.hidden_pixels > 0,
+             "masked_mse", "the mask ", mask.hidden.defined() ? shape_str(mask.hidden.shape()) : std::string("undefined"),
+             " does not fit images ", shape_str(x.shape()), " or hides nothing");
+  Tensor d = reconstruction - x;
+  return sum(d * d * mask.hidden) / (double(x.size(1)) * mask.hidden_pixels);
+}
+
+Tensor masked_loss(FeatureModel& model, const Tensor& x, const PatchMask& mask) {
+  Tensor seen;
+  {
+    NoGradGuard ng;  // the test images are data: no gradient flows into the masking
+    seen = x * mask.visible;
+  }
+  return masked_mse(masked_reconstruction(model, seen), x, mask);
+}
+
+uint64_t masked_training_key(uint64_t seed, int64_t step) {
+  return init::derive_seed(seed ^ 0x3A5C0ull, uint64_t(step));
+}
+
 // ---- heads ----
 
 namespace {
@@ -109,6 +211,26 @@ std::shared_ptr<Module> make_rotation_head(const Shape& f, uint64_t seed, Option
       std::make_shared<Conv2d>(16, 4, 3, Conv2dOptions{}, o, s()),
       std::make_shared<AdaptiveAvgPool2d>(1), std::make_shared<Flatten>()});
 }
+
+// The masked head's decoder (see the top of aux_head.h): features f, images (C, H, W).
+std::shared_ptr<Module> make_masked_head(const Shape& f, const Shape& image, uint64_t seed, Options o) {
+  uint64_t next = 0;
+  auto s = [&] { return init::derive_seed(seed, next++); };
+  const int64_t c = image[0], h = image[1], w = image[2];
+  if (f.size() == 4 && f[2] >= 1 && f[3] >= 1 && h % f[2] == 0 && w % f[3] == 0 && h / f[2] == w / f[3]) {
+    const int64_t cell = h / f[2];
+    Conv2dOptions pad1;
+    pad1.padding = 1;
+    return std::make_shared<Sequential>(std::initializer_list<std::shared_ptr<Module>>{
+        std::make_shared<Conv2d>(f[1], 32, 3, pad1, o, s()), std::make_shared<ReLU>(),
+        std::make_shared<Conv2d>(32, c * cell * cell, 1, Conv2dOptions{}, o, s())});
+  }
+  int64_t features = 1;
+  for (size_t i = 1; i < f.size(); ++i) features *= f[i];
+  return std::make_shared<Sequential>(std::initializer_list<std::shared_ptr<Module>>{
+      std::make_shared<Flatten>(), std::make_shared<Linear>(features, 64, true, o, s()),
+      std::make_shared<ReLU>(), std::make_shared<Linear>(64, c * h * w, true, o, s())});
+}
 }  // namespace
 
 void attach_aux_head(RecursiveModel& model, AuxKind kind, const Shape& input_shape, uint64_t seed) {
@@ -122,6 +244,7 @@ void attach_aux_head(RecursiveModel& model, AuxKind kind, const Shape& input_sha
   if (kind == AuxKind::rotation)
     IDEM_CHECK(input_shape[1] == input_shape[2], "attach_aux_head",
                "rotation prediction needs square images, got ", shape_str(input_shape));
+  if (kind == AuxKind::masked) masked_patch_count(input_shape[1], input_shape[2]);  // >= 2 patches
   const DType dt = model.parameters().empty() ? DType::f32 : model.parameters()[0].dtype();
   Shape probe{2};
   probe.insert(probe.end(), input_shape.begin(), input_shape.end());
@@ -133,7 +256,10 @@ void attach_aux_head(RecursiveModel& model, AuxKind kind, const Shape& input_sha
     fs = f->body()->forward(zeros(probe, Options{dt, model.device()})).shape();
     f->body()->train(was_training);
   }
-  auto head = make_rotation_head(fs, init::derive_seed(seed, 0xA0C5ull), Options{dt, model.device()});
+  const uint64_t head_seed = init::derive_seed(seed, 0xA0C5ull);
+  const Options o{dt, model.device()};
+  auto head = kind == AuxKind::masked ? make_masked_head(fs, input_shape, head_seed, o)
+                                      : make_rotation_head(fs, head_seed, o);
   head->train(f->is_training());
   f->set_aux_head(aux_kind_name(kind), head);
 }
@@ -160,10 +286,16 @@ Tensor rotation_loss(FeatureModel& model, const Tensor& x, RotationBatcher& batc
   return cross_entropy(rotation_logits(model, images), batcher.labels(x.size(0), x.device()));
 }
 
-Tensor aux_training_loss(RecursiveModel& model, const Input& x, RotationBatcher& batcher) {
+Tensor aux_training_loss(RecursiveModel& model, const Input& x, RotationBatcher& batcher, uint64_t mask_key) {
   switch (aux_kind(model)) {
     case AuxKind::rotation:
       return rotation_loss(static_cast<FeatureModel&>(model), x.x, batcher);
+    case AuxKind::masked: {
+      IDEM_CHECK(x.x.dim() == 4, "masked head", "needs images (N, C, H, W), got ", shape_str(x.x.shape()));
+      const PatchMask m = make_patch_mask(x.x.size(0), x.x.size(2), x.x.size(3), mask_key,
+                                          Options{x.x.dtype(), x.device()});
+      return masked_loss(static_cast<FeatureModel&>(model), x.x, m);
+    }
     case AuxKind::none: break;
   }
   fail("aux_training_loss", model.type_name(), " has no auxiliary head");
@@ -173,7 +305,7 @@ double train_step_with_aux(RecursiveModel& model, Optimizer& optim, const Input&
                            const TrainOptions& opt, int64_t step, RotationBatcher& batcher) {
   optim.zero_grad();
   TrainStep t = it3_objective(model, x, y, opt, step);
-  Tensor loss = t.loss + aux_training_loss(model, x, batcher);
+  Tensor loss = t.loss + aux_training_loss(model, x, batcher, masked_training_key(opt.seed, step));
   check_finite_loss(loss, step, "it3 training with an auxiliary head");
   const double value = loss.item();
   loss.backward();

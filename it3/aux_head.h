@@ -10,9 +10,22 @@
 //             torch-ttt builds it by default: for (B, C, H, W) features Conv2d(C,16,3) ReLU
 //             Conv2d(16,4,3) AdaptiveAvgPool2d(1) Flatten; for (B, F) features Linear(F,16)
 //             ReLU Linear(16,8) ReLU Linear(8,4).
+//   masked    (after Gandelsman et al. 2022, TTT with masked autoencoders) every image is cut
+//             into patches of 4×4 pixels; half of the patches, drawn per image (Philox, seeded,
+//             see make_patch_mask), are set to zero; the encoder sees the masked image and
+//             aux(body(masked)) reconstructs the whole image; the loss is the squared error on
+//             the hidden pixels only, averaged over them (visible pixels cost nothing, so the
+//             head cannot score by copying its input). Head: for (B, C', h, w) maps whose cells
+//             are s×s pixel blocks of the image (H = s·h, W = s·w; the demo's CNN: s = 4, one
+//             cell per patch) Conv2d(C',32,3,pad 1) ReLU Conv2d(32,C·s·s,1), read out as the
+//             s×s pixels of each cell (depth to space: one reshape and one permute); for any
+//             other features Flatten Linear(F,64) ReLU Linear(64,C·H·W). A small decoder, as in
+//             MAE: the encoder has to carry the information.
 // Training adds the auxiliary loss to the IT³ objective with weight 1 (L = L_it3 + L_aux, as
 // the TTT paper trains), on the same batch.
 //
+// The masks are 0/1 images built on the host (one Philox stream per image, data/image_rng.h)
+// and multiplied in: no new op, and the gradient flows through the encoder and the head only.
 // The rotations are composed from existing differentiable ops: one index_select over the
 // flattened pixels (a rotation of a square image is a permutation of its pixels), so no new
 // kernel is needed and the gradient is index_add's.
@@ -27,8 +40,8 @@
 
 namespace idem::it3 {
 
-enum class AuxKind : uint8_t { none, rotation };
-const char* aux_kind_name(AuxKind k);            // "none", "rotation"
+enum class AuxKind : uint8_t { none, rotation, masked };
+const char* aux_kind_name(AuxKind k);            // "none", "rotation", "masked"
 AuxKind parse_aux_kind(const std::string& name);  // "" and "none" -> none
 
 // Which head the model carries (none for a model without one, or not a FeatureModel).
@@ -55,9 +68,45 @@ class RotationBatcher {
   Tensor labels_;  // (4B) i64
 };
 
+// ---- masked reconstruction ----
+
+// The masking of the masked head: square patches of `patch` pixels on a side (the last row and
+// column of patches are cut short where `patch` does not divide H or W), of which
+// masked_patch_count hide. Fixed for training and test time (the head is trained for it).
+struct MaskSpec {
+  int64_t patch = 4;
+  double fraction = 0.5;
+};
+// How many of an H×W image's patches a mask hides: round(fraction · P), P = ⌈H/patch⌉·⌈W/patch⌉,
+// kept within [1, P − 1] so something is hidden and something is seen. requires: P >= 2.
+int64_t masked_patch_count(int64_t height, int64_t width, const MaskSpec& spec = {});
+
+// A batch of masks: hidden (B, 1, H, W) is 1 on the pixels of the hidden patches and 0
+// elsewhere, visible = 1 − hidden; hidden_pixels = Σ hidden (per channel). Image i of the batch
+// draws its patches from the Philox stream (key, i) (data/image_rng.h): a partial Fisher–Yates
+// shuffle of the P patch indices, so the mask is a pure function of (key, i, H, W, spec).
+struct PatchMask {
+  Tensor hidden, visible;
+  double hidden_pixels = 0;
+};
+PatchMask make_patch_mask(int64_t batch, int64_t height, int64_t width, uint64_t key, Options options,
+                          const MaskSpec& spec = {});
+
+// The image the masked head reconstructs from (already masked) images: aux(body(images)) read
+// out as (B, C, H, W), the shape of `images`.
+Tensor masked_reconstruction(FeatureModel& model, const Tensor& images);
+// Σ hidden·(reconstruction − x)² / (C · hidden_pixels): the squared error per hidden pixel and
+// channel, averaged over them. x and reconstruction (B, C, H, W); differentiable in both.
+Tensor masked_mse(const Tensor& reconstruction, const Tensor& x, const PatchMask& mask);
+// The masked loss of a batch: masked_mse(masked_reconstruction(model, x·visible), x, mask).
+Tensor masked_loss(FeatureModel& model, const Tensor& x, const PatchMask& mask);
+// The key of the training masks of step `step` of a run seeded `seed` (TrainOptions::seed).
+uint64_t masked_training_key(uint64_t seed, int64_t step);
+
 // Builds the head of `kind` for `model`'s encoder and attaches it (FeatureModel::set_aux_head).
 // The feature shape is probed with one forward of the body on zeros of `input_shape` (one
-// sample: (C, H, W)). Seeded from `seed`. requires: a FeatureModel; rotation needs square images.
+// sample: (C, H, W)). Seeded from `seed`. requires: a FeatureModel; rotation needs square images,
+// masked at least two patches (MaskSpec).
 void attach_aux_head(RecursiveModel& model, AuxKind kind, const Shape& input_shape, uint64_t seed);
 
 // The model as a FeatureModel carrying a head of `kind`, or an error that names `method` and how
@@ -70,11 +119,14 @@ Tensor rotation_logits(FeatureModel& model, const Tensor& images);
 // mean over the 4B images.
 Tensor rotation_loss(FeatureModel& model, const Tensor& x, RotationBatcher& batcher);
 
-// The auxiliary loss of the model's head on a training batch (the kind's loss above).
-Tensor aux_training_loss(RecursiveModel& model, const Input& x, RotationBatcher& batcher);
+// The auxiliary loss of the model's head on a training batch (the kind's loss above); the masked
+// head's masks are drawn with `mask_key` (masked_training_key).
+Tensor aux_training_loss(RecursiveModel& model, const Input& x, RotationBatcher& batcher,
+                         uint64_t mask_key = 0);
 
 // One training step on L = L_it3 + L_aux: zero_grad, forward, backward, step (as train_step;
-// refuses a non-finite loss). Returns the value of L (one device sync).
+// refuses a non-finite loss). Returns the value of L (one device sync). The masked head draws
+// its masks with masked_training_key(opt.seed, step): a new mask every step, reproducibly.
 double train_step_with_aux(RecursiveModel& model, Optimizer& optim, const Input& x, const Tensor& y,
                            const TrainOptions& opt, int64_t step, RotationBatcher& batcher);
 

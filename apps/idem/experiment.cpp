@@ -107,7 +107,7 @@ std::vector<OptionSpec> task_options() {
           {"model", true, "", "fmnist: bn-cnn (default) or small-cnn (the MNIST notebook's LeNet, no BatchNorm)"},
           {"first-signal", true, "", "first pass gets: neutral (∅), target-or-wrong (y or a random wrong label; ∅ never trained) or target-or-neutral"},
           {"p-first-target", true, "", "target-or-*: probability per batch that the first pass gets y (default 0.75)"},
-          {"aux", true, "", "fmnist: train a test-time-training head jointly: rotation (for ttt and ttt++; the training cost it adds goes to config.json) or none"}};
+          {"aux", true, "", "fmnist: train a test-time-training head jointly: rotation (for ttt and ttt++), masked (for masked-ttt) or none; the training cost it adds goes to config.json"}};
 }
 
 // --recipe: one option for train, adapt and demo (docs/it3.md, "Recipes").
@@ -117,7 +117,7 @@ OptionSpec recipe_option() {
 }
 
 std::vector<OptionSpec> adapt_options() {
-  return {{"method", true, "all", "comma-separated: none, bn, tent, actmad, it3, it3-online, random-step, eata, deyo, memo, ttt, ttt++ (all = every one that applies; ttt and ttt++ need a model trained with --aux rotation)"},
+  return {{"method", true, "all", "comma-separated: none, bn, tent, actmad, it3, it3-online, random-step, eata, deyo, memo, ttt, ttt++, masked-ttt (all = every one that applies; ttt and ttt++ need a model trained with --aux rotation, masked-ttt one trained with --aux masked)"},
           {"shift", true, "all", "comma-separated shift names (all = every one; demo = the demo's list)"},
           {"steps", true, "0", "adaptation steps K (0 = the task's default)"},
           {"adapt-lr", true, "0", "adaptation learning rate (0 = the task's default)"},
@@ -340,13 +340,22 @@ AdaptSettings adapt_settings_from(const Args& a, const Task& task, DemoSize size
       for (it3::Method m : {it3::Method::tent, it3::Method::eata, it3::Method::deyo}) drop(m);
     if (no_norm && task.kind() == it3::TaskKind::classification && !a.flag("quiet"))
       std::cerr << "note: the model has no normalization layer, so --method all leaves out tent, eata and deyo\n";
-    // ttt and ttt++ need the rotation head trained with the model (--aux rotation).
+    // ttt and ttt++ need the rotation head trained with the model (--aux rotation), masked-ttt
+    // the masked head (--aux masked); a model carries one head at most.
     const it3::AuxKind has = it3::aux_kind(*probe);
-    const size_t before = s.methods.size();
-    for (it3::Method m : it3::all_methods())
-      if (it3::uses_aux_head(m) && it3::aux_head_needed(m) != has) drop(m);
-    if (s.methods.size() != before && task.kind() == it3::TaskKind::classification && !a.flag("quiet"))
-      std::cerr << "note: the model has no rotation head, so --method all leaves out ttt and ttt++ (train with --aux rotation)\n";
+    for (it3::AuxKind k : {it3::AuxKind::rotation, it3::AuxKind::masked}) {
+      if (k == has) continue;
+      std::string left_out;
+      for (it3::Method m : it3::all_methods())
+        if (it3::aux_head_needed(m) == k &&
+            std::find(s.methods.begin(), s.methods.end(), m) != s.methods.end()) {
+          left_out += (left_out.empty() ? "" : " and ") + std::string(it3::method_name(m));
+          drop(m);
+        }
+      if (!left_out.empty() && task.kind() == it3::TaskKind::classification && !a.flag("quiet"))
+        std::cerr << "note: the model has no " << it3::aux_kind_name(k) << " head, so --method all leaves out "
+                  << left_out << " (train with --aux " << it3::aux_kind_name(k) << ")\n";
+    }
   }
   IDEM_CHECK(!s.methods.empty(), "idem adapt", "--method names no method");
   for (const auto& sh : a.list("shift")) {
@@ -708,7 +717,7 @@ int cmd_demo(int argc, char** argv) {
   Args a("demo", concat(specs, common_options()), argc, argv, 2);
   if (a.help()) {
     std::cout << "idem demo: train on a task, then evaluate none, bn, tent, actmad, it3, it3-online, random-step, eata,\n"
-                 "deyo and memo (and ttt, ttt++ with --aux rotation) on\n"
+                 "deyo and memo (and ttt, ttt++ with --aux rotation, masked-ttt with --aux masked) on\n"
                  "the clean and shifted test sets; prints the table, writes plots and a run directory.\n"
                  "On the CPU it runs a protocol sized for a few minutes on 2 cores (fewer training images,\n"
                  "epochs, test images and severities; the first line says which); --full runs all of it.\n"

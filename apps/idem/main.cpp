@@ -75,7 +75,7 @@ namespace {
 const char* kUsage =
     "idem — IT³ (idempotent test-time training) on a from-scratch C++/CUDA framework\n\n"
     "usage: idem <command> [options]   (idem <command> --help for its options)\n\n"
-    "  demo    train on a task, then compare none, bn, tent, actmad, it3, it3-online, random-step, eata, deyo, memo (+ ttt, ttt++ with --aux rotation) on shifted data\n"
+    "  demo    train on a task, then compare none, bn, tent, actmad, it3, it3-online, random-step, eata, deyo, memo (+ ttt, ttt++ with --aux rotation, masked-ttt with --aux masked) on shifted data\n"
     "  train   train a recursive-input model with the IT³ objective; writes a run directory\n"
     "  adapt   reload a run and evaluate test-time adaptation methods on shifts\n"
     "  bench   time one IT³ adaptation (it3), a training step (train) or core ops (ops)\n"

@@ -161,7 +161,7 @@ class FmnistTask : public Task {
     const int64_t w = cfg_.width > 0 ? cfg_.width : 32;
     auto m = small_cnn() ? it3::make_small_cnn(data_.train.num_classes, {}, seed)
                          : it3::make_bn_cnn(data_.train.num_classes, w, 2 * w, {}, seed);
-    // --aux: the training-time head of TTT on the body's features (part of the checkpoint).
+    // --aux: the training-time head of TTT or Masked TTT on the body's features (part of the checkpoint).
     const Shape& s = data_.train.images.shape();
     it3::attach_aux_head(*m, it3::parse_aux_kind(cfg_.aux), {s[1], s[2], s[3]}, seed);
     return m;
@@ -418,7 +418,7 @@ std::unique_ptr<Task> make_task(const TaskConfig& cfg) {
   if (!cfg.model.empty() && cfg.task != "fmnist")
     fail("idem", "--model chooses among fmnist's models; task ", cfg.task, " has one model");
   if (it3::parse_aux_kind(cfg.aux) != it3::AuxKind::none && cfg.task != "fmnist")
-    fail("idem", "--aux ", cfg.aux, " trains an image head for test-time training (ttt, ttt++): it needs "
+    fail("idem", "--aux ", cfg.aux, " trains an image head for test-time training (ttt, ttt++, masked-ttt): it needs "
          "an image classification task (fmnist); task ", cfg.task, " is a regression task");
   if (cfg.task == "fmnist") return std::make_unique<FmnistTask>(cfg);
   if (cfg.task == "tabular") return std::make_unique<TabularTask>(cfg);

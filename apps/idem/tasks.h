@@ -34,7 +34,7 @@ struct TaskConfig {
   double neutral = 0.0;         // regression ∅ (0 = the task's default)
   uint64_t seed = 0;
   std::string model;            // fmnist: "" or bn-cnn (the default), small-cnn (LeNet, no BatchNorm)
-  std::string aux;              // fmnist: "" (none) or rotation: a TTT head trained jointly (it3/aux_head.h)
+  std::string aux;              // fmnist: "" (none), rotation or masked: a TTT head trained jointly (it3/aux_head.h)
 
   json::Value to_json() const;
   static TaskConfig from_json(const json::Value& v);
