@@ -78,8 +78,20 @@ TEST(Cli, TrainThenAdaptOnATableFileWritesACompleteRun) {
   const std::string out = dir.path().string() + "/adapt";
   RunResult ad = run_cli("adapt --run " + run + " --method none,it3,it3-online --shift clean,zero:0.10 --steps 2 --device cpu --quiet --out " + out);
   ASSERT_EQ(ad.code, 0) << ad.out;
-  for (const char* f : {"config.json", "steps.jsonl", "results.csv", "results.md", "metric.svg", "cost.svg"})
+  for (const char* f : {"config.json", "steps.jsonl", "results.csv", "results.md", "metric.svg", "cost.svg",
+                        "pareto.svg", "pareto.csv"})
     EXPECT_TRUE(fs::exists(out + "/" + f)) << f;
+  // Accuracy against cost: one point and one CSV line per method, and the table in results.md.
+  const std::string pareto = slurp(out + "/pareto.csv");
+  EXPECT_EQ(pareto.rfind("method,us_per_sample,us_per_sample_ci95,metric,metric_ci95,seeds,on_front\nnone,", 0), 0u)
+      << pareto;
+  EXPECT_EQ(std::count(pareto.begin(), pareto.end(), '\n'), 4) << pareto;
+  const std::string psvg = slurp(out + "/pareto.svg");
+  size_t points = 0;
+  for (size_t p = psvg.find("<g class=\"point\">"); p != std::string::npos; p = psvg.find("<g class=\"point\">", p + 1)) ++points;
+  EXPECT_EQ(points, 3u);
+  EXPECT_NE(psvg.find("class=\"front\""), std::string::npos);
+  EXPECT_NE(slurp(out + "/results.md").find("| method | µs / sample | MAE | on the front |"), std::string::npos);
   const auto rows = idem::cli::parse_results_csv(slurp(out + "/results.csv"));
   ASSERT_EQ(rows.size(), 6u);  // 2 shifts × 3 methods
   for (const auto& r : rows) {
