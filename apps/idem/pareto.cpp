@@ -74,8 +74,8 @@ std::string pareto_markdown(const std::vector<ParetoPoint>& points, const std::s
   const int n = points.empty() ? 0 : points.front().metric.n;
   std::ostringstream os;
   os << "Accuracy against cost (pareto.svg): " << metric_name
-     << " over the shifts of the line *mean over all shifts* (clean when it is the only shift) and µs per "
-        "sample over every shift"
+     << " over every shift but clean (clean when it is the only one), as in the line *mean over all "
+        "shifts*, and µs per sample over every shift"
      << (n > 1 ? ", each mean ± 95 % confidence interval over the seeds" : ", one seed") << ". On the front: no "
         "other method is as cheap and as accurate with one of the two strictly better.\n\n"
      << "| method | µs / sample | " << metric_name << " | on the front |\n|---|---:|---:|:---:|\n";

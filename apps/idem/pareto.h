@@ -2,9 +2,9 @@
 // results.md. Each method is one point:
 //   x  µs per sample: per seed the mean over every shift (the cost table's value), then the
 //      mean ± 95 % CI over the seeds;
-//   y  the metric (error % or MAE, lower is better) over the shifts of results.md's "mean over
-//      all shifts" line (every shift but clean; clean when the run has nothing else), per seed,
-//      then the mean ± 95 % CI over the seeds.
+//   y  the metric (error % or MAE, lower is better) over every shift but clean (as results.md's
+//      "mean over all shifts" line; clean when the run has nothing else), per seed, then the
+//      mean ± 95 % CI over the seeds.
 // A method is on the Pareto front when no other method is at least as good in both and
 // better in one: no other is both as cheap (or cheaper) and as accurate (or more accurate)
 // with one of the two strictly. Equal points do not dominate each other: both stay on it.
