@@ -78,8 +78,20 @@ TEST(Cli, TrainThenAdaptOnATableFileWritesACompleteRun) {
   const std::string out = dir.path().string() + "/adapt";
   RunResult ad = run_cli("adapt --run " + run + " --method none,it3,it3-online --shift clean,zero:0.10 --steps 2 --device cpu --quiet --out " + out);
   ASSERT_EQ(ad.code, 0) << ad.out;
-  for (const char* f : {"config.json", "steps.jsonl", "results.csv", "results.md", "metric.svg", "cost.svg"})
+  for (const char* f : {"config.json", "steps.jsonl", "results.csv", "results.md", "metric.svg", "cost.svg",
+                        "pareto.svg", "pareto.csv"})
     EXPECT_TRUE(fs::exists(out + "/" + f)) << f;
+  // Accuracy against cost: one point and one CSV line per method, and the table in results.md.
+  const std::string pareto = slurp(out + "/pareto.csv");
+  EXPECT_EQ(pareto.rfind("method,us_per_sample,us_per_sample_ci95,metric,metric_ci95,seeds,on_front\nnone,", 0), 0u)
+      << pareto;
+  EXPECT_EQ(std::count(pareto.begin(), pareto.end(), '\n'), 4) << pareto;
+  const std::string psvg = slurp(out + "/pareto.svg");
+  size_t points = 0;
+  for (size_t p = psvg.find("<g class=\"point\">"); p != std::string::npos; p = psvg.find("<g class=\"point\">", p + 1)) ++points;
+  EXPECT_EQ(points, 3u);
+  EXPECT_NE(psvg.find("class=\"front\""), std::string::npos);
+  EXPECT_NE(slurp(out + "/results.md").find("| method | µs / sample | MAE | on the front |"), std::string::npos);
   const auto rows = idem::cli::parse_results_csv(slurp(out + "/results.csv"));
   ASSERT_EQ(rows.size(), 6u);  // 2 shifts × 3 methods
   for (const auto& r : rows) {
@@ -306,6 +318,87 @@ TEST(Cli, BenchTrainExportWritesTheStepsItTimes) {
   r = run_cli("bench train --model mlp_tab --steps 0 --device cpu --reps 1 --warmup 1 --export " + out);
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.out.find("--steps >= 1"), std::string::npos) << r.out;
+}
+
+// The first JSON value of `out` that starts with `start` ({ or [), parsed.
+idem::json::Value json_in(const std::string& out, const std::string& start) {
+  const auto at = out.find(start);
+  if (at == std::string::npos) return idem::json::Value();
+  return idem::json::parse(out.substr(at, out.find('\n', at) - at));
+}
+
+TEST(Cli, BenchIt3TimesTheMethodNamedByMethod) {
+  if (std::string(IDEM_CLI_PATH).empty()) GTEST_SKIP() << "the idem executable was not built";
+  // tent on the BatchNorm CNN: one entropy pass and one backward, one Adam step per batch.
+  RunResult r = run_cli("bench it3 --method tent --model bn_cnn --reps 3 --warmup 1 --json --device cpu");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto v = json_in(r.out, "{\"bench\":\"it3\"");
+  ASSERT_TRUE(v.is_object()) << r.out;
+  EXPECT_EQ(v.at("method").as_string(), "tent");
+  EXPECT_EQ(v.at("model").as_string(), "bn_cnn");
+  EXPECT_EQ(v.at("path").as_string(), "eager");
+  EXPECT_EQ(v.at("reps").as_int(), 3);
+  const double med = v.at("us_per_batch_median").as_double();
+  EXPECT_GT(med, 0.0);
+  EXPECT_LE(v.at("us_per_batch_p10").as_double(), med);
+  EXPECT_GE(v.at("us_per_batch_p90").as_double(), med);
+  EXPECT_EQ(v.at("forwards").as_int(), 2);  // the entropy pass, then the prediction
+  EXPECT_EQ(v.at("backwards").as_int(), 1);
+  EXPECT_EQ(v.at("optimizer_steps").as_int(), 1);
+  EXPECT_EQ(v.at("launches_per_batch").as_int(), 0);  // no GPU launch on the CPU
+  EXPECT_EQ(v.at("kernels_per_batch").as_int(), 0);
+  EXPECT_FALSE(v.at("kernels_counted").as_bool());  // counted from a CUDA graph capture only
+  EXPECT_GT(v.at("reset_bytes").as_int(), 0);  // tent resets per batch
+  // The text line says the same.
+  r = run_cli("bench it3 --method none --reps 2 --warmup 1 --device cpu");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("none mlp_tab batch 8 K 1 on none (path eager): "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" 0 launches/batch, 1 forwards, 0 backwards, 0 steps"), std::string::npos) << r.out;
+}
+
+TEST(Cli, BenchIt3MethodAllAndBadMethods) {
+  if (std::string(IDEM_CLI_PATH).empty()) GTEST_SKIP() << "the idem executable was not built";
+  // An unknown name lists every valid one.
+  RunResult r = run_cli("bench it3 --method tnet --device cpu");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("unknown --method 'tnet' (expected one of none, bn, tent, actmad, it3, it3-online, "
+                       "random-step, eata, deyo, memo, ttt, ttt++"),
+            std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(", or all)"), std::string::npos) << r.out;
+  // A method the model cannot run, and a path the method cannot take, name both.
+  r = run_cli("bench it3 --method tent --model mlp_tab --device cpu");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("tent does not apply to --model mlp_tab: it needs a classification model"), std::string::npos)
+      << r.out;
+  r = run_cli("bench it3 --method actmad --path fused --device cpu");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("--path fused cannot run actmad on mlp_tab"), std::string::npos) << r.out;
+  r = run_cli("bench it3 --method ttt --model sage --device cpu");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("ttt does not apply to --model sage"), std::string::npos) << r.out;
+  r = run_cli("bench it3 --method all --export /nonexistent/x --device cpu");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("--export writes one case"), std::string::npos) << r.out;
+
+  // --method all on the regression MLP: the methods without classes, in table order, each with
+  // its own counts; the rest are named as skipped.
+  r = run_cli("bench it3 --method all --model mlp_tab --steps 2 --reps 2 --warmup 1 --json --device cpu");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto all = json_in(r.out, "[{");
+  ASSERT_TRUE(all.is_array()) << r.out;
+  std::vector<std::string> names;
+  for (const auto& v : all.as_array()) {
+    names.push_back(v.at("method").as_string());
+    EXPECT_GT(v.at("us_per_batch_median").as_double(), 0.0) << names.back();
+    const bool adapts = names.back() != "none" && names.back() != "bn";
+    EXPECT_EQ(v.at("optimizer_steps").as_int(), adapts ? 2 : 0) << names.back();
+    EXPECT_EQ(v.at("backwards").as_int(), adapts ? 2 : 0) << names.back();
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"none", "bn", "actmad", "it3", "it3-online", "random-step"})) << r.out;
+  EXPECT_EQ(all.as_array()[3].at("forwards").as_int(), 5);  // it3: 2 per step, then the prediction
+  for (const char* skipped : {"tent", "eata", "deyo", "memo", "ttt", "ttt++"})
+    EXPECT_NE(r.out.find(std::string("note: --method all skips it: ") + skipped + " does not apply"), std::string::npos)
+        << skipped << "\n" << r.out;
 }
 
 TEST(Cli, HelpForEveryCommand) {

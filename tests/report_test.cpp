@@ -1,12 +1,15 @@
 // The result tables of a run directory (apps/idem/report.h) on hand-made rows: the seed
 // column of results.csv, mean ± CI per cell, paired Δ over none and bn, one seed without an
-// interval, and the error bars of metric.svg.
+// interval, the error bars of metric.svg; the Pareto front, pareto.csv, the Pareto table and
+// pareto.svg.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "apps/idem/pareto.h"
 #include "apps/idem/report.h"
 #include "core/error.h"
 
@@ -114,4 +117,122 @@ TEST(Report, MetricPlotHasErrorBarsOnlyWithSeveralSeeds) {
   for (const auto& r : rows)
     if (r.seed == 7) one.push_back(r);
   EXPECT_EQ(count(idem::cli::plot_metric_svg(one, "error %", "t"), "class=\"ci\""), 0u);
+}
+
+// ---- Accuracy against cost (apps/idem/pareto.h) ----
+
+namespace {
+
+idem::cli::ParetoPoint point(const std::string& m, double us, double metric) {
+  idem::cli::ParetoPoint p;
+  p.method = m;
+  p.cost = idem::cli::stats::mean_ci({us});
+  p.metric = idem::cli::stats::mean_ci({metric});
+  return p;
+}
+
+std::vector<bool> front_of(std::vector<idem::cli::ParetoPoint> pts) {
+  idem::cli::mark_pareto_front(pts);
+  std::vector<bool> out;
+  for (const auto& p : pts) out.push_back(p.on_front);
+  return out;
+}
+
+size_t count_of(const std::string& s, const std::string& what) {
+  size_t n = 0;
+  for (size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + 1)) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST(Pareto, FrontKeepsTheUndominatedOnly) {
+  // b is cheaper and better than d; c is the most accurate; a the cheapest; e ties c's metric
+  // at a higher cost (dominated); f equals b exactly (neither dominates the other).
+  const std::vector<bool> f = front_of({point("a", 1, 30), point("b", 5, 20), point("c", 50, 10),
+                                        point("d", 10, 25), point("e", 80, 10), point("f", 5, 20)});
+  EXPECT_EQ(f, (std::vector<bool>{true, true, true, false, false, true}));
+  // Equal cost: the lower metric wins; equal metric: the lower cost wins.
+  EXPECT_EQ(front_of({point("a", 3, 12), point("b", 3, 11)}), (std::vector<bool>{false, true}));
+  EXPECT_EQ(front_of({point("a", 3, 11), point("b", 2, 11)}), (std::vector<bool>{false, true}));
+  // One method is its own front; a NaN is never on it and dominates nothing.
+  EXPECT_EQ(front_of({point("it3", 40, 12)}), (std::vector<bool>{true}));
+  EXPECT_EQ(front_of({point("a", 3, NAN), point("b", 4, 11)}), (std::vector<bool>{false, true}));
+  EXPECT_EQ(front_of({}), (std::vector<bool>{}));
+}
+
+TEST(Pareto, PointsTableAndCsvFromThreeSeeds) {
+  // Costs per sample: none 1, bn 2, it3 30 (it3: 20, 30, 40 over the seeds).
+  auto rows = three_seeds();
+  for (auto& r : rows)
+    r.us_per_sample = r.method == "none" ? 1 : r.method == "bn" ? 2 : 20 + 10 * double(r.seed - 7);
+  const auto pts = idem::cli::pareto_points(rows);
+  ASSERT_EQ(pts.size(), 3u);
+  // The metric is over zero:0.10 alone (the one non-clean shift): none {12, 14, 16}, bn {13, 13,
+  // 16}, it3 {10, 11, 15}; the cost over both shifts.
+  EXPECT_EQ(pts[0].method, "none");
+  EXPECT_DOUBLE_EQ(pts[0].metric.mean, 14.0);
+  EXPECT_NEAR(pts[0].metric.half_width, 4.302653 * 2 / std::sqrt(3.0), 1e-4);
+  EXPECT_DOUBLE_EQ(pts[1].metric.mean, 14.0);
+  EXPECT_DOUBLE_EQ(pts[2].metric.mean, 12.0);
+  EXPECT_DOUBLE_EQ(pts[2].cost.mean, 30.0);
+  EXPECT_NEAR(pts[2].cost.half_width, 4.302653 * 10 / std::sqrt(3.0), 1e-4);
+  EXPECT_FALSE(pts[1].cost.half_width > 0);  // 2, 2, 2: a zero-width interval
+  // bn costs more than none for the same mean metric: dominated.
+  EXPECT_TRUE(pts[0].on_front);
+  EXPECT_FALSE(pts[1].on_front);
+  EXPECT_TRUE(pts[2].on_front);
+
+  const std::string csv = idem::cli::pareto_csv(pts);
+  EXPECT_EQ(csv,
+            "method,us_per_sample,us_per_sample_ci95,metric,metric_ci95,seeds,on_front\n"
+            "none,1.000,0.0000,14.0000,4.9683,3,1\n"
+            "bn,2.000,0.0000,14.0000,4.3027,3,0\n"
+            "it3,30.000,24.8414,12.0000,6.5724,3,1\n");
+  const std::string md = idem::cli::results_markdown(rows, "error %", "t");
+  EXPECT_EQ(line_after(md, "Accuracy against cost", "| none |"), "| none | 1.0 ± 0.0 | 14.000 ± 4.968 | yes |") << md;
+  EXPECT_EQ(line_after(md, "Accuracy against cost", "| bn |"), "| bn | 2.0 ± 0.0 | 14.000 ± 4.303 | no |") << md;
+  EXPECT_EQ(line_after(md, "Accuracy against cost", "| it3 |"), "| it3 | 30.0 ± 24.8 | 12.000 ± 6.572 | yes |") << md;
+
+  // The plot: one labelled point per method, bars both ways where the interval is wider than 0
+  // (none and bn: metric only; it3: both), the front's two points ringed and one step line.
+  const std::string plot = idem::cli::plot_pareto_svg(pts, "error %", "t");
+  EXPECT_EQ(plot.rfind("<svg", 0), 0u);
+  EXPECT_EQ(count_of(plot, "<g class=\"point\">"), 3u);
+  for (const char* m : {">none</text>", ">bn</text>", ">it3</text>"}) EXPECT_NE(plot.find(m), std::string::npos) << m;
+  EXPECT_EQ(count_of(plot, "class=\"ci\""), 4u);
+  EXPECT_EQ(count_of(plot, "class=\"front\""), 1u);
+  EXPECT_EQ(count_of(plot, "r=\"7\""), 2u);
+  EXPECT_NE(plot.find("bars: 95 % CI over the seeds"), std::string::npos);
+}
+
+TEST(Pareto, OneSeedHasNoBarsAndSaysTheCostIsAMean) {
+  std::vector<ResultRow> rows;
+  for (auto r : three_seeds())
+    if (r.seed == 8) {
+      r.us_per_sample = r.method == "it3" ? 50 : 1.5;
+      rows.push_back(r);
+    }
+  const auto pts = idem::cli::pareto_points(rows);
+  ASSERT_EQ(pts.size(), 3u);
+  EXPECT_EQ(idem::cli::pareto_csv(pts),
+            "method,us_per_sample,us_per_sample_ci95,metric,metric_ci95,seeds,on_front\n"
+            "none,1.500,,14.0000,,1,0\n"
+            "bn,1.500,,13.0000,,1,1\n"
+            "it3,50.000,,11.0000,,1,1\n");
+  const std::string plot = idem::cli::plot_pareto_svg(pts, "MAE", "t");
+  EXPECT_EQ(count_of(plot, "<g class=\"point\">"), 3u);
+  EXPECT_EQ(count_of(plot, "class=\"ci\""), 0u);
+  EXPECT_NE(plot.find("one seed: no confidence bars; x is the mean over shifts of µs per sample"), std::string::npos);
+  // A single method still draws (its own front).
+  std::vector<ResultRow> single;
+  for (const auto& r : rows)
+    if (r.method == "it3") single.push_back(r);
+  const auto one = idem::cli::pareto_points(single);
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_TRUE(one[0].on_front);
+  const std::string p1 = idem::cli::plot_pareto_svg(one, "MAE", "t");
+  EXPECT_EQ(count_of(p1, "<g class=\"point\">"), 1u);
+  EXPECT_EQ(count_of(p1, "class=\"front\""), 1u);
+  EXPECT_EQ(p1.find("nan"), std::string::npos) << p1;
 }

@@ -9,6 +9,11 @@
 //          batch; inputs live in static buffers (`--graph on` is the old spelling);
 //   fused  the whole adaptation as ONE kernel call (it3/fused_adapt.h): small MLPs only, and
 //          an error that says why for any other model.
+// `--method M` times another method's adaptation the same way (its reference configuration,
+// K = --steps, Adam lr 1e-3; actmad's, eata's and ttt++'s statistics from the bench batch; ttt
+// and ttt++ get an untrained rotation head attached to the cnn or bn_cnn); `--method all` times every
+// method that applies to the model and the path and says which it skips and why. A method the
+// model or the path cannot run is an error that names both.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -25,6 +30,8 @@
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "it3/adapt.h"
+#include "it3/adapt_path.h"
+#include "it3/aux_head.h"
 #include "it3/models.h"
 #include "it3/training.h"
 #include "layers/init.h"
@@ -98,7 +105,7 @@ struct BenchModel {
   it3::Input x;
 };
 
-// The four models of issue 7, exactly as bench/torch_models.py builds them.
+// The four models of issue 7, exactly as bench/torch_models.py builds them, and bn_cnn.
 BenchModel make_bench_model(const std::string& name, int64_t batch, Device device, uint64_t seed) {
   BenchModel b;
   if (name == "mlp_tab" || name == "mlp_256") {
@@ -106,33 +113,65 @@ BenchModel make_bench_model(const std::string& name, int64_t batch, Device devic
     const std::vector<int64_t> hidden = w ? std::vector<int64_t>{w, w, w} : std::vector<int64_t>{30, 20, 10};
     b.model = it3::make_mlp_model(13, hidden, it3::SignalSpec::regression(1, 50.0), {}, seed);
     b.x = it3::Input(randn({batch, 13}, seed + 1).to(device));
-  } else if (name == "cnn") {
-    b.model = it3::make_small_cnn(10, {}, seed);
+  } else if (name == "cnn" || name == "bn_cnn") {
+    // bn_cnn: the fmnist demo's BatchNorm CNN at its default width (idem only; not in
+    // bench/torch_models.py): the one bench model that tent, eata and deyo can adapt.
+    b.model = name == "cnn" ? it3::make_small_cnn(10, {}, seed) : it3::make_bn_cnn(10, 32, 64, {}, seed);
     b.x = it3::Input(rand({batch, 1, 28, 28}, seed + 1).to(device));
   } else if (name == "sage") {
     b.model = it3::make_sage_model(2, 64, 4, it3::SignalSpec::regression(1, 0.2), {}, seed);
     b.x = it3::grid_mesh_batch(batch, 32, device);
   } else {
-    fail("idem bench", "unknown model '", name, "' (expected mlp_tab, mlp_256, cnn or sage)");
+    fail("idem bench", "unknown model '", name, "' (expected mlp_tab, mlp_256, cnn, bn_cnn or sage)");
   }
   b.model->to(device);
   b.model->eval();
   return b;
 }
 
-it3::AdaptOptions bench_adapt_options(int steps, bool fused) {
-  it3::AdaptOptions o = it3::AdaptOptions::for_method(it3::Method::it3);
-  o.steps = steps;
-  o.lr = 1e-3;
-  o.distance = it3::Distance::l1;
+// The options `idem bench it3 --method m` times: the method's reference configuration
+// (it3::AdaptOptions::for_method) with K = --steps and Adam at lr 1e-3 for the methods that
+// adapt weights (none and bn take no step), the L1 distance for the IT³ family.
+it3::AdaptOptions bench_adapt_options(it3::Method m, int steps, bool fused) {
+  it3::AdaptOptions o = it3::AdaptOptions::for_method(m);
+  if (m != it3::Method::none && m != it3::Method::bn) {
+    o.steps = steps;
+    o.lr = 1e-3;
+  }
+  if (it3::uses_it3_loss(m)) o.distance = it3::Distance::l1;
   o.check_finite = false;  // no host round trip inside the timed adaptation
   // Only --path fused takes the one-call path (on the CPU too): eager and graph time the ops.
   o.fused = fused ? it3::FusedMode::on : it3::FusedMode::off;
   return o;
 }
 
+// "none, bn, ..., ttt++" from the method table itself (stays right when a method is added).
+std::string method_names() {
+  std::string out;
+  for (it3::Method m : it3::all_methods()) out += std::string(out.empty() ? "" : ", ") + it3::method_name(m);
+  return out;
+}
+
+// Why `m` cannot run on the bench model `b` ("" when it can), by the rules `idem adapt --method
+// all` follows: entropy methods need classes; tent, eata and deyo adapt normalization layers;
+// deyo and memo transform images; ttt and ttt++ need a training-time head, which bench attaches
+// (untrained: the timing does not depend on its values) to an image classification model.
+std::string method_blocker(it3::Method m, const BenchModel& b) {
+  const bool cls = b.model->task() == it3::TaskKind::classification;
+  const bool images = !b.x.graph && b.x.x.dim() == 4 && b.x.x.size(2) == b.x.x.size(3);
+  if ((it3::uses_entropy_loss(m) || it3::uses_aux_head(m)) && !cls)
+    return "it needs a classification model and this one is regression (use --model cnn or bn_cnn)";
+  if ((m == it3::Method::tent || m == it3::Method::eata || m == it3::Method::deyo) && !it3::has_normalization(*b.model))
+    return "it adapts normalization layers and this model has none (use --model bn_cnn)";
+  if ((m == it3::Method::deyo || m == it3::Method::memo || it3::uses_aux_head(m)) && !images)
+    return "it transforms images and this model's input is not (B, C, H, H) images";
+  if (it3::uses_aux_head(m) && dynamic_cast<const it3::FeatureModel*>(b.model.get()) == nullptr)
+    return "its head reads a feature-injection model's encoder (FeatureModel) and this model is not one";
+  return "";
+}
+
 // Θ (the model's state dict) and the inputs of a bench case, as safetensors under `dir`; for
-// `bench train` also the targets y (i64 labels for the cnn, (B, 1) f32 otherwise).
+// `bench train` also the targets y (i64 labels for the CNNs, (B, 1) f32 otherwise).
 void export_weights_inputs(const std::string& dir, const BenchModel& b, const Tensor* y) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
@@ -172,25 +211,66 @@ void warm_up(int reps, const Device device, F&& f) {
   }
 }
 
-int bench_it3(const Args& a, const Device device) {
+// One method's bench case, built and checked before anything is timed.
+struct MethodCase {
+  it3::Method method = it3::Method::it3;
+  BenchModel b;
+  std::unique_ptr<it3::Adapter> adapter;
+};
+
+// Builds the bench model and the adapter of `m` for `path`; returns why it cannot run ("" when
+// it can): the method does not apply to the model, or the path does not apply to the method.
+std::string prepare_case(const Args& a, const Device device, it3::Method m, const std::string& path,
+                         MethodCase& c) {
+  const std::string model_name = a.str("model");
+  const int64_t batch = a.integer("batch");
+  const uint64_t seed = uint64_t(a.integer("seed"));
+  c.method = m;
+  c.b = make_bench_model(model_name, batch, device, seed);
+  if (std::string why = method_blocker(m, c.b); !why.empty())
+    return std::string(it3::method_name(m)) + " does not apply to --model " + model_name + ": " + why;
+  if (it3::uses_aux_head(m)) {
+    const Shape& xs = c.b.x.x.shape();
+    it3::attach_aux_head(*c.b.model, it3::aux_head_needed(m), {xs[1], xs[2], xs[3]}, seed);
+    c.b.model->to(device);
+    c.b.model->eval();
+  }
+  const it3::AdaptOptions o = bench_adapt_options(m, int(a.integer("steps")), path == "fused");
+  if (path == "graph")
+    if (std::string why = it3::graph_path_blocker(o, device); !why.empty())
+      return std::string("--path graph cannot run ") + it3::method_name(m) + ": " + why;
+  // The statistics a method starts from come from the bench batch itself (it stands in for
+  // training data; the timing does not depend on their values).
+  it3::ActmadStats stats;
+  const bool grad = o.steps > 0;
+  if (grad && (m == it3::Method::actmad || m == it3::Method::ttt_pp) && batch < 2)
+    return std::string(it3::method_name(m)) + " needs --batch >= 2 (batch statistics)";
+  if (m == it3::Method::actmad) stats = it3::collect_actmad_stats(*c.b.model, {c.b.x});
+  if (m == it3::Method::ttt_pp) stats.features = it3::collect_feature_stats(*c.b.model, {c.b.x});
+  if (m == it3::Method::eata && grad && o.entropy.fisher_beta > 0) {
+    if (batch < 2) return "eata needs --batch >= 2 (its Fisher statistics skip batches of one)";
+    it3::add_eata_fisher(*c.b.model, {c.b.x}, stats);
+  }
+  c.adapter = std::make_unique<it3::Adapter>(c.b.model, o, std::move(stats));
+  if (c.adapter->needs_batch_of_two() && batch < 2)
+    return std::string(it3::method_name(m)) + " needs --batch >= 2 (batch statistics)";
+  if (path == "fused" && !c.adapter->uses_fused(c.b.x))
+    return std::string("--path fused cannot run ") + it3::method_name(m) + " on " + model_name + " at batch " +
+           std::to_string(batch) + ": " +
+           (!c.adapter->fused_reason().empty() ? c.adapter->fused_reason() : c.adapter->fused_plan()->batch_reason(c.b.x));
+  return "";
+}
+
+// Times one prepared case; prints its line unless --json; returns its JSON object.
+json::Value run_case(const Args& a, const Device device, const std::string& path, MethodCase& c) {
   const std::string model_name = a.str("model");
   const int64_t batch = a.integer("batch");
   const int steps = int(a.integer("steps"));
-  IDEM_CHECK(a.str("graph") == "on" || a.str("graph") == "off", "idem bench", "--graph takes on or off, got ",
-             a.str("graph"));
-  // --path wins; without it the old --graph on|off means graph|eager.
-  const std::string path = !a.str("path").empty() ? a.str("path") : a.str("graph") == "on" ? "graph" : "eager";
-  IDEM_CHECK(path == "eager" || path == "graph" || path == "fused", "idem bench",
-             "--path takes eager, graph or fused, got ", path);
   const bool graph = path == "graph", fused = path == "fused";
-  IDEM_CHECK(!graph || device.is_cuda(), "idem bench", "--path graph needs --device cuda");
-  IDEM_CHECK(batch >= 1 && steps >= 0, "idem bench", "need --batch >= 1 and --steps >= 0");
   const int reps = int(a.integer("reps")), warmup = int(a.integer("warmup"));
-  BenchModel b = make_bench_model(model_name, batch, device, uint64_t(a.integer("seed")));
-  it3::Adapter adapter(b.model, bench_adapt_options(steps, fused));
-  if (fused && !adapter.uses_fused(b.x))
-    fail("idem bench", "--path fused: ", model_name, " at batch ", batch, " cannot run fused: ",
-         !adapter.fused_reason().empty() ? adapter.fused_reason() : adapter.fused_plan()->batch_reason(b.x));
+  BenchModel& b = c.b;
+  it3::Adapter& adapter = *c.adapter;
+  const char* method = it3::method_name(c.method);
   Timer timer(device);
 
   // Inference alone: f(x, ∅) without history.
@@ -229,9 +309,13 @@ int bench_it3(const Args& a, const Device device) {
     if (range) cudaProfilerStop();
 #endif
   }
+  // Kernels per batch come from a capture of one adaptation, which only the methods that the
+  // graph path takes allow (a method that draws per batch or keeps state between batches may
+  // also read values back, which a capture forbids); the others report launches alone.
+  const bool capturable = device.is_cuda() && it3::graph_path_blocker(adapter.options(), device).empty();
   if (fused) {
     kernel_nodes = size_t(launches);  // the one kernel (a cooperative launch is not captured)
-  } else if (device.is_cuda()) {
+  } else if (capturable) {
     // Capture one whole adaptation: its kernel nodes are the exact kernels per batch (with
     // --graph off this also counts what the eager path launches, cuBLAS kernels included).
     Tensor x_static = b.x.x;               // the adapter reads this storage on every replay
@@ -261,15 +345,16 @@ int bench_it3(const Args& a, const Device device) {
     // One more eager adaptation (the allocator and caches are warm by now), op by op.
     const auto rows = profiler::profile(device, [&] { adapter.adapt_and_predict(b.x); });
     const std::string t = profiler::table(
-        rows, "one IT³ adaptation: " + model_name + ", batch " + std::to_string(batch) + ", K " +
-                              std::to_string(steps) + " on " +
-                              (device.is_cuda() ? cuda::device_properties(device.index).name : std::string("cpu")));
+        rows, std::string("one ") + method + " adaptation: " + model_name + ", batch " + std::to_string(batch) +
+                  ", K " + std::to_string(steps) + " on " +
+                  (device.is_cuda() ? cuda::device_properties(device.index).name : std::string("cpu")));
     (a.flag("json") ? std::cerr : std::cout) << t << "\n";
   }
 
   const Stats s = stats_of(us), si = stats_of(inf_us);
   json::Value v = json::Value::object();
   v.set("bench", "it3");
+  v.set("method", method);
   v.set("model", model_name);
   v.set("batch", batch);
   v.set("steps", steps);
@@ -284,20 +369,63 @@ int bench_it3(const Args& a, const Device device) {
   v.set("us_per_batch_p90", s.p90);
   v.set("us_inference_median", si.median);
   v.set("kernels_per_batch", int64_t(kernel_nodes));
+  v.set("kernels_counted", fused || capturable);  // false: kernels_per_batch is 0, not measured
   v.set("launches_per_batch", int64_t(launches));
   v.set("forwards", int64_t(counted.forwards));
   v.set("backwards", int64_t(counted.backwards));
   v.set("optimizer_steps", int64_t(counted.optimizer_steps));
   v.set("reset_bytes", int64_t(counted.reset_bytes));
   v.set("parameters", b.model->num_parameters());
-  if (a.flag("json")) {
-    std::cout << json::dump(v) << std::endl;
+  if (!a.flag("json"))
+    std::cout << method << " " << model_name << " batch " << batch << " K " << steps << " on "
+              << v.at("gpu").as_string() << " (path " << path << "): " << s.median << " µs/batch median (p10 "
+              << s.p10 << ", p90 " << s.p90 << "), inference " << si.median << " µs, "
+              << (fused || capturable ? std::to_string(kernel_nodes) : std::string("n/a"))
+              << " kernels/batch, " << launches << " launches/batch, " << counted.forwards << " forwards, "
+              << counted.backwards << " backwards, " << counted.optimizer_steps << " steps\n";
+  return v;
+}
+
+int bench_it3(const Args& a, const Device device) {
+  const int64_t batch = a.integer("batch");
+  const int steps = int(a.integer("steps"));
+  IDEM_CHECK(a.str("graph") == "on" || a.str("graph") == "off", "idem bench", "--graph takes on or off, got ",
+             a.str("graph"));
+  // --path wins; without it the old --graph on|off means graph|eager.
+  const std::string path = !a.str("path").empty() ? a.str("path") : a.str("graph") == "on" ? "graph" : "eager";
+  IDEM_CHECK(path == "eager" || path == "graph" || path == "fused", "idem bench",
+             "--path takes eager, graph or fused, got ", path);
+  IDEM_CHECK(path != "graph" || device.is_cuda(), "idem bench", "--path graph needs --device cuda");
+  IDEM_CHECK(batch >= 1 && steps >= 0, "idem bench", "need --batch >= 1 and --steps >= 0");
+  const std::string name = a.str("method");
+  const bool all = name == "all";
+  std::vector<it3::Method> methods;
+  if (all) {
+    methods = it3::all_methods();
+    IDEM_CHECK(!a.has("export"), "idem bench", "--export writes one case: name one method, not --method all");
   } else {
-    std::cout << "it3 " << model_name << " batch " << batch << " K " << steps << " on " << v.at("gpu").as_string()
-              << " (path " << path << "): " << s.median << " µs/batch median (p10 " << s.p10
-              << ", p90 " << s.p90 << "), inference " << si.median << " µs, " << kernel_nodes
-              << " kernels/batch, " << counted.forwards << " forwards, " << counted.backwards << " backwards\n";
+    const auto& known = it3::all_methods();
+    const auto it = std::find_if(known.begin(), known.end(), [&](it3::Method m) { return name == it3::method_name(m); });
+    if (it == known.end())
+      fail("idem bench", "unknown --method '", name, "' (expected one of ", method_names(), ", or all)");
+    methods = {*it};
   }
+  json::Value out = json::Value::array();
+  for (it3::Method m : methods) {
+    MethodCase c;
+    const std::string why = prepare_case(a, device, m, path, c);
+    if (!why.empty()) {
+      if (!all) fail("idem bench", why);
+      // --method all runs what applies and says what it leaves out, and why.
+      std::cout << std::flush;
+      std::cerr << "note: --method all skips it: " << why << "\n";
+      continue;
+    }
+    out.push_back(run_case(a, device, path, c));
+  }
+  IDEM_CHECK(!out.as_array().empty(), "idem bench", "--method all: no method applies to --model ", a.str("model"),
+             " on --path ", path);
+  if (a.flag("json")) std::cout << json::dump(all ? out : out.as_array().front()) << std::endl;
   return 0;
 }
 
@@ -309,13 +437,13 @@ int bench_train(const Args& a, const Device device) {
   b.model->train();
   std::vector<int64_t> labels(static_cast<size_t>(batch));
   for (int64_t i = 0; i < batch; ++i) labels[size_t(i)] = i % 10;
-  const Tensor y = model_name == "cnn" ? from_vector<int64_t>(labels, {batch}).to(device)
+  const Tensor y = b.model->task() == it3::TaskKind::classification ? from_vector<int64_t>(labels, {batch}).to(device)
                                        : randn({batch, 1}, 7).to(device);
   it3::TrainOptions t = it3::TrainOptions::for_task(b.model->task());
   t.p_feed = 1.0;
   Adam opt(b.model->parameters(), AdamOptions{});
   // One training step: zero_grad; L = ℓ(f(x, ∅), y) + ℓ(f(x, s(y)), y) (two forwards, s the
-  // target signal: y, or one-hot y for the cnn); one backward; Adam.
+  // target signal: y, or one-hot y for the CNNs); one backward; Adam.
   auto step = [&] {
     opt.zero_grad();
     it3::TrainStep s = it3::it3_objective(*b.model, b.x, y, t, 0);
@@ -433,7 +561,8 @@ int bench_ops(const Args& a, const Device device) {
 }  // namespace
 
 int cmd_bench(int argc, char** argv) {
-  std::vector<OptionSpec> specs{{"model", true, "mlp_tab", "mlp_tab, mlp_256, cnn or sage"},
+  std::vector<OptionSpec> specs{{"model", true, "mlp_tab", "mlp_tab, mlp_256, cnn, sage (the models of bench/torch_models.py) or bn_cnn (the fmnist demo's BatchNorm CNN: for tent, eata, deyo)"},
+                                {"method", true, "it3", "it3: the adaptation to time: none, bn, tent, actmad, it3, it3-online, random-step, eata, deyo, memo, ttt, ttt++, or all (every one that applies to --model and --path, one line each; a JSON array with --json)"},
                                 {"batch", true, "8", "test batch size (sage: number of 32×32 meshes)"},
                                 {"steps", true, "1", "it3: adaptation steps K; train: training steps that --export writes"},
                                 {"path", true, "", "it3: eager (op by op), graph (the adaptation captured in a CUDA graph and replayed) or fused (one kernel call: small MLPs); default: --graph's"},
@@ -447,8 +576,9 @@ int cmd_bench(int argc, char** argv) {
   const std::string what = argc >= 3 ? argv[2] : "";
   Args a("bench", specs, argc, argv, what.empty() || what[0] == '-' ? 2 : 3);
   if (a.help() || what.empty() || what[0] == '-') {
-    std::cout << "idem bench it3|train|ops: time one IT³ adaptation per test batch, one training step,\n"
-                 "or a few core ops, after warm-up (median, p10, p90).\n\n"
+    std::cout << "idem bench it3|train|ops: time one IT³ adaptation per test batch (or another method's:\n"
+                 "it3 --method M, or --method all), one training step, or a few core ops, after warm-up\n"
+                 "(median, p10, p90).\n\n"
               << a.usage();
     return a.help() ? 0 : 2;
   }

@@ -12,6 +12,9 @@
 //   results.md               mean ± 95 % CI over the seeds per shift and method, paired Δ over
 //                            none and bn, the cost table (report.h)
 //   metric.svg / cost.svg    the metric against the shift level per method (CI bars); µs per sample
+//   pareto.svg / pareto.csv  the metric (mean over the shifts) against µs per sample per method,
+//                            CI bars both ways, the Pareto front marked (pareto.h); its table is
+//                            also the last one of results.md
 // Seeds vary the model's initialization, the training order and the training draws; the data,
 // its split and the shifted test sets come from --seed alone, so every seed sees the same test
 // images under the same corruptions and the Δ columns compare like with like.
@@ -29,6 +32,7 @@
 #include <sstream>
 
 #include "apps/idem/cli.h"
+#include "apps/idem/pareto.h"
 #include "apps/idem/report.h"
 #include "apps/idem/tasks.h"
 #include "core/error.h"
@@ -532,6 +536,9 @@ void write_results(const std::string& dir, const std::vector<ResultRow>& rows, c
   write_text(dir + "/results.md", md);
   write_text(dir + "/metric.svg", plot_metric_svg(rows, task.metric_name(), title));
   write_text(dir + "/cost.svg", plot_cost_svg(rows, "cost per method: " + title));
+  const std::vector<ParetoPoint> front = pareto_points(rows);
+  write_text(dir + "/pareto.csv", pareto_csv(front));
+  write_text(dir + "/pareto.svg", plot_pareto_svg(front, task.metric_name(), "accuracy against cost: " + title));
   if (print_table) std::cout << md << "\nrun directory: " << dir << "\n";
 }
 

@@ -10,40 +10,16 @@
 #include <sstream>
 #include <tuple>
 
+#include "apps/idem/pareto.h"
+#include "apps/idem/row_index.h"
 #include "apps/idem/stats.h"
+#include "apps/idem/svg.h"
 #include "apps/idem/tasks.h"
 #include "core/error.h"
 
 namespace idem::cli {
 
-namespace {
-std::string num(double v, int prec = 3) {
-  char buf[64];
-  if (!std::isfinite(v)) return "nan";
-  std::snprintf(buf, sizeof buf, "%.*f", prec, v);
-  return buf;
-}
-std::string xml_escape(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    if (c == '<') o += "&lt;";
-    else if (c == '>') o += "&gt;";
-    else if (c == '&') o += "&amp;";
-    else o += c;
-  }
-  return o;
-}
-// Methods and shifts in first-seen order.
-std::vector<std::string> ordered(const std::vector<ResultRow>& rows, bool methods) {
-  std::vector<std::string> out;
-  for (const auto& r : rows) {
-    const std::string& k = methods ? r.method : r.shift;
-    if (std::find(out.begin(), out.end(), k) == out.end()) out.push_back(k);
-  }
-  return out;
-}
-const char* kColors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"};
-}  // namespace
+using svg::num;
 
 std::string results_csv(const std::vector<ResultRow>& rows) {
   std::ostringstream os;
@@ -100,50 +76,6 @@ std::vector<ResultRow> parse_results_csv(const std::string& text) {
 }
 
 namespace {
-
-// The rows of one run, indexed by (seed, shift, method), with the seeds in first-seen order.
-struct RowIndex {
-  std::vector<uint64_t> seeds;
-  std::map<std::tuple<uint64_t, std::string, std::string>, const ResultRow*> at;
-  explicit RowIndex(const std::vector<ResultRow>& rows) {
-    for (const auto& r : rows) {
-      if (std::find(seeds.begin(), seeds.end(), r.seed) == seeds.end()) seeds.push_back(r.seed);
-      at[{r.seed, r.shift, r.method}] = &r;
-    }
-  }
-  // Per seed, the metric of `method` averaged over `shifts`; a seed that lacks one of them is
-  // left out (the tables never mix a partial seed into a mean).
-  std::map<uint64_t, double> per_seed(const std::string& method, const std::vector<std::string>& shifts) const {
-    std::map<uint64_t, double> out;
-    for (uint64_t seed : seeds) {
-      double sum = 0;
-      size_t n = 0;
-      for (const auto& s : shifts)
-        if (auto it = at.find({seed, s, method}); it != at.end()) sum += it->second->metric, ++n;
-      if (n == shifts.size() && n > 0) out[seed] = sum / double(n);
-    }
-    return out;
-  }
-  // mean ± CI over the seeds of `method` on `shifts`; nullopt when no seed has them all.
-  std::optional<stats::Summary> cell(const std::string& method, const std::vector<std::string>& shifts) const {
-    const auto v = per_seed(method, shifts);
-    if (v.empty()) return std::nullopt;
-    std::vector<double> xs;
-    for (uint64_t seed : seeds)
-      if (v.count(seed)) xs.push_back(v.at(seed));
-    return stats::mean_ci(xs);
-  }
-  // The paired difference method − base over the seeds that have both.
-  std::optional<stats::Summary> delta(const std::string& method, const std::string& base,
-                                      const std::vector<std::string>& shifts) const {
-    const auto a = per_seed(method, shifts), b = per_seed(base, shifts);
-    std::vector<double> xa, xb;
-    for (uint64_t seed : seeds)
-      if (a.count(seed) && b.count(seed)) xa.push_back(a.at(seed)), xb.push_back(b.at(seed));
-    if (xa.empty()) return std::nullopt;
-    return stats::paired_difference(xa, xb);
-  }
-};
 
 std::string seed_list(const std::vector<uint64_t>& seeds) {
   std::string out;
@@ -240,6 +172,7 @@ std::string results_markdown(const std::vector<ResultRow>& rows, const std::stri
        << num(acc.us_per_sample * k, 1) << " | " << num(acc.launches_per_batch * k, 0) << " | "
        << num(acc.reset_bytes * k, 0) << " |\n";
   }
+  os << "\n" << pareto_markdown(pareto_points(rows), metric_name);
   return os.str();
 }
 
@@ -267,18 +200,11 @@ std::string plot_metric_svg(const std::vector<ResultRow>& rows, const std::strin
   auto X = [&](double x) { return L + (x - xmin) / (xmax - xmin) * (W - L - R); };
   auto Y = [&](double y) { return H - B - y / (ymax * 1.1) * (H - T - B); };
   std::ostringstream os;
-  os << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H
-     << "\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-     << "<text x=\"" << W / 2 << "\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">" << xml_escape(title) << "</text>\n"
-     << "<line x1=\"" << L << "\" y1=\"" << H - B << "\" x2=\"" << W - R << "\" y2=\"" << H - B << "\" stroke=\"black\"/>\n"
-     << "<line x1=\"" << L << "\" y1=\"" << T << "\" x2=\"" << L << "\" y2=\"" << H - B << "\" stroke=\"black\"/>\n"
-     << "<text x=\"" << (L + W - R) / 2 << "\" y=\"" << H - 12 << "\" text-anchor=\"middle\">shift level (0 = clean)</text>\n"
-     << "<text x=\"16\" y=\"" << (T + H - B) / 2 << "\" transform=\"rotate(-90 16 " << (T + H - B) / 2
-     << ")\" text-anchor=\"middle\">" << xml_escape(metric_name) << "</text>\n";
-  for (int i = 0; i <= 5; ++i) {
-    const double y = ymax * 1.1 * i / 5;
-    os << "<text x=\"" << L - 6 << "\" y=\"" << Y(y) + 4 << "\" text-anchor=\"end\">" << num(y, ymax < 1 ? 3 : 1) << "</text>\n";
-  }
+  svg::open(os, W, H, title);
+  svg::axes(os, L, T, W - R, H - B);
+  svg::y_label(os, (T + H - B) / 2, metric_name);
+  os << "<text x=\"" << (L + W - R) / 2 << "\" y=\"" << H - 12 << "\" text-anchor=\"middle\">shift level (0 = clean)</text>\n";
+  svg::y_ticks(os, L, 0, ymax * 1.1, Y);
   for (double l : levels)
     os << "<text x=\"" << X(l) << "\" y=\"" << H - B + 16 << "\" text-anchor=\"middle\">" << num(l, l == std::floor(l) ? 0 : 2) << "</text>\n";
   const size_t nseeds = idx.seeds.size();
@@ -286,7 +212,7 @@ std::string plot_metric_svg(const std::vector<ResultRow>& rows, const std::strin
     os << "<text x=\"" << W - R + 10 << "\" y=\"" << T + 16 * (methods.size() + 2) << "\" fill=\"#555\">bars: 95 % CI,</text>\n"
        << "<text x=\"" << W - R + 10 << "\" y=\"" << T + 16 * (methods.size() + 3) << "\" fill=\"#555\">" << nseeds << " seeds</text>\n";
   for (size_t mi = 0; mi < methods.size(); ++mi) {
-    const char* col = kColors[mi % 8];
+    const char* col = svg::color(mi);
     std::string path;
     // A small sideways offset per method keeps overlapping error bars apart.
     const double dx = nseeds > 1 ? (double(mi) - 0.5 * double(methods.size() - 1)) * 3.0 : 0.0;
@@ -294,19 +220,14 @@ std::string plot_metric_svg(const std::vector<ResultRow>& rows, const std::strin
       const double x = X(l) + dx;
       path += (path.empty() ? "M" : " L") + num(x, 1) + "," + num(Y(c.mean), 1);
       os << "<circle cx=\"" << x << "\" cy=\"" << Y(c.mean) << "\" r=\"3\" fill=\"" << col << "\"/>\n";
-      if (c.has_interval() && std::isfinite(c.half_width)) {
-        const double y0 = Y(std::max(0.0, c.mean - c.half_width)), y1 = Y(c.mean + c.half_width);
-        os << "<path d=\"M" << num(x, 1) << "," << num(y0, 1) << " L" << num(x, 1) << "," << num(y1, 1)
-           << " M" << num(x - 3, 1) << "," << num(y0, 1) << " L" << num(x + 3, 1) << "," << num(y0, 1)
-           << " M" << num(x - 3, 1) << "," << num(y1, 1) << " L" << num(x + 3, 1) << "," << num(y1, 1)
-           << "\" stroke=\"" << col << "\" stroke-width=\"1\" class=\"ci\"/>\n";
-      }
+      if (c.has_interval() && std::isfinite(c.half_width))
+        svg::error_bar(os, x, Y(std::max(0.0, c.mean - c.half_width)), x, Y(c.mean + c.half_width), col);
     }
     os << "<path d=\"" << path << "\" fill=\"none\" stroke=\"" << col << "\" stroke-width=\"2\"/>\n"
        << "<text x=\"" << W - R + 10 << "\" y=\"" << T + 16 * (mi + 1) << "\" fill=\"" << col << "\">"
-       << xml_escape(methods[mi]) << "</text>\n";
+       << svg::escape(methods[mi]) << "</text>\n";
   }
-  os << "</svg>\n";
+  svg::close(os);
   return os.str();
 }
 
@@ -326,20 +247,18 @@ std::string plot_cost_svg(const std::vector<ResultRow>& rows, const std::string&
   if (ymax <= 0) ymax = 1;
   const double W = 640, H = 400, L = 70, T = 40, B = 60, bw = (W - L - 20) / std::max<size_t>(1, methods.size());
   std::ostringstream os;
-  os << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H
-     << "\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-     << "<text x=\"" << W / 2 << "\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">" << xml_escape(title) << "</text>\n"
-     << "<text x=\"16\" y=\"" << (T + H - B) / 2 << "\" transform=\"rotate(-90 16 " << (T + H - B) / 2
-     << ")\" text-anchor=\"middle\">µs per sample</text>\n";
+  svg::open(os, W, H, title);
+  svg::y_label(os, (T + H - B) / 2, "µs per sample");
   for (size_t i = 0; i < methods.size(); ++i) {
     const double h = us[i] / (ymax * 1.1) * (H - T - B), x = L + i * bw + bw * 0.15;
     os << "<rect x=\"" << x << "\" y=\"" << H - B - h << "\" width=\"" << bw * 0.7 << "\" height=\"" << h
-       << "\" fill=\"" << kColors[i % 8] << "\"/>\n"
+       << "\" fill=\"" << svg::color(i) << "\"/>\n"
        << "<text x=\"" << x + bw * 0.35 << "\" y=\"" << H - B - h - 4 << "\" text-anchor=\"middle\">" << num(us[i], 1) << "</text>\n"
-       << "<text x=\"" << x + bw * 0.35 << "\" y=\"" << H - B + 16 << "\" text-anchor=\"middle\">" << xml_escape(methods[i]) << "</text>\n"
+       << "<text x=\"" << x + bw * 0.35 << "\" y=\"" << H - B + 16 << "\" text-anchor=\"middle\">" << svg::escape(methods[i]) << "</text>\n"
        << "<text x=\"" << x + bw * 0.35 << "\" y=\"" << H - B + 32 << "\" text-anchor=\"middle\" fill=\"#555\">" << num(fb[i], 0) << " fwd+bwd</text>\n";
   }
-  os << "<line x1=\"" << L << "\" y1=\"" << H - B << "\" x2=\"" << W - 20 << "\" y2=\"" << H - B << "\" stroke=\"black\"/>\n</svg>\n";
+  os << "<line x1=\"" << L << "\" y1=\"" << H - B << "\" x2=\"" << W - 20 << "\" y2=\"" << H - B << "\" stroke=\"black\"/>\n";
+  svg::close(os);
   return os.str();
 }
 

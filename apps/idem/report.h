@@ -23,8 +23,9 @@ std::string results_csv(const std::vector<ResultRow>& rows);
 // Over the seeds in `rows` (stats.h): a pivot (shift × method) of the metric as mean ± 95 %
 // confidence interval, with summary lines (mean per severity/level, mean over all shifts,
 // each averaged per seed first); then the paired Δ over `none` and Δ over `bn` in the same
-// layout, when those methods are in `rows`; then a cost table per method. One seed prints
-// means without an interval and says so.
+// layout, when those methods are in `rows`; then a cost table per method; then the accuracy
+// against cost table with the Pareto front (pareto.h). One seed prints means without an
+// interval and says so.
 std::string results_markdown(const std::vector<ResultRow>& rows, const std::string& metric_name,
                              const std::string& title);
 // Metric vs shift level per method (the mean over families at each level; level 0 = clean),
