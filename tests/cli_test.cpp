@@ -352,7 +352,7 @@ TEST(Cli, BenchIt3TimesTheMethodNamedByMethod) {
   // The text line says the same.
   r = run_cli("bench it3 --method none --reps 2 --warmup 1 --device cpu");
   ASSERT_EQ(r.code, 0) << r.out;
-  EXPECT_NE(r.out.find("none mlp_tab batch 8 K 1 on none (path eager): "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("none mlp_tab batch 8 K 1 on cpu (path eager): "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find(" 0 launches/batch, 1 forwards, 0 backwards, 0 steps"), std::string::npos) << r.out;
 }
 

@@ -45,6 +45,13 @@ namespace idem::cli {
 
 namespace {
 
+// Where a benchmark ran, for its text line: the GPU's name, or "cpu" (the JSON's "gpu" is
+// "none" there).
+std::string where_of(const json::Value& v) {
+  const std::string gpu = v.at("gpu").as_string();
+  return gpu == "none" ? std::string("cpu") : gpu;
+}
+
 // Times a callable: CUDA events on the legacy default stream (which orders with idem's stream
 // and with graph replays) on a GPU, the steady clock on the CPU. Returns µs per call.
 class Timer {
@@ -378,7 +385,7 @@ json::Value run_case(const Args& a, const Device device, const std::string& path
   v.set("parameters", b.model->num_parameters());
   if (!a.flag("json"))
     std::cout << method << " " << model_name << " batch " << batch << " K " << steps << " on "
-              << v.at("gpu").as_string() << " (path " << path << "): " << s.median << " µs/batch median (p10 "
+              << where_of(v) << " (path " << path << "): " << s.median << " µs/batch median (p10 "
               << s.p10 << ", p90 " << s.p90 << "), inference " << si.median << " µs, "
               << (fused || capturable ? std::to_string(kernel_nodes) : std::string("n/a"))
               << " kernels/batch, " << launches << " launches/batch, " << counted.forwards << " forwards, "
@@ -506,7 +513,7 @@ int bench_train(const Args& a, const Device device) {
   v.set("launches_per_step", int64_t(launches));
   if (a.flag("json")) std::cout << json::dump(v) << std::endl;
   else
-    std::cout << "train step " << model_name << " batch " << batch << " on " << v.at("gpu").as_string() << ": "
+    std::cout << "train step " << model_name << " batch " << batch << " on " << where_of(v) << ": "
               << s.median << " µs median (p10 " << s.p10 << ", p90 " << s.p90 << "), " << launches
               << " GPU launches (IT³ objective: 2 forwards, 1 backward, Adam)\n";
   return 0;
