@@ -401,9 +401,65 @@ TEST(Cli, BenchIt3MethodAllAndBadMethods) {
         << skipped << "\n" << r.out;
 }
 
+TEST(Cli, ReportRendersARunAgainFromItsCsv) {
+  if (std::string(IDEM_CLI_PATH).empty()) GTEST_SKIP() << "the idem executable was not built";
+  TempDir dir("idem_cli_report");
+  const std::string run = (dir.path() / "run").string(), again = (dir.path() / "again").string();
+  RunResult r = run_cli("demo --task tabular --quick --seeds 2 --method none,it3 --shift clean,zero:0.10 "
+                        "--device cpu --quiet --out " + run);
+  ASSERT_EQ(r.code, 0) << r.out;
+  // From the run directory: the task comes from its config.json; the CSVs come out the same.
+  r = run_cli("report --results " + run + " --out " + again);
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(slurp(fs::path(again) / "results.csv"), slurp(fs::path(run) / "results.csv"));
+  // pareto.csv from the CSV's rounded cells (4 decimals of the metric, 2 of µs): the same
+  // methods and front, the numbers to that rounding.
+  auto cells = [](const std::string& text) {
+    std::vector<std::vector<std::string>> rows;
+    std::istringstream is(text);
+    for (std::string line; std::getline(is, line);) {
+      rows.emplace_back();
+      std::istringstream ls(line);
+      for (std::string c; std::getline(ls, c, ',');) rows.back().push_back(c);
+    }
+    return rows;
+  };
+  const auto want = cells(slurp(fs::path(run) / "pareto.csv")), got = cells(slurp(fs::path(again) / "pareto.csv"));
+  ASSERT_EQ(got.size(), want.size());
+  ASSERT_EQ(got.size(), 3u);  // header, none, it3
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_EQ(got[i].size(), want[i].size());
+    EXPECT_EQ(got[i][0], want[i][0]);      // method
+    EXPECT_EQ(got[i].back(), want[i].back());  // on the front
+    if (i == 0) continue;
+    EXPECT_NEAR(std::stod(got[i][1]), std::stod(want[i][1]), 0.01) << "µs per sample of " << got[i][0];
+    EXPECT_NEAR(std::stod(got[i][3]), std::stod(want[i][3]), 1e-3) << "metric of " << got[i][0];
+  }
+  for (const char* f : {"results.md", "metric.svg", "cost.svg", "pareto.svg"})
+    EXPECT_TRUE(fs::exists(fs::path(again) / f)) << f;
+  const std::string md = slurp(fs::path(again) / "results.md");
+  EXPECT_NE(md.find("MAE"), std::string::npos);
+  EXPECT_NE(md.find("on the front"), std::string::npos);
+  EXPECT_NE(r.out.find("report files in " + again), std::string::npos) << r.out;
+  // A bare CSV needs --task; a bad task, a missing file and no --results are clear errors.
+  fs::copy_file(fs::path(run) / "results.csv", dir.path() / "bare.csv");
+  r = run_cli("report --results " + (dir.path() / "bare.csv").string());
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("pass --task"), std::string::npos) << r.out;
+  r = run_cli("report --results " + (dir.path() / "bare.csv").string() + " --task speech");
+  EXPECT_NE(r.out.find("unknown task 'speech'"), std::string::npos) << r.out;
+  r = run_cli("report --results " + (dir.path() / "nothing.csv").string() + " --task tabular");
+  EXPECT_NE(r.out.find("cannot read results file"), std::string::npos) << r.out;
+  r = run_cli("report");
+  EXPECT_NE(r.out.find("--results is required"), std::string::npos) << r.out;
+  r = run_cli("report --results " + (dir.path() / "bare.csv").string() + " --task tabular");
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_TRUE(fs::exists(dir.path() / "pareto.svg"));  // next to the CSV by default
+}
+
 TEST(Cli, HelpForEveryCommand) {
   if (std::string(IDEM_CLI_PATH).empty()) GTEST_SKIP() << "the idem executable was not built";
-  for (const char* c : {"demo", "train", "adapt", "bench", "info"}) {
+  for (const char* c : {"demo", "train", "adapt", "bench", "report", "info"}) {
     RunResult r = run_cli(std::string(c) + " --help");
     EXPECT_EQ(r.code, 0) << c << ": " << r.out;
     EXPECT_NE(r.out.find("--"), std::string::npos) << c;

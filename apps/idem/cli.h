@@ -82,6 +82,7 @@ int cmd_adapt(int argc, char** argv);
 int cmd_demo(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
 int cmd_info(int argc, char** argv);
+int cmd_report(int argc, char** argv);
 
 // Build and machine facts for run directories and `idem info`: git commit, compiler, CUDA
 // runtime/driver, cuDNN, GPU name, as a JSON object text.

@@ -32,7 +32,6 @@
 #include <sstream>
 
 #include "apps/idem/cli.h"
-#include "apps/idem/pareto.h"
 #include "apps/idem/report.h"
 #include "apps/idem/tasks.h"
 #include "core/error.h"
@@ -531,14 +530,7 @@ json::Value adapt_json(const AdaptSettings& s) {
 
 void write_results(const std::string& dir, const std::vector<ResultRow>& rows, const Task& task,
                    const std::string& title, bool print_table) {
-  write_text(dir + "/results.csv", results_csv(rows));
-  const std::string md = results_markdown(rows, task.metric_name(), title);
-  write_text(dir + "/results.md", md);
-  write_text(dir + "/metric.svg", plot_metric_svg(rows, task.metric_name(), title));
-  write_text(dir + "/cost.svg", plot_cost_svg(rows, "cost per method: " + title));
-  const std::vector<ParetoPoint> front = pareto_points(rows);
-  write_text(dir + "/pareto.csv", pareto_csv(front));
-  write_text(dir + "/pareto.svg", plot_pareto_svg(front, task.metric_name(), "accuracy against cost: " + title));
+  const std::string md = write_report_files(dir, rows, task.metric_name(), title);
   if (print_table) std::cout << md << "\nrun directory: " << dir << "\n";
 }
 

@@ -4,6 +4,7 @@
 //   idem train  --task fmnist|tabular|airfoil [--data PATH] [--epochs N] [--batch B] [--out RUN]
 //   idem adapt  --run RUN [--method LIST] [--shift LIST] [--steps K] [--adapt-lr LR] ...
 //   idem bench  it3|train|ops [--model mlp_tab|mlp_256|cnn|sage] [--batch B] [--steps K] [--json]
+//   idem report --results RUN|results.csv [--out DIR] [--task T]
 //   idem info
 #include <cstring>
 #include <iostream>
@@ -79,6 +80,7 @@ const char* kUsage =
     "  train   train a recursive-input model with the IT³ objective; writes a run directory\n"
     "  adapt   reload a run and evaluate test-time adaptation methods on shifts\n"
     "  bench   time one IT³ adaptation (it3), a training step (train) or core ops (ops)\n"
+    "  report  render a run's tables and plots (results.md, pareto.svg, ...) again from its results.csv\n"
     "  info    build, devices and versions\n";
 }  // namespace
 
@@ -97,6 +99,7 @@ int main(int argc, char** argv) {
     if (cmd == "adapt") return cmd_adapt(argc, argv);
     if (cmd == "bench") return cmd_bench(argc, argv);
     if (cmd == "info") return cmd_info(argc, argv);
+    if (cmd == "report") return cmd_report(argc, argv);
     std::cerr << "idem: unknown command '" << cmd << "'\n\n" << kUsage;
     return 2;
   } catch (const idem::Error& e) {

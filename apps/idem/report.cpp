@@ -16,6 +16,7 @@
 #include "apps/idem/svg.h"
 #include "apps/idem/tasks.h"
 #include "core/error.h"
+#include "io/file.h"
 
 namespace idem::cli {
 
@@ -260,6 +261,22 @@ std::string plot_cost_svg(const std::vector<ResultRow>& rows, const std::string&
   os << "<line x1=\"" << L << "\" y1=\"" << H - B << "\" x2=\"" << W - 20 << "\" y2=\"" << H - B << "\" stroke=\"black\"/>\n";
   svg::close(os);
   return os.str();
+}
+
+std::string write_report_files(const std::string& dir, const std::vector<ResultRow>& rows,
+                               const std::string& metric_name, const std::string& title) {
+  auto write = [&](const std::string& name, const std::string& text) {
+    write_file_atomic(dir + "/" + name, "idem run", [&](const ByteSink& sink) { sink(text.data(), text.size()); });
+  };
+  write("results.csv", results_csv(rows));
+  const std::string md = results_markdown(rows, metric_name, title);
+  write("results.md", md);
+  write("metric.svg", plot_metric_svg(rows, metric_name, title));
+  write("cost.svg", plot_cost_svg(rows, "cost per method: " + title));
+  const std::vector<ParetoPoint> front = pareto_points(rows);
+  write("pareto.csv", pareto_csv(front));
+  write("pareto.svg", plot_pareto_svg(front, metric_name, "accuracy against cost: " + title));
+  return md;
 }
 
 }  // namespace idem::cli

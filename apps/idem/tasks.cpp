@@ -77,6 +77,13 @@ TaskConfig TaskConfig::from_json(const json::Value& v) {
   return c;
 }
 
+std::string task_metric_name(const std::string& task) {
+  if (task == "fmnist") return "error %";
+  if (task == "tabular") return "MAE";
+  if (task == "airfoil") return "MAE of CL";
+  fail("idem", "unknown task '", task, "' (expected fmnist, tabular or airfoil)");
+}
+
 std::pair<std::string, double> Task::shift_family(const std::string& shift) {
   if (shift == "clean") return {"clean", 0.0};
   const auto colon = shift.find(':');
@@ -214,7 +221,6 @@ class FmnistTask : public Task {
     return out;
   }
   double metric(const Tensor& pred, const Tensor& y) const override { return classification_error(pred, y); }
-  std::string metric_name() const override { return "error %"; }
   std::string describe() const override {
     std::ostringstream os;
     os << "fmnist from " << data_.source << ": " << data_.train.size() << " train, "
@@ -315,7 +321,6 @@ class TabularTask : public Task {
   double metric(const Tensor& pred, const Tensor& y) const override {
     return data::mae(pred.to(Device::cpu()), y.to(Device::cpu()), split_.y_std);
   }
-  std::string metric_name() const override { return "MAE"; }
   std::string describe() const override {
     std::ostringstream os;
     os << "tabular from " << source_ << ": " << split_.x_train.size(0) << " train, "
@@ -383,7 +388,6 @@ class AirfoilTask : public Task {
   double metric(const Tensor& pred, const Tensor& y) const override {
     return data::mae(pred.to(Device::cpu()), y.to(Device::cpu()), scaler_.std);
   }
-  std::string metric_name() const override { return "MAE of CL"; }
   std::string describe() const override {
     std::ostringstream os;
     os << "airfoil (panel method, generated): " << train_.size() << " train airfoils ("

@@ -49,6 +49,11 @@ struct TaskConfig {
 enum class DemoSize { quick, cpu, full };
 const char* demo_size_name(DemoSize s);
 
+// The metric of a task by its name ("error %" for fmnist, "MAE" for tabular, "MAE of CL" for
+// airfoil): what Task::metric_name() returns, and what `idem report` labels a results.csv with.
+// Throws idem::Error for an unknown task.
+std::string task_metric_name(const std::string& task);
+
 class Task {
  public:
   virtual ~Task() = default;
@@ -87,7 +92,7 @@ class Task {
   // The task's metric on a whole test set: classification error in %, or MAE in the target's
   // original units.
   virtual double metric(const Tensor& pred, const Tensor& y) const = 0;
-  virtual std::string metric_name() const = 0;
+  virtual std::string metric_name() const { return task_metric_name(name()); }
   // For plots: the shift's family ("gaussian_noise", "zero", "ood", "clean") and level.
   static std::pair<std::string, double> shift_family(const std::string& shift);
   // A one-line description of the data for logs.
