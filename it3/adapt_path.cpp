@@ -47,6 +47,12 @@ std::string graph_path_blocker(const AdaptOptions& o, Device device) {
     return "memo draws new augmentations for every batch";
   if (o.method == Method::masked_ttt && o.steps > 0)
     return "masked-ttt draws new masks for every batch";
+  // Measured on an H100 (2026-12-06): capturing ttt or ttt++ allocates a block during the
+  // capture that its two warm-up runs did not (cuda alloc: "missed the cache"), so the capture
+  // fails. Until that is found and fixed on a GPU, they run eagerly (TttAdaptCuda tests).
+  if (o.method == Method::ttt || o.method == Method::ttt_pp)
+    return std::string(method_name(o.method)) +
+           " allocates during a CUDA graph capture what its warm-up did not (a known gap; it runs eagerly)";
   // EATA's redundancy filter keeps a moving average that a reset reallocates (and that carries
   // over between batches without one): not in the buffers a capture replays.
   if (o.method == Method::eata && o.steps > 0)
