@@ -40,8 +40,8 @@ const char* gemm_backend_name(GemmBackend b);
 // Which CPU implementation matmul's f32 products use: our packed AVX2/AVX-512 SGEMM
 // (cpu::sgemm_packed) or Eigen. Chosen at run time so both can be timed in one process:
 // set_cpu_gemm(), or the environment variable IDEM_CPU_GEMM=packed|eigen at start-up (default
-// eigen). A build without IDEM_CPU_AVX2 has no packed GEMM and runs Eigen whatever is chosen;
-// f64 products always run Eigen.
+// packed where sgemm_packed_avx512_available(), else eigen). A build without IDEM_CPU_AVX2 has
+// no packed GEMM and runs Eigen whatever is chosen; f64 products always run Eigen.
 enum class CpuGemm : uint8_t { packed, eigen };
 CpuGemm cpu_gemm();
 void set_cpu_gemm(CpuGemm g);
