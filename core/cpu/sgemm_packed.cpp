@@ -229,72 +229,30 @@ inline float combine(float acc, float c, Update u, float alpha, float beta, bool
   }
 }
 
-// The AVX2 micro-kernels (NR = 16). t (6 × 16, row-major, 32-byte aligned) <- a_panel (kc × 6)
-// · b_panel (kc × 16), each element one FMA chain over k in order. Kept apart from the update
-// (noinline) so that nothing else competes for the 16 ymm registers: 12 accumulators, 2 of B,
-// 1 broadcast of A.
-__attribute__((noinline)) void avx2_kernel6(int64_t kc, const float* a, const float* b, float* t) {
-  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
-  __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
-  __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
-  __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
-  __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
-  __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
-  for (int64_t k = 0; k < kc; ++k, a += 6, b += 16) {
+// The AVX2 micro-kernels (NR = 16): t (MR × 16, row-major, 32-byte aligned) <- a_panel
+// (kc × MR) · b_panel (kc × 16), each element one FMA chain over k in order (as the AVX-512
+// kernels, core/cpu/sgemm_avx512.cpp). Kept apart from the update (noinline) so that nothing
+// else competes for the 16 ymm registers: for MR = 6, 12 accumulators, 2 of B, 1 broadcast of
+// A. MR = 4 (8 accumulators) serves products of few rows that 4 divides better (8, 20).
+template <int MR>
+__attribute__((noinline)) void avx2_kernel(int64_t kc, const float* a, const float* b, float* t) {
+  __m256 c0[MR], c1[MR];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r) c0[r] = c1[r] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k, a += MR, b += 16) {
     const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
-    __m256 x = _mm256_broadcast_ss(a + 0);
-    c00 = _mm256_fmadd_ps(x, b0, c00);
-    c01 = _mm256_fmadd_ps(x, b1, c01);
-    x = _mm256_broadcast_ss(a + 1);
-    c10 = _mm256_fmadd_ps(x, b0, c10);
-    c11 = _mm256_fmadd_ps(x, b1, c11);
-    x = _mm256_broadcast_ss(a + 2);
-    c20 = _mm256_fmadd_ps(x, b0, c20);
-    c21 = _mm256_fmadd_ps(x, b1, c21);
-    x = _mm256_broadcast_ss(a + 3);
-    c30 = _mm256_fmadd_ps(x, b0, c30);
-    c31 = _mm256_fmadd_ps(x, b1, c31);
-    x = _mm256_broadcast_ss(a + 4);
-    c40 = _mm256_fmadd_ps(x, b0, c40);
-    c41 = _mm256_fmadd_ps(x, b1, c41);
-    x = _mm256_broadcast_ss(a + 5);
-    c50 = _mm256_fmadd_ps(x, b0, c50);
-    c51 = _mm256_fmadd_ps(x, b1, c51);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const __m256 x = _mm256_broadcast_ss(a + r);
+      c0[r] = _mm256_fmadd_ps(x, b0, c0[r]);
+      c1[r] = _mm256_fmadd_ps(x, b1, c1[r]);
+    }
   }
-  _mm256_store_ps(t + 0, c00), _mm256_store_ps(t + 8, c01);
-  _mm256_store_ps(t + 16, c10), _mm256_store_ps(t + 24, c11);
-  _mm256_store_ps(t + 32, c20), _mm256_store_ps(t + 40, c21);
-  _mm256_store_ps(t + 48, c30), _mm256_store_ps(t + 56, c31);
-  _mm256_store_ps(t + 64, c40), _mm256_store_ps(t + 72, c41);
-  _mm256_store_ps(t + 80, c50), _mm256_store_ps(t + 88, c51);
-}
-
-// The same for a 4-row panel (t: 4 × 16): 8 accumulators. Products with 8, 20 or 28 rows
-// (Kernels::pick) fit 4-row panels exactly where 6-row ones would compute padding.
-__attribute__((noinline)) void avx2_kernel4(int64_t kc, const float* a, const float* b, float* t) {
-  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
-  __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
-  __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
-  __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
-  for (int64_t k = 0; k < kc; ++k, a += 4, b += 16) {
-    const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
-    __m256 x = _mm256_broadcast_ss(a + 0);
-    c00 = _mm256_fmadd_ps(x, b0, c00);
-    c01 = _mm256_fmadd_ps(x, b1, c01);
-    x = _mm256_broadcast_ss(a + 1);
-    c10 = _mm256_fmadd_ps(x, b0, c10);
-    c11 = _mm256_fmadd_ps(x, b1, c11);
-    x = _mm256_broadcast_ss(a + 2);
-    c20 = _mm256_fmadd_ps(x, b0, c20);
-    c21 = _mm256_fmadd_ps(x, b1, c21);
-    x = _mm256_broadcast_ss(a + 3);
-    c30 = _mm256_fmadd_ps(x, b0, c30);
-    c31 = _mm256_fmadd_ps(x, b1, c31);
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r) {
+    _mm256_store_ps(t + r * 16, c0[r]);
+    _mm256_store_ps(t + r * 16 + 8, c1[r]);
   }
-  _mm256_store_ps(t + 0, c00), _mm256_store_ps(t + 8, c01);
-  _mm256_store_ps(t + 16, c10), _mm256_store_ps(t + 24, c11);
-  _mm256_store_ps(t + 32, c20), _mm256_store_ps(t + 40, c21);
-  _mm256_store_ps(t + 48, c30), _mm256_store_ps(t + 56, c31);
 }
 
 // C[0 : mr, 0 : nr] (row stride ldc) <- update(C, t): whole rows of NR as vectors, the columns
@@ -442,8 +400,8 @@ void run(const float* a, const float* b, float* c, const MatmulParams& p, const 
 const Kernels& avx2_kernels() {
   static const Kernels k = [] {
     Kernels ks;
-    ks.add(6, avx2_kernel6);
-    ks.add(4, avx2_kernel4);
+    ks.add(6, avx2_kernel<6>);
+    ks.add(4, avx2_kernel<4>);
     return ks;
   }();
   return k;
