@@ -1,5 +1,5 @@
-// The CPU GEMMs side by side: our packed AVX2/FMA SGEMM (cpu::sgemm_packed) against Eigen, on
-// the products the CPU models run, at 1 and 2 threads:
+// The CPU GEMMs side by side: our packed SGEMM (cpu::sgemm_packed) with its AVX-512 and with
+// its AVX2 micro-kernels, against Eigen, on the products the CPU models run, at 1 and 2 threads:
 //
 //   cpu_gemm/<shape>/threads:<t>
 //
@@ -15,11 +15,13 @@
 //   (in a convolution each chunk's GEMM runs inside the pool's loop over chunks, so on one
 //   thread; the 2-thread lines say what the GEMM alone would do.)
 //
-// The machine this is written for is shared and noisy, so the two GEMMs are timed interleaved:
-// every benchmark iteration times a batch of calls of one, then of the other (which goes first
-// alternates; 41 iterations unless --benchmark_min_time is given), and the counters are the
-// medians over all iterations: packed_us and eigen_us (µs per call), eigen_over_packed (> 1:
-// ours is faster), and GFLOP/s of ours. The Time column (manual time) is ours, µs per call. Without the packed GEMM (a build without IDEM_CPU_AVX2) the
+// The machine this is written for is shared and noisy, so the GEMMs are timed interleaved:
+// every benchmark iteration times a batch of calls of each in turn (who goes first rotates; 41
+// iterations unless --benchmark_min_time is given), and the counters are the medians over all
+// iterations: avx512_us, avx2_us and eigen_us (µs per call), eigen_over_avx512 and
+// eigen_over_avx2 (> 1: ours is faster), and GFLOP/s of the packed GEMM's best kernels. The
+// Time column (manual time) is that one's, µs per call. Without AVX-512 (build or CPU) the
+// avx512 counters are left out; without the packed GEMM (a build without IDEM_CPU_AVX2) the
 // lines skip.
 //   idem_bench --benchmark_filter='^cpu_gemm/'
 #include <benchmark/benchmark.h>
@@ -81,38 +83,48 @@ void bm_cpu_gemm(benchmark::State& st, const GemmShape& s, int threads) {
   const double flops = 2.0 * double(s.M) * double(s.N) * double(s.K);
   // About 2 ms of calls per sample at 20 GFLOP/s.
   const int reps = int(std::clamp(4e7 / flops, 1.0, 2000.0));
+  // The contenders: the packed GEMM with its AVX-512 kernels (where this build and CPU have
+  // them) and with its AVX2 kernels, called directly, and Eigen through matmul_fwd.
+  enum Which { avx512, avx2, eigen };
+  const bool has512 = cpu::sgemm_packed_avx512_available();
   using clock = std::chrono::steady_clock;
-  auto time_one = [&](CpuGemm g) {
-    set_cpu_gemm(g);
+  auto time_one = [&](Which w) {
+    set_cpu_gemm(CpuGemm::eigen);
     const auto t0 = clock::now();
-    for (int r = 0; r < reps; ++r) cpu::matmul_fwd(c, a, b, p);
+    for (int r = 0; r < reps; ++r) {
+      if (w == eigen)
+        cpu::matmul_fwd(c, a, b, p);
+      else
+        cpu::sgemm_packed(a.data<float>(), b.data<float>(), c.data<float>(), p,
+                          w == avx512 ? cpu::SgemmIsa::avx512 : cpu::SgemmIsa::avx2);
+    }
     benchmark::DoNotOptimize(c.raw_data());
     return std::chrono::duration<double, std::micro>(clock::now() - t0).count() / reps;
   };
-  time_one(CpuGemm::packed);  // warm-up: pool threads, packing buffers, caches
-  time_one(CpuGemm::eigen);
-  std::vector<double> ours, eigen;
-  bool packed_first = true;
+  std::vector<Which> order = {avx2, eigen};
+  if (has512) order.insert(order.begin(), avx512);
+  for (Which w : order) time_one(w);  // warm-up: pool threads, packing buffers, caches
+  std::vector<double> times[3];
+  size_t first = 0;
   for (auto _ : st) {
-    double t_ours, t_eigen;
-    if (packed_first) {
-      t_ours = time_one(CpuGemm::packed);
-      t_eigen = time_one(CpuGemm::eigen);
-    } else {
-      t_eigen = time_one(CpuGemm::eigen);
-      t_ours = time_one(CpuGemm::packed);
+    for (size_t q = 0; q < order.size(); ++q) {
+      const Which w = order[(first + q) % order.size()];
+      times[w].push_back(time_one(w));
     }
-    packed_first = !packed_first;
-    ours.push_back(t_ours);
-    eigen.push_back(t_eigen);
-    st.SetIterationTime(t_ours * 1e-6);
+    first = (first + 1) % order.size();  // who goes first rotates
+    st.SetIterationTime(times[has512 ? avx512 : avx2].back() * 1e-6);
   }
   set_cpu_gemm(prev);
-  const double mo = median(ours), me = median(eigen);
-  st.counters["packed_us"] = mo;
+  const double m512 = median(times[avx512]), m2 = median(times[avx2]), me = median(times[eigen]);
+  const double best = has512 ? m512 : m2;
+  if (has512) {
+    st.counters["avx512_us"] = m512;
+    st.counters["eigen_over_avx512"] = m512 > 0 ? me / m512 : 0.0;
+  }
+  st.counters["avx2_us"] = m2;
   st.counters["eigen_us"] = me;
-  st.counters["eigen_over_packed"] = mo > 0 ? me / mo : 0.0;
-  st.counters["GFLOP/s"] = mo > 0 ? flops / mo * 1e-3 : 0.0;
+  st.counters["eigen_over_avx2"] = m2 > 0 ? me / m2 : 0.0;
+  st.counters["GFLOP/s"] = best > 0 ? flops / best * 1e-3 : 0.0;
   st.counters["reps"] = reps;
 }
 

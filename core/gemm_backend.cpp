@@ -1,6 +1,6 @@
 // Run-time choice of the matmul implementations, so both can be timed in one process: on CUDA
 // the hand-written SGEMM or cuBLAS (IDEM_GEMM=hand|cublas), on the CPU the packed SGEMM or
-// Eigen (IDEM_CPU_GEMM=packed|eigen, default eigen).
+// Eigen (IDEM_CPU_GEMM=packed|eigen; default packed where its AVX-512 kernels run, else eigen).
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -27,11 +27,14 @@ const char* gemm_backend_name(GemmBackend b) { return b == GemmBackend::hand ? "
 
 namespace {
 CpuGemm initial_cpu_gemm() {
-  // Eigen by default: the packed GEMM is not faster on this project's shapes with AVX2
-  // (docs/performance.md, 2026-12-05), and the switch changes the last bits of every product.
+  // The packed GEMM by default where it runs its AVX-512 kernels: there it is 1.2-2.5x Eigen's
+  // speed on this project's products at 1 and 2 threads (docs/performance.md, 2026-12-06).
+  // With AVX2 only it is not faster (2026-12-05), so Eigen stays the default there. Either
+  // choice gives the same bits at every thread count, but not the same bits as the other.
   const char* env = std::getenv("IDEM_CPU_GEMM");
   if (env && std::strcmp(env, "packed") == 0) return CpuGemm::packed;
-  return CpuGemm::eigen;
+  if (env && std::strcmp(env, "eigen") == 0) return CpuGemm::eigen;
+  return cpu::sgemm_packed_avx512_available() ? CpuGemm::packed : CpuGemm::eigen;
 }
 std::atomic<CpuGemm>& cpu_gemm_slot() {
   static std::atomic<CpuGemm> g{initial_cpu_gemm()};

@@ -204,6 +204,8 @@ int num_threads() { return pool().threads(); }
 
 uint64_t pool_jobs_run() { return pool().jobs_run(); }
 
+bool inside_parallel_loop() { return t_in_parallel; }
+
 void set_num_threads(int n) {
   if (n < 1 || n > kMaxThreads)
     throw Error("[threads] set_num_threads(" + std::to_string(n) +

@@ -46,6 +46,10 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
 // test check that a kernel really split its work.
 uint64_t pool_jobs_run();
 
+// True while the calling thread runs a chunk of a parallel loop, where a nested parallel_for
+// runs inline: a kernel can then skip cutting its work for threads it will not get.
+bool inside_parallel_loop();
+
 // A fixed-order sum: partial[c] = chunk_sum(lo, hi) for each chunk of parallel_for(n, grain),
 // computed in parallel, then added in chunk order on the caller. The same bits at any thread
 // count (but not those of one serial loop over [0, n) unless n <= grain).

@@ -1,15 +1,19 @@
 // The packed CPU SGEMM (cpu::sgemm_packed, core/cpu/sgemm_packed.cpp) against a plain
 // double-precision reference: every transpose case over shapes at and around the micro-tile
-// (6×16, and 4×16 for few rows) and block (KC = 256, MC = 144) edges, K = 0, batches with a shared operand, alpha and
-// beta, and a K of 65 536. Small-integer inputs make every product and partial sum exact in f32,
-// so those cases must match the reference exactly; Gaussian inputs must match within a bound
-// that grows with K. Also: beta = 0 never reads C, each element's bits do not depend on where
-// it lies in C, and the matmul op gives the same result through the packed GEMM and Eigen.
+// (6×16 and 4×16 with AVX2; 4..14 × 32 with AVX-512) and block (KC = 256, MC = 168) edges,
+// K = 0, batches with a shared operand, alpha and beta, and a K of 65 536. Small-integer inputs
+// make every product and partial sum exact in f32, so those cases must match the reference
+// exactly; Gaussian inputs must match within a bound that grows with K. Every check runs the
+// AVX2 kernels and, where the build and CPU have them, the AVX-512 ones, and requires the two
+// to give the same bits. Also: beta = 0 never reads C, each element's bits do not depend on
+// where it lies in C, and the matmul op gives the same result through the packed GEMM and Eigen.
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <vector>
 
+#include "core/error.h"
 #include "core/kernels/matmul.h"
 #include "core/ops/matmul.h"
 #include "core/parallel.h"
@@ -83,21 +87,53 @@ void reference(const Problem& pr, std::vector<double>& want, std::vector<double>
   }
 }
 
-// Runs the packed GEMM on pr and compares with the reference: exactly (`ints`) or within
-// 2^-24 · (4·√K + 4) · scale, a bound on f32 rounding that grows like a random walk over K.
+// The instruction sets this build and CPU can run: AVX2, and AVX-512 where available.
+std::vector<cpu::SgemmIsa> isas() {
+  std::vector<cpu::SgemmIsa> v{cpu::SgemmIsa::avx2};
+  if (cpu::sgemm_packed_avx512_available()) v.push_back(cpu::SgemmIsa::avx512);
+  return v;
+}
+
+const char* isa_name(cpu::SgemmIsa isa) { return isa == cpu::SgemmIsa::avx512 ? "avx512" : "avx2"; }
+
+// C after the packed GEMM with the kernels of `isa` on pr.
+std::vector<float> run_packed(const Problem& pr, cpu::SgemmIsa isa) {
+  std::vector<float> got = pr.c;
+  cpu::sgemm_packed(pr.a.data(), pr.b.data(), got.data(), pr.p, isa);
+  return got;
+}
+
+void check_one(const Problem& pr, bool ints, cpu::SgemmIsa isa, const std::vector<float>& got);
+
+// Runs the packed GEMM on pr with each instruction set and compares with the reference:
+// exactly (`ints`) or within 2^-24 · (4·√K + 4) · scale, a bound on f32 rounding that grows
+// like a random walk over K; and the instruction sets with each other, bit for bit.
 void check(const Problem& pr, bool ints) {
+  std::vector<float> first;
+  for (cpu::SgemmIsa isa : isas()) {
+    const std::vector<float> got = run_packed(pr, isa);
+    check_one(pr, ints, isa, got);
+    if (first.empty()) {
+      first = got;
+      continue;
+    }
+    ASSERT_EQ(std::memcmp(first.data(), got.data(), got.size() * sizeof(float)), 0)
+        << "avx2 and " << isa_name(isa) << " differ: M=" << pr.p.M << " N=" << pr.p.N
+        << " K=" << pr.p.K << " ta=" << pr.p.trans_a << " tb=" << pr.p.trans_b;
+  }
+}
+
+void check_one(const Problem& pr, bool ints, cpu::SgemmIsa isa, const std::vector<float>& got) {
   const MatmulParams& p = pr.p;
   std::vector<double> want, scale;
   reference(pr, want, scale);
-  std::vector<float> got = pr.c;
-  cpu::sgemm_packed(pr.a.data(), pr.b.data(), got.data(), p);
   const double tol_per_scale = std::ldexp(1.0, -24) * (4 * std::sqrt(double(p.K)) + 4);
   int64_t bad = 0;
   for (size_t e = 0; e < want.size(); ++e) {
     const double err = std::abs(double(got[e]) - want[e]);
     const bool ok = ints ? err == 0.0 : err <= tol_per_scale * scale[e];
     if (!ok && ++bad <= 3)
-      ADD_FAILURE() << "ta=" << p.trans_a << " tb=" << p.trans_b << " batch=" << p.batch
+      ADD_FAILURE() << isa_name(isa) << " ta=" << p.trans_a << " tb=" << p.trans_b << " batch=" << p.batch
                     << " M=" << p.M << " N=" << p.N << " K=" << p.K << " alpha=" << p.alpha
                     << " beta=" << p.beta << ": element " << e << " is " << got[e] << ", want "
                     << want[e] << " (|err| " << err << ")";
@@ -113,7 +149,8 @@ const Dims kShapes[] = {
     {1, 1, 1},     {1, 1, 7},     {2, 3, 1},     {5, 15, 3},    {6, 16, 8},    {7, 17, 9},
     {11, 31, 33},  {12, 32, 255}, {13, 33, 256}, {17, 47, 257}, {35, 49, 300}, {1, 300, 40},
     {300, 1, 40},  {143, 15, 10}, {145, 17, 11}, {64, 256, 256}, {10, 2048, 25}, {250, 2048, 20},
-    {20, 250, 600}, {97, 130, 513}, {150, 260, 64}, {8, 256, 256}, {28, 40, 100}, {256, 256, 8}};
+    {20, 250, 600}, {97, 130, 513}, {150, 260, 64}, {8, 256, 256}, {28, 40, 100}, {256, 256, 8},
+    {10, 25, 1728}, {25, 63, 40},  {169, 65, 17},  {14, 95, 9},    {30, 96, 31},  {250, 33, 24}};
 
 TEST(CpuSgemm, SmallIntegersAreExactForEveryTransposeAndShape) {
   REQUIRE_PACKED();
@@ -179,18 +216,44 @@ TEST(CpuSgemm, AnElementsBitsDoNotDependOnItsPlaceInC) {
   REQUIRE_PACKED();
   const int64_t M = 301, N = 203, K = 700;
   Problem pr = make_problem(params(false, false, 1, M, N, K), false, 500);
-  std::vector<float> full(size_t(M * N));
-  cpu::sgemm_packed(pr.a.data(), pr.b.data(), full.data(), pr.p);
-  // 5 rows run the 6×16 kernel as the whole product does, 4 rows the 4×16 one.
-  for (int64_t r0 : {0, 5, 143, 296})
-    for (int64_t want_rows : {4, 5}) {
-    const int64_t rows = std::min<int64_t>(want_rows, M - r0);
-    MatmulParams sub = params(false, false, 1, rows, N, K);
-    std::vector<float> part(size_t(rows * N));
-    cpu::sgemm_packed(pr.a.data() + r0 * K, pr.b.data(), part.data(), sub);
-    for (int64_t e = 0; e < rows * N; ++e)
-      ASSERT_EQ(part[size_t(e)], full[size_t(r0 * N + e)]) << "row " << r0 + e / N;
+  for (cpu::SgemmIsa isa : isas()) {
+    std::vector<float> full(size_t(M * N));
+    cpu::sgemm_packed(pr.a.data(), pr.b.data(), full.data(), pr.p, isa);
+    // The rows on their own run other kernel heights than the whole product does (AVX2: 4 or 6;
+    // AVX-512: 4 to 14, Kernels::pick), and other tilings.
+    for (int64_t r0 : {0, 5, 143, 296})
+      for (int64_t want_rows : {4, 5, 10, 13}) {
+        const int64_t rows = std::min<int64_t>(want_rows, M - r0);
+        MatmulParams sub = params(false, false, 1, rows, N, K);
+        std::vector<float> part(size_t(rows * N));
+        cpu::sgemm_packed(pr.a.data() + r0 * K, pr.b.data(), part.data(), sub, isa);
+        for (int64_t e = 0; e < rows * N; ++e)
+          ASSERT_EQ(part[size_t(e)], full[size_t(r0 * N + e)]) << isa_name(isa) << " row " << r0 + e / N;
+      }
+  }
+}
+
+// Every product height from 1 to 60 (each AVX-512 kernel height, alone and with remainders),
+// N across one and two 32-column panels, K across a KC block: the AVX2 and AVX-512 kernels
+// give the same bits (check), and both match the reference.
+TEST(CpuSgemm, EveryHeightMatchesAcrossInstructionSets) {
+  REQUIRE_PACKED();
+  uint32_t seed = 600;
+  for (int64_t M = 1; M <= 60; ++M)
+    for (const Dims& nk : {Dims{0, 33, 300}, Dims{0, 64, 7}}) {
+      check(make_problem(params(M % 2 == 1, M % 3 == 0, 1, M, nk.N, nk.K, false, 0.5, 1.0), false, seed++), false);
     }
+}
+
+// Asking for the AVX-512 kernels where the build or the CPU has none is a clear error, and the
+// default then runs the AVX2 ones.
+TEST(CpuSgemm, Avx512WhereUnavailableIsAnError) {
+  REQUIRE_PACKED();
+  if (cpu::sgemm_packed_avx512_available()) GTEST_SKIP() << "this build and CPU have AVX-512";
+  Problem pr = make_problem(params(false, false, 1, 7, 9, 11), true, 700);
+  std::vector<float> c = pr.c;
+  EXPECT_THROW(cpu::sgemm_packed(pr.a.data(), pr.b.data(), c.data(), pr.p, cpu::SgemmIsa::avx512), Error);
+  check(pr, true);
 }
 
 // The switch: the matmul op through the packed GEMM and through Eigen, both near the reference.

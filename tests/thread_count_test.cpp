@@ -159,11 +159,13 @@ TEST(ThreadCount, PointwiseAndGroupedConvolutionsAreBitIdenticalAtOneTwoAndFiveT
   expect_same_bits_at_every_thread_count(conv_paths_run, "1x1 and grouped conv2d");
 }
 
+// Through Eigen (IDEM_CPU_GEMM=eigen; the default where the packed GEMM has no AVX-512).
 TEST(ThreadCount, LargeOpsAreBitIdenticalAtOneTwoAndFiveThreads) {
+  testing::CpuGemmGuard eigen(CpuGemm::eigen);
   expect_same_bits_at_every_thread_count(ops_run, "matmul / linear_act / softmax / sum");
 }
 
-// The same runs through the packed CPU GEMM (IDEM_CPU_GEMM=packed; the default is Eigen).
+// The same runs through the packed CPU GEMM (IDEM_CPU_GEMM=packed; the default with AVX-512).
 TEST(ThreadCount, PackedGemmRunsAreBitIdenticalAtOneTwoAndFiveThreads) {
   if (!cpu::sgemm_packed_available()) GTEST_SKIP() << "built without IDEM_CPU_AVX2";
   testing::CpuGemmGuard packed(CpuGemm::packed);
@@ -172,8 +174,9 @@ TEST(ThreadCount, PackedGemmRunsAreBitIdenticalAtOneTwoAndFiveThreads) {
   expect_same_bits_at_every_thread_count(conv_paths_run, "1x1 and grouped conv2d (packed GEMM)");
 }
 
-// The packed GEMM called directly on products that split into tiles over rows and over columns,
-// batched with a shared operand, beta = 1 and alpha != 1, and K = 1 000 (four KC blocks).
+// The packed GEMM called directly (AVX2 and AVX-512 kernels) on products that split into tiles
+// over rows and over columns, batched with a shared operand, beta = 1 and alpha != 1, and
+// K = 1 000 (four KC blocks).
 std::string packed_gemm_run() {
   std::string out;
   if (!cpu::sgemm_packed_available()) return out;
@@ -192,9 +195,13 @@ std::string packed_gemm_run() {
     p.alpha = c.alpha, p.beta = c.beta;
     const Tensor a = randn({c.sa ? c.batch : 1, c.M * c.K}, 41);
     const Tensor b = randn({c.batch, c.K * c.N}, 42);
-    Tensor out_c = randn({c.batch, c.M * c.N}, 43);
-    cpu::sgemm_packed(a.data<float>(), b.data<float>(), out_c.data<float>(), p);
-    out += bytes_of(out_c);
+    // Both instruction sets, where available: each must be the same at every thread count.
+    for (cpu::SgemmIsa isa : {cpu::SgemmIsa::avx2, cpu::SgemmIsa::avx512}) {
+      if (isa == cpu::SgemmIsa::avx512 && !cpu::sgemm_packed_avx512_available()) continue;
+      Tensor out_c = randn({c.batch, c.M * c.N}, 43);
+      cpu::sgemm_packed(a.data<float>(), b.data<float>(), out_c.data<float>(), p, isa);
+      out += bytes_of(out_c);
+    }
   }
   return out;
 }

@@ -1,5 +1,5 @@
-// The instruction-set check behind IDEM_CPU_AVX2 (CMakeLists.txt): core/cpu/matmul.cpp may be
-// compiled for AVX2 + FMA. This file is compiled without those flags, so the check itself runs on
+// The instruction-set checks behind IDEM_CPU_AVX2 and IDEM_CPU_AVX512 (CMakeLists.txt):
+// core/cpu/matmul.cpp may be compiled for AVX2 + FMA, core/cpu/sgemm_avx512.cpp for AVX-512F. This file is compiled without those flags, so the check itself runs on
 // any x86-64 CPU and turns what would be an illegal-instruction crash into a clear error.
 #include "core/kernels/matmul.h"
 
@@ -16,6 +16,18 @@ void require_cpu_features() {
   if (!ok)
     fail("matmul", "this build's CPU GEMM uses AVX2 and FMA (IDEM_CPU_AVX2=ON, the build machine had "
          "them), but this CPU lacks them: rebuild with cmake -DIDEM_CPU_AVX2=OFF");
+#endif
+}
+
+bool cpu_supports_avx512f() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool ok = [] {
+    __builtin_cpu_init();
+    return bool(__builtin_cpu_supports("avx512f"));
+  }();
+  return ok;
+#else
+  return false;
 #endif
 }
 

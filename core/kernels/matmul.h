@@ -37,11 +37,11 @@ GemmBackend gemm_backend();
 void set_gemm_backend(GemmBackend b);
 const char* gemm_backend_name(GemmBackend b);
 
-// Which CPU implementation matmul's f32 products use: our packed AVX2/FMA SGEMM
+// Which CPU implementation matmul's f32 products use: our packed AVX2/AVX-512 SGEMM
 // (cpu::sgemm_packed) or Eigen. Chosen at run time so both can be timed in one process:
 // set_cpu_gemm(), or the environment variable IDEM_CPU_GEMM=packed|eigen at start-up (default
-// eigen). A build without IDEM_CPU_AVX2 has no packed GEMM and runs Eigen whatever is chosen;
-// f64 products always run Eigen.
+// packed where sgemm_packed_avx512_available(), else eigen). A build without IDEM_CPU_AVX2 has
+// no packed GEMM and runs Eigen whatever is chosen; f64 products always run Eigen.
 enum class CpuGemm : uint8_t { packed, eigen };
 CpuGemm cpu_gemm();
 void set_cpu_gemm(CpuGemm g);
@@ -50,15 +50,27 @@ const char* cpu_gemm_name(CpuGemm g);
 namespace cpu {
 // Dispatches f32 products to sgemm_packed or Eigen according to cpu_gemm(); f64 to Eigen.
 void matmul_fwd(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p);
+// Which micro-kernels the packed GEMM runs: AVX-512 (MR × 32) where the build and the CPU have
+// it, else AVX2 (6 × 16); or one of them by name (benchmarks, tests). Both compute each element
+// as the same FMA chains, so they give the same bits.
+enum class SgemmIsa : uint8_t { best, avx2, avx512 };
 // The packed f32 GEMM (core/cpu/sgemm_packed.cpp) on raw contiguous buffers, same contract as
 // matmul_fwd (K = 0 allowed: C = beta·C). Each element's sum order depends on K alone, so C has
-// the same bits at every thread count and tiling. Throws idem::Error when
-// !sgemm_packed_available() (a build without IDEM_CPU_AVX2).
-void sgemm_packed(const float* a, const float* b, float* c, const MatmulParams& p);
+// the same bits at every thread count and tiling, and with either instruction set. Throws
+// idem::Error when !sgemm_packed_available() (a build without IDEM_CPU_AVX2), or when `isa` is
+// avx512 and !sgemm_packed_avx512_available().
+void sgemm_packed(const float* a, const float* b, float* c, const MatmulParams& p,
+                  SgemmIsa isa = SgemmIsa::best);
 bool sgemm_packed_available();
+// The build has the AVX-512 kernels (IDEM_CPU_AVX512) and this CPU has AVX-512F.
+bool sgemm_packed_avx512_available();
 // Throws idem::Error when the CPU GEMM was compiled for instructions this CPU lacks (AVX2 + FMA
 // with IDEM_CPU_AVX2=ON); nothing otherwise. Called by matmul_fwd before any Eigen code runs.
+// (The AVX-512 kernels need no such check: the packed GEMM calls them only on a CPU that has
+// AVX-512F, and runs the AVX2 ones elsewhere.)
 void require_cpu_features();
+// Whether this CPU has AVX-512F (false off x86-64).
+bool cpu_supports_avx512f();
 }
 namespace cuda {
 // Dispatches to matmul_hand or matmul_cublas according to gemm_backend().
