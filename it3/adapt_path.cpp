@@ -90,7 +90,7 @@ PathAdapter::PathAdapter(const std::shared_ptr<RecursiveModel>& trained, AdaptOp
     graph_options.fused = FusedMode::off;
     graph_options.check_finite = false;
     if (path == AdaptPath::automatic && graph_path_blocker(graph_options, trained->device()).empty())
-      graph_options_ = std::make_unique<AdaptOptions>(graph_options);
+      graph_options_ = graph_options;
     adapter_ = std::make_unique<Adapter>(trained, options, stats_);
     return;
   }

@@ -25,6 +25,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -86,7 +87,7 @@ class PathAdapter {
   AdaptPath last_path_;
   bool check_finite_;  // the user's wish; the graph path's Adapter runs with it off
   std::unique_ptr<Adapter> adapter_;
-  std::unique_ptr<AdaptOptions> graph_options_;  // set: auto may send unfused batches to a graph
+  std::optional<AdaptOptions> graph_options_;  // set: auto may send unfused batches to a graph
   std::unique_ptr<Adapter> graph_adapter_;
   std::vector<std::unique_ptr<Capture>> captures_;
   Cost total_;

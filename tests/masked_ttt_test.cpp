@@ -24,6 +24,7 @@
 #include "layers/flatten.h"
 #include "layers/linear.h"
 #include "layers/optim.h"
+#include "tests/sgd_step_check.h"
 #include "tests/test_util.h"
 
 namespace idem::it3 {
@@ -244,29 +245,8 @@ TEST(MaskedTttAdapt, OneStepMatchesFiniteDifferences) {
 
   auto probe = clone_as(*m);
   const NamedTensors before = probe->named_parameters(), after = a.model().named_parameters();
-  const double eps = 1e-6;
-  int64_t checked = 0;
-  for (size_t i = 0; i < before.size(); ++i) {
-    const std::vector<double> p0 = before[i].second.to_vector<double>();
-    const std::vector<double> p1 = after[i].second.to_vector<double>();
-    const bool encoder = before[i].first.rfind("body.", 0) == 0;
-    for (size_t j = 0; j < p0.size(); ++j) {
-      if (!encoder) {
-        EXPECT_EQ(p1[j], p0[j]) << before[i].first;
-        continue;
-      }
-      double* v = before[i].second.data<double>() + j;
-      const double keep = *v;
-      *v = keep + eps;
-      const double lp = masked_loss_value(*probe, x, seed, 0);
-      *v = keep - eps;
-      const double lm = masked_loss_value(*probe, x, seed, 0);
-      *v = keep;
-      const double g = (lp - lm) / (2 * eps);
-      EXPECT_NEAR(p1[j], p0[j] - lr * g, 1e-8) << before[i].first << "[" << j << "]";
-      ++checked;
-    }
-  }
+  const int64_t checked = idem::testing::expect_sgd_step_matches_differences(
+      before, after, [&] { return masked_loss_value(*probe, x, seed, 0); }, lr, "body.");
   EXPECT_EQ(checked, 64 * 6 + 6);
   EXPECT_LT(masked_loss_value(static_cast<FeatureModel&>(a.model()), x, seed, 0), r.loss_before);
   // The next batch starts from Θ again (reset per batch) with new masks: batch 1's key.

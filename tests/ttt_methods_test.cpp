@@ -20,6 +20,7 @@
 #include "layers/containers.h"
 #include "layers/flatten.h"
 #include "layers/linear.h"
+#include "tests/sgd_step_check.h"
 #include "tests/test_util.h"
 
 namespace idem::it3 {
@@ -192,29 +193,8 @@ void check_one_step(Method method) {
 
   auto probe = clone_as(*m);
   const NamedTensors before = probe->named_parameters(), after = a.model().named_parameters();
-  const double eps = 1e-6;
-  int64_t checked = 0;
-  for (size_t i = 0; i < before.size(); ++i) {
-    const std::vector<double> p0 = before[i].second.to_vector<double>();
-    const std::vector<double> p1 = after[i].second.to_vector<double>();
-    const bool encoder = before[i].first.rfind("body.", 0) == 0;
-    for (size_t j = 0; j < p0.size(); ++j) {
-      if (!encoder) {
-        EXPECT_EQ(p1[j], p0[j]) << before[i].first;
-        continue;
-      }
-      double* v = before[i].second.data<double>() + j;
-      const double keep = *v;
-      *v = keep + eps;
-      const double lp = ttt_loss_value(*probe, x, fs);
-      *v = keep - eps;
-      const double lm = ttt_loss_value(*probe, x, fs);
-      *v = keep;
-      const double g = (lp - lm) / (2 * eps);
-      EXPECT_NEAR(p1[j], p0[j] - lr * g, 1e-8) << before[i].first << "[" << j << "]";
-      ++checked;
-    }
-  }
+  const int64_t checked = idem::testing::expect_sgd_step_matches_differences(
+      before, after, [&] { return ttt_loss_value(*probe, x, fs); }, lr, "body.");
   EXPECT_EQ(checked, 16 * 6 + 6);
   // The step lowers the loss it took (a small step along −∇L).
   EXPECT_LT(ttt_loss_value(static_cast<FeatureModel&>(a.model()), x, fs), r.loss_before);

@@ -52,18 +52,6 @@ namespace idem::cli {
 
 namespace {
 
-void write_text(const std::string& path, const std::string& text) {
-  write_file_atomic(path, "idem run", [&](const ByteSink& sink) { sink(text.data(), text.size()); });
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail("idem", "cannot read ", path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 std::string timestamp() {
   std::time_t t = std::time(nullptr);
   char buf[32];

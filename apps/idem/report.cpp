@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <optional>
@@ -263,11 +264,21 @@ std::string plot_cost_svg(const std::vector<ResultRow>& rows, const std::string&
   return os.str();
 }
 
+std::string read_text(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) fail("idem", "cannot read ", path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  write_file_atomic(path, "idem run", [&](const ByteSink& sink) { sink(text.data(), text.size()); });
+}
+
 std::string write_report_files(const std::string& dir, const std::vector<ResultRow>& rows,
                                const std::string& metric_name, const std::string& title) {
-  auto write = [&](const std::string& name, const std::string& text) {
-    write_file_atomic(dir + "/" + name, "idem run", [&](const ByteSink& sink) { sink(text.data(), text.size()); });
-  };
+  auto write = [&](const std::string& name, const std::string& text) { write_text(dir + "/" + name, text); };
   write("results.csv", results_csv(rows));
   const std::string md = results_markdown(rows, metric_name, title);
   write("results.md", md);

@@ -38,6 +38,11 @@ std::string plot_cost_svg(const std::vector<ResultRow>& rows, const std::string&
 // Also reads the older form without the seed column (every row then has seed 0).
 std::vector<ResultRow> parse_results_csv(const std::string& text);
 
+// A whole file as text (idem::Error naming the path when it cannot be read), and a text file
+// written atomically: the run directory's reads and writes.
+std::string read_text(const std::string& path);
+void write_text(const std::string& path, const std::string& text);
+
 // Writes the report files of a run into `dir` (each atomically): results.csv, results.md,
 // metric.svg, cost.svg, pareto.csv and pareto.svg. Returns results.md's text.
 std::string write_report_files(const std::string& dir, const std::vector<ResultRow>& rows,

@@ -2,9 +2,7 @@
 // pareto.csv) rendered again from a results.csv alone, without the model or the data. For
 // re-rendering after the report code changed, or for a CSV kept elsewhere (docs/results/csv/).
 #include <filesystem>
-#include <fstream>
 #include <iostream>
-#include <sstream>
 
 #include "apps/idem/cli.h"
 #include "apps/idem/report.h"
@@ -15,18 +13,6 @@
 namespace fs = std::filesystem;
 
 namespace idem::cli {
-
-namespace {
-
-std::string read_all(const std::string& path, const std::string& what) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail("idem report", "cannot read ", what, " ", path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-}  // namespace
 
 int cmd_report(int argc, char** argv) {
   Args a("report",
@@ -44,7 +30,8 @@ int cmd_report(int argc, char** argv) {
   std::string csv = a.str("results");
   IDEM_CHECK(!csv.empty(), "idem report", "--results is required (a results.csv or a run directory)");
   if (fs::is_directory(csv)) csv = (fs::path(csv) / "results.csv").string();
-  const std::vector<ResultRow> rows = parse_results_csv(read_all(csv, "results file"));
+  IDEM_CHECK(fs::is_regular_file(csv), "idem report", "cannot read results file ", csv);
+  const std::vector<ResultRow> rows = parse_results_csv(read_text(csv));
   IDEM_CHECK(!rows.empty(), "idem report", csv, " has no result rows");
 
   const fs::path dir = fs::path(csv).parent_path().empty() ? fs::path(".") : fs::path(csv).parent_path();
@@ -53,7 +40,7 @@ int cmd_report(int argc, char** argv) {
     const fs::path config = dir / "config.json";
     IDEM_CHECK(fs::exists(config), "idem report", "no --task given and no config.json next to ", csv,
                " to read it from (pass --task fmnist, tabular or airfoil)");
-    task = json::parse(read_all(config.string(), "run config")).at("task").at("task").as_string();
+    task = json::parse(read_text(config.string())).at("task").at("task").as_string();
   }
   const std::string metric = task_metric_name(task);
   const std::string title = a.str("title").empty() ? task + " (" + fs::path(csv).filename().string() + ")"
