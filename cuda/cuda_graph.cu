@@ -221,6 +221,9 @@ Graph Graph::capture(const std::function<void()>& fn, const CaptureStream& strea
     cudaGraphExec_t exec = nullptr;
     IDEM_CUDA_CHECK(kCapture, cudaGraphInstantiate(&exec, g, 0));
     out.exec_ = exec;
+    // Upload now, so that the first replay is not also the graph's upload (which made a
+    // command's first batch, and so its mean µs per batch, much slower than the later ones).
+    IDEM_CUDA_CHECK(kCapture, cudaGraphUpload(exec, current_stream()));
   } catch (...) {
     (void)cudaGraphDestroy(g);
     detail::destroy_pool(device, pool);  // out.exec_ is null, so out's destructor leaves it

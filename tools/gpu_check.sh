@@ -19,8 +19,9 @@
 #                               idem vs PyTorch, IT³ adaptation per batch, one table
 #   GPU_CHECK_DEMO=TASKS        also run `idem demo --task T` for each comma-separated task and
 #                               copy each run directory (table, plots) under $OUT/demo-T
-#   GPU_CHECK_NCU=LIST          also time the kernels of one eager adaptation under ncu for each
-#                               comma-separated MODEL:BATCH:STEPS (tools/ncu_adapt.sh); tables
+#   GPU_CHECK_NCU=LIST          also time the kernels of one adaptation under ncu for each
+#                               comma-separated MODEL:BATCH:STEPS[:PATH] (PATH eager by default,
+#                               or fused; tools/ncu_adapt.sh); tables
 #                               in $OUT/ncu.log
 #   GPU_CHECK_NO_CTEST=1        skip the test suite (e.g. a benchmark-only call)
 #   GPU_CHECK_RESULTS=ARGS      also regenerate the tables of docs/results.md: every task's demo
@@ -155,7 +156,7 @@ fi
 # ---- kernel durations of one adaptation under ncu (issue 7) ----
 if [ -n "${GPU_CHECK_NCU:-}" ]; then
   step ncu 240 bash -c 'set -e; IFS="," read -r -a cfgs <<<"$3"; for c in "${cfgs[@]}"; do
-      IFS=":" read -r m b k <<<"$c"; bash "$1/tools/ncu_adapt.sh" "$2/idem" "$m" "$b" "$k" "$4"; echo; done' \
+      IFS=":" read -r m b k pth <<<"$c"; bash "$1/tools/ncu_adapt.sh" "$2/idem" "$m" "$b" "$k" "$4" "${pth:-eager}"; echo; done' \
     ncu "$root" "$build" "$GPU_CHECK_NCU" "$out/ncu"
 fi
 
