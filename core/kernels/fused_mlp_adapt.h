@@ -17,10 +17,10 @@
 //         bias corrections of step k; weight decay 0, no dampening, no Nesterov: the Adapter's)
 //   y = f_θ([x, ∅])
 // Numerics: every sum runs in a fixed order (no atomics), so repeated calls give the same bits.
-// The CPU reference adds each sum's terms one after the other; the kernel gives each output G
-// lanes of a warp (G = 1 … 32, chosen per phase from the phase's shape), each adding every
-// G-th term, then a fixed xor tree; the GPU may also contract a·b + c into FMAs. So the two
-// agree to rounding, not bit for bit (the tests' gate: atol 1e-4 + rtol 1e-3).
+// The CPU reference and the kernel sum in the same order, except the forward of a layer with
+// 64 or more inputs, which the kernel gives a warp per output (32 strided partial sums, then a
+// fixed xor tree); the GPU may also contract a·b + c into FMAs. So the two agree to rounding,
+// not bit for bit (the tests' gate: atol 1e-4 + rtol 1e-3).
 #pragma once
 #include <cstdint>
 
@@ -32,9 +32,7 @@ namespace idem {
 constexpr int kFusedMlpMaxLayers = 8;
 constexpr int kFusedMlpMaxWidth = 256;
 constexpr int kFusedMlpMaxBatch = 256;
-// Threads per block of the CUDA kernel: a whole block's worth, so that a one-block adaptation
-// can give each output of a phase several lanes (see Numerics above).
-constexpr int kFusedMlpThreads = 1024;
+constexpr int kFusedMlpThreads = 256;  // threads per block of the CUDA kernel
 
 // One Linear layer's tensors, all f32, row-major as PyTorch: W (out, in), b (out).
 struct FusedMlpLayer {
@@ -83,10 +81,8 @@ int64_t fused_mlp_scratch_floats(const FusedMlpAdaptParams& p, int64_t batch);
 // gradient, B·n_l·n_{l−1} (the weight gradient has the same count). The CUDA kernel sizes its
 // grid from it: one block up to kFusedMlpThreads · kFusedMlpMacsPerThread, else a cooperative grid.
 int64_t fused_mlp_largest_phase_macs(const FusedMlpAdaptParams& p, int64_t batch);
-// Multiply-adds per thread a phase should give each block before another block pays off. With
-// 1024-thread blocks this keeps the one-block limit at 16 384, where it was measured with 256
-// threads × 64 (above it a CUDA graph beat the cooperative grid; docs/performance.md).
-constexpr int64_t kFusedMlpMacsPerThread = 16;
+// Multiply-adds per thread a phase should give each block before another block pays off.
+constexpr int64_t kFusedMlpMacsPerThread = 64;
 constexpr int64_t kFusedMlpSingleBlockMacs = int64_t(kFusedMlpThreads) * kFusedMlpMacsPerThread;
 
 namespace cpu {

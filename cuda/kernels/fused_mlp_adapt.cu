@@ -9,13 +9,9 @@
 // the optimizer update) run back to back inside one launch, separated by barriers:
 //   - grid of 1 block (small models): __syncthreads() between phases;
 //   - otherwise a cooperative grid (cudaLaunchCooperativeKernel), grid.sync() between phases.
-// Every phase is a loop over its outputs, and each output is the sum of G lanes of one warp
-// (G = 1, 2, 4, …, 32): lane r of the group adds the terms r, r + G, r + 2G, … in order, then a
-// fixed xor tree adds the G partial sums. There are no atomics, so repeated calls give the
-// same bits. G is chosen per phase from the phase's shape alone (outputs, terms, threads):
-// with one block, a phase has a few hundred outputs of 10–30 terms each, and one thread per
-// output leaves most of the block idle while each busy thread runs a long chain of dependent
-// loads and adds; G lanes per output shorten that chain about G-fold.
+// Every phase is a grid-stride loop over its outputs; each output is one thread's sum over a
+// fixed index range in a fixed order (a wide layer's forward: one warp's, 32 strided partial
+// sums and a fixed xor tree), so there are no atomics and repeated calls give the same bits.
 // Weights, moments and activations live in global memory (a few MB at most: L2-resident).
 // The optimizer of layer l + 1 runs in the phase that computes layer l's gradients (layer l + 1's
 // weights are no longer read then), and layer 1's update in the thread that computes its
@@ -64,34 +60,14 @@ __device__ __forceinline__ float dist_grad(const FusedMlpAdaptParams& p, const G
 }
 
 // Inputs per output from which a layer's forward gives each output a whole warp: lanes take
-// every 32nd input, so a warp reads a weight row and an activation row coalesced.
+// every 32nd input (coalesced reads of the weight row and of the activation row) and a fixed
+// xor tree adds the 32 partial sums. Below it one thread sums a whole (short, L1-resident) row:
+// a warp per output would leave most lanes idle.
 constexpr int kWarpDotMinInputs = 64;
 
-// Lanes per output for a phase of n outputs of `terms` terms each, run by `threads` threads:
-// the largest power of two up to 32 such that every lane still has an output (G·n <= threads)
-// and at least one term (G <= terms). A function of the shape only, so the sums' order is too.
-__device__ __forceinline__ int lanes_per_output(int64_t n, int terms, int64_t threads) {
-  int g = 1;
-  while (g < 32 && int64_t(2 * g) * n <= threads && 2 * g <= terms) g *= 2;
-  return g;
-}
-
-// Runs a phase of n outputs with G lanes per output (G a power of two <= 32): for each output o,
-// lane r of its group computes partial(o, r, G) (its terms r, r + G, … in order), a fixed xor
-// tree adds the G partials, and lane 0 of the group calls write(o, sum). The loop runs over
-// whole warps (a warp-uniform bound), so every lane of a warp reaches each shuffle; lanes
-// without an output add zeros. requires: blockDim.x a multiple of 32.
-template <typename Partial, typename Write>
-__device__ __forceinline__ void grouped(int64_t n, int G, int64_t t0, int64_t stride, Partial partial,
-                                        Write write) {
-  const int lane = int(t0 & 31), r = lane & (G - 1);
-  const int per_warp = 32 / G;
-  for (int64_t base = (t0 >> 5) * per_warp; base < n; base += (stride >> 5) * per_warp) {
-    const int64_t o = base + lane / G;
-    float acc = o < n ? partial(o, r, G) : 0.0f;
-    for (int off = G / 2; off > 0; off /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, off);
-    if (o < n && r == 0) write(o, acc);
-  }
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
 }
 
 // Forward of the network with θ (anchor false) or Θ on [x, s]: one phase per layer.
@@ -104,27 +80,41 @@ __device__ void forward(const FusedMlpAdaptParams& p, const Geo& g, bool anchor,
     const int nin = p.widths[l - 1], nout = p.widths[l];
     const float* prev = l > 1 ? acts + g.off[l - 1] : nullptr;
     const int64_t n = int64_t(g.B) * nout;
-    const int G = nin >= kWarpDotMinInputs ? 32 : lanes_per_output(n, nin, stride);
-    float* y = acts + g.off[l];
-    const bool last = l == g.L;
-    grouped(
-        n, G, t0, stride,
-        [&](int64_t o, int r, int G_) {
-          const int b = int(o / nout), j = int(o % nout);
-          const float* w = W + int64_t(j) * nin;
-          float acc = 0.0f;
-          if (prev) {
-            const float* a = prev + int64_t(b) * nin;
-            for (int i = r; i < nin; i += G_) acc += a[i] * w[i];
-          } else {
-            for (int i = r; i < nin; i += G_) acc += input_at(p, g, b, i, s) * w[i];
-          }
-          return acc;
-        },
-        [&](int64_t o, float acc) {
-          const float z = acc + bias[int(o % nout)];
-          y[o] = last ? z : math::fused_act(p.act, z, p.slope);
-        });
+    if (nin >= kWarpDotMinInputs) {
+      // A warp per output; the loop bound is the same for every lane of a warp (o is
+      // warp-uniform), so every lane reaches each shuffle.
+      const int lane = int(t0 & 31);
+      for (int64_t o = t0 >> 5; o < n; o += stride >> 5) {
+        const int b = int(o / nout), j = int(o % nout);
+        const float* w = W + int64_t(j) * nin;
+        float acc = 0.0f;
+        if (prev) {
+          const float* a = prev + int64_t(b) * nin;
+          for (int i = lane; i < nin; i += 32) acc += a[i] * w[i];
+        } else {
+          for (int i = lane; i < nin; i += 32) acc += input_at(p, g, b, i, s) * w[i];
+        }
+        acc = warp_sum(acc);
+        if (lane == 0) {
+          const float z = acc + bias[j];
+          acts[g.off[l] + o] = l < g.L ? math::fused_act(p.act, z, p.slope) : z;
+        }
+      }
+    } else {
+      for (int64_t t = t0; t < n; t += stride) {
+        const int b = int(t / nout), j = int(t % nout);
+        const float* w = W + int64_t(j) * nin;
+        float acc = 0.0f;
+        if (prev) {
+          const float* a = prev + int64_t(b) * nin;
+          for (int i = 0; i < nin; ++i) acc += a[i] * w[i];
+        } else {
+          for (int i = 0; i < nin; ++i) acc += input_at(p, g, b, i, s) * w[i];
+        }
+        const float z = acc + bias[j];
+        acts[g.off[l] + t] = l < g.L ? math::fused_act(p.act, z, p.slope) : z;
+      }
+    }
     phase_sync();
   }
 }
@@ -221,22 +211,19 @@ __global__ void __launch_bounds__(kFusedMlpThreads) fused_mlp_adapt_kernel(const
       const int nin = p.widths[l - 1], nout = p.widths[l];
       const float* a = p.Fa + g.off[l - 1];
       const int64_t n = int64_t(g.B) * nin;
-      const bool top = l == g.L;
-      const float* up = other;
-      float* dst = cur;
-      grouped(
-          n, lanes_per_output(n, nout, stride), t0, stride,
-          [&](int64_t t, int r, int G) {
-            const int b = int(t / nin), i = int(t % nin);
-            float acc = 0.0f;
-            for (int j = r; j < nout; j += G) {
-              const int64_t o = int64_t(b) * nout + j;
-              const float delta = top ? dist_grad(p, g, y1[o], y0[o]) : up[o];
-              acc += delta * W[int64_t(j) * nin + i];
-            }
-            return acc;
-          },
-          [&](int64_t t, float acc) { dst[t] = math::fused_act_grad(p.act, acc, a[t], p.slope); });
+      for (int64_t t = t0; t < n; t += stride) {
+        const int b = int(t / nin), i = int(t % nin);
+        float acc = 0.0f;
+        // Unrolled so that several independent weight loads are in flight (L2 latency bound);
+        // the sum's order is unchanged.
+#pragma unroll 8
+        for (int j = 0; j < nout; ++j) {
+          const int64_t o = int64_t(b) * nout + j;
+          const float delta = l == g.L ? dist_grad(p, g, y1[o], y0[o]) : other[o];
+          acc += delta * W[int64_t(j) * nin + i];
+        }
+        cur[t] = math::fused_act_grad(p.act, acc, a[t], p.slope);
+      }
       phase_sync();
       float* tmp = cur;
       cur = other;
@@ -247,20 +234,16 @@ __global__ void __launch_bounds__(kFusedMlpThreads) fused_mlp_adapt_kernel(const
       const float* W = p.layer[0].w0;
       const int nin = p.widths[0], nout = p.widths[1];
       const int64_t n = int64_t(g.B) * g.S;
-      const float* up = other;
-      grouped(
-          n, lanes_per_output(n, nout, stride), t0, stride,
-          [&](int64_t t, int r, int G) {
-            const int b = int(t / g.S), s = int(t % g.S);
-            float acc = 0.0f;
-            for (int j = r; j < nout; j += G) {
-              const int64_t o = int64_t(b) * nout + j;
-              const float delta = g.L == 1 ? dist_grad(p, g, y1[o], y0[o]) : up[o];
-              acc += delta * W[int64_t(j) * nin + g.d + s];
-            }
-            return acc;
-          },
-          [&](int64_t t, float acc) { p.gy0[t] = -dist_grad(p, g, y1[t], y0[t]) + acc; });
+      for (int64_t t = t0; t < n; t += stride) {
+        const int b = int(t / g.S), s = int(t % g.S);
+        float acc = 0.0f;
+        for (int j = 0; j < nout; ++j) {
+          const int64_t o = int64_t(b) * nout + j;
+          const float delta = g.L == 1 ? dist_grad(p, g, y1[o], y0[o]) : other[o];
+          acc += delta * W[int64_t(j) * nin + g.d + s];
+        }
+        p.gy0[t] = -dist_grad(p, g, y1[t], y0[t]) + acc;
+      }
       loss_block0(p, g, y0, y1, k);
       phase_sync();
     }
@@ -280,51 +263,39 @@ __global__ void __launch_bounds__(kFusedMlpThreads) fused_mlp_adapt_kernel(const
             update(st, up.b, up.mb, up.vb, up.gb[i - nw], i - nw);
         }
       }
-      // Weight and bias gradients: a sum over the batch per element (elements t < nw are
-      // W[j, i], the rest b[j]); layer 1 updates in place, the others leave the gradient for
-      // the next phase. The input gradient of this layer runs in the same phase (it reads θ of
-      // this layer, which the next phase updates).
       const int64_t nw = int64_t(nout) * nin;
-      grouped(
-          nw + nout, lanes_per_output(nw + nout, g.B, stride), t0, stride,
-          [&](int64_t t, int r, int G) {
-            float acc = 0.0f;
-            if (t < nw) {
-              const int j = int(t / nin), i = int(t % nin);
-              for (int b = r; b < g.B; b += G)
-                acc += delta[int64_t(b) * nout + j] * (a ? a[int64_t(b) * nin + i] : input_at(p, g, b, i, nullptr));
-            } else {
-              const int j = int(t - nw);
-              for (int b = r; b < g.B; b += G) acc += delta[int64_t(b) * nout + j];
-            }
-            return acc;
-          },
-          [&](int64_t t, float acc) {
-            if (t < nw) {
-              if (l == 1)
-                update(st, ly.w, ly.mw, ly.vw, acc, t);
-              else
-                ly.gw[t] = acc;
-            } else if (l == 1) {
-              update(st, ly.b, ly.mb, ly.vb, acc, t - nw);
-            } else {
-              ly.gb[t - nw] = acc;
-            }
-          });
+      for (int64_t t = t0; t < nw + nout; t += stride) {
+        float acc = 0.0f;
+        if (t < nw) {
+          const int j = int(t / nin), i = int(t % nin);
+#pragma unroll 8
+          for (int b = 0; b < g.B; ++b)
+            acc += delta[int64_t(b) * nout + j] *
+                   (a ? a[int64_t(b) * nin + i] : input_at(p, g, b, i, nullptr));
+          if (l == 1)
+            update(st, ly.w, ly.mw, ly.vw, acc, t);
+          else
+            ly.gw[t] = acc;
+        } else {
+          const int j = int(t - nw);
+          for (int b = 0; b < g.B; ++b) acc += delta[int64_t(b) * nout + j];
+          if (l == 1)
+            update(st, ly.b, ly.mb, ly.vb, acc, j);
+          else
+            ly.gb[j] = acc;
+        }
+      }
       float* out = nullptr;
       if (l > 1) {
         out = delta == p.d0 ? p.d1 : p.d0;
         const int64_t n = int64_t(g.B) * nin;
-        float* dst = out;
-        grouped(
-            n, lanes_per_output(n, nout, stride), t0, stride,
-            [&](int64_t t, int r, int G) {
-              const int b = int(t / nin), i = int(t % nin);
-              float acc = 0.0f;
-              for (int j = r; j < nout; j += G) acc += delta[int64_t(b) * nout + j] * ly.w[int64_t(j) * nin + i];
-              return acc;
-            },
-            [&](int64_t t, float acc) { dst[t] = math::fused_act_grad(p.act, acc, a[t], p.slope); });
+        for (int64_t t = t0; t < n; t += stride) {
+          const int b = int(t / nin), i = int(t % nin);
+          float acc = 0.0f;
+#pragma unroll 8
+          for (int j = 0; j < nout; ++j) acc += delta[int64_t(b) * nout + j] * ly.w[int64_t(j) * nin + i];
+          out[t] = math::fused_act_grad(p.act, acc, a[t], p.slope);
+        }
       }
       phase_sync();
       if (out) delta = out;
