@@ -294,7 +294,8 @@ TEST(Conv2dCuda, HandPathIsDeterministic) {
 }
 
 // A layer too big for the tiled backward-data kernel's 48 KB (w: 64·144 floats, dy: 64·324)
-// takes the direct kernel; with stride 2 and padding, both paths against the CPU.
+// takes the implicit GEMM (576 taps, 16 input channels); with stride 2 and padding, the tiled
+// path; all against the CPU.
 TEST(Conv2dCuda, HandBackwardDataBothPathsMatchCpu) {
   IDEM_REQUIRE_GPU();
   BackendGuard guard;
@@ -304,7 +305,7 @@ TEST(Conv2dCuda, HandBackwardDataBothPathsMatchCpu) {
     Shape x, w;
     int64_t stride, pad;
   };
-  const Row rows[] = {{{2, 16, 20, 20}, {64, 16, 3, 3}, 1, 1},   // direct
+  const Row rows[] = {{{2, 16, 20, 20}, {64, 16, 3, 3}, 1, 1},   // implicit GEMM
                       {{3, 4, 11, 9}, {6, 4, 3, 3}, 2, 1},       // tiled, strided
                       {{5, 10, 12, 12}, {20, 10, 5, 5}, 1, 0}};  // tiled, fmnist conv2
   uint64_t seed = 950;
