@@ -1,8 +1,11 @@
-// Convolution benchmarks (Google Benchmark, CUDA events, manual time): the hand-written direct
+// Convolution benchmarks (Google Benchmark, CUDA events, manual time): the hand-written
 // kernels (cuda::conv2d_hand) against cuDNN (cuda::conv2d_cudnn, FP32 FMA math, no TF32) on the
-// fmnist CNN's two layers at batch 256:
-//   fmnist1: x (256,1,28,28)  * w (10,1,5,5)   -> (256,10,24,24)
-//   fmnist2: x (256,10,12,12) * w (20,10,5,5)  -> (256,20,8,8)
+// fmnist CNN's two layers at batch 256 (tiled kernels) and the bn_cnn demo's two big layers at
+// batch 128, padding 1 (implicit GEMM in fwd and bwd_data):
+//   fmnist1:     x (256,1,28,28)  * w (10,1,5,5)   -> (256,10,24,24)
+//   fmnist2:     x (256,10,12,12) * w (20,10,5,5)  -> (256,20,8,8)
+//   bn_cnn2:     x (128,32,14,14) * w (64,32,3,3)  -> (128,64,14,14)
+//   bn_cnn_head: x (128,64,7,7)   * w (64,64,3,3)  -> (128,64,7,7)
 // for fwd (with bias), bwd_data, bwd_weight and bwd (= bwd_data + bwd_weight, what a training
 // step runs for a layer whose input needs a gradient).
 //
@@ -48,10 +51,14 @@ using idem::Tensor;
 struct Layer {
   const char* name;
   idem::Shape x, w;
+  int64_t pad = 0;  // both axes; stride and dilation 1
 };
 const Layer kLayers[] = {
     {"fmnist1", {256, 1, 28, 28}, {10, 1, 5, 5}},
     {"fmnist2", {256, 10, 12, 12}, {20, 10, 5, 5}},
+    // The bn_cnn demo's two layers that take the implicit GEMM (fwd and bwd_data).
+    {"bn_cnn2", {128, 32, 14, 14}, {64, 32, 3, 3}, 1},
+    {"bn_cnn_head", {128, 64, 7, 7}, {64, 64, 3, 3}, 1},
 };
 
 enum class Dir { fwd, bwd_data, bwd_weight, bwd };
@@ -96,7 +103,9 @@ const Operands& operands(const Layer& l) {
   if (it != cache.end()) return it->second;
   const idem::Options gpu{idem::DType::f32, idem::Device::cuda(0)};
   Operands o;
-  o.s = idem::ops::conv2d_shape(l.x, l.w, idem::ConvParams{}, "conv_bench");
+  idem::ConvParams p;
+  p.pad_h = p.pad_w = l.pad;
+  o.s = idem::ops::conv2d_shape(l.x, l.w, p, "conv_bench");
   o.x = idem::randn(l.x, 1, gpu);
   o.w = idem::randn(l.w, 2, gpu);
   o.b = idem::randn({o.s.O}, 3, gpu);

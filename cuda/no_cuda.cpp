@@ -161,6 +161,9 @@ void conv2d_cudnn(ConvDir, const Tensor&, const Tensor&, const Tensor&, const Te
                   const ConvShape&) {
   no_cuda("conv2d");
 }
+const char* conv2d_hand_kernel_name(ConvDir, const ConvShape&) {
+  no_cuda("conv2d");
+}
 
 // ---- pool ----
 void max_pool2d_fwd(const Tensor&, const Tensor&, const Tensor&, const PoolShape&) {

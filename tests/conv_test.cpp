@@ -294,7 +294,8 @@ TEST(Conv2dCuda, HandPathIsDeterministic) {
 }
 
 // A layer too big for the tiled backward-data kernel's 48 KB (w: 64·144 floats, dy: 64·324)
-// takes the direct kernel; with stride 2 and padding, both paths against the CPU.
+// takes the implicit GEMM (576 taps, 16 input channels); with stride 2 and padding, the tiled
+// path; all against the CPU.
 TEST(Conv2dCuda, HandBackwardDataBothPathsMatchCpu) {
   IDEM_REQUIRE_GPU();
   BackendGuard guard;
@@ -304,7 +305,7 @@ TEST(Conv2dCuda, HandBackwardDataBothPathsMatchCpu) {
     Shape x, w;
     int64_t stride, pad;
   };
-  const Row rows[] = {{{2, 16, 20, 20}, {64, 16, 3, 3}, 1, 1},   // direct
+  const Row rows[] = {{{2, 16, 20, 20}, {64, 16, 3, 3}, 1, 1},   // implicit GEMM
                       {{3, 4, 11, 9}, {6, 4, 3, 3}, 2, 1},       // tiled, strided
                       {{5, 10, 12, 12}, {20, 10, 5, 5}, 1, 0}};  // tiled, fmnist conv2
   uint64_t seed = 950;
@@ -321,6 +322,132 @@ TEST(Conv2dCuda, HandBackwardDataBothPathsMatchCpu) {
     ASSERT_EQ(c.size(), d.size());
     for (size_t i = 0; i < c.size(); ++i)
       ASSERT_NEAR(d[i], c[i], 1e-4 * (1 + std::fabs(c[i]))) << "seed " << seed << " element " << i;
+  }
+}
+
+// The implicit-GEMM kernels' selection (host logic: runs without a GPU in a CUDA build). The
+// bn_cnn demo's two big layers (apps/idem/bench.cpp, it3/models.cpp make_bn_cnn(10, 32, 64)) at
+// batch 128 take it in fwd and bwd_data; its first layer and the fmnist layers keep the tiled
+// kernels; a layer with few output channels keeps the direct one.
+#ifdef IDEM_WITH_CUDA
+ConvShape shape_of(const Shape& x, const Shape& w, const ConvParams& p) {
+  return ops::conv2d_shape(x, w, p, "test");
+}
+
+ConvParams pad1() {
+  ConvParams p;
+  p.pad_h = p.pad_w = 1;
+  return p;
+}
+#endif
+
+TEST(Conv2dCuda, ImplicitGemmIsChosenForBnCnnShapes) {
+#ifndef IDEM_WITH_CUDA
+  GTEST_SKIP() << "built without CUDA";
+#else
+  using cuda::conv2d_hand_kernel_name;
+  for (const auto& [x, w] : {std::pair<Shape, Shape>{{128, 32, 14, 14}, {64, 32, 3, 3}},
+                             std::pair<Shape, Shape>{{128, 64, 7, 7}, {64, 64, 3, 3}}}) {
+    const ConvShape s = shape_of(x, w, pad1());
+    EXPECT_STREQ(conv2d_hand_kernel_name(ConvDir::fwd, s), "implicit_gemm") << shape_str(x);
+    EXPECT_STREQ(conv2d_hand_kernel_name(ConvDir::bwd_data, s), "implicit_gemm") << shape_str(x);
+    EXPECT_STREQ(conv2d_hand_kernel_name(ConvDir::bwd_weight, s), "two_pass") << shape_str(x);
+  }
+  // bn_cnn's first layer (1 -> 32) and the fmnist layers fit the tiled kernels.
+  const ConvShape first = shape_of({128, 1, 28, 28}, {32, 1, 3, 3}, pad1());
+  EXPECT_STREQ(conv2d_hand_kernel_name(ConvDir::fwd, first), "tiled");
+  const ConvShape fm2 = shape_of({256, 10, 12, 12}, {20, 10, 5, 5}, {});
+  EXPECT_STREQ(conv2d_hand_kernel_name(ConvDir::fwd, fm2), "tiled");
+  EXPECT_STREQ(conv2d_hand_kernel_name(ConvDir::bwd_data, fm2), "tiled");
+  // Too big for the tiled kernels, but 8 output channels (< 16 columns): direct fwd; its
+  // bwd_data has 32 columns and 72 taps: implicit GEMM.
+  const ConvShape narrow = shape_of({4, 32, 40, 40}, {8, 32, 3, 3}, pad1());
+  EXPECT_STREQ(conv2d_hand_kernel_name(ConvDir::fwd, narrow), "direct");
+  EXPECT_STREQ(conv2d_hand_kernel_name(ConvDir::bwd_data, narrow), "implicit_gemm");
+#endif
+}
+
+// The op-case rows named conv2d_igemm_* / conv_transpose2d_igemm_* (tests/op_cases/
+// conv_cases.cpp; the shapes are repeated here) route fwd and bwd_data to the implicit GEMM, so
+// the parity suite runs it on the GPU.
+TEST(Conv2dCuda, ImplicitGemmRowsRouteToIt) {
+#ifndef IDEM_WITH_CUDA
+  GTEST_SKIP() << "built without CUDA";
+#else
+  auto params = [](int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
+                   int64_t g) {
+    ConvParams p;
+    p.stride_h = sh;
+    p.stride_w = sw;
+    p.pad_h = ph;
+    p.pad_w = pw;
+    p.dilation_h = dh;
+    p.dilation_w = dw;
+    p.groups = g;
+    return p;
+  };
+  struct Row {
+    Shape x, w;
+    ConvParams p;
+  };
+  const Row rows[] = {
+      {{2, 32, 14, 14}, {64, 32, 3, 3}, params(1, 1, 1, 1, 1, 1, 1)},  // bn_cnn2
+      {{2, 64, 7, 7}, {64, 64, 3, 3}, params(1, 1, 1, 1, 1, 1, 1)},    // bn_cnn_head
+      {{2, 32, 24, 24}, {64, 16, 3, 3}, params(1, 1, 1, 1, 1, 1, 2)},  // groups2
+      {{2, 32, 24, 24}, {64, 32, 3, 3}, params(2, 2, 1, 1, 1, 1, 1)},  // stride2
+      {{3, 36, 9, 7}, {40, 36, 3, 3}, params(1, 1, 1, 1, 1, 1, 1)},    // ragged
+      {{2, 48, 10, 9}, {48, 48, 3, 2}, params(2, 1, 1, 0, 1, 2, 1)},   // rect_dilated
+      {{4, 96, 12, 12}, {128, 96, 3, 3}, params(1, 1, 1, 1, 1, 1, 1)}, // multiblock
+      // conv_transpose2d_igemm_s2: the conv it is the adjoint of maps (2, 32, 14, 14) to
+      // (2, 64, 7, 7) with stride 2, padding 1.
+      {{2, 32, 14, 14}, {64, 32, 3, 3}, params(2, 2, 1, 1, 1, 1, 1)},
+  };
+  for (const Row& r : rows) {
+    const ConvShape s = ops::conv2d_shape(r.x, r.w, r.p, "test");
+    EXPECT_STREQ(cuda::conv2d_hand_kernel_name(ConvDir::fwd, s), "implicit_gemm")
+        << shape_str(r.x) << " * " << shape_str(r.w);
+    EXPECT_STREQ(cuda::conv2d_hand_kernel_name(ConvDir::bwd_data, s), "implicit_gemm")
+        << shape_str(r.x) << " * " << shape_str(r.w);
+  }
+#endif
+}
+
+// The bn_cnn layers at batch 16 through the implicit GEMM: fwd (with bias) and bwd_data match
+// the CPU, and a second call gives the same bits (each output is one thread's sum in a fixed
+// order; no atomics).
+TEST(Conv2dCuda, ImplicitGemmMatchesCpuAndIsDeterministic) {
+  IDEM_REQUIRE_GPU();
+  BackendGuard guard;
+  set_conv_backend(ConvBackend::hand);
+  const Device dev = Device::cuda(0);
+  ConvParams p;
+  p.pad_h = p.pad_w = 1;
+  const std::pair<Shape, Shape> layers[] = {{{16, 32, 14, 14}, {64, 32, 3, 3}},
+                                            {{16, 64, 7, 7}, {64, 64, 3, 3}}};
+  uint64_t seed = 970;
+  for (const auto& [xs, ws] : layers) {
+    ++seed;
+    ASSERT_STREQ(cuda::conv2d_hand_kernel_name(ConvDir::fwd, ops::conv2d_shape(xs, ws, p, "t")),
+                 "implicit_gemm");
+    Tensor x = randn(xs, seed), w = randn(ws, seed + 1), b = randn({ws[0]}, seed + 2);
+    Tensor y = ops::conv2d(x, w, b, p);
+    Tensor g = randn(y.shape(), seed + 3);
+    Tensor dx = ops::conv2d_backward_data(g, w, xs, p);
+    Tensor xc = x.to(dev), wc = w.to(dev), bc = b.to(dev), gc = g.to(dev);
+    const auto y1 = ops::conv2d(xc, wc, bc, p).to_vector<float>();
+    const auto y2 = ops::conv2d(xc, wc, bc, p).to_vector<float>();
+    const auto d1 = ops::conv2d_backward_data(gc, wc, xs, p).to_vector<float>();
+    const auto d2 = ops::conv2d_backward_data(gc, wc, xs, p).to_vector<float>();
+    EXPECT_EQ(y1, y2) << shape_str(xs);
+    EXPECT_EQ(d1, d2) << shape_str(xs);
+    const std::pair<const Tensor*, const std::vector<float>*> pairs[] = {{&y, &y1}, {&dx, &d1}};
+    for (const auto& [cpu, gpu] : pairs) {
+      const auto c = cpu->to_vector<float>();
+      ASSERT_EQ(c.size(), gpu->size());
+      for (size_t i = 0; i < c.size(); ++i)
+        ASSERT_NEAR((*gpu)[i], c[i], 1e-3 * (1 + std::fabs(c[i])))
+            << shape_str(xs) << " element " << i;
+    }
   }
 }
 

@@ -67,12 +67,17 @@ void conv2d_bwd_weight(const Tensor& dw, const Tensor& dy, const Tensor& x, cons
 //   fwd:        out = y,  a = x,  b = w, bias (may be undefined)
 //   bwd_data:   out = dx, a = dy, b = w  (bias unused)
 //   bwd_weight: out = dw, a = dy, b = x  (bias unused)
-// conv2d_hand: direct kernels, deterministic (no atomics). conv2d_cudnn: cuDNN, FP32 math;
-// throws idem::Error when idem was built without IDEM_CUDNN.
+// conv2d_hand: hand-written tiled, implicit-GEMM and direct kernels, deterministic (no
+// atomics). conv2d_cudnn: cuDNN, FP32 math; throws idem::Error when idem was built without
+// IDEM_CUDNN.
 void conv2d_hand(ConvDir dir, const Tensor& out, const Tensor& a, const Tensor& b,
                  const Tensor& bias, const ConvShape& s);
 void conv2d_cudnn(ConvDir dir, const Tensor& out, const Tensor& a, const Tensor& b,
                   const Tensor& bias, const ConvShape& s);
+// Which hand-written kernel conv2d_hand runs for `dir` on `s` (host logic, no GPU needed):
+// "tiled", "implicit_gemm" or "direct" for fwd and bwd_data, "two_pass" for bwd_weight. The
+// rule is described at the top of cuda/kernels/conv.cu. Throws idem::Error without CUDA.
+const char* conv2d_hand_kernel_name(ConvDir dir, const ConvShape& s);
 }  // namespace cuda
 
 }  // namespace idem

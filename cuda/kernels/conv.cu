@@ -1,21 +1,30 @@
-// CUDA convolution: the hand-written direct kernels (cuda::conv2d_hand) and the run-time switch
+// CUDA convolution: the hand-written kernels (cuda::conv2d_hand) and the run-time switch
 // between them and cuDNN (cuda::conv2d_fwd / bwd_data / bwd_weight). Contract:
 // core/kernels/conv.h; reference: core/cpu/conv.cpp (im2col + GEMM). The cuDNN path is
 // cuda/vendor/cudnn_conv.cpp; a throwing fallback is at the end of this file.
 //
-// Direct (implicit) convolution, no im2col buffer: the networks idem trains (the fmnist CNN:
-// 1->10 and 10->20 channels, 5x5) have a few channels and a tiny reduction, where a generic
-// GEMM tile would be mostly empty. Every kernel is deterministic (no atomics):
-//  - fwd, tiled (when a group's weights and one image's zero-padded input patch fit in 48 KB of
-//    shared memory, as both fmnist layers do): one block per (n, g, chunk of work items) stages
-//    both in shared memory once; a thread accumulates OB output channels x 2 pixels in
-//    registers (one float4 weight load per tap for OB channels).
-//  - fwd, direct (otherwise): one thread per (n, block of OB output channels, p, q); each input
-//    tap it loads is reused for OB channels; weight reads are warp-uniform (broadcast).
-//  - bwd_data: one thread per (n, block of CB input channels, h, w), gathering
+// No im2col buffer anywhere. Three families of kernels, chosen per direction and shape by
+// choose_kernel (cuda::conv2d_hand_kernel_name reports the choice):
+//  1. tiled, when a group's weights and one image's operand fit in 48 KB of shared memory (the
+//     fmnist CNN's layers, the bn_cnn demo's first layer; few channels, where a GEMM tile
+//     would be mostly empty);
+//  2. implicit GEMM (fwd and bwd_data), otherwise when the reduction has >= 64 taps and the
+//     output has >= 16 channels per group (the bn_cnn demo's 32->64 layer and head);
+//  3. direct, for the rest.
+// Every kernel is deterministic (no atomics; each output is one thread's sum in a fixed order):
+//  - fwd, tiled: one block per (n, g, chunk of work items) stages both in shared memory once; a
+//    thread accumulates OB output channels x 2 pixels in registers (one float4 weight load per
+//    tap for OB channels).
+//  - fwd / bwd_data, implicit GEMM: rows = output pixels (N·P·Q, or N·H·W for bwd_data),
+//    columns = output channels of the group, K = taps (channel, r, s); 64 x 64 (or 64 x 32)
+//    block tiles, K steps of 16 gathered into shared memory with zero padding, a 4 x 4 (4 x 2)
+//    register micro-tile per thread, bias in the initial value. Details at the kernel.
+//  - fwd, direct: one thread per (n, block of OB output channels, p, q); each input tap it loads
+//    is reused for OB channels; weight reads are warp-uniform (broadcast).
+//  - bwd_data, direct: one thread per (n, block of CB input channels, h, w), gathering
 //    dy[n, o, p, q]·w[o, c, r, s] over the taps with p·sh − ph + r·dh = h (and likewise w).
-//    When a group's weights and one image's dy fit in 48 KB (both fmnist layers), a tiled
-//    variant stages them in shared memory first and runs the same loops on them.
+//    The tiled variant (w[g] and one image's dy in 48 KB) stages them in shared memory first
+//    and runs the same loops on them.
 //  - bwd_weight: two passes. Pass 1: one thread per (chunk of the N·P·Q positions, block of OB
 //    output channels, tap k = (c, r, s)) sums its chunk in order into partial[chunk][o][k];
 //    pass 2: one warp per weight element sums the chunks in a fixed lane order and a fixed
@@ -468,6 +477,231 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Implicit GEMM (fwd and bwd_data), for layers too big for the tiled kernels' 48 KB and with
+// enough channels and taps to fill a GEMM tile (selection: conv_hand_choice below). No im2col
+// buffer: the A tile is gathered from the activations on the fly, zero where a tap falls in the
+// padding (or, for bwd_data, on no output pixel).
+//
+//   fwd      : y[n, g·Og + col, p, q] = bias + Σ_k A[m][k] · B[k][col]
+//              rows m = (n, p, q) < N·P·Q, columns col < Og, taps k = (ch, r, s) < Cg·R·S,
+//              A[m][k] = x[n, g·Cg + ch, p·sh − ph + r·dh, q·sw − pw + s·dw],
+//              B[k][col] = w[g·Og + col, ch, r, s] (= w[(g·Og + col)·K + k]).
+//   bwd_data : dx[n, g·Cg + col, h, w] = Σ_k A[m][k] · B[k][col]   (the transposed problem)
+//              rows m = (n, h, w) < N·H·W, columns col < Cg, taps k = (ch, r, s) < Og·R·S,
+//              A[m][k] = dy[n, g·Og + ch, p, q] where p·sh = h + ph − r·dh and
+//              q·sw = w + pw − s·dw (zero unless both divide and land in [0,P) × [0,Q)),
+//              B[k][col] = w[g·Og + ch, col, r, s].
+//
+// Tiling: a block of 256 threads (16 × 16) owns a BM × BN output tile, BM = 16·TM rows and
+// BN = 16·TN columns, for one group (blockIdx.z). It walks K in steps of BK = 16: the threads
+// gather the A tile (BK × BM, stored k-major: As[k][m]) and the B tile (Bs[k][col]) into shared
+// memory, then thread (tx, ty) accumulates rows tx·TM .. tx·TM + TM−1 and columns
+// ty·TN .. ty·TN + TN−1 of the tile in registers (a TM × TN micro-tile; both operands are read
+// as one float4/float2 per k). The global loads of the next K step are issued into registers
+// before the current step's arithmetic, so they are in flight while it runs.
+//
+// Loading (all global loads guarded: rows ≥ M, columns ≥ the column count, taps ≥ K and taps
+// in the padding read nothing and store 0): thread t gathers A rows m_l = t % BM (one row for
+// the whole kernel, so its (n, p, q) is decoded once) at taps k_l = t / BM + (256 / BM)·i,
+// i < TM — a warp reads 32 neighbouring pixels of one tap; and B taps k_l = t % BK at columns
+// t / BK + 16·j, j < TN — a warp reads 16 neighbouring weights of two channels. Each thread keeps
+// its taps as (ch, r, s) cursors advanced by BK per step with carries (no divisions in the
+// loop).
+//
+// Determinism: each output is one thread's sum, starting from the bias (fwd) or 0 and adding
+// k = 0, 1, ..., K−1 in order (a tap in the padding adds 0·w); no atomics, no split K. The fwd
+// order is the direct kernel's (bias, then c, r, s).
+//
+// 32-bit index math: the selection requires N·P·Q, N·H·W, C·H·W, O·P·Q and O·Cg·R·S to fit in
+// an int (conv_igemm_fits); an image's base offset is computed in 64 bits.
+constexpr int kGemmBK = 16;
+constexpr int kGemmThreads = 256;  // 16 x 16
+
+// The tap cursor: k = (ch·R + r)·S + s with r < R, s < S. advance() adds the step
+// dch·R·S + dr·S + ds (= BK) in mixed radix.
+struct TapCursor {
+  int ch, r, s;
+  __device__ void init(int k, int R, int S) {
+    ch = k / (R * S);
+    const int rs = k - ch * R * S;
+    r = rs / S;
+    s = rs - r * S;
+  }
+  __device__ void advance(int dch, int dr, int ds, int R, int S) {
+    s += ds;
+    if (s >= S) {
+      s -= S;
+      ++r;
+    }
+    r += dr;  // r <= R before, dr < R: one carry at most
+    if (r >= R) {
+      r -= R;
+      ++ch;
+    }
+    ch += dch;
+  }
+};
+
+// v[0..V) = p[0..V) from shared memory, one vector load (p is V-float aligned).
+template <int V>
+__device__ __forceinline__ void load_smem_vec(float (&v)[V], const float* p) {
+  if constexpr (V == 4) {
+    const float4 t = *reinterpret_cast<const float4*>(p);
+    v[0] = t.x;
+    v[1] = t.y;
+    v[2] = t.z;
+    v[3] = t.w;
+  } else if constexpr (V == 2) {
+    const float2 t = *reinterpret_cast<const float2*>(p);
+    v[0] = t.x;
+    v[1] = t.y;
+  } else {
+#pragma unroll
+    for (int i = 0; i < V; ++i) v[i] = p[i];
+  }
+}
+
+// kData = false: fwd (out = y, a = x, bias optional); kData = true: bwd_data (out = dx,
+// a = dy, bias unused). Grid: (ceil(M / BM), ceil(cols / BN), G).
+template <bool kData, int TM, int TN>
+__global__ void __launch_bounds__(kGemmThreads)
+    conv2d_igemm_kernel(float* __restrict__ out, const float* __restrict__ a,
+                        const float* __restrict__ w, const float* __restrict__ bias, ConvDims d) {
+  constexpr int BM = 16 * TM, BN = 16 * TN, BK = kGemmBK;
+  constexpr int kRowsPerPass = kGemmThreads / BM;  // A taps loaded per pass
+  static_assert(kRowsPerPass * TM == BK, "A tile: TM passes of 256 / BM taps cover BK");
+  static_assert(kGemmThreads / BK == 16, "B tile: 16 columns per pass");
+  __shared__ __align__(16) float As[BK][BM];
+  __shared__ __align__(16) float Bs[BK][BN + 4];  // +4: fewer bank conflicts, rows stay 16-aligned
+
+  const int tid = static_cast<int>(threadIdx.x);
+  const int g = static_cast<int>(blockIdx.z);
+  const int m0 = static_cast<int>(blockIdx.x) * BM;
+  const int col0 = static_cast<int>(blockIdx.y) * BN;
+
+  // The problem in GEMM terms (see the comment above).
+  const int RS = d.R * d.S;
+  const int row_h = kData ? d.H : d.P, row_w = kData ? d.W : d.Q;  // the output grid
+  const int row_hw = row_h * row_w;
+  const int M = d.N * row_hw;
+  const int cols = kData ? d.Cg : d.Og;
+  const int nch = kData ? d.Og : d.Cg;  // channels along K
+  const int K = nch * RS;
+  const int a_c = kData ? d.O : d.C, a_h = kData ? d.P : d.H, a_w = kData ? d.Q : d.W;
+  const int a_hw = a_h * a_w;
+  const int out_c = kData ? d.C : d.O;
+
+  // This thread's A row, fixed for the whole kernel.
+  const int m_l = tid % BM;
+  const int m = m0 + m_l;
+  const bool row_ok = m < M;
+  int hb, wb;
+  const float* a_img;
+  {
+    const int mc = row_ok ? m : 0;
+    const int n = mc / row_hw, pix = mc - n * row_hw;
+    const int y0 = pix / row_w, x0 = pix - y0 * row_w;
+    // fwd: the input row/column of tap (0, 0); bwd_data: h + ph (minus r·dh gives p·sh).
+    hb = kData ? y0 + d.ph : y0 * d.sh - d.ph;
+    wb = kData ? x0 + d.pw : x0 * d.sw - d.pw;
+    a_img = a + (static_cast<int64_t>(n) * a_c + static_cast<int64_t>(g) * nch) * a_hw;
+  }
+
+  // The step BK as (dch, dr, ds) for the cursors.
+  const int dch = BK / RS, dr = (BK % RS) / d.S, ds = (BK % RS) % d.S;
+  TapCursor ca[TM];  // A taps k_l = tid / BM + kRowsPerPass·i
+#pragma unroll
+  for (int i = 0; i < TM; ++i) ca[i].init(tid / BM + kRowsPerPass * i, d.R, d.S);
+  const int kb_l = tid % BK;  // B tap of this thread
+  TapCursor cb;
+  cb.init(kb_l, d.R, d.S);
+  int kb = kb_l;  // = (cb.ch·R + cb.r)·S + cb.s
+  const float* wg = w + static_cast<int64_t>(g) * d.Og * d.Cg * RS;  // w[g·Og]
+
+  float a_reg[TM], b_reg[TN];
+  auto load_tiles = [&]() {
+#pragma unroll
+    for (int i = 0; i < TM; ++i) {
+      const TapCursor& c = ca[i];
+      float v = 0.f;
+      if (row_ok && c.ch < nch) {
+        if constexpr (!kData) {
+          const int h = hb + c.r * d.dh, ww = wb + c.s * d.dw;
+          if (h >= 0 && h < d.H && ww >= 0 && ww < d.W)
+            v = __ldg(a_img + c.ch * a_hw + h * d.W + ww);
+        } else {
+          const int hp = hb - c.r * d.dh, wp = wb - c.s * d.dw;
+          if (hp >= 0 && wp >= 0 && hp % d.sh == 0 && wp % d.sw == 0) {
+            const int p = hp / d.sh, q = wp / d.sw;
+            if (p < d.P && q < d.Q) v = __ldg(a_img + c.ch * a_hw + p * d.Q + q);
+          }
+        }
+      }
+      a_reg[i] = v;
+    }
+#pragma unroll
+    for (int j = 0; j < TN; ++j) {
+      const int col = col0 + tid / BK + 16 * j;
+      float v = 0.f;
+      if (col < cols && kb < K)
+        v = kData ? __ldg(wg + (cb.ch * d.Cg + col) * RS + cb.r * d.S + cb.s)
+                  : __ldg(wg + col * K + kb);
+      b_reg[j] = v;
+    }
+  };
+
+  const int tx = tid % 16, ty = tid / 16;
+  float acc[TM][TN];
+#pragma unroll
+  for (int j = 0; j < TN; ++j) {
+    const int col = col0 + ty * TN + j;
+    const float b0 = (!kData && bias != nullptr && col < cols) ? __ldg(bias + g * d.Og + col) : 0.f;
+#pragma unroll
+    for (int i = 0; i < TM; ++i) acc[i][j] = b0;
+  }
+
+  load_tiles();
+  for (int k0 = 0; k0 < K; k0 += BK) {  // the same trip count in every thread: barriers are safe
+#pragma unroll
+    for (int i = 0; i < TM; ++i) As[tid / BM + kRowsPerPass * i][m_l] = a_reg[i];
+#pragma unroll
+    for (int j = 0; j < TN; ++j) Bs[kb_l][tid / BK + 16 * j] = b_reg[j];
+    __syncthreads();
+    if (k0 + BK < K) {  // the next step's loads, in flight during this step's arithmetic
+#pragma unroll
+      for (int i = 0; i < TM; ++i) ca[i].advance(dch, dr, ds, d.R, d.S);
+      cb.advance(dch, dr, ds, d.R, d.S);
+      kb += BK;
+      load_tiles();
+    }
+#pragma unroll
+    for (int kk = 0; kk < BK; ++kk) {
+      float av[TM], bv[TN];
+      load_smem_vec<TM>(av, &As[kk][tx * TM]);
+      load_smem_vec<TN>(bv, &Bs[kk][ty * TN]);
+#pragma unroll
+      for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+    }
+    __syncthreads();  // before the next step overwrites the tiles
+  }
+
+#pragma unroll
+  for (int i = 0; i < TM; ++i) {
+    const int mo = m0 + tx * TM + i;
+    if (mo >= M) continue;
+    const int n = mo / row_hw, pix = mo - n * row_hw;
+    float* o = out + (static_cast<int64_t>(n) * out_c + static_cast<int64_t>(g) * cols) * row_hw + pix;
+#pragma unroll
+    for (int j = 0; j < TN; ++j) {
+      const int col = col0 + ty * TN + j;
+      if (col < cols) o[col * row_hw] = acc[i][j];
+    }
+  }
+}
+
 // Register block over channels: the largest of 8, 4, 2 that wastes at most a quarter of the
 // extent in partially filled blocks (Og = 10 -> 4, 20 -> 8, 1 -> 1).
 int channel_block(int extent) {
@@ -508,40 +742,141 @@ int tiled_channel_block(int extent) {
   return 1;
 }
 
-// The tiled fwd kernel when its shared-memory tile fits in the default 48 KB; false (and
-// nothing launched) otherwise.
-bool hand_fwd_tiled(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias,
-                    const ConvDims& d, cudaStream_t st) {
-  constexpr int kPB = 2;           // pixels per thread
+// The tiled fwd kernel's launch geometry; ok = false when its shared-memory tile does not fit
+// in the default 48 KB (or a count leaves the int range).
+struct FwdTiledPlan {
+  bool ok = false;
+  int ob = 1, n_ob = 1, threads = 0;
+  int64_t OgP = 0, Hp = 0, Wp = 0, smem = 0, n_pb = 0, chunks = 0, blocks = 0;
+};
+constexpr int kTiledPB = 2;  // pixels per thread of the tiled fwd kernel
+
+FwdTiledPlan plan_fwd_tiled(const ConvDims& d) {
   constexpr int64_t kMaxSmem = 48 * 1024;
-  const int ob = tiled_channel_block(d.Og);
-  const int n_ob = (d.Og + ob - 1) / ob;
-  const int64_t OgP = static_cast<int64_t>(n_ob) * ob;
+  FwdTiledPlan t;
+  t.ob = tiled_channel_block(d.Og);
+  t.n_ob = (d.Og + t.ob - 1) / t.ob;
+  t.OgP = static_cast<int64_t>(t.n_ob) * t.ob;
   // The padded rows / columns actually read: (P−1)·sh + (R−1)·dh + 1 <= H + 2·ph.
-  const int64_t Hp = static_cast<int64_t>(d.P - 1) * d.sh + static_cast<int64_t>(d.R - 1) * d.dh + 1;
-  const int64_t Wp = static_cast<int64_t>(d.Q - 1) * d.sw + static_cast<int64_t>(d.S - 1) * d.dw + 1;
+  t.Hp = static_cast<int64_t>(d.P - 1) * d.sh + static_cast<int64_t>(d.R - 1) * d.dh + 1;
+  t.Wp = static_cast<int64_t>(d.Q - 1) * d.sw + static_cast<int64_t>(d.S - 1) * d.dw + 1;
   const int64_t crs = static_cast<int64_t>(d.Cg) * d.R * d.S;
-  const int64_t smem = (crs * OgP + static_cast<int64_t>(d.Cg) * Hp * Wp) * 4;
-  if (smem > kMaxSmem) return false;
+  t.smem = (crs * t.OgP + static_cast<int64_t>(d.Cg) * t.Hp * t.Wp) * 4;
+  if (t.smem > kMaxSmem) return t;
   const int64_t pq = static_cast<int64_t>(d.P) * d.Q;
-  const int64_t n_pb = (pq + kPB - 1) / kPB;
-  const int64_t items = n_ob * n_pb;
+  t.n_pb = (pq + kTiledPB - 1) / kTiledPB;
+  const int64_t items = t.n_ob * t.n_pb;
   // Chunks of at most kThreads items per (n, g), balanced, in whole warps.
-  const int64_t chunks = (items + kThreads - 1) / kThreads;
-  const int64_t per = (items + chunks - 1) / chunks;
-  const int threads = static_cast<int>(std::min<int64_t>(kThreads, (per + 31) / 32 * 32));
-  const int64_t blocks = static_cast<int64_t>(d.N) * d.G * chunks;
-  if (blocks > INT_MAX || pq > INT_MAX) return false;
-  const float* b = bias.defined() ? bias.data<float>() : nullptr;
+  t.chunks = (items + kThreads - 1) / kThreads;
+  const int64_t per = (items + t.chunks - 1) / t.chunks;
+  t.threads = static_cast<int>(std::min<int64_t>(kThreads, (per + 31) / 32 * 32));
+  t.blocks = static_cast<int64_t>(d.N) * d.G * t.chunks;
+  t.ok = t.blocks <= INT_MAX && pq <= INT_MAX;
+  return t;
+}
+
+// The tiled bwd_data kernel's launch geometry; ok = false when w[g] and one image's dy do not
+// fit in the default 48 KB (or a count leaves the int range).
+struct BwdDataTiledPlan {
+  bool ok = false;
+  int cb = 1, n_cb = 1, threads = 0;
+  int64_t smem = 0, chunks = 0, blocks = 0;
+};
+
+BwdDataTiledPlan plan_bwd_data_tiled(const ConvDims& d) {
+  constexpr int64_t kMaxSmem = 48 * 1024;
+  BwdDataTiledPlan t;
+  t.cb = channel_block(d.Cg);
+  t.n_cb = (d.Cg + t.cb - 1) / t.cb;
+  const int64_t crs = static_cast<int64_t>(d.Cg) * d.R * d.S;
+  const int64_t pq = static_cast<int64_t>(d.P) * d.Q, hw = static_cast<int64_t>(d.H) * d.W;
+  t.smem = (d.Og * crs + d.Og * pq) * 4;
+  if (t.smem > kMaxSmem) return t;
+  const int64_t items = t.n_cb * hw;
+  // Chunks of at most kThreads items per (n, g), balanced, in whole warps.
+  t.chunks = (items + kThreads - 1) / kThreads;
+  const int64_t per = (items + t.chunks - 1) / t.chunks;
+  t.threads = static_cast<int>(std::min<int64_t>(kThreads, (per + 31) / 32 * 32));
+  t.blocks = static_cast<int64_t>(d.N) * d.G * t.chunks;
+  t.ok = t.blocks <= INT_MAX && items <= INT_MAX;
+  return t;
+}
+
+// The implicit GEMM's selection rule, for fwd (data = false) or bwd_data (data = true):
+//  - it pays: K = (taps per output) >= 64, so a thread's 4x4 micro-tile runs at least 4 steps of
+//    16, and the column count (Og for fwd, Cg for bwd_data) >= 16, so a 32- or 64-wide tile is
+//    at least half (a quarter) full. Below that the direct kernel's per-output loops waste less.
+//  - it fits: the int index math (N·P·Q, N·H·W, C·H·W, O·P·Q and the weight count in an int)
+//    and the grid (column tiles and groups <= 65535).
+// It is tried after the tiled kernels (which win on the small fmnist layers they were tuned on)
+// and before the direct kernels.
+bool igemm_selected(const ConvDims& d, bool data) {
+  const int64_t RS = static_cast<int64_t>(d.R) * d.S;
+  const int64_t K = (data ? d.Og : d.Cg) * RS;
+  const int64_t cols = data ? d.Cg : d.Og;
+  if (K < 64 || cols < 16) return false;
+  const int64_t pq = static_cast<int64_t>(d.P) * d.Q, hw = static_cast<int64_t>(d.H) * d.W;
+  const int64_t counts[] = {d.N * pq, d.N * hw, d.C * hw, d.O * pq,
+                            static_cast<int64_t>(d.O) * d.Cg * RS};
+  for (int64_t v : counts)
+    if (v > INT_MAX) return false;
+  const int64_t col_tiles = (cols + 31) / 32;  // the narrower tile: the most tiles
+  return col_tiles <= 65535 && d.G <= 65535;
+}
+
+// Launches conv2d_igemm_kernel: 64-row tiles; 64-column tiles when there are more than 32
+// columns, else 32-column tiles (Cg = 32 for the bn_cnn 32->64 layer's bwd_data).
+template <bool kData>
+void launch_igemm(const Tensor& out, const Tensor& a, const Tensor& w, const float* bias,
+                  const ConvDims& d, cudaStream_t st) {
+  constexpr int TM = 4;
+  const int64_t M = static_cast<int64_t>(d.N) * (kData ? d.H * d.W : d.P * d.Q);
+  const int cols = kData ? d.Cg : d.Og;
+  const int TN = cols > 32 ? 4 : 2;
+  const dim3 grid(static_cast<unsigned>((M + 16 * TM - 1) / (16 * TM)),
+                  static_cast<unsigned>((cols + 16 * TN - 1) / (16 * TN)),
+                  static_cast<unsigned>(d.G));
+  const char* op = kData ? "conv2d_backward_data" : "conv2d";
+  if (TN == 4) {
+    conv2d_igemm_kernel<kData, TM, 4><<<grid, kGemmThreads, 0, st>>>(
+        out.data<float>(), a.data<float>(), w.data<float>(), bias, d);
+    IDEM_LAUNCH_CHECK(op);
+  } else {
+    conv2d_igemm_kernel<kData, TM, 2><<<grid, kGemmThreads, 0, st>>>(
+        out.data<float>(), a.data<float>(), w.data<float>(), bias, d);
+    IDEM_LAUNCH_CHECK(op);
+  }
+}
+
+// Which kernel conv2d_hand runs for one direction: the single place the rule lives (used by
+// the launches below and by conv2d_hand_kernel_name).
+enum class HandKernel { tiled, implicit_gemm, direct, two_pass };
+
+HandKernel choose_kernel(ConvDir dir, const ConvDims& d) {
+  switch (dir) {
+    case ConvDir::fwd:
+      if (plan_fwd_tiled(d).ok) return HandKernel::tiled;
+      return igemm_selected(d, false) ? HandKernel::implicit_gemm : HandKernel::direct;
+    case ConvDir::bwd_data:
+      if (plan_bwd_data_tiled(d).ok) return HandKernel::tiled;
+      return igemm_selected(d, true) ? HandKernel::implicit_gemm : HandKernel::direct;
+    case ConvDir::bwd_weight:
+      break;
+  }
+  return HandKernel::two_pass;
+}
+
+void hand_fwd_tiled(const Tensor& y, const Tensor& x, const Tensor& w, const float* b,
+                    const ConvDims& d, const FwdTiledPlan& t, cudaStream_t st) {
   auto launch = [&](auto blk, auto ks) {
-    conv2d_fwd_tiled_kernel<decltype(blk)::value, kPB, decltype(ks)::value>
-        <<<static_cast<unsigned>(blocks), threads, static_cast<size_t>(smem), st>>>(
-            y.data<float>(), x.data<float>(), w.data<float>(), b, d, n_ob,
-            static_cast<int>(OgP), static_cast<int>(n_pb), static_cast<int>(Hp),
-            static_cast<int>(Wp), static_cast<int>(chunks));
+    conv2d_fwd_tiled_kernel<decltype(blk)::value, kTiledPB, decltype(ks)::value>
+        <<<static_cast<unsigned>(t.blocks), t.threads, static_cast<size_t>(t.smem), st>>>(
+            y.data<float>(), x.data<float>(), w.data<float>(), b, d, t.n_ob,
+            static_cast<int>(t.OgP), static_cast<int>(t.n_pb), static_cast<int>(t.Hp),
+            static_cast<int>(t.Wp), static_cast<int>(t.chunks));
     IDEM_LAUNCH_CHECK("conv2d");
   };
-  with_block(ob, [&](auto blk) {
+  with_block(t.ob, [&](auto blk) {
     // The 5x5 and 3x3 kernels get the tap row unrolled at compile time.
     if (d.S == 5)
       launch(blk, std::integral_constant<int, 5>{});
@@ -550,16 +885,24 @@ bool hand_fwd_tiled(const Tensor& y, const Tensor& x, const Tensor& w, const Ten
     else
       launch(blk, std::integral_constant<int, 0>{});
   });
-  return true;
 }
 
 void hand_fwd(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias,
               const ConvDims& d, cudaStream_t st) {
-  if (hand_fwd_tiled(y, x, w, bias, d, st)) return;
+  const float* b = bias.defined() ? bias.data<float>() : nullptr;
+  switch (choose_kernel(ConvDir::fwd, d)) {
+    case HandKernel::tiled:
+      hand_fwd_tiled(y, x, w, b, d, plan_fwd_tiled(d), st);
+      return;
+    case HandKernel::implicit_gemm:
+      launch_igemm<false>(y, x, w, b, d, st);
+      return;
+    default:
+      break;
+  }
   const int ob = channel_block(d.Og);
   const int n_ob = (d.Og + ob - 1) / ob;
   const int64_t total = static_cast<int64_t>(d.N) * d.G * n_ob * d.P * d.Q;
-  const float* b = bias.defined() ? bias.data<float>() : nullptr;
   with_block(ob, [&](auto blk) {
     launch_grid_stride(IDEM_SITE("conv2d"), total, kThreads,
                        conv2d_fwd_direct_kernel<decltype(blk)::value>, y.data<float>(),
@@ -567,36 +910,26 @@ void hand_fwd(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& b
   });
 }
 
-// The tiled bwd_data kernel when w[g] and one image's dy fit in the default 48 KB; false (and
-// nothing launched) otherwise.
-bool hand_bwd_data_tiled(const Tensor& dx, const Tensor& dy, const Tensor& w, const ConvDims& d,
-                         int cb, int n_cb, cudaStream_t st) {
-  constexpr int64_t kMaxSmem = 48 * 1024;
-  const int64_t crs = static_cast<int64_t>(d.Cg) * d.R * d.S;
-  const int64_t pq = static_cast<int64_t>(d.P) * d.Q, hw = static_cast<int64_t>(d.H) * d.W;
-  const int64_t smem = (d.Og * crs + d.Og * pq) * 4;
-  if (smem > kMaxSmem) return false;
-  const int64_t items = n_cb * hw;
-  // Chunks of at most kThreads items per (n, g), balanced, in whole warps.
-  const int64_t chunks = (items + kThreads - 1) / kThreads;
-  const int64_t per = (items + chunks - 1) / chunks;
-  const int threads = static_cast<int>(std::min<int64_t>(kThreads, (per + 31) / 32 * 32));
-  const int64_t blocks = static_cast<int64_t>(d.N) * d.G * chunks;
-  if (blocks > INT_MAX || items > INT_MAX) return false;
-  with_block(cb, [&](auto blk) {
-    conv2d_bwd_data_tiled_kernel<decltype(blk)::value>
-        <<<static_cast<unsigned>(blocks), threads, static_cast<size_t>(smem), st>>>(
-            dx.data<float>(), dy.data<float>(), w.data<float>(), d, n_cb, static_cast<int>(chunks));
-    IDEM_LAUNCH_CHECK("conv2d_backward_data");
-  });
-  return true;
-}
-
 void hand_bwd_data(const Tensor& dx, const Tensor& dy, const Tensor& w, const ConvDims& d,
                    cudaStream_t st) {
+  const HandKernel k = choose_kernel(ConvDir::bwd_data, d);
+  if (k == HandKernel::tiled) {
+    const BwdDataTiledPlan t = plan_bwd_data_tiled(d);
+    with_block(t.cb, [&](auto blk) {
+      conv2d_bwd_data_tiled_kernel<decltype(blk)::value>
+          <<<static_cast<unsigned>(t.blocks), t.threads, static_cast<size_t>(t.smem), st>>>(
+              dx.data<float>(), dy.data<float>(), w.data<float>(), d, t.n_cb,
+              static_cast<int>(t.chunks));
+      IDEM_LAUNCH_CHECK("conv2d_backward_data");
+    });
+    return;
+  }
+  if (k == HandKernel::implicit_gemm) {
+    launch_igemm<true>(dx, dy, w, nullptr, d, st);
+    return;
+  }
   const int cb = channel_block(d.Cg);
   const int n_cb = (d.Cg + cb - 1) / cb;
-  if (hand_bwd_data_tiled(dx, dy, w, d, cb, n_cb, st)) return;
   const int64_t total = static_cast<int64_t>(d.N) * d.G * n_cb * d.H * d.W;
   with_block(cb, [&](auto blk) {
     launch_grid_stride(IDEM_SITE("conv2d_backward_data"), total, kThreads,
@@ -654,6 +987,21 @@ void conv2d_hand(ConvDir dir, const Tensor& out, const Tensor& a, const Tensor& 
       hand_bwd_weight(out, a, b, d);
       break;
   }
+}
+
+const char* conv2d_hand_kernel_name(ConvDir dir, const ConvShape& s) {
+  const ConvDims d = dims_of(s, "conv2d_hand_kernel_name");
+  switch (choose_kernel(dir, d)) {
+    case HandKernel::tiled:
+      return "tiled";
+    case HandKernel::implicit_gemm:
+      return "implicit_gemm";
+    case HandKernel::direct:
+      return "direct";
+    case HandKernel::two_pass:
+      break;
+  }
+  return "two_pass";
 }
 
 void conv2d_fwd(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias,

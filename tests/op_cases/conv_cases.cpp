@@ -1,5 +1,6 @@
 // Op-case rows for the conv family: conv2d with stride / padding / dilation / groups /
-// rectangular kernels / no bias / a 1x1 kernel, the two fmnist CNN layers at batch 2, and
+// rectangular kernels / no bias / a 1x1 kernel, the two fmnist CNN layers at batch 2, shapes
+// that take the implicit-GEMM kernels on the GPU (the bn_cnn demo's layers among them), and
 // conv_transpose2d (stride 2 with output padding, groups with dilation, and output padding
 // >= stride, which PyTorch allows when it is below the dilation).
 //
@@ -57,6 +58,16 @@ OpCase fmnist2_parity_only() {
   return c;
 }
 
+// Rows for the implicit-GEMM kernels (cuda/kernels/conv.cu: too big for the tiled kernels,
+// K >= 64 taps and >= 16 columns, in fwd and in bwd_data). Thousands of weights make a
+// finite-difference gradcheck slow, so they are parity rows only (forward and both gradients,
+// CPU against CUDA); Conv2dCuda.ImplicitGemmRowsRouteToIt (tests/conv_test.cpp) checks that
+// each one's fwd and bwd_data choose the implicit GEMM.
+OpCase parity_only(OpCase c) {
+  c.gradcheck = false;
+  return c;
+}
+
 Conv2dParams cp(int64_t stride, int64_t pad, int64_t dilation = 1, int64_t groups = 1) {
   Conv2dParams p;
   p.stride_h = p.stride_w = stride;
@@ -84,6 +95,10 @@ std::vector<OpCase> conv_cases() {
   rect.stride_w = 1;
   rect.pad_h = 1;
   rect.pad_w = 0;
+  Conv2dParams igemm_rect;  // stride (2, 1), padding (1, 0), dilation (1, 2)
+  igemm_rect.stride_h = 2;
+  igemm_rect.pad_h = 1;
+  igemm_rect.dilation_w = 2;
   ConvTranspose2dParams trect;
   trect.stride_h = 2;
   trect.stride_w = 1;
@@ -104,6 +119,28 @@ std::vector<OpCase> conv_cases() {
       // The fmnist CNN's two layers at batch 2 (bench/conv_bench.cpp times them at batch 256).
       conv_case("conv2d_fmnist1", {2, 1, 28, 28}, {10, 1, 5, 5}, true, cp(1, 0)),
       fmnist2_parity_only(),
+
+      // Implicit GEMM: the bn_cnn demo's 32->64 layer and head at batch 2; groups; stride 2 (a
+      // quarter of bwd_data's taps land on no output pixel); M, N and K not multiples of the
+      // 64 x 64 x 16 tile; a rectangular kernel with per-axis stride and dilation; several
+      // tiles along both M and N in both directions; and a transposed conv (its forward is
+      // bwd_data with stride 2 and output padding, its input gradient the fwd kernel).
+      parity_only(conv_case("conv2d_igemm_bn_cnn2", {2, 32, 14, 14}, {64, 32, 3, 3}, true,
+                            cp(1, 1))),
+      parity_only(conv_case("conv2d_igemm_bn_cnn_head", {2, 64, 7, 7}, {64, 64, 3, 3}, true,
+                            cp(1, 1))),
+      parity_only(conv_case("conv2d_igemm_groups2", {2, 32, 24, 24}, {64, 16, 3, 3}, true,
+                            cp(1, 1, 1, 2))),
+      parity_only(conv_case("conv2d_igemm_stride2", {2, 32, 24, 24}, {64, 32, 3, 3}, false,
+                            cp(2, 1))),
+      parity_only(conv_case("conv2d_igemm_ragged", {3, 36, 9, 7}, {40, 36, 3, 3}, true,
+                            cp(1, 1))),
+      parity_only(conv_case("conv2d_igemm_rect_dilated", {2, 48, 10, 9}, {48, 48, 3, 2}, true,
+                            igemm_rect)),
+      parity_only(conv_case("conv2d_igemm_multiblock", {4, 96, 12, 12}, {128, 96, 3, 3}, true,
+                            cp(1, 1))),
+      parity_only(convt_case("conv_transpose2d_igemm_s2", {2, 64, 7, 7}, {64, 32, 3, 3}, true,
+                             tp(2, 1, 1))),
 
       convt_case("conv_transpose2d_s2_outpad1", {2, 3, 4, 4}, {3, 2, 3, 3}, true, tp(2, 1, 1)),
       convt_case("conv_transpose2d_basic", {2, 2, 4, 4}, {2, 3, 3, 3}, false, tp(1, 0, 0)),
