@@ -35,6 +35,8 @@ Tensor mask_of(const Tensor& a, const Tensor& b, BinaryOp cmp, DType dtype) {
   return ops::cast(ops::binary(a, b, cmp), dtype);
 }
 
+// Saves only what its backward reads for the gradients that are wanted (an undefined Tensor
+// otherwise: add and sub save nothing); the input shapes for sum_to come from the edges.
 class BinaryNode : public Node {
  public:
   BinaryNode(Tensor a, Tensor b, Tensor y, BinaryOp op)
@@ -86,8 +88,8 @@ class BinaryNode : public Node {
 #undef IDEM_EW_CMP
         fail(binary_name(op_), "comparisons have no gradient");
     }
-    if (ga.defined()) ga = ops::sum_to(ga, a_.shape());
-    if (gb.defined()) gb = ops::sum_to(gb, b_.shape());
+    if (ga.defined()) ga = ops::sum_to(ga, next()[0].shape);
+    if (gb.defined()) gb = ops::sum_to(gb, next()[1].shape);
     return {ga, gb};
   }
 
@@ -98,8 +100,33 @@ class BinaryNode : public Node {
 
 Tensor binary_fn(const Tensor& a, const Tensor& b, BinaryOp op) {
   Tensor y = ops::binary(a, b, op);
-  if (needs_history({a, b}))
-    record(std::make_shared<BinaryNode>(saved(a), saved(b), saved(y), op), {a, b}, y);
+  if (!needs_history({a, b})) return y;
+  // What BinaryNode::backward reads, per op and per wanted gradient (its switch).
+  const bool wa = a.requires_grad(), wb = b.requires_grad();
+  bool keep_a = false, keep_b = false, keep_y = false;
+  switch (op) {
+    case BinaryOp::add:
+    case BinaryOp::sub:
+      break;
+    case BinaryOp::mul:
+      keep_a = wb;
+      keep_b = wa;
+      break;
+    case BinaryOp::div:
+      keep_b = true;
+      keep_y = wb;
+      break;
+    case BinaryOp::pow:
+      keep_a = keep_b = true;
+      keep_y = wb;
+      break;
+    default:  // maximum, minimum (comparisons have no history: ops::binary gave a u8 mask)
+      keep_a = keep_b = true;
+      break;
+  }
+  record(std::make_shared<BinaryNode>(keep_a ? saved(a) : Tensor(), keep_b ? saved(b) : Tensor(),
+                                      keep_y ? saved(y) : Tensor(), op),
+         {a, b}, y);
   return y;
 }
 

@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "autograd/anomaly.h"
@@ -70,35 +71,36 @@ void run_backward(const Tensor& root, const Tensor& grad_output) {
     return;
   }
 
-  // 1. dependency counts over the reachable graph
-  std::unordered_map<Node*, int> deps;
+  // 1. dependency counts over the reachable graph. Each node gets a slot (the order it was
+  // found in) for its count and its gradient buffer: one hash lookup per edge, no other map.
+  std::unordered_map<Node*, size_t> slot_of;
+  std::vector<int> deps{0};
   std::vector<Node*> stack{root_fn.get()};
-  deps[root_fn.get()] = 0;
+  slot_of.emplace(root_fn.get(), 0);
   while (!stack.empty()) {
     Node* n = stack.back();
     stack.pop_back();
     for (const Edge& e : n->next()) {
       if (!e.fn) continue;
-      auto it = deps.find(e.fn.get());
-      if (it == deps.end()) {
-        deps[e.fn.get()] = 1;
+      const auto [it, found_now] = slot_of.emplace(e.fn.get(), deps.size());
+      if (found_now) {
+        deps.push_back(1);
         stack.push_back(e.fn.get());
       } else {
-        ++it->second;
+        ++deps[it->second];
       }
     }
   }
 
   // 2-3. run nodes whose consumers are all done
   const bool anomaly = anomaly_mode();  // read once: the only cost of the mode when it is off
-  std::unordered_map<Node*, Tensor> buffers;
-  buffers[root_fn.get()] = g0;
-  std::vector<Node*> ready{root_fn.get()};
+  std::vector<Tensor> buffers(deps.size());
+  buffers[0] = g0;
+  std::vector<std::pair<Node*, size_t>> ready{{root_fn.get(), 0}};
   while (!ready.empty()) {
-    Node* n = ready.back();
+    Node* const n = ready.back().first;
+    Tensor g = std::move(buffers[ready.back().second]);
     ready.pop_back();
-    Tensor g = std::move(buffers[n]);
-    buffers.erase(n);
     // A node none of whose consumers produced a gradient passes nothing on, but still
     // releases its inputs' dependency counts.
     std::vector<Tensor> grads(n->next().size());
@@ -122,8 +124,9 @@ void run_backward(const Tensor& root, const Tensor& grad_output) {
       if (!e.defined()) continue;
       if (grads[i].defined()) check_grad(*n, i, e, grads[i]);
       if (e.fn) {
-        if (grads[i].defined()) buffers[e.fn.get()] = accumulate(buffers[e.fn.get()], grads[i]);
-        if (--deps[e.fn.get()] == 0) ready.push_back(e.fn.get());
+        const size_t j = slot_of.find(e.fn.get())->second;
+        if (grads[i].defined()) buffers[j] = accumulate(buffers[j], grads[i]);
+        if (--deps[j] == 0) ready.push_back({e.fn.get(), j});
       } else if (grads[i].defined()) {
         e.leaf->grad = accumulate_into_leaf(e.leaf->grad, grads[i], g);
       }

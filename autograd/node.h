@@ -6,6 +6,8 @@
 // compute an input's gradient only when needs_grad(i) says somebody wants it.
 #pragma once
 #include <cstdint>
+#include <functional>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,7 +17,10 @@
 namespace idem {
 
 class Node;
-struct CreationSite;  // autograd/anomaly.h
+struct CreationSite;
+// The inputs of one call, as the functions write them: needs_history({a, b}). A braced list of
+// references, so the per-op check copies no Tensor (no refcount traffic) and allocates nothing.
+using TensorRefs = std::initializer_list<std::reference_wrapper<const Tensor>>;  // autograd/anomaly.h
 namespace detail {
 void anomaly_on_record(Node& node, const std::vector<Tensor>& inputs, const Tensor& output);
 }
@@ -57,6 +62,9 @@ class Node {
 
  private:
   friend void record(const std::shared_ptr<Node>&, const std::vector<Tensor>&, const Tensor&);
+  friend void record(const std::shared_ptr<Node>&, TensorRefs, const Tensor&);
+  template <typename Inputs>
+  friend void record_inputs(Node&, const Inputs&);
   friend void detail::anomaly_on_record(Node&, const std::vector<Tensor>&, const Tensor&);
   std::vector<Edge> next_;
   uint64_t sequence_ = 0;
@@ -79,9 +87,11 @@ class NoGradGuard {
 
 // True when grad mode is on and any of `inputs` requires grad.
 bool needs_history(const std::vector<Tensor>& inputs);
+bool needs_history(TensorRefs inputs);
 // Wires `node` to `inputs` and makes `output` a non-leaf produced by it.
 void record(const std::shared_ptr<Node>& node, const std::vector<Tensor>& inputs,
             const Tensor& output);
+void record(const std::shared_ptr<Node>& node, TensorRefs inputs, const Tensor& output);
 // A detached alias to keep inside a node (same storage, no autograd metadata).
 inline Tensor saved(const Tensor& t) { return t.defined() ? t.detach() : t; }
 

@@ -33,6 +33,9 @@ void register_op_case_benchmarks(bool gpu, bool user_min_time);
 // bench/cpu_gemm_bench.cpp: the packed CPU SGEMM against Eigen, interleaved, on the CPU models'
 // products at 1 and 2 threads.
 void register_cpu_gemm_benchmarks(bool user_min_time);
+// bench/host_overhead_bench.cpp: host time per eager op (a chain of one-element ops), on the CPU
+// and on CUDA (which skips without a GPU).
+void register_host_overhead_benchmarks();
 
 // Work counted per launch, reported as a rate counter:
 //   flops -> "TFLOP/s", bytes -> "GB/s".

@@ -439,6 +439,7 @@ int main(int argc, char** argv) {
   idem::bench::register_kernel_benchmarks(gpu);
   idem::bench::register_op_case_benchmarks(gpu, idem::bench::g_user_min_time);
   idem::bench::register_cpu_gemm_benchmarks(idem::bench::g_user_min_time);
+  idem::bench::register_host_overhead_benchmarks();
   benchmark::RunSpecifiedBenchmarks();
   idem::bench::print_matmul_summary();
   benchmark::Shutdown();

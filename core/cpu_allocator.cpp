@@ -87,6 +87,46 @@ class BlockCache {
   const size_t limit_ = limit_from_env();
 };
 
+// Free lists of small blocks, one per 64-byte size (list k holds blocks of 64·(k+1) bytes).
+class SmallCache {
+ public:
+  static constexpr size_t kSizes = kSmallMax / kAlign;
+
+  void* take(size_t k) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (count_[k] == 0) return nullptr;
+    return lists_[k][--count_[k]];
+  }
+
+  // Keeps p unless its list is full; returns whether it did.
+  bool keep(void* p, size_t k) noexcept {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (count_[k] == kSmallPerSize) return false;
+    lists_[k][count_[k]++] = p;
+    return true;
+  }
+
+  void clear() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (size_t k = 0; k < kSizes; ++k) {
+      for (size_t i = 0; i < count_[k]; ++i) std::free(lists_[k][i]);
+      count_[k] = 0;
+    }
+  }
+
+  size_t blocks() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    size_t n = 0;
+    for (size_t c : count_) n += c;
+    return n;
+  }
+
+ private:
+  std::mutex mutex_;
+  void* lists_[kSizes][kSmallPerSize] = {};  // fixed arrays: keep() never allocates
+  size_t count_[kSizes] = {};
+};
+
 // Never destroyed: tensors held by other static objects may be freed during static destruction,
 // after a destroyed cache could no longer take them. The blocks it holds stay reachable from
 // this pointer, so leak checkers do not report them.
@@ -95,9 +135,26 @@ BlockCache& cache() {
   return *c;
 }
 
+// Same lifetime rule as cache().
+SmallCache& small_cache() {
+  static SmallCache* c = new SmallCache();  // intentionally never deleted (see cache())
+  return *c;
+}
+
+// The small caches are off with the big one (a sanitizer build, IDEM_CPU_CACHE_MB=0).
+bool small_on() {
+  static const bool on = cache().limit() > 0;
+  return on;
+}
+
 }  // namespace
 
 void* allocate(size_t nbytes) {
+  if (nbytes <= kSmallMax && small_on()) {
+    const size_t size = round_up(nbytes, kAlign);
+    if (void* p = small_cache().take(size / kAlign - 1)) return p;
+    return std::aligned_alloc(kAlign, size);
+  }
   if (nbytes < kCachedMin) return std::aligned_alloc(kAlign, round_up(nbytes, kAlign));
   const size_t size = round_up(nbytes, kPage);
   if (void* p = cache().take(size)) return p;
@@ -109,11 +166,19 @@ void* allocate(size_t nbytes) {
 
 void release(void* p, size_t nbytes) noexcept {
   if (!p) return;
+  if (nbytes <= kSmallMax && small_on()) {
+    if (!small_cache().keep(p, round_up(nbytes, kAlign) / kAlign - 1)) std::free(p);
+    return;
+  }
   if (nbytes < kCachedMin || !cache().keep(p, round_up(nbytes, kPage))) std::free(p);
 }
 
 size_t cached_bytes() { return cache().cached(); }
 size_t cache_limit() { return cache().limit(); }
-void empty_cache() { cache().clear(); }
+size_t small_cached_blocks() { return small_cache().blocks(); }
+void empty_cache() {
+  cache().clear();
+  small_cache().clear();
+}
 
 }  // namespace idem::cpu_alloc

@@ -15,6 +15,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <utility>
 #include <vector>
 
 namespace idem {
@@ -40,11 +41,48 @@ int parse_thread_count(const char* text, const char* what);
 //   - an exception thrown by fn: the remaining chunks are skipped, and the first exception is
 //     rethrown here once all running chunks have finished (no thread is left behind).
 // requires: grain >= 1, n >= 0.
-void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+// A template so that a loop that runs inline (n <= grain: most loops over small tensors) calls
+// fn directly, without building a std::function (a heap allocation for most lambdas).
+template <typename F>
+void parallel_for(int64_t n, int64_t grain, F&& fn);
+
+namespace detail {
+[[noreturn]] void bad_grain(int64_t grain);
+// parallel_for's split path (n > grain, grain >= 1).
+void parallel_for_split(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+}  // namespace detail
+
+template <typename F>
+void parallel_for(int64_t n, int64_t grain, F&& fn) {
+  if (grain < 1) detail::bad_grain(grain);
+  if (n <= 0) return;
+  if (n <= grain) {
+    fn(int64_t(0), n);
+    return;
+  }
+  // std::ref: the std::function holds a pointer to fn, never a copy (no allocation either).
+  detail::parallel_for_split(n, grain, std::function<void(int64_t, int64_t)>(std::ref(fn)));
+}
 
 // How many loops have run on the pool's threads (not inline) since the process started: lets a
 // test check that a kernel really split its work.
 uint64_t pool_jobs_run();
+
+// What the pool has done since the process started (tests, benchmarks).
+struct PoolStats {
+  uint64_t jobs_run = 0;  // loops run on the pool's threads (pool_jobs_run)
+  uint64_t wakes = 0;     // loops that had to wake a sleeping worker (a futex call)
+  int sleeping = 0;       // workers asleep now (not spinning, not working)
+};
+PoolStats pool_stats();
+
+// How long an idle worker spins (pause instructions and yields, watching for the next loop)
+// before it sleeps, and how long a caller spins for the last worker to finish before it sleeps;
+// default 50 µs. Back-to-back small loops then find the workers awake: waking a sleeping thread
+// costs more than such a loop (tens of µs in a VM). 0 sleeps at once. Never changes results.
+// requires: 0 <= us <= 1 000 000, else idem::Error.
+int pool_spin_us();
+void set_pool_spin_us(int us);
 
 // True while the calling thread runs a chunk of a parallel loop, where a nested parallel_for
 // runs inline: a kernel can then skip cutting its work for threads it will not get.

@@ -15,15 +15,15 @@ namespace idem {
 
 namespace {
 
-std::shared_ptr<TensorImpl> make_impl(const Shape& shape, DType dtype, Device device) {
+std::shared_ptr<TensorImpl> make_impl(Shape&& shape, DType dtype, Device device) {
   for (int64_t d : shape)
     IDEM_CHECK(d >= 0, "empty", "negative extent in shape ", shape_str(shape));
   auto impl = std::make_shared<TensorImpl>();
-  impl->shape = shape;
+  impl->shape = std::move(shape);
   impl->dtype = dtype;
   impl->device = device;
-  impl->storage =
-      std::make_shared<Storage>(static_cast<size_t>(numel_of(shape)) * dtype_size(dtype), device);
+  impl->storage = std::make_shared<Storage>(
+      static_cast<size_t>(numel_of(impl->shape)) * dtype_size(dtype), device);
   return impl;
 }
 
@@ -36,18 +36,9 @@ void check_device_usable(Device d, const char* op) {
 
 }  // namespace
 
-TensorImpl& Tensor::impl() const {
-  if (!impl_) fail("tensor", "use of an undefined tensor");
-  return *impl_;
-}
+void Tensor::undefined_tensor() { fail("tensor", "use of an undefined tensor"); }
 
 int64_t Tensor::size(int64_t d) const { return shape()[wrap_dim(d, dim(), "size")]; }
-
-void* Tensor::raw_data() const {
-  const TensorImpl& i = impl();
-  if (!i.storage || !i.storage->data()) return nullptr;
-  return static_cast<char*>(i.storage->data()) + i.offset * dtype_size(i.dtype);
-}
 
 Tensor Tensor::view_as_shape(const Shape& s) const {
   Shape target = s;
@@ -159,9 +150,9 @@ std::ostream& operator<<(std::ostream& os, const Tensor& t) {
 
 // ---- factories ----
 
-Tensor empty(const Shape& shape, Options o) {
+Tensor empty(Shape shape, Options o) {
   check_device_usable(o.device, "empty");
-  return Tensor(make_impl(shape, o.dtype, o.device));
+  return Tensor(make_impl(std::move(shape), o.dtype, o.device));
 }
 
 Tensor full(const Shape& shape, double value, Options o) {

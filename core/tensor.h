@@ -52,7 +52,11 @@ class Tensor {
   Options options() const { return {dtype(), device()}; }
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype()); }
 
-  void* raw_data() const;
+  void* raw_data() const {
+    const TensorImpl& i = impl();
+    if (!i.storage || !i.storage->data()) return nullptr;
+    return static_cast<char*>(i.storage->data()) + i.offset * dtype_size(i.dtype);
+  }
   // Typed pointer; throws when T does not match dtype().
   template <typename T> T* data() const;
 
@@ -90,17 +94,23 @@ class Tensor {
   Tensor view(const Shape& s) const { return reshape(s); }
   Tensor flatten(int64_t start = 0, int64_t end = -1) const;
 
-  TensorImpl& impl() const;
+  // Inline: every accessor goes through it, several times per op (docs/performance.md, host
+  // time per op); the error path stays out of line.
+  TensorImpl& impl() const {
+    if (!impl_) undefined_tensor();
+    return *impl_;
+  }
   const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
 
  private:
+  [[noreturn]] static void undefined_tensor();
   std::shared_ptr<TensorImpl> impl_;
 };
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t);
 
 // ---- factories ----
-Tensor empty(const Shape& shape, Options o = {});
+Tensor empty(Shape shape, Options o = {});  // by value: a temporary shape is moved in
 Tensor zeros(const Shape& shape, Options o = {});
 Tensor ones(const Shape& shape, Options o = {});
 Tensor full(const Shape& shape, double value, Options o = {});

@@ -1,11 +1,13 @@
 // The CPU thread pool (core/parallel.h): every index once, the partition independent of the
-// thread count, exceptions reach the caller without a hang, nested and concurrent loops, and
-// clear errors for bad thread counts.
+// thread count, exceptions reach the caller without a hang, nested and concurrent loops, clear
+// errors for bad thread counts, and the spin before sleeping (back-to-back loops wake no one,
+// an idle pool sleeps, thread counts change while workers spin).
 #include "core/parallel.h"
 
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <stdexcept>
 #include <thread>
@@ -113,6 +115,105 @@ TEST(Parallel, ThreadCountsChangeBetweenLoops) {
   }
 }
 
+// Sets the pool's spin for its lifetime (core/parallel.h) and restores the previous one.
+class SpinGuard {
+ public:
+  explicit SpinGuard(int us) : prev_(pool_spin_us()) { set_pool_spin_us(us); }
+  ~SpinGuard() { set_pool_spin_us(prev_); }
+
+ private:
+  int prev_;
+};
+
+// Busy work of about `us` microseconds, so that a chunk lasts long enough for a worker to join.
+void busy_for_us(int us) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
+  while (std::chrono::steady_clock::now() < end) {
+  }
+}
+
+TEST(Parallel, BackToBackLoopsFindTheWorkersAwake) {
+  ThreadCountGuard threads(2);
+  SpinGuard spin(200000);  // 0.2 s: far longer than the gap between two loops, even under TSan
+  parallel_for(2, 1, [](int64_t, int64_t) {});  // starts the worker
+  const PoolStats before = pool_stats();
+  const std::thread::id caller = std::this_thread::get_id();
+  int on_worker = 0;
+  for (int loop = 0; loop < 300; ++loop) {
+    std::atomic<int64_t> total{0};
+    std::atomic<bool> worker_ran{false};
+    parallel_for(4, 1, [&](int64_t lo, int64_t hi) {
+      busy_for_us(20);
+      if (std::this_thread::get_id() != caller) worker_ran.store(true);
+      total.fetch_add(hi - lo);
+    });
+    ASSERT_EQ(total.load(), 4) << "loop " << loop;
+    on_worker += worker_ran.load() ? 1 : 0;
+  }
+  const PoolStats after = pool_stats();
+  EXPECT_EQ(after.jobs_run - before.jobs_run, 300u);
+  // A worker sleeps only after 0.2 s without a loop; a wake or two allows for a descheduled one.
+  EXPECT_LE(after.wakes - before.wakes, 2u);
+  EXPECT_GT(on_worker, 0) << "the spinning worker never took a chunk";
+}
+
+TEST(Parallel, AnIdlePoolSleepsAndWakesForTheNextLoop) {
+  ThreadCountGuard threads(3);
+  SpinGuard spin(1000);
+  std::atomic<int64_t> total{0};
+  parallel_for(100, 1, [&](int64_t lo, int64_t hi) { total.fetch_add(hi - lo); });
+  ASSERT_EQ(total.load(), 100);
+  // Both workers stop spinning after 1 ms and sleep: an idle pool burns no CPU.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (pool_stats().sleeping < 2 && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_EQ(pool_stats().sleeping, 2);
+  const uint64_t wakes = pool_stats().wakes;
+  total.store(0);
+  parallel_for(100, 1, [&](int64_t lo, int64_t hi) { total.fetch_add(hi - lo); });
+  EXPECT_EQ(total.load(), 100);
+  EXPECT_EQ(pool_stats().wakes, wakes + 1) << "the loop had to wake the sleeping workers once";
+}
+
+TEST(Parallel, WithoutSpinEveryLoopStillFinishesAndErrorsStillArrive) {
+  // Spin 0: workers sleep after every loop and a caller whose worker is still busy sleeps too
+  // (the 2 ms chunks), so every wake-up path runs.
+  ThreadCountGuard threads(2);
+  SpinGuard spin(0);
+  for (int loop = 0; loop < 200; ++loop) {
+    std::atomic<int64_t> total{0};
+    parallel_for(64, 5, [&](int64_t lo, int64_t hi) { total.fetch_add(hi - lo); });
+    ASSERT_EQ(total.load(), 64) << "loop " << loop;
+  }
+  for (int loop = 0; loop < 10; ++loop) {
+    std::atomic<int64_t> total{0};
+    parallel_for(2, 1, [&](int64_t lo, int64_t hi) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      total.fetch_add(hi - lo);
+    });
+    ASSERT_EQ(total.load(), 2);
+    EXPECT_THROW(parallel_for(2, 1, [&](int64_t lo, int64_t) {
+                   std::this_thread::sleep_for(std::chrono::milliseconds(lo == 1 ? 2 : 0));
+                   if (lo == 1) throw std::runtime_error("late chunk failed");
+                 }),
+                 std::runtime_error);
+  }
+}
+
+TEST(Parallel, ManyTinyLoopsAndThreadCountChangesWhileWorkersSpin) {
+  SpinGuard spin(100000);  // workers are still spinning when the next count takes effect
+  for (int round = 0; round < 20; ++round) {
+    for (int threads : {4, 2, 5, 1, 3}) {
+      ThreadCountGuard guard(threads);
+      for (int loop = 0; loop < 20; ++loop) {
+        std::atomic<int64_t> total{0};
+        parallel_for(9, 2, [&](int64_t lo, int64_t hi) { total.fetch_add(hi - lo); });
+        ASSERT_EQ(total.load(), 9) << "round " << round << " threads " << threads;
+      }
+    }
+  }
+}
+
 TEST(Parallel, BadThreadCountsAreClearErrors) {
   expect_error([] { set_num_threads(0); }, "expected a thread count from 1 to 1024");
   expect_error([] { set_num_threads(-3); }, "set_num_threads(-3)");
@@ -123,6 +224,8 @@ TEST(Parallel, BadThreadCountsAreClearErrors) {
   expect_error([] { parse_thread_count("", "--threads"); }, "not a thread count");
   EXPECT_EQ(parse_thread_count("12", "--threads"), 12);
   expect_error([] { parallel_for(10, 0, [](int64_t, int64_t) {}); }, "grain 0 must be >= 1");
+  expect_error([] { set_pool_spin_us(-1); }, "set_pool_spin_us(-1)");
+  expect_error([] { set_pool_spin_us(2000000); }, "expected 0 to 1000000");
 }
 
 }  // namespace

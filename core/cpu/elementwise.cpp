@@ -131,8 +131,8 @@ void unary_bwd(const Tensor& grad_in, const Tensor& grad_out, const Tensor& in, 
 
 void binary_fwd(const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op) {
   const bool same = a.shape() == out.shape() && b.shape() == out.shape();
-  std::array<std::vector<int64_t>, 2> st{broadcast_strides(a.shape(), out.shape()),
-                                         broadcast_strides(b.shape(), out.shape())};
+  std::array<std::vector<int64_t>, 2> st;  // only a broadcast needs them (4 allocations)
+  if (!same) st = {broadcast_strides(a.shape(), out.shape()), broadcast_strides(b.shape(), out.shape())};
   IDEM_DISPATCH_ALL(a.dtype(), "binary", [&] {
     const scalar_t* pa = a.data<scalar_t>();
     const scalar_t* pb = b.data<scalar_t>();

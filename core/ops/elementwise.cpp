@@ -66,8 +66,8 @@ Tensor binary(const Tensor& a, const Tensor& b, BinaryOp op) {
   if (!binary_takes_integers(op) && !is_floating(a.dtype()))
     fail(name, "integer ", name, " is not supported (got ", dtype_name(a.dtype()),
          "); convert to a floating dtype first");
-  Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
-  Tensor out = empty(shape, {is_comparison(op) ? DType::u8 : a.dtype(), a.device()});
+  Tensor out = empty(broadcast_shapes(a.shape(), b.shape(), name),
+                     {is_comparison(op) ? DType::u8 : a.dtype(), a.device()});
   if (out.numel() == 0) return out;
   dispatch(
       a, [&] { cpu::binary_fwd(out, a, b, op); }, [&] { cuda::binary_fwd(out, a, b, op); });

@@ -1,0 +1,90 @@
+// Host time per eager op: what the framework itself costs around a kernel (issue 15, item 5).
+//
+// A chain of N ops on one-element tensors, y ← relu(mul(add(y, c), m)) repeated (c = 1e-3,
+// m = 0.999: y stays positive and bounded), so the kernels do almost nothing and the time is the
+// dispatch path: validation, shape and broadcast checks, the allocation of each output (Tensor,
+// TensorImpl, Storage, the allocator), the autograd node and its edges, and for backward the
+// engine's graph walk and gradient accumulation.
+//
+//   host_op/<device>/nograd       the chain under NoGradGuard: the L1 op path alone
+//   host_op/<device>/record       the chain with x.requires_grad: L1 plus autograd recording
+//   host_op/<device>/record_bwd   the recorded chain, then y.backward(): one forward and one
+//                                  backward per op
+//
+// The us/op counter is the iteration time divided by N (= 96 ops: 32 each of add, mul, relu).
+// <device> is cpu (always runs) and cuda (skips without a GPU; on a GPU the iteration ends with
+// one synchronization, so us/op is the host time per op when the host is the bottleneck, as it
+// is for one-element kernels).
+//   build-cpu/idem_bench --benchmark_filter='^host_op/cpu/' --benchmark_repetitions=5
+#include <benchmark/benchmark.h>
+
+#include <string>
+
+#include "autograd/functions.h"
+#include "bench/bench_common.h"
+#include "core/kernels/runtime.h"
+
+namespace idem::bench {
+
+namespace {
+
+constexpr int kRounds = 32;           // rounds of (add, mul, relu)
+constexpr int kOps = 3 * kRounds;
+
+enum class Mode { nograd, record, record_bwd };
+
+Tensor chain(const Tensor& x, const Tensor& c, const Tensor& m) {
+  Tensor y = x;
+  for (int r = 0; r < kRounds; ++r) y = relu(mul(add(y, c), m));
+  return y;
+}
+
+void bm_host_op(benchmark::State& st, bool on_gpu, Mode mode) {
+  if (on_gpu && !require_gpu(st)) return;
+  const Device dev = on_gpu ? Device::cuda(0) : Device::cpu();
+  try {
+    const Tensor x = full({1}, 0.5, {DType::f32, dev});
+    const Tensor c = full({1}, 1e-3, {DType::f32, dev});
+    const Tensor m = full({1}, 0.999, {DType::f32, dev});
+    x.requires_grad_(mode != Mode::nograd);
+    auto once = [&] {
+      if (mode == Mode::nograd) {
+        NoGradGuard no_grad;
+        keep(chain(x, c, m));
+      } else {
+        Tensor y = chain(x, c, m);
+        if (mode == Mode::record_bwd) {
+          x.zero_grad();
+          y.backward();
+        }
+        keep(y);
+      }
+      if (on_gpu) cuda::synchronize(0);
+    };
+    once();  // warms the allocator caches
+    for (auto _ : st) once();
+    st.counters["us/op"] = benchmark::Counter(double(kOps) * 1e-6,
+                                              benchmark::Counter::kIsIterationInvariantRate |
+                                                  benchmark::Counter::kInvert);
+  } catch (const std::exception& e) {
+    st.SkipWithError(e.what());
+  }
+}
+
+}  // namespace
+
+void register_host_overhead_benchmarks() {
+  for (bool gpu : {false, true})
+    for (Mode mode : {Mode::nograd, Mode::record, Mode::record_bwd}) {
+      const std::string name = std::string("host_op/") + (gpu ? "cuda/" : "cpu/") +
+                               (mode == Mode::nograd   ? "nograd"
+                                : mode == Mode::record ? "record"
+                                                       : "record_bwd");
+      benchmark::RegisterBenchmark(name.c_str(),
+                                   [gpu, mode](benchmark::State& st) { bm_host_op(st, gpu, mode); })
+          ->Unit(benchmark::kMicrosecond)
+          ->UseRealTime();
+    }
+}
+
+}  // namespace idem::bench
