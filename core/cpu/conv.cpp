@@ -2,10 +2,12 @@
 //
 // A chunk of nb samples is unfolded side by side into col (C·R·S, nb·P·Q): row (c·R + r)·S + s,
 // column j·PQ + p·Q + q holds the tap x[n0 + j, c, p·sh − ph + r·dh, q·sw − pw + s·dw] (zero
-// outside). nb is chosen from the shape (about kColumns columns) so that each GEMM is wide
-// enough for Eigen to run near its peak even when one sample's P·Q is small. Group g owns the
+// outside). im2col copies, for each row (c, r, s) of col, the run of output columns whose taps
+// lie inside the input (computed once per row, no per-element test), and writes zeros for the
+// rest. nb is chosen from the shape: enough columns that one sample's small P·Q still makes a
+// wide GEMM, few enough that col stays in L2 (samples_per_chunk). Group g owns the
 // contiguous row block [g·Cg·R·S, (g+1)·Cg·R·S) of col and the weight block w[g·Og : (g+1)·Og],
-// so every product is one GEMM batched over the groups (cpu::matmul_fwd, Eigen):
+// so every product is one GEMM batched over the groups (cpu::matmul_fwd):
 //   fwd:        Y[g]    (Og, nb·PQ)   = w[g] (Og, CgRS) · col[g] (CgRS, nb·PQ), then
 //               y[n0 + j, o] = Y[o, j·PQ : (j+1)·PQ] (+ bias[o])
 //   bwd_data:   dcol[g] (CgRS, nb·PQ) = w[g]ᵀ · dY[g] (Og, nb·PQ), dY gathered from dy the same
@@ -16,8 +18,8 @@
 //
 // Threads (core/parallel.h): chunks of samples run in parallel; a chunk's outputs belong to its
 // samples alone (fwd, bwd_data). The backward-weight sums consecutive chunks into at most 16
-// partial dw and adds the partials in order on the caller. The chunking depends on the shape only, so results have the same bits at every
-// thread count.
+// partial dw and adds the partials in order on the caller. The chunking depends on the shape
+// only, so results have the same bits at every thread count.
 #include "core/kernels/conv.h"
 
 #include <algorithm>
@@ -30,19 +32,27 @@ namespace idem::cpu {
 
 namespace {
 
-constexpr int64_t kColumns = 2048;  // about this many GEMM columns per chunk of samples
+constexpr int64_t kColumns = 2048;  // at most about this many GEMM columns per chunk of samples
+// ... and at most this many col entries (256 KiB of f32): col is written by im2col and read
+// right away by the GEMM's packing, so it should stay in L2. The fmnist cnn's second layer
+// (C·R·S = 250, P·Q = 64) had 32 samples (2 MiB) per chunk; with 4 its training step at batch
+// 64 took 6–10 % less time on one thread and 12–30 % less on two (16 chunks keep two threads
+// busy where 2 did not). The chunking sets the order of the backward-weight sum over samples,
+// so a change of these constants changes dw's last bits (never across thread counts).
+constexpr int64_t kColElements = int64_t(1) << 16;
 
 bool is_pointwise(const ConvShape& s) {
   return s.R == 1 && s.S == 1 && s.p.stride_h == 1 && s.p.stride_w == 1 && s.p.pad_h == 0 &&
          s.p.pad_w == 0 && s.P == s.H && s.Q == s.W;
 }
 
-// Samples per chunk (nb): 1 for pointwise convolutions (no unfolding), else enough samples for
-// about kColumns GEMM columns, at most N.
+// Samples per chunk (nb): 1 for pointwise convolutions (no unfolding), else as many as fit in
+// kColumns GEMM columns and kColElements col entries, at least 1, at most N.
 int64_t samples_per_chunk(const ConvShape& s) {
   if (is_pointwise(s)) return 1;
   const int64_t PQ = std::max<int64_t>(1, s.P * s.Q);
-  return std::max<int64_t>(1, std::min(s.N, kColumns / PQ));
+  const int64_t CRS = s.C * s.R * s.S;
+  return std::max<int64_t>(1, std::min({s.N, kColumns / PQ, kColElements / (CRS * PQ)}));
 }
 
 // The output columns [lo, hi) whose tap q·stride − pad + k·dilation lies in [0, W) for kernel
@@ -62,35 +72,54 @@ inline ValidRange valid_columns(int64_t Q, int64_t W, int64_t stride, int64_t of
   return v;
 }
 
+// d[0, n) = s[0, n) and d[0, n) += s[0, n), eight at a time: a fixed-length inner loop the
+// compiler turns into a few vector moves, where a loop of unknown length pays a prologue and an
+// epilogue per row (the fmnist cnn's second convolution has rows of 8).
+template <typename T>
+inline void copy_run(T* d, const T* s, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) d[i + j] = s[i + j];
+  for (; i < n; ++i) d[i] = s[i];
+}
+
+template <typename T>
+inline void add_run(T* d, const T* s, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) d[i + j] += s[i + j];
+  for (; i < n; ++i) d[i] += s[i];
+}
+
 // col[:, j·PQ ...] (C·R·S rows of stride ld) <- unfold(x_n (C, H, W)). Every entry is written
 // once: zeros where the tap falls into the padding, else a copy (a contiguous one at stride 1).
 template <typename T>
 void im2col(T* col, int64_t ld, const T* x, const ConvShape& s) {
   const ConvParams& p = s.p;
-  const int64_t sw = p.stride_w;
+  const int64_t sw = p.stride_w, Q = s.Q;
   for (int64_t c = 0; c < s.C; ++c)
-    for (int64_t r = 0; r < s.R; ++r)
+    for (int64_t r = 0; r < s.R; ++r) {
+      const int64_t offh = r * p.dilation_h - p.pad_h;  // h = oh·sh + offh
+      const ValidRange vh = valid_columns(s.P, s.H, p.stride_h, offh);
       for (int64_t k = 0; k < s.S; ++k) {
         T* row = col + ((c * s.R + r) * s.S + k) * ld;
         const int64_t off = k * p.dilation_w - p.pad_w;  // w = q·sw + off
-        const ValidRange v = valid_columns(s.Q, s.W, sw, off);
-        for (int64_t oh = 0; oh < s.P; ++oh) {
-          const int64_t h = oh * p.stride_h - p.pad_h + r * p.dilation_h;
-          T* dst = row + oh * s.Q;
-          if (h < 0 || h >= s.H) {
-            std::fill(dst, dst + s.Q, T(0));
-            continue;
-          }
-          std::fill(dst, dst + v.lo, T(0));
-          std::fill(dst + v.hi, dst + s.Q, T(0));
-          const T* src = x + (c * s.H + h) * s.W;
+        const ValidRange v = valid_columns(Q, s.W, sw, off);
+        std::fill(row, row + vh.lo * Q, T(0));
+        std::fill(row + vh.hi * Q, row + s.P * Q, T(0));
+        for (int64_t oh = vh.lo; oh < vh.hi; ++oh) {
+          T* dst = row + oh * Q;
+          const T* src = x + (c * s.H + oh * p.stride_h + offh) * s.W;
+          if (v.lo > 0) std::fill(dst, dst + v.lo, T(0));
+          if (v.hi < Q) std::fill(dst + v.hi, dst + Q, T(0));
           if (sw == 1) {
-            for (int64_t ow = v.lo; ow < v.hi; ++ow) dst[ow] = src[ow + off];
+            copy_run(dst + v.lo, src + v.lo + off, v.hi - v.lo);
           } else {
             for (int64_t ow = v.lo; ow < v.hi; ++ow) dst[ow] = src[ow * sw + off];
           }
         }
       }
+    }
 }
 
 // dx_n (C, H, W) <- fold(col[:, j·PQ ...]): every tap adds its column entry back to the pixel
@@ -98,27 +127,28 @@ void im2col(T* col, int64_t ld, const T* x, const ConvShape& s) {
 template <typename T>
 void col2im(T* dx, const T* col, int64_t ld, const ConvShape& s) {
   const ConvParams& p = s.p;
-  const int64_t sw = p.stride_w;
+  const int64_t sw = p.stride_w, Q = s.Q;
   std::fill(dx, dx + s.C * s.H * s.W, T(0));
   for (int64_t c = 0; c < s.C; ++c)
-    for (int64_t r = 0; r < s.R; ++r)
+    for (int64_t r = 0; r < s.R; ++r) {
+      const int64_t offh = r * p.dilation_h - p.pad_h;
+      const ValidRange vh = valid_columns(s.P, s.H, p.stride_h, offh);
       for (int64_t k = 0; k < s.S; ++k) {
         const T* row = col + ((c * s.R + r) * s.S + k) * ld;
         const int64_t off = k * p.dilation_w - p.pad_w;
-        const ValidRange v = valid_columns(s.Q, s.W, sw, off);
-        for (int64_t oh = 0; oh < s.P; ++oh) {
-          const int64_t h = oh * p.stride_h - p.pad_h + r * p.dilation_h;
-          if (h < 0 || h >= s.H) continue;
-          T* dst = dx + (c * s.H + h) * s.W;
-          const T* src = row + oh * s.Q;
+        const ValidRange v = valid_columns(Q, s.W, sw, off);
+        for (int64_t oh = vh.lo; oh < vh.hi; ++oh) {
+          T* dst = dx + (c * s.H + oh * p.stride_h + offh) * s.W;
+          const T* src = row + oh * Q;
           if (sw == 1) {
-            for (int64_t ow = v.lo; ow < v.hi; ++ow) dst[ow + off] += src[ow];
+            add_run(dst + v.lo + off, src + v.lo, v.hi - v.lo);
           } else {
             // Taps of one row never hit the same pixel twice (q ↦ q·sw + off is one-to-one).
             for (int64_t ow = v.lo; ow < v.hi; ++ow) dst[ow * sw + off] += src[ow];
           }
         }
       }
+    }
 }
 
 // The per-group GEMM shapes (batched over groups; see the file comment).
