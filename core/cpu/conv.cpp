@@ -46,6 +46,14 @@ bool is_pointwise(const ConvShape& s) {
          s.p.pad_w == 0 && s.P == s.H && s.Q == s.W;
 }
 
+// No padding, stride 1, dilation 1, and an output no larger than the valid one: every tap of
+// every output lies inside the input (im2col and col2im need no range).
+bool is_dense(const ConvShape& s) {
+  const ConvParams& p = s.p;
+  return p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0 &&
+         p.dilation_h == 1 && p.dilation_w == 1 && s.P + s.R - 1 <= s.H && s.Q + s.S - 1 <= s.W;
+}
+
 // Samples per chunk (nb): 1 for pointwise convolutions (no unfolding), else as many as fit in
 // kColumns GEMM columns and kColElements col entries, at least 1, at most N.
 int64_t samples_per_chunk(const ConvShape& s) {
@@ -97,6 +105,16 @@ template <typename T>
 void im2col(T* col, int64_t ld, const T* x, const ConvShape& s) {
   const ConvParams& p = s.p;
   const int64_t sw = p.stride_w, Q = s.Q;
+  if (is_dense(s)) {  // no padding, stride 1, dilation 1: row (c, r, k) is a P × Q window of x
+    for (int64_t c = 0; c < s.C; ++c)
+      for (int64_t r = 0; r < s.R; ++r)
+        for (int64_t k = 0; k < s.S; ++k) {
+          T* dst = col + ((c * s.R + r) * s.S + k) * ld;
+          const T* src = x + (c * s.H + r) * s.W + k;
+          for (int64_t oh = 0; oh < s.P; ++oh, dst += Q, src += s.W) copy_run(dst, src, Q);
+        }
+    return;
+  }
   for (int64_t c = 0; c < s.C; ++c)
     for (int64_t r = 0; r < s.R; ++r) {
       const int64_t offh = r * p.dilation_h - p.pad_h;  // h = oh·sh + offh
@@ -129,6 +147,16 @@ void col2im(T* dx, const T* col, int64_t ld, const ConvShape& s) {
   const ConvParams& p = s.p;
   const int64_t sw = p.stride_w, Q = s.Q;
   std::fill(dx, dx + s.C * s.H * s.W, T(0));
+  if (is_dense(s)) {  // the window of im2col's fast path, added back
+    for (int64_t c = 0; c < s.C; ++c)
+      for (int64_t r = 0; r < s.R; ++r)
+        for (int64_t k = 0; k < s.S; ++k) {
+          const T* src = col + ((c * s.R + r) * s.S + k) * ld;
+          T* dst = dx + (c * s.H + r) * s.W + k;
+          for (int64_t oh = 0; oh < s.P; ++oh, dst += s.W, src += Q) add_run(dst, src, Q);
+        }
+    return;
+  }
   for (int64_t c = 0; c < s.C; ++c)
     for (int64_t r = 0; r < s.R; ++r) {
       const int64_t offh = r * p.dilation_h - p.pad_h;
