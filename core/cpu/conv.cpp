@@ -232,11 +232,20 @@ void fwd_typed(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& 
       const MatmulParams m =
           group_gemm(G, Og, cols, CgRS, false, false, Og * CgRS, CgRS * cols, Og * cols, 0.0);
       matmul_fwd(out, w, col, m);
+      // y[n0 + j, o] = Y[o, j·PQ ...] (+ bias[o]): one pass, the same single add per element.
       const T* po = out.data<T>();
       for (int64_t j = 0; j < ch.nb; ++j)
-        for (int64_t o = 0; o < s.O; ++o)
-          std::copy(po + o * cols + j * PQ, po + o * cols + (j + 1) * PQ,
-                    y.data<T>() + ((ch.n0 + j) * s.O + o) * PQ);
+        for (int64_t o = 0; o < s.O; ++o) {
+          const T* src = po + o * cols + j * PQ;
+          T* dst = y.data<T>() + ((ch.n0 + j) * s.O + o) * PQ;
+          if (b) {
+            const T bo = b[o];
+            for (int64_t i = 0; i < PQ; ++i) dst[i] = src[i] + bo;
+          } else {
+            std::copy(src, src + PQ, dst);
+          }
+        }
+      return;
     }
     if (!b) return;
     for (int64_t n = ch.n0; n < ch.n0 + ch.nb; ++n) {
