@@ -72,9 +72,10 @@ int64_t samples_per_chunk(const ConvShape& s, bool weight = false) {
   return std::max<int64_t>(1, std::min({s.N, kColumns / PQ, kColElements / (CRS * PQ)}));
 }
 
-// The output columns [lo, hi) whose tap q·stride − pad + k·dilation lies in [0, W) for kernel
-// column k: computed once per (c, r, k) row of col, so the copy loops below carry no bounds
-// check and vectorize (the old per-element test was a third of a cnn training step).
+// Along one axis, the outputs q in [lo, hi) whose tap q·stride + offset (offset = k·dilation −
+// pad for kernel tap k) lies in [0, W), Q outputs in all: computed once per (c, r) for the rows
+// and per (c, r, k) for the columns, so the copy loops below carry no bounds test (the old
+// per-element test was a third of a cnn training step).
 struct ValidRange {
   int64_t lo = 0, hi = 0;  // lo <= hi
 };
