@@ -97,6 +97,29 @@ TEST(Reduce, HandComputedValues) {
   expect_error([] { max(zeros({0, 3}), {0}); }, "[max]");
 }
 
+// A sum over the last dim runs several rows side by side (core/cpu/reduce.cpp); each row must
+// still be the plain serial sum in double, r increasing, rounded once: the same bits. 19 rows
+// leave a remainder after groups of eight; f32 and f64 and a 1-element row included.
+TEST(Reduce, SumOverContiguousRowsIsTheSerialSumBitForBit) {
+  for (const Shape& shape : {Shape{19, 37}, Shape{3, 1}, Shape{16, 576}, Shape{2, 5, 9}}) {
+    Tensor x = randn(shape, 91, {DType::f64}) * 1000.0;
+    const int64_t R = shape.back(), rows = x.numel() / R;
+    for (DType dt : {DType::f32, DType::f64}) {
+      Tensor xt = x.to(dt);
+      const std::vector<double> xv = xt.to(DType::f64).to_vector<double>();  // exact
+      const Tensor got = sum(xt, {-1}).to(DType::f64);
+      const std::vector<double> g = got.to_vector<double>();
+      ASSERT_EQ(int64_t(g.size()), rows);
+      for (int64_t o = 0; o < rows; ++o) {
+        double acc = 0.0;
+        for (int64_t r = 0; r < R; ++r) acc += xv[size_t(o * R + r)];
+        const double want = dt == DType::f32 ? double(float(acc)) : acc;
+        EXPECT_EQ(g[size_t(o)], want) << "row " << o << " of " << rows << " (R " << R << ")";
+      }
+    }
+  }
+}
+
 TEST(Elementwise, BadInputRaisesErrorsNamingTheOp) {
   expect_error([] { zeros({2, 3}) + zeros({4}); }, "[add]");
   expect_error([] { zeros({2, 3}) * zeros({2, 3}, {DType::f64}); }, "[mul]");

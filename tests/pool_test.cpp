@@ -58,6 +58,63 @@ TEST(MaxPool2d, NanPropagates) {
   EXPECT_TRUE(std::isnan(max_pool2d(x, 2).item()));
 }
 
+// The 2×2 / stride 2 forward has its own loop (four windows at a time in SSE2 for f32, the
+// rest one by one): against a plain loop over every window, on planes whose widths leave 0 to
+// 3 windows for the one-by-one tail and odd sizes (a last row and column no window reads),
+// with many ties, NaNs and −∞ in any tap, in f32 and f64. Values and indices must be equal.
+TEST(MaxPool2d, TwoByTwoFastPathMatchesAPlainLoop) {
+  const std::vector<Shape> shapes = {{2, 3, 9, 11}, {1, 2, 2, 2}, {1, 1, 8, 16},
+                                     {2, 2, 7, 29}, {1, 3, 5, 18}, {3, 1, 24, 24}};
+  uint64_t seed = 70;
+  for (const Shape& shape : shapes) {
+    const int64_t H = shape[2], W = shape[3], P = H / 2, Q = W / 2;
+    std::vector<double> v = randn(shape, seed++, {DType::f64}).to_vector<double>();
+    for (size_t i = 0; i < v.size(); ++i) {
+      v[i] = std::floor(v[i] * 1.5);  // few distinct values: ties within most windows
+      if (i % 23 == 5) v[i] = NAN;
+      if (i % 19 == 3) v[i] = -INFINITY;
+    }
+    // The rule of every max-pool: taps in row-major order, strict '>' keeps the first
+    // maximum, a NaN always wins, −∞ padding never exists here.
+    std::vector<double> want_y;
+    std::vector<int64_t> want_i;
+    for (int64_t nc = 0; nc < shape[0] * shape[1]; ++nc)
+      for (int64_t p = 0; p < P; ++p)
+        for (int64_t q = 0; q < Q; ++q) {
+          double best = -INFINITY;
+          int64_t at = 2 * p * W + 2 * q;
+          for (int64_t h = 2 * p; h < 2 * p + 2; ++h)
+            for (int64_t w = 2 * q; w < 2 * q + 2; ++w) {
+              const double t = v[size_t(nc * H * W + h * W + w)];
+              if (t > best || std::isnan(t)) {
+                best = t;
+                at = h * W + w;
+              }
+            }
+          want_y.push_back(best);
+          want_i.push_back(at);
+        }
+    ops::PoolWindow win;
+    win.kernel_h = win.kernel_w = win.stride_h = win.stride_w = 2;
+    for (DType dt : {DType::f32, DType::f64}) {
+      const auto [y, idx] = ops::max_pool2d(from_vector<double>(v, shape).to(dt), win);
+      const std::vector<double> got_y = y.to(DType::f64).to_vector<double>();
+      const std::vector<int64_t> got_i = idx.to_vector<int64_t>();
+      ASSERT_EQ(got_y.size(), want_y.size());
+      for (size_t k = 0; k < want_y.size(); ++k) {
+        const std::string where = std::string(dt == DType::f32 ? "f32" : "f64") + " shape (" +
+                                  std::to_string(H) + ", " + std::to_string(W) + ") output " +
+                                  std::to_string(k);
+        EXPECT_EQ(got_i[k], want_i[k]) << where;
+        if (std::isnan(want_y[k]))
+          EXPECT_TRUE(std::isnan(got_y[k])) << where;
+        else
+          EXPECT_EQ(got_y[k], want_y[k]) << where;
+      }
+    }
+  }
+}
+
 TEST(AvgPool2d, CountsPaddingLikePyTorch) {
   // count_include_pad=True: every 3x3 window divides by 9, padding included.
   Tensor x = ones({1, 1, 3, 3}, {DType::f64});

@@ -115,6 +115,9 @@ std::vector<OpCase> conv_cases() {
       conv_case("conv2d_no_bias", {2, 3, 5, 5}, {2, 3, 3, 3}, false, cp(1, 0)),
       conv_case("conv2d_rect_kernel", {2, 2, 6, 5}, {3, 2, 2, 3}, true, rect),
       conv_case("conv2d_1x1", {2, 3, 4, 4}, {5, 3, 1, 1}, true, cp(1, 0)),
+      // Stride 2 with padding 2 along a wide row: im2col's valid column range is clipped on both
+      // sides and the strided copy runs (core/cpu/conv.cpp).
+      conv_case("conv2d_stride2_pad2_wide", {2, 2, 5, 11}, {3, 2, 3, 4}, true, cp(2, 2)),
       conv_case("conv2d_stride3_dil2_groups2", {2, 4, 7, 7}, {4, 2, 2, 2}, false, cp(3, 1, 2, 2)),
       // The fmnist CNN's two layers at batch 2 (bench/conv_bench.cpp times them at batch 256).
       conv_case("conv2d_fmnist1", {2, 1, 28, 28}, {10, 1, 5, 5}, true, cp(1, 0)),

@@ -24,6 +24,8 @@ std::vector<OpCase> pool_cases() {
       pool_case("max_pool2d_overlap_k3_s1", {2, 2, 5, 6},
                 [](V x) { return max_pool2d(x[0], 3, 1); }),
       pool_case("max_pool2d_k2_odd_input", {2, 2, 7, 5}, [](V x) { return max_pool2d(x[0], 2); }),
+      // Wide enough for the 2×2 fast path's four-window steps plus a one-window tail (Q = 5).
+      pool_case("max_pool2d_k2_wide_odd", {2, 2, 9, 11}, [](V x) { return max_pool2d(x[0], 2); }),
 
       pool_case("avg_pool2d_k2", {2, 3, 6, 6}, [](V x) { return avg_pool2d(x[0], 2); }),
       pool_case("avg_pool2d_k3_s2_p1", {2, 2, 7, 7}, [](V x) { return avg_pool2d(x[0], 3, 2, 1); }),
