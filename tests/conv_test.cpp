@@ -20,9 +20,10 @@ namespace {
 
 using testing::expect_error;
 
-Conv2dParams params(int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
-                    int64_t groups) {
-  Conv2dParams p;
+// The same fields fill the autograd op's Conv2dParams (the default) and the kernels' ConvParams.
+template <typename P = Conv2dParams>
+P params(int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t groups) {
+  P p;
   p.stride_h = sh;
   p.stride_w = sw;
   p.pad_h = ph;
@@ -374,36 +375,24 @@ TEST(Conv2dCuda, ImplicitGemmRowsRouteToIt) {
 #ifndef IDEM_WITH_CUDA
   GTEST_SKIP() << "built without CUDA";
 #else
-  auto params = [](int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
-                   int64_t g) {
-    ConvParams p;
-    p.stride_h = sh;
-    p.stride_w = sw;
-    p.pad_h = ph;
-    p.pad_w = pw;
-    p.dilation_h = dh;
-    p.dilation_w = dw;
-    p.groups = g;
-    return p;
-  };
   struct Row {
     Shape x, w;
     ConvParams p;
   };
   const Row rows[] = {
-      {{2, 32, 14, 14}, {64, 32, 3, 3}, params(1, 1, 1, 1, 1, 1, 1)},  // bn_cnn2
-      {{2, 64, 7, 7}, {64, 64, 3, 3}, params(1, 1, 1, 1, 1, 1, 1)},    // bn_cnn_head
-      {{2, 32, 24, 24}, {64, 16, 3, 3}, params(1, 1, 1, 1, 1, 1, 2)},  // groups2
-      {{2, 32, 24, 24}, {64, 32, 3, 3}, params(2, 2, 1, 1, 1, 1, 1)},  // stride2
-      {{3, 36, 9, 7}, {40, 36, 3, 3}, params(1, 1, 1, 1, 1, 1, 1)},    // ragged
-      {{2, 48, 10, 9}, {48, 48, 3, 2}, params(2, 1, 1, 0, 1, 2, 1)},   // rect_dilated
-      {{4, 96, 12, 12}, {128, 96, 3, 3}, params(1, 1, 1, 1, 1, 1, 1)}, // multiblock
+      {{2, 32, 14, 14}, {64, 32, 3, 3}, params<ConvParams>(1, 1, 1, 1, 1, 1, 1)},  // bn_cnn2
+      {{2, 64, 7, 7}, {64, 64, 3, 3}, params<ConvParams>(1, 1, 1, 1, 1, 1, 1)},    // bn_cnn_head
+      {{2, 32, 24, 24}, {64, 16, 3, 3}, params<ConvParams>(1, 1, 1, 1, 1, 1, 2)},  // groups2
+      {{2, 32, 24, 24}, {64, 32, 3, 3}, params<ConvParams>(2, 2, 1, 1, 1, 1, 1)},  // stride2
+      {{3, 36, 9, 7}, {40, 36, 3, 3}, params<ConvParams>(1, 1, 1, 1, 1, 1, 1)},    // ragged
+      {{2, 48, 10, 9}, {48, 48, 3, 2}, params<ConvParams>(2, 1, 1, 0, 1, 2, 1)},   // rect_dilated
+      {{4, 96, 12, 12}, {128, 96, 3, 3}, params<ConvParams>(1, 1, 1, 1, 1, 1, 1)}, // multiblock
       // conv_transpose2d_igemm_s2: the conv it is the adjoint of maps (2, 32, 14, 14) to
       // (2, 64, 7, 7) with stride 2, padding 1.
-      {{2, 32, 14, 14}, {64, 32, 3, 3}, params(2, 2, 1, 1, 1, 1, 1)},
+      {{2, 32, 14, 14}, {64, 32, 3, 3}, params<ConvParams>(2, 2, 1, 1, 1, 1, 1)},
   };
   for (const Row& r : rows) {
-    const ConvShape s = ops::conv2d_shape(r.x, r.w, r.p, "test");
+    const ConvShape s = shape_of(r.x, r.w, r.p);
     EXPECT_STREQ(cuda::conv2d_hand_kernel_name(ConvDir::fwd, s), "implicit_gemm")
         << shape_str(r.x) << " * " << shape_str(r.w);
     EXPECT_STREQ(cuda::conv2d_hand_kernel_name(ConvDir::bwd_data, s), "implicit_gemm")

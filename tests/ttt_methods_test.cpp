@@ -330,6 +330,14 @@ TEST(TttAdapt, GraphPathTakesTttAndTttPlusPlus) {
     EXPECT_EQ(graph_path_blocker(AdaptOptions::for_method(m), Device::cuda(0)), "") << method_name(m);
 }
 
+// ttt++'s training feature statistics copied to the GPU (the CUDA tests' models live there).
+ActmadStats feature_stats_on_gpu(const ActmadStats& st) {
+  ActmadStats sg;
+  sg.features.mean = st.features.mean.to(Device::cuda(0));
+  sg.features.cov = st.features.cov.to(Device::cuda(0));
+  return sg;
+}
+
 TEST(TttAdaptCuda, MatchesTheCpu) {
   IDEM_REQUIRE_GPU();
   auto m = tiny_model(true, DType::f32);
@@ -342,9 +350,7 @@ TEST(TttAdaptCuda, MatchesTheCpu) {
     AdaptResult rc = cpu.predict(Input(x));
     auto mg = clone_as(*m);
     mg->to(Device::cuda(0));
-    ActmadStats sg;
-    sg.features.mean = st.features.mean.to(Device::cuda(0));
-    sg.features.cov = st.features.cov.to(Device::cuda(0));
+    const ActmadStats sg = feature_stats_on_gpu(st);
     Adapter gpu(mg, o, sg);
     AdaptResult rg = gpu.predict(Input(x.to(Device::cuda(0))));
     const std::vector<double> a = plane(rc.prediction), b = plane(rg.prediction.to(Device::cpu()));
@@ -368,9 +374,7 @@ TEST(TttAdaptCuda, GraphReplaysMatchEager) {
   st.features = collect_feature_stats(*m, {Input(images(16, DType::f32, 21))});
   auto mg = clone_as(*m);
   mg->to(Device::cuda(0));
-  ActmadStats sg;
-  sg.features.mean = st.features.mean.to(Device::cuda(0));
-  sg.features.cov = st.features.cov.to(Device::cuda(0));
+  const ActmadStats sg = feature_stats_on_gpu(st);
   for (Method meth : {Method::ttt, Method::ttt_pp}) {
     AdaptOptions o = sgd_options(meth, 2, 0.05);
     ASSERT_EQ(graph_path_blocker(o, Device::cuda(0)), "") << method_name(meth);

@@ -742,6 +742,16 @@ int tiled_channel_block(int extent) {
   return 1;
 }
 
+// The tiled kernels' work split: `items` work items per (image, group) in chunks of at most
+// kThreads, balanced, each chunk a block of whole warps. Sets t.chunks, t.threads, t.blocks.
+template <typename Plan>
+void set_chunks(Plan& t, int64_t items, const ConvDims& d) {
+  t.chunks = (items + kThreads - 1) / kThreads;
+  const int64_t per = (items + t.chunks - 1) / t.chunks;
+  t.threads = static_cast<int>(std::min<int64_t>(kThreads, (per + 31) / 32 * 32));
+  t.blocks = static_cast<int64_t>(d.N) * d.G * t.chunks;
+}
+
 // The tiled fwd kernel's launch geometry; ok = false when its shared-memory tile does not fit
 // in the default 48 KB (or a count leaves the int range).
 struct FwdTiledPlan {
@@ -766,11 +776,7 @@ FwdTiledPlan plan_fwd_tiled(const ConvDims& d) {
   const int64_t pq = static_cast<int64_t>(d.P) * d.Q;
   t.n_pb = (pq + kTiledPB - 1) / kTiledPB;
   const int64_t items = t.n_ob * t.n_pb;
-  // Chunks of at most kThreads items per (n, g), balanced, in whole warps.
-  t.chunks = (items + kThreads - 1) / kThreads;
-  const int64_t per = (items + t.chunks - 1) / t.chunks;
-  t.threads = static_cast<int>(std::min<int64_t>(kThreads, (per + 31) / 32 * 32));
-  t.blocks = static_cast<int64_t>(d.N) * d.G * t.chunks;
+  set_chunks(t, items, d);
   t.ok = t.blocks <= INT_MAX && pq <= INT_MAX;
   return t;
 }
@@ -793,11 +799,7 @@ BwdDataTiledPlan plan_bwd_data_tiled(const ConvDims& d) {
   t.smem = (d.Og * crs + d.Og * pq) * 4;
   if (t.smem > kMaxSmem) return t;
   const int64_t items = t.n_cb * hw;
-  // Chunks of at most kThreads items per (n, g), balanced, in whole warps.
-  t.chunks = (items + kThreads - 1) / kThreads;
-  const int64_t per = (items + t.chunks - 1) / t.chunks;
-  t.threads = static_cast<int>(std::min<int64_t>(kThreads, (per + 31) / 32 * 32));
-  t.blocks = static_cast<int64_t>(d.N) * d.G * t.chunks;
+  set_chunks(t, items, d);
   t.ok = t.blocks <= INT_MAX && items <= INT_MAX;
   return t;
 }
