@@ -143,12 +143,14 @@ std::string FusedMlpAdapt::batch_reason(const Input& x) const {
     why << "batch " << b << " (needs 1 to " << kFusedMlpMaxBatch << ")";
     return why.str();
   }
-  // Measured on an H100 (docs/performance.md, "The fused IT³ kernel"): the kernel beats a
-  // CUDA graph replay of the op-by-op path only while it runs as one block; with a cooperative
-  // grid its grid-wide barriers and long per-thread sums make it slower than both the graph
-  // and the eager path. So automatic takes a batch only when it fits one block; on forces it.
+  // Measured on an H100 (docs/performance.md, "The fused IT³ kernel"): the row kernel (every
+  // width under 64, batch up to 64) beats a CUDA graph replay of the op-by-op path; the phase
+  // kernel only while it runs as one block: with a cooperative grid its grid-wide barriers and
+  // long per-thread sums make it slower than the graph. So automatic takes a batch when the
+  // net is row-eligible or the batch fits one block; on forces it.
   const int64_t macs = fused_mlp_largest_phase_macs(params_, b);
-  if (automatic_ && macs > kFusedMlpSingleBlockMacs) {
+  const bool rows = fused_mlp_rows_eligible(params_) && b <= kFusedMlpRowMaxBatch;
+  if (automatic_ && !rows && macs > kFusedMlpSingleBlockMacs) {
     why << "batch " << b << ": the largest phase has " << macs << " multiply-adds, over one block's "
         << kFusedMlpSingleBlockMacs << " (the multi-block kernel measured slower than a CUDA graph; "
         << "--path fused forces it)";
@@ -162,17 +164,7 @@ void FusedMlpAdapt::ensure_scratch(int64_t batch) {
   // Sized for the batch seen, so a run at a constant batch size allocates this once.
   scratch_ = empty({fused_mlp_scratch_floats(params_, batch)}, {DType::f32, device_});
   scratch_batch_ = batch;
-  float* s = static_cast<float*>(scratch_.raw_data());
-  int64_t acts = 0, widest = 0;
-  for (int l = 1; l <= params_.layers; ++l) {
-    acts += batch * params_.widths[l];
-    widest = std::max<int64_t>(widest, params_.widths[l]);
-  }
-  params_.fa = s, s += acts;
-  params_.Fa = s, s += acts;
-  params_.d0 = s, s += batch * widest;
-  params_.d1 = s, s += batch * widest;
-  params_.gy0 = s;
+  fused_mlp_carve_scratch(params_, static_cast<float*>(scratch_.raw_data()), batch);
 }
 
 Tensor FusedMlpAdapt::run(const Input& x) {

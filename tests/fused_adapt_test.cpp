@@ -312,15 +312,22 @@ TEST(FusedAdaptCuda, MatchesTheCpuReferenceAndTheUnfusedGpuPath) {
 }
 
 TEST(FusedAdapt, OneBlockRuleOfAutomatic) {
-  // automatic (GPU only, so checked on a card by FusedAdaptCuda above) takes a batch when the
-  // largest phase fits one block: B·n_l·n_{l−1} <= 256 threads × 64. For the bench models:
-  // mlp_tab (14 → 30 → 20 → 10 → 1; largest phase 30·20 per row) up to batch 27, mlp_256
-  // (14 → 256 → 256 → …) never.
-  FusedMlpAdaptParams tab, wide;
-  tab.layers = wide.layers = 4;
-  const int tw[] = {14, 30, 20, 10, 1}, ww[] = {14, 256, 256, 256, 1};
-  for (int l = 0; l <= 4; ++l) tab.widths[l] = tw[l], wide.widths[l] = ww[l];
+  // automatic (GPU only, so checked on a card by FusedAdaptCuda above) takes every batch up to
+  // 64 rows of a net whose widths are all under 64 (the row kernel: mlp_tab,
+  // 14 → 30 → 20 → 10 → 1), and otherwise a batch when the phase kernel's largest phase fits one
+  // block (mlp_tab up to batch 27):
+  // B·n_l·n_{l−1} <= 256 threads × 64 (mlp_256, 14 → 256 → 256 → …, never).
+  FusedMlpAdaptParams tab, wide, edge;
+  tab.layers = wide.layers = edge.layers = 4;
+  const int tw[] = {14, 30, 20, 10, 1}, ww[] = {14, 256, 256, 256, 1}, ew[] = {14, 63, 64, 10, 1};
+  for (int l = 0; l <= 4; ++l) tab.widths[l] = tw[l], wide.widths[l] = ww[l], edge.widths[l] = ew[l];
+  EXPECT_TRUE(fused_mlp_rows_eligible(tab));
+  EXPECT_FALSE(fused_mlp_rows_eligible(wide));
+  EXPECT_FALSE(fused_mlp_rows_eligible(edge)) << "a width of 64 needs the phase kernel's warp dot";
+  edge.widths[2] = 63;
+  EXPECT_TRUE(fused_mlp_rows_eligible(edge));
   EXPECT_EQ(kFusedMlpSingleBlockMacs, 16384);
+  EXPECT_EQ(kFusedMlpRowMaxBatch, 64);
   EXPECT_EQ(fused_mlp_largest_phase_macs(tab, 8), 8 * 30 * 20);
   EXPECT_LE(fused_mlp_largest_phase_macs(tab, 27), kFusedMlpSingleBlockMacs);
   EXPECT_GT(fused_mlp_largest_phase_macs(tab, 28), kFusedMlpSingleBlockMacs);
@@ -329,6 +336,14 @@ TEST(FusedAdapt, OneBlockRuleOfAutomatic) {
   // on ignores the rule: every batch up to 256 rows.
   Adapter on_wide(bench_mlp(true), options_of({Distance::l1, OptimizerKind::adam, 0.0, 1}, true));
   EXPECT_TRUE(on_wide.uses_fused(Input(randn({64, 13}, 1))));
+  // The scratch holds f's per-layer gradients too (fd, the row kernel's), laid out as fa.
+  const int64_t acts = 64 * (30 + 20 + 10 + 1);
+  EXPECT_EQ(fused_mlp_scratch_floats(tab, 64), 3 * acts + 2 * 64 * 30 + 64 * 1);
+  std::vector<float> scratch(size_t(fused_mlp_scratch_floats(tab, 64)));
+  fused_mlp_carve_scratch(tab, scratch.data(), 64);
+  EXPECT_EQ(tab.Fa - tab.fa, acts);
+  EXPECT_EQ(tab.gy0 - tab.d0, 2 * 64 * 30);
+  EXPECT_EQ(tab.fd + acts, scratch.data() + scratch.size());
 }
 
 TEST(FusedAdaptCuda, OtherDistancesOptimizersAndActivations) {
@@ -354,6 +369,60 @@ TEST(FusedAdaptCuda, OtherDistancesOptimizersAndActivations) {
         // The kernel alone: the loss read-back comes after the meter stops.
         EXPECT_EQ(got.cost.gpu_launches, 1u) << what;
       }
+}
+
+TEST(FusedAdaptCuda, PhaseKernelOneBlockAndClusterMatchTheCpuReference) {
+  IDEM_REQUIRE_GPU();
+  // A 64-wide layer keeps the net off the row kernel, so these run the phase kernel: batch 2
+  // fits one block; batch 64 wants 5 blocks (64·64·20 multiply-adds), a cluster on sm_90 (a
+  // cooperative grid before it); batch 7 with a 3-wide signal checks the tails.
+  for (const auto& [batch, signal] : {std::pair<int64_t, int64_t>{2, 1}, {64, 1}, {7, 3}}) {
+    const std::vector<int64_t> sizes{13 + signal, 64, 20, signal};
+    MlpOptions mo;
+    mo.activation = Activation::leaky_relu;
+    mo.leaky_slope = 0.1;
+    auto m = std::make_shared<ConcatModel>(std::make_shared<MLP>(sizes, mo, Options{}, 9),
+                                           SignalSpec::regression(signal, 50.0));
+    const std::string what = "14 → 64 → 20 → " + std::to_string(signal) + ", B " + std::to_string(batch);
+    const Tensor xc = randn({batch, 13}, 13);
+    const AdaptOptions o = options_of({Distance::mse, OptimizerKind::adam, 0.0, 3}, true);
+    Adapter cpu_ref(m, o);
+    const AdaptResult want = cpu_ref.predict(Input(xc));
+    auto gm = std::dynamic_pointer_cast<RecursiveModel>(m->clone());
+    gm->to(Device::cuda());
+    Adapter fused(gm, o);
+    const Input xg(xc.to(Device::cuda()));
+    ASSERT_TRUE(fused.uses_fused(xg)) << fused.fused_reason();
+    const AdaptResult got = fused.predict(xg);
+    expect_gate(got.prediction, want.prediction, what);
+    EXPECT_NEAR(got.loss_after, want.loss_after, 1e-4 + 1e-3 * std::fabs(want.loss_after)) << what;
+    EXPECT_EQ(fused.fused_plan()->last_grid() > 1, batch == 64) << what;
+    expect_bits(fused.predict(xg).prediction, got.prediction, what + " repeated");
+  }
+}
+
+TEST(FusedAdaptCuda, RowKernelFromGlobalMemoryWhenSharedMemoryIsShort) {
+  IDEM_REQUIRE_GPU();
+  // Seven 63-wide layers with Adam: θ and both moments are about 300 KB, over the 227 KB a
+  // block can have, so the row kernel keeps them in the params' global buffers instead.
+  std::vector<int64_t> sizes{14};
+  for (int l = 0; l < 7; ++l) sizes.push_back(63);
+  sizes.push_back(1);
+  auto m = std::make_shared<ConcatModel>(std::make_shared<MLP>(sizes, MlpOptions{}, Options{}, 4),
+                                         SignalSpec::regression(1, 50.0));
+  const Tensor xc = randn({16, 13}, 14);
+  const AdaptOptions o = options_of({Distance::l1, OptimizerKind::adam, 0.0, 2}, true);
+  Adapter cpu_ref(m, o);
+  const AdaptResult want = cpu_ref.predict(Input(xc));
+  auto gm = std::dynamic_pointer_cast<RecursiveModel>(m->clone());
+  gm->to(Device::cuda());
+  Adapter fused(gm, o);
+  const Input xg(xc.to(Device::cuda()));
+  ASSERT_TRUE(fused.uses_fused(xg)) << fused.fused_reason();
+  const AdaptResult got = fused.predict(xg);
+  expect_gate(got.prediction, want.prediction, "14 → 63×7 → 1, B 16");
+  EXPECT_NEAR(got.loss_after, want.loss_after, 1e-4 + 1e-3 * std::fabs(want.loss_after));
+  EXPECT_EQ(fused.fused_plan()->last_grid(), 1);
 }
 
 }  // namespace

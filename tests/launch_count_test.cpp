@@ -113,18 +113,19 @@ TEST_F(LaunchCount, EveryLaunchSiteIsFollowedByExactlyOneLaunchCheck) {
       else
         ADD_FAILURE() << where(at) << ": launch not followed directly by IDEM_LAUNCH_CHECK";
     }
-    // A cooperative launch (cuda/kernels/fused_mlp_adapt.cu) is a runtime call, not `<<<>>>`:
-    // its statement, up to the first ';', must be followed directly by the check too.
-    const std::string kCoop = "cudaLaunchCooperativeKernel(";
-    for (size_t at = s.find(kCoop); at != std::string::npos; at = s.find(kCoop, at + 1)) {
-      ++sites;
-      size_t i = s.find(';', at);
-      ASSERT_NE(i, std::string::npos) << where(at);
-      i = skip_space(s, i + 1);
-      if (check_at(s, i))
-        checked.push_back(i);
-      else
-        ADD_FAILURE() << where(at) << ": cooperative launch not followed directly by IDEM_LAUNCH_CHECK";
+    // A cooperative or cluster launch (cuda/kernels/fused_mlp_adapt.cu) is a runtime call, not
+    // `<<<>>>`: its statement, up to the first ';', must be followed directly by the check too.
+    for (const std::string call : {"cudaLaunchCooperativeKernel(", "cudaLaunchKernelEx("}) {
+      for (size_t at = s.find(call); at != std::string::npos; at = s.find(call, at + 1)) {
+        ++sites;
+        size_t i = s.find(';', at);
+        ASSERT_NE(i, std::string::npos) << where(at);
+        i = skip_space(s, i + 1);
+        if (check_at(s, i))
+          checked.push_back(i);
+        else
+          ADD_FAILURE() << where(at) << ": " << call << ") not followed directly by IDEM_LAUNCH_CHECK";
+      }
     }
     for (const std::string& check : kChecks) {
       for (size_t at = s.find(check); at != std::string::npos; at = s.find(check, at + 1)) {

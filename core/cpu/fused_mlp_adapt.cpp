@@ -20,7 +20,27 @@ int64_t fused_mlp_scratch_floats(const FusedMlpAdaptParams& p, int64_t batch) {
     acts += batch * p.widths[l];
     widest = std::max<int64_t>(widest, p.widths[l]);
   }
-  return 2 * acts + 2 * batch * widest + batch * p.signal;
+  return 3 * acts + 2 * batch * widest + batch * p.signal;
+}
+
+void fused_mlp_carve_scratch(FusedMlpAdaptParams& p, float* s, int64_t batch) {
+  int64_t acts = 0, widest = 0;
+  for (int l = 1; l <= p.layers; ++l) {
+    acts += batch * p.widths[l];
+    widest = std::max<int64_t>(widest, p.widths[l]);
+  }
+  p.fa = s, s += acts;
+  p.Fa = s, s += acts;
+  p.d0 = s, s += batch * widest;
+  p.d1 = s, s += batch * widest;
+  p.gy0 = s, s += batch * p.signal;
+  p.fd = s;
+}
+
+bool fused_mlp_rows_eligible(const FusedMlpAdaptParams& p) {
+  for (int l = 0; l <= p.layers; ++l)
+    if (p.widths[l] >= kFusedMlpWarpDotMinInputs) return false;
+  return true;
 }
 
 int64_t fused_mlp_largest_phase_macs(const FusedMlpAdaptParams& p, int64_t batch) {

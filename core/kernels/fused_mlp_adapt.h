@@ -32,7 +32,16 @@ namespace idem {
 constexpr int kFusedMlpMaxLayers = 8;
 constexpr int kFusedMlpMaxWidth = 256;
 constexpr int kFusedMlpMaxBatch = 256;
-constexpr int kFusedMlpThreads = 256;  // threads per block of the CUDA kernel
+constexpr int kFusedMlpThreads = 256;  // threads per block of the CUDA phase kernel
+constexpr int kFusedMlpRowThreads = 1024;  // threads per block of the CUDA row kernel
+// The row kernel's largest batch: 32 warps, so above 64 rows each warp walks 3 or more rows
+// one after the other, and the phase kernel (or a CUDA graph) measured faster.
+constexpr int kFusedMlpRowMaxBatch = 64;
+// Inputs per output from which the phase kernel's forward gives each output a whole warp: lanes
+// take every 32nd input (coalesced reads of the weight row and of the activation row) and a
+// fixed xor tree adds the 32 partial sums. Below it one thread sums a whole (short,
+// L1-resident) row: a warp per output would leave most lanes idle.
+constexpr int kFusedMlpWarpDotMinInputs = 64;
 
 // One Linear layer's tensors, all f32, row-major as PyTorch: W (out, in), b (out).
 struct FusedMlpLayer {
@@ -66,16 +75,21 @@ struct FusedMlpAdaptParams {
   float* y = nullptr;        // (B, S): the prediction
   float* losses = nullptr;   // (steps): the adaptation loss of each step (may be null)
   // Scratch, f32: fa / Fa = activations of f / F for layers 1..L (Σ_l B·n_l each, layer after
-  // layer), d0 / d1 = two (B, max n_l) gradient buffers used in turn, gy0 = (B, S).
+  // layer), d0 / d1 = two (B, max n_l) gradient buffers used in turn, gy0 = (B, S), fd = the
+  // gradients of f's layers 1..L (fa's layout; the CUDA row kernel keeps them all until the
+  // weight-gradient phase).
   float* fa = nullptr;
   float* Fa = nullptr;
   float* d0 = nullptr;
   float* d1 = nullptr;
   float* gy0 = nullptr;
+  float* fd = nullptr;
 };
 
-// Floats of scratch (fa, Fa, d0, d1, gy0 together) for a batch of B.
+// Floats of scratch (fa, Fa, d0, d1, gy0, fd together) for a batch of B.
 int64_t fused_mlp_scratch_floats(const FusedMlpAdaptParams& p, int64_t batch);
+// Points p's scratch pointers into `s`, which holds fused_mlp_scratch_floats(p, batch) floats.
+void fused_mlp_carve_scratch(FusedMlpAdaptParams& p, float* s, int64_t batch);
 
 // Multiply-adds of the largest phase of one step for a batch of B: a layer's forward or input
 // gradient, B·n_l·n_{l−1} (the weight gradient has the same count). The CUDA kernel sizes its
@@ -89,10 +103,16 @@ namespace cpu {
 void fused_mlp_adapt(const FusedMlpAdaptParams& p);
 }
 
+// Whether the CUDA row kernel can take this network: every width under 64 (a row's layer is
+// then one warp's work, and every forward sum is one thread's, in the order of the reference).
+// It takes a call when the batch is also at most kFusedMlpRowMaxBatch.
+bool fused_mlp_rows_eligible(const FusedMlpAdaptParams& p);
+
 namespace cuda {
-// ONE launch on current_stream() of `device`: a single block when the work is small, else a
-// cooperative grid (grid-wide barriers between the phases). Never allocates, never synchronizes.
-// Returns the number of blocks it used.
+// ONE launch on current_stream() of `device`: the row kernel (one block; a warp per row of the
+// batch, block barriers only around the weight update) when fused_mlp_rows_eligible, else the
+// phase kernel: a single block when the work is small, a thread-block cluster or a cooperative
+// grid otherwise. Never allocates, never synchronizes. Returns the number of blocks it used.
 int fused_mlp_adapt(const FusedMlpAdaptParams& p, int device);
 // The grid fused_mlp_adapt would use for this shape on `device` (1: one block).
 int fused_mlp_adapt_grid(const FusedMlpAdaptParams& p, int device);

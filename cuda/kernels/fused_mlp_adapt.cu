@@ -23,73 +23,60 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
+#include <string>
 
 #include "core/kernels/fused_mlp_adapt.h"
 #include "cuda/common.cuh"
+#include "cuda/kernels/fused_mlp_device.cuh"
 
 namespace idem::cuda {
 
 namespace {
 
 namespace cg = cooperative_groups;
+using namespace fused_mlp;
 
-// A barrier between phases: the block's when the grid is one block (a plain launch), else the
-// grid's (only valid in a cooperative launch, which fused_mlp_adapt uses whenever grid > 1).
+// A barrier between phases: the block's when the grid is one block (a plain launch); the
+// cluster's when the whole grid is one thread-block cluster (sm_90: a hardware barrier, with
+// release/acquire at cluster scope, so the global-memory writes of one phase are visible to
+// every block of the next); else the grid's (only valid in a cooperative launch).
 __device__ __forceinline__ void phase_sync() {
-  if (gridDim.x == 1)
+  if (gridDim.x == 1) {
     __syncthreads();
-  else
-    cg::this_grid().sync();
-}
-
-struct Geo {
-  int L, B, S, d;
-  int64_t off[kFusedMlpMaxLayers + 1];
-};
-
-__device__ __forceinline__ float input_at(const FusedMlpAdaptParams& p, const Geo& g, int b, int i,
-                                          const float* s) {
-  if (i < g.d) return p.x[int64_t(b) * g.d + i];
-  return s ? s[int64_t(b) * g.S + (i - g.d)] : p.neutral;
-}
-
-__device__ __forceinline__ float dist_grad(const FusedMlpAdaptParams& p, const Geo& g, float y1,
-                                           float y0) {
-  const float scale = 1.0f / float(int64_t(g.B) * g.S);
-  return math::distance_grad_factor(p.distance, y1 - y0) * scale;
-}
-
-// Inputs per output from which a layer's forward gives each output a whole warp: lanes take
-// every 32nd input (coalesced reads of the weight row and of the activation row) and a fixed
-// xor tree adds the 32 partial sums. Below it one thread sums a whole (short, L1-resident) row:
-// a warp per output would leave most lanes idle.
-constexpr int kWarpDotMinInputs = 64;
-
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
+    return;
+  }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if (cg::this_cluster().num_blocks() == gridDim.x) {
+    cg::this_cluster().sync();
+    return;
+  }
+#endif
+  cg::this_grid().sync();
 }
 
 // Forward of the network with θ (anchor false) or Θ on [x, s]: one phase per layer.
 __device__ void forward(const FusedMlpAdaptParams& p, const Geo& g, bool anchor, const float* s,
-                        float* acts, int64_t t0, int64_t stride) {
+                        float* acts, int t0, int stride) {
   for (int l = 1; l <= g.L; ++l) {
     const FusedMlpLayer& ly = p.layer[l - 1];
     const float* W = anchor ? ly.w0 : ly.w;
     const float* bias = anchor ? ly.b0 : ly.b;
     const int nin = p.widths[l - 1], nout = p.widths[l];
     const float* prev = l > 1 ? acts + g.off[l - 1] : nullptr;
-    const int64_t n = int64_t(g.B) * nout;
-    if (nin >= kWarpDotMinInputs) {
+    float* out = acts + g.off[l];
+    const bool hidden = l < g.L;
+    const int n = g.B * nout;
+    if (nin >= kFusedMlpWarpDotMinInputs) {
       // A warp per output; the loop bound is the same for every lane of a warp (o is
       // warp-uniform), so every lane reaches each shuffle.
-      const int lane = int(t0 & 31);
-      for (int64_t o = t0 >> 5; o < n; o += stride >> 5) {
-        const int b = int(o / nout), j = int(o % nout);
-        const float* w = W + int64_t(j) * nin;
+      const int lane = t0 & 31;
+      for (int o = t0 >> 5; o < n; o += stride >> 5) {
+        const int b = o / nout, j = o - b * nout;
+        const float* w = W + j * nin;
         float acc = 0.0f;
         if (prev) {
-          const float* a = prev + int64_t(b) * nin;
+          const float* a = prev + b * nin;
           for (int i = lane; i < nin; i += 32) acc += a[i] * w[i];
         } else {
           for (int i = lane; i < nin; i += 32) acc += input_at(p, g, b, i, s) * w[i];
@@ -97,100 +84,54 @@ __device__ void forward(const FusedMlpAdaptParams& p, const Geo& g, bool anchor,
         acc = warp_sum(acc);
         if (lane == 0) {
           const float z = acc + bias[j];
-          acts[g.off[l] + o] = l < g.L ? math::fused_act(p.act, z, p.slope) : z;
+          out[o] = hidden ? math::fused_act(p.act, z, p.slope) : z;
         }
       }
     } else {
-      for (int64_t t = t0; t < n; t += stride) {
-        const int b = int(t / nout), j = int(t % nout);
-        const float* w = W + int64_t(j) * nin;
+      for (int t = t0; t < n; t += stride) {
+        const int b = t / nout, j = t - b * nout;
+        const float* w = W + j * nin;
         float acc = 0.0f;
         if (prev) {
-          const float* a = prev + int64_t(b) * nin;
+          const float* a = prev + b * nin;
+#pragma unroll 8
           for (int i = 0; i < nin; ++i) acc += a[i] * w[i];
         } else {
+#pragma unroll 8
           for (int i = 0; i < nin; ++i) acc += input_at(p, g, b, i, s) * w[i];
         }
         const float z = acc + bias[j];
-        acts[g.off[l] + t] = l < g.L ? math::fused_act(p.act, z, p.slope) : z;
+        out[t] = hidden ? math::fused_act(p.act, z, p.slope) : z;
       }
     }
     phase_sync();
   }
 }
 
-// One optimizer update of element i (formulas of core/cpu/optim.cpp; explicit round-to-nearest
-// so no a·b + c is contracted, as in cuda/kernels/optim.cu).
-struct Step {
-  float w1, b2, w2, step_size, bc2, eps, lr, mom;
-  bool adam, first;
-};
-
-__device__ __forceinline__ Step step_scalars(const FusedMlpAdaptParams& p, int t) {
-  Step s;
-  s.adam = p.optim == OptimKind::adam;
-  s.first = t == 1;
-  s.w1 = float(1.0 - p.beta1), s.b2 = float(p.beta2), s.w2 = float(1.0 - p.beta2);
-  s.step_size = float(p.lr / (1.0 - pow(p.beta1, double(t))));
-  s.bc2 = float(sqrt(1.0 - pow(p.beta2, double(t))));
-  s.eps = float(p.eps), s.lr = float(p.lr), s.mom = float(p.momentum);
-  return s;
-}
-
-__device__ __forceinline__ void update(const Step& s, float* w, float* m, float* v, float g,
-                                       int64_t i) {
-  if (s.adam) {
-    const float mi = __fadd_rn(m[i], __fmul_rn(s.w1, __fsub_rn(g, m[i])));
-    const float vi = __fadd_rn(__fmul_rn(s.b2, v[i]), __fmul_rn(s.w2, __fmul_rn(g, g)));
-    m[i] = mi;
-    v[i] = vi;
-    const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), s.bc2), s.eps);
-    w[i] = __fsub_rn(w[i], __fmul_rn(s.step_size, __fdiv_rn(mi, denom)));
-    return;
-  }
-  if (m) {
-    const float buf = s.first ? g : __fadd_rn(__fmul_rn(s.mom, m[i]), __fmul_rn(1.0f, g));
-    m[i] = buf;
-    g = buf;
-  }
-  w[i] = __fsub_rn(w[i], __fmul_rn(s.lr, g));
-}
-
-// Loss of this step into p.losses[k − 1]: block 0 only, a fixed-shape tree in double.
-__device__ void loss_block0(const FusedMlpAdaptParams& p, const Geo& g, const float* y0,
-                            const float* y1, int k) {
-  __shared__ double part[kFusedMlpThreads];
-  if (blockIdx.x != 0 || !p.losses) return;
-  const int64_t n = int64_t(g.B) * g.S;
-  double acc = 0.0;
-  for (int64_t e = threadIdx.x; e < n; e += blockDim.x)
-    acc += double(math::distance_term(p.distance, y1[e] - y0[e]));
-  part[threadIdx.x] = acc;
-  __syncthreads();
-  for (int h = blockDim.x / 2; h > 0; h /= 2) {
-    if (int(threadIdx.x) < h) part[threadIdx.x] += part[threadIdx.x + h];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) p.losses[k - 1] = float(part[0] / double(n));
-}
-
 __global__ void __launch_bounds__(kFusedMlpThreads) fused_mlp_adapt_kernel(const __grid_constant__ FusedMlpAdaptParams p) {
+  // Layer offsets in shared memory: an indexed local array would live in (slow) local memory.
+  __shared__ int off[kFusedMlpMaxLayers + 1];
+  if (threadIdx.x == 0) {
+    off[1] = 0;
+    for (int l = 1; l < p.layers; ++l) off[l + 1] = off[l] + p.batch * p.widths[l];
+  }
+  __syncthreads();
   Geo g;
   g.L = p.layers, g.B = p.batch, g.S = p.signal, g.d = p.widths[0] - p.signal;
-  g.off[1] = 0;
-  for (int l = 1; l < g.L; ++l) g.off[l + 1] = g.off[l] + int64_t(g.B) * p.widths[l];
-  const int64_t t0 = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
-  const float* y0 = p.fa + g.off[g.L];
-  const float* y1 = p.Fa + g.off[g.L];
+  g.scale = 1.0f / float(int64_t(g.B) * g.S);
+  g.off = off;
+  const int t0 = int(blockIdx.x * blockDim.x + threadIdx.x);
+  const int stride = int(gridDim.x * blockDim.x);
+  const float* y0 = p.fa + off[g.L];
+  const float* y1 = p.Fa + off[g.L];
 
   if (p.steps > 0) {  // θ ← Θ, optimizer state ← 0
     for (int l = 0; l < g.L; ++l) {
       const FusedMlpLayer& ly = p.layer[l];
-      const int64_t nw = int64_t(p.widths[l + 1]) * p.widths[l], nb = p.widths[l + 1];
-      for (int64_t i = t0; i < nw + nb; i += stride) {
+      const int nw = p.widths[l + 1] * p.widths[l], nb = p.widths[l + 1];
+      for (int i = t0; i < nw + nb; i += stride) {
         const bool isw = i < nw;
-        const int64_t e = isw ? i : i - nw;
+        const int e = isw ? i : i - nw;
         (isw ? ly.w : ly.b)[e] = (isw ? ly.w0 : ly.b0)[e];
         if (float* m = isw ? ly.mw : ly.mb) m[e] = 0.0f;
         if (float* v = isw ? ly.vw : ly.vb) v[e] = 0.0f;
@@ -209,18 +150,20 @@ __global__ void __launch_bounds__(kFusedMlpThreads) fused_mlp_adapt_kernel(const
     for (int l = g.L; l >= 2; --l) {
       const float* W = p.layer[l - 1].w0;
       const int nin = p.widths[l - 1], nout = p.widths[l];
-      const float* a = p.Fa + g.off[l - 1];
-      const int64_t n = int64_t(g.B) * nin;
-      for (int64_t t = t0; t < n; t += stride) {
-        const int b = int(t / nin), i = int(t % nin);
+      const float* a = p.Fa + off[l - 1];
+      const int n = g.B * nin;
+      for (int t = t0; t < n; t += stride) {
+        const int b = t / nin, i = t - b * nin;
+        const int o0 = b * nout;
         float acc = 0.0f;
         // Unrolled so that several independent weight loads are in flight (L2 latency bound);
-        // the sum's order is unchanged.
+        // the sum's order is unchanged. The two loops differ only in where δ comes from.
+        if (l == g.L) {
 #pragma unroll 8
-        for (int j = 0; j < nout; ++j) {
-          const int64_t o = int64_t(b) * nout + j;
-          const float delta = l == g.L ? dist_grad(p, g, y1[o], y0[o]) : other[o];
-          acc += delta * W[int64_t(j) * nin + i];
+          for (int j = 0; j < nout; ++j) acc += dist_grad(p, g, y1[o0 + j], y0[o0 + j]) * W[j * nin + i];
+        } else {
+#pragma unroll 8
+          for (int j = 0; j < nout; ++j) acc += other[o0 + j] * W[j * nin + i];
         }
         cur[t] = math::fused_act_grad(p.act, acc, a[t], p.slope);
       }
@@ -233,14 +176,17 @@ __global__ void __launch_bounds__(kFusedMlpThreads) fused_mlp_adapt_kernel(const
     {
       const float* W = p.layer[0].w0;
       const int nin = p.widths[0], nout = p.widths[1];
-      const int64_t n = int64_t(g.B) * g.S;
-      for (int64_t t = t0; t < n; t += stride) {
-        const int b = int(t / g.S), s = int(t % g.S);
+      const int n = g.B * g.S;
+      for (int t = t0; t < n; t += stride) {
+        const int b = t / g.S, s = t - b * g.S;
+        const int o0 = b * nout;
+        const float* w = W + g.d + s;
         float acc = 0.0f;
-        for (int j = 0; j < nout; ++j) {
-          const int64_t o = int64_t(b) * nout + j;
-          const float delta = g.L == 1 ? dist_grad(p, g, y1[o], y0[o]) : other[o];
-          acc += delta * W[int64_t(j) * nin + g.d + s];
+        if (g.L == 1) {
+          for (int j = 0; j < nout; ++j) acc += dist_grad(p, g, y1[o0 + j], y0[o0 + j]) * w[j * nin];
+        } else {
+#pragma unroll 8
+          for (int j = 0; j < nout; ++j) acc += other[o0 + j] * w[j * nin];
         }
         p.gy0[t] = -dist_grad(p, g, y1[t], y0[t]) + acc;
       }
@@ -252,33 +198,39 @@ __global__ void __launch_bounds__(kFusedMlpThreads) fused_mlp_adapt_kernel(const
     for (int l = g.L; l >= 1; --l) {
       const FusedMlpLayer& ly = p.layer[l - 1];
       const int nin = p.widths[l - 1], nout = p.widths[l];
-      const float* a = l > 1 ? p.fa + g.off[l - 1] : nullptr;
+      const float* a = l > 1 ? p.fa + off[l - 1] : nullptr;
       if (l < g.L) {  // layer l + 1: its gradients are complete and its weights unread now
         const FusedMlpLayer& up = p.layer[l];
-        const int64_t nw = int64_t(p.widths[l + 1]) * p.widths[l], nb = p.widths[l + 1];
-        for (int64_t i = t0; i < nw + nb; i += stride) {
+        const int nw = p.widths[l + 1] * p.widths[l], nb = p.widths[l + 1];
+        for (int i = t0; i < nw + nb; i += stride) {
           if (i < nw)
             update(st, up.w, up.mw, up.vw, up.gw[i], i);
           else
             update(st, up.b, up.mb, up.vb, up.gb[i - nw], i - nw);
         }
       }
-      const int64_t nw = int64_t(nout) * nin;
-      for (int64_t t = t0; t < nw + nout; t += stride) {
+      const int nw = nout * nin;
+      for (int t = t0; t < nw + nout; t += stride) {
         float acc = 0.0f;
         if (t < nw) {
-          const int j = int(t / nin), i = int(t % nin);
+          const int j = t / nin, i = t - j * nin;
+          const float* dj = delta + j;
+          if (a) {
+            const float* ai = a + i;
 #pragma unroll 8
-          for (int b = 0; b < g.B; ++b)
-            acc += delta[int64_t(b) * nout + j] *
-                   (a ? a[int64_t(b) * nin + i] : input_at(p, g, b, i, nullptr));
+            for (int b = 0; b < g.B; ++b) acc += dj[b * nout] * ai[b * nin];
+          } else {
+#pragma unroll 8
+            for (int b = 0; b < g.B; ++b) acc += dj[b * nout] * input_at(p, g, b, i, nullptr);
+          }
           if (l == 1)
             update(st, ly.w, ly.mw, ly.vw, acc, t);
           else
             ly.gw[t] = acc;
         } else {
-          const int j = int(t - nw);
-          for (int b = 0; b < g.B; ++b) acc += delta[int64_t(b) * nout + j];
+          const int j = t - nw;
+#pragma unroll 8
+          for (int b = 0; b < g.B; ++b) acc += delta[b * nout + j];
           if (l == 1)
             update(st, ly.b, ly.mb, ly.vb, acc, j);
           else
@@ -288,12 +240,14 @@ __global__ void __launch_bounds__(kFusedMlpThreads) fused_mlp_adapt_kernel(const
       float* out = nullptr;
       if (l > 1) {
         out = delta == p.d0 ? p.d1 : p.d0;
-        const int64_t n = int64_t(g.B) * nin;
-        for (int64_t t = t0; t < n; t += stride) {
-          const int b = int(t / nin), i = int(t % nin);
+        const int n = g.B * nin;
+        for (int t = t0; t < n; t += stride) {
+          const int b = t / nin, i = t - b * nin;
+          const float* db = delta + b * nout;
+          const float* wi = ly.w + i;
           float acc = 0.0f;
 #pragma unroll 8
-          for (int j = 0; j < nout; ++j) acc += delta[int64_t(b) * nout + j] * ly.w[int64_t(j) * nin + i];
+          for (int j = 0; j < nout; ++j) acc += db[j] * wi[j * nin];
           out[t] = math::fused_act_grad(p.act, acc, a[t], p.slope);
         }
       }
@@ -302,7 +256,7 @@ __global__ void __launch_bounds__(kFusedMlpThreads) fused_mlp_adapt_kernel(const
     }
   }
   forward(p, g, false, nullptr, p.fa, t0, stride);  // the prediction f_θ(x, ∅)
-  for (int64_t t = t0; t < int64_t(g.B) * g.S; t += stride) p.y[t] = y0[t];
+  for (int t = t0; t < g.B * g.S; t += stride) p.y[t] = y0[t];
 }
 
 // Blocks of this kernel that fit on the device at once (a cooperative grid may not exceed
@@ -320,13 +274,97 @@ int coresident_blocks(int device) {
   return n;
 }
 
+// The largest thread-block cluster this kernel can run as on the device: 16 blocks (a
+// non-portable size, allowed on H100), else 8 (portable), else 0 (before sm_90, or no room).
+// Cached per device as the size + 1 (0 in the cache means "not asked yet").
+int max_cluster_blocks(int device) {
+  static std::array<std::atomic<int>, 64> cache{};
+  if (device >= 0 && device < 64 && cache[size_t(device)].load() > 0) return cache[size_t(device)].load() - 1;
+  int major = 0, n = 0;
+  IDEM_CUDA_CHECK("fused_mlp_adapt", cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  if (major >= 9) {
+    const auto kernel = fused_mlp_adapt_kernel;
+    // Failing to allow 16 only means the portable 8 below.
+    const bool wide = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess;
+    (void)cudaGetLastError();
+    for (int size : {16, 8}) {
+      if (size > 8 && !wide) continue;
+      cudaLaunchConfig_t cfg = {};
+      cfg.gridDim = dim3(unsigned(size));
+      cfg.blockDim = dim3(kFusedMlpThreads);
+      cudaLaunchAttribute attr;
+      attr.id = cudaLaunchAttributeClusterDimension;
+      attr.val.clusterDim.x = unsigned(size), attr.val.clusterDim.y = 1, attr.val.clusterDim.z = 1;
+      cfg.attrs = &attr, cfg.numAttrs = 1;
+      int clusters = 0;
+      if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg) == cudaSuccess && clusters >= 1) {
+        n = size;
+        break;
+      }
+      (void)cudaGetLastError();
+    }
+  }
+  if (device >= 0 && device < 64) cache[size_t(device)].store(n + 1);
+  return n;
+}
+
+// How a multi-block adaptation synchronizes its phases: IDEM_FUSED_SYNC=grid forces the
+// cooperative grid and =cluster a cluster whenever the device has one (both for comparisons,
+// tools/it3_path_sweep.sh); unset, a shape takes a cluster when the blocks it wants fit one.
+// Measured on an H100 (docs/performance.md): mlp_tab at batch 32 and 64 (2 and 4 blocks
+// wanted) took 71.7 / 81.1 µs as a cluster against 83.1 / 91.9 as a grid; mlp_256 at batch 8
+// and 16 (32 and 64 blocks wanted) took 231 / 311 µs as a 16-block cluster, 194 / 187 as a grid.
+enum class SyncMode { automatic, cluster, grid };
+SyncMode sync_mode() {
+  static const SyncMode mode = [] {
+    const char* e = std::getenv("IDEM_FUSED_SYNC");
+    const std::string v = e ? e : "";
+    if (v == "grid") return SyncMode::grid;
+    if (v == "cluster") return SyncMode::cluster;
+    IDEM_CHECK(v.empty() || v == "auto", "fused_mlp_adapt", "IDEM_FUSED_SYNC is '", v,
+               "'; expected auto, cluster or grid");
+    return SyncMode::automatic;
+  }();
+  return mode;
+}
+
+// Blocks of the one cluster a shape runs as (0: not a cluster): the largest phase's
+// multiply-adds over one block's share, capped by the device's largest cluster.
+int cluster_grid(const FusedMlpAdaptParams& p, int device) {
+  const SyncMode mode = sync_mode();
+  const int most = mode == SyncMode::grid ? 0 : max_cluster_blocks(device);
+  if (most < 2) return 0;
+  const int64_t macs = fused_mlp_largest_phase_macs(p, p.batch);
+  const int64_t want = (macs + kFusedMlpSingleBlockMacs - 1) / kFusedMlpSingleBlockMacs;
+  if (mode == SyncMode::automatic && want > most)
+    return 0;  // a cluster would give each block more than its share: a grid measured faster
+  return int(std::min<int64_t>(want, most));
+}
+
+// Whether this call takes the row kernel (fused_mlp_rows.cu): where the net is eligible and
+// the batch is at most kFusedMlpRowMaxBatch rows. IDEM_FUSED_KERNEL=rows or =phase forces one
+// kernel (rows only where eligible), for comparisons.
+bool use_rows(const FusedMlpAdaptParams& p) {
+  static const int forced = [] {  // 0: automatic, 1: phase kernel, 2: row kernel
+    const char* e = std::getenv("IDEM_FUSED_KERNEL");
+    const std::string v = e ? e : "";
+    IDEM_CHECK(v.empty() || v == "auto" || v == "phase" || v == "rows", "fused_mlp_adapt",
+               "IDEM_FUSED_KERNEL is '", v, "'; expected auto, rows or phase");
+    return v == "phase" ? 1 : v == "rows" ? 2 : 0;
+  }();
+  if (forced == 1 || !fused_mlp_rows_eligible(p)) return false;
+  return forced == 2 || p.batch <= kFusedMlpRowMaxBatch;
+}
+
 }  // namespace
 
 int fused_mlp_adapt_grid(const FusedMlpAdaptParams& p, int device) {
+  if (use_rows(p)) return 1;
   const int64_t macs = fused_mlp_largest_phase_macs(p, p.batch);
   const int64_t want = (macs + kFusedMlpSingleBlockMacs - 1) / kFusedMlpSingleBlockMacs;
   if (want <= 1) return 1;
   set_device(device);
+  if (const int c = cluster_grid(p, device)) return c;
   return int(std::min<int64_t>(want, coresident_blocks(device)));
 }
 
@@ -336,9 +374,25 @@ int fused_mlp_adapt(const FusedMlpAdaptParams& p, int device) {
                  p.batch <= kFusedMlpMaxBatch,
              op, "unsupported shape: ", p.layers, " layers, batch ", p.batch);
   set_device(device);
+  if (use_rows(p)) {
+    fused_mlp_rows(p);
+    return 1;
+  }
   const int grid = fused_mlp_adapt_grid(p, device);
   if (grid == 1) {
     fused_mlp_adapt_kernel<<<1, kFusedMlpThreads, 0, current_stream()>>>(p);
+    IDEM_LAUNCH_CHECK(op);
+  } else if (grid == cluster_grid(p, device)) {
+    // The whole grid as one cluster: phase_sync() then uses the cluster's barrier.
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(unsigned(grid));
+    cfg.blockDim = dim3(kFusedMlpThreads);
+    cfg.stream = current_stream();
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeClusterDimension;
+    attr.val.clusterDim.x = unsigned(grid), attr.val.clusterDim.y = 1, attr.val.clusterDim.z = 1;
+    cfg.attrs = &attr, cfg.numAttrs = 1;
+    IDEM_CUDA_CHECK(op, cudaLaunchKernelEx(&cfg, fused_mlp_adapt_kernel, p));
     IDEM_LAUNCH_CHECK(op);
   } else {
     FusedMlpAdaptParams arg = p;

@@ -1,0 +1,307 @@
+// CUDA: the fused IT³ adaptation of a narrow concat MLP (every width under 64) in one block,
+// a warp per row of the batch. Contract: core/kernels/fused_mlp_adapt.h; reference (same sums
+// in the same order, so the same bits as the phase kernel): core/cpu/fused_mlp_adapt.cpp.
+//
+// Why a second kernel: the phase kernel (fused_mlp_adapt.cu) puts a block barrier after every
+// layer of every pass, 16 per step for a 4-layer net, and under ncu each phase cost about
+// 1.5 µs of barrier waits and dependent instructions whatever its size. But most of a step only
+// ever combines values of ONE row of the batch: f's forward, F's forward, the input gradients
+// through F and through f. Here warp w owns rows w, w + 32, …; it runs those passes for its rows
+// with __syncwarp() between layers (lane j computes output j, j + 32), and the block meets only
+// where rows mix:
+//   1. row passes: y0 = f_θ(x, ∅), y1 = F(x, y0), δ through F, ∂L/∂y0, δ through f (θ before
+//      the update, as in the phase kernel), every δ kept (the fd buffer);
+//   2. barrier; the loss (block 0's tree); every weight's and bias's gradient, a sum over the
+//      rows in row order, and its optimizer update, one thread per parameter;
+//   3. barrier, next step. After the last step the prediction is a row pass again.
+// So a step costs two block barriers (plus the loss tree's) instead of 16.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+
+#include "core/kernels/fused_mlp_adapt.h"
+#include "cuda/common.cuh"
+#include "cuda/kernels/fused_mlp_device.cuh"
+
+namespace idem::cuda {
+
+namespace {
+
+using namespace fused_mlp;
+
+constexpr int kRowWarps = kFusedMlpRowThreads / 32;
+
+// Where the kernel keeps θ, the optimizer state and the scratch: shared memory when they fit
+// (the launch sizes it, fused_mlp_rows_smem_floats), else the global buffers of the params.
+// Each row pass is a chain of short dots whose every load waits on the value the warp wrote a
+// layer before; from shared memory that wait is about 30 cycles, from L2 (a store leaves the
+// line in L2 only) several hundred. Θ stays in global memory: read-only, it stays in L1.
+struct Ctx {
+  FusedMlpLayer layer[kFusedMlpMaxLayers];  // w, b, mw, mb, vw, vb redirected; w0, b0 as given
+  float *fa, *Fa, *d0, *d1, *gy0, *fd;
+};
+
+// One layer of the forward for row b, lane's outputs j = lane, lane + 32, …: the dot in input
+// order (the reference's), then bias and activation (none on the last layer).
+__device__ __forceinline__ void row_layer_forward(const FusedMlpAdaptParams& p, const Ctx& c, const Geo& g, int l,
+                                                  bool anchor, const float* s, float* acts, int b,
+                                                  int lane) {
+  const FusedMlpLayer& ly = c.layer[l - 1];
+  const float* W = anchor ? ly.w0 : ly.w;
+  const float* bias = anchor ? ly.b0 : ly.b;
+  const int nin = p.widths[l - 1], nout = p.widths[l];
+  const float* a = l > 1 ? acts + g.off[l - 1] + b * nin : nullptr;
+  float* out = acts + g.off[l] + b * nout;
+  for (int j = lane; j < nout; j += 32) {
+    const float* w = W + j * nin;
+    float acc = 0.0f;
+    if (a) {
+#pragma unroll 8
+      for (int i = 0; i < nin; ++i) acc += a[i] * w[i];
+    } else {
+#pragma unroll 8
+      for (int i = 0; i < nin; ++i) acc += input_at(p, g, b, i, s) * w[i];
+    }
+    const float z = acc + bias[j];
+    out[j] = l < g.L ? math::fused_act(p.act, z, p.slope) : z;
+  }
+}
+
+// f_θ(x, ∅) (anchor false, s null) or F(x, s) for row b: all layers, a warp barrier between.
+__device__ void row_forward(const FusedMlpAdaptParams& p, const Ctx& c, const Geo& g, bool anchor, const float* s,
+                            float* acts, int b, int lane) {
+  for (int l = 1; l <= g.L; ++l) {
+    row_layer_forward(p, c, g, l, anchor, s, acts, b, lane);
+    __syncwarp();
+  }
+}
+
+// Input gradient of layer l for row b: out[i] = act'(Σ_j δ[j]·W[j, i]) at the activation a[i],
+// j in order; δ is row b's gradient of layer l's output (a pointer to its nout values).
+__device__ __forceinline__ void row_input_grad(const FusedMlpAdaptParams& p, const float* W, int nin,
+                                               int nout, const float* delta, const float* a, float* out,
+                                               int lane) {
+  for (int i = lane; i < nin; i += 32) {
+    const float* wi = W + i;
+    float acc = 0.0f;
+#pragma unroll 8
+    for (int j = 0; j < nout; ++j) acc += delta[j] * wi[j * nin];
+    out[i] = math::fused_act_grad(p.act, acc, a[i], p.slope);
+  }
+}
+
+// Step 1 for row b: both forwards, δ through F, ∂L/∂y0 and δ through f (into c.fd, and
+// c.gy0 for the last layer). F's δ go through c.d0 / c.d1 in turn, row b at b·widest: rows
+// are at different layers at the same moment, so a row's slot must not depend on the layer.
+__device__ void row_backward_pass(const FusedMlpAdaptParams& p, const Ctx& c, const Geo& g, int widest, int b,
+                                  int lane) {
+  row_forward(p, c, g, false, nullptr, c.fa, b, lane);  // y0 = f_θ(x, ∅)
+  const float* y0 = c.fa + g.off[g.L] + b * g.S;
+  row_forward(p, c, g, true, c.fa + g.off[g.L], c.Fa, b, lane);  // y1 = F(x, y0)
+  const float* y1 = c.Fa + g.off[g.L] + b * g.S;
+  // δ of F's last layer, the distance's gradient; then back through F (Θ), input gradient only.
+  float* cur = c.d0 + b * widest;  // the current layer's δ for row b
+  float* other = c.d1 + b * widest;
+  for (int s = lane; s < g.S; s += 32) cur[s] = dist_grad(p, g, y1[s], y0[s]);
+  __syncwarp();
+  for (int l = g.L; l >= 2; --l) {
+    const int nin = p.widths[l - 1], nout = p.widths[l];
+    row_input_grad(p, c.layer[l - 1].w0, nin, nout, cur, c.Fa + g.off[l - 1] + b * nin, other, lane);
+    __syncwarp();
+    float* t = cur;
+    cur = other;
+    other = t;
+  }
+  // ∂L/∂y0 = −dist_grad + the signal columns of F's input gradient (δ of F's layer 1 in cur).
+  {
+    const int nin = p.widths[0], nout = p.widths[1];
+    const float* delta = cur;
+    const float* W = c.layer[0].w0 + g.d;
+    for (int s = lane; s < g.S; s += 32) {
+      float acc = 0.0f;
+#pragma unroll 8
+      for (int j = 0; j < nout; ++j) acc += delta[j] * W[j * nin + s];
+      c.gy0[b * g.S + s] = -dist_grad(p, g, y1[s], y0[s]) + acc;
+    }
+    __syncwarp();
+  }
+  // δ through f with θ as it is before this step's update; layer L's δ is ∂L/∂y0.
+  for (int l = g.L; l >= 2; --l) {
+    const int nin = p.widths[l - 1], nout = p.widths[l];
+    const float* delta = l == g.L ? c.gy0 + b * g.S : c.fd + g.off[l] + b * nout;
+    row_input_grad(p, c.layer[l - 1].w, nin, nout, delta, c.fa + g.off[l - 1] + b * nin,
+                   c.fd + g.off[l - 1] + b * nin, lane);
+    __syncwarp();
+  }
+}
+
+// Step 2: every parameter's gradient (rows in order) and its update, one thread each.
+__device__ void update_all(const FusedMlpAdaptParams& p, const Ctx& c, const Geo& g, const Step& st) {
+  for (int l = 1; l <= g.L; ++l) {
+    const FusedMlpLayer& ly = c.layer[l - 1];
+    const int nin = p.widths[l - 1], nout = p.widths[l];
+    const float* delta = l == g.L ? c.gy0 : c.fd + g.off[l];
+    const float* a = l > 1 ? c.fa + g.off[l - 1] : nullptr;
+    const int nw = nout * nin;
+    for (int t = int(threadIdx.x); t < nw + nout; t += blockDim.x) {
+      float acc = 0.0f;
+      if (t < nw) {
+        const int j = t / nin, i = t - j * nin;
+        const float* dj = delta + j;
+        if (a) {
+          const float* ai = a + i;
+#pragma unroll 8
+          for (int b = 0; b < g.B; ++b) acc += dj[b * nout] * ai[b * nin];
+        } else {
+#pragma unroll 8
+          for (int b = 0; b < g.B; ++b) acc += dj[b * nout] * input_at(p, g, b, i, nullptr);
+        }
+        update(st, ly.w, ly.mw, ly.vw, acc, t);
+      } else {
+        const int j = t - nw;
+#pragma unroll 8
+        for (int b = 0; b < g.B; ++b) acc += delta[b * nout + j];
+        update(st, ly.b, ly.mb, ly.vb, acc, j);
+      }
+    }
+  }
+}
+
+// The floats of shared memory the kernel needs to keep everything there (Ctx): θ, the
+// optimizer state, the activations of f and F, the gradient buffers.
+int64_t rows_smem_floats(const FusedMlpAdaptParams& p) {
+  int64_t n = 0, acts = 0, widest = 0;
+  for (int l = 0; l < p.layers; ++l) {
+    const FusedMlpLayer& ly = p.layer[l];
+    const int64_t params = int64_t(p.widths[l + 1]) * (p.widths[l] + 1);
+    n += params * (1 + (ly.mw ? 1 : 0) + (ly.vw ? 1 : 0));
+    acts += int64_t(p.batch) * p.widths[l + 1];
+    widest = std::max<int64_t>(widest, p.widths[l + 1]);
+  }
+  return n + 3 * acts + 2 * p.batch * widest + int64_t(p.batch) * p.signal;
+}
+
+// Points c at shared memory `sm` (laid out as rows_smem_floats counts) or, when sm is null, at
+// the params' global buffers. Thread 0 only.
+__device__ void build_ctx(const FusedMlpAdaptParams& p, Ctx& c, float* sm, int widest) {
+  for (int l = 0; l < p.layers; ++l) c.layer[l] = p.layer[l];
+  c.fa = p.fa, c.Fa = p.Fa, c.d0 = p.d0, c.d1 = p.d1, c.gy0 = p.gy0, c.fd = p.fd;
+  if (!sm) return;
+  int acts = 0;
+  for (int l = 0; l < p.layers; ++l) {
+    FusedMlpLayer& ly = c.layer[l];
+    const int nw = p.widths[l + 1] * p.widths[l], nb = p.widths[l + 1];
+    ly.w = sm, sm += nw;
+    ly.b = sm, sm += nb;
+    if (ly.mw) ly.mw = sm, sm += nw, ly.mb = sm, sm += nb;
+    if (ly.vw) ly.vw = sm, sm += nw, ly.vb = sm, sm += nb;
+    acts += p.batch * nb;
+  }
+  c.fa = sm, sm += acts;
+  c.Fa = sm, sm += acts;
+  c.fd = sm, sm += acts;
+  c.d0 = sm, sm += p.batch * widest;
+  c.d1 = sm, sm += p.batch * widest;
+  c.gy0 = sm;
+}
+
+// Copies every parameter tensor of c (θ and, when `state`, the optimizer's) from `from` to `to`
+// (pointer members of FusedMlpLayer, e.g. the params' global ones and the shared ones).
+__device__ void copy_params(const FusedMlpAdaptParams& p, const FusedMlpLayer* to,
+                            const FusedMlpLayer* from, bool state) {
+  for (int l = 0; l < p.layers; ++l) {
+    const int nw = p.widths[l + 1] * p.widths[l], nb = p.widths[l + 1];
+    for (int i = int(threadIdx.x); i < nw + nb; i += blockDim.x) {
+      const bool isw = i < nw;
+      const int e = isw ? i : i - nw;
+      (isw ? to[l].w : to[l].b)[e] = (isw ? from[l].w : from[l].b)[e];
+      if (state && to[l].mw) (isw ? to[l].mw : to[l].mb)[e] = (isw ? from[l].mw : from[l].mb)[e];
+      if (state && to[l].vw) (isw ? to[l].vw : to[l].vb)[e] = (isw ? from[l].vw : from[l].vb)[e];
+    }
+  }
+}
+
+__global__ void __launch_bounds__(kFusedMlpRowThreads)
+    fused_mlp_rows_kernel(const __grid_constant__ FusedMlpAdaptParams p, int in_shared) {
+  extern __shared__ float sm[];
+  __shared__ int off[kFusedMlpMaxLayers + 1];
+  __shared__ Ctx c;
+  __shared__ Step step;
+  int widest = 0;
+  for (int l = 1; l <= p.layers; ++l) widest = max(widest, p.widths[l]);
+  if (threadIdx.x == 0) {
+    off[1] = 0;
+    for (int l = 1; l < p.layers; ++l) off[l + 1] = off[l] + p.batch * p.widths[l];
+    build_ctx(p, c, in_shared ? sm : nullptr, widest);
+  }
+  __syncthreads();  // off[] and c
+  Geo g;
+  g.L = p.layers, g.B = p.batch, g.S = p.signal, g.d = p.widths[0] - p.signal;
+  g.scale = 1.0f / float(int64_t(g.B) * g.S);
+  g.off = off;
+  const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
+
+  if (p.steps > 0) {  // θ ← Θ, optimizer state ← 0
+    for (int l = 0; l < g.L; ++l) {
+      const FusedMlpLayer& ly = c.layer[l];
+      const int nw = p.widths[l + 1] * p.widths[l], nb = p.widths[l + 1];
+      for (int i = int(threadIdx.x); i < nw + nb; i += blockDim.x) {
+        const bool isw = i < nw;
+        const int e = isw ? i : i - nw;
+        (isw ? ly.w : ly.b)[e] = (isw ? ly.w0 : ly.b0)[e];
+        if (float* m = isw ? ly.mw : ly.mb) m[e] = 0.0f;
+        if (float* v = isw ? ly.vw : ly.vb) v[e] = 0.0f;
+      }
+    }
+  } else if (in_shared) {  // no step: the prediction with θ as it is
+    copy_params(p, c.layer, p.layer, false);
+  }
+  __syncthreads();  // θ before any row pass
+
+  for (int k = 1; k <= p.steps; ++k) {
+    // The optimizer's scalars for this step (double pow: a long dependent chain) by a thread
+    // the row passes leave idle when the batch is under 32 rows, into shared memory.
+    if (threadIdx.x == blockDim.x - 1) step = step_scalars(p, k);
+    for (int b = warp; b < g.B; b += kRowWarps) row_backward_pass(p, c, g, widest, b, lane);
+    __syncthreads();  // every row's activations and δ (and step) before the sums over rows
+    loss_block0(p, g, c.fa + off[g.L], c.Fa + off[g.L], k);
+    update_all(p, c, g, step);
+    __syncthreads();  // the updated θ before the next forward
+  }
+  // θ and the optimizer state back to the params (they are the adapted model's), beside the
+  // prediction: both only read θ.
+  if (in_shared && p.steps > 0) copy_params(p, p.layer, c.layer, true);
+  for (int b = warp; b < g.B; b += kRowWarps) {  // the prediction f_θ(x, ∅)
+    row_forward(p, c, g, false, nullptr, c.fa, b, lane);
+    const float* y0 = c.fa + off[g.L] + b * g.S;
+    for (int s = lane; s < g.S; s += 32) p.y[b * g.S + s] = y0[s];
+  }
+}
+
+}  // namespace
+
+void fused_mlp_rows(const FusedMlpAdaptParams& p) {
+  const char* op = "fused_mlp_adapt";
+  // Shared memory for everything when it fits the block's opt-in limit (227 KB on an H100:
+  // mlp_tab up to about batch 200), else the global buffers. The limit is the device's; the
+  // attribute is raised once per process to the largest size a call asked for.
+  static std::atomic<int> raised{0};
+  int device = 0, optin = 0;
+  IDEM_CUDA_CHECK(op, cudaGetDevice(&device));
+  IDEM_CUDA_CHECK(op, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  const int64_t static_bytes = 8 * 1024;  // off[], Ctx, Step, the loss tree: well under this
+  const int64_t bytes = rows_smem_floats(p) * int64_t(sizeof(float));
+  const bool in_shared = bytes + static_bytes <= optin;
+  const size_t dyn = in_shared ? size_t(bytes) : 0;
+  if (in_shared && int(dyn) > raised.load()) {
+    IDEM_CUDA_CHECK(op, cudaFuncSetAttribute(fused_mlp_rows_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             int(dyn)));
+    raised.store(int(dyn));
+  }
+  fused_mlp_rows_kernel<<<1, kFusedMlpRowThreads, dyn, current_stream()>>>(p, in_shared ? 1 : 0);
+  IDEM_LAUNCH_CHECK(op);
+}
+
+}  // namespace idem::cuda
