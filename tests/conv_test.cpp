@@ -521,8 +521,10 @@ TEST(Conv2dCuda, BwdWeightImplicitGemmMatchesCpuAndIsDeterministic) {
     // to sqrt(N·P·Q), the sums' typical size.
     const double scale = std::sqrt(static_cast<double>(s.N * s.P * s.Q));
     for (size_t i = 0; i < c.size(); ++i) {
-      ASSERT_NEAR(d1[i], c[i], 1e-4 * (scale + std::fabs(c[i]))) << shape_str(r.x) << " element " << i;
-      ASSERT_NEAR(d1[i], t[i], 1e-4 * (scale + std::fabs(t[i]))) << shape_str(r.x) << " element " << i;
+      ASSERT_NEAR(d1[i], c[i], 1e-4 * (scale + std::fabs(c[i])))
+          << shape_str(r.x) << " element " << i;
+      ASSERT_NEAR(d1[i], t[i], 1e-4 * (scale + std::fabs(t[i])))
+          << shape_str(r.x) << " element " << i;
     }
   }
 #endif

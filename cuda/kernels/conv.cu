@@ -799,7 +799,8 @@ __global__ void __launch_bounds__(kGemmThreads)
     const float* dy_img = dy + n * d.O * PQ + pos.r * d.Q + pos.s;
     const float* x_img = x + n * d.C * HW;
 #pragma unroll
-    for (int i = 0; i < TM; ++i) a_reg[i] = (pos_ok && a_off[i] >= 0) ? __ldg(dy_img + a_off[i]) : 0.f;
+    for (int i = 0; i < TM; ++i)
+      a_reg[i] = (pos_ok && a_off[i] >= 0) ? __ldg(dy_img + a_off[i]) : 0.f;
 #pragma unroll
     for (int j = 0; j < TN; ++j) {
       float v = 0.f;
