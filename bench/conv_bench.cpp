@@ -1,13 +1,15 @@
 // Convolution benchmarks (Google Benchmark, CUDA events, manual time): the hand-written
 // kernels (cuda::conv2d_hand) against cuDNN (cuda::conv2d_cudnn, FP32 FMA math, no TF32) on the
 // fmnist CNN's two layers at batch 256 (tiled kernels) and the bn_cnn demo's two big layers at
-// batch 128, padding 1 (implicit GEMM in fwd and bwd_data):
+// batch 128, padding 1 (implicit GEMM in all three directions; fmnist2's bwd_weight too):
 //   fmnist1:     x (256,1,28,28)  * w (10,1,5,5)   -> (256,10,24,24)
 //   fmnist2:     x (256,10,12,12) * w (20,10,5,5)  -> (256,20,8,8)
 //   bn_cnn2:     x (128,32,14,14) * w (64,32,3,3)  -> (128,64,14,14)
 //   bn_cnn_head: x (128,64,7,7)   * w (64,64,3,3)  -> (128,64,7,7)
 // for fwd (with bias), bwd_data, bwd_weight and bwd (= bwd_data + bwd_weight, what a training
-// step runs for a layer whose input needs a gradient).
+// step runs for a layer whose input needs a gradient). bwd_weight has a third line,
+// hand_two_pass: the two-pass kernels the implicit GEMM replaced (cuda::
+// conv2d_bwd_weight_two_pass), timed in the same process for the before / after.
 //
 // Timing: the kernel functions are called directly (no validation or autograd). One untimed
 // warm-up call (module load, cuDNN handle and algorithm choice, allocator caching). Each
@@ -40,6 +42,12 @@
 #include <cuda_runtime.h>
 
 #include "cuda/common.cuh"
+
+namespace idem::cuda {
+// Defined in cuda/kernels/conv.cu: the two-pass bwd_weight kernels whatever the shape.
+void conv2d_bwd_weight_two_pass(const Tensor& dw, const Tensor& dy, const Tensor& x,
+                                const ConvShape& s);
+}  // namespace idem::cuda
 #endif
 
 namespace {
@@ -56,12 +64,17 @@ struct Layer {
 const Layer kLayers[] = {
     {"fmnist1", {256, 1, 28, 28}, {10, 1, 5, 5}},
     {"fmnist2", {256, 10, 12, 12}, {20, 10, 5, 5}},
-    // The bn_cnn demo's two layers that take the implicit GEMM (fwd and bwd_data).
+    // The bn_cnn demo's two layers that take the implicit GEMM.
     {"bn_cnn2", {128, 32, 14, 14}, {64, 32, 3, 3}, 1},
     {"bn_cnn_head", {128, 64, 7, 7}, {64, 64, 3, 3}, 1},
 };
 
 enum class Dir { fwd, bwd_data, bwd_weight, bwd };
+// hand_two_pass: conv2d_hand, except bwd_weight forced onto the two-pass kernels.
+enum class Impl { cudnn, hand, hand_two_pass };
+const char* impl_name(Impl i) {
+  return i == Impl::cudnn ? "cudnn" : i == Impl::hand ? "hand" : "hand_two_pass";
+}
 const char* dir_name(Dir d) {
   switch (d) {
     case Dir::fwd:
@@ -116,12 +129,14 @@ const Operands& operands(const Layer& l) {
   return cache.emplace(l.name, std::move(o)).first->second;
 }
 
-// One call of `dir` with backend `cudnn`.
-void run(const Operands& o, Dir dir, bool cudnn) {
+// One call of `dir` with implementation `impl`.
+void run(const Operands& o, Dir dir, Impl impl) {
   auto call = [&](ConvDir d, const Tensor& out, const Tensor& a, const Tensor& b,
                   const Tensor& bias) {
-    if (cudnn)
+    if (impl == Impl::cudnn)
       idem::cuda::conv2d_cudnn(d, out, a, b, bias, o.s);
+    else if (impl == Impl::hand_two_pass && d == ConvDir::bwd_weight)
+      idem::cuda::conv2d_bwd_weight_two_pass(out, a, b, o.s);
     else
       idem::cuda::conv2d_hand(d, out, a, b, bias, o.s);
   };
@@ -152,8 +167,8 @@ void CUDART_CB hold_stream(void* flag) {
     std::this_thread::yield();
 }
 
-// Largest |hand − cuDNN| over the outputs of `dir` (0 when cuDNN is unavailable).
-double diff_vs_cudnn(const Operands& o, Dir dir) {
+// Largest |impl − cuDNN| over the outputs of `dir` (0 when cuDNN is unavailable).
+double diff_vs_cudnn(const Operands& o, Dir dir, Impl impl) {
   auto outputs = [&]() -> std::vector<float> {
     std::vector<float> v;
     auto add = [&](const Tensor& t) {
@@ -165,10 +180,10 @@ double diff_vs_cudnn(const Operands& o, Dir dir) {
     if (dir == Dir::bwd_weight || dir == Dir::bwd) add(o.dw);
     return v;
   };
-  run(o, dir, false);
+  run(o, dir, impl);
   const auto hand = outputs();
   try {
-    run(o, dir, true);
+    run(o, dir, Impl::cudnn);
   } catch (const idem::Error&) {
     return 0;
   }
@@ -181,8 +196,9 @@ double diff_vs_cudnn(const Operands& o, Dir dir) {
 
 #endif  // IDEM_WITH_CUDA
 
-void bm_conv(benchmark::State& state, const Layer& layer, Dir dir, bool cudnn) {
+void bm_conv(benchmark::State& state, const Layer& layer, Dir dir, Impl impl) {
 #ifdef IDEM_WITH_CUDA
+  const bool cudnn = impl == Impl::cudnn;
   if (!idem::cuda::available()) {
     state.SkipWithError("no CUDA device");
     return;
@@ -191,7 +207,7 @@ void bm_conv(benchmark::State& state, const Layer& layer, Dir dir, bool cudnn) {
   cudaEvent_t start = nullptr, stop = nullptr;
   try {
     op = &operands(layer);
-    run(*op, dir, cudnn);  // warm-up; a missing cuDNN build throws here
+    run(*op, dir, impl);  // warm-up; a missing cuDNN build throws here
     idem::bench::sync_stream();
     IDEM_CUDA_CHECK("conv_bench", cudaEventCreate(&start));
     IDEM_CUDA_CHECK("conv_bench", cudaEventCreate(&stop));
@@ -209,7 +225,7 @@ void bm_conv(benchmark::State& state, const Layer& layer, Dir dir, bool cudnn) {
     std::atomic<int> go{0};
     cudaLaunchHostFunc(st, hold_stream, &go);
     cudaEventRecord(start, st);
-    run(*op, dir, cudnn);
+    run(*op, dir, impl);
     cudaEventRecord(stop, st);
     go.store(1, std::memory_order_release);
     cudaEventSynchronize(stop);
@@ -238,13 +254,13 @@ void bm_conv(benchmark::State& state, const Layer& layer, Dir dir, bool cudnn) {
       ref = median(g_cudnn_times[key]);
     }
     if (ref > 0) state.counters["hand_over_cudnn"] = per / ref;
-    state.counters["max_abs_diff"] = diff_vs_cudnn(*op, dir);
+    state.counters["max_abs_diff"] = diff_vs_cudnn(*op, dir, impl);
   }
   state.SetLabel(idem::bench::gpu_name());
 #else
   (void)layer;
   (void)dir;
-  (void)cudnn;
+  (void)impl;
   state.SkipWithError("idem was built without CUDA");
 #endif
 }
@@ -255,11 +271,12 @@ const bool g_registered = [] {
   const bool gpu = idem::cuda::available();
   for (const Layer& l : kLayers)
     for (Dir d : {Dir::fwd, Dir::bwd_data, Dir::bwd_weight, Dir::bwd})
-      for (bool cudnn : {true, false}) {
+      for (Impl impl : {Impl::cudnn, Impl::hand, Impl::hand_two_pass}) {
+        if (impl == Impl::hand_two_pass && d != Dir::bwd_weight) continue;
         const std::string name =
-            std::string("conv2d/") + l.name + "/" + dir_name(d) + "/" + (cudnn ? "cudnn" : "hand");
+            std::string("conv2d/") + l.name + "/" + dir_name(d) + "/" + impl_name(impl);
         auto* b = benchmark::RegisterBenchmark(
-            name.c_str(), [&l, d, cudnn](benchmark::State& st) { bm_conv(st, l, d, cudnn); });
+            name.c_str(), [&l, d, impl](benchmark::State& st) { bm_conv(st, l, d, impl); });
         b->UseManualTime()->Unit(benchmark::kMicrosecond);
         if (gpu)
           b->MinTime(0.1)->Repetitions(5)->ReportAggregatesOnly(true);

@@ -5,10 +5,11 @@
 //   op_case/<device>/<family>/<row>/fwd_bwd    the same call, then out.backward(g)
 //
 // <device> is `cpu` (f32, always registered) and `cuda` (f32, registered only when a GPU is
-// usable when idem_bench starts). fwd_bwd exists for rows with a gradient (row.gradcheck and at
-// least one differentiable floating input); g is one fixed random upstream gradient, so the
-// backward is exactly the op's own (no extra loss op), and the inputs' gradients are dropped
-// (zero_grad, a host-only call) before each backward so nothing accumulates.
+// usable when idem_bench starts). fwd_bwd exists for rows with a gradient (row.gradcheck or
+// row.grad_parity, and at least one differentiable floating input); g is one fixed random
+// upstream gradient, so the backward is exactly the op's own (no extra loss op), and the
+// inputs' gradients are dropped (zero_grad, a host-only call) before each backward so nothing
+// accumulates.
 //
 // Select with Google Benchmark's filter, e.g.
 //   idem_bench --benchmark_filter='^op_case/cpu/softmax/' --benchmark_min_time=0.01
@@ -55,7 +56,7 @@ int64_t bytes_of(const Tensor& t) {
 
 // True when the row's forward+backward makes sense: a gradient and a differentiable input.
 bool has_backward(const OpCase& c) {
-  if (!c.gradcheck) return false;
+  if (!c.gradcheck && !c.grad_parity) return false;
   for (const auto& in : c.inputs)
     if (in.differentiable && in.kind != testing::InputKind::index &&
         in.kind != testing::InputKind::mask)

@@ -15,6 +15,14 @@
 #include "core/kernels/runtime.h"
 #include "tests/test_util.h"
 
+#ifdef IDEM_WITH_CUDA
+namespace idem::cuda {
+// Defined in cuda/kernels/conv.cu (see there): the two-pass bwd_weight kernels whatever the shape.
+void conv2d_bwd_weight_two_pass(const Tensor& dw, const Tensor& dy, const Tensor& x,
+                                const ConvShape& s);
+}  // namespace idem::cuda
+#endif
+
 namespace idem {
 namespace {
 
@@ -328,8 +336,9 @@ TEST(Conv2dCuda, HandBackwardDataBothPathsMatchCpu) {
 
 // The implicit-GEMM kernels' selection (host logic: runs without a GPU in a CUDA build). The
 // bn_cnn demo's two big layers (apps/idem/bench.cpp, it3/models.cpp make_bn_cnn(10, 32, 64)) at
-// batch 128 take it in fwd and bwd_data; its first layer and the fmnist layers keep the tiled
-// kernels; a layer with few output channels keeps the direct one.
+// batch 128 take it in all three directions; its first layer and the fmnist layers keep the
+// tiled kernels in fwd and bwd_data; a layer with few output channels keeps the direct one. In
+// bwd_weight, layers with < 16 output channels or < 32 taps per group keep the two passes.
 #ifdef IDEM_WITH_CUDA
 ConvShape shape_of(const Shape& x, const Shape& w, const ConvParams& p) {
   return ops::conv2d_shape(x, w, p, "test");
@@ -352,14 +361,28 @@ TEST(Conv2dCuda, ImplicitGemmIsChosenForBnCnnShapes) {
     const ConvShape s = shape_of(x, w, pad1());
     EXPECT_STREQ(conv2d_hand_kernel_name(ConvDir::fwd, s), "implicit_gemm") << shape_str(x);
     EXPECT_STREQ(conv2d_hand_kernel_name(ConvDir::bwd_data, s), "implicit_gemm") << shape_str(x);
-    EXPECT_STREQ(conv2d_hand_kernel_name(ConvDir::bwd_weight, s), "two_pass") << shape_str(x);
+    EXPECT_STREQ(conv2d_hand_kernel_name(ConvDir::bwd_weight, s), "implicit_gemm")
+        << shape_str(x);
   }
-  // bn_cnn's first layer (1 -> 32) and the fmnist layers fit the tiled kernels.
+  // bn_cnn's first layer (1 -> 32) and the fmnist layers fit the tiled kernels. In bwd_weight
+  // the 1 -> 32 layer (9 taps) and fmnist's 1 -> 10 layer (10 channels, 25 taps) keep the two
+  // passes; fmnist's 10 -> 20 layer (20 channels, 250 taps) takes the 32-row GEMM tile.
   const ConvShape first = shape_of({128, 1, 28, 28}, {32, 1, 3, 3}, pad1());
   EXPECT_STREQ(conv2d_hand_kernel_name(ConvDir::fwd, first), "tiled");
+  EXPECT_STREQ(conv2d_hand_kernel_name(ConvDir::bwd_weight, first), "two_pass");
+  const ConvShape fm1 = shape_of({256, 1, 28, 28}, {10, 1, 5, 5}, {});
+  EXPECT_STREQ(conv2d_hand_kernel_name(ConvDir::bwd_weight, fm1), "two_pass");
   const ConvShape fm2 = shape_of({256, 10, 12, 12}, {20, 10, 5, 5}, {});
   EXPECT_STREQ(conv2d_hand_kernel_name(ConvDir::fwd, fm2), "tiled");
   EXPECT_STREQ(conv2d_hand_kernel_name(ConvDir::bwd_data, fm2), "tiled");
+  EXPECT_STREQ(conv2d_hand_kernel_name(ConvDir::bwd_weight, fm2), "implicit_gemm");
+  // The bwd_weight thresholds: 15 output channels per group, or 27 taps, stay two-pass.
+  const ConvShape o15 = shape_of({8, 32, 14, 14}, {15, 32, 3, 3}, pad1());
+  EXPECT_STREQ(conv2d_hand_kernel_name(ConvDir::bwd_weight, o15), "two_pass");
+  const ConvShape k27 = shape_of({8, 3, 14, 14}, {64, 3, 3, 3}, pad1());
+  EXPECT_STREQ(conv2d_hand_kernel_name(ConvDir::bwd_weight, k27), "two_pass");
+  const ConvShape k36 = shape_of({8, 4, 14, 14}, {16, 4, 3, 3}, pad1());
+  EXPECT_STREQ(conv2d_hand_kernel_name(ConvDir::bwd_weight, k36), "implicit_gemm");
   // Too big for the tiled kernels, but 8 output channels (< 16 columns): direct fwd; its
   // bwd_data has 32 columns and 72 taps: implicit GEMM.
   const ConvShape narrow = shape_of({4, 32, 40, 40}, {8, 32, 3, 3}, pad1());
@@ -369,8 +392,9 @@ TEST(Conv2dCuda, ImplicitGemmIsChosenForBnCnnShapes) {
 }
 
 // The op-case rows named conv2d_igemm_* / conv_transpose2d_igemm_* (tests/op_cases/
-// conv_cases.cpp; the shapes are repeated here) route fwd and bwd_data to the implicit GEMM, so
-// the parity suite runs it on the GPU.
+// conv_cases.cpp; the shapes are repeated here) route fwd and bwd_data to the implicit GEMM, and
+// those and the conv2d_wgrad_igemm_* rows route bwd_weight to its implicit GEMM, so the parity
+// suite runs them on the GPU.
 TEST(Conv2dCuda, ImplicitGemmRowsRouteToIt) {
 #ifndef IDEM_WITH_CUDA
   GTEST_SKIP() << "built without CUDA";
@@ -397,7 +421,19 @@ TEST(Conv2dCuda, ImplicitGemmRowsRouteToIt) {
         << shape_str(r.x) << " * " << shape_str(r.w);
     EXPECT_STREQ(cuda::conv2d_hand_kernel_name(ConvDir::bwd_data, s), "implicit_gemm")
         << shape_str(r.x) << " * " << shape_str(r.w);
+    EXPECT_STREQ(cuda::conv2d_hand_kernel_name(ConvDir::bwd_weight, s), "implicit_gemm")
+        << shape_str(r.x) << " * " << shape_str(r.w);
   }
+  const Row wgrad_rows[] = {
+      {{36, 32, 14, 14}, {64, 32, 3, 3}, params<ConvParams>(1, 1, 1, 1, 1, 1, 1)},  // chunks
+      {{5, 24, 3, 3}, {33, 24, 3, 3}, params<ConvParams>(1, 1, 1, 1, 1, 1, 1)},     // small_pq
+      {{6, 4, 1, 1}, {16, 4, 3, 3}, params<ConvParams>(1, 1, 1, 1, 1, 1, 1)},       // 1x1_out
+      {{7, 24, 11, 13}, {96, 8, 3, 3}, params<ConvParams>(2, 1, 1, 2, 1, 2, 3)},    // groups3
+  };
+  for (const Row& r : wgrad_rows)
+    EXPECT_STREQ(cuda::conv2d_hand_kernel_name(ConvDir::bwd_weight, shape_of(r.x, r.w, r.p)),
+                 "implicit_gemm")
+        << shape_str(r.x) << " * " << shape_str(r.w);
 #endif
 }
 
@@ -438,6 +474,60 @@ TEST(Conv2dCuda, ImplicitGemmMatchesCpuAndIsDeterministic) {
             << shape_str(xs) << " element " << i;
     }
   }
+}
+
+// bwd_weight through its implicit GEMM (a fixed split of the N·P·Q positions, then the chunks'
+// sum in order): matches the CPU and the two-pass kernels, and a second call gives the same bits
+// (no atomics; the split depends on the shape only). The bn_cnn layers at batch 16 and 128 (49,
+// 98 and 56 chunks), fmnist's 10 -> 20 layer (32-row tiles), and groups with stride, padding and
+// dilation per axis and a short last chunk.
+TEST(Conv2dCuda, BwdWeightImplicitGemmMatchesCpuAndIsDeterministic) {
+#ifndef IDEM_WITH_CUDA
+  GTEST_SKIP() << "built without CUDA";
+#else
+  IDEM_REQUIRE_GPU();
+  BackendGuard guard;
+  set_conv_backend(ConvBackend::hand);
+  const Device dev = Device::cuda(0);
+  struct Row {
+    Shape x, w;
+    ConvParams p;
+  };
+  const Row rows[] = {
+      {{16, 32, 14, 14}, {64, 32, 3, 3}, params<ConvParams>(1, 1, 1, 1, 1, 1, 1)},
+      {{128, 32, 14, 14}, {64, 32, 3, 3}, params<ConvParams>(1, 1, 1, 1, 1, 1, 1)},
+      {{128, 64, 7, 7}, {64, 64, 3, 3}, params<ConvParams>(1, 1, 1, 1, 1, 1, 1)},
+      {{64, 10, 12, 12}, {20, 10, 5, 5}, params<ConvParams>(1, 1, 0, 0, 1, 1, 1)},
+      {{7, 24, 11, 13}, {96, 8, 3, 3}, params<ConvParams>(2, 1, 1, 2, 1, 2, 3)},
+  };
+  uint64_t seed = 990;
+  for (const Row& r : rows) {
+    ++seed;
+    const ConvShape s = ops::conv2d_shape(r.x, r.w, r.p, "t");
+    ASSERT_STREQ(cuda::conv2d_hand_kernel_name(ConvDir::bwd_weight, s), "implicit_gemm")
+        << shape_str(r.x);
+    Tensor x = randn(r.x, seed), g = randn({s.N, s.O, s.P, s.Q}, seed + 1);
+    const auto c = ops::conv2d_backward_weight(g, x, r.w, r.p).to_vector<float>();
+    Tensor xc = x.to(dev), gc = g.to(dev);
+    const auto d1 = ops::conv2d_backward_weight(gc, xc, r.w, r.p).to_vector<float>();
+    const auto d2 = ops::conv2d_backward_weight(gc, xc, r.w, r.p).to_vector<float>();
+    EXPECT_EQ(d1, d2) << shape_str(r.x);
+    Tensor two = empty(r.w, {DType::f32, dev});
+    cuda::conv2d_bwd_weight_two_pass(two, gc, xc, s);
+    const auto t = two.to_vector<float>();
+    ASSERT_EQ(c.size(), d1.size());
+    ASSERT_EQ(c.size(), t.size());
+    // The sums run over N·P·Q products of unit normals (up to 25 088 here): tolerance relative
+    // to sqrt(N·P·Q), the sums' typical size.
+    const double scale = std::sqrt(static_cast<double>(s.N * s.P * s.Q));
+    for (size_t i = 0; i < c.size(); ++i) {
+      ASSERT_NEAR(d1[i], c[i], 1e-4 * (scale + std::fabs(c[i])))
+          << shape_str(r.x) << " element " << i;
+      ASSERT_NEAR(d1[i], t[i], 1e-4 * (scale + std::fabs(t[i])))
+          << shape_str(r.x) << " element " << i;
+    }
+  }
+#endif
 }
 
 TEST(Conv2d, BadInput) {

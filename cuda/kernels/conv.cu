@@ -11,6 +11,9 @@
 //  2. implicit GEMM (fwd and bwd_data), otherwise when the reduction has >= 64 taps and the
 //     output has >= 16 channels per group (the bn_cnn demo's 32->64 layer and head);
 //  3. direct, for the rest.
+// bwd_weight has two: an implicit GEMM with a fixed split of the N·P·Q positions when a group
+// has >= 16 output channels and >= 32 taps (the bn_cnn layers above, the fmnist CNN's 10->20
+// layer), else two passes.
 // Every kernel is deterministic (no atomics; each output is one thread's sum in a fixed order):
 //  - fwd, tiled: one block per (n, g, chunk of work items) stages both in shared memory once; a
 //    thread accumulates OB output channels x 2 pixels in registers (one float4 weight load per
@@ -25,7 +28,11 @@
 //    dy[n, o, p, q]·w[o, c, r, s] over the taps with p·sh − ph + r·dh = h (and likewise w).
 //    The tiled variant (w[g] and one image's dy in 48 KB) stages them in shared memory first
 //    and runs the same loops on them.
-//  - bwd_weight: two passes. Pass 1: one thread per (chunk of the N·P·Q positions, block of OB
+//  - bwd_weight, implicit GEMM: rows = output channels of the group, columns = taps
+//    (channel, r, s), reduction = the N·P·Q positions cut into chunks whose count depends on the
+//    shape only; a block computes a 64 x 64 (32 x 64) tile over one chunk into a scratch, a
+//    second kernel adds the chunks in order. Details at the kernel.
+//  - bwd_weight, two passes. Pass 1: one thread per (chunk of the N·P·Q positions, block of OB
 //    output channels, tap k = (c, r, s)) sums its chunk in order into partial[chunk][o][k];
 //    pass 2: one warp per weight element sums the chunks in a fixed lane order and a fixed
 //    shuffle tree.
@@ -702,6 +709,166 @@ __global__ void __launch_bounds__(kGemmThreads)
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// bwd_weight, implicit GEMM with a deterministic split K, for the layers the fwd / bwd_data
+// implicit GEMM serves (selection: bwd_weight_igemm_plan below). Per group g:
+//
+//   dw[g·Og + row, col] = Σ_m A[m][row] · B[m][col]
+//   rows row < Og (output channels), columns col = (ch, r, s) < Cg·R·S (= w's flat tap index),
+//   reduction m = (n, p, q) < N·P·Q (= (n·P + p)·Q + q),
+//   A[m][row] = dy[n, g·Og + row, p, q],
+//   B[m][col] = x[n, g·Cg + ch, p·sh − ph + r·dh, q·sw − pw + s·dw] (0 in the padding).
+//
+// The output is small (64 × 288 for the bn_cnn 32->64 layer) and the reduction long (25 088 at
+// batch 128), so the reduction is cut into n_chunks chunks of chunk_len positions (a multiple
+// of BK; the counts depend on the shape only: bwd_weight_igemm_plan). Grid: (column tiles,
+// row tiles · G, chunks). A block computes one BM × BN tile (BM = 16·TM rows, BN = 64 columns)
+// over its chunk, K steps of BK = 16 positions through shared memory, a TM × 4 register
+// micro-tile per thread, the next step's global loads in flight during the arithmetic (as in
+// conv2d_igemm_kernel), and stores the tile to partial[chunk] (laid out as dw). Pass 2
+// (conv2d_bwd_weight_chunk_sum_kernel) adds the chunks in order 0, 1, ...; with one chunk the
+// tile goes straight to dw.
+//
+// Loading: thread t owns position m_l = t % BK of every step (one (n, p, q) cursor, advanced by
+// BK with carries: no divisions in the loop) and loads rows u + 16·i (i < TM) of dy and columns
+// u + 16·j (j < 4) of x, u = t / BK; a warp reads 16 neighbouring positions of two rows (two
+// taps): contiguous in dy, stride sw in x. Rows ≥ Og, columns ≥ Cg·R·S, positions ≥ N·P·Q and
+// taps in the padding read nothing and store 0. Each thread decodes its columns' (ch, r, s) once.
+// Shared tiles are [BK][BM + 4] and [BK][BN + 4]: rows stay 16-byte aligned for the vector
+// reads, and the stores (16 positions × 2 rows per warp) hit each bank at most twice.
+//
+// Determinism: each partial is one thread's fmaf chain over its chunk's positions in increasing
+// m (a position in the padding or past N·P·Q adds a·0), each dw element the chunks' sum in chunk
+// order; no atomics. The chunking depends on the shape only, so the bits do not depend on the
+// device, the stream or the timing.
+//
+// 32-bit index math: the selection requires C·H·W and O·P·Q (offsets inside one image) and
+// N·P·Q + 2·chunk_len in an int; image bases and output offsets are 64-bit.
+template <int TM>
+__global__ void __launch_bounds__(kGemmThreads)
+    conv2d_bwd_weight_igemm_kernel(float* __restrict__ partial, const float* __restrict__ dy,
+                                   const float* __restrict__ x, ConvDims d, int chunk_len,
+                                   int row_tiles) {
+  constexpr int TN = 4;
+  constexpr int BM = 16 * TM, BN = 16 * TN, BK = kGemmBK;
+  static_assert(kGemmThreads / BK == 16, "16 rows / columns per load pass");
+  __shared__ __align__(16) float As[BK][BM + 4];
+  __shared__ __align__(16) float Bs[BK][BN + 4];
+
+  const int tid = static_cast<int>(threadIdx.x);
+  const int col0 = static_cast<int>(blockIdx.x) * BN;
+  const int row0 = static_cast<int>(blockIdx.y % row_tiles) * BM;
+  const int g = static_cast<int>(blockIdx.y / row_tiles);
+  const int chunk = static_cast<int>(blockIdx.z);
+
+  const int RS = d.R * d.S;
+  const int K = d.Cg * RS;  // columns
+  const int PQ = d.P * d.Q, HW = d.H * d.W;
+  const int M = d.N * PQ;  // reduction length
+  const int m_begin = chunk * chunk_len;  // < M (the plan has no empty chunk)
+  const int steps = (min(chunk_len, M - m_begin) + BK - 1) / BK;  // the same in every thread
+
+  // This thread's load slots: position m_l of each step, rows / columns u + 16·i.
+  const int m_l = tid % BK, u = tid / BK;
+  int a_off[TM];  // (g·Og + row)·PQ inside an image of dy, or -1 past Og
+#pragma unroll
+  for (int i = 0; i < TM; ++i) {
+    const int row = row0 + u + 16 * i;
+    a_off[i] = row < d.Og ? (g * d.Og + row) * PQ : -1;
+  }
+  int b_off[TN], b_h[TN], b_w[TN];  // (g·Cg + ch)·HW or -1 past K; r·dh − ph; s·dw − pw
+#pragma unroll
+  for (int j = 0; j < TN; ++j) {
+    const int col = col0 + u + 16 * j;
+    const int cc = col < K ? col : 0;
+    const int ch = cc / RS, rs = cc - ch * RS;
+    const int r = rs / d.S, s = rs - r * d.S;
+    b_off[j] = col < K ? (g * d.Cg + ch) * HW : -1;
+    b_h[j] = r * d.dh - d.ph;
+    b_w[j] = s * d.dw - d.pw;
+  }
+  // The position cursor (ch = n, r = p, s = q) and the step BK in that radix.
+  TapCursor pos;
+  pos.init(m_begin + m_l, d.P, d.Q);
+  const int dn = BK / PQ, dp = (BK % PQ) / d.Q, dq = (BK % PQ) % d.Q;
+
+  float a_reg[TM], b_reg[TN];
+  auto load_tiles = [&]() {
+    const bool pos_ok = pos.ch < d.N;  // false past N·P·Q (the last chunk's tail)
+    const int64_t n = pos_ok ? pos.ch : 0;
+    const float* dy_img = dy + n * d.O * PQ + pos.r * d.Q + pos.s;
+    const float* x_img = x + n * d.C * HW;
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+      a_reg[i] = (pos_ok && a_off[i] >= 0) ? __ldg(dy_img + a_off[i]) : 0.f;
+#pragma unroll
+    for (int j = 0; j < TN; ++j) {
+      float v = 0.f;
+      const int h = pos.r * d.sh + b_h[j], ww = pos.s * d.sw + b_w[j];
+      if (pos_ok && b_off[j] >= 0 && h >= 0 && h < d.H && ww >= 0 && ww < d.W)
+        v = __ldg(x_img + b_off[j] + h * d.W + ww);
+      b_reg[j] = v;
+    }
+  };
+
+  const int tx = tid % 16, ty = tid / 16;  // columns tx·4 + j, rows ty·TM + i
+  float acc[TM][TN];
+#pragma unroll
+  for (int i = 0; i < TM; ++i)
+#pragma unroll
+    for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
+
+  load_tiles();
+  for (int step = 0; step < steps; ++step) {  // the same trip count in every thread
+#pragma unroll
+    for (int i = 0; i < TM; ++i) As[m_l][u + 16 * i] = a_reg[i];
+#pragma unroll
+    for (int j = 0; j < TN; ++j) Bs[m_l][u + 16 * j] = b_reg[j];
+    __syncthreads();
+    if (step + 1 < steps) {  // the next step's loads, in flight during this step's arithmetic
+      pos.advance(dn, dp, dq, d.P, d.Q);
+      load_tiles();
+    }
+#pragma unroll
+    for (int kk = 0; kk < BK; ++kk) {
+      float av[TM], bv[TN];
+      load_smem_vec<TM>(av, &As[kk][ty * TM]);
+      load_smem_vec<TN>(bv, &Bs[kk][tx * TN]);
+#pragma unroll
+      for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+    }
+    __syncthreads();  // before the next step overwrites the tiles
+  }
+
+  float* out = partial + static_cast<int64_t>(chunk) * d.O * K;
+#pragma unroll
+  for (int i = 0; i < TM; ++i) {
+    const int row = row0 + ty * TM + i;
+    if (row >= d.Og) continue;
+    float* o = out + static_cast<int64_t>(g * d.Og + row) * K;
+#pragma unroll
+    for (int j = 0; j < TN; ++j) {
+      const int col = col0 + tx * TN + j;
+      if (col < K) o[col] = acc[i][j];
+    }
+  }
+}
+
+// bwd_weight implicit GEMM, pass 2: dw[e] = Σ_chunk partial[chunk, e] in chunk order, one
+// thread per element (neighbouring threads read neighbouring elements of each chunk).
+__global__ void __launch_bounds__(kThreads)
+    conv2d_bwd_weight_chunk_sum_kernel(float* __restrict__ dw, const float* __restrict__ partial,
+                                       int64_t n_elems, int n_chunks) {
+  for (const int64_t e : grid_stride(n_elems)) {
+    float acc = partial[e];
+#pragma unroll 8
+    for (int c = 1; c < n_chunks; ++c) acc += partial[c * n_elems + e];
+    dw[e] = acc;
+  }
+}
+
 // Register block over channels: the largest of 8, 4, 2 that wastes at most a quarter of the
 // extent in partially filled blocks (Og = 10 -> 4, 20 -> 8, 1 -> 1).
 int channel_block(int extent) {
@@ -850,6 +1017,48 @@ void launch_igemm(const Tensor& out, const Tensor& a, const Tensor& w, const flo
   }
 }
 
+// The bwd_weight implicit GEMM's launch geometry (conv2d_bwd_weight_igemm_kernel); ok = false
+// when it is not selected. The rule, like igemm_selected's:
+//  - it pays: Og >= 16 rows (a 32- or 64-row tile at least half full) and Cg·R·S >= 32
+//    columns (the 64-column tile at least half full). Below that (the fmnist CNN's first layer,
+//    bn_cnn's 1->32 layer: 9 or 25 taps) the two-pass kernel wastes less.
+//  - it fits: C·H·W and O·P·Q in an int (offsets inside one image), N·P·Q small enough for the
+//    position cursors (<= INT_MAX / 2), the grid (row tiles · G <= 65535).
+// The split of the N·P·Q positions depends on the shape only (never on the device): about
+// kTargetBlocks blocks, each chunk at least kMinChunk positions (4 steps of 16) and at most
+// kMaxChunks chunks, chunk_len a multiple of 16, no empty chunk.
+struct BwdWeightGemmPlan {
+  bool ok = false;
+  int tm = 4, row_tiles = 0, col_tiles = 0, chunk_len = 0, chunks = 0;
+};
+
+BwdWeightGemmPlan bwd_weight_igemm_plan(const ConvDims& d) {
+  constexpr int64_t kTargetBlocks = 512, kMinChunk = 64, kMaxChunks = 1024;
+  BwdWeightGemmPlan t;
+  const int64_t K = static_cast<int64_t>(d.Cg) * d.R * d.S;
+  if (d.Og < 16 || K < 32) return t;
+  const int64_t pq = static_cast<int64_t>(d.P) * d.Q, hw = static_cast<int64_t>(d.H) * d.W;
+  const int64_t M = d.N * pq;
+  if (M > INT_MAX / 2 || static_cast<int64_t>(d.C) * hw > INT_MAX ||
+      static_cast<int64_t>(d.O) * pq > INT_MAX)
+    return t;
+  t.tm = d.Og > 32 ? 4 : 2;
+  const int64_t row_tiles = (d.Og + 16 * t.tm - 1) / (16 * t.tm);
+  const int64_t col_tiles = (K + 63) / 64;
+  if (row_tiles * d.G > 65535 || col_tiles > INT_MAX) return t;
+  const int64_t tiles = row_tiles * col_tiles * d.G;
+  int64_t chunks = (kTargetBlocks + tiles - 1) / tiles;
+  chunks = std::max<int64_t>(1, std::min({chunks, kMaxChunks, (M + kMinChunk - 1) / kMinChunk}));
+  int64_t len = (M + chunks - 1) / chunks;
+  len = (len + kGemmBK - 1) / kGemmBK * kGemmBK;
+  t.chunks = static_cast<int>((M + len - 1) / len);  // <= chunks: every chunk has a position
+  t.chunk_len = static_cast<int>(len);
+  t.row_tiles = static_cast<int>(row_tiles);
+  t.col_tiles = static_cast<int>(col_tiles);
+  t.ok = true;
+  return t;
+}
+
 // Which kernel conv2d_hand runs for one direction: the single place the rule lives (used by
 // the launches below and by conv2d_hand_kernel_name).
 enum class HandKernel { tiled, implicit_gemm, direct, two_pass };
@@ -863,6 +1072,7 @@ HandKernel choose_kernel(ConvDir dir, const ConvDims& d) {
       if (plan_bwd_data_tiled(d).ok) return HandKernel::tiled;
       return igemm_selected(d, true) ? HandKernel::implicit_gemm : HandKernel::direct;
     case ConvDir::bwd_weight:
+      if (bwd_weight_igemm_plan(d).ok) return HandKernel::implicit_gemm;
       break;
   }
   return HandKernel::two_pass;
@@ -940,7 +1150,33 @@ void hand_bwd_data(const Tensor& dx, const Tensor& dy, const Tensor& w, const Co
   });
 }
 
-void hand_bwd_weight(const Tensor& dw, const Tensor& dy, const Tensor& x, const ConvDims& d) {
+// The implicit GEMM with a fixed split of the positions, then the chunks' ordered sum (or, with
+// one chunk, the GEMM straight into dw). The scratch comes from the caching allocator.
+void bwd_weight_igemm(const Tensor& dw, const Tensor& dy, const Tensor& x, const ConvDims& d,
+                      const BwdWeightGemmPlan& t, cudaStream_t st) {
+  const int64_t n_elems = static_cast<int64_t>(d.O) * d.Cg * d.R * d.S;
+  Tensor partial;
+  if (t.chunks > 1) partial = empty({static_cast<int64_t>(t.chunks), n_elems}, dw.options());
+  float* out = t.chunks > 1 ? partial.data<float>() : dw.data<float>();
+  const dim3 grid(static_cast<unsigned>(t.col_tiles), static_cast<unsigned>(t.row_tiles * d.G),
+                  static_cast<unsigned>(t.chunks));
+  if (t.tm == 4) {
+    conv2d_bwd_weight_igemm_kernel<4><<<grid, kGemmThreads, 0, st>>>(
+        out, dy.data<float>(), x.data<float>(), d, t.chunk_len, t.row_tiles);
+    IDEM_LAUNCH_CHECK("conv2d_backward_weight");
+  } else {
+    conv2d_bwd_weight_igemm_kernel<2><<<grid, kGemmThreads, 0, st>>>(
+        out, dy.data<float>(), x.data<float>(), d, t.chunk_len, t.row_tiles);
+    IDEM_LAUNCH_CHECK("conv2d_backward_weight");
+  }
+  if (t.chunks > 1)
+    launch_grid_stride(IDEM_SITE("conv2d_backward_weight"), n_elems, kThreads,
+                       conv2d_bwd_weight_chunk_sum_kernel, dw.data<float>(),
+                       partial.data<float>(), n_elems, t.chunks);
+}
+
+// The two-pass kernels (partial sums per chunk of positions, then a warp per element).
+void bwd_weight_two_pass(const Tensor& dw, const Tensor& dy, const Tensor& x, const ConvDims& d) {
   const int ob = channel_block(d.Og);
   const int n_ob = (d.Og + ob - 1) / ob;
   const int64_t crs = static_cast<int64_t>(d.Cg) * d.R * d.S;
@@ -986,7 +1222,10 @@ void conv2d_hand(ConvDir dir, const Tensor& out, const Tensor& a, const Tensor& 
       hand_bwd_data(out, a, b, d, st);
       break;
     case ConvDir::bwd_weight:
-      hand_bwd_weight(out, a, b, d);
+      if (choose_kernel(dir, d) == HandKernel::implicit_gemm)
+        bwd_weight_igemm(out, a, b, d, bwd_weight_igemm_plan(d), st);
+      else
+        bwd_weight_two_pass(out, a, b, d);
       break;
   }
 }
@@ -1004,6 +1243,17 @@ const char* conv2d_hand_kernel_name(ConvDir dir, const ConvShape& s) {
       break;
   }
   return "two_pass";
+}
+
+// The two-pass bwd_weight kernels whatever the shape, for the benchmark's old-kernel line and
+// the tests that compare the implicit GEMM against them. Not in a header: only bench/ and tests/
+// declare it.
+void conv2d_bwd_weight_two_pass(const Tensor& dw, const Tensor& dy, const Tensor& x,
+                                const ConvShape& s) {
+  if (dw.numel() == 0) return;
+  const ConvDims d = dims_of(s, "conv2d_backward_weight");
+  set_device(dw.device().index);
+  bwd_weight_two_pass(dw, dy, x, d);
 }
 
 void conv2d_fwd(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& bias,

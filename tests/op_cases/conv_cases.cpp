@@ -49,22 +49,25 @@ OpCase convt_case(const std::string& name, Shape x, Shape w, bool bias, ConvTran
 }
 
 // The fmnist CNN's second layer: 5 000 weights make a finite-difference gradcheck take ~13 s
-// here, so the row is forward parity only; its backward on the GPU is covered by
-// tests/conv_test.cpp (Conv2dCuda.*) and the gradient formulas by the small rows.
+// here, so the row is parity only (forward and gradients, CPU against CUDA); the gradient
+// formulas are checked by the small rows.
 OpCase fmnist2_parity_only() {
   Conv2dParams p;
   OpCase c = conv_case("conv2d_fmnist2", {2, 10, 12, 12}, {20, 10, 5, 5}, true, p);
   c.gradcheck = false;
+  c.grad_parity = true;
   return c;
 }
 
 // Rows for the implicit-GEMM kernels (cuda/kernels/conv.cu: too big for the tiled kernels,
-// K >= 64 taps and >= 16 columns, in fwd and in bwd_data). Thousands of weights make a
-// finite-difference gradcheck slow, so they are parity rows only (forward and both gradients,
-// CPU against CUDA); Conv2dCuda.ImplicitGemmRowsRouteToIt (tests/conv_test.cpp) checks that
-// each one's fwd and bwd_data choose the implicit GEMM.
+// K >= 64 taps and >= 16 columns, in fwd and in bwd_data; >= 16 output channels per group and
+// >= 32 taps in bwd_weight). Thousands of weights make a finite-difference gradcheck slow, so
+// they are parity rows only (forward and both gradients, CPU against CUDA);
+// Conv2dCuda.ImplicitGemmRowsRouteToIt (tests/conv_test.cpp) checks that each conv2d_igemm_*
+// row's fwd and bwd_data and every row's bwd_weight choose the implicit GEMM.
 OpCase parity_only(OpCase c) {
   c.gradcheck = false;
+  c.grad_parity = true;
   return c;
 }
 
@@ -99,6 +102,9 @@ std::vector<OpCase> conv_cases() {
   igemm_rect.stride_h = 2;
   igemm_rect.pad_h = 1;
   igemm_rect.dilation_w = 2;
+  Conv2dParams wgrad_groups3 = igemm_rect;  // stride (2, 1), padding (1, 2), dilation (1, 2)
+  wgrad_groups3.pad_w = 2;
+  wgrad_groups3.groups = 3;
   ConvTranspose2dParams trect;
   trect.stride_h = 2;
   trect.stride_w = 1;
@@ -144,6 +150,20 @@ std::vector<OpCase> conv_cases() {
                             cp(1, 1))),
       parity_only(convt_case("conv_transpose2d_igemm_s2", {2, 64, 7, 7}, {64, 32, 3, 3}, true,
                              tp(2, 1, 1))),
+      // The bwd_weight implicit GEMM's split of the N·P·Q positions (every row above takes it
+      // too): 89 chunks of 80 positions, the last one 16 (a single step); 3 x 3 outputs (one
+      // 16-position step spans two images) with 33 output channels and 216 taps (ragged row
+      // and column tiles, one chunk straight into dw); 1 x 1 outputs; three groups of 32
+      // channels (32-row tiles) with per-axis stride, padding and dilation, 9 chunks, the last
+      // one 34 positions.
+      parity_only(conv_case("conv2d_wgrad_igemm_chunks", {36, 32, 14, 14}, {64, 32, 3, 3}, true,
+                            cp(1, 1))),
+      parity_only(conv_case("conv2d_wgrad_igemm_small_pq", {5, 24, 3, 3}, {33, 24, 3, 3}, false,
+                            cp(1, 1))),
+      parity_only(conv_case("conv2d_wgrad_igemm_1x1_out", {6, 4, 1, 1}, {16, 4, 3, 3}, true,
+                            cp(1, 1))),
+      parity_only(conv_case("conv2d_wgrad_igemm_groups3", {7, 24, 11, 13}, {96, 8, 3, 3}, true,
+                            wgrad_groups3)),
 
       convt_case("conv_transpose2d_s2_outpad1", {2, 3, 4, 4}, {3, 2, 3, 3}, true, tp(2, 1, 1)),
       convt_case("conv_transpose2d_basic", {2, 2, 4, 4}, {2, 3, 3, 3}, false, tp(1, 0, 0)),
