@@ -339,10 +339,7 @@ struct Kernels {
   }
 };
 
-// Below kSplitMacs a product is one tile. 2^19: the cnn's fully connected layer (batch 64 ×
-// 320 × 50 = 1.02 M multiply-adds in the forward and in both backward products) sat just under
-// the old 2^20 and ran on the calling thread alone while the other one waited.
-constexpr int64_t kSplitMacs = int64_t(1) << 19;
+constexpr int64_t kSplitMacs = int64_t(1) << 20;  // below this a product is one tile
 constexpr int64_t kTileMacs = int64_t(1) << 19;   // about this much work per tile above it
 constexpr int64_t kMinTile = 32;                  // rows or columns of C per tile, at least
 
