@@ -111,6 +111,23 @@ inline int64_t grain_for(int64_t work_per_item, int64_t work_per_chunk = int64_t
   return g < 1 ? 1 : g;
 }
 
+// A grain for parallel_for(n, ·) near `grain` that cuts [0, n) into an even number of
+// near-equal chunks whenever it cuts it at all (n > grain). For loops whose chunks each compute
+// their own outputs (elementwise ops, pooling planes, reductions over independent rows), where
+// the chunk sizes change no bits: ceil(n / grain) chunks, the last one short, leave a thread
+// idle when the count is odd (3 chunks on 2 threads take 2 chunks' time, 4 chunks of 3/4 the
+// size take 1.5), and a short last chunk idles the other thread at the end. Like grain, the
+// result depends on n and grain only, never on the thread count. It is at most `grain`, and the
+// count is even whenever the chunks are at least as long as their count (n >= c·(c − 1) for c
+// chunks: every loop that uses it), else it may stay odd (n = 5, grain = 2 gives 3 chunks).
+inline int64_t even_grain(int64_t n, int64_t grain) {
+  if (grain < 1) grain = 1;
+  if (n <= grain) return grain;
+  int64_t chunks = (n + grain - 1) / grain;
+  chunks += chunks & 1;
+  return (n + chunks - 1) / chunks;
+}
+
 // Sets the thread count for its lifetime and restores the previous one (tests, benchmarks).
 class ThreadCountGuard {
  public:

@@ -6,10 +6,14 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <random>
 #include <string>
 
 #include "autograd/functions.h"
 #include "autograd/node.h"
+#include "core/kernels/matmul.h"
+#include "core/kernels/optim.h"
 #include "core/kernels/runtime.h"
 #include "layers/lr_schedule.h"
 #include "tests/test_util.h"
@@ -637,6 +641,75 @@ TEST(Optim, FailedStepChangesNothing) {
   EXPECT_EQ(opt.step_count(0), 0);
   EXPECT_EQ(opt.step_count(1), 0);
   EXPECT_EQ(p0.to_vector<double>(), (std::vector<double>{1.0, 2.0}));
+}
+
+// The f32 Adam loop runs in the widest instruction set the CPU has (core/cpu/optim.cpp): each
+// variant must give the baseline loop's bits, for lengths that leave vector tails, with and
+// without weight decay, AdamW, maximize, at a first and a later step, on values from 1e-30 to
+// 1e3 (v near zero puts eps in charge of the denominator).
+TEST(Optim, AdamF32VectorVariantsGiveTheBaselineBits) {
+  std::mt19937 rng(14);
+  std::uniform_real_distribution<float> unit(-1.f, 1.f), expo(-30.f, 3.f);
+  auto value = [&] { return unit(rng) * std::pow(10.f, expo(rng)); };
+  bool avx2 = false;
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  avx2 = __builtin_cpu_supports("avx2");
+#endif
+  const bool avx512 = cpu::cpu_supports_avx512f();
+  struct Variant {
+    cpu::AdamIsa isa;
+    bool available;
+  };
+  const Variant variants[] = {{cpu::AdamIsa::best, true},
+                              {cpu::AdamIsa::avx2, avx2},
+                              {cpu::AdamIsa::avx512, avx512}};
+  int compared = 0;
+  for (int64_t n : {1, 7, 15, 16, 17, 33, 1000, 40003}) {
+    for (int config = 0; config < 5; ++config) {
+      OptimStepParams p;
+      p.kind = config == 2 ? OptimKind::adamw : OptimKind::adam;
+      p.lr = 1e-3;
+      p.weight_decay = config == 1 || config == 2 ? 0.01 : 0.0;
+      p.maximize = config == 3;
+      p.step = config == 4 ? 7 : 1;
+      p.step_size = p.lr / (1.0 - std::pow(p.beta1, double(p.step)));
+      p.bias_correction2_sqrt = std::sqrt(1.0 - std::pow(p.beta2, double(p.step)));
+      const size_t len = static_cast<size_t>(n);
+      std::vector<float> w0(len), m0(len), v0(len), g(len);
+      for (int64_t i = 0; i < n; ++i) {
+        w0[size_t(i)] = value();
+        m0[size_t(i)] = config == 4 ? value() : 0.f;
+        v0[size_t(i)] = config == 4 ? std::fabs(value()) : 0.f;
+        g[size_t(i)] = value();
+      }
+      auto run = [&](cpu::AdamIsa isa, std::vector<float>& w, std::vector<float>& m,
+                     std::vector<float>& v) {
+        w = w0, m = m0, v = v0;
+        const std::vector<OptimTensorDesc> table{{w.data(), m.data(), v.data(), n}};
+        const std::vector<const void*> grads{g.data()};
+        cpu::optim_step(table, grads, DType::f32, p, isa);
+      };
+      std::vector<float> wb, mb, vb;
+      run(cpu::AdamIsa::sse2, wb, mb, vb);
+      for (const Variant& var : variants) {
+        std::vector<float> w, m, v;
+        if (!var.available) {
+          EXPECT_THROW(run(var.isa, w, m, v), Error);
+          continue;
+        }
+        run(var.isa, w, m, v);
+        const std::string where = "isa " + std::to_string(int(var.isa)) + ", n " +
+                                  std::to_string(n) + ", config " + std::to_string(config);
+        EXPECT_EQ(std::memcmp(w.data(), wb.data(), wb.size() * 4), 0) << where;
+        EXPECT_EQ(std::memcmp(m.data(), mb.data(), mb.size() * 4), 0) << where;
+        EXPECT_EQ(std::memcmp(v.data(), vb.data(), vb.size() * 4), 0) << where;
+        EXPECT_NE(std::memcmp(w.data(), w0.data(), w0.size() * 4), 0) << where;  // it did update
+        ++compared;
+      }
+    }
+  }
+  EXPECT_GE(compared, 40);  // at least the `best` variant in every case
 }
 
 }  // namespace

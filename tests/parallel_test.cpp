@@ -39,6 +39,33 @@ TEST(Parallel, EveryIndexExactlyOnceAtEveryThreadCount) {
   }
 }
 
+// even_grain: no larger than the grain, and an even count of chunks, the last one short by less
+// than one item per chunk, wherever the chunks are at least as long as their count.
+TEST(Parallel, EvenGrainGivesAnEvenCountOfNearEqualChunks) {
+  EXPECT_EQ(even_grain(100, 100), 100);  // one chunk: left alone
+  EXPECT_EQ(even_grain(0, 8), 8);
+  EXPECT_EQ(even_grain(640, 45), 40);       // the cnn's first pooling: 15 chunks -> 16
+  EXPECT_EQ(even_grain(1280, 409), 320);    // its second: 409, 409, 409, 53 -> 4 × 320
+  EXPECT_EQ(even_grain(92160, 32768), 23040);  // a leaky ReLU: 3 chunks -> 4
+  int checked = 0;
+  for (int64_t grain : {3, 4, 7, 45, 409, 1000}) {
+    for (int64_t n = grain + 1; n < grain * 60; n += 1 + n / 97) {
+      const int64_t g = even_grain(n, grain);
+      ASSERT_GE(g, 1);
+      ASSERT_LE(g, grain) << "n " << n << " grain " << grain;
+      const int64_t chunks = (n + g - 1) / g;
+      int64_t wanted = (n + grain - 1) / grain;  // the plain count, rounded up to even
+      wanted += wanted & 1;
+      if (n < wanted * (wanted - 1)) continue;
+      EXPECT_EQ(chunks, wanted) << "n " << n << " grain " << grain;
+      ++checked;
+      EXPECT_EQ(chunks % 2, 0) << "n " << n << " grain " << grain << " -> " << g;
+      EXPECT_LE(g * chunks - n, chunks) << "the last chunk is short by at most one item a chunk";
+    }
+  }
+  EXPECT_GT(checked, 1000);
+}
+
 TEST(Parallel, SumHasTheSameBitsAtEveryThreadCount) {
   std::vector<float> x(100003);
   uint32_t state = 12345;

@@ -17,14 +17,16 @@ namespace idem::cpu {
 namespace {
 
 // Output elements per chunk: large enough that waking the pool pays (a chunk is ~10-50 µs of
-// work), small enough that a (128, 64, 14, 14) activation splits over a few cores.
+// work), small enough that a (128, 64, 14, 14) activation splits over a few cores. The loops
+// use even_grain(n, kGrain): an even count of equal chunks (each element is computed alone, so
+// the chunking changes no bits).
 constexpr int64_t kGrain = 1 << 15;
 
 // Calls f(i) for every i in [0, n), in chunks on the pool. f is a small functor taken by value,
 // so each chunk's loop holds what it captured in registers (and vectorizes when it can).
 template <typename F>
 void for_each_index(int64_t n, F f) {
-  parallel_for(n, kGrain, [f](int64_t lo, int64_t hi) {
+  parallel_for(n, even_grain(n, kGrain), [f](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) f(i);
   });
 }
@@ -45,7 +47,7 @@ void for_each_broadcast(const Shape& out, const std::array<std::vector<int64_t>,
                         F&& f) {
   const int64_t n = numel_of(out);
   const size_t nd = out.size();
-  parallel_for(n, kGrain, [&](int64_t lo, int64_t hi) {
+  parallel_for(n, even_grain(n, kGrain), [&](int64_t lo, int64_t hi) {
     std::vector<int64_t> idx(nd, 0);
     std::array<int64_t, N> off{};
     for (size_t d = nd, rest = size_t(lo); d-- > 0;) {  // unravel lo

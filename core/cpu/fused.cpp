@@ -85,13 +85,27 @@ void act_bias_grad(const Tensor& gz, const Tensor& db, const Tensor& g, const Te
         for (int64_t blk = b_lo; blk < b_hi; ++blk) {
           const int64_t o0 = blk * kCols, o1 = std::min(cols, o0 + kCols);
           std::fill(acc.begin(), acc.end(), 0.0);
-          for (int64_t n = 0; n < rows; ++n)
-            for (int64_t o = o0; o < o1; ++o) {
-              const int64_t i = n * cols + o;
-              acc[size_t(o - o0)] += static_cast<double>(
-                  pz ? pz[i] : math::fused_act_grad(p.act, pg[i], py[i], slope));
+          double* a = acc.data();  // a[o - o0] sums db[o]
+          // Two loops rather than a select per element: without the branch (and with the
+          // activation a compile-time constant) the compiler vectorizes the widening adds;
+          // each db[o] is still the same sum over n in row order. The select kept this loop
+          // scalar: 4.7 % of an mlp_256 training step at batch 64.
+          if (pz) {
+            for (int64_t n = 0; n < rows; ++n) {
+              const scalar_t* row = pz + n * cols;
+              for (int64_t o = o0; o < o1; ++o) a[o - o0] += static_cast<double>(row[o]);
             }
-          for (int64_t o = o0; o < o1; ++o) pdb[o] = static_cast<scalar_t>(acc[size_t(o - o0)]);
+          } else {
+            with_act(p.act, [&](auto act) {
+              for (int64_t n = 0; n < rows; ++n) {
+                const scalar_t* gr = pg + n * cols;
+                const scalar_t* yr = py + n * cols;
+                for (int64_t o = o0; o < o1; ++o)
+                  a[o - o0] += static_cast<double>(math::fused_act_grad(act.value, gr[o], yr[o], slope));
+              }
+            });
+          }
+          for (int64_t o = o0; o < o1; ++o) pdb[o] = static_cast<scalar_t>(a[o - o0]);
         }
       });
     }

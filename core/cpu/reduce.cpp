@@ -73,16 +73,17 @@ void reduce_typed(const Tensor& out, const Tensor& in, ReduceShape s) {
   const T* x = in.data<T>();
   const int64_t blocks = (s.inner + kColumnBlock - 1) / kColumnBlock;
   const int64_t items = s.outer * blocks;
+  // Each output is computed alone, so the chunks may be evened out (core/parallel.h).
   const int64_t grain = grain_for(s.reduce * std::min(s.inner, kColumnBlock));
   if constexpr (op == ReduceOp::sum) {
     if (s.inner == 1) {
       T* y = out.data<T>();
-      parallel_for(s.outer, grain,
+      parallel_for(s.outer, even_grain(s.outer, grain),
                    [&](int64_t lo, int64_t hi) { sum_rows(x, s.reduce, lo, hi, y); });
       return;
     }
   }
-  parallel_for(items, grain, [&](int64_t lo, int64_t hi) {
+  parallel_for(items, even_grain(items, grain), [&](int64_t lo, int64_t hi) {
     std::vector<double> acc(static_cast<size_t>(std::min(s.inner, kColumnBlock)));
     std::vector<int64_t> arg(acc.size());
     for (int64_t item = lo; item < hi; ++item) {

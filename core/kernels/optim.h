@@ -70,8 +70,12 @@ namespace cpu {
 // "this parameter takes no part in this step": neither it nor its state changes).
 // requires: grads.size() == table.size(); all tensors of dtype `dtype` (f32 or f64) on the CPU,
 // pointers valid for numel elements; m (and v for Adam/AdamW) present as the kind needs.
+// The instruction set of the f32 Adam/AdamW loop: best = the widest this CPU has. Every choice
+// gives the same bits (tests compare them); a named one the CPU lacks is an idem::Error. f64 and
+// SGD always run the baseline loop.
+enum class AdamIsa { best, sse2, avx2, avx512 };
 void optim_step(const std::vector<OptimTensorDesc>& table, const std::vector<const void*>& grads,
-                DType dtype, const OptimStepParams& p);
+                DType dtype, const OptimStepParams& p, AdamIsa isa = AdamIsa::best);
 }  // namespace cpu
 
 namespace cuda {
