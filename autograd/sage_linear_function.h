@@ -12,8 +12,9 @@ namespace idem {
 //   a (N, in_l) (SAGEConv: the mean-aggregated neighbours), weight_l (out, in_l), bias (out) or
 //   undefined, x (N, in_r) (the root features), weight_r (out, in_r); y (N, out).
 //   act: FusedAct::none, relu, leaky_relu (slope = the negative slope, >= 0).
-// Launches on a GPU: forward 3 (GEMM y = x·Wrᵀ, GEMM y = a·Wlᵀ + y with beta = 1, one bias +
-// activation pass; 2 without bias and act), where Linear + Linear + add + activation costs 5.
+// Launches on a GPU: forward 2 with the hand GEMM (GEMM y = x·Wrᵀ, GEMM y = a·Wlᵀ + y with
+// beta = 1 whose store adds the bias and applies the activation); with cuBLAS 3 (a separate bias
+// + activation pass; 2 without bias and act). Linear + Linear + add + activation costs 5.
 // Backward: one pass writes gz = g ⊙ act'(y) and db (plus one small launch combining the row
 // chunks' db sums when N > 256), then one GEMM per requested da, dWl, dx, dWr (so at most 6 —
 // more where a GEMM itself takes several launches, e.g. hand split-K for dW at N >= 4096). The unfused backward adds the bias reduction, the activation backward

@@ -6,7 +6,14 @@
 //       form x_Wt = x·Wᵀ (Linear forward), gz_W = gz·W (its input gradient),
 //       gzT_x = gzᵀ·x (its weight gradient; split-K in the hand GEMM). kernel: hand (matmul_hand's
 //       own choice), hand_<tile> (one config forced: 128x128x8 was the choice before the
-//       128x64x8 rule), cublas. GB/s counts A, B and C once; TFLOP/s = 2·M·N·K / time.
+//       128x64x8 rule; for gzT_x hand_splitk_tiled, the tiled split-K that hand now picks, and
+//       hand_splitk_batched, the batched-GEMM split-K it picked before), cublas. GB/s counts A,
+//       B and C once; TFLOP/s = 2·M·N·K / time.
+//   sage/sage_linear/65536x64/<fused|separate|cublas>/<cold|warm>
+//       a SAGE layer's forward y = relu(a·Wlᵀ + x·Wrᵀ + b): fused = cuda::sage_linear_fwd on the
+//       hand GEMM (bias + ReLU in the second GEMM's store, 2 launches), separate = the two hand
+//       GEMMs + the bias_act pass (what it replaced, 3 launches), cublas = the two cuBLAS GEMMs +
+//       bias_act. GB/s counts a, x and y once (the weights are 32 KB).
 //   sage/binary/<op>/<shapes>/<cold|warm>
 //       (65536,64) against a bias (64) or a per-row scale (65536,1), both operand orders; F = 65
 //       (vector loads of the full operand, scalar index walk); the same-shape add (the map
@@ -28,6 +35,7 @@
 
 #include "bench/bench_common.h"
 #include "core/kernels/elementwise.h"
+#include "core/kernels/fused.h"
 #include "core/kernels/matmul.h"
 #include "core/kernels/reduce.h"
 #include "core/kernels/runtime.h"
@@ -90,6 +98,8 @@ const char* mm_kernel_name(int v) {
     case 3: return "hand_64x64x16";
     case 4: return "hand_32x32x16";
     case 6: return "hand_128x64x8";
+    case 7: return "hand_splitk_tiled";
+    case 8: return "hand_splitk_batched";
     default: return "hand_other";
   }
 }
@@ -121,6 +131,53 @@ void bm_matmul(benchmark::State& state, MmForm f, int variant, Mode mode) {
       mode.reps, mode.flush, Work{2.0 * f.M * f.N * f.K, 0});
   if (state.counters.count("us/launch"))
     state.counters["GB/s"] = bytes / (state.counters["us/launch"].value * 1e-6) * 1e-9;
+}
+
+// ---- sage_linear forward ------------------------------------------------------------------------
+
+enum class SageImpl { fused, separate, cublas };
+
+void bm_sage_linear(benchmark::State& state, SageImpl impl, Mode mode) {
+  Tensor a, x, wl, wr, b, y;
+  if (!setup(state, [&] {
+        a = idem::randn({kNodes, kWidth}, 1, gpu_f32());
+        x = idem::randn({kNodes, kWidth}, 2, gpu_f32());
+        wl = idem::randn({kWidth, kWidth}, 3, gpu_f32());
+        wr = idem::randn({kWidth, kWidth}, 4, gpu_f32());
+        b = idem::randn({kWidth}, 5, gpu_f32());
+        y = idem::empty({kNodes, kWidth}, gpu_f32());
+      }))
+    return;
+  idem::LinearActParams p;
+  p.N = kNodes;
+  p.in = kWidth;
+  p.out = kWidth;
+  p.act = idem::FusedAct::relu;
+  p.bias = true;
+  idem::MatmulParams root = idem::single_gemm(kNodes, kWidth, kWidth, false, true);
+  idem::MatmulParams neigh = root;
+  neigh.beta = 1.0;
+  const idem::GemmBackend saved = idem::gemm_backend();
+  idem::set_gemm_backend(impl == SageImpl::cublas ? idem::GemmBackend::cublas
+                                                  : idem::GemmBackend::hand);
+  try {
+    time_gpu(
+        state,
+        [&] {
+          if (impl == SageImpl::separate) {
+            idem::cuda::matmul_hand(y, x, wr, root);
+            idem::cuda::matmul_hand(y, a, wl, neigh);
+            idem::cuda::bias_act(y, b, p);
+          } else {
+            idem::cuda::sage_linear_fwd(y, a, wl, b, x, wr, p);
+          }
+        },
+        mode.reps, mode.flush,
+        Work{2.0 * 2.0 * kNodes * kWidth * kWidth, 3.0 * 4.0 * kNodes * kWidth});
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());  // e.g. a build without cuBLAS
+  }
+  idem::set_gemm_backend(saved);
 }
 
 // ---- broadcast binary ------------------------------------------------------------------------------
@@ -182,7 +239,7 @@ const bool g_registered = [] {
   for (const Mode& m : kModes) {
     for (const MmForm& f : kForms) {
       const std::vector<int> variants =
-          f.ta ? std::vector<int>{0, -1} : std::vector<int>{0, 1, 3, 6, -1};
+          f.ta ? std::vector<int>{0, 7, 8, -1} : std::vector<int>{0, 1, 3, 6, -1};
       for (int v : variants) {
         const std::string name = std::string("sage/matmul/") + f.name + "/" +
                                  std::to_string(f.M) + "x" + std::to_string(f.K) + "x" +
@@ -191,6 +248,15 @@ const bool g_registered = [] {
                       name.c_str(), [f, v, m](benchmark::State& st) { bm_matmul(st, f, v, m); }),
                   gpu);
       }
+    }
+    for (SageImpl impl : {SageImpl::fused, SageImpl::separate, SageImpl::cublas}) {
+      const char* iname = impl == SageImpl::fused      ? "fused"
+                          : impl == SageImpl::separate ? "separate"
+                                                       : "cublas";
+      const std::string name = std::string("sage/sage_linear/65536x64/") + iname + "/" + m.name;
+      configure(benchmark::RegisterBenchmark(
+                    name.c_str(), [impl, m](benchmark::State& st) { bm_sage_linear(st, impl, m); }),
+                gpu);
     }
     for (const BinCase& bc : kBinCases) {
       const std::string name = std::string("sage/binary/") + bc.name + "/" + m.name;

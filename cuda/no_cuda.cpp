@@ -92,6 +92,10 @@ void matmul_hand(const Tensor&, const Tensor&, const Tensor&, const MatmulParams
 void matmul_cublas(const Tensor&, const Tensor&, const Tensor&, const MatmulParams&) {
   no_cuda("matmul");
 }
+void matmul_hand_epilogue(const Tensor&, const Tensor&, const Tensor&, const MatmulParams&,
+                          const Tensor&, FusedAct, double) {
+  no_cuda("matmul");
+}
 
 // ---- softmax ----
 void softmax_fwd(const Tensor&, const Tensor&, ReduceShape, bool) { no_cuda("softmax"); }
@@ -213,6 +217,10 @@ void linear_act_fwd(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
 void linear_act_bwd(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                     const Tensor&, const Tensor&, const LinearActParams&) {
   no_cuda("linear_act_backward");
+}
+void sage_linear_fwd(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                     const Tensor&, const LinearActParams&) {
+  no_cuda("sage_linear");
 }
 void bias_act(const Tensor&, const Tensor&, const LinearActParams&) { no_cuda("sage_linear"); }
 void act_bias_grad(const Tensor&, const Tensor&, const Tensor&, const Tensor&,

@@ -11,7 +11,8 @@
 //        db = Σ_n gz : (N,out)         -> (out)
 //  - bias_act / act_bias_grad: the epilogues of linear_act on their own, for ops that form
 //      z with GEMMs of their own (ops::sage_linear: z = a·Wlᵀ + x·Wrᵀ by two GEMMs into one
-//      output, the second with beta = 1). bias_act: y = act(y + b) in place, y (N,out).
+//      output, the second with beta = 1; on the CPU and on cuBLAS — the hand CUDA GEMM folds
+//      bias_act into its store, cuda::sage_linear_fwd). bias_act: y = act(y + b) in place, y (N,out).
 //      act_bias_grad: gz = g ⊙ act'(y) and db = Σ_n gz, from g and the output y (N,out).
 //  - distance: the mean over all elements of |a − b| (l1) or (a − b)² (mse), a 0-dim result,
 //      and its gradient ∂a = d'(a − b)·g/n, ∂b = −∂a with the upstream g read from memory.
@@ -135,6 +136,13 @@ void linear_act_fwd(const Tensor& y, const Tensor& x, const Tensor& w, const Ten
 // for dw.
 void linear_act_bwd(const Tensor& dx, const Tensor& dw, const Tensor& db, const Tensor& g,
                     const Tensor& y, const Tensor& x, const Tensor& w, const LinearActParams& p);
+// ops::sage_linear's forward y = act(a·Wlᵀ + x·Wrᵀ + b): a (N,p.in), wl (out,p.in), x (N,in_r),
+// wr (out,in_r), b (out) undefined iff !p.bias. GEMM y = x·Wrᵀ, then GEMM y = a·Wlᵀ + y.
+// Hand backend: the second GEMM adds the bias and applies the activation in its store
+// (matmul_hand_epilogue): 2 launches, the bits of the two hand GEMMs followed by bias_act. cuBLAS
+// backend: the two GEMMs and bias_act (3 launches; 2 without bias and activation).
+void sage_linear_fwd(const Tensor& y, const Tensor& a, const Tensor& wl, const Tensor& b,
+                     const Tensor& x, const Tensor& wr, const LinearActParams& p);
 // ONE launch (linear_act's general-path epilogue kernel); none when there is neither bias nor
 // activation, or y is empty.
 void bias_act(const Tensor& y, const Tensor& b, const LinearActParams& p);

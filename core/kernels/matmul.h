@@ -72,10 +72,19 @@ void require_cpu_features();
 // Whether this CPU has AVX-512F (false off x86-64).
 bool cpu_supports_avx512f();
 }
+enum class FusedAct : uint8_t;  // core/kernels/fused.h
+
 namespace cuda {
 // Dispatches to matmul_hand or matmul_cublas according to gemm_backend().
 void matmul_fwd(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p);
 void matmul_hand(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p);
+// matmul_hand with an epilogue in its store: C = act(alpha·A·Bᵀ + beta·C + bias[n]) — requires
+// !trans_a && trans_b (a Linear's x·Wᵀ; throws otherwise) —, bias (N) f32 on C's device or
+// undefined, act and slope as in core/kernels/fused.h. The same kernel choice as matmul_hand,
+// and each output rounded in the order of matmul_hand followed by cuda::bias_act (the bias added
+// after the beta·C term): the bits of that pair, with one launch and one pass over C fewer.
+void matmul_hand_epilogue(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p,
+                          const Tensor& bias, FusedAct act, double slope);
 // Throws idem::Error when built without IDEM_CUBLAS.
 void matmul_cublas(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p);
 }  // namespace cuda

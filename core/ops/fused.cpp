@@ -145,21 +145,18 @@ Tensor sage_linear(const Tensor& a, const Tensor& weight_l, const Tensor& bias, 
   const int64_t in_r = x.size(1);
   Tensor y = empty({p.N, p.out}, a.options());
   if (p.N == 0) return y;
-  MatmulParams root = single_gemm(p.N, p.out, in_r, false, true);  // y = x·Wrᵀ
-  MatmulParams neigh = single_gemm(p.N, p.out, p.in, false, true);
-  neigh.beta = 1.0;  // y = a·Wlᵀ + y
   dispatch(
       y,
       [&] {
-        cpu::matmul_fwd(y, x, weight_r, root);
+        // The reference order: y = x·Wrᵀ, y = a·Wlᵀ + y, y = act(y + b) (the CUDA hand GEMM
+        // does the last step in the second GEMM's store, with the same rounding order).
+        MatmulParams neigh = single_gemm(p.N, p.out, p.in, false, true);
+        neigh.beta = 1.0;
+        cpu::matmul_fwd(y, x, weight_r, single_gemm(p.N, p.out, in_r, false, true));
         cpu::matmul_fwd(y, a, weight_l, neigh);
         cpu::bias_act(y, bias, p);
       },
-      [&] {
-        cuda::matmul_fwd(y, x, weight_r, root);
-        cuda::matmul_fwd(y, a, weight_l, neigh);
-        cuda::bias_act(y, bias, p);
-      });
+      [&] { cuda::sage_linear_fwd(y, a, weight_l, bias, x, weight_r, p); });
   return y;
 }
 

@@ -10,6 +10,8 @@
 //    load per step costs ~in L2 round trips (measurements: docs/performance.md, "Kernel history
 //    moved from source comments").
 //  - otherwise: the GEMM of gemm_backend() into y, then linear_act_epilogue_kernel in place.
+// sage_linear forward: GEMM y = x·Wrᵀ, then GEMM y = a·Wlᵀ + y whose store adds the bias and
+// applies the activation (hand backend; cuBLAS: a third launch, the epilogue kernel).
 // linear_act backward
 //  - small shapes, hand backend: linear_act_bwd_tile_kernel, one launch. Blocks [0, dx tiles)
 //    own 16×16 tiles of dx = gz·W, the rest 16×16 tiles of dW = gzᵀ·x (and db = Σ_n gz in
@@ -603,7 +605,22 @@ void distance_bwd(const Tensor& da, const Tensor& db, const Tensor& g, const Ten
   });
 }
 
-// ---- the linear_act epilogues on their own (ops::sage_linear) ------------------------------
+// ---- sage_linear's forward and the linear_act epilogues on their own (ops::sage_linear) -----
+
+void sage_linear_fwd(const Tensor& y, const Tensor& a, const Tensor& wl, const Tensor& b,
+                     const Tensor& x, const Tensor& wr, const LinearActParams& p) {
+  if (p.N == 0 || p.out == 0) return;
+  matmul_fwd(y, x, wr, single_gemm(p.N, p.out, x.size(1), false, true));  // y = x·Wrᵀ
+  MatmulParams neigh = single_gemm(p.N, p.out, p.in, false, true);
+  neigh.beta = 1.0;  // y = a·Wlᵀ + y
+  if (gemm_backend() == GemmBackend::hand) {
+    // bias + activation in the GEMM's store: no epilogue launch, no extra pass over y.
+    matmul_hand_epilogue(y, a, wl, neigh, p.bias ? b : Tensor(), p.act, p.slope);
+    return;
+  }
+  matmul_fwd(y, a, wl, neigh);
+  bias_act(y, b, p);
+}
 
 void bias_act(const Tensor& y, const Tensor& b, const LinearActParams& p) {
   const char* op = "sage_linear";

@@ -19,10 +19,15 @@
 //    that sign of an all-zero sum).
 //  - small: IT³ multiplies tiny matrices (8x14·14x30) where a 128x128 tile would leave the GPU
 //    empty: one thread per output, or one warp per output when K is long.
+//  - split-K: Aᵀ·B with few outputs and a long K (a weight gradient over many rows), below.
+// For op(A)·Bᵀ (a Linear's x·Wᵀ) the tiled and small kernels' stores can also add a bias and
+// apply a fused activation (matmul_hand_epilogue: the second GEMM of sage_linear's forward ends
+// the layer in its own store).
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
 
+#include "core/kernels/fused.h"  // math::fused_act: the epilogue of matmul_hand_epilogue
 #include "core/kernels/matmul.h"
 #include "cuda/common.cuh"
 #include "cuda/device_utils.cuh"
@@ -38,7 +43,20 @@ struct GemmArgs {
   int M, N, K;
   int64_t stride_a, stride_b, stride_c;
   float alpha, beta;
+  // The epilogue of matmul_hand_epilogue, after alpha·acc + beta·C: + bias[n] (when non-null),
+  // then the activation `act` (a FusedAct; 0 = none). Plain GEMMs leave both off.
+  const float* bias;
+  int act;
+  float slope;
 };
+
+// An output's last steps: o + bias[col], then the activation, in the order of the separate
+// bias_act pass (cuda/kernels/fused.cu), so folding it into the store keeps the bits.
+__device__ __forceinline__ float finish(const GemmArgs& g, float o, int col) {
+  if (g.bias != nullptr) o = o + __ldg(g.bias + col);
+  if (g.act != 0) o = math::fused_act(static_cast<FusedAct>(g.act), o, g.slope);
+  return o;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Tiled kernel.
@@ -67,8 +85,11 @@ __device__ __forceinline__ float4 load4(const float* __restrict__ base, int row,
   return v;
 }
 
+// EPI: the store applies finish() (bias, activation). A template flag, not a run-time test: the
+// extra epilogue code makes ptxas spill in the 128-register configs, so only the instantiations
+// that matmul_hand_epilogue launches (!TA, TB) carry it.
 template <int BM, int BN, int BK, int TM, int TN, int WTM, int WTN, int MIN_BLOCKS, bool TA,
-          bool TB, bool VEC_A, bool VEC_B>
+          bool TB, bool VEC_A, bool VEC_B, bool EPI = false>
 __global__ void __launch_bounds__((BM / TM) * (BN / TN), MIN_BLOCKS)
     matmul_fwd_tiled_kernel(GemmArgs g) {
   constexpr int NT = (BM / TM) * (BN / TN);
@@ -202,7 +223,8 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN), MIN_BLOCKS)
     __syncthreads();
   }
 
-  // Epilogue: C = alpha*acc (+ beta*C). beta == 0 must not read C (it may hold NaN garbage).
+  // Epilogue: C = alpha*acc (+ beta*C), then finish() (bias, activation) when EPI. beta == 0
+  // must not read C (it may hold NaN garbage).
   const float alpha = g.alpha, beta = g.beta;
   const bool vec_c = (N % 4 == 0) && ((reinterpret_cast<uintptr_t>(C) & 15) == 0);
 #pragma unroll
@@ -226,6 +248,12 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN), MIN_BLOCKS)
             o.z = fmaf(beta, old.z, o.z);
             o.w = fmaf(beta, old.w, o.w);
           }
+          if (EPI) {
+            o.x = finish(g, o.x, col + 0);
+            o.y = finish(g, o.y, col + 1);
+            o.z = finish(g, o.z, col + 2);
+            o.w = finish(g, o.w, col + 3);
+          }
           *cp = o;
         } else {
 #pragma unroll
@@ -233,7 +261,7 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN), MIN_BLOCKS)
             if (col + e >= N) break;
             float o = alpha * v[e];
             if (beta != 0.f) o = fmaf(beta, crow[col + e], o);
-            crow[col + e] = o;
+            crow[col + e] = EPI ? finish(g, o, col + e) : o;
           }
         }
       }
@@ -251,10 +279,10 @@ __device__ __forceinline__ float b_at(const float* __restrict__ B, int k, int n,
   return TB ? __ldg(B + static_cast<int64_t>(n) * K + k) : __ldg(B + static_cast<int64_t>(k) * N + n);
 }
 
-__device__ __forceinline__ void store_c(float* c, float v, float alpha, float beta) {
-  float o = alpha * v;
-  if (beta != 0.f) o = fmaf(beta, *c, o);
-  *c = o;
+__device__ __forceinline__ void store_c(const GemmArgs& g, float* c, float v, int n) {
+  float o = g.alpha * v;
+  if (g.beta != 0.f) o = fmaf(g.beta, *c, o);
+  *c = finish(g, o, n);
 }
 
 // One thread per output; threads of a warp take neighbouring n, so B reads coalesce (no
@@ -270,7 +298,7 @@ __global__ void matmul_fwd_small_kernel(GemmArgs g, int batch) {
     float s = 0.f;
 #pragma unroll 4
     for (int k = 0; k < g.K; ++k) s = fmaf(a_at<TA>(A, m, k, g.M, g.K), b_at<TB>(B, k, n, g.N, g.K), s);
-    store_c(g.c + bz * g.stride_c + rem, s, g.alpha, g.beta);
+    store_c(g, g.c + bz * g.stride_c + rem, s, n);
   }
 }
 
@@ -289,7 +317,7 @@ __global__ void matmul_fwd_warp_kernel(GemmArgs g, int batch) {
     for (int k = lane; k < g.K; k += 32)
       s = fmaf(a_at<TA>(A, m, k, g.M, g.K), b_at<TB>(B, k, n, g.N, g.K), s);
     s = warp_sum(s);
-    if (lane == 0) store_c(g.c + bz * g.stride_c + rem, s, g.alpha, g.beta);
+    if (lane == 0) store_c(g, g.c + bz * g.stride_c + rem, s, n);
   }
 }
 
@@ -309,34 +337,39 @@ int sm_count(int device) {
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
-template <int BM, int BN, int BK, int TM, int TN, int WTM, int WTN, int MINB, bool TA, bool TB>
+template <int BM, int BN, int BK, int TM, int TN, int WTM, int WTN, int MINB, bool TA, bool TB,
+          bool EPI = false>
 void launch_tiled_t(const GemmArgs& g, int batch, bool vec_a, bool vec_b, cudaStream_t st) {
   constexpr int NT = (BM / TM) * (BN / TN);
   const dim3 grid((g.M + BM - 1) / BM, (g.N + BN - 1) / BN, batch);
   if (vec_a && vec_b) {
-    matmul_fwd_tiled_kernel<BM, BN, BK, TM, TN, WTM, WTN, MINB, TA, TB, true, true>
+    matmul_fwd_tiled_kernel<BM, BN, BK, TM, TN, WTM, WTN, MINB, TA, TB, true, true, EPI>
         <<<grid, NT, 0, st>>>(g);
     IDEM_LAUNCH_CHECK("matmul");
   } else if (vec_a) {
-    matmul_fwd_tiled_kernel<BM, BN, BK, TM, TN, WTM, WTN, MINB, TA, TB, true, false>
+    matmul_fwd_tiled_kernel<BM, BN, BK, TM, TN, WTM, WTN, MINB, TA, TB, true, false, EPI>
         <<<grid, NT, 0, st>>>(g);
     IDEM_LAUNCH_CHECK("matmul");
   } else if (vec_b) {
-    matmul_fwd_tiled_kernel<BM, BN, BK, TM, TN, WTM, WTN, MINB, TA, TB, false, true>
+    matmul_fwd_tiled_kernel<BM, BN, BK, TM, TN, WTM, WTN, MINB, TA, TB, false, true, EPI>
         <<<grid, NT, 0, st>>>(g);
     IDEM_LAUNCH_CHECK("matmul");
   } else {
-    matmul_fwd_tiled_kernel<BM, BN, BK, TM, TN, WTM, WTN, MINB, TA, TB, false, false>
+    matmul_fwd_tiled_kernel<BM, BN, BK, TM, TN, WTM, WTN, MINB, TA, TB, false, false, EPI>
         <<<grid, NT, 0, st>>>(g);
     IDEM_LAUNCH_CHECK("matmul");
   }
 }
 
+// epi: the store applies finish(); only for !ta && tb (the instantiations that carry it).
 template <int BM, int BN, int BK, int TM, int TN, int WTM, int WTN, int MINB>
 void launch_tiled(const GemmArgs& g, int batch, bool ta, bool tb, bool vec_a, bool vec_b,
-                  cudaStream_t st) {
+                  cudaStream_t st, bool epi = false) {
   IDEM_CHECK((g.N + BN - 1) / BN <= 65535, "matmul", "N = ", g.N, " is too large for one launch");
-  if (!ta && !tb)
+  if (epi) {
+    IDEM_CHECK(!ta && tb, "matmul", "internal: the tiled epilogue is built for op(A)·Bᵀ only");
+    launch_tiled_t<BM, BN, BK, TM, TN, WTM, WTN, MINB, false, true, true>(g, batch, vec_a, vec_b, st);
+  } else if (!ta && !tb)
     launch_tiled_t<BM, BN, BK, TM, TN, WTM, WTN, MINB, false, false>(g, batch, vec_a, vec_b, st);
   else if (!ta && tb)
     launch_tiled_t<BM, BN, BK, TM, TN, WTM, WTN, MINB, false, true>(g, batch, vec_a, vec_b, st);
@@ -362,7 +395,9 @@ int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // ---------------------------------------------------------------------------------------------
 // Split-K for Aᵀ·B with few outputs and a long K — the weight gradient dW = gᵀ·x of a Linear
-// (or GNN layer) over a large batch: M, N are layer widths, K the number of rows. One warp per
+// (or GNN layer) over a large batch: M, N are layer widths, K the number of rows. Since the tiled
+// split-K below took over M, N <= 128, this one runs the other shapes (M·N <= 65 536, e.g.
+// 256 x 16). One warp per
 // output (the small-shape kernel) would walk all of K alone and read both operands with a
 // stride. Instead: K is cut into S chunks of kc rows, computed as one batched tiled GEMM into a
 // scratch (S, M, N) — for Aᵀ·B every chunk of both operands is a contiguous block of rows — and
@@ -414,21 +449,196 @@ void matmul_split_k(const Tensor& c, const GemmArgs& g, const MatmulParams& p, i
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Tiled split-K for Aᵀ·B with M, N <= 128 and K >= 4096 (the GNN's dW = gzᵀ·x: 64 x 64 x
+// 65 536), replacing the batched-GEMM split-K above for those shapes. Two launches:
+//  - matmul_splitk_tn_kernel: block (i, j, s) computes the 64x64 output tile (i, j) over the
+//    rows [s·kc, min(K, (s+1)·kc)) of both operands into the scratch partial s. 256 threads of
+//    4x4 outputs; both operands go through shared memory in 32-row slices, double buffered. For
+//    Aᵀ·B a slice of A (K,M) and of B (K,N) is a block of whole rows, so the float4 loads are
+//    coalesced and land in shared memory k-major without a transpose. The last chunk may be
+//    shorter (K need not be a multiple of kc); rows past its end load as zeros.
+//  - splitk_tn_sum_kernel: output i = alpha·Σ_s parts[s][i] (+ beta·C) in a
+//    fixed order: 8 groups, group q summing s = q, q+8, q+16, ... in order, then the 8 group
+//    sums in order q = 0..7.
+// The chunking (splitk_plan) depends on M, N and K only, never on the card's SM count, so the
+// bits are the same on every GPU. About 256 blocks in the first launch (two per SM on 132 SMs)
+// with chunks of at least 128 rows; no float atomics.
+constexpr int kSkBM = 64, kSkBN = 64, kSkBK = 32, kSkThreads = 256;
+constexpr int kSkGroups = 8, kSkSumCols = 32;  // the sum kernel: 8 groups x 32 outputs a block
+constexpr int64_t kSkTargetBlocks = 256, kSkMinRows = 128;
+
+struct SplitKPlan {
+  int64_t kc, chunks;  // rows a chunk (a multiple of kSkBK), number of chunks (>= 1 for K >= 1)
+};
+
+SplitKPlan splitk_plan(int64_t M, int64_t N, int64_t K) {
+  const int64_t tiles = cdiv(M, kSkBM) * cdiv(N, kSkBN);
+  const int64_t target = std::max<int64_t>(1, kSkTargetBlocks / tiles);
+  const int64_t kc = std::max(kSkMinRows, cdiv(cdiv(K, target), kSkBK) * kSkBK);
+  return {kc, cdiv(K, kc)};
+}
+
+bool use_split_k_tiled(const MatmulParams& p) {
+  return p.batch == 1 && p.trans_a && !p.trans_b && p.M <= 128 && p.N <= 128 && p.K >= 4096;
+}
+
+template <bool VEC_A, bool VEC_B>
+__global__ void __launch_bounds__(kSkThreads)
+    matmul_splitk_tn_kernel(GemmArgs g, int kc, float* __restrict__ parts) {
+  constexpr int BM = kSkBM, BN = kSkBN, BK = kSkBK, NT = kSkThreads;
+  constexpr int A_VECS = BM * BK / 4 / NT, B_VECS = BN * BK / 4 / NT;
+  static_assert(A_VECS * 4 * NT == BM * BK && B_VECS * 4 * NT == BN * BK, "float4 split");
+  // +4 floats a row as the tiled kernel's shared tiles (rows stay 16-byte aligned).
+  __shared__ __align__(16) float As[2][BK][BM + 4];
+  __shared__ __align__(16) float Bs[2][BK][BN + 4];
+
+  const int M = g.M, N = g.N;
+  const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
+  const int k_begin = blockIdx.z * kc;  // < K: the plan makes no empty chunk
+  const int k_end = min(g.K, k_begin + kc);
+  const int tid = threadIdx.x;
+  const float* __restrict__ A = g.a;  // (K, M)
+  const float* __restrict__ B = g.b;  // (K, N)
+
+  float4 ra[A_VECS], rb[B_VECS];
+  // Slice [k0, k0 + BK): thread f loads 4 consecutive columns of row k0 + f / (cols/4).
+  auto load_tile = [&](int k0) {
+#pragma unroll
+    for (int l = 0; l < A_VECS; ++l) {
+      const int f = tid + l * NT, kr = f / (BM / 4), mq = (f % (BM / 4)) * 4;
+      ra[l] = load4<VEC_A>(A, k0 + kr, m0 + mq, k_end, M, M);
+    }
+#pragma unroll
+    for (int l = 0; l < B_VECS; ++l) {
+      const int f = tid + l * NT, kr = f / (BN / 4), nq = (f % (BN / 4)) * 4;
+      rb[l] = load4<VEC_B>(B, k0 + kr, n0 + nq, k_end, N, N);
+    }
+  };
+  auto store_tile = [&](int buf) {
+#pragma unroll
+    for (int l = 0; l < A_VECS; ++l) {
+      const int f = tid + l * NT, kr = f / (BM / 4), mq = (f % (BM / 4)) * 4;
+      *reinterpret_cast<float4*>(&As[buf][kr][mq]) = ra[l];
+    }
+#pragma unroll
+    for (int l = 0; l < B_VECS; ++l) {
+      const int f = tid + l * NT, kr = f / (BN / 4), nq = (f % (BN / 4)) * 4;
+      *reinterpret_cast<float4*>(&Bs[buf][kr][nq]) = rb[l];
+    }
+  };
+
+  // The 64x64x16 tiled config's layout: a warp is 4 x 8 threads = 16 x 32 outputs, the 8 warps
+  // 4 x 2 of them. A warp's A reads are 4 broadcast float4s, its B reads 128 contiguous bytes.
+  const int warp = tid / 32, lane = tid % 32;
+  const int row_s = (warp / 2) * 16 + (lane / 8) * 4;  // 0, 4, ..., 60
+  const int col_s = (warp % 2) * 32 + (lane % 8) * 4;  // 0, 4, ..., 60
+
+  float acc[4][4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) acc[i][j] = 0.f;
+
+  const int k_tiles = (k_end - k_begin + BK - 1) / BK;
+  load_tile(k_begin);
+  store_tile(0);
+  __syncthreads();
+  for (int kt = 0; kt < k_tiles; ++kt) {
+    const int cur = kt & 1;
+    const bool more = kt + 1 < k_tiles;
+    if (more) load_tile(k_begin + (kt + 1) * BK);  // in flight during this slice's FMAs
+#pragma unroll
+    for (int k = 0; k < BK; ++k) {
+      const float4 av = *reinterpret_cast<const float4*>(&As[cur][k][row_s]);
+      const float4 bv = *reinterpret_cast<const float4*>(&Bs[cur][k][col_s]);
+      const float af[4] = {av.x, av.y, av.z, av.w}, bf[4] = {bv.x, bv.y, bv.z, bv.w};
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(af[i], bf[j], acc[i][j]);
+    }
+    if (more) store_tile(cur ^ 1);  // the other buffer was last read before the last barrier
+    __syncthreads();
+  }
+
+  float* __restrict__ P = parts + static_cast<int64_t>(blockIdx.z) * M * N;
+  const int col = n0 + col_s;
+  // N % 4 == 0: every row and partial starts 16-byte aligned and col < N covers col + 3.
+  const bool vec = (N % 4) == 0;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int row = m0 + row_s + i;
+    if (row >= M) continue;
+    float* prow = P + static_cast<int64_t>(row) * N;
+    if (vec) {
+      if (col < N)
+        *reinterpret_cast<float4*>(prow + col) =
+            make_float4(acc[i][0], acc[i][1], acc[i][2], acc[i][3]);
+    } else {
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+        if (col + j < N) prow[col + j] = acc[i][j];
+    }
+  }
+}
+
+// Block: kSkSumCols consecutive outputs x kSkGroups groups (a warp = one group, 32 outputs:
+// coalesced reads of each partial).
+__global__ void __launch_bounds__(kSkSumCols* kSkGroups)
+    splitk_tn_sum_kernel(GemmArgs g, const float* __restrict__ parts, int chunks) {
+  __shared__ float red[kSkGroups][kSkSumCols];
+  const int tx = threadIdx.x % kSkSumCols, q = threadIdx.x / kSkSumCols;
+  const int64_t outputs = static_cast<int64_t>(g.M) * g.N;
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * kSkSumCols + tx;
+  float acc = 0.f;
+  if (i < outputs)
+    for (int s = q; s < chunks; s += kSkGroups) acc += parts[s * outputs + i];
+  red[q][tx] = acc;
+  __syncthreads();
+  if (q != 0 || i >= outputs) return;
+  float t = red[0][tx];
+#pragma unroll
+  for (int r = 1; r < kSkGroups; ++r) t += red[r][tx];
+  float o = g.alpha * t;
+  if (g.beta != 0.f) o = fmaf(g.beta, g.c[i], o);
+  g.c[i] = o;
+}
+
+// Both launches on stream st; any M, N, K >= 1 (the router sends M, N <= 128, K >= 4096).
+void matmul_split_k_tiled(const Tensor& c, const GemmArgs& g, cudaStream_t st) {
+  const SplitKPlan plan = splitk_plan(g.M, g.N, g.K);
+  const int64_t outputs = static_cast<int64_t>(g.M) * g.N;
+  Tensor scratch = empty({plan.chunks, g.M, g.N}, Options{DType::f32, c.device()});
+  const bool vec_a = g.M % 4 == 0 && aligned16(g.a);
+  const bool vec_b = g.N % 4 == 0 && aligned16(g.b);
+  const dim3 grid(static_cast<unsigned>(cdiv(g.M, kSkBM)), static_cast<unsigned>(cdiv(g.N, kSkBN)),
+                  static_cast<unsigned>(plan.chunks));
+  void (*const kernels[2][2])(GemmArgs, int, float*) = {
+      {matmul_splitk_tn_kernel<false, false>, matmul_splitk_tn_kernel<false, true>},
+      {matmul_splitk_tn_kernel<true, false>, matmul_splitk_tn_kernel<true, true>}};
+  kernels[vec_a][vec_b]<<<grid, kSkThreads, 0, st>>>(g, static_cast<int>(plan.kc),
+                                                      scratch.data<float>());
+  IDEM_LAUNCH_CHECK("matmul");
+  splitk_tn_sum_kernel<<<static_cast<unsigned>(cdiv(outputs, kSkSumCols)), kSkSumCols * kSkGroups,
+                         0, st>>>(g, scratch.data<float>(), static_cast<int>(plan.chunks));
+  IDEM_LAUNCH_CHECK("matmul");
+}
+
 }  // namespace
 
-// variant: 0 picks the kernel by shape (what matmul_hand does); 1..6 force one tile config
-// (1: 128x128x8, 2: 128x128x16, 3: 64x64x16, 4: 32x32x16, 5: the small-shape kernels,
-// 6: 128x64x8) so the benchmark can time each one (and tests can compare their bits). Not in a
-// header: only bench/ and tests/ declare it. Split-K is never taken when variant != 0.
-void matmul_hand_variant(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p,
-                         int variant) {
+namespace {
+
+// matmul_hand_variant with an optional epilogue (bias, act, slope: see GemmArgs).
+void run_hand(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p, int variant,
+              const float* bias, FusedAct act, float slope) {
   const char* op = "matmul";
   if (p.M == 0 || p.N == 0 || p.batch == 0) return;
   IDEM_CHECK(p.M < INT32_MAX && p.N < INT32_MAX && p.K < INT32_MAX, op, "matrix extents M=", p.M,
              " N=", p.N, " K=", p.K, " exceed the 32-bit range of the CUDA kernels");
   set_device(c.device().index);
   const cudaStream_t st = current_stream();
-  GemmArgs g;
+  GemmArgs g{};
   g.a = a.data<float>();
   g.b = b.data<float>();
   g.c = c.data<float>();
@@ -440,6 +650,10 @@ void matmul_hand_variant(const Tensor& c, const Tensor& a, const Tensor& b, cons
   g.stride_c = p.stride_c;
   g.alpha = static_cast<float>(p.alpha);
   g.beta = static_cast<float>(p.beta);
+  g.bias = bias;
+  g.act = static_cast<int>(act);
+  g.slope = slope;
+  const bool epilogue = bias != nullptr || act != FusedAct::none;
 
   // 16-byte loads need the contiguous dim of the stored matrix to be a multiple of 4, an
   // aligned base and a batch stride that keeps every batch entry aligned.
@@ -449,7 +663,19 @@ void matmul_hand_variant(const Tensor& c, const Tensor& a, const Tensor& b, cons
 
   const int64_t outputs = p.M * p.N * p.batch;
   const int nsm = sm_count(c.device().index);
-  if (variant == 0 && use_split_k(p)) {
+  // Split-K for Aᵀ·B with a long K: the tiled one for M, N <= 128 (variant 7 forces it), the
+  // batched-GEMM one for other few-output shapes (variant 8 forces it). Neither has an epilogue
+  // (matmul_hand_epilogue takes op(A)·Bᵀ only, which never comes here).
+  if ((variant == 0 && use_split_k_tiled(p)) || variant == 7) {
+    IDEM_CHECK(p.batch == 1 && p.trans_a && !p.trans_b && p.K >= 1, op,
+               "internal: the tiled split-K needs one Aᵀ·B product with K >= 1");
+    matmul_split_k_tiled(c, g, st);
+    return;
+  }
+  if ((variant == 0 && use_split_k(p)) || variant == 8) {
+    IDEM_CHECK(use_split_k(p) || (p.batch == 1 && p.trans_a && !p.trans_b && p.beta == 0.0 &&
+                                  p.K >= 1024),
+               op, "internal: the batched split-K needs one Aᵀ·B product, beta 0, K >= 1024");
     matmul_split_k(c, g, p, nsm, st);
     return;
   }
@@ -476,14 +702,15 @@ void matmul_hand_variant(const Tensor& c, const Tensor& a, const Tensor& b, cons
       else v = 4;
     }
     const bool ta = p.trans_a, tb = p.trans_b;
+    const bool e = epilogue;
     switch (v) {
-      case 1: launch_tiled<128, 128, 8, 8, 8, 8, 4, 2>(gc, nb, ta, tb, vec_a, vec_b, st); break;
-      case 2: launch_tiled<128, 128, 16, 8, 8, 8, 4, 2>(gc, nb, ta, tb, vec_a, vec_b, st); break;
-      case 3: launch_tiled<64, 64, 16, 4, 4, 4, 8, 1>(gc, nb, ta, tb, vec_a, vec_b, st); break;
-      case 4: launch_tiled<32, 32, 16, 4, 4, 4, 8, 1>(gc, nb, ta, tb, vec_a, vec_b, st); break;
+      case 1: launch_tiled<128, 128, 8, 8, 8, 8, 4, 2>(gc, nb, ta, tb, vec_a, vec_b, st, e); break;
+      case 2: launch_tiled<128, 128, 16, 8, 8, 8, 4, 2>(gc, nb, ta, tb, vec_a, vec_b, st, e); break;
+      case 3: launch_tiled<64, 64, 16, 4, 4, 4, 8, 1>(gc, nb, ta, tb, vec_a, vec_b, st, e); break;
+      case 4: launch_tiled<32, 32, 16, 4, 4, 4, 8, 1>(gc, nb, ta, tb, vec_a, vec_b, st, e); break;
       // 128x64: 16x8 threads of 8x8, a warp 4x8 threads = 32x64 outputs; 4 blocks per SM (the
       // same 128-register cap as 128x128x8) so 132 SMs hold 528 blocks = 67 584 rows at once.
-      case 6: launch_tiled<128, 64, 8, 8, 8, 4, 8, 4>(gc, nb, ta, tb, vec_a, vec_b, st); break;
+      case 6: launch_tiled<128, 64, 8, 8, 8, 4, 8, 4>(gc, nb, ta, tb, vec_a, vec_b, st, e); break;
       default:
         // Few outputs and a long K: a warp per output keeps enough threads busy.
         launch_small(gc, nb, ta, tb, p.K >= 128 && outputs <= 65536);
@@ -492,8 +719,28 @@ void matmul_hand_variant(const Tensor& c, const Tensor& a, const Tensor& b, cons
   }
 }
 
+}  // namespace
+
+// variant: 0 picks the kernel by shape (what matmul_hand does); 1..6 force one tile config
+// (1: 128x128x8, 2: 128x128x16, 3: 64x64x16, 4: 32x32x16, 5: the small-shape kernels,
+// 6: 128x64x8), 7 the tiled split-K and 8 the batched-GEMM split-K (both Aᵀ·B, unbatched), so
+// the benchmark can time each one (and tests can compare their bits). Not in a header: only
+// bench/ and tests/ declare it. Split-K is taken only for variant 0, 7 or 8.
+void matmul_hand_variant(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p,
+                         int variant) {
+  run_hand(c, a, b, p, variant, nullptr, FusedAct::none, 0.f);
+}
+
 void matmul_hand(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p) {
-  matmul_hand_variant(c, a, b, p, 0);
+  run_hand(c, a, b, p, 0, nullptr, FusedAct::none, 0.f);
+}
+
+void matmul_hand_epilogue(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p,
+                          const Tensor& bias, FusedAct act, double slope) {
+  IDEM_CHECK(!p.trans_a && p.trans_b, "matmul",
+             "internal: matmul_hand_epilogue is built for op(A)·Bᵀ (trans_a false, trans_b true)");
+  run_hand(c, a, b, p, 0, bias.defined() ? bias.data<float>() : nullptr, act,
+           static_cast<float>(slope));
 }
 
 void matmul_fwd(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p) {

@@ -3,7 +3,8 @@
 // GPU's general paths (GEMM + epilogue forward: in > 16 and N·out > 8192; epilogue + two GEMMs
 // backward: N > 1024); the l1 and mse distances. The distances' multi-block GPU path (n > 16384)
 // is too large for a gradcheck row; tests/fused_test.cpp covers it. sage_linear
-// (autograd/sage_linear_function.h) with and without bias and activation; tests/
+// (autograd/sage_linear_function.h) with and without bias and activation, and at shapes whose
+// GPU forward runs the tiled GEMMs with the bias + activation in their store; tests/
 // sage_linear_test.cpp adds the unfused comparison and launch counts.
 #include <algorithm>
 
@@ -36,13 +37,16 @@ OpCase la_case(const std::string& name, Shape x, int64_t out, bool bias, FusedAc
 }
 
 // sage_linear: a (N, in_l), weight_l (out, in_l), bias (out) unless !bias, x (N, in_r),
-// weight_r (out, in_r) — every input perturbed by gradcheck.
+// weight_r (out, in_r) — every input perturbed by gradcheck, or only the bias when !diff_all
+// (large rows keep the check short).
 OpCase sl_case(const std::string& name, int64_t n, int64_t in_l, int64_t in_r, int64_t out,
-               bool bias, FusedAct act, double slope = 0.1) {
-  std::vector<InputSpec> inputs = {{{n, in_l}}, {{out, in_l}}};
+               bool bias, FusedAct act, double slope = 0.1, bool diff_all = true) {
+  const InputKind normal = InputKind::normal;
+  std::vector<InputSpec> inputs = {{{n, in_l}, normal, 0, diff_all},
+                                   {{out, in_l}, normal, 0, diff_all}};
   if (bias) inputs.push_back({{out}});
-  inputs.push_back({{n, in_r}});
-  inputs.push_back({{out, in_r}});
+  inputs.push_back({{n, in_r}, normal, 0, diff_all});
+  inputs.push_back({{out, in_r}, normal, 0, diff_all});
   OpCase c{name, "fused", inputs, [bias, act, slope](V v) {
              const size_t r = bias ? 3 : 2;
              return sage_linear(v[0], v[1], bias ? v[2] : Tensor(), v[r], v[r + 1], act, slope);
@@ -86,6 +90,17 @@ std::vector<OpCase> fused_cases() {
       sl_case("sage_linear_relu_nobias", 4, 2, 3, 3, false, relu),
       // out 40 > 32: two column blocks of the gz/db kernel.
       sl_case("sage_linear_wide_relu", 9, 3, 2, 40, true, relu),
+      // GPU tiled GEMMs with the bias + activation in the second GEMM's store (hand backend):
+      // 32x32 tiles with float4 stores; out 37 (scalar stores); and 17 000 rows (the 128x64
+      // tile on an H100, and the tiled split-K for both weight gradients in the backward; too
+      // large for a gradcheck).
+      sl_case("sage_linear_tiled_relu", 700, 64, 64, 64, true, relu, 0.1, false),
+      sl_case("sage_linear_tiled_leaky_out37", 3000, 20, 24, 37, true, leaky, 0.1, false),
+      [&] {
+        OpCase c = sl_case("sage_linear_tall_leaky", 17000, 64, 64, 64, true, leaky, 0.1, false);
+        c.gradcheck = false;
+        return c;
+      }(),
       dist_case("l1_distance_3x4", {3, 4}, DistanceKind::l1),
       dist_case("l1_distance_1000", {1000}, DistanceKind::l1),
       dist_case("mse_distance_3x4", {3, 4}, DistanceKind::mse),

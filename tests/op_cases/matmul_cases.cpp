@@ -1,5 +1,9 @@
 // Op-case rows for the matmul family: every transpose combination, batched 3-D, a 2-D operand
-// shared across a batch (on either side), the IT³ first-layer shape and odd non-square shapes.
+// shared across a batch (on either side), the IT³ first-layer shape and odd non-square shapes;
+// Aᵀ·B with a long K, the CUDA hand GEMM's split-K shapes (cuda/kernels/matmul.cu): the tiled
+// split-K (M, N <= 128, K >= 4096) with tails — K not a multiple of its chunk or of 32, M and N
+// not multiples of 4 or 64 — and the batched-GEMM split-K with leftover rows (M > 128). Those
+// rows are too large for a gradcheck (parity only; tests/matmul_splitk_test.cpp has more).
 #include "tests/op_cases/op_cases.h"
 
 namespace idem::testing {
@@ -12,6 +16,13 @@ OpCase mm_case(const std::string& name, Shape a, Shape b, bool ta, bool tb, int6
         return matmul(x[0], x[1], ta, tb);
       }};
   c.parity_scale = k > 8 ? static_cast<double>(k) / 8.0 : 1.0;
+  return c;
+}
+
+// Aᵀ·B with A (k, m), B (k, n): a split-K shape on the GPU; parity only.
+OpCase splitk_case(const std::string& name, int64_t m, int64_t k, int64_t n) {
+  OpCase c = mm_case(name, {k, m}, {k, n}, true, false, k);
+  c.gradcheck = false;
   return c;
 }
 }  // namespace
@@ -38,6 +49,16 @@ std::vector<OpCase> matmul_cases() {
       // Shared 2-D × 3-D.
       mm_case("matmul_shared_a", {4, 5}, {3, 5, 2}, false, false, 5),
       mm_case("matmul_shared_a_tt", {5, 4}, {3, 2, 5}, true, true, 5),
+      // Split-K (GPU): the GNN's weight-gradient shape at 8 192 rows (32 chunks of 256).
+      splitk_case("matmul_splitk_tn_64x8192x64", 64, 8192, 64),
+      // Two row tiles (70 = 64 + 6), N = 37: scalar loads and stores; 33 chunks, the last 37 rows.
+      splitk_case("matmul_splitk_tn_70x4133x37", 70, 4133, 37),
+      // Four 64x64 tiles: 52 chunks of 160 rows, the last 40.
+      splitk_case("matmul_splitk_tn_128x8200x128", 128, 8200, 128),
+      // A 3-wide product (the first layer's weight gradient).
+      splitk_case("matmul_splitk_tn_30x5000x3", 30, 5000, 3),
+      // M > 128: the batched-GEMM split-K, 8 chunks of 1025 rows + 3 leftover rows.
+      splitk_case("matmul_splitk_batched_256x8203x16", 256, 8203, 16),
   };
 }
 
