@@ -592,8 +592,11 @@ __global__ void __launch_bounds__(kSkSumCols* kSkGroups)
   const int64_t outputs = static_cast<int64_t>(g.M) * g.N;
   const int64_t i = static_cast<int64_t>(blockIdx.x) * kSkSumCols + tx;
   float acc = 0.f;
-  if (i < outputs)
+  if (i < outputs) {
+    // Unrolled so that several loads are in flight ahead of the (ordered) adds.
+#pragma unroll 8
     for (int s = q; s < chunks; s += kSkGroups) acc += parts[s * outputs + i];
+  }
   red[q][tx] = acc;
   __syncthreads();
   if (q != 0 || i >= outputs) return;
