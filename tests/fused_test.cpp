@@ -425,6 +425,31 @@ TEST_F(FusedCuda, BackwardEpilogueBeyondTheGridRows) {
   expect_near_all(rg.dbias, rc.dbias, 1e-2, "db");
 }
 
+// The general forward on the hand backend: one tiled GEMM whose store adds the bias and applies
+// the activation (matmul_hand_epilogue), with the bits of matmul + add + activation on the same
+// GPU. Shapes: 32x32 tiles with float4 stores (64x17x129: a 129th column alone in its tile),
+// scalar stores (out 37), a long K (in 200), and 17 000 rows (the 128x64 tile on an H100).
+TEST_F(FusedCuda, GeneralForwardIsOneLaunchAndBitEqualToUnfused) {
+  GemmGuard hand(GemmBackend::hand);
+  struct Case {
+    int64_t N, in, out;
+  };
+  const Case cases[] = {{64, 17, 129}, {3000, 20, 37}, {300, 200, 40}, {17000, 64, 64}};
+  for (const Case& c : cases)
+    for (FusedAct act : kActs)
+      for (bool bias : {true, false}) {
+        SCOPED_TRACE(std::to_string(c.N) + "x" + std::to_string(c.in) + "x" +
+                     std::to_string(c.out) + " " + fused_act_name(act) +
+                     (bias ? " bias" : " no bias") + ", seed " + std::to_string(kSeed));
+        const Tensor x = randn({c.N, c.in}, kSeed, gpu());
+        const Tensor w = randn({c.out, c.in}, kSeed + 1, gpu());
+        const Tensor b = bias ? randn({c.out}, kSeed + 2, gpu()) : Tensor();
+        Tensor y;
+        EXPECT_EQ(launches([&] { y = ops::linear_act(x, w, b, act, 0.1); }), 1u);
+        EXPECT_TRUE(bit_equal(y, unfused(x, w, b, act, 0.1)));
+      }
+}
+
 // Shapes that take the general paths (and the cuBLAS backend) against the CPU reference.
 TEST_F(FusedCuda, GeneralPathsMatchCpu) {
   struct Case {

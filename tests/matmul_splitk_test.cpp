@@ -55,7 +55,9 @@ void check_shape(int64_t k, int64_t m, int64_t n, uint64_t want_launches, uint64
     EXPECT_TRUE(bit_equal(got, matmul(ga, gb, true, false))) << "split-K must be deterministic";
 }
 
-MatmulParams tn_params(int64_t k, int64_t m, int64_t n) { return single_gemm(m, n, k, true, false); }
+MatmulParams tn_params(int64_t k, int64_t m, int64_t n) {
+  return single_gemm(m, n, k, true, false);
+}
 
 }  // namespace
 
@@ -122,7 +124,8 @@ TEST(MatmulSplitKCuda, TiledHonoursAlphaAndBeta) {
 TEST(MatmulSplitKCuda, LinearWeightGradientOverALargeBatch) {
   IDEM_REQUIRE_GPU();
   Tensor x = randn({20000, 16}, 1), w = randn({16, 8}, 2);
-  Tensor xc = x.clone_data(), wc = w.clone_data(), xg = x.to(Device::cuda()), wg = w.to(Device::cuda());
+  Tensor xc = x.clone_data(), wc = w.clone_data();
+  Tensor xg = x.to(Device::cuda()), wg = w.to(Device::cuda());
   wc.requires_grad_(), wg.requires_grad_();
   sum(matmul(xc, wc)).backward();
   sum(matmul(xg, wg)).backward();

@@ -12,7 +12,8 @@
 //  - bias_act / act_bias_grad: the epilogues of linear_act on their own, for ops that form
 //      z with GEMMs of their own (ops::sage_linear: z = a·Wlᵀ + x·Wrᵀ by two GEMMs into one
 //      output, the second with beta = 1; on the CPU and on cuBLAS — the hand CUDA GEMM folds
-//      bias_act into its store, cuda::sage_linear_fwd). bias_act: y = act(y + b) in place, y (N,out).
+//      bias_act into its store, cuda::sage_linear_fwd).
+//      bias_act: y = act(y + b) in place, y (N,out).
 //      act_bias_grad: gz = g ⊙ act'(y) and db = Σ_n gz, from g and the output y (N,out).
 //  - distance: the mean over all elements of |a − b| (l1) or (a − b)² (mse), a 0-dim result,
 //      and its gradient ∂a = d'(a − b)·g/n, ∂b = −∂a with the upstream g read from memory.
@@ -125,8 +126,10 @@ namespace cuda {
 // Hand GEMM backend and a small product (in <= 16 or N·out <= 8192, the shapes where
 // matmul_hand uses its one-thread/one-warp-per-output kernels): ONE launch, the bias and the
 // activation applied in the GEMM's epilogue — the same summation order as matmul_hand, so the
-// result is bit-identical to matmul + add + activation there. Otherwise the GEMM of
-// gemm_backend() plus one epilogue launch (none when there is neither bias nor activation).
+// result is bit-identical to matmul + add + activation there. Otherwise, hand backend: ONE
+// launch too, the tiled GEMM with the bias and the activation in its store
+// (matmul_hand_epilogue), again the bits of matmul + add + activation; cuBLAS: the GEMM plus one
+// epilogue launch (none when there is neither bias nor activation).
 void linear_act_fwd(const Tensor& y, const Tensor& x, const Tensor& w, const Tensor& b,
                     const LinearActParams& p);
 // Hand GEMM backend and small (N·in·out <= 2^20, N <= 1024, out <= 1024): ONE launch computes
@@ -143,8 +146,8 @@ void linear_act_bwd(const Tensor& dx, const Tensor& dw, const Tensor& db, const 
 // backend: the two GEMMs and bias_act (3 launches; 2 without bias and activation).
 void sage_linear_fwd(const Tensor& y, const Tensor& a, const Tensor& wl, const Tensor& b,
                      const Tensor& x, const Tensor& wr, const LinearActParams& p);
-// ONE launch (linear_act's general-path epilogue kernel); none when there is neither bias nor
-// activation, or y is empty.
+// ONE launch (the epilogue kernel of linear_act's cuBLAS path); none when there is neither
+// bias nor activation, or y is empty.
 void bias_act(const Tensor& y, const Tensor& b, const LinearActParams& p);
 // linear_act_bwd's general-path epilogue: gz and a deterministic column sum for db (zeros when
 // N = 0) in one launch, two when N > 256 rows and db is wanted; none when neither output is

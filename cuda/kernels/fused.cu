@@ -9,7 +9,9 @@
 //    in shared memory in one pass with many loads in flight: a chain that waits on one global
 //    load per step costs ~in L2 round trips (measurements: docs/performance.md, "Kernel history
 //    moved from source comments").
-//  - otherwise: the GEMM of gemm_backend() into y, then linear_act_epilogue_kernel in place.
+//  - otherwise, hand backend: one tiled GEMM launch whose store adds the bias and applies the
+//    activation (matmul_hand_epilogue); cuBLAS: the GEMM into y, then
+//    linear_act_epilogue_kernel in place.
 // sage_linear forward: GEMM y = x·Wrᵀ, then GEMM y = a·Wlᵀ + y whose store adds the bias and
 // applies the activation (hand backend; cuBLAS: a third launch, the epilogue kernel).
 // linear_act backward
@@ -504,7 +506,14 @@ void linear_act_fwd(const Tensor& y, const Tensor& x, const Tensor& w, const Ten
     });
     return;
   }
-  matmul_fwd(y, x, w, single_gemm(p.N, p.out, p.in, false, true));  // z = x·Wᵀ : (N,in)(out,in)ᵀ
+  const MatmulParams mp = single_gemm(p.N, p.out, p.in, false, true);  // z = x·Wᵀ : (N,in)(out,in)ᵀ
+  if (gemm_backend() == GemmBackend::hand) {
+    // The bias and the activation in the GEMM's store, with the rounding order of this
+    // function's cuBLAS branch: one launch.
+    matmul_hand_epilogue(y, x, w, mp, p.bias ? b : Tensor(), p.act, p.slope);
+    return;
+  }
+  matmul_fwd(y, x, w, mp);
   if (!p.bias && p.act == FusedAct::none) return;
   with_act(p.act, [&](auto act) {
     launch_grid_stride(IDEM_SITE(op), outputs, kThreads,

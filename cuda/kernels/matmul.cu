@@ -368,7 +368,8 @@ void launch_tiled(const GemmArgs& g, int batch, bool ta, bool tb, bool vec_a, bo
   IDEM_CHECK((g.N + BN - 1) / BN <= 65535, "matmul", "N = ", g.N, " is too large for one launch");
   if (epi) {
     IDEM_CHECK(!ta && tb, "matmul", "internal: the tiled epilogue is built for op(A)·Bᵀ only");
-    launch_tiled_t<BM, BN, BK, TM, TN, WTM, WTN, MINB, false, true, true>(g, batch, vec_a, vec_b, st);
+    launch_tiled_t<BM, BN, BK, TM, TN, WTM, WTN, MINB, false, true, true>(g, batch, vec_a, vec_b,
+                                                                         st);
   } else if (!ta && !tb)
     launch_tiled_t<BM, BN, BK, TM, TN, WTM, WTN, MINB, false, false>(g, batch, vec_a, vec_b, st);
   else if (!ta && tb)
