@@ -65,13 +65,13 @@ TEST(MatmulSplitKCuda, TiledMatchesTheCpuWithTails) {
   IDEM_REQUIRE_GPU();
   GemmGuard hand(GemmBackend::hand);
   check_shape(65536, 64, 64, 2, 11);  // the sage weight gradient: 256 chunks of 256 rows
-  check_shape(8192, 64, 64, 2, 13);
+  check_shape(8192, 64, 64, 2, 13);    // 64 chunks of 128 (the shortest chunk)
   check_shape(4096, 64, 64, 2, 15);    // the shortest K routed here: 32 chunks of 128
-  check_shape(65536 + 37, 64, 3, 2, 17);  // a last chunk of 37 + 256 rows; N not a multiple of 4
-  check_shape(5000, 30, 20, 2, 19);     // M, N not multiples of 4 (scalar loads and stores)
+  check_shape(65536 + 37, 64, 3, 2, 17);  // 228 chunks of 288, the last 197; N % 4 != 0
+  check_shape(5000, 30, 20, 2, 19);     // M, N % 4 != 0 (scalar loads and stores); last chunk 8
   check_shape(4133, 70, 37, 2, 21);     // two row tiles, the second 6 rows; K % 32 != 0
   check_shape(8200, 128, 128, 2, 23);   // four tiles, chunks of 160 (51 of them + 40 rows)
-  check_shape(9001, 1, 128, 2, 25);     // one row
+  check_shape(9001, 1, 128, 2, 25);     // one row, two column tiles; 71 chunks, the last 41
 }
 
 TEST(MatmulSplitKCuda, RoutesByShape) {

@@ -49,7 +49,7 @@ std::vector<OpCase> matmul_cases() {
       // Shared 2-D × 3-D.
       mm_case("matmul_shared_a", {4, 5}, {3, 5, 2}, false, false, 5),
       mm_case("matmul_shared_a_tt", {5, 4}, {3, 2, 5}, true, true, 5),
-      // Split-K (GPU): the GNN's weight-gradient shape at 8 192 rows (32 chunks of 256).
+      // Split-K (GPU): the GNN's weight-gradient shape at 8 192 rows (64 chunks of 128).
       splitk_case("matmul_splitk_tn_64x8192x64", 64, 8192, 64),
       // Two row tiles (70 = 64 + 6), N = 37: scalar loads and stores; 33 chunks, the last 37 rows.
       splitk_case("matmul_splitk_tn_70x4133x37", 70, 4133, 37),
