@@ -125,7 +125,8 @@ struct AdaptOptions {
   // Whether the whole IT³ adaptation may run as one fused call (see FusedMode; the command
   // line's `--path auto|fused|graph|eager` sets it through it3::PathAdapter). With check_finite,
   // the fused path reads the K losses back after the call and throws on a NaN/Inf one (the
-  // steps have then been taken). Automatic by default: on a GPU, batches that fit one block.
+  // steps have then been taken). Automatic by default: on a GPU, batches that run as one block
+  // (FusedMlpAdapt::batch_reason).
   FusedMode fused = FusedMode::automatic;
   EntropyKnobs entropy;  // eata, deyo, memo
 

@@ -10,8 +10,8 @@
 //           captured input first
 //   fused   the whole adaptation as ONE fused kernel call (it3/fused_adapt.h): small concat
 //           MLPs with IT³ offline; on the CPU too when named (the plain-loop reference)
-//   auto    fused where it applies on a GPU and the batch fits one block of the kernel (the
-//           only size where it beat a graph on an H100), else graph where it applies, else eager
+//   auto    fused where it applies on a GPU and the batch runs as one block of the kernels (the
+//           only size where they beat a graph on an H100), else graph where it applies, else eager
 // Every path gives the same predictions (the graph replays exactly the eager kernels; tests
 // compare them) and fills the same Cost counters, so a results table can say which one ran.
 //

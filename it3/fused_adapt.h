@@ -37,8 +37,9 @@ class FusedMlpAdapt {
                 const AdaptOptions& options);
 
   // "" when the batch fits the kernel: x (B, d) f32 on the model's device, 1 <= B <= 256; with
-  // FusedMode::automatic also a largest phase of at most kFusedMlpSingleBlockMacs multiply-adds
-  // (one block on a GPU: the only size at which the kernel beat a CUDA graph when measured).
+  // FusedMode::automatic also one block on a GPU (the only size at which the kernels beat a
+  // CUDA graph when measured): the row kernel (every width under 64, B <= kFusedMlpRowMaxBatch)
+  // or a largest phase of at most kFusedMlpSingleBlockMacs multiply-adds.
   std::string batch_reason(const Input& x) const;
   // One whole adaptation and the prediction f_θ(x, ∅), (B, S). requires: batch_reason(x) empty.
   Tensor run(const Input& x);
