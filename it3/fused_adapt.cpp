@@ -149,8 +149,7 @@ std::string FusedMlpAdapt::batch_reason(const Input& x) const {
   // long per-thread sums make it slower than the graph. So automatic takes a batch when the
   // net is row-eligible or the batch fits one block; on forces it.
   const int64_t macs = fused_mlp_largest_phase_macs(params_, b);
-  const bool rows = fused_mlp_rows_eligible(params_) && b <= kFusedMlpRowMaxBatch;
-  if (automatic_ && !rows && macs > kFusedMlpSingleBlockMacs) {
+  if (automatic_ && !fused_mlp_rows_takes(params_, b) && macs > kFusedMlpSingleBlockMacs) {
     why << "batch " << b << ": the largest phase has " << macs << " multiply-adds, over one block's "
         << kFusedMlpSingleBlockMacs << " (the multi-block kernel measured slower than a CUDA graph; "
         << "--path fused forces it)";

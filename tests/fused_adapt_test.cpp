@@ -326,6 +326,9 @@ TEST(FusedAdapt, OneBlockRuleOfAutomatic) {
   EXPECT_FALSE(fused_mlp_rows_eligible(edge)) << "a width of 64 needs the phase kernel's warp dot";
   edge.widths[2] = 63;
   EXPECT_TRUE(fused_mlp_rows_eligible(edge));
+  EXPECT_TRUE(fused_mlp_rows_takes(tab, 64));
+  EXPECT_FALSE(fused_mlp_rows_takes(tab, 65)) << "over kFusedMlpRowMaxBatch: the phase kernel";
+  EXPECT_FALSE(fused_mlp_rows_takes(wide, 8));
   EXPECT_EQ(kFusedMlpSingleBlockMacs, 16384);
   EXPECT_EQ(kFusedMlpRowMaxBatch, 64);
   EXPECT_EQ(fused_mlp_largest_phase_macs(tab, 8), 8 * 30 * 20);
@@ -366,6 +369,11 @@ TEST(FusedAdaptCuda, OtherDistancesOptimizersAndActivations) {
         const AdaptResult got = fused.predict(Input(xc.to(Device::cuda())));
         expect_gate(got.prediction, want.prediction, what);
         EXPECT_NEAR(got.loss_after, want.loss_after, 1e-4 + 1e-3 * std::fabs(want.loss_after)) << what;
+        // The adapted weights the kernel leaves in the model (the row kernel adapts a copy in
+        // shared memory and writes θ back at the end); the allowance as in the CPU test above.
+        for (size_t i = 0; i < fused.adapted_params().size(); ++i)
+          expect_gate(fused.adapted_params()[i], cpu_ref.adapted_params()[i],
+                      what + " " + fused.adapted_names()[i], 3e-3);
         // The kernel alone: the loss read-back comes after the meter stops.
         EXPECT_EQ(got.cost.gpu_launches, 1u) << what;
       }
@@ -422,6 +430,8 @@ TEST(FusedAdaptCuda, RowKernelFromGlobalMemoryWhenSharedMemoryIsShort) {
   const AdaptResult got = fused.predict(xg);
   expect_gate(got.prediction, want.prediction, "14 → 63×7 → 1, B 16");
   EXPECT_NEAR(got.loss_after, want.loss_after, 1e-4 + 1e-3 * std::fabs(want.loss_after));
+  for (size_t i = 0; i < fused.adapted_params().size(); ++i)
+    expect_gate(fused.adapted_params()[i], cpu_ref.adapted_params()[i], fused.adapted_names()[i], 3e-3);
   EXPECT_EQ(fused.fused_plan()->last_grid(), 1);
 }
 

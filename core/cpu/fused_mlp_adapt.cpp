@@ -43,6 +43,10 @@ bool fused_mlp_rows_eligible(const FusedMlpAdaptParams& p) {
   return true;
 }
 
+bool fused_mlp_rows_takes(const FusedMlpAdaptParams& p, int64_t batch) {
+  return fused_mlp_rows_eligible(p) && batch <= kFusedMlpRowMaxBatch;
+}
+
 int64_t fused_mlp_largest_phase_macs(const FusedMlpAdaptParams& p, int64_t batch) {
   int64_t macs = 0;
   for (int l = 1; l <= p.layers; ++l) macs = std::max<int64_t>(macs, batch * p.widths[l] * p.widths[l - 1]);

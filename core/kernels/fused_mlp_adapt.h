@@ -1,7 +1,8 @@
 // Kernel contract: the whole IT³ offline adaptation of a small concat-injection MLP in one call
 // (one launch on a GPU). cpu:: in core/cpu/fused_mlp_adapt.cpp (the reference, plain loops),
-// cuda:: in cuda/kernels/fused_mlp_adapt.cu, stub in cuda/no_cuda.cpp. The planner that decides
-// eligibility and fills the description is it3/fused_adapt.h.
+// cuda:: in cuda/kernels/fused_mlp_adapt.cu (the dispatch and the phase kernel) and
+// cuda/kernels/fused_mlp_rows.cu (the row kernel), stub in cuda/no_cuda.cpp. The planner that
+// decides eligibility and fills the description is it3/fused_adapt.h.
 //
 // The network: L Linear layers n_0 → n_1 → … → n_L with bias, activation `act` after every
 // layer but the last; input n_0 = d + S (features x, then the signal s), output n_L = S.
@@ -105,12 +106,13 @@ void fused_mlp_adapt(const FusedMlpAdaptParams& p);
 
 // Whether the CUDA row kernel can take this network: every width under 64 (a row's layer is
 // then one warp's work, and every forward sum is one thread's, in the order of the reference).
-// It takes a call when the batch is also at most kFusedMlpRowMaxBatch.
 bool fused_mlp_rows_eligible(const FusedMlpAdaptParams& p);
+// Whether it takes a call of `batch` rows: eligible, and at most kFusedMlpRowMaxBatch rows.
+bool fused_mlp_rows_takes(const FusedMlpAdaptParams& p, int64_t batch);
 
 namespace cuda {
 // ONE launch on current_stream() of `device`: the row kernel (one block; a warp per row of the
-// batch, block barriers only around the weight update) when fused_mlp_rows_eligible, else the
+// batch, block barriers only around the weight update) when fused_mlp_rows_takes, else the
 // phase kernel: a single block when the work is small, a thread-block cluster or a cooperative
 // grid otherwise. Never allocates, never synchronizes. Returns the number of blocks it used.
 int fused_mlp_adapt(const FusedMlpAdaptParams& p, int device);

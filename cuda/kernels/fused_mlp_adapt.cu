@@ -8,7 +8,10 @@
 // (reset, per layer: forward of f, forward of F, backward through F, backward through f with
 // the optimizer update) run back to back inside one launch, separated by barriers:
 //   - grid of 1 block (small models): __syncthreads() between phases;
+//   - a grid that fits one thread-block cluster (sm_90, up to 16 blocks): the cluster's barrier;
 //   - otherwise a cooperative grid (cudaLaunchCooperativeKernel), grid.sync() between phases.
+// Nets whose widths are all under 64 go to the row kernel instead (fused_mlp_rows.cu) at up to
+// kFusedMlpRowMaxBatch rows: a warp per row, two block barriers per step.
 // Every phase is a grid-stride loop over its outputs; each output is one thread's sum over a
 // fixed index range in a fixed order (a wide layer's forward: one warp's, 32 strided partial
 // sums and a fixed xor tree), so there are no atomics and repeated calls give the same bits.
@@ -282,7 +285,12 @@ int max_cluster_blocks(int device) {
   if (device >= 0 && device < 64 && cache[size_t(device)].load() > 0) return cache[size_t(device)].load() - 1;
   int major = 0, n = 0;
   IDEM_CUDA_CHECK("fused_mlp_adapt", cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  if (major >= 9) {
+  // The cluster barrier is compiled in only for sm_90 and later (phase_sync): a build for an
+  // older architecture, JIT-compiled from its PTX on an H100, must not launch a cluster.
+  cudaFuncAttributes fa{};
+  IDEM_CUDA_CHECK("fused_mlp_adapt", cudaFuncGetAttributes(&fa, fused_mlp_adapt_kernel));
+  const int compiled_for = fa.ptxVersion ? fa.ptxVersion : fa.binaryVersion;
+  if (major >= 9 && compiled_for >= 90) {
     const auto kernel = fused_mlp_adapt_kernel;
     // Failing to allow 16 only means the portable 8 below.
     const bool wide = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess;
@@ -310,7 +318,8 @@ int max_cluster_blocks(int device) {
 
 // How a multi-block adaptation synchronizes its phases: IDEM_FUSED_SYNC=grid forces the
 // cooperative grid and =cluster a cluster whenever the device has one (both for comparisons,
-// tools/it3_path_sweep.sh); unset, a shape takes a cluster when the blocks it wants fit one.
+// e.g. `IDEM_FUSED_SYNC=grid idem bench it3 --path fused`); unset, a shape takes a cluster when
+// the blocks it wants fit one.
 // Measured on an H100 (docs/performance.md): mlp_tab at batch 32 and 64 (2 and 4 blocks
 // wanted) took 71.7 / 81.1 µs as a cluster against 83.1 / 91.9 as a grid; mlp_256 at batch 8
 // and 16 (32 and 64 blocks wanted) took 231 / 311 µs as a 16-block cluster, 194 / 187 as a grid.
@@ -352,8 +361,8 @@ bool use_rows(const FusedMlpAdaptParams& p) {
                "IDEM_FUSED_KERNEL is '", v, "'; expected auto, rows or phase");
     return v == "phase" ? 1 : v == "rows" ? 2 : 0;
   }();
-  if (forced == 1 || !fused_mlp_rows_eligible(p)) return false;
-  return forced == 2 || p.batch <= kFusedMlpRowMaxBatch;
+  if (forced == 1) return false;
+  return forced == 2 ? fused_mlp_rows_eligible(p) : fused_mlp_rows_takes(p, p.batch);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // CUDA: the fused IT³ adaptation of a narrow concat MLP (every width under 64) in one block,
-// a warp per row of the batch. Contract: core/kernels/fused_mlp_adapt.h; reference (same sums
-// in the same order, so the same bits as the phase kernel): core/cpu/fused_mlp_adapt.cpp.
+// a warp per row of the batch. Contract: core/kernels/fused_mlp_adapt.h; reference (the same
+// sums in the same order; the results agree to rounding, as the header says):
+// core/cpu/fused_mlp_adapt.cpp.
 //
 // Why a second kernel: the phase kernel (fused_mlp_adapt.cu) puts a block barrier after every
 // layer of every pass, 16 per step for a 4-layer net, and under ncu each phase cost about
@@ -18,8 +19,9 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <atomic>
+#include <array>
 #include <cstdint>
+#include <mutex>
 
 #include "core/kernels/fused_mlp_adapt.h"
 #include "cuda/common.cuh"
@@ -285,9 +287,12 @@ __global__ void __launch_bounds__(kFusedMlpRowThreads)
 void fused_mlp_rows(const FusedMlpAdaptParams& p) {
   const char* op = "fused_mlp_adapt";
   // Shared memory for everything when it fits the block's opt-in limit (227 KB on an H100:
-  // mlp_tab up to about batch 200), else the global buffers. The limit is the device's; the
-  // attribute is raised once per process to the largest size a call asked for.
-  static std::atomic<int> raised{0};
+  // mlp_tab up to about batch 200), else the global buffers. The limit is the device's, and so
+  // is the kernel attribute that allows it (cudaFuncSetAttribute acts on the current device):
+  // each device's is raised to the largest size a call on it asked for, under a mutex so that
+  // the check and the raise stay together when host threads share a device.
+  static std::mutex mu;
+  static std::array<int, 64> raised{};
   int device = 0, optin = 0;
   IDEM_CUDA_CHECK(op, cudaGetDevice(&device));
   IDEM_CUDA_CHECK(op, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
@@ -295,10 +300,14 @@ void fused_mlp_rows(const FusedMlpAdaptParams& p) {
   const int64_t bytes = rows_smem_floats(p) * int64_t(sizeof(float));
   const bool in_shared = bytes + static_bytes <= optin;
   const size_t dyn = in_shared ? size_t(bytes) : 0;
-  if (in_shared && int(dyn) > raised.load()) {
-    IDEM_CUDA_CHECK(op, cudaFuncSetAttribute(fused_mlp_rows_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             int(dyn)));
-    raised.store(int(dyn));
+  if (in_shared) {
+    std::lock_guard<std::mutex> lock(mu);
+    const bool cached = device >= 0 && device < 64;
+    if (!cached || int(dyn) > raised[size_t(device)]) {
+      IDEM_CUDA_CHECK(op, cudaFuncSetAttribute(fused_mlp_rows_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               int(dyn)));
+      if (cached) raised[size_t(device)] = int(dyn);
+    }
   }
   fused_mlp_rows_kernel<<<1, kFusedMlpRowThreads, dyn, current_stream()>>>(p, in_shared ? 1 : 0);
   IDEM_LAUNCH_CHECK(op);
