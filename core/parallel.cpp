@@ -40,6 +40,7 @@
 #include <immintrin.h>
 #endif
 
+#include "core/cpu_cores.h"
 #include "core/error.h"
 
 namespace idem {
@@ -85,7 +86,7 @@ class ThreadPool {
 
   int threads() {
     std::call_once(init_, [this] {
-      int n = int(std::max(1u, std::thread::hardware_concurrency()));
+      int n = available_cores();  // the machine's cores as far as this process may use them
       if (const char* env = std::getenv("IDEM_NUM_THREADS"); env && *env)
         n = parse_thread_count(env, "IDEM_NUM_THREADS");
       wanted_.store(n);

@@ -21,8 +21,9 @@
 namespace idem {
 
 // The number of threads CPU kernels use (>= 1). The first call reads the environment
-// variable IDEM_NUM_THREADS (a whole number 1..1024); unset, it is the number of cores
-// (std::thread::hardware_concurrency). An invalid IDEM_NUM_THREADS throws idem::Error.
+// variable IDEM_NUM_THREADS (a whole number 1..1024); unset, it is the number of cores the
+// process may use (available_cores, core/cpu_cores.h: the machine's, capped by the affinity mask
+// and the cgroup's CPU quota). An invalid IDEM_NUM_THREADS throws idem::Error.
 int num_threads();
 
 // requires: 1 <= n <= 1024, else idem::Error naming the value. Takes effect on the next

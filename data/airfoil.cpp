@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/parallel.h"
 #include "core/philox.h"
 #include "data/panel_method.h"
 
@@ -138,7 +139,7 @@ std::vector<AirfoilSample> generate_airfoils(int64_t n, const AirfoilRanges& r, 
   std::vector<RawSample> raw(static_cast<size_t>(n));
   const int64_t threads = std::max<int64_t>(
       1, std::min<int64_t>(
-             {static_cast<int64_t>(std::thread::hardware_concurrency()), 8, (n + 31) / 32}));
+             {static_cast<int64_t>(num_threads()), 8, (n + 31) / 32}));
   std::vector<std::exception_ptr> errors(static_cast<size_t>(threads));
   auto work = [&](int64_t tid) {
     try {

@@ -67,7 +67,7 @@ std::string ranges_str(const AirfoilRanges& r);
 // n samples drawn uniformly from the box r, sample i's (t, m, p, α) from one Philox block with
 // (seed, index i), each solved at panels_per_side panels per side. Deterministic per
 // (n, r, seed, panels_per_side) whatever the thread count: the solves run on up to
-// hardware_concurrency threads (at most 8), each sample's randomness depends only on (seed, i),
+// num_threads() threads (at most 8), each sample's randomness depends only on (seed, i),
 // and the graphs are built on the calling thread afterwards. Use different seeds for the
 // training and the test sets: the same seed and box give the same airfoils.
 // requires: n ≥ 0; each range min ≤ max with t_min > 0, t_max ≤ 0.4, m ∈ [0, 0.1),

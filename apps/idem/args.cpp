@@ -102,7 +102,7 @@ std::string Args::usage() const {
 std::vector<OptionSpec> common_options() {
   return {{"seed", true, "0", "seed for data order, initialization and shifts"},
           {"device", true, "auto", "cpu, cuda or cuda:N; auto = cuda when a GPU is present"},
-          {"threads", true, "auto", "CPU threads for the kernels, 1..1024; auto = IDEM_NUM_THREADS, else all cores (results do not depend on it)"},
+          {"threads", true, "auto", "CPU threads for the kernels, 1..1024; auto = IDEM_NUM_THREADS, else every core this process may use (affinity mask, cgroup CPU quota; results do not depend on it)"},
           {"deterministic", false, "", "bit-identical results for the same seed (docs/reliability.md)"},
           {"quiet", false, "", "no progress output"},
           {"json", false, "", "machine-readable output on stdout"}};
