@@ -61,17 +61,8 @@ void time_gpu(benchmark::State& state, F&& launch, int reps, bool flush, Work wo
 #ifdef IDEM_WITH_CUDA
 #include <cuda_runtime.h>
 
-#include "core/kernels/matmul.h"
+#include "core/kernels/matmul.h"  // cuda::matmul_hand_variant
 #include "cuda/common.cuh"
-
-namespace idem::cuda {
-// Defined in cuda/kernels/matmul.cu for the benchmark only: 0 = the shape heuristic of
-// matmul_hand; 1 = 128x128x8, 2 = 128x128x16, 3 = 64x64x16, 4 = 32x32x16, 5 = small kernels,
-// 6 = 128x64x8 (tall-skinny, N <= 64), 7 = the tiled split-K, 8 = the batched-GEMM split-K
-// (7 and 8: unbatched Aᵀ·B only).
-void matmul_hand_variant(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p,
-                         int variant);
-}  // namespace idem::cuda
 
 namespace idem::bench {
 

@@ -42,12 +42,6 @@
 #include <cuda_runtime.h>
 
 #include "cuda/common.cuh"
-
-namespace idem::cuda {
-// Defined in cuda/kernels/conv.cu: the two-pass bwd_weight kernels whatever the shape.
-void conv2d_bwd_weight_two_pass(const Tensor& dw, const Tensor& dy, const Tensor& x,
-                                const ConvShape& s);
-}  // namespace idem::cuda
 #endif
 
 namespace {

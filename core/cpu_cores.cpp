@@ -21,8 +21,9 @@ int cores_of_quota(long long quota, long long period) {
   return int(std::min<long long>((quota + period - 1) / period, 1 << 20));
 }
 
-// The whole content of a small text file, or "" when it cannot be read.
-std::string read_text(const std::string& path) {
+// The whole content of a small text file, or "" when it cannot be read (cgroup files are often
+// absent; not finding one is not an error here).
+std::string read_if_present(const std::string& path) {
   std::ifstream f(path);
   if (!f) return "";
   std::ostringstream s;
@@ -42,7 +43,7 @@ long long number_or(const std::string& text, long long fallback) {
 #if defined(__linux__)
 // The process's cgroup v2 path ("0::/some/path" in /proc/self/cgroup), "" when there is none.
 std::string cgroup_v2_path() {
-  std::istringstream lines(read_text("/proc/self/cgroup"));
+  std::istringstream lines(read_if_present("/proc/self/cgroup"));
   for (std::string line; std::getline(lines, line);)
     if (line.rfind("0::", 0) == 0) return line.substr(3);
   return "";
@@ -53,12 +54,12 @@ int cgroup_limit() {
   // shows its own cgroup as the root).
   const std::string own = cgroup_v2_path();
   for (const std::string& dir : {std::string("/sys/fs/cgroup") + (own == "/" ? "" : own), std::string("/sys/fs/cgroup")}) {
-    const std::string text = read_text(dir + "/cpu.max");
+    const std::string text = read_if_present(dir + "/cpu.max");
     if (!text.empty()) return cgroup_v2_cpu_limit(text);
   }
   for (const char* dir : {"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"}) {
-    const std::string quota = read_text(std::string(dir) + "/cpu.cfs_quota_us");
-    if (!quota.empty()) return cgroup_v1_cpu_limit(quota, read_text(std::string(dir) + "/cpu.cfs_period_us"));
+    const std::string quota = read_if_present(std::string(dir) + "/cpu.cfs_quota_us");
+    if (!quota.empty()) return cgroup_v1_cpu_limit(quota, read_if_present(std::string(dir) + "/cpu.cfs_period_us"));
   }
   return 0;
 }

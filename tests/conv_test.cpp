@@ -12,16 +12,9 @@
 
 #include "autograd/functions.h"
 #include "autograd/nn_functions.h"
+#include "core/kernels/conv.h"  // cuda::conv2d_bwd_weight_two_pass
 #include "core/kernels/runtime.h"
 #include "tests/test_util.h"
-
-#ifdef IDEM_WITH_CUDA
-namespace idem::cuda {
-// Defined in cuda/kernels/conv.cu (see there): the two-pass bwd_weight kernels whatever the shape.
-void conv2d_bwd_weight_two_pass(const Tensor& dw, const Tensor& dy, const Tensor& x,
-                                const ConvShape& s);
-}  // namespace idem::cuda
-#endif
 
 namespace idem {
 namespace {

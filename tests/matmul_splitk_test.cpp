@@ -17,15 +17,6 @@
 #include "core/kernels/runtime.h"
 #include "test_util.h"
 
-#ifdef IDEM_WITH_CUDA
-namespace idem::cuda {
-// Defined in cuda/kernels/matmul.cu (see there): 0 = matmul_hand's own choice, 1..6 one tiled
-// config or the small kernels, 7 = the tiled split-K, 8 = the batched-GEMM split-K.
-void matmul_hand_variant(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p,
-                         int variant);
-}  // namespace idem::cuda
-#endif
-
 using namespace idem;
 using idem::testing::bit_equal;
 using idem::testing::GemmGuard;

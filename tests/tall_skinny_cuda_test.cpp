@@ -17,15 +17,6 @@
 #include "core/ops/elementwise.h"
 #include "test_util.h"
 
-#ifdef IDEM_WITH_CUDA
-namespace idem::cuda {
-// Defined in cuda/kernels/matmul.cu (see there): 0 = matmul_hand's own choice, 1 = 128x128x8,
-// 2 = 128x128x16, 3 = 64x64x16, 4 = 32x32x16, 5 = the small-shape kernels, 6 = 128x64x8.
-void matmul_hand_variant(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p,
-                         int variant);
-}  // namespace idem::cuda
-#endif
-
 using namespace idem;
 using idem::testing::bit_equal;
 using idem::testing::expect_near_all;

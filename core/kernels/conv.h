@@ -79,6 +79,10 @@ void conv2d_cudnn(ConvDir dir, const Tensor& out, const Tensor& a, const Tensor&
 // bwd_weight. The rule is described at the top of cuda/kernels/conv.cu. Throws idem::Error
 // without CUDA.
 const char* conv2d_hand_kernel_name(ConvDir dir, const ConvShape& s);
+// For benchmarks and tests (CUDA builds only, no stub): bwd_weight by the two-pass kernels
+// whatever the shape (the kernels the implicit GEMM replaced where it applies).
+void conv2d_bwd_weight_two_pass(const Tensor& dw, const Tensor& dy, const Tensor& x,
+                                const ConvShape& s);
 }  // namespace cuda
 
 }  // namespace idem

@@ -87,6 +87,13 @@ void matmul_hand_epilogue(const Tensor& c, const Tensor& a, const Tensor& b, con
                           const Tensor& bias, FusedAct act, double slope);
 // Throws idem::Error when built without IDEM_CUBLAS.
 void matmul_cublas(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p);
+// For benchmarks and tests (CUDA builds only, no stub): matmul_hand with its kernel forced.
+// variant 0 picks the kernel by shape (what matmul_hand does); 1..6 force one tile config
+// (1: 128x128x8, 2: 128x128x16, 3: 64x64x16, 4: 32x32x16, 5: the small-shape kernels,
+// 6: 128x64x8, tall-skinny with N <= 64), 7 the tiled split-K and 8 the batched-GEMM split-K
+// (both unbatched Aᵀ·B only). Split-K is taken only for variant 0, 7 or 8.
+void matmul_hand_variant(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p,
+                         int variant);
 }  // namespace cuda
 
 }  // namespace idem

@@ -1245,9 +1245,8 @@ const char* conv2d_hand_kernel_name(ConvDir dir, const ConvShape& s) {
   return "two_pass";
 }
 
-// The two-pass bwd_weight kernels whatever the shape, for the benchmark's old-kernel line and
-// the tests that compare the implicit GEMM against them. Not in a header: only bench/ and tests/
-// declare it.
+// The two-pass bwd_weight kernels whatever the shape (contract: core/kernels/conv.h), for the
+// benchmark's old-kernel line and the tests that compare the implicit GEMM against them.
 void conv2d_bwd_weight_two_pass(const Tensor& dw, const Tensor& dy, const Tensor& x,
                                 const ConvShape& s) {
   if (dw.numel() == 0) return;

@@ -725,11 +725,8 @@ void run_hand(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulPar
 
 }  // namespace
 
-// variant: 0 picks the kernel by shape (what matmul_hand does); 1..6 force one tile config
-// (1: 128x128x8, 2: 128x128x16, 3: 64x64x16, 4: 32x32x16, 5: the small-shape kernels,
-// 6: 128x64x8), 7 the tiled split-K and 8 the batched-GEMM split-K (both Aᵀ·B, unbatched), so
-// the benchmark can time each one (and tests can compare their bits). Not in a header: only
-// bench/ and tests/ declare it. Split-K is taken only for variant 0, 7 or 8.
+// matmul_hand with its kernel forced (the variants: core/kernels/matmul.h), so the benchmark can
+// time each one and tests can compare their bits.
 void matmul_hand_variant(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p,
                          int variant) {
   run_hand(c, a, b, p, variant, nullptr, FusedAct::none, 0.f);
