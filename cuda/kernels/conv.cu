@@ -1022,8 +1022,9 @@ void launch_igemm(const Tensor& out, const Tensor& a, const Tensor& w, const flo
 //  - it pays: Og >= 16 rows (a 32- or 64-row tile at least half full) and Cg·R·S >= 32
 //    columns (the 64-column tile at least half full). Below that (the fmnist CNN's first layer,
 //    bn_cnn's 1->32 layer: 9 or 25 taps) the two-pass kernel wastes less.
-//  - it fits: C·H·W and O·P·Q in an int (offsets inside one image), N·P·Q small enough for the
-//    position cursors (<= INT_MAX / 2), the grid (row tiles · G <= 65535).
+//  - it fits: C·H·W and O·P·Q in an int (offsets inside one image), N·P·Q and Cg·R·S small
+//    enough for the position and column cursors (<= INT_MAX / 2), the grid (row tiles · G <=
+//    65535).
 // The split of the N·P·Q positions depends on the shape only (never on the device): about
 // kTargetBlocks blocks, each chunk at least kMinChunk positions (4 steps of 16) and at most
 // kMaxChunks chunks, chunk_len a multiple of 16, no empty chunk.
@@ -1039,7 +1040,8 @@ BwdWeightGemmPlan bwd_weight_igemm_plan(const ConvDims& d) {
   if (d.Og < 16 || K < 32) return t;
   const int64_t pq = static_cast<int64_t>(d.P) * d.Q, hw = static_cast<int64_t>(d.H) * d.W;
   const int64_t M = d.N * pq;
-  if (M > INT_MAX / 2 || static_cast<int64_t>(d.C) * hw > INT_MAX ||
+  // K bounds the int column cursor (a tile runs up to 63 columns past K before its check).
+  if (M > INT_MAX / 2 || K > INT_MAX / 2 || static_cast<int64_t>(d.C) * hw > INT_MAX ||
       static_cast<int64_t>(d.O) * pq > INT_MAX)
     return t;
   t.tm = d.Og > 32 ? 4 : 2;

@@ -367,7 +367,8 @@ void launch_tiled(const GemmArgs& g, int batch, bool ta, bool tb, bool vec_a, bo
                   cudaStream_t st, bool epi = false) {
   IDEM_CHECK((g.N + BN - 1) / BN <= 65535, "matmul", "N = ", g.N, " is too large for one launch");
   if (epi) {
-    IDEM_CHECK(!ta && tb, "matmul", "internal: the tiled epilogue is built for op(A)·Bᵀ only");
+    IDEM_CHECK(!ta && tb, "matmul", "internal: the tiled epilogue is built for op(A)·Bᵀ only; got trans_a ",
+               ta, ", trans_b ", tb, ", M=", g.M, " N=", g.N, " K=", g.K);
     launch_tiled_t<BM, BN, BK, TM, TN, WTM, WTN, MINB, false, true, true>(g, batch, vec_a, vec_b,
                                                                          st);
   } else if (!ta && !tb)
@@ -497,7 +498,7 @@ __global__ void __launch_bounds__(kSkThreads)
   const int M = g.M, N = g.N;
   const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
   const int k_begin = blockIdx.z * kc;  // < K: the plan makes no empty chunk
-  const int k_end = min(g.K, k_begin + kc);
+  const int k_end = k_begin + min(kc, g.K - k_begin);  // no k_begin + kc: it may pass INT_MAX
   const int tid = threadIdx.x;
   const float* __restrict__ A = g.a;  // (K, M)
   const float* __restrict__ B = g.b;  // (K, N)
@@ -638,8 +639,12 @@ void run_hand(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulPar
               const float* bias, FusedAct act, float slope) {
   const char* op = "matmul";
   if (p.M == 0 || p.N == 0 || p.batch == 0) return;
-  IDEM_CHECK(p.M < INT32_MAX && p.N < INT32_MAX && p.K < INT32_MAX, op, "matrix extents M=", p.M,
-             " N=", p.N, " K=", p.K, " exceed the 32-bit range of the CUDA kernels");
+  // The kernels index in 32 bits and their tile cursors run up to one tile (at most 128) past
+  // an extent before the bounds check, so each extent keeps that much headroom below INT32_MAX.
+  constexpr int64_t kExtentLimit = INT32_MAX - 256;
+  IDEM_CHECK(p.M <= kExtentLimit && p.N <= kExtentLimit && p.K <= kExtentLimit, op,
+             "matrix extents M=", p.M, " N=", p.N, " K=", p.K, " exceed the limit of the CUDA kernels (",
+             kExtentLimit, ", their 32-bit indices less one tile)");
   set_device(c.device().index);
   const cudaStream_t st = current_stream();
   GemmArgs g{};
@@ -672,14 +677,18 @@ void run_hand(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulPar
   // (matmul_hand_epilogue takes op(A)·Bᵀ only, which never comes here).
   if ((variant == 0 && use_split_k_tiled(p)) || variant == 7) {
     IDEM_CHECK(p.batch == 1 && p.trans_a && !p.trans_b && p.K >= 1, op,
-               "internal: the tiled split-K needs one Aᵀ·B product with K >= 1");
+               "internal: the tiled split-K needs one Aᵀ·B product with K >= 1; got batch ",
+               p.batch, ", trans_a ", p.trans_a, ", trans_b ", p.trans_b, ", M=", p.M, " N=", p.N,
+               " K=", p.K);
     matmul_split_k_tiled(c, g, st);
     return;
   }
   if ((variant == 0 && use_split_k(p)) || variant == 8) {
     IDEM_CHECK(use_split_k(p) || (p.batch == 1 && p.trans_a && !p.trans_b && p.beta == 0.0 &&
                                   p.K >= 1024),
-               op, "internal: the batched split-K needs one Aᵀ·B product, beta 0, K >= 1024");
+               op, "internal: the batched split-K needs one Aᵀ·B product, beta 0, K >= 1024; got batch ",
+               p.batch, ", trans_a ", p.trans_a, ", trans_b ", p.trans_b, ", beta ", p.beta,
+               ", M=", p.M, " N=", p.N, " K=", p.K);
     matmul_split_k(c, g, p, nsm, st);
     return;
   }
@@ -739,7 +748,8 @@ void matmul_hand(const Tensor& c, const Tensor& a, const Tensor& b, const Matmul
 void matmul_hand_epilogue(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p,
                           const Tensor& bias, FusedAct act, double slope) {
   IDEM_CHECK(!p.trans_a && p.trans_b, "matmul",
-             "internal: matmul_hand_epilogue is built for op(A)·Bᵀ (trans_a false, trans_b true)");
+             "internal: matmul_hand_epilogue is built for op(A)·Bᵀ (trans_a false, trans_b true); got "
+             "trans_a ", p.trans_a, ", trans_b ", p.trans_b, ", M=", p.M, " N=", p.N, " K=", p.K);
   run_hand(c, a, b, p, 0, bias.defined() ? bias.data<float>() : nullptr, act,
            static_cast<float>(slope));
 }
