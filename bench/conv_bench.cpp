@@ -6,6 +6,10 @@
 //   fmnist2:     x (256,10,12,12) * w (20,10,5,5)  -> (256,20,8,8)
 //   bn_cnn2:     x (128,32,14,14) * w (64,32,3,3)  -> (128,64,14,14)
 //   bn_cnn_head: x (128,64,7,7)   * w (64,64,3,3)  -> (128,64,7,7)
+// and the bench `cnn`'s two layers at batch 8, where an IT³ adaptation at small batch spends
+// its convolution time (few images, so few blocks):
+//   cnn8_1:      x (8,1,28,28)    * w (10,1,5,5)   -> (8,10,24,24)
+//   cnn8_2:      x (8,10,12,12)   * w (20,10,5,5)  -> (8,20,8,8)
 // for fwd (with bias), bwd_data, bwd_weight and bwd (= bwd_data + bwd_weight, what a training
 // step runs for a layer whose input needs a gradient). bwd_weight has a third line,
 // hand_two_pass: the two-pass kernels the implicit GEMM replaced (cuda::
@@ -61,6 +65,9 @@ const Layer kLayers[] = {
     // The bn_cnn demo's two layers that take the implicit GEMM.
     {"bn_cnn2", {128, 32, 14, 14}, {64, 32, 3, 3}, 1},
     {"bn_cnn_head", {128, 64, 7, 7}, {64, 64, 3, 3}, 1},
+    // The bench cnn at batch 8 (a small-batch adaptation).
+    {"cnn8_1", {8, 1, 28, 28}, {10, 1, 5, 5}},
+    {"cnn8_2", {8, 10, 12, 12}, {20, 10, 5, 5}},
 };
 
 enum class Dir { fwd, bwd_data, bwd_weight, bwd };
