@@ -15,9 +15,20 @@
 // <device> is cpu (always runs) and cuda (skips without a GPU; on a GPU the iteration ends with
 // one synchronization, so us/op is the host time per op when the host is the bottleneck, as it
 // is for one-element kernels).
+//
+// Where a CUDA op's host time goes (GPU only; each times 96 of its unit per iteration):
+//   host_op/cuda/nograd_enqueue   the nograd chain, timing only the host's enqueue (the clock
+//                                 stops before the synchronization): host time, not GPU time
+//   host_launch/cuda/noop         an empty kernel launched as an op launches it (set_device,
+//                                 current stream, <<<>>>, launch check), then one synchronization
+//   host_launch/cuda/noop_enqueue the same, enqueue only: one launch as idem makes it
+//   host_launch/cuda/bare_enqueue the `<<<>>>` alone (device and stream looked up once, one
+//                                 launch check per 96): the runtime's own floor on this host
+//   host_alloc/cuda               a 4-byte block from the caching allocator and back
 //   build-cpu/idem_bench --benchmark_filter='^host_op/cpu/' --benchmark_repetitions=5
 #include <benchmark/benchmark.h>
 
+#include <chrono>
 #include <string>
 
 #include "autograd/functions.h"
@@ -71,9 +82,89 @@ void bm_host_op(benchmark::State& st, bool on_gpu, Mode mode) {
   }
 }
 
+// Times `enqueue` (96 units of work) by the host clock, then waits for the GPU outside the
+// timed span: the host's cost alone.
+template <class F>
+void time_enqueue(benchmark::State& st, F&& enqueue) {
+  enqueue();  // warms the allocator caches and the kernel's module
+  cuda::synchronize(0);
+  for (auto _ : st) {
+    const auto t0 = std::chrono::steady_clock::now();
+    enqueue();
+    const auto t1 = std::chrono::steady_clock::now();
+    cuda::synchronize(0);
+    st.SetIterationTime(std::chrono::duration<double>(t1 - t0).count());
+  }
+  st.counters["us/op"] = benchmark::Counter(double(kOps) * 1e-6,
+                                            benchmark::Counter::kIsIterationInvariantRate |
+                                                benchmark::Counter::kInvert);
+}
+
+void bm_nograd_enqueue(benchmark::State& st) {
+  if (!require_gpu(st)) return;
+  try {
+    const Options o{DType::f32, Device::cuda(0)};
+    const Tensor x = full({1}, 0.5, o), c = full({1}, 1e-3, o), m = full({1}, 0.999, o);
+    NoGradGuard no_grad;
+    time_enqueue(st, [&] { keep(chain(x, c, m)); });
+  } catch (const std::exception& e) {
+    st.SkipWithError(e.what());
+  }
+}
+
+void bm_noop_launch(benchmark::State& st, bool enqueue_only, bool bare = false) {
+  if (!require_gpu(st)) return;
+  try {
+    if (enqueue_only) {
+      time_enqueue(st, [bare] { cuda::launch_noop(0, kOps, bare); });
+      return;
+    }
+    cuda::launch_noop(0, kOps);
+    cuda::synchronize(0);
+    for (auto _ : st) {
+      cuda::launch_noop(0, kOps);
+      cuda::synchronize(0);
+    }
+    st.counters["us/op"] = benchmark::Counter(double(kOps) * 1e-6,
+                                              benchmark::Counter::kIsIterationInvariantRate |
+                                                  benchmark::Counter::kInvert);
+  } catch (const std::exception& e) {
+    st.SkipWithError(e.what());
+  }
+}
+
+void bm_alloc(benchmark::State& st) {
+  if (!require_gpu(st)) return;
+  try {
+    time_enqueue(st, [] {
+      for (int i = 0; i < kOps; ++i) cuda::release(cuda::alloc(4, 0), 4, 0);
+    });
+  } catch (const std::exception& e) {
+    st.SkipWithError(e.what());
+  }
+}
+
 }  // namespace
 
 void register_host_overhead_benchmarks() {
+  benchmark::RegisterBenchmark("host_op/cuda/nograd_enqueue", bm_nograd_enqueue)
+      ->Unit(benchmark::kMicrosecond)
+      ->UseManualTime();
+  benchmark::RegisterBenchmark("host_launch/cuda/noop",
+                               [](benchmark::State& st) { bm_noop_launch(st, false); })
+      ->Unit(benchmark::kMicrosecond)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("host_launch/cuda/noop_enqueue",
+                               [](benchmark::State& st) { bm_noop_launch(st, true); })
+      ->Unit(benchmark::kMicrosecond)
+      ->UseManualTime();
+  benchmark::RegisterBenchmark("host_launch/cuda/bare_enqueue",
+                               [](benchmark::State& st) { bm_noop_launch(st, true, true); })
+      ->Unit(benchmark::kMicrosecond)
+      ->UseManualTime();
+  benchmark::RegisterBenchmark("host_alloc/cuda", bm_alloc)
+      ->Unit(benchmark::kMicrosecond)
+      ->UseManualTime();
   for (bool gpu : {false, true})
     for (Mode mode : {Mode::nograd, Mode::record, Mode::record_bwd}) {
       const std::string name = std::string("host_op/") + (gpu ? "cuda/" : "cpu/") +

@@ -47,6 +47,7 @@ void empty_cache(int) {}  // nothing is ever cached without CUDA
 void set_poison_allocations(bool) {}
 bool poison_allocations() { return false; }
 uint64_t launch_count() { return 0; }
+void launch_noop(int, int, bool) { no_cuda("cuda launch_noop"); }
 void* event_record(int) { no_cuda("cuda event_record"); }
 double event_elapsed_us(void*, void*) { no_cuda("cuda event_elapsed_us"); }
 void event_destroy(void*) noexcept {}  // nothing is ever launched without CUDA

@@ -155,6 +155,27 @@ uint64_t launch_count() {
   return launch_counter().load(std::memory_order_relaxed);
 }
 
+namespace {
+__global__ void noop_kernel() {}
+}  // namespace
+
+void launch_noop(int device, int n, bool bare) {
+  detail::require_device(device, "cuda launch_noop");
+  if (bare) {
+    set_device(device);
+    const cudaStream_t s = current_stream();
+    for (int i = 0; i < n; ++i) noop_kernel<<<1, 1, 0, s>>>();
+    count_gpu_ops(n > 0 ? static_cast<uint64_t>(n - 1) : 0);  // the check below counts one
+    IDEM_LAUNCH_CHECK("cuda launch_noop");
+    return;
+  }
+  for (int i = 0; i < n; ++i) {
+    set_device(device);
+    noop_kernel<<<1, 1, 0, current_stream()>>>();
+    IDEM_LAUNCH_CHECK("cuda launch_noop");
+  }
+}
+
 void* event_record(int device) {
   set_device(device);
   cudaEvent_t e = nullptr;

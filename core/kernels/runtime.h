@@ -46,6 +46,13 @@ void synchronize(int device);
 // cost in launches. Always 0 when idem was built without CUDA. Never throws.
 uint64_t launch_count();
 
+// The floor of one launch, for the host-time benchmarks (bench/host_overhead_bench.cpp):
+// `n` launches of an empty one-thread kernel on `device`'s current stream, each made as an op
+// makes it (set_device, current_stream, the launch, the launch check), or with `bare` the
+// `<<<>>>` alone (device and stream looked up once, one check after the n launches). Does not
+// wait. requires: 0 <= device < device_count(), n >= 0.
+void launch_noop(int device, int n, bool bare = false);
+
 // ---- timing events (core/profiler.h) ----
 // Records a CUDA event on `device`'s current stream; returns it as an opaque handle.
 void* event_record(int device);
