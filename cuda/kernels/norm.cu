@@ -1,20 +1,37 @@
 // CUDA normalization (batch/layer/group norm through one canonical shape) and dropout, f32.
 // Contract: core/kernels/norm.h; reference: core/cpu/norm.cpp.
 //
+// Two paths for every reduction. Many groups (channels), or small ones: one block per group, the
+// *_block_kernels. Fewer than kSplitMaxSlices groups of at least 2·kSplitMinChunk elements
+// (batch_norm over 32 or 64 channels of N·H·W elements each): one block per group would leave
+// most SMs idle, so each group is cut into chunks and a 2-D grid (chunk, group) reduces them into
+// a small workspace of partials, which the next launch combines in a fixed tree: the *_split_*
+// kernels. They walk their chunk with additions only (no 64-bit division per element).
+//
 // Kernels:
 //  - norm_fwd_block_kernel: one block per statistics group: mean, then the centred sum of
 //    squares (two passes, no E[x²]−E[x]² cancellation), then y; thread 0 writes mean/rstd and
 //    updates the running statistics in place (batch_norm training). One launch per forward.
-//  - norm_fwd_stats_map_kernel: given statistics (batch_norm evaluation), elementwise.
+//  - norm_fwd_split_part_kernel + norm_fwd_split_map_kernel<CH, false>: the split forward. Per
+//    chunk (Σ x, Σ (x − chunk mean)²), two passes over the chunk; then every block merges its
+//    group's partials (Chan: M2 = Σ M2_q + n_q·(m_q − mean)², all terms ≥ 0) and writes y over
+//    its chunk; block 0 of the group writes mean/rstd and the running statistics.
+//  - norm_fwd_stats_map_kernel: given statistics (batch_norm evaluation), elementwise; with few
+//    large groups norm_fwd_split_map_kernel<CH, true> instead (no division per element).
 //  - norm_bwd_data_block_kernel: one block per group: Σ g·w and Σ g·w·x̂, then dx; when the
 //    statistics and affine views coincide (batch_norm) it also sums Σ g and Σ g·x̂, which are
 //    dbias and dweight: the whole batch_norm backward is one launch.
-//  - norm_bwd_data_map_kernel: dx = g·w·rstd for fixed statistics, elementwise.
+//  - norm_bwd_data_split_part_kernel + norm_bwd_data_split_map_kernel<CH, true, ·>: the same
+//    split in two launches (partial sums per chunk; combine, dweight/dbias, dx per chunk).
+//  - norm_bwd_data_map_kernel: dx = g·w·rstd for fixed statistics, elementwise; with few large
+//    groups norm_bwd_data_split_map_kernel<CH, false, false>.
 //  - norm_bwd_affine_block_kernel: one block per channel: dweight, dbias (layer/group norm, and
-//    batch_norm in evaluation mode).
+//    batch_norm in evaluation mode); with few large channels norm_bwd_affine_split_part_kernel
+//    (partials per chunk) + norm_bwd_affine_split_sum_kernel (one block per channel).
 //  - dropout_fwd_philox_kernel: elementwise Philox mask (also the backward, applied to g).
 // Every block reduction uses a fixed tree (warp shuffles, then one warp over the per-warp
-// partials: block_sum in cuda/device_utils.cuh), so results are deterministic; no atomics.
+// partials: block_sum in cuda/device_utils.cuh), and the split path's chunking depends on the
+// shape only, so results are deterministic (bit-identical reruns); no atomics.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
