@@ -99,7 +99,7 @@ SplitPlan split_plan(int64_t slices, int64_t len) {
   if (slices >= kSplitMaxSlices || len < 2 * kSplitMinChunk) return p;
   const int64_t nch =
       std::min(ceil_div(kSplitTargetBlocks, slices), ceil_div(len, kSplitMinChunk));
-  p.L = ceil_div(len, nch);
+  p.L = ceil_div(ceil_div(len, nch), 32) * 32;  // whole warps: rows of 32·m elements stay aligned
   p.nch = static_cast<int>(ceil_div(len, p.L));
   p.on = true;
   return p;
@@ -303,14 +303,12 @@ __device__ __forceinline__ void walk_chunk(const View& v, int64_t q, int64_t j0,
 #pragma unroll 4
   for (; j < j1; j += kSplitThreads) {
     f(k, p, s);
+    // Selects, not a branch, so the compiler can issue the unrolled loads back to back.
     s += v.step_s;
-    p += v.step_p;
-    k += k_step;
-    if (s >= v.S) {
-      s -= v.S;
-      ++p;
-      k += k_wrap;
-    }
+    const bool wrap = s >= v.S;
+    s -= wrap ? v.S : 0;
+    p += v.step_p + (wrap ? 1 : 0);
+    k += k_step + (wrap ? k_wrap : 0);
   }
 }
 
