@@ -2,15 +2,19 @@
 // update (momentum, unbiased variance), evaluation mode, forward and backward against an
 // independent composition of L2 functions (mean, var, sqrt, ...), needs_grad (frozen
 // parameters), the Philox dropout mask, bad input, and CPU-vs-CUDA checks on shapes large
-// enough to use several warps per block (skipped without a GPU).
+// enough to use several warps per block, plus the CUDA split path for few large groups: which
+// shapes take it, bit-identical reruns, CUDA graph capture (skipped without a GPU).
 #include "core/ops/norm.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <string>
+#include <vector>
 
 #include "autograd/nn_functions.h"
+#include "core/kernels/cuda_graph.h"
 #include "core/kernels/runtime.h"
 #include "tests/test_util.h"
 
@@ -453,6 +457,136 @@ TEST_F(NormCuda, FrozenBatchNormInputGradientMatchesCpu) {
         return batch_norm(v[0], Tensor(), Tensor(), w.to(d), b.to(d), true);
       },
       {randn({32, 4, 6, 6}, seed, {DType::f64})}, seed, 2e-4, "frozen batch_norm");
+}
+
+// ---- the CUDA split path for few large groups (cuda/kernels/norm.cu) ----
+
+const Options kGpuF32{DType::f32, Device::cuda(0)};
+
+// One normalization forward and backward through the L1 ops (no autograd, so it can be repeated
+// and captured in a CUDA graph): y, mean, rstd, dx, dweight, dbias.
+struct NormRun {
+  enum Kind { bn_train, bn_eval, group, layer } kind;
+  Tensor x, w, b, g, rm, rv;  // rm/rv: running statistics (updated by bn_train, read by bn_eval)
+  std::vector<Tensor> out;
+
+  NormRun(Kind k, const Shape& shape, int64_t channels, uint64_t seed)
+      : kind(k),
+        x(randn(shape, seed, kGpuF32)),
+        w(randn({channels}, seed + 1, kGpuF32)),
+        b(randn({channels}, seed + 2, kGpuF32)),
+        g(randn(shape, seed + 3, kGpuF32)),
+        rm(randn({channels}, seed + 4, kGpuF32)),
+        rv(uniform({channels}, 0.5, 2.0, seed + 5, kGpuF32)) {}
+
+  void run() {
+    ops::NormOutputs o;
+    if (kind == bn_train || kind == bn_eval)
+      o = ops::batch_norm(x, rm, rv, w, b, kind == bn_train, 0.1, 1e-5);
+    else if (kind == group)
+      o = ops::group_norm(x, 2, w, b, 1e-5);
+    else
+      o = ops::layer_norm(x, 1, w, b, 1e-5);
+    ops::NormGrads gr = ops::norm_backward(g, x, o.mean, o.rstd, w, o.shape, kind != bn_eval,
+                                           true, true, true);
+    out = {o.y, o.mean, o.rstd, gr.dx, gr.dweight, gr.dbias};
+  }
+  // The outputs, then the running statistics, as float vectors on the host.
+  std::vector<std::vector<float>> host() const {
+    std::vector<std::vector<float>> h;
+    for (const Tensor& t : out) h.push_back(t.to_vector<float>());
+    h.push_back(rm.to_vector<float>());
+    h.push_back(rv.to_vector<float>());
+    return h;
+  }
+};
+
+const char* const kRunNames[] = {"y", "mean", "rstd", "dx", "dweight", "dbias", "running_mean",
+                                 "running_var"};
+
+void expect_same_bits(const std::vector<std::vector<float>>& a,
+                      const std::vector<std::vector<float>>& b, const std::string& what) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].size(), b[i].size()) << what << " " << kRunNames[i];
+    EXPECT_EQ(std::memcmp(a[i].data(), b[i].data(), a[i].size() * sizeof(float)), 0)
+        << what << ": " << kRunNames[i] << " differs between two runs";
+  }
+}
+
+// Kernel launches of one forward + backward of `k` on x of `shape`.
+uint64_t launches_of(NormRun::Kind k, const Shape& shape, int64_t channels) {
+  NormRun r(k, shape, channels, 7);
+  const uint64_t before = cuda::launch_count();
+  r.run();
+  return cuda::launch_count() - before;
+}
+
+TEST_F(NormCuda, SplitPathTakenForFewLargeGroupsOnly) {
+  // The split path costs one more launch per reduction (partials, then combine): 255 channels
+  // of 4096 elements split, 256 do not; a group of 4096 elements splits, one of 4095 does not.
+  // Training: forward + fused backward, one more launch each; evaluation: split dweight/dbias.
+  for (auto k : {NormRun::bn_train, NormRun::bn_eval}) {
+    SCOPED_TRACE(k == NormRun::bn_train ? "training" : "evaluation");
+    const uint64_t extra = k == NormRun::bn_train ? 2 : 1;
+    EXPECT_EQ(launches_of(k, {4, 255, 32, 32}, 255), launches_of(k, {4, 256, 32, 32}, 256) + extra);
+    EXPECT_EQ(launches_of(k, {1, 3, 4096}, 3), launches_of(k, {1, 3, 4095}, 3) + extra);
+  }
+  // group_norm (8 groups, 8 channels of 4096): forward, backward data and dweight/dbias split.
+  EXPECT_EQ(launches_of(NormRun::group, {4, 8, 32, 32}, 8),
+            launches_of(NormRun::group, {4, 8, 31, 33}, 8) + 3);
+}
+
+TEST_F(NormCuda, SplitPathRerunsAreBitIdentical) {
+  struct Case {
+    NormRun::Kind kind;
+    Shape shape;
+    int64_t channels;
+    const char* what;
+  };
+  const std::vector<Case> cases = {
+      {NormRun::bn_train, {128, 32, 28, 28}, 32, "batch_norm training, bn_cnn layer 1"},
+      {NormRun::bn_eval, {128, 64, 14, 14}, 64, "batch_norm evaluation, bn_cnn layer 2"},
+      {NormRun::bn_train, {7, 3, 29, 23}, 3, "batch_norm training, ragged last chunk"},
+      {NormRun::group, {4, 8, 32, 32}, 8, "group_norm"},
+      {NormRun::layer, {2, 8192}, 8192, "layer_norm, two rows"},
+  };
+  for (const Case& c : cases) {
+    NormRun a(c.kind, c.shape, c.channels, 41), b(c.kind, c.shape, c.channels, 41);
+    a.run();
+    b.run();
+    expect_same_bits(a.host(), b.host(), c.what);
+    // Not vacuous: the run produced finite, non-constant values.
+    const std::vector<float> y = a.out[0].to_vector<float>();
+    const std::vector<float> dx = a.out[3].to_vector<float>();
+    EXPECT_TRUE(std::isfinite(y[0]) && std::isfinite(dx.back()) && y[0] != y[1]) << c.what;
+  }
+}
+
+TEST_F(NormCuda, SplitPathUnderGraphCaptureMatchesEager) {
+  // The partials workspace comes from the caching allocator: after the warm-up a capture is
+  // served from the cache, and every replay equals (bit for bit) an eager run on new inputs.
+  for (auto k : {NormRun::bn_eval, NormRun::bn_train}) {
+    SCOPED_TRACE(k == NormRun::bn_train ? "training" : "evaluation");
+    const Shape shape = {128, 32, 28, 28};
+    // Training updates the running statistics on every run: captured and eager start equal.
+    NormRun cap(k, shape, 32, 51), eager(k, shape, 32, 51);
+    cuda::CaptureStream stream(0);
+    cap.run();
+    cap.run();
+    eager.run();
+    eager.run();
+    // A capture records without running: both have taken two steps.
+    cuda::Graph graph = cuda::Graph::capture([&] { cap.run(); }, stream);
+    for (int it = 0; it < 2; ++it) {
+      const Tensor xn = randn(shape, 60 + static_cast<uint64_t>(it), kGpuF32);
+      cap.x.copy_(xn);
+      eager.x.copy_(xn);
+      graph.replay();
+      eager.run();
+      expect_same_bits(cap.host(), eager.host(), "replay " + std::to_string(it));
+    }
+  }
 }
 
 TEST_F(NormCuda, DropoutMaskIdenticalToCpu) {

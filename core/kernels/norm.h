@@ -18,7 +18,8 @@
 // bias, running stats of one floating dtype (f32 on CUDA); mean/rstd/running stats hold
 // `groups` elements, weight/bias/dweight/dbias `channels` elements. An undefined optional
 // tensor means "absent". Deterministic: fixed summation order (CPU: sequential in double;
-// CUDA: one block per group or channel, fixed reduction tree, no atomics).
+// CUDA: one block per group or channel, or, for few large groups, per-chunk partials combined in
+// a fixed order; fixed reduction trees, no atomics; the chunking depends on the shape only).
 #pragma once
 #include <cstdint>
 

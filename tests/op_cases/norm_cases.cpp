@@ -1,6 +1,9 @@
 // Op-case rows for the norm family: batch_norm (training on 2-D and 4-D input, with and without
 // affine, with running statistics; evaluation), layer_norm (1 and 2 normalized dims),
-// group_norm, dropout in training.
+// group_norm, dropout in training), and parity-only rows on shapes that take the CUDA split path
+// for few large groups (cuda/kernels/norm.cu: fewer than 256 groups or channels of at least 4096
+// elements), among them the bn_cnn demo's two BatchNorm layers at batch 128, a ragged last chunk,
+// 2-D input, and 255/256 channels on either side of the rule.
 #include "tests/op_cases/op_cases.h"
 
 namespace idem::testing {
@@ -12,6 +15,13 @@ using Fn = std::function<Tensor(V)>;
 OpCase norm_case(const std::string& name, std::vector<InputSpec> inputs, Fn fn) {
   OpCase c{name, "norm", std::move(inputs), std::move(fn)};
   c.parity_scale = 4.0;  // two reductions over the group, then a division by the std
+  return c;
+}
+// Too many elements for the finite-difference check: parity (outputs and input gradients) and
+// the benchmarks only.
+OpCase parity_only(OpCase c) {
+  c.gradcheck = false;
+  c.grad_parity = true;
   return c;
 }
 InputSpec data(Shape s) {
@@ -67,6 +77,73 @@ std::vector<OpCase> norm_cases() {
                 [](V x) { return group_norm(x[0], 3, x[1], x[2]); }),
       norm_case("group_norm_per_channel_plain", {data({2, 4, 5})},
                 [](V x) { return group_norm(x[0], 4, Tensor(), Tensor()); }),
+
+      // ---- the CUDA split path (few large groups or channels), parity only.
+      // bn_cnn's first BatchNorm (32 channels of 128·28·28) in training, with running stats:
+      // split forward, split fused backward.
+      parity_only(norm_case("batch_norm_split_bn_cnn1_train",
+                            {data({128, 32, 28, 28}), data({32}), data({32})}, [](V x) {
+                              Tensor rm = zeros({32}, x[0].options());
+                              Tensor rv = ones({32}, x[0].options());
+                              return batch_norm(x[0], rm, rv, x[1], x[2], true, 0.1, 1e-5);
+                            })),
+      // bn_cnn's second BatchNorm (64 channels of 128·14·14) in evaluation, as in an IT³
+      // adaptation: split map forward, split fixed-statistics dx, split dweight/dbias.
+      parity_only(norm_case("batch_norm_split_bn_cnn2_eval",
+                            {data({128, 64, 14, 14}), data({64}), data({64}),
+                             stat({64}, InputKind::normal), stat({64}, InputKind::positive)},
+                            [](V x) { return batch_norm(x[0], x[3], x[4], x[1], x[2], false); })),
+      // R = 7·29·23 = 4669: three chunks of 1568, 1568, 1533 that start mid-row.
+      parity_only(norm_case("batch_norm_split_ragged_train", {data({7, 3, 29, 23}), data({3}),
+                                                              data({3})},
+                            [](V x) { return batch_norm(x[0], Tensor(), Tensor(), x[1], x[2],
+                                                        true); })),
+      parity_only(norm_case("batch_norm_split_ragged_eval",
+                            {data({7, 3, 29, 23}), data({3}), data({3}),
+                             stat({3}, InputKind::normal), stat({3}, InputKind::positive)},
+                            [](V x) { return batch_norm(x[0], x[3], x[4], x[1], x[2], false); })),
+      // 2-D input: rows of one element (S = 1).
+      parity_only(norm_case("batch_norm_split_2d_train", {data({8192, 16}), data({16})},
+                            [](V x) { return batch_norm(x[0], Tensor(), Tensor(), x[1], Tensor(),
+                                                        true); })),
+      // 255 channels of 4096 elements take the split path, 256 the block kernels.
+      parity_only(norm_case("batch_norm_split_255ch_train", {data({4, 255, 32, 32}), data({255}),
+                                                             data({255})},
+                            [](V x) { return batch_norm(x[0], Tensor(), Tensor(), x[1], x[2],
+                                                        true); })),
+      parity_only(norm_case("batch_norm_block_256ch_train", {data({4, 256, 32, 32}), data({256}),
+                                                             data({256})},
+                            [](V x) { return batch_norm(x[0], Tensor(), Tensor(), x[1], x[2],
+                                                        true); })),
+      parity_only(norm_case("batch_norm_split_255ch_eval",
+                            {data({4, 255, 32, 32}), data({255}), data({255}),
+                             stat({255}, InputKind::normal), stat({255}, InputKind::positive)},
+                            [](V x) { return batch_norm(x[0], x[3], x[4], x[1], x[2], false); })),
+      parity_only(norm_case("batch_norm_block_256ch_eval",
+                            {data({4, 256, 32, 32}), data({256}), data({256}),
+                             stat({256}, InputKind::normal), stat({256}, InputKind::positive)},
+                            [](V x) { return batch_norm(x[0], x[3], x[4], x[1], x[2], false); })),
+      // A group of 4095 elements stays on the block kernels; 4096 splits into two chunks.
+      parity_only(norm_case("batch_norm_block_len_4095", {data({1, 3, 4095}), data({3})},
+                            [](V x) { return batch_norm(x[0], Tensor(), Tensor(), x[1], Tensor(),
+                                                        true); })),
+      parity_only(norm_case("batch_norm_split_len_4096", {data({1, 3, 4096}), data({3})},
+                            [](V x) { return batch_norm(x[0], Tensor(), Tensor(), x[1], Tensor(),
+                                                        true); })),
+      // layer_norm over two long rows: split statistics (channel = inner index), non-fused
+      // split backward; dweight/dbias over 8192 channels stay on the block kernel.
+      parity_only(norm_case("layer_norm_split_two_rows", {data({2, 8192}), data({8192}),
+                                                          data({8192})},
+                            [](V x) { return layer_norm(x[0], 1, x[1], x[2]); })),
+      // layer_norm over many short rows: 16 channels of 8192 elements take the split dweight/
+      // dbias (group = the affine view's outer index).
+      parity_only(norm_case("layer_norm_split_affine", {data({8192, 16}), data({16}),
+                                                        data({16})},
+                            [](V x) { return layer_norm(x[0], 1, x[1], x[2]); })),
+      // group_norm: 8 groups (2 per sample) of 4·32·32 and 8 channels of 4·32·32 elements, both
+      // split, with the general channel/group indexing.
+      parity_only(norm_case("group_norm_split", {data({4, 8, 32, 32}), data({8}), data({8})},
+                            [](V x) { return group_norm(x[0], 2, x[1], x[2]); })),
 
       // ---- dropout: the mask depends only on (seed, offset), so fn is deterministic.
       norm_case("dropout_train", {data({4, 5})},
