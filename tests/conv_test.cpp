@@ -295,27 +295,6 @@ TEST(Conv2dCuda, HandPathIsDeterministic) {
             ops::conv2d(x, w, Tensor(), {}).to_vector<float>());
 }
 
-// Below 64 blocks the tiled plans give each thread one channel (batch 8 here) instead of a
-// block of 4 (fwd) or 2 (bwd_data) as at batch 64; each output's sum keeps its order, so the
-// first 8 images come out with the same bits either way.
-TEST(Conv2dCuda, TiledKernelsGiveTheSameBitsAtSmallAndLargeBatch) {
-  IDEM_REQUIRE_GPU();
-  BackendGuard guard;
-  set_conv_backend(ConvBackend::hand);
-  const Options gpu{DType::f32, Device::cuda(0)};
-  const Tensor x = randn({64, 10, 12, 12}, 41, gpu), w = randn({20, 10, 5, 5}, 42, gpu);
-  const Tensor b = randn({20}, 43, gpu), g = randn({64, 20, 8, 8}, 44, gpu);
-  const Tensor x8 = x.slice0(0, 8), g8 = g.slice0(0, 8);
-  EXPECT_EQ(ops::conv2d(x8, w, b, {}).to_vector<float>(),
-            ops::conv2d(x, w, b, {}).slice0(0, 8).to_vector<float>());
-  EXPECT_EQ(ops::conv2d_backward_data(g8, w, x8.shape(), {}).to_vector<float>(),
-            ops::conv2d_backward_data(g, w, x.shape(), {}).slice0(0, 8).to_vector<float>());
-  // The first layer (1 -> 10 channels, 28x28) likewise: 48 blocks at batch 8.
-  const Tensor x1 = randn({64, 1, 28, 28}, 45, gpu), w1 = randn({10, 1, 5, 5}, 46, gpu);
-  EXPECT_EQ(ops::conv2d(x1.slice0(0, 8), w1, Tensor(), {}).to_vector<float>(),
-            ops::conv2d(x1, w1, Tensor(), {}).slice0(0, 8).to_vector<float>());
-}
-
 // A layer too big for the tiled backward-data kernel's 48 KB (w: 64·144 floats, dy: 64·324)
 // takes the implicit GEMM (576 taps, 16 input channels); with stride 2 and padding, the tiled
 // path; all against the CPU.

@@ -17,8 +17,7 @@
 // Every kernel is deterministic (no atomics; each output is one thread's sum in a fixed order):
 //  - fwd, tiled: one block per (n, g, chunk of work items) stages both in shared memory once; a
 //    thread accumulates OB output channels x 2 pixels in registers (one float4 weight load per
-//    tap for OB channels). When that grid would be under 64 blocks (few images), OB = 1 and
-//    blocks of 128 threads (kSmallGrid; likewise CB = 1 for the tiled bwd_data).
+//    tap for OB channels).
 //  - fwd / bwd_data, implicit GEMM: rows = output pixels (N·P·Q, or N·H·W for bwd_data),
 //    columns = output channels of the group, K = taps (channel, r, s); 64 x 64 (or 64 x 32)
 //    block tiles, K steps of 16 gathered into shared memory with zero padding, a 4 x 4 (4 x 2)
@@ -911,23 +910,14 @@ int tiled_channel_block(int extent) {
 }
 
 // The tiled kernels' work split: `items` work items per (image, group) in chunks of at most
-// max_threads, balanced, each chunk a block of whole warps. Sets t.chunks, t.threads, t.blocks.
+// kThreads, balanced, each chunk a block of whole warps. Sets t.chunks, t.threads, t.blocks.
 template <typename Plan>
-void set_chunks(Plan& t, int64_t items, const ConvDims& d, int max_threads = kThreads) {
-  t.chunks = (items + max_threads - 1) / max_threads;
+void set_chunks(Plan& t, int64_t items, const ConvDims& d) {
+  t.chunks = (items + kThreads - 1) / kThreads;
   const int64_t per = (items + t.chunks - 1) / t.chunks;
-  t.threads = static_cast<int>(std::min<int64_t>(max_threads, (per + 31) / 32 * 32));
+  t.threads = static_cast<int>(std::min<int64_t>(kThreads, (per + 31) / 32 * 32));
   t.blocks = static_cast<int64_t>(d.N) * d.G * t.chunks;
 }
-
-// Few images (an IT³ adaptation at batch 8): the tiled kernels' grid is N·G·chunks blocks, and
-// at batch 8 the fmnist CNN's 10->20 layer got 8 blocks for 132 SMs, each thread summing 4
-// channels x 2 pixels over all 250 taps. Below kSmallGrid blocks the tiled plans take one
-// channel per thread (OB or CB = 1) and blocks of at most kSmallGridThreads threads: more and
-// shorter threads on more SMs. Each output's sum keeps its order, so the bits do not change. The
-// rule depends on the shape only.
-constexpr int64_t kSmallGrid = 64;
-constexpr int kSmallGridThreads = 128;
 
 // The tiled fwd kernel's launch geometry; ok = false when its shared-memory tile does not fit
 // in the default 48 KB (or a count leaves the int range).
@@ -952,16 +942,8 @@ FwdTiledPlan plan_fwd_tiled(const ConvDims& d) {
   if (t.smem > kMaxSmem) return t;
   const int64_t pq = static_cast<int64_t>(d.P) * d.Q;
   t.n_pb = (pq + kTiledPB - 1) / kTiledPB;
-  set_chunks(t, t.n_ob * t.n_pb, d);
-  if (t.blocks < kSmallGrid && t.ob > 1) {  // one channel a thread: OgP = Og, no more smem
-    t.ob = 1;
-    t.n_ob = d.Og;
-    t.OgP = d.Og;
-    t.smem = (crs * t.OgP + static_cast<int64_t>(d.Cg) * t.Hp * t.Wp) * 4;
-    set_chunks(t, t.n_ob * t.n_pb, d, kSmallGridThreads);
-  } else if (t.blocks < kSmallGrid) {
-    set_chunks(t, t.n_ob * t.n_pb, d, kSmallGridThreads);
-  }
+  const int64_t items = t.n_ob * t.n_pb;
+  set_chunks(t, items, d);
   t.ok = t.blocks <= INT_MAX && pq <= INT_MAX;
   return t;
 }
@@ -983,13 +965,8 @@ BwdDataTiledPlan plan_bwd_data_tiled(const ConvDims& d) {
   const int64_t pq = static_cast<int64_t>(d.P) * d.Q, hw = static_cast<int64_t>(d.H) * d.W;
   t.smem = (d.Og * crs + d.Og * pq) * 4;
   if (t.smem > kMaxSmem) return t;
-  set_chunks(t, t.n_cb * hw, d);
-  if (t.blocks < kSmallGrid) {  // one channel a thread (the smem tile does not depend on cb)
-    t.cb = 1;
-    t.n_cb = d.Cg;
-    set_chunks(t, t.n_cb * hw, d, kSmallGridThreads);
-  }
   const int64_t items = t.n_cb * hw;
+  set_chunks(t, items, d);
   t.ok = t.blocks <= INT_MAX && items <= INT_MAX;
   return t;
 }
