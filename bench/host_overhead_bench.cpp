@@ -22,8 +22,8 @@
 //   host_launch/cuda/noop         an empty kernel launched as an op launches it (set_device,
 //                                 current stream, <<<>>>, launch check), then one synchronization
 //   host_launch/cuda/noop_enqueue the same, enqueue only: one launch as idem makes it
-//   host_launch/cuda/bare_enqueue the `<<<>>>` alone (device and stream looked up once, one
-//                                 launch check per 96): the runtime's own floor on this host
+//   host_launch/cuda/bare_enqueue the `<<<>>>` and its launch check alone (device and stream
+//                                 looked up once): the runtime's own floor on this host
 //   host_alloc/cuda               a 4-byte block from the caching allocator and back
 //   build-cpu/idem_bench --benchmark_filter='^host_op/cpu/' --benchmark_repetitions=5
 #include <benchmark/benchmark.h>

@@ -49,8 +49,8 @@ uint64_t launch_count();
 // The floor of one launch, for the host-time benchmarks (bench/host_overhead_bench.cpp):
 // `n` launches of an empty one-thread kernel on `device`'s current stream, each made as an op
 // makes it (set_device, current_stream, the launch, the launch check), or with `bare` the
-// `<<<>>>` alone (device and stream looked up once, one check after the n launches). Does not
-// wait. requires: 0 <= device < device_count(), n >= 0.
+// launch and its check alone (device and stream looked up once). Does not wait.
+// requires: 0 <= device < device_count(), n >= 0.
 void launch_noop(int device, int n, bool bare = false);
 
 // ---- timing events (core/profiler.h) ----
