@@ -1,18 +1,17 @@
 // Run-time choice of the CUDA convolution implementation (hand-written kernels or cuDNN), so
-// both can be timed in one process. Initialised from IDEM_CONV=hand|cudnn.
+// both can be timed in one process. Initialised from IDEM_CONV=hand|cudnn (any other value is an
+// error: core/env.h).
 #include <atomic>
-#include <cstdlib>
-#include <cstring>
 
+#include "core/env.h"
 #include "core/kernels/conv.h"
 
 namespace idem {
 
 namespace {
 ConvBackend initial_backend() {
-  const char* env = std::getenv("IDEM_CONV");
-  if (env && std::strcmp(env, "cudnn") == 0) return ConvBackend::cudnn;
-  return ConvBackend::hand;
+  return env_choice("IDEM_CONV", {"hand", "cudnn"}, "hand") == "cudnn" ? ConvBackend::cudnn
+                                                                       : ConvBackend::hand;
 }
 std::atomic<ConvBackend>& backend_slot() {
   static std::atomic<ConvBackend> b{initial_backend()};

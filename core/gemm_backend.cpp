@@ -1,19 +1,18 @@
 // Run-time choice of the matmul implementations, so both can be timed in one process: on CUDA
 // the hand-written SGEMM or cuBLAS (IDEM_GEMM=hand|cublas), on the CPU the packed SGEMM or
 // Eigen (IDEM_CPU_GEMM=packed|eigen; default packed where its AVX-512 kernels run, else eigen).
+// Any other value of either variable is an error (core/env.h).
 #include <atomic>
-#include <cstdlib>
-#include <cstring>
 
+#include "core/env.h"
 #include "core/kernels/matmul.h"
 
 namespace idem {
 
 namespace {
 GemmBackend initial_backend() {
-  const char* env = std::getenv("IDEM_GEMM");
-  if (env && std::strcmp(env, "cublas") == 0) return GemmBackend::cublas;
-  return GemmBackend::hand;
+  return env_choice("IDEM_GEMM", {"hand", "cublas"}, "hand") == "cublas" ? GemmBackend::cublas
+                                                                         : GemmBackend::hand;
 }
 std::atomic<GemmBackend>& backend_slot() {
   static std::atomic<GemmBackend> b{initial_backend()};
@@ -31,10 +30,9 @@ CpuGemm initial_cpu_gemm() {
   // speed on this project's products at 1 and 2 threads (docs/performance.md, 2026-12-06).
   // With AVX2 only it is not faster (2026-12-05), so Eigen stays the default there. Either
   // choice gives the same bits at every thread count, but not the same bits as the other.
-  const char* env = std::getenv("IDEM_CPU_GEMM");
-  if (env && std::strcmp(env, "packed") == 0) return CpuGemm::packed;
-  if (env && std::strcmp(env, "eigen") == 0) return CpuGemm::eigen;
-  return cpu::sgemm_packed_avx512_available() ? CpuGemm::packed : CpuGemm::eigen;
+  const char* best = cpu::sgemm_packed_avx512_available() ? "packed" : "eigen";
+  return env_choice("IDEM_CPU_GEMM", {"packed", "eigen"}, best) == "packed" ? CpuGemm::packed
+                                                                            : CpuGemm::eigen;
 }
 std::atomic<CpuGemm>& cpu_gemm_slot() {
   static std::atomic<CpuGemm> g{initial_cpu_gemm()};

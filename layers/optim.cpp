@@ -9,6 +9,7 @@
 #include <string>
 
 #include "autograd/node.h"
+#include "core/kernels/optim_math.h"  // adam_corrections
 #include "core/ops/elementwise.h"
 #include "core/ops/reduce.h"
 
@@ -113,11 +114,10 @@ OptimStepParams Optimizer::step_params(int64_t step) const {
   p.step = step;
   p.lr = lr_;
   p.first_step = step == 1;
-  const double t = static_cast<double>(step);
-  const double bc1 = 1.0 - std::pow(hyper_.beta1, t);
-  const double bc2 = 1.0 - std::pow(hyper_.beta2, t);
-  p.step_size = lr_ / bc1;
-  p.bias_correction2_sqrt = std::sqrt(bc2);
+  const math::AdamCorrections c =
+      math::adam_corrections(lr_, hyper_.beta1, hyper_.beta2, static_cast<double>(step));
+  p.step_size = c.step_size;
+  p.bias_correction2_sqrt = c.bc2_sqrt;
   return p;
 }
 

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -273,6 +274,41 @@ TEST(FusedAdapt, PathFusedOnTheCommandLine) {
 
 // ---- CUDA: the kernel against the CPU reference and the unfused CUDA Adapter ----
 
+// One model adapted on one batch twice: by the CPU reference and, on a copy moved to the GPU, by
+// the fused kernel, with the checks every such test makes: the GPU takes the fused path, and
+// its prediction and last loss agree with the reference's within the gate. The adapters stay
+// for the caller's own checks.
+struct GpuAgainstCpu {
+  std::unique_ptr<Adapter> cpu_ref, fused;
+  Input xg;  // the batch on the GPU
+  AdaptResult want, got;
+};
+
+GpuAgainstCpu fused_gpu_against_cpu(const std::shared_ptr<RecursiveModel>& m, const Tensor& xc,
+                                    const AdaptOptions& o, const std::string& what) {
+  GpuAgainstCpu r;
+  r.cpu_ref = std::make_unique<Adapter>(m, o);
+  r.want = r.cpu_ref->predict(Input(xc));
+  auto gm = std::dynamic_pointer_cast<RecursiveModel>(m->clone());
+  gm->to(Device::cuda());
+  r.fused = std::make_unique<Adapter>(gm, o);
+  r.xg = Input(xc.to(Device::cuda()));
+  EXPECT_TRUE(r.fused->uses_fused(r.xg)) << what << ": " << r.fused->fused_reason();
+  r.got = r.fused->predict(r.xg);
+  expect_gate(r.got.prediction, r.want.prediction, what);
+  EXPECT_NEAR(r.got.loss_after, r.want.loss_after, 1e-4 + 1e-3 * std::fabs(r.want.loss_after)) << what;
+  return r;
+}
+
+// The adapted weights the kernel leaves in the model (the row kernel adapts a copy in shared
+// memory and writes θ back at the end) against the reference's; the allowance as in the CPU
+// test above.
+void expect_adapted_params(const GpuAgainstCpu& r, const std::string& what) {
+  for (size_t i = 0; i < r.fused->adapted_params().size(); ++i)
+    expect_gate(r.fused->adapted_params()[i], r.cpu_ref->adapted_params()[i],
+                what + " " + r.fused->adapted_names()[i], 3e-3);
+}
+
 TEST(FusedAdaptCuda, MatchesTheCpuReferenceAndTheUnfusedGpuPath) {
   IDEM_REQUIRE_GPU();
   for (bool wide : {false, true})
@@ -359,23 +395,11 @@ TEST(FusedAdaptCuda, OtherDistancesOptimizersAndActivations) {
       for (const Config& c : configs) {
         const std::string what = std::string(wide ? "mlp_256 " : "mlp_tab ") +
                                  (act == Activation::relu ? "relu " : "leaky ") + c.str();
-        auto m = bench_mlp(wide, act);
-        const Tensor xc = randn({64, 13}, 12);
-        Adapter cpu_ref(m, options_of(c, true));
-        const AdaptResult want = cpu_ref.predict(Input(xc));
-        auto gm = std::dynamic_pointer_cast<RecursiveModel>(m->clone());
-        gm->to(Device::cuda());
-        Adapter fused(gm, options_of(c, true));
-        const AdaptResult got = fused.predict(Input(xc.to(Device::cuda())));
-        expect_gate(got.prediction, want.prediction, what);
-        EXPECT_NEAR(got.loss_after, want.loss_after, 1e-4 + 1e-3 * std::fabs(want.loss_after)) << what;
-        // The adapted weights the kernel leaves in the model (the row kernel adapts a copy in
-        // shared memory and writes θ back at the end); the allowance as in the CPU test above.
-        for (size_t i = 0; i < fused.adapted_params().size(); ++i)
-          expect_gate(fused.adapted_params()[i], cpu_ref.adapted_params()[i],
-                      what + " " + fused.adapted_names()[i], 3e-3);
+        const GpuAgainstCpu r =
+            fused_gpu_against_cpu(bench_mlp(wide, act), randn({64, 13}, 12), options_of(c, true), what);
+        expect_adapted_params(r, what);
         // The kernel alone: the loss read-back comes after the meter stops.
-        EXPECT_EQ(got.cost.gpu_launches, 1u) << what;
+        EXPECT_EQ(r.got.cost.gpu_launches, 1u) << what;
       }
 }
 
@@ -392,20 +416,10 @@ TEST(FusedAdaptCuda, PhaseKernelOneBlockAndClusterMatchTheCpuReference) {
     auto m = std::make_shared<ConcatModel>(std::make_shared<MLP>(sizes, mo, Options{}, 9),
                                            SignalSpec::regression(signal, 50.0));
     const std::string what = "14 → 64 → 20 → " + std::to_string(signal) + ", B " + std::to_string(batch);
-    const Tensor xc = randn({batch, 13}, 13);
-    const AdaptOptions o = options_of({Distance::mse, OptimizerKind::adam, 0.0, 3}, true);
-    Adapter cpu_ref(m, o);
-    const AdaptResult want = cpu_ref.predict(Input(xc));
-    auto gm = std::dynamic_pointer_cast<RecursiveModel>(m->clone());
-    gm->to(Device::cuda());
-    Adapter fused(gm, o);
-    const Input xg(xc.to(Device::cuda()));
-    ASSERT_TRUE(fused.uses_fused(xg)) << fused.fused_reason();
-    const AdaptResult got = fused.predict(xg);
-    expect_gate(got.prediction, want.prediction, what);
-    EXPECT_NEAR(got.loss_after, want.loss_after, 1e-4 + 1e-3 * std::fabs(want.loss_after)) << what;
-    EXPECT_EQ(fused.fused_plan()->last_grid() > 1, batch == 64) << what;
-    expect_bits(fused.predict(xg).prediction, got.prediction, what + " repeated");
+    const GpuAgainstCpu r = fused_gpu_against_cpu(
+        m, randn({batch, 13}, 13), options_of({Distance::mse, OptimizerKind::adam, 0.0, 3}, true), what);
+    EXPECT_EQ(r.fused->fused_plan()->last_grid() > 1, batch == 64) << what;
+    expect_bits(r.fused->predict(r.xg).prediction, r.got.prediction, what + " repeated");
   }
 }
 
@@ -418,21 +432,11 @@ TEST(FusedAdaptCuda, RowKernelFromGlobalMemoryWhenSharedMemoryIsShort) {
   sizes.push_back(1);
   auto m = std::make_shared<ConcatModel>(std::make_shared<MLP>(sizes, MlpOptions{}, Options{}, 4),
                                          SignalSpec::regression(1, 50.0));
-  const Tensor xc = randn({16, 13}, 14);
-  const AdaptOptions o = options_of({Distance::l1, OptimizerKind::adam, 0.0, 2}, true);
-  Adapter cpu_ref(m, o);
-  const AdaptResult want = cpu_ref.predict(Input(xc));
-  auto gm = std::dynamic_pointer_cast<RecursiveModel>(m->clone());
-  gm->to(Device::cuda());
-  Adapter fused(gm, o);
-  const Input xg(xc.to(Device::cuda()));
-  ASSERT_TRUE(fused.uses_fused(xg)) << fused.fused_reason();
-  const AdaptResult got = fused.predict(xg);
-  expect_gate(got.prediction, want.prediction, "14 → 63×7 → 1, B 16");
-  EXPECT_NEAR(got.loss_after, want.loss_after, 1e-4 + 1e-3 * std::fabs(want.loss_after));
-  for (size_t i = 0; i < fused.adapted_params().size(); ++i)
-    expect_gate(fused.adapted_params()[i], cpu_ref.adapted_params()[i], fused.adapted_names()[i], 3e-3);
-  EXPECT_EQ(fused.fused_plan()->last_grid(), 1);
+  const std::string what = "14 → 63×7 → 1, B 16";
+  const GpuAgainstCpu r = fused_gpu_against_cpu(
+      m, randn({16, 13}, 14), options_of({Distance::l1, OptimizerKind::adam, 0.0, 2}, true), what);
+  expect_adapted_params(r, what);
+  EXPECT_EQ(r.fused->fused_plan()->last_grid(), 1);
 }
 
 }  // namespace

@@ -11,30 +11,16 @@
 #include <vector>
 
 #include "core/kernels/fused_mlp_adapt.h"
+#include "core/kernels/optim_math.h"
 
 namespace idem {
 
 int64_t fused_mlp_scratch_floats(const FusedMlpAdaptParams& p, int64_t batch) {
-  int64_t acts = 0, widest = 0;
-  for (int l = 1; l <= p.layers; ++l) {
-    acts += batch * p.widths[l];
-    widest = std::max<int64_t>(widest, p.widths[l]);
-  }
-  return 3 * acts + 2 * batch * widest + batch * p.signal;
+  return fused_mlp_scratch_layout(p, batch).total;
 }
 
 void fused_mlp_carve_scratch(FusedMlpAdaptParams& p, float* s, int64_t batch) {
-  int64_t acts = 0, widest = 0;
-  for (int l = 1; l <= p.layers; ++l) {
-    acts += batch * p.widths[l];
-    widest = std::max<int64_t>(widest, p.widths[l]);
-  }
-  p.fa = s, s += acts;
-  p.Fa = s, s += acts;
-  p.d0 = s, s += batch * widest;
-  p.d1 = s, s += batch * widest;
-  p.gy0 = s, s += batch * p.signal;
-  p.fd = s;
+  fused_mlp_point_scratch(p, s, fused_mlp_scratch_layout(p, batch));
 }
 
 bool fused_mlp_rows_eligible(const FusedMlpAdaptParams& p) {
@@ -135,34 +121,18 @@ struct Net {
   }
 };
 
-// One optimizer step of `n` elements (formulas and order: core/cpu/optim.cpp).
+// One optimizer step of `n` elements (the per-element formulas of every optimizer update:
+// core/kernels/optim_math.h; no weight decay, no dampening, no Nesterov: the Adapter's).
 void update(const FusedMlpAdaptParams& p, int t, float* w, float* m, float* v, const float* g,
             int64_t n) {
   if (p.optim == OptimKind::adam) {
-    const float w1 = float(1.0 - p.beta1), b2 = float(p.beta2), w2 = float(1.0 - p.beta2);
-    const float step_size = float(p.lr / (1.0 - std::pow(p.beta1, double(t))));
-    const float bc2 = float(std::sqrt(1.0 - std::pow(p.beta2, double(t))));
-    const float eps = float(p.eps);
-    for (int64_t i = 0; i < n; ++i) {
-      const float mi = m[i] + w1 * (g[i] - m[i]);
-      const float vi = b2 * v[i] + w2 * (g[i] * g[i]);
-      m[i] = mi;
-      v[i] = vi;
-      const float denom = std::sqrt(vi) / bc2 + eps;
-      w[i] = w[i] - step_size * (mi / denom);
-    }
+    const math::AdamCoeffs<float> c =
+        math::adam_coeffs<float>(p.beta1, p.beta2, p.eps, math::adam_corrections(p.lr, p.beta1, p.beta2, t));
+    for (int64_t i = 0; i < n; ++i) math::adam_step(c, g[i], m[i], v[i], w[i]);
     return;
   }
-  const float lr = float(p.lr), mom = float(p.momentum);
-  for (int64_t i = 0; i < n; ++i) {
-    float gi = g[i];
-    if (m) {
-      const float buf = t == 1 ? gi : mom * m[i] + 1.0f * gi;
-      m[i] = buf;
-      gi = buf;
-    }
-    w[i] = w[i] - lr * gi;
-  }
+  const math::SgdCoeffs<float> c{float(p.lr), float(p.momentum), 1.0f, false, t == 1};
+  for (int64_t i = 0; i < n; ++i) math::sgd_step(c, g[i], m != nullptr, m ? m[i] : w[i], w[i]);
 }
 
 }  // namespace

@@ -87,6 +87,41 @@ struct FusedMlpAdaptParams {
   float* fd = nullptr;
 };
 
+// The scratch's layout for a batch of B: where fa, Fa, d0, d1, gy0 and fd start, in floats
+// from its start (in that order), and the floats of all of it. One definition for the global
+// scratch (fused_mlp_carve_scratch) and the CUDA row kernel's copy of it in shared memory.
+struct FusedMlpScratchLayout {
+  int64_t fa, Fa, d0, d1, gy0, fd, total;
+};
+IDEM_HOST_DEVICE inline FusedMlpScratchLayout fused_mlp_scratch_layout(const FusedMlpAdaptParams& p,
+                                                                       int64_t batch) {
+  int64_t acts = 0, widest = 0;
+  for (int l = 1; l <= p.layers; ++l) {
+    acts += batch * p.widths[l];
+    widest = widest > p.widths[l] ? widest : p.widths[l];
+  }
+  FusedMlpScratchLayout s;
+  s.fa = 0;
+  s.Fa = s.fa + acts;
+  s.d0 = s.Fa + acts;
+  s.d1 = s.d0 + batch * widest;
+  s.gy0 = s.d1 + batch * widest;
+  s.fd = s.gy0 + batch * p.signal;
+  s.total = s.fd + acts;
+  return s;
+}
+// Points the scratch pointers of `to` (FusedMlpAdaptParams, or anything with the same six
+// members) into `base`, laid out as `s` says.
+template <typename Scratch>
+IDEM_HOST_DEVICE inline void fused_mlp_point_scratch(Scratch& to, float* base, const FusedMlpScratchLayout& s) {
+  to.fa = base + s.fa;
+  to.Fa = base + s.Fa;
+  to.d0 = base + s.d0;
+  to.d1 = base + s.d1;
+  to.gy0 = base + s.gy0;
+  to.fd = base + s.fd;
+}
+
 // Floats of scratch (fa, Fa, d0, d1, gy0, fd together) for a batch of B.
 int64_t fused_mlp_scratch_floats(const FusedMlpAdaptParams& p, int64_t batch);
 // Points p's scratch pointers into `s`, which holds fused_mlp_scratch_floats(p, batch) floats.

@@ -26,9 +26,9 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
-#include <cstdlib>
 #include <string>
 
+#include "core/env.h"
 #include "core/kernels/fused_mlp_adapt.h"
 #include "cuda/common.cuh"
 #include "cuda/kernels/fused_mlp_device.cuh"
@@ -68,7 +68,6 @@ __device__ void forward(const FusedMlpAdaptParams& p, const Geo& g, bool anchor,
     const int nin = p.widths[l - 1], nout = p.widths[l];
     const float* prev = l > 1 ? acts + g.off[l - 1] : nullptr;
     float* out = acts + g.off[l];
-    const bool hidden = l < g.L;
     const int n = g.B * nout;
     if (nin >= kFusedMlpWarpDotMinInputs) {
       // A warp per output; the loop bound is the same for every lane of a warp (o is
@@ -85,26 +84,13 @@ __device__ void forward(const FusedMlpAdaptParams& p, const Geo& g, bool anchor,
           for (int i = lane; i < nin; i += 32) acc += input_at(p, g, b, i, s) * w[i];
         }
         acc = warp_sum(acc);
-        if (lane == 0) {
-          const float z = acc + bias[j];
-          out[o] = hidden ? math::fused_act(p.act, z, p.slope) : z;
-        }
+        if (lane == 0) out[o] = layer_output(p, g, l, acc, bias[j]);
       }
     } else {
       for (int t = t0; t < n; t += stride) {
         const int b = t / nout, j = t - b * nout;
-        const float* w = W + j * nin;
-        float acc = 0.0f;
-        if (prev) {
-          const float* a = prev + b * nin;
-#pragma unroll 8
-          for (int i = 0; i < nin; ++i) acc += a[i] * w[i];
-        } else {
-#pragma unroll 8
-          for (int i = 0; i < nin; ++i) acc += input_at(p, g, b, i, s) * w[i];
-        }
-        const float z = acc + bias[j];
-        out[t] = hidden ? math::fused_act(p.act, z, p.slope) : z;
+        const float* a = prev ? prev + b * nin : nullptr;
+        out[t] = layer_output(p, g, l, forward_dot(p, g, W + j * nin, a, s, b, nin), bias[j]);
       }
     }
     phase_sync();
@@ -114,32 +100,16 @@ __device__ void forward(const FusedMlpAdaptParams& p, const Geo& g, bool anchor,
 __global__ void __launch_bounds__(kFusedMlpThreads) fused_mlp_adapt_kernel(const __grid_constant__ FusedMlpAdaptParams p) {
   // Layer offsets in shared memory: an indexed local array would live in (slow) local memory.
   __shared__ int off[kFusedMlpMaxLayers + 1];
-  if (threadIdx.x == 0) {
-    off[1] = 0;
-    for (int l = 1; l < p.layers; ++l) off[l + 1] = off[l] + p.batch * p.widths[l];
-  }
+  if (threadIdx.x == 0) layer_offsets(p, off);
   __syncthreads();
-  Geo g;
-  g.L = p.layers, g.B = p.batch, g.S = p.signal, g.d = p.widths[0] - p.signal;
-  g.scale = 1.0f / float(int64_t(g.B) * g.S);
-  g.off = off;
+  const Geo g = make_geo(p, off);
   const int t0 = int(blockIdx.x * blockDim.x + threadIdx.x);
   const int stride = int(gridDim.x * blockDim.x);
   const float* y0 = p.fa + off[g.L];
   const float* y1 = p.Fa + off[g.L];
 
   if (p.steps > 0) {  // θ ← Θ, optimizer state ← 0
-    for (int l = 0; l < g.L; ++l) {
-      const FusedMlpLayer& ly = p.layer[l];
-      const int nw = p.widths[l + 1] * p.widths[l], nb = p.widths[l + 1];
-      for (int i = t0; i < nw + nb; i += stride) {
-        const bool isw = i < nw;
-        const int e = isw ? i : i - nw;
-        (isw ? ly.w : ly.b)[e] = (isw ? ly.w0 : ly.b0)[e];
-        if (float* m = isw ? ly.mw : ly.mb) m[e] = 0.0f;
-        if (float* v = isw ? ly.vw : ly.vb) v[e] = 0.0f;
-      }
-    }
+    reset_params(p, p.layer, t0, stride);
     phase_sync();
   }
 
@@ -160,13 +130,12 @@ __global__ void __launch_bounds__(kFusedMlpThreads) fused_mlp_adapt_kernel(const
         const int o0 = b * nout;
         float acc = 0.0f;
         // Unrolled so that several independent weight loads are in flight (L2 latency bound);
-        // the sum's order is unchanged. The two loops differ only in where δ comes from.
+        // the sum's order is unchanged. The two sums differ only in where δ comes from.
         if (l == g.L) {
 #pragma unroll 8
           for (int j = 0; j < nout; ++j) acc += dist_grad(p, g, y1[o0 + j], y0[o0 + j]) * W[j * nin + i];
         } else {
-#pragma unroll 8
-          for (int j = 0; j < nout; ++j) acc += other[o0 + j] * W[j * nin + i];
+          acc = back_dot(other + o0, W, nin, nout, i);
         }
         cur[t] = math::fused_act_grad(p.act, acc, a[t], p.slope);
       }
@@ -183,13 +152,12 @@ __global__ void __launch_bounds__(kFusedMlpThreads) fused_mlp_adapt_kernel(const
       for (int t = t0; t < n; t += stride) {
         const int b = t / g.S, s = t - b * g.S;
         const int o0 = b * nout;
-        const float* w = W + g.d + s;
         float acc = 0.0f;
         if (g.L == 1) {
+          const float* w = W + g.d + s;
           for (int j = 0; j < nout; ++j) acc += dist_grad(p, g, y1[o0 + j], y0[o0 + j]) * w[j * nin];
         } else {
-#pragma unroll 8
-          for (int j = 0; j < nout; ++j) acc += other[o0 + j] * w[j * nin];
+          acc = back_dot(other + o0, W + g.d, nin, nout, s);
         }
         p.gy0[t] = -dist_grad(p, g, y1[t], y0[t]) + acc;
       }
@@ -214,30 +182,17 @@ __global__ void __launch_bounds__(kFusedMlpThreads) fused_mlp_adapt_kernel(const
       }
       const int nw = nout * nin;
       for (int t = t0; t < nw + nout; t += stride) {
-        float acc = 0.0f;
+        const float grad = param_grad(p, g, delta, a, nin, nout, t);
         if (t < nw) {
-          const int j = t / nin, i = t - j * nin;
-          const float* dj = delta + j;
-          if (a) {
-            const float* ai = a + i;
-#pragma unroll 8
-            for (int b = 0; b < g.B; ++b) acc += dj[b * nout] * ai[b * nin];
-          } else {
-#pragma unroll 8
-            for (int b = 0; b < g.B; ++b) acc += dj[b * nout] * input_at(p, g, b, i, nullptr);
-          }
           if (l == 1)
-            update(st, ly.w, ly.mw, ly.vw, acc, t);
+            update(st, ly.w, ly.mw, ly.vw, grad, t);
           else
-            ly.gw[t] = acc;
+            ly.gw[t] = grad;
         } else {
-          const int j = t - nw;
-#pragma unroll 8
-          for (int b = 0; b < g.B; ++b) acc += delta[b * nout + j];
           if (l == 1)
-            update(st, ly.b, ly.mb, ly.vb, acc, j);
+            update(st, ly.b, ly.mb, ly.vb, grad, t - nw);
           else
-            ly.gb[j] = acc;
+            ly.gb[t - nw] = grad;
         }
       }
       float* out = nullptr;
@@ -246,12 +201,7 @@ __global__ void __launch_bounds__(kFusedMlpThreads) fused_mlp_adapt_kernel(const
         const int n = g.B * nin;
         for (int t = t0; t < n; t += stride) {
           const int b = t / nin, i = t - b * nin;
-          const float* db = delta + b * nout;
-          const float* wi = ly.w + i;
-          float acc = 0.0f;
-#pragma unroll 8
-          for (int j = 0; j < nout; ++j) acc += db[j] * wi[j * nin];
-          out[t] = math::fused_act_grad(p.act, acc, a[t], p.slope);
+          out[t] = math::fused_act_grad(p.act, back_dot(delta + b * nout, ly.w, nin, nout, i), a[t], p.slope);
         }
       }
       phase_sync();
@@ -326,13 +276,8 @@ int max_cluster_blocks(int device) {
 enum class SyncMode { automatic, cluster, grid };
 SyncMode sync_mode() {
   static const SyncMode mode = [] {
-    const char* e = std::getenv("IDEM_FUSED_SYNC");
-    const std::string v = e ? e : "";
-    if (v == "grid") return SyncMode::grid;
-    if (v == "cluster") return SyncMode::cluster;
-    IDEM_CHECK(v.empty() || v == "auto", "fused_mlp_adapt", "IDEM_FUSED_SYNC is '", v,
-               "'; expected auto, cluster or grid");
-    return SyncMode::automatic;
+    const std::string v = env_choice("IDEM_FUSED_SYNC", {"auto", "cluster", "grid"}, "auto");
+    return v == "grid" ? SyncMode::grid : v == "cluster" ? SyncMode::cluster : SyncMode::automatic;
   }();
   return mode;
 }
@@ -355,10 +300,7 @@ int cluster_grid(const FusedMlpAdaptParams& p, int device) {
 // kernel (rows only where eligible), for comparisons.
 bool use_rows(const FusedMlpAdaptParams& p) {
   static const int forced = [] {  // 0: automatic, 1: phase kernel, 2: row kernel
-    const char* e = std::getenv("IDEM_FUSED_KERNEL");
-    const std::string v = e ? e : "";
-    IDEM_CHECK(v.empty() || v == "auto" || v == "phase" || v == "rows", "fused_mlp_adapt",
-               "IDEM_FUSED_KERNEL is '", v, "'; expected auto, rows or phase");
+    const std::string v = env_choice("IDEM_FUSED_KERNEL", {"auto", "rows", "phase"}, "auto");
     return v == "phase" ? 1 : v == "rows" ? 2 : 0;
   }();
   if (forced == 1) return false;
@@ -384,7 +326,7 @@ int fused_mlp_adapt(const FusedMlpAdaptParams& p, int device) {
              op, "unsupported shape: ", p.layers, " layers, batch ", p.batch);
   set_device(device);
   if (use_rows(p)) {
-    fused_mlp_rows(p);
+    fused_mlp_rows(p, device);
     return 1;
   }
   const int grid = fused_mlp_adapt_grid(p, device);

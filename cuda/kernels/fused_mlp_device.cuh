@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "core/kernels/fused_mlp_adapt.h"
+#include "core/kernels/optim_math.h"
 #include "cuda/common.cuh"
 
 namespace idem::cuda::fused_mlp {
@@ -21,6 +22,21 @@ struct Geo {
   float scale;  // 1 / (B·S), the mean's factor in the distance's gradient
   const int* off;  // off[l]: layer l's activations in fa / Fa (block-shared, see the kernel)
 };
+
+// off[l] for l = 1 … L, the start of layer l's activations in fa / Fa (layer after layer, B·n_l
+// each). One thread writes them into the block-shared array; a barrier must follow.
+__device__ inline void layer_offsets(const FusedMlpAdaptParams& p, int* off) {
+  off[1] = 0;
+  for (int l = 1; l < p.layers; ++l) off[l + 1] = off[l] + p.batch * p.widths[l];
+}
+
+__device__ inline Geo make_geo(const FusedMlpAdaptParams& p, const int* off) {
+  Geo g;
+  g.L = p.layers, g.B = p.batch, g.S = p.signal, g.d = p.widths[0] - p.signal;
+  g.scale = 1.0f / float(int64_t(g.B) * g.S);
+  g.off = off;
+  return g;
+}
 
 __device__ __forceinline__ float input_at(const FusedMlpAdaptParams& p, const Geo& g, int b, int i,
                                           const float* s) {
@@ -38,40 +54,115 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-// One optimizer update of element i (formulas of core/cpu/optim.cpp; explicit round-to-nearest
-// so no a·b + c is contracted, as in cuda/kernels/optim.cu).
+// The sums both kernels compute, one thread per output, each over a fixed index range in the
+// reference's order (the loops' unrolling leaves the order as written). Each kernel maps its
+// threads onto the outputs its own way (a warp per row, or a grid-stride loop per phase).
+
+// θ ← Θ and optimizer state ← 0, the first phase of an adaptation with steps: element i of
+// every layer's W then b, for i = first, first + stride, …. `layer` holds θ's and the state's
+// pointers (the params' own, or the row kernel's copies in shared memory) and Θ's.
+__device__ inline void reset_params(const FusedMlpAdaptParams& p, const FusedMlpLayer* layer,
+                                    int first, int stride) {
+  for (int l = 0; l < p.layers; ++l) {
+    const FusedMlpLayer& ly = layer[l];
+    const int nw = p.widths[l + 1] * p.widths[l], nb = p.widths[l + 1];
+    for (int i = first; i < nw + nb; i += stride) {
+      const bool isw = i < nw;
+      const int e = isw ? i : i - nw;
+      (isw ? ly.w : ly.b)[e] = (isw ? ly.w0 : ly.b0)[e];
+      if (float* m = isw ? ly.mw : ly.mb) m[e] = 0.0f;
+      if (float* v = isw ? ly.vw : ly.vb) v[e] = 0.0f;
+    }
+  }
+}
+
+// Σ_i a[i]·w[i] over the nin inputs of row b, in input order: w is row j of a layer's W, a is
+// row b of the activations below, or null for layer 1, whose input is [x, s] (s null: ∅).
+__device__ __forceinline__ float forward_dot(const FusedMlpAdaptParams& p, const Geo& g,
+                                             const float* w, const float* a, const float* s, int b,
+                                             int nin) {
+  float acc = 0.0f;
+  if (a) {
+#pragma unroll 8
+    for (int i = 0; i < nin; ++i) acc += a[i] * w[i];
+  } else {
+#pragma unroll 8
+    for (int i = 0; i < nin; ++i) acc += input_at(p, g, b, i, s) * w[i];
+  }
+  return acc;
+}
+
+// Layer l's output from its dot: plus the bias, then the activation (none on the last layer).
+__device__ __forceinline__ float layer_output(const FusedMlpAdaptParams& p, const Geo& g, int l,
+                                              float dot, float bias) {
+  const float z = dot + bias;
+  return l < g.L ? math::fused_act(p.act, z, p.slope) : z;
+}
+
+// Σ_j δ[j]·W[j, i] in j order: input i's gradient before the activation's derivative, with δ
+// one row's nout output gradients and W the layer's nout × nin weights (or a column block of
+// them: W + d for the signal columns, the row stride staying nin).
+__device__ __forceinline__ float back_dot(const float* delta, const float* W, int nin, int nout,
+                                          int i) {
+  const float* wi = W + i;
+  float acc = 0.0f;
+#pragma unroll 8
+  for (int j = 0; j < nout; ++j) acc += delta[j] * wi[j * nin];
+  return acc;
+}
+
+// The gradient of parameter t of a layer with nin inputs and nout outputs, a sum over the rows
+// in row order: t < nout·nin is W[j, i] (t = j·nin + i), Σ_b δ[b, j]·a[b, i]; above it is bias
+// j = t − nout·nin, Σ_b δ[b, j]. δ is (B, nout); a is (B, nin), or null for layer 1 (its
+// input [x, ∅]).
+__device__ __forceinline__ float param_grad(const FusedMlpAdaptParams& p, const Geo& g,
+                                            const float* delta, const float* a, int nin, int nout,
+                                            int t) {
+  const int nw = nout * nin;
+  float acc = 0.0f;
+  if (t < nw) {
+    const int j = t / nin, i = t - j * nin;
+    const float* dj = delta + j;
+    if (a) {
+      const float* ai = a + i;
+#pragma unroll 8
+      for (int b = 0; b < g.B; ++b) acc += dj[b * nout] * ai[b * nin];
+    } else {
+#pragma unroll 8
+      for (int b = 0; b < g.B; ++b) acc += dj[b * nout] * input_at(p, g, b, i, nullptr);
+    }
+  } else {
+    const int j = t - nw;
+#pragma unroll 8
+    for (int b = 0; b < g.B; ++b) acc += delta[b * nout + j];
+  }
+  return acc;
+}
+
+// The optimizer's scalars of step t. The update of one element is the formula every optimizer
+// update uses (core/kernels/optim_math.h: round-to-nearest intrinsics on the device, so no
+// a·b + c is contracted), with the Adapter's settings: no weight decay, dampening or Nesterov.
 struct Step {
-  float w1, b2, w2, step_size, bc2, eps, lr, mom;
-  bool adam, first;
+  math::AdamCoeffs<float> adam;
+  math::SgdCoeffs<float> sgd;
+  bool is_adam;
 };
 
 __device__ __forceinline__ Step step_scalars(const FusedMlpAdaptParams& p, int t) {
   Step s;
-  s.adam = p.optim == OptimKind::adam;
-  s.first = t == 1;
-  s.w1 = float(1.0 - p.beta1), s.b2 = float(p.beta2), s.w2 = float(1.0 - p.beta2);
-  s.step_size = float(p.lr / (1.0 - pow(p.beta1, double(t))));
-  s.bc2 = float(sqrt(1.0 - pow(p.beta2, double(t))));
-  s.eps = float(p.eps), s.lr = float(p.lr), s.mom = float(p.momentum);
+  s.is_adam = p.optim == OptimKind::adam;
+  s.adam = math::adam_coeffs<float>(p.beta1, p.beta2, p.eps,
+                                    math::adam_corrections(p.lr, p.beta1, p.beta2, double(t)));
+  s.sgd = {float(p.lr), float(p.momentum), 1.0f, false, t == 1};
   return s;
 }
 
+// One update of element i with gradient g; m null: plain SGD.
 __device__ __forceinline__ void update(const Step& s, float* w, float* m, float* v, float g, int i) {
-  if (s.adam) {
-    const float mi = __fadd_rn(m[i], __fmul_rn(s.w1, __fsub_rn(g, m[i])));
-    const float vi = __fadd_rn(__fmul_rn(s.b2, v[i]), __fmul_rn(s.w2, __fmul_rn(g, g)));
-    m[i] = mi;
-    v[i] = vi;
-    const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), s.bc2), s.eps);
-    w[i] = __fsub_rn(w[i], __fmul_rn(s.step_size, __fdiv_rn(mi, denom)));
-    return;
-  }
-  if (m) {
-    const float buf = s.first ? g : __fadd_rn(__fmul_rn(s.mom, m[i]), __fmul_rn(1.0f, g));
-    m[i] = buf;
-    g = buf;
-  }
-  w[i] = __fsub_rn(w[i], __fmul_rn(s.lr, g));
+  if (s.is_adam)
+    math::adam_step(s.adam, g, m[i], v[i], w[i]);
+  else  // plain SGD (m null) keeps no buffer: sgd_step then never touches its buffer argument
+    math::sgd_step(s.sgd, g, m != nullptr, m ? m[i] : w[i], w[i]);
 }
 
 // Loss of this step into p.losses[k − 1]: block 0 only, a fixed-shape tree in double over
@@ -114,6 +205,7 @@ __device__ inline void loss_block0(const FusedMlpAdaptParams& p, const Geo& g, c
 
 namespace idem::cuda {
 // The row kernel's launch (fused_mlp_rows.cu), for cuda::fused_mlp_adapt: one block on
-// current_stream(); requires fused_mlp_rows_eligible(p).
-void fused_mlp_rows(const FusedMlpAdaptParams& p);
+// current_stream() of `device`, which must be the current device; requires
+// fused_mlp_rows_eligible(p).
+void fused_mlp_rows(const FusedMlpAdaptParams& p, int device);
 }  // namespace idem::cuda

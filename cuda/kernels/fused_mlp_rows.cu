@@ -36,7 +36,7 @@ using namespace fused_mlp;
 constexpr int kRowWarps = kFusedMlpRowThreads / 32;
 
 // Where the kernel keeps θ, the optimizer state and the scratch: shared memory when they fit
-// (the launch sizes it, fused_mlp_rows_smem_floats), else the global buffers of the params.
+// (laid out by carve_shared), else the global buffers of the params.
 // Each row pass is a chain of short dots whose every load waits on the value the warp wrote a
 // layer before; from shared memory that wait is about 30 cycles, from L2 (a store leaves the
 // line in L2 only) several hundred. Θ stays in global memory: read-only, it stays in L1.
@@ -56,19 +56,8 @@ __device__ __forceinline__ void row_layer_forward(const FusedMlpAdaptParams& p, 
   const int nin = p.widths[l - 1], nout = p.widths[l];
   const float* a = l > 1 ? acts + g.off[l - 1] + b * nin : nullptr;
   float* out = acts + g.off[l] + b * nout;
-  for (int j = lane; j < nout; j += 32) {
-    const float* w = W + j * nin;
-    float acc = 0.0f;
-    if (a) {
-#pragma unroll 8
-      for (int i = 0; i < nin; ++i) acc += a[i] * w[i];
-    } else {
-#pragma unroll 8
-      for (int i = 0; i < nin; ++i) acc += input_at(p, g, b, i, s) * w[i];
-    }
-    const float z = acc + bias[j];
-    out[j] = l < g.L ? math::fused_act(p.act, z, p.slope) : z;
-  }
+  for (int j = lane; j < nout; j += 32)
+    out[j] = layer_output(p, g, l, forward_dot(p, g, W + j * nin, a, s, b, nin), bias[j]);
 }
 
 // f_θ(x, ∅) (anchor false, s null) or F(x, s) for row b: all layers, a warp barrier between.
@@ -85,13 +74,8 @@ __device__ void row_forward(const FusedMlpAdaptParams& p, const Ctx& c, const Ge
 __device__ __forceinline__ void row_input_grad(const FusedMlpAdaptParams& p, const float* W, int nin,
                                                int nout, const float* delta, const float* a, float* out,
                                                int lane) {
-  for (int i = lane; i < nin; i += 32) {
-    const float* wi = W + i;
-    float acc = 0.0f;
-#pragma unroll 8
-    for (int j = 0; j < nout; ++j) acc += delta[j] * wi[j * nin];
-    out[i] = math::fused_act_grad(p.act, acc, a[i], p.slope);
-  }
+  for (int i = lane; i < nin; i += 32)
+    out[i] = math::fused_act_grad(p.act, back_dot(delta, W, nin, nout, i), a[i], p.slope);
 }
 
 // Step 1 for row b: both forwards, δ through F, ∂L/∂y0 and δ through f (into c.fd, and
@@ -119,14 +103,9 @@ __device__ void row_backward_pass(const FusedMlpAdaptParams& p, const Ctx& c, co
   // ∂L/∂y0 = −dist_grad + the signal columns of F's input gradient (δ of F's layer 1 in cur).
   {
     const int nin = p.widths[0], nout = p.widths[1];
-    const float* delta = cur;
     const float* W = c.layer[0].w0 + g.d;
-    for (int s = lane; s < g.S; s += 32) {
-      float acc = 0.0f;
-#pragma unroll 8
-      for (int j = 0; j < nout; ++j) acc += delta[j] * W[j * nin + s];
-      c.gy0[b * g.S + s] = -dist_grad(p, g, y1[s], y0[s]) + acc;
-    }
+    for (int s = lane; s < g.S; s += 32)
+      c.gy0[b * g.S + s] = -dist_grad(p, g, y1[s], y0[s]) + back_dot(cur, W, nin, nout, s);
     __syncwarp();
   }
   // δ through f with θ as it is before this step's update; layer L's δ is ∂L/∂y0.
@@ -148,65 +127,54 @@ __device__ void update_all(const FusedMlpAdaptParams& p, const Ctx& c, const Geo
     const float* a = l > 1 ? c.fa + g.off[l - 1] : nullptr;
     const int nw = nout * nin;
     for (int t = int(threadIdx.x); t < nw + nout; t += blockDim.x) {
-      float acc = 0.0f;
-      if (t < nw) {
-        const int j = t / nin, i = t - j * nin;
-        const float* dj = delta + j;
-        if (a) {
-          const float* ai = a + i;
-#pragma unroll 8
-          for (int b = 0; b < g.B; ++b) acc += dj[b * nout] * ai[b * nin];
-        } else {
-#pragma unroll 8
-          for (int b = 0; b < g.B; ++b) acc += dj[b * nout] * input_at(p, g, b, i, nullptr);
-        }
-        update(st, ly.w, ly.mw, ly.vw, acc, t);
-      } else {
-        const int j = t - nw;
-#pragma unroll 8
-        for (int b = 0; b < g.B; ++b) acc += delta[b * nout + j];
-        update(st, ly.b, ly.mb, ly.vb, acc, j);
-      }
+      const float grad = param_grad(p, g, delta, a, nin, nout, t);
+      if (t < nw)
+        update(st, ly.w, ly.mw, ly.vw, grad, t);
+      else
+        update(st, ly.b, ly.mb, ly.vb, grad, t - nw);
     }
   }
 }
 
-// The floats of shared memory the kernel needs to keep everything there (Ctx): θ, the
-// optimizer state, the activations of f and F, the gradient buffers.
-int64_t rows_smem_floats(const FusedMlpAdaptParams& p) {
-  int64_t n = 0, acts = 0, widest = 0;
+// The kernel's shared memory (Ctx), one layout for the launch's sizing and the kernel's
+// pointers: per layer W and b (θ), then mW, mb and vW, vb where the optimizer keeps them; then
+// the scratch of p.batch rows, laid out as the global one (fused_mlp_scratch_layout). Returns
+// the floats it spans; with c, also points c's θ, state and scratch at them in `sm` (thread 0).
+__host__ __device__ int64_t carve_shared(const FusedMlpAdaptParams& p, Ctx* c, float* sm) {
+  int64_t n = 0;
+  auto take = [&](int64_t count) {  // the next `count` floats
+    float* at = c ? sm + n : nullptr;
+    n += count;
+    return at;
+  };
   for (int l = 0; l < p.layers; ++l) {
-    const FusedMlpLayer& ly = p.layer[l];
-    const int64_t params = int64_t(p.widths[l + 1]) * (p.widths[l] + 1);
-    n += params * (1 + (ly.mw ? 1 : 0) + (ly.vw ? 1 : 0));
-    acts += int64_t(p.batch) * p.widths[l + 1];
-    widest = std::max<int64_t>(widest, p.widths[l + 1]);
+    const FusedMlpLayer& src = p.layer[l];
+    const int64_t nw = int64_t(p.widths[l + 1]) * p.widths[l], nb = p.widths[l + 1];
+    float* w = take(nw);
+    float* b = take(nb);
+    float* mw = src.mw ? take(nw) : nullptr;
+    float* mb = src.mw ? take(nb) : nullptr;
+    float* vw = src.vw ? take(nw) : nullptr;
+    float* vb = src.vw ? take(nb) : nullptr;
+    if (!c) continue;
+    FusedMlpLayer& ly = c->layer[l];
+    ly.w = w, ly.b = b;
+    if (src.mw) ly.mw = mw, ly.mb = mb;
+    if (src.vw) ly.vw = vw, ly.vb = vb;
   }
-  return n + 3 * acts + 2 * p.batch * widest + int64_t(p.batch) * p.signal;
+  const FusedMlpScratchLayout s = fused_mlp_scratch_layout(p, p.batch);
+  if (c) fused_mlp_point_scratch(*c, sm + n, s);
+  return n + s.total;
 }
 
-// Points c at shared memory `sm` (laid out as rows_smem_floats counts) or, when sm is null, at
-// the params' global buffers. Thread 0 only.
-__device__ void build_ctx(const FusedMlpAdaptParams& p, Ctx& c, float* sm, int widest) {
+// Points c at shared memory `sm` (carve_shared's layout) or, when sm is null, at the params'
+// global buffers. Thread 0 only.
+__device__ void build_ctx(const FusedMlpAdaptParams& p, Ctx& c, float* sm) {
   for (int l = 0; l < p.layers; ++l) c.layer[l] = p.layer[l];
-  c.fa = p.fa, c.Fa = p.Fa, c.d0 = p.d0, c.d1 = p.d1, c.gy0 = p.gy0, c.fd = p.fd;
-  if (!sm) return;
-  int acts = 0;
-  for (int l = 0; l < p.layers; ++l) {
-    FusedMlpLayer& ly = c.layer[l];
-    const int nw = p.widths[l + 1] * p.widths[l], nb = p.widths[l + 1];
-    ly.w = sm, sm += nw;
-    ly.b = sm, sm += nb;
-    if (ly.mw) ly.mw = sm, sm += nw, ly.mb = sm, sm += nb;
-    if (ly.vw) ly.vw = sm, sm += nw, ly.vb = sm, sm += nb;
-    acts += p.batch * nb;
-  }
-  c.fa = sm, sm += acts;
-  c.Fa = sm, sm += acts;
-  c.fd = sm, sm += acts;
-  c.d0 = sm, sm += p.batch * widest;
-  c.d1 = sm, sm += p.batch * widest;
-  c.gy0 = sm;
+  if (sm)
+    carve_shared(p, &c, sm);
+  else
+    c.fa = p.fa, c.Fa = p.Fa, c.d0 = p.d0, c.d1 = p.d1, c.gy0 = p.gy0, c.fd = p.fd;
 }
 
 // Copies every parameter tensor of c (θ and, when `state`, the optimizer's) from `from` to `to`
@@ -234,29 +202,15 @@ __global__ void __launch_bounds__(kFusedMlpRowThreads)
   int widest = 0;
   for (int l = 1; l <= p.layers; ++l) widest = max(widest, p.widths[l]);
   if (threadIdx.x == 0) {
-    off[1] = 0;
-    for (int l = 1; l < p.layers; ++l) off[l + 1] = off[l] + p.batch * p.widths[l];
-    build_ctx(p, c, in_shared ? sm : nullptr, widest);
+    layer_offsets(p, off);
+    build_ctx(p, c, in_shared ? sm : nullptr);
   }
   __syncthreads();  // off[] and c
-  Geo g;
-  g.L = p.layers, g.B = p.batch, g.S = p.signal, g.d = p.widths[0] - p.signal;
-  g.scale = 1.0f / float(int64_t(g.B) * g.S);
-  g.off = off;
+  const Geo g = make_geo(p, off);
   const int warp = int(threadIdx.x) >> 5, lane = int(threadIdx.x) & 31;
 
   if (p.steps > 0) {  // θ ← Θ, optimizer state ← 0
-    for (int l = 0; l < g.L; ++l) {
-      const FusedMlpLayer& ly = c.layer[l];
-      const int nw = p.widths[l + 1] * p.widths[l], nb = p.widths[l + 1];
-      for (int i = int(threadIdx.x); i < nw + nb; i += blockDim.x) {
-        const bool isw = i < nw;
-        const int e = isw ? i : i - nw;
-        (isw ? ly.w : ly.b)[e] = (isw ? ly.w0 : ly.b0)[e];
-        if (float* m = isw ? ly.mw : ly.mb) m[e] = 0.0f;
-        if (float* v = isw ? ly.vw : ly.vb) v[e] = 0.0f;
-      }
-    }
+    reset_params(p, c.layer, int(threadIdx.x), int(blockDim.x));
   } else if (in_shared) {  // no step: the prediction with θ as it is
     copy_params(p, c.layer, p.layer, false);
   }
@@ -284,31 +238,46 @@ __global__ void __launch_bounds__(kFusedMlpRowThreads)
 
 }  // namespace
 
-void fused_mlp_rows(const FusedMlpAdaptParams& p) {
+void fused_mlp_rows(const FusedMlpAdaptParams& p, int device) {
   const char* op = "fused_mlp_adapt";
   // Shared memory for everything when it fits the block's opt-in limit (227 KB on an H100:
   // mlp_tab up to about batch 200), else the global buffers. The limit is the device's, and so
-  // is the kernel attribute that allows it (cudaFuncSetAttribute acts on the current device):
-  // each device's is raised to the largest size a call on it asked for, under a mutex so that
-  // the check and the raise stay together when host threads share a device.
+  // is the kernel attribute that allows it (cudaFuncSetAttribute acts on the current device).
+  // Per device, under a mutex (host threads may share a device; the check and the raise stay
+  // together): the opt-in limit and the kernel's static shared memory (its off[], Ctx, Step and
+  // the loss tree; dynamic + static may not pass the limit), asked once, and the dynamic size
+  // the attribute has been raised to, the largest a call on that device asked for.
+  struct Limits {
+    int optin = -1;  // -1: not asked yet
+    int static_bytes = 0;
+    int raised = 0;
+  };
   static std::mutex mu;
-  static std::array<int, 64> raised{};
-  int device = 0, optin = 0;
-  IDEM_CUDA_CHECK(op, cudaGetDevice(&device));
-  IDEM_CUDA_CHECK(op, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-  const int64_t static_bytes = 8 * 1024;  // off[], Ctx, Step, the loss tree: well under this
-  const int64_t bytes = rows_smem_floats(p) * int64_t(sizeof(float));
-  const bool in_shared = bytes + static_bytes <= optin;
-  const size_t dyn = in_shared ? size_t(bytes) : 0;
-  if (in_shared) {
+  static std::array<Limits, 64> cache;
+  const int64_t bytes = carve_shared(p, nullptr, nullptr) * int64_t(sizeof(float));
+  size_t dyn = 0;
+  {
     std::lock_guard<std::mutex> lock(mu);
-    const bool cached = device >= 0 && device < 64;
-    if (!cached || int(dyn) > raised[size_t(device)]) {
-      IDEM_CUDA_CHECK(op, cudaFuncSetAttribute(fused_mlp_rows_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               int(dyn)));
-      if (cached) raised[size_t(device)] = int(dyn);
+    Limits uncached;  // a device past the cache's 64 asks every time
+    Limits& lim = device >= 0 && device < 64 ? cache[size_t(device)] : uncached;
+    if (lim.optin < 0) {
+      int optin = 0;
+      IDEM_CUDA_CHECK(op, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+      cudaFuncAttributes fa{};
+      IDEM_CUDA_CHECK(op, cudaFuncGetAttributes(&fa, fused_mlp_rows_kernel));
+      lim.static_bytes = int(fa.sharedSizeBytes);
+      lim.optin = optin;
+    }
+    if (bytes + lim.static_bytes <= lim.optin) {
+      dyn = size_t(bytes);
+      if (int(dyn) > lim.raised) {
+        IDEM_CUDA_CHECK(op, cudaFuncSetAttribute(fused_mlp_rows_kernel,
+                                                 cudaFuncAttributeMaxDynamicSharedMemorySize, int(dyn)));
+        lim.raised = int(dyn);
+      }
     }
   }
+  const bool in_shared = dyn > 0;
   fused_mlp_rows_kernel<<<1, kFusedMlpRowThreads, dyn, current_stream()>>>(p, in_shared ? 1 : 0);
   IDEM_LAUNCH_CHECK(op);
 }

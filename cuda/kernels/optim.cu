@@ -18,13 +18,14 @@
 //     the tensor's param/m/v/numel from the descriptor table resident on the GPU (one extra
 //     round trip, negligible next to the data of that many tensors).
 // The per-element arithmetic is the CPU reference's, operation by operation, with no FMA
-// contraction (see rn_add/rn_sub/rn_mul below), so CPU and CUDA results are equal bit for bit.
+// contraction (math::rn_add and friends, core/kernels/optim_math.h), so CPU and CUDA results are equal bit for bit.
 #include <algorithm>
 #include <climits>
 #include <cstdint>
 #include <vector>
 
 #include "core/kernels/optim.h"
+#include "core/kernels/optim_math.h"
 #include "cuda/common.cuh"
 
 namespace idem::cuda {
@@ -42,10 +43,11 @@ constexpr int kSmallTensors = 32;
 
 // Scalars converted to f32 on the host, in the same way the CPU kernel converts them.
 struct StepScalars {
-  float lr, wd, decay, momentum, damp;    // damp = 1 - dampening; decay = 1 - lr*wd (AdamW)
-  float w1, b2, w2, step_size, bc2, eps;  // w1 = 1-β1, w2 = 1-β2
-  int kind;                               // OptimKind as int
-  int maximize, use_wd, use_mom, nesterov, first_step;
+  math::AdamCoeffs<float> adam;
+  math::SgdCoeffs<float> sgd;
+  float wd, decay;  // decay = 1 - lr*wd (AdamW)
+  int kind;         // OptimKind as int
+  int maximize, use_wd, use_mom;
 };
 
 // Small layout: tensor k owns blocks [block_begin[k], block_begin[k+1]); entries past the last
@@ -73,19 +75,13 @@ static_assert(sizeof(SmallArgs) + sizeof(StepScalars) <= 4096, "kernel arguments
 static_assert(sizeof(TableArgs) + sizeof(StepScalars) + sizeof(void*) <= 4096,
               "kernel arguments over 4 KiB");
 
-// IEEE single operations that the compiler may not fuse into an FMA: with them every result
-// is the correctly rounded result of each step of the CPU reference (core/cpu/optim.cpp, which
-// rounds each operation: x86-64 without -mfma), so CPU and CUDA agree bit for bit. Plain `a*b+c`
-// would be contracted by nvcc wherever it sees fit (it did so in some paths and not in others).
-__device__ __forceinline__ float rn_add(float a, float b) {
-  return __fadd_rn(a, b);
-}
-__device__ __forceinline__ float rn_sub(float a, float b) {
-  return __fsub_rn(a, b);
-}
-__device__ __forceinline__ float rn_mul(float a, float b) {
-  return __fmul_rn(a, b);
-}
+// Every operation below is a correctly rounded IEEE single operation that the compiler may not
+// fuse into an FMA (math::rn_add and friends, the _rn intrinsics on the device): plain `a*b+c`
+// would be contracted by nvcc wherever it sees fit (it did so in some paths and not in others),
+// and the CPU reference (core/cpu/optim.cpp, which rounds each operation: x86-64 without -mfma)
+// would then differ in the last bits.
+using math::rn_add;
+using math::rn_mul;
 
 // Updates elements [begin, end) of one tensor (end - begin <= kOptimBlockElems). Thread x owns
 // begin + x + j·kOptimThreads for j < kPerThread: coalesced, and every load of the thread is
@@ -99,7 +95,7 @@ __device__ __forceinline__ void update_block(float* __restrict__ w, float* __res
   float gr[kPerThread], wr[kPerThread], mr[kPerThread], vr[kPerThread];
   if (s.kind == static_cast<int>(OptimKind::sgd)) {
     // The momentum buffer is read only when the rule uses its old value.
-    const bool read_m = s.use_mom && !s.first_step;
+    const bool read_m = s.use_mom && !s.sgd.first;
 #pragma unroll
     for (int j = 0; j < kPerThread; ++j) {
       const int64_t i = i0 + static_cast<int64_t>(j) * kOptimThreads;
@@ -116,12 +112,10 @@ __device__ __forceinline__ void update_block(float* __restrict__ w, float* __res
       if (i < end) {
         float g = s.maximize ? -gr[j] : gr[j];
         if (s.use_wd) g = rn_add(g, rn_mul(s.wd, wr[j]));
-        if (s.use_mom) {
-          const float bv = s.first_step ? g : rn_add(rn_mul(s.momentum, mr[j]), rn_mul(s.damp, g));
-          m[i] = bv;
-          g = s.nesterov ? rn_add(g, rn_mul(s.momentum, bv)) : bv;
-        }
-        w[i] = rn_sub(wr[j], rn_mul(s.lr, g));
+        float x = wr[j];
+        math::sgd_step(s.sgd, g, s.use_mom != 0, mr[j], x);
+        if (s.use_mom) m[i] = mr[j];
+        w[i] = x;
       }
     }
   } else {
@@ -148,13 +142,11 @@ __device__ __forceinline__ void update_block(float* __restrict__ w, float* __res
           else
             g = rn_add(g, rn_mul(s.wd, x));
         }
-        const float mo = mr[j], vo = vr[j];
-        const float mi = rn_add(mo, rn_mul(s.w1, rn_sub(g, mo)));
-        const float vi = rn_add(rn_mul(s.b2, vo), rn_mul(s.w2, rn_mul(g, g)));
+        float mi = mr[j], vi = vr[j];
+        math::adam_step(s.adam, g, mi, vi, x);
         m[i] = mi;
         v[i] = vi;
-        const float denom = rn_add(__fdiv_rn(__fsqrt_rn(vi), s.bc2), s.eps);
-        w[i] = rn_sub(x, rn_mul(s.step_size, __fdiv_rn(mi, denom)));
+        w[i] = x;
       }
     }
   }
@@ -206,23 +198,15 @@ void optim_step(const std::vector<OptimTensorDesc>& table, const void* device_ta
              table.size(), " parameters");
   if (table.empty()) return;
   StepScalars s{};
-  s.lr = static_cast<float>(p.lr);
+  s.adam = math::adam_coeffs<float>(p.beta1, p.beta2, p.eps, {p.step_size, p.bias_correction2_sqrt});
+  s.sgd = {static_cast<float>(p.lr), static_cast<float>(p.momentum),
+           static_cast<float>(1.0 - p.dampening), p.nesterov, p.first_step};
   s.wd = static_cast<float>(p.weight_decay);
   s.decay = static_cast<float>(1.0 - p.lr * p.weight_decay);
-  s.momentum = static_cast<float>(p.momentum);
-  s.damp = static_cast<float>(1.0 - p.dampening);
-  s.w1 = static_cast<float>(1.0 - p.beta1);
-  s.b2 = static_cast<float>(p.beta2);
-  s.w2 = static_cast<float>(1.0 - p.beta2);
-  s.step_size = static_cast<float>(p.step_size);
-  s.bc2 = static_cast<float>(p.bias_correction2_sqrt);
-  s.eps = static_cast<float>(p.eps);
   s.kind = static_cast<int>(p.kind);
   s.maximize = p.maximize;
   s.use_wd = p.weight_decay != 0.0;
   s.use_mom = p.momentum != 0.0;
-  s.nesterov = p.nesterov;
-  s.first_step = p.first_step;
 
   set_device(device);
   const cudaStream_t st = current_stream();

@@ -1,0 +1,22 @@
+#include "core/env.h"
+
+#include <cstdlib>
+
+#include "core/error.h"
+
+namespace idem {
+
+std::string env_choice(const char* name, std::initializer_list<const char*> allowed,
+                       const char* fallback) {
+  const char* env = std::getenv(name);
+  if (!env || !*env) return fallback;
+  const std::string value = env;
+  std::string list;
+  for (const char* a : allowed) {
+    if (value == a) return value;
+    list += (list.empty() ? "" : ", ") + std::string(a);
+  }
+  fail("env", name, " is '", value, "'; expected one of: ", list, " (or unset: ", fallback, ")");
+}
+
+}  // namespace idem
