@@ -20,6 +20,10 @@
 // tensor means "absent". Deterministic: fixed summation order (CPU: sequential in double;
 // CUDA: one block per group or channel, or, for few large groups, per-chunk partials combined in
 // a fixed order; fixed reduction trees, no atomics; the chunking depends on the shape only).
+// On CUDA "the shape" is the whole tensor's: whether the split path is taken, and how a group
+// is cut, depends on the number of groups too, so one row of a layer_norm or group_norm (whose
+// groups are the rows) can come out with other last bits in a batch of another size. Reruns of
+// the same shape give the same bits; the CPU path does not depend on the batch size.
 #pragma once
 #include <cstdint>
 

@@ -6,9 +6,10 @@
 //
 // Bits: each operation is rounded once, in the order written here. On the device the _rn
 // intrinsics say so (nvcc may not contract them into an FMA); on the host the operators are
-// plain, and core/cpu/optim.cpp is compiled with contraction off (CMakeLists.txt). So every
-// caller computes the same bits from the same inputs (the determinism promise,
-// docs/reliability.md).
+// plain, and the two host files that include this, core/cpu/optim.cpp and
+// core/cpu/fused_mlp_adapt.cpp, are compiled with contraction off (CMakeLists.txt; a new host
+// includer needs the same). So every caller computes the same bits from the same inputs (the
+// determinism promise, docs/reliability.md).
 #pragma once
 #include <cmath>
 
