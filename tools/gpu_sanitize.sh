@@ -20,7 +20,12 @@
 #                                 (on an H100, 2026-11-27: memcheck 27 s, racecheck 69 s)
 #   GPU_SANITIZE_TOOLS="memcheck racecheck"   which tools to run, in order (initcheck also known)
 #   GPU_SANITIZE_MEMCHECK_FILTER  gtest filter for memcheck (default below)
-#   GPU_SANITIZE_RACECHECK_FILTER gtest filter for racecheck (default below)
+#   GPU_SANITIZE_RACECHECK_FILTER gtest filter for racecheck (default: the groups below)
+#
+# racecheck is slow (about 10x memcheck per test), so by default it runs in groups, one
+# idem_tests process each, the quick ones first: a group that runs out of time loses only its
+# own result, and the summary has one line per group. (One filter for all of it took more than
+# 300 s on an H100 on 2026-12-06, and a timeout then reported nothing.)
 #
 # Notes: API errors are not reported by the tool (--report-api-errors no) because some tests
 # provoke them on purpose (out of memory, a missing device) and idem checks every CUDA call
@@ -39,7 +44,18 @@ tools="${GPU_SANITIZE_TOOLS:-memcheck racecheck}"
 # device on purpose (out-of-memory tests: slow under the tool and not about access errors).
 memcheck_filter="${GPU_SANITIZE_MEMCHECK_FILTER:-*Cuda*:*Parity*:*Gpu*:*OnGpu*:-CudaReduce.BandwidthReport:CudaOom.*}"
 p='OpCases/Parity.CpuVsCuda'
-racecheck_filter="${GPU_SANITIZE_RACECHECK_FILTER:-$p/matmul*:$p/conv*:$p/sum*:$p/mean*:$p/max*:$p/var*:$p/argmax*:$p/reduce*:$p/softmax*:$p/log_softmax*:$p/batch*:$p/layer*:$p/group*:$p/transpose*:$p/linear*:$p/l1*:$p/mse*:CudaReduce.KernelShapesMatchCpu:FusedCuda.*:NormCuda.*:Conv2dCuda.*:GraphLongSegmentsCuda.*}"
+# racecheck groups, NAME=FILTER, quick ones first: the kernels that keep data in shared memory.
+racecheck_groups=(
+  "fused_mlp=FusedAdaptCuda.*:FusedCuda.*"
+  "norm=$p/batch*:$p/layer*:$p/group*:NormCuda.*"
+  "reduce=$p/sum*:$p/mean*:$p/max*:$p/var*:$p/argmax*:$p/reduce*:$p/softmax*:$p/log_softmax*:CudaReduce.KernelShapesMatchCpu"
+  "small=$p/transpose*:$p/linear*:$p/l1*:$p/mse*:GraphLongSegmentsCuda.*"
+  "matmul=$p/matmul*"
+  "conv=$p/conv*:Conv2dCuda.*"
+)
+if [ -n "${GPU_SANITIZE_RACECHECK_FILTER:-}" ]; then
+  racecheck_groups=("custom=$GPU_SANITIZE_RACECHECK_FILTER")
+fi
 mkdir -p "$out"
 t_start=$(date +%s)
 failed=()
@@ -64,20 +80,21 @@ fi
 echo "== GPU: $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -n 1)"
 echo "== $("$sanitizer" --version 2>/dev/null | grep -i version | head -n 1)"
 
-# run_tool TOOL FILTER LIMIT_S EXTRA_ARGS...
+# run_tool TOOL[:GROUP] FILTER LIMIT_S EXTRA_ARGS...  (the log is $out/TOOL[-GROUP].log)
 run_tool() {
-  local tool=$1 filter=$2 limit=$3
+  local name=$1 filter=$2 limit=$3
   shift 3
-  local log="$out/$tool.log"
+  local tool=${name%%:*}
+  local log="$out/${name/:/-}.log"
   local elapsed=$(($(date +%s) - t_start))
   local left=$((budget - elapsed - 5))
   [ "$left" -lt "$limit" ] && limit=$left
   if [ "$limit" -lt 20 ]; then
-    summaries+=("$tool: not run, the budget (${budget}s) is spent")
-    failed+=("$tool(no-time)")
+    summaries+=("$name: not run, the budget (${budget}s) is spent")
+    failed+=("$name(no-time)")
     return
   fi
-  echo "== [${elapsed}s] $tool (limit ${limit}s), filter: $filter"
+  echo "== [${elapsed}s] $name (limit ${limit}s), filter: $filter"
   timeout --kill-after=10 "$limit" \
     "$sanitizer" --tool "$tool" --error-exitcode=1 --report-api-errors no "$@" \
     "$build/idem_tests" --gtest_filter="$filter" --gtest_brief=1 >"$log" 2>&1
@@ -87,15 +104,15 @@ run_tool() {
   passed=$(grep -oE '^\[  PASSED  \] [0-9]+' "$log" | grep -oE '[0-9]+$' | tail -n 1)
   failed_tests=$(grep -cE '^\[  FAILED  \] [A-Za-z]' "$log" || true)
   report=$(grep -E '(ERROR|RACECHECK) SUMMARY' "$log" | tail -n 1 | sed 's/^=* *//')
-  local line="$tool: ${tests:-?} tests, ${passed:-0} passed, ${failed_tests} failed; ${report:-no summary from the tool}; rc $rc"
+  local line="$name: ${tests:-?} tests, ${passed:-0} passed, ${failed_tests} failed; ${report:-no summary from the tool}; rc $rc"
   [ $rc -eq 124 ] && line="$line (timed out after ${limit}s)"
   if grep -q "Device not supported" "$log"; then
-    line="$tool: compute-sanitizer does not support this device/runtime (see $log)"
+    line="$name: compute-sanitizer does not support this device/runtime (see $log)"
   fi
   summaries+=("$line")
   echo "   $line"
   if [ $rc -ne 0 ]; then
-    failed+=("$tool")
+    failed+=("$name")
     grep -E '^========= (Invalid|Race|Error|Program hit|  (at|by) )|\[  FAILED  \]' "$log" |
       head -n 40 | sed 's/^/   | /'
   fi
@@ -104,7 +121,11 @@ run_tool() {
 for tool in $tools; do
   case "$tool" in
     memcheck) run_tool memcheck "$memcheck_filter" $((budget * 6 / 10)) ;;
-    racecheck) run_tool racecheck "$racecheck_filter" "$budget" --racecheck-report all ;;
+    racecheck)
+      for g in "${racecheck_groups[@]}"; do
+        run_tool "racecheck:${g%%=*}" "${g#*=}" "$budget" --racecheck-report all
+      done
+      ;;
     initcheck) run_tool initcheck "$memcheck_filter" "$budget" ;;
     *) echo "gpu_sanitize: unknown tool '$tool'" >&2; failed+=("$tool") ;;
   esac
