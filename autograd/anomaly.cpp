@@ -8,26 +8,20 @@
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
-#include <cstring>
 #include <sstream>
 #include <typeinfo>
 
 #include "autograd/node.h"
+#include "core/env.h"
 
 namespace idem {
 
 namespace {
 
-bool env_on(const char* name) {
-  const char* v = std::getenv(name);
-  if (!v) return false;
-  return std::strcmp(v, "1") == 0 || std::strcmp(v, "true") == 0 || std::strcmp(v, "on") == 0;
-}
-
 // Process-wide on purpose: the mode is a debugging switch for the whole run (set once in main
 // or by a test's guard), and record() must read it without a context object.
 std::atomic<bool>& anomaly_flag() {
-  static std::atomic<bool> on{env_on("IDEM_ANOMALY")};
+  static std::atomic<bool> on{env_flag("IDEM_ANOMALY")};
   return on;
 }
 

@@ -1,23 +1,17 @@
 #include "core/determinism.h"
 
 #include <atomic>
-#include <cstdlib>
-#include <cstring>
+
+#include "core/env.h"
 
 namespace idem {
 
 namespace {
 
-bool env_on(const char* name) {
-  const char* v = std::getenv(name);
-  if (!v) return false;
-  return std::strcmp(v, "1") == 0 || std::strcmp(v, "true") == 0 || std::strcmp(v, "on") == 0;
-}
-
 // Process-wide on purpose: determinism is a property of the whole run, and kernels deep in
 // core/ and cuda/ read it without a context object to thread through.
 std::atomic<bool>& flag() {
-  static std::atomic<bool> on{env_on("IDEM_DETERMINISTIC")};
+  static std::atomic<bool> on{env_flag("IDEM_DETERMINISTIC")};
   return on;
 }
 

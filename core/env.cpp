@@ -19,4 +19,9 @@ std::string env_choice(const char* name, std::initializer_list<const char*> allo
   fail("env", name, " is '", value, "'; expected one of: ", list, " (or unset: ", fallback, ")");
 }
 
+bool env_flag(const char* name) {
+  const std::string v = env_choice(name, {"1", "true", "on", "0", "false", "off"}, "0");
+  return v == "1" || v == "true" || v == "on";
+}
+
 }  // namespace idem

@@ -1,7 +1,8 @@
 // env_choice (core/env.h), the reader of every named-value environment switch (IDEM_GEMM,
 // IDEM_CPU_GEMM, IDEM_CONV, IDEM_FUSED_KERNEL, IDEM_FUSED_SYNC): an allowed value is returned,
 // unset or empty gives the default, anything else is an error naming the variable, the value
-// and what is allowed. A variable of the test's own, so the real switches (read once per process)
+// and what is allowed. env_flag, the on/off switches' reader (IDEM_ANOMALY,
+// IDEM_DETERMINISTIC), likewise. A variable of the test's own, so the real switches (read once per process)
 // are left alone.
 #include "core/env.h"
 
@@ -66,6 +67,27 @@ TEST(EnvChoice, UnknownValueIsAnErrorThatSaysWhatIsAllowed) {
     expect_error([] { choose(); }, "env",
                  std::string(kVar) + " is '" + bad + "'; expected one of: auto, rows, phase",
                  "(or unset: auto)");
+  }
+}
+
+TEST(EnvFlag, OnOffSpellingsUnsetAndErrors) {
+  for (const char* on : {"1", "true", "on"}) {
+    EnvVar e(on);
+    EXPECT_TRUE(env_flag(kVar)) << on;
+  }
+  for (const char* off : {"0", "false", "off", ""}) {
+    EnvVar e(off);
+    EXPECT_FALSE(env_flag(kVar)) << off;
+  }
+  {
+    EnvVar e(nullptr);
+    EXPECT_FALSE(env_flag(kVar));
+  }
+  for (const char* bad : {"yes", "ON", "2"}) {  // a typo used to mean "off", silently
+    EnvVar e(bad);
+    expect_error([] { env_flag(kVar); }, "env",
+                 std::string(kVar) + " is '" + bad + "'; expected one of: 1, true, on, 0, false, off",
+                 "(or unset: 0)");
   }
 }
 
