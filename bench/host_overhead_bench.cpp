@@ -44,6 +44,13 @@ constexpr int kOps = 3 * kRounds;
 
 enum class Mode { nograd, record, record_bwd };
 
+// The us/op counter: the iteration time over the kOps units of work it ran.
+void set_us_per_op(benchmark::State& st) {
+  st.counters["us/op"] = benchmark::Counter(double(kOps) * 1e-6,
+                                            benchmark::Counter::kIsIterationInvariantRate |
+                                                benchmark::Counter::kInvert);
+}
+
 Tensor chain(const Tensor& x, const Tensor& c, const Tensor& m) {
   Tensor y = x;
   for (int r = 0; r < kRounds; ++r) y = relu(mul(add(y, c), m));
@@ -74,9 +81,7 @@ void bm_host_op(benchmark::State& st, bool on_gpu, Mode mode) {
     };
     once();  // warms the allocator caches
     for (auto _ : st) once();
-    st.counters["us/op"] = benchmark::Counter(double(kOps) * 1e-6,
-                                              benchmark::Counter::kIsIterationInvariantRate |
-                                                  benchmark::Counter::kInvert);
+    set_us_per_op(st);
   } catch (const std::exception& e) {
     st.SkipWithError(e.what());
   }
@@ -95,9 +100,7 @@ void time_enqueue(benchmark::State& st, F&& enqueue) {
     cuda::synchronize(0);
     st.SetIterationTime(std::chrono::duration<double>(t1 - t0).count());
   }
-  st.counters["us/op"] = benchmark::Counter(double(kOps) * 1e-6,
-                                            benchmark::Counter::kIsIterationInvariantRate |
-                                                benchmark::Counter::kInvert);
+  set_us_per_op(st);
 }
 
 void bm_nograd_enqueue(benchmark::State& st) {
@@ -125,9 +128,7 @@ void bm_noop_launch(benchmark::State& st, bool enqueue_only, bool bare = false) 
       cuda::launch_noop(0, kOps);
       cuda::synchronize(0);
     }
-    st.counters["us/op"] = benchmark::Counter(double(kOps) * 1e-6,
-                                              benchmark::Counter::kIsIterationInvariantRate |
-                                                  benchmark::Counter::kInvert);
+    set_us_per_op(st);
   } catch (const std::exception& e) {
     st.SkipWithError(e.what());
   }

@@ -132,7 +132,11 @@ void update(const FusedMlpAdaptParams& p, int t, float* w, float* m, float* v, c
     return;
   }
   const math::SgdCoeffs<float> c{float(p.lr), float(p.momentum), 1.0f, false, t == 1};
-  for (int64_t i = 0; i < n; ++i) math::sgd_step(c, g[i], m != nullptr, m ? m[i] : w[i], w[i]);
+  // One loop per case, as core/cpu/optim.cpp: no buffer chosen per element.
+  if (m)
+    for (int64_t i = 0; i < n; ++i) math::sgd_step(c, g[i], true, m[i], w[i]);
+  else
+    for (int64_t i = 0; i < n; ++i) math::sgd_step(c, g[i], false, w[i], w[i]);
 }
 
 }  // namespace

@@ -31,6 +31,26 @@ InputSpec data(Shape s) {
 InputSpec stat(Shape s, InputKind kind) {
   return {std::move(s), kind, 0, false};
 }
+// Parity-only batch_norm rows on input shape x with C = x[1] channels. Training, batch
+// statistics, no running statistics: weight and bias, or the weight alone.
+OpCase bn_train_row(const std::string& name, const Shape& x, bool with_bias = true) {
+  const int64_t c = x[1];
+  if (!with_bias)
+    return parity_only(norm_case(name, {data(x), data({c})}, [](V v) {
+      return batch_norm(v[0], Tensor(), Tensor(), v[1], Tensor(), true);
+    }));
+  return parity_only(norm_case(name, {data(x), data({c}), data({c})}, [](V v) {
+    return batch_norm(v[0], Tensor(), Tensor(), v[1], v[2], true);
+  }));
+}
+// Evaluation with given running statistics (a normal mean, a positive variance), affine.
+OpCase bn_eval_row(const std::string& name, const Shape& x) {
+  const int64_t c = x[1];
+  return parity_only(norm_case(name,
+                               {data(x), data({c}), data({c}), stat({c}, InputKind::normal),
+                                stat({c}, InputKind::positive)},
+                               [](V v) { return batch_norm(v[0], v[3], v[4], v[1], v[2], false); }));
+}
 }  // namespace
 
 std::vector<OpCase> norm_cases() {
@@ -89,47 +109,20 @@ std::vector<OpCase> norm_cases() {
                             })),
       // bn_cnn's second BatchNorm (64 channels of 128·14·14) in evaluation, as in an IT³
       // adaptation: split map forward, split fixed-statistics dx, split dweight/dbias.
-      parity_only(norm_case("batch_norm_split_bn_cnn2_eval",
-                            {data({128, 64, 14, 14}), data({64}), data({64}),
-                             stat({64}, InputKind::normal), stat({64}, InputKind::positive)},
-                            [](V x) { return batch_norm(x[0], x[3], x[4], x[1], x[2], false); })),
+      bn_eval_row("batch_norm_split_bn_cnn2_eval", {128, 64, 14, 14}),
       // R = 7·29·23 = 4669: three chunks of 1568, 1568, 1533 that start mid-row.
-      parity_only(norm_case("batch_norm_split_ragged_train", {data({7, 3, 29, 23}), data({3}),
-                                                              data({3})},
-                            [](V x) { return batch_norm(x[0], Tensor(), Tensor(), x[1], x[2],
-                                                        true); })),
-      parity_only(norm_case("batch_norm_split_ragged_eval",
-                            {data({7, 3, 29, 23}), data({3}), data({3}),
-                             stat({3}, InputKind::normal), stat({3}, InputKind::positive)},
-                            [](V x) { return batch_norm(x[0], x[3], x[4], x[1], x[2], false); })),
+      bn_train_row("batch_norm_split_ragged_train", {7, 3, 29, 23}),
+      bn_eval_row("batch_norm_split_ragged_eval", {7, 3, 29, 23}),
       // 2-D input: rows of one element (S = 1).
-      parity_only(norm_case("batch_norm_split_2d_train", {data({8192, 16}), data({16})},
-                            [](V x) { return batch_norm(x[0], Tensor(), Tensor(), x[1], Tensor(),
-                                                        true); })),
+      bn_train_row("batch_norm_split_2d_train", {8192, 16}, false),
       // 255 channels of 4096 elements take the split path, 256 the block kernels.
-      parity_only(norm_case("batch_norm_split_255ch_train", {data({4, 255, 32, 32}), data({255}),
-                                                             data({255})},
-                            [](V x) { return batch_norm(x[0], Tensor(), Tensor(), x[1], x[2],
-                                                        true); })),
-      parity_only(norm_case("batch_norm_block_256ch_train", {data({4, 256, 32, 32}), data({256}),
-                                                             data({256})},
-                            [](V x) { return batch_norm(x[0], Tensor(), Tensor(), x[1], x[2],
-                                                        true); })),
-      parity_only(norm_case("batch_norm_split_255ch_eval",
-                            {data({4, 255, 32, 32}), data({255}), data({255}),
-                             stat({255}, InputKind::normal), stat({255}, InputKind::positive)},
-                            [](V x) { return batch_norm(x[0], x[3], x[4], x[1], x[2], false); })),
-      parity_only(norm_case("batch_norm_block_256ch_eval",
-                            {data({4, 256, 32, 32}), data({256}), data({256}),
-                             stat({256}, InputKind::normal), stat({256}, InputKind::positive)},
-                            [](V x) { return batch_norm(x[0], x[3], x[4], x[1], x[2], false); })),
+      bn_train_row("batch_norm_split_255ch_train", {4, 255, 32, 32}),
+      bn_train_row("batch_norm_block_256ch_train", {4, 256, 32, 32}),
+      bn_eval_row("batch_norm_split_255ch_eval", {4, 255, 32, 32}),
+      bn_eval_row("batch_norm_block_256ch_eval", {4, 256, 32, 32}),
       // A group of 4095 elements stays on the block kernels; 4096 splits into two chunks.
-      parity_only(norm_case("batch_norm_block_len_4095", {data({1, 3, 4095}), data({3})},
-                            [](V x) { return batch_norm(x[0], Tensor(), Tensor(), x[1], Tensor(),
-                                                        true); })),
-      parity_only(norm_case("batch_norm_split_len_4096", {data({1, 3, 4096}), data({3})},
-                            [](V x) { return batch_norm(x[0], Tensor(), Tensor(), x[1], Tensor(),
-                                                        true); })),
+      bn_train_row("batch_norm_block_len_4095", {1, 3, 4095}, false),
+      bn_train_row("batch_norm_split_len_4096", {1, 3, 4096}, false),
       // layer_norm over two long rows: split statistics (channel = inner index), non-fused
       // split backward; dweight/dbias over 8192 channels stay on the block kernel.
       parity_only(norm_case("layer_norm_split_two_rows", {data({2, 8192}), data({8192}),
