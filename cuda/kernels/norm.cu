@@ -4,30 +4,39 @@
 // Two paths for every reduction. Many groups (channels), or small ones: one block per group, the
 // *_block_kernels. Fewer than kSplitMaxSlices groups of at least 2·kSplitMinChunk elements
 // (batch_norm over 32 or 64 channels of N·H·W elements each): one block per group would leave
-// most SMs idle, so each group is cut into chunks and a 2-D grid (chunk, group) reduces them into
-// a small workspace of partials, which the next launch combines in a fixed tree: the *_split_*
-// kernels. They walk their chunk with additions only (no 64-bit division per element).
+// most SMs idle, so each group is cut into chunks of at most kSplitMaxChunk (8 192) elements and
+// a 2-D grid (chunk, group) reduces them into a small workspace of partials, which the next
+// launch combines in a fixed tree: the *_split_* kernels. They walk their chunk with additions
+// only (no 64-bit division per element). Up to 256 chunks a group, every block of the
+// elementwise pass combines its group's partials itself; past that, one block per group combines
+// them once (the *_split_combine_kernels, one more launch), so the re-reads do not grow as nch².
 //
 // Kernels:
 //  - norm_fwd_block_kernel: one block per statistics group: mean, then the centred sum of
 //    squares (two passes, no E[x²]−E[x]² cancellation), then y; thread 0 writes mean/rstd and
 //    updates the running statistics in place (batch_norm training). One launch per forward.
-//  - norm_fwd_split_part_kernel + norm_fwd_split_map_kernel<CH, false>: the split forward. Per
-//    chunk (Σ x, Σ (x − chunk mean)²), two passes over the chunk; then every block merges its
+//  - norm_fwd_split_part_kernel + norm_fwd_split_map_kernel<CH, kStatsMerge>: the split forward.
+//    Per chunk (Σ x, Σ (x − chunk mean)²), two passes over the chunk; then every block merges its
 //    group's partials (Chan: M2 = Σ M2_q + n_q·(m_q − mean)², all terms ≥ 0) and writes y over
-//    its chunk; block 0 of the group writes mean/rstd and the running statistics.
+//    its chunk; block 0 of the group writes mean/rstd and the running statistics. Past 256
+//    chunks norm_fwd_split_combine_kernel merges them once and writes mean/rstd and the running
+//    statistics, and norm_fwd_split_map_kernel<CH, kStatsSaved> reads mean/rstd.
 //  - norm_fwd_stats_map_kernel: given statistics (batch_norm evaluation), elementwise; with few
-//    large groups norm_fwd_split_map_kernel<CH, true> instead (no division per element).
+//    large groups norm_fwd_split_map_kernel<CH, kStatsGiven> instead (no division per element).
 //  - norm_bwd_data_block_kernel: one block per group: Σ g·w and Σ g·w·x̂, then dx; when the
 //    statistics and affine views coincide (batch_norm) it also sums Σ g and Σ g·x̂, which are
 //    dbias and dweight: the whole batch_norm backward is one launch.
 //  - norm_bwd_data_split_part_kernel + norm_bwd_data_split_map_kernel<CH, true, ·>: the same
-//    split in two launches (partial sums per chunk; combine, dweight/dbias, dx per chunk).
+//    split in two launches (partial sums per chunk; combine, dweight/dbias, dx per chunk); past
+//    256 chunks norm_bwd_data_split_combine_kernel (between them) sums the partials once and
+//    writes dweight/dbias. The per-element sums are one helper, bwd_data_terms, for the block
+//    kernel and the split partials.
 //  - norm_bwd_data_map_kernel: dx = g·w·rstd for fixed statistics, elementwise; with few large
 //    groups norm_bwd_data_split_map_kernel<CH, false, false>.
 //  - norm_bwd_affine_block_kernel: one block per channel: dweight, dbias (layer/group norm, and
 //    batch_norm in evaluation mode); with few large channels norm_bwd_affine_split_part_kernel
-//    (partials per chunk) + norm_bwd_affine_split_sum_kernel (one block per channel).
+//    (partials per chunk) + norm_bwd_affine_split_sum_kernel (one block per channel, so each
+//    channel's partials are summed once).
 //  - dropout_fwd_philox_kernel: elementwise Philox mask (also the backward, applied to g).
 // Every block reduction uses a fixed tree (warp shuffles, then one warp over the per-warp
 // partials: block_sum in cuda/device_utils.cuh), and the split path's chunking depends on the
@@ -51,13 +60,39 @@ constexpr int kMaxBlockThreads = 256;
 // The split path (few large groups or channels, below). Taken when there are fewer than
 // kSplitMaxSlices slices (about two per SM of a 132-SM H100: one block per slice would leave most
 // of the GPU idle) and a slice holds at least two chunks of kSplitMinChunk elements (8 per
-// thread). Chunks: enough for about kSplitTargetBlocks blocks in all, none under kSplitMinChunk.
+// thread). Chunks: enough for about kSplitTargetBlocks blocks in all, none under kSplitMinChunk
+// and none over kSplitMaxChunk elements.
+//
+// kSplitMaxChunk = 8192 floats (32 KiB): the forward's partials kernel reads its chunk twice (the
+// sum, then the centred squares), and the second pass should hit the cache. At 8 resident blocks
+// of 256 threads per SM, 132 SMs hold 132·8·32 KiB = 33 MiB of chunks in flight, inside the
+// 50 MiB L2 of an H100; 16 K-element chunks (66 MiB) would not fit, and without a cap a large
+// group made chunks of any size (batch_norm on 256x3x224x224: 3·342 blocks of 37 568
+// elements, 147 KiB each; with the cap 3·1 568 blocks of 8 192). Smaller chunks cost only more
+// blocks and partials (a few floats per chunk). The cap does not touch the bn_cnn sizes (chunks
+// of 3 136 and 1 952 elements at batch 128), whose bits stay as they were.
+//
 // The constants are fixed, not read from the device: the chunking, and so the summation order
 // and the bits, depend on the shape only.
 constexpr int kSplitThreads = 256;
 constexpr int64_t kSplitMaxSlices = 256;
 constexpr int64_t kSplitMinChunk = 2048;
+constexpr int64_t kSplitMaxChunk = 8192;
 constexpr int64_t kSplitTargetBlocks = 1024;
+
+// Who combines a slice's partials. Up to kSplitInlineCombine chunks, every block of the elementwise
+// pass combines them itself: each thread loads at most one partial, so the combine is one L2 round
+// trip and one block_sum, overlapped with the other blocks' streaming. That is cheaper than a
+// kernel boundary (about 2 µs) at the bn_cnn sizes at batch 128: 32 groups of 100 352 elements
+// in 32 chunks re-read 32·32·32·4 floats = 512 KiB of partials from L2 in the fused backward,
+// against 38 MiB of x, g and dx (about 11 µs at HBM speed), where the extra launch would add
+// about 20 %. Past that, the re-reads grow as nch² per slice (at the cap, batch_norm on
+// 256x3x224x224: 3·1 568²·4 floats = 118 MB of L2 reads, against 770 MB of HBM traffic for the
+// backward's two passes, each thread would load 7 partials of each sum in turn), so one block
+// per slice combines the partials once (norm_*_split_combine_kernel) and the elementwise blocks
+// read the result. Both combine with the same loop and block_sum tree over the chunk index, so
+// the bits depend on the chunking only, not on who combined.
+constexpr int kSplitInlineCombine = kSplitThreads;
 
 // NormShape by value for device code.
 struct Dims {
@@ -91,16 +126,25 @@ int64_t ceil_div(int64_t a, int64_t b) {
 // slice, the block kernels).
 struct SplitPlan {
   bool on = false;
-  int nch = 1;     // chunks per slice
-  int64_t L = 0;   // elements per chunk (the last one may be shorter)
+  int nch = 1;     // chunks per slice (grid.x); the grid is (nch, slices)
+  int64_t L = 0;   // elements per chunk (the last one may be shorter, none is empty)
+  bool combine_once() const { return nch > kSplitInlineCombine; }
 };
 SplitPlan split_plan(int64_t slices, int64_t len) {
   SplitPlan p;
   if (slices >= kSplitMaxSlices || len < 2 * kSplitMinChunk) return p;
-  const int64_t nch =
+  const int64_t target =
       std::min(ceil_div(kSplitTargetBlocks, slices), ceil_div(len, kSplitMinChunk));
-  p.L = ceil_div(ceil_div(len, nch), 32) * 32;  // whole warps: rows of 32·m elements stay aligned
-  p.nch = static_cast<int>(ceil_div(len, p.L));
+  // Whole warps: rows of 32·m elements stay aligned. 8192 is a multiple of 32.
+  p.L = std::min(ceil_div(ceil_div(len, target), 32) * 32, kSplitMaxChunk);
+  // L > 1 365 (len >= 4 096 and target <= len / 2 048 + 1), so nch < len / 1 365 + 1: grid.x
+  // takes 2^31 − 1 (checked below, unreachable for a tensor that fits in memory) and
+  // grid.y (slices < 256) 65 535. The partials are K·slices·nch floats (K <= 4), under 1/500 of
+  // x. Every index into them is 64-bit (g·nch + q with g int64_t).
+  const int64_t nch = ceil_div(len, p.L);
+  IDEM_CHECK(nch <= INT32_MAX, "norm", "a group of ", len, " elements needs ", nch,
+             " chunks of ", p.L, ", more than a CUDA grid's x extent holds");
+  p.nch = static_cast<int>(nch);
   p.on = true;
   return p;
 }
@@ -184,6 +228,20 @@ __global__ void norm_fwd_stats_map_kernel(float* __restrict__ y, float* __restri
 // ---------------------------------------------------------------------------------------------
 // Backward.
 
+// The per-element terms of the batch-statistics backward, for one element with gradient gk,
+// weight wk and normalized input xh: acc += (g·w, g·w·x̂ [, g, g·x̂ when FUSED]). One helper for
+// the block kernel and the split partials, so both sum the same expressions.
+template <bool FUSED, int K>
+__device__ __forceinline__ void bwd_data_terms(float (&acc)[K], float gk, float wk, float xh) {
+  static_assert(K == (FUSED ? 4 : 2), "K sums: 4 when FUSED, else 2");
+  acc[0] += gk * wk;
+  acc[1] += gk * wk * xh;
+  if constexpr (FUSED) {
+    acc[2] += gk;
+    acc[3] += gk * xh;
+  }
+}
+
 // FUSED: statistics view == affine view (batch_norm), so per-group Σ g and Σ g·x̂ are dbias and
 // dweight of channel g.
 template <bool FUSED>
@@ -207,12 +265,7 @@ __global__ void norm_bwd_data_block_kernel(float* __restrict__ dx, float* __rest
       const float gk = __ldg(gout + k);
       const float wk = w != nullptr ? __ldg(w + channel_of(d, k)) : 1.f;
       const float xh = (__ldg(x + k) - mu) * r;
-      acc[0] += gk * wk;
-      acc[1] += gk * wk * xh;
-      if constexpr (FUSED) {
-        acc[2] += gk;
-        acc[3] += gk * xh;
-      }
+      bwd_data_terms<FUSED>(acc, gk, wk, xh);
     }
     block_sum<K>(acc, scratch);
     if constexpr (FUSED) {
@@ -326,15 +379,20 @@ __device__ __forceinline__ int64_t chan_of(const Dims& d, int64_t g, int64_t k, 
 }
 
 // Group of element k = (a, c, b) of the affine view (k, p = a), for mean/rstd.
+//   kGroupOuter: stat_outer == 1 and each outer index a holds gpa = G/A whole groups of
+//   cpg = C/gpa channels (I == cpg·B): k = (a·C + c)·B + b = (a·gpa + c/cpg)·I + (c%cpg)·B + b,
+//   so group = a·gpa + c/cpg, whose second term is fixed for the block of channel c (gbase).
+//   layer_norm (gpa = 1: group = a) and group_norm (gpa = its groups, A = the batch).
 enum GroupMode : int {
   kGroupChan = 0,     // group = channel (batch_norm)
-  kGroupOuter = 1,    // group = a (layer_norm: stat_outer == 1, groups == aff_outer, I == C·B)
-  kGroupGeneral = 2,  // (k / I) % G
+  kGroupOuter = 1,    // group = a·gpa + gbase (layer_norm, group_norm; see above)
+  kGroupGeneral = 2,  // (k / I) % G, two divisions per element
 };
 template <int GM>
-__device__ __forceinline__ int64_t grp_of(const Dims& d, int64_t c, int64_t k, int64_t a) {
+__device__ __forceinline__ int64_t grp_of(const Dims& d, int64_t c, int64_t k, int64_t a,
+                                          int64_t gpa, int64_t gbase) {
   if constexpr (GM == kGroupChan) return c;
-  else if constexpr (GM == kGroupOuter) return a;
+  else if constexpr (GM == kGroupOuter) return a * gpa + gbase;
   else return group_of(d, k);
 }
 
@@ -389,10 +447,50 @@ __device__ __forceinline__ void merge_group_stats(const float2* __restrict__ par
   m2 = m[0];
 }
 
-// Forward, pass 2: statistics of group g (merged from the partials, or the given ones when
-// GIVEN: batch_norm evaluation), then y over the chunk. Block (0, g) writes mean/rstd and
-// updates the running statistics.
-template <int CH, bool GIVEN>
+// The statistics of group g from its merged (mean, M2): rstd = 1/sqrt(M2/R + eps). The writer
+// thread stores mean/rstd and updates the running statistics (unbiased variance, as torch).
+__device__ __forceinline__ float finish_group_stats(int64_t g, float mu, float m2, int64_t R,
+                                                    float eps, float momentum, bool writer,
+                                                    float* __restrict__ mean,
+                                                    float* __restrict__ rstd,
+                                                    float* __restrict__ run_mean,
+                                                    float* __restrict__ run_var) {
+  const float r = 1.f / sqrtf(m2 * (1.f / static_cast<float>(R)) + eps);
+  if (writer) {
+    mean[g] = mu;
+    rstd[g] = r;
+    if (run_mean != nullptr) {
+      run_mean[g] = (1.f - momentum) * run_mean[g] + momentum * mu;
+      run_var[g] = (1.f - momentum) * run_var[g] + momentum * (m2 / static_cast<float>(R - 1));
+    }
+  }
+  return r;
+}
+
+// Where the forward's elementwise pass gets group g's statistics.
+enum StatSrc : int {
+  kStatsMerge = 0,  // merges the nch partials itself; block (0, g) writes mean/rstd, running stats
+  kStatsGiven = 1,  // mean_in/var_in (batch_norm evaluation); block (0, g) writes mean/rstd
+  kStatsSaved = 2,  // mean/rstd, written by norm_fwd_split_combine_kernel (nch > kSplitInlineCombine)
+};
+
+// Forward, combine once (nch > kSplitInlineCombine): one block per group merges its partials
+// (the same merge_group_stats as a kStatsMerge block, so the same bits) and writes mean/rstd
+// and the running statistics. blockDim.x == kSplitThreads, grid = groups.
+__global__ void __launch_bounds__(kSplitThreads) norm_fwd_split_combine_kernel(
+    float* __restrict__ mean, float* __restrict__ rstd, float* __restrict__ run_mean,
+    float* __restrict__ run_var, const float2* __restrict__ part, int64_t R, int64_t L, int nch,
+    float eps, float momentum) {
+  __shared__ float scratch[32];
+  const int64_t g = blockIdx.x;
+  float mu, m2;
+  merge_group_stats(part + g * nch, nch, L, R, scratch, mu, m2);
+  finish_group_stats(g, mu, m2, R, eps, momentum, threadIdx.x == 0, mean, rstd, run_mean,
+                     run_var);
+}
+
+// Forward, pass 2: statistics of group g (from SRC), then y over the chunk.
+template <int CH, int SRC>
 __global__ void __launch_bounds__(kSplitThreads) norm_fwd_split_map_kernel(
     float* __restrict__ y, float* __restrict__ mean, float* __restrict__ rstd,
     float* __restrict__ run_mean, float* __restrict__ run_var, const float* __restrict__ x,
@@ -402,22 +500,22 @@ __global__ void __launch_bounds__(kSplitThreads) norm_fwd_split_map_kernel(
   __shared__ float scratch[32];
   const int64_t g = blockIdx.y;
   const int64_t R = v.P * v.S;
+  const bool writer = blockIdx.x == 0 && threadIdx.x == 0;
   float mu, r;
-  if constexpr (GIVEN) {
+  if constexpr (SRC == kStatsGiven) {
     mu = __ldg(mean_in + g);
     r = 1.f / sqrtf(__ldg(var_in + g) + eps);
+    if (writer) {
+      mean[g] = mu;
+      rstd[g] = r;
+    }
+  } else if constexpr (SRC == kStatsSaved) {
+    mu = mean[g];
+    r = rstd[g];
   } else {
     float m2;
     merge_group_stats(part + g * nch, nch, L, R, scratch, mu, m2);
-    r = 1.f / sqrtf(m2 * (1.f / static_cast<float>(R)) + eps);
-    if (blockIdx.x == 0 && threadIdx.x == 0 && run_mean != nullptr) {
-      run_mean[g] = (1.f - momentum) * run_mean[g] + momentum * mu;
-      run_var[g] = (1.f - momentum) * run_var[g] + momentum * (m2 / static_cast<float>(R - 1));
-    }
-  }
-  if (blockIdx.x == 0 && threadIdx.x == 0) {
-    mean[g] = mu;
-    rstd[g] = r;
+    r = finish_group_stats(g, mu, m2, R, eps, momentum, writer, mean, rstd, run_mean, run_var);
   }
   const Chunk ch = chunk_of(L, R);
   walk_chunk(v, g, ch.j0, ch.j1, [&](int64_t k, int64_t, int64_t i) {
@@ -447,12 +545,7 @@ __global__ void __launch_bounds__(kSplitThreads) norm_bwd_data_split_part_kernel
     const float gk = __ldg(gout + k);
     const float wk = w != nullptr ? __ldg(w + chan_of<CH>(d, g, k, i)) : 1.f;
     const float xh = (__ldg(x + k) - mu) * r;
-    acc[0] += gk * wk;
-    acc[1] += gk * wk * xh;
-    if constexpr (FUSED) {
-      acc[2] += gk;
-      acc[3] += gk * xh;
-    }
+    bwd_data_terms<FUSED>(acc, gk, wk, xh);
   });
   block_sum<K>(acc, scratch);
   if (threadIdx.x == 0) {
@@ -461,33 +554,71 @@ __global__ void __launch_bounds__(kSplitThreads) norm_bwd_data_split_part_kernel
   }
 }
 
-// Backward, pass 2 over chunk q of group g. BATCH: the group's sums from the partials (block
-// (0, g) writes dweight/dbias when FUSED), then dx = rstd/R · (R·g·w − Σ g·w − x̂·Σ g·w·x̂);
-// otherwise fixed statistics: dx = g·w·rstd. dx may be null (FUSED, only dweight/dbias wanted).
+// The K sums of group g from its nch partials part[(g·nch + q)·K + m]: a thread-strided loop over
+// the chunk index, then block_sum (fixed tree); every thread gets the sums.
+template <int K>
+__device__ __forceinline__ void combine_bwd_partials(const float* __restrict__ part, int64_t g,
+                                                     int nch, float* scratch, float (&acc)[K]) {
+#pragma unroll
+  for (int m = 0; m < K; ++m) acc[m] = 0.f;
+  for (int q = threadIdx.x; q < nch; q += blockDim.x) {
+#pragma unroll
+    for (int m = 0; m < K; ++m) acc[m] += part[(g * nch + q) * K + m];
+  }
+  block_sum<K>(acc, scratch);
+}
+
+// Backward with batch statistics, combine once (nch > kSplitInlineCombine, dx wanted): one block
+// per group sums its partials (combine_bwd_partials, as a map block would: the same bits) into
+// sums[g·K + m], and writes dweight/dbias when FUSED. blockDim.x == kSplitThreads, grid = groups.
+template <bool FUSED>
+__global__ void __launch_bounds__(kSplitThreads) norm_bwd_data_split_combine_kernel(
+    float* __restrict__ sums, float* __restrict__ dw, float* __restrict__ db,
+    const float* __restrict__ part, int nch) {
+  constexpr int K = FUSED ? 4 : 2;
+  __shared__ float scratch[K * 32];
+  const int64_t g = blockIdx.x;
+  float acc[K];
+  combine_bwd_partials<K>(part, g, nch, scratch, acc);
+  if (threadIdx.x == 0) {
+#pragma unroll
+    for (int m = 0; m < K; ++m) sums[g * K + m] = acc[m];
+    if constexpr (FUSED) {
+      if (dw != nullptr) dw[g] = acc[3];
+      if (db != nullptr) db[g] = acc[2];
+    }
+  }
+}
+
+// Backward, pass 2 over chunk q of group g. BATCH: the group's K sums, read from `sums` when
+// norm_bwd_data_split_combine_kernel made them, else combined here from the partials (block (0, g)
+// then writes dweight/dbias when FUSED); then dx = rstd/R · (R·g·w − Σ g·w − x̂·Σ g·w·x̂).
+// Otherwise fixed statistics: dx = g·w·rstd. dx may be null (FUSED, only dweight/dbias wanted:
+// a grid of one block per group, which combines each group's partials once).
 template <int CH, bool BATCH, bool FUSED>
 __global__ void __launch_bounds__(kSplitThreads) norm_bwd_data_split_map_kernel(
     float* __restrict__ dx, float* __restrict__ dw, float* __restrict__ db,
-    const float* __restrict__ part, const float* __restrict__ gout, const float* __restrict__ x,
-    const float* __restrict__ mean, const float* __restrict__ rstd,
-    const float* __restrict__ w, View v, Dims d, int64_t L, int nch) {
+    const float* __restrict__ part, const float* __restrict__ sums,
+    const float* __restrict__ gout, const float* __restrict__ x, const float* __restrict__ mean,
+    const float* __restrict__ rstd, const float* __restrict__ w, View v, Dims d, int64_t L,
+    int nch) {
   constexpr int K = FUSED ? 4 : 2;
   __shared__ float scratch[K * 32];
   const int64_t g = blockIdx.y;
   const int64_t R = v.P * v.S;
   const float r = __ldg(rstd + g);
   float acc[K];
-#pragma unroll
-  for (int m = 0; m < K; ++m) acc[m] = 0.f;
   if constexpr (BATCH) {
-    for (int q = threadIdx.x; q < nch; q += blockDim.x) {
+    if (sums != nullptr) {
 #pragma unroll
-      for (int m = 0; m < K; ++m) acc[m] += part[(g * nch + q) * K + m];
-    }
-    block_sum<K>(acc, scratch);
-    if constexpr (FUSED) {
-      if (blockIdx.x == 0 && threadIdx.x == 0) {
-        if (dw != nullptr) dw[g] = acc[3];
-        if (db != nullptr) db[g] = acc[2];
+      for (int m = 0; m < K; ++m) acc[m] = __ldg(sums + g * K + m);
+    } else {
+      combine_bwd_partials<K>(part, g, nch, scratch, acc);
+      if constexpr (FUSED) {
+        if (blockIdx.x == 0 && threadIdx.x == 0) {
+          if (dw != nullptr) dw[g] = acc[3];
+          if (db != nullptr) db[g] = acc[2];
+        }
       }
     }
   }
@@ -528,8 +659,13 @@ __global__ void __launch_bounds__(kSplitThreads) norm_bwd_affine_split_part_kern
       acc[1] += gk;
     });
   } else {
+    int64_t gpa = 0, gbase = 0;
+    if constexpr (GM == kGroupOuter) {
+      gpa = d.G / d.A;
+      gbase = c / (d.C / gpa);
+    }
     walk_chunk(v, c, ch.j0, ch.j1, [&](int64_t k, int64_t a, int64_t) {
-      const int64_t g = grp_of<GM>(d, c, k, a);
+      const int64_t g = grp_of<GM>(d, c, k, a, gpa, gbase);
       const float gk = __ldg(gout + k);
       acc[0] += gk * (__ldg(x + k) - __ldg(mean + g)) * __ldg(rstd + g);
       acc[1] += gk;
@@ -565,8 +701,10 @@ ChanMode chan_mode(const NormShape& s) {
 }
 GroupMode group_mode(const NormShape& s) {
   if (s.affine_is_stats()) return kGroupChan;
-  if (s.stat_outer == 1 && s.groups == s.aff_outer && s.stat_inner == s.channels * s.aff_inner)
-    return kGroupOuter;
+  if (s.stat_outer == 1 && s.groups % s.aff_outer == 0) {
+    const int64_t gpa = s.groups / s.aff_outer;  // >= 1: groups >= 1 is a multiple of aff_outer
+    if (s.channels % gpa == 0 && s.stat_inner == s.channels / gpa * s.aff_inner) return kGroupOuter;
+  }
   return kGroupGeneral;
 }
 
@@ -585,6 +723,13 @@ Tensor split_workspace(int64_t floats, const Tensor& like) {
 
 dim3 split_grid(const SplitPlan& sp, int64_t slices) {
   return dim3(static_cast<unsigned>(sp.nch), static_cast<unsigned>(slices));
+}
+
+// The forward's elementwise pass for a channel mode (runtime) and a statistics source.
+template <int SRC>
+auto fwd_map_kernel(int chan_mode) {
+  return by_mode(chan_mode, norm_fwd_split_map_kernel<0, SRC>, norm_fwd_split_map_kernel<1, SRC>,
+                 norm_fwd_split_map_kernel<2, SRC>);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -619,9 +764,15 @@ void norm_fwd(const Tensor& y, const Tensor& mean, const Tensor& rstd, const Ten
     norm_fwd_split_part_kernel<<<grid, kSplitThreads, 0, st>>>(pp, x.data<float>(), v, sp.L,
                                                                  sp.nch);
     IDEM_LAUNCH_CHECK("norm");
-    const auto kernel = by_mode(chan_mode(s), norm_fwd_split_map_kernel<0, false>,
-                                norm_fwd_split_map_kernel<1, false>,
-                                norm_fwd_split_map_kernel<2, false>);
+    if (sp.combine_once()) {
+      // Many chunks: one block per group merges them and writes mean/rstd (running stats too).
+      norm_fwd_split_combine_kernel<<<static_cast<unsigned>(s.groups), kSplitThreads, 0, st>>>(
+          mean.data<float>(), rstd.data<float>(), fptr(running_mean), fptr(running_var), pp,
+          s.group_size(), sp.L, sp.nch, eps, momentum);
+      IDEM_LAUNCH_CHECK("norm");
+    }
+    const auto kernel = sp.combine_once() ? fwd_map_kernel<kStatsSaved>(chan_mode(s))
+                                          : fwd_map_kernel<kStatsMerge>(chan_mode(s));
     kernel<<<grid, kSplitThreads, 0, st>>>(y.data<float>(), mean.data<float>(), rstd.data<float>(),
                                            fptr(running_mean), fptr(running_var), x.data<float>(),
                                            fptr(weight), fptr(bias), pp, nullptr, nullptr, v, d,
@@ -644,9 +795,7 @@ void norm_fwd_stats(const Tensor& y, const Tensor& mean, const Tensor& rstd, con
   const SplitPlan sp = split_plan(s.groups, s.group_size());
   if (sp.on) {
     // Few large groups: the chunked map, which needs no division per element.
-    const auto kernel = by_mode(chan_mode(s), norm_fwd_split_map_kernel<0, true>,
-                                norm_fwd_split_map_kernel<1, true>,
-                                norm_fwd_split_map_kernel<2, true>);
+    const auto kernel = fwd_map_kernel<kStatsGiven>(chan_mode(s));
     kernel<<<split_grid(sp, s.groups), kSplitThreads, 0, current_stream()>>>(
         y.data<float>(), mean.data<float>(), rstd.data<float>(), nullptr, nullptr,
         x.data<float>(), fptr(weight), fptr(bias), nullptr, mean_in.data<float>(),
@@ -675,28 +824,39 @@ void norm_bwd(const Tensor& dx, const Tensor& dweight, const Tensor& dbias, cons
   const bool want_affine = pdw != nullptr || pdb != nullptr;
   const bool fused = batch_stats && s.affine_is_stats();
   const SplitPlan sp = split_plan(s.groups, s.group_size());
-  const View v = view_of(s.stat_outer, s.groups, s.stat_inner);
-  const int cm = chan_mode(s);
   if (batch_stats && (pdx != nullptr || (fused && want_affine))) {
     if (sp.on) {
+      const View v = view_of(s.stat_outer, s.groups, s.stat_inner);
       const int K = fused ? 4 : 2;
-      const Tensor part = split_workspace(K * s.groups * sp.nch, x);
+      // Many chunks and dx wanted: the partials are combined once, into K sums per group at the
+      // end of the workspace. Only dweight/dbias wanted: the map grid is one block per group
+      // (no dx pass), which combines each group's partials once by itself.
+      const bool once = pdx != nullptr && sp.combine_once();
+      const int64_t nparts = K * s.groups * sp.nch;
+      const Tensor part = split_workspace(nparts + (once ? K * s.groups : 0), x);
       float* pp = part.data<float>();
+      float* psums = once ? pp + nparts : nullptr;
       const dim3 grid = split_grid(sp, s.groups);
-      // Only dweight/dbias wanted: one block per group reads the partials, no dx pass.
       const dim3 map_grid(pdx != nullptr ? grid.x : 1u, grid.y);
+      const unsigned combine_grid = static_cast<unsigned>(s.groups);
       if (fused) {
         norm_bwd_data_split_part_kernel<kChanGroup, true><<<grid, kSplitThreads, 0, st>>>(
             pp, g.data<float>(), x.data<float>(), mean.data<float>(), rstd.data<float>(),
             fptr(weight), v, d, sp.L, sp.nch);
         IDEM_LAUNCH_CHECK("norm_backward");
+        if (once) {
+          norm_bwd_data_split_combine_kernel<true>
+              <<<combine_grid, kSplitThreads, 0, st>>>(psums, pdw, pdb, pp, sp.nch);
+          IDEM_LAUNCH_CHECK("norm_backward");
+        }
         norm_bwd_data_split_map_kernel<kChanGroup, true, true>
-            <<<map_grid, kSplitThreads, 0, st>>>(pdx, pdw, pdb, pp, g.data<float>(),
+            <<<map_grid, kSplitThreads, 0, st>>>(pdx, pdw, pdb, pp, psums, g.data<float>(),
                                                  x.data<float>(), mean.data<float>(),
                                                  rstd.data<float>(), fptr(weight), v, d, sp.L,
                                                  sp.nch);
         IDEM_LAUNCH_CHECK("norm_backward");
       } else {
+        const int cm = chan_mode(s);
         const auto part_kernel = by_mode(cm, norm_bwd_data_split_part_kernel<0, false>,
                                          norm_bwd_data_split_part_kernel<1, false>,
                                          norm_bwd_data_split_part_kernel<2, false>);
@@ -704,12 +864,17 @@ void norm_bwd(const Tensor& dx, const Tensor& dweight, const Tensor& dbias, cons
                                                     mean.data<float>(), rstd.data<float>(),
                                                     fptr(weight), v, d, sp.L, sp.nch);
         IDEM_LAUNCH_CHECK("norm_backward");
+        if (once) {
+          norm_bwd_data_split_combine_kernel<false>
+              <<<combine_grid, kSplitThreads, 0, st>>>(psums, nullptr, nullptr, pp, sp.nch);
+          IDEM_LAUNCH_CHECK("norm_backward");
+        }
         const auto map_kernel = by_mode(cm, norm_bwd_data_split_map_kernel<0, true, false>,
                                         norm_bwd_data_split_map_kernel<1, true, false>,
                                         norm_bwd_data_split_map_kernel<2, true, false>);
         map_kernel<<<map_grid, kSplitThreads, 0, st>>>(
-            pdx, nullptr, nullptr, pp, g.data<float>(), x.data<float>(), mean.data<float>(),
-            rstd.data<float>(), fptr(weight), v, d, sp.L, sp.nch);
+            pdx, nullptr, nullptr, pp, psums, g.data<float>(), x.data<float>(),
+            mean.data<float>(), rstd.data<float>(), fptr(weight), v, d, sp.L, sp.nch);
         IDEM_LAUNCH_CHECK("norm_backward");
       }
     } else {
@@ -729,12 +894,13 @@ void norm_bwd(const Tensor& dx, const Tensor& dweight, const Tensor& dbias, cons
     }
   } else if (pdx != nullptr) {
     if (sp.on) {
-      const auto kernel = by_mode(cm, norm_bwd_data_split_map_kernel<0, false, false>,
+      const auto kernel = by_mode(chan_mode(s), norm_bwd_data_split_map_kernel<0, false, false>,
                                   norm_bwd_data_split_map_kernel<1, false, false>,
                                   norm_bwd_data_split_map_kernel<2, false, false>);
       kernel<<<split_grid(sp, s.groups), kSplitThreads, 0, st>>>(
-          pdx, nullptr, nullptr, nullptr, g.data<float>(), x.data<float>(), mean.data<float>(),
-          rstd.data<float>(), fptr(weight), v, d, sp.L, sp.nch);
+          pdx, nullptr, nullptr, nullptr, nullptr, g.data<float>(), x.data<float>(),
+          mean.data<float>(), rstd.data<float>(), fptr(weight),
+          view_of(s.stat_outer, s.groups, s.stat_inner), d, sp.L, sp.nch);
       IDEM_LAUNCH_CHECK("norm_backward");
     } else {
       launch_grid_stride(IDEM_SITE("norm_backward"), n, kMapThreads, norm_bwd_data_map_kernel,
