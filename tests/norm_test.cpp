@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "autograd/nn_functions.h"
@@ -535,6 +536,16 @@ TEST_F(NormCuda, SplitPathTakenForFewLargeGroupsOnly) {
   // group_norm (8 groups, 8 channels of 4096): forward, backward data and dweight/dbias split.
   EXPECT_EQ(launches_of(NormRun::group, {4, 8, 32, 32}, 8),
             launches_of(NormRun::group, {4, 8, 31, 33}, 8) + 3);
+  // More than 256 chunks a group (2 groups of 550 000 elements: 269 chunks of 2 048): the
+  // partials are combined once, by one more launch in the forward and in the backward with
+  // batch statistics; evaluation has nothing to combine before its elementwise passes.
+  EXPECT_EQ(launches_of(NormRun::bn_train, {550, 2, 1000}, 2),
+            launches_of(NormRun::bn_train, {1, 3, 4096}, 3) + 2);
+  EXPECT_EQ(launches_of(NormRun::bn_eval, {550, 2, 1000}, 2),
+            launches_of(NormRun::bn_eval, {1, 3, 4096}, 3));
+  // layer_norm, two rows of 600 000 (293 chunks; non-fused backward) against two of 8 192.
+  EXPECT_EQ(launches_of(NormRun::layer, {2, 600000}, 600000),
+            launches_of(NormRun::layer, {2, 8192}, 8192) + 2);
 }
 
 TEST_F(NormCuda, SplitPathRerunsAreBitIdentical) {
@@ -550,6 +561,12 @@ TEST_F(NormCuda, SplitPathRerunsAreBitIdentical) {
       {NormRun::bn_train, {7, 3, 29, 23}, 3, "batch_norm training, ragged last chunk"},
       {NormRun::group, {4, 8, 32, 32}, 8, "group_norm"},
       {NormRun::layer, {2, 8192}, 8192, "layer_norm, two rows"},
+      // 269 chunks a group: the partials combined once (norm_*_split_combine_kernel).
+      {NormRun::bn_train, {550, 2, 1000}, 2, "batch_norm training, partials combined once"},
+      {NormRun::layer, {2, 600000}, 600000, "layer_norm, partials combined once"},
+      // 2 groups of 4 320 000: chunks capped at 8 192 elements (528 a group, the last ragged).
+      {NormRun::bn_train, {8, 2, 600, 900}, 2, "batch_norm training, capped chunks"},
+      {NormRun::bn_eval, {8, 2, 600, 900}, 2, "batch_norm evaluation, capped chunks"},
   };
   for (const Case& c : cases) {
     NormRun a(c.kind, c.shape, c.channels, 41), b(c.kind, c.shape, c.channels, 41);
@@ -566,25 +583,30 @@ TEST_F(NormCuda, SplitPathRerunsAreBitIdentical) {
 TEST_F(NormCuda, SplitPathUnderGraphCaptureMatchesEager) {
   // The partials workspace comes from the caching allocator: after the warm-up a capture is
   // served from the cache, and every replay equals (bit for bit) an eager run on new inputs.
-  for (auto k : {NormRun::bn_eval, NormRun::bn_train}) {
-    SCOPED_TRACE(k == NormRun::bn_train ? "training" : "evaluation");
-    const Shape shape = {128, 32, 28, 28};
-    // Training updates the running statistics on every run: captured and eager start equal.
-    NormRun cap(k, shape, 32, 51), eager(k, shape, 32, 51);
-    cuda::CaptureStream stream(0);
-    cap.run();
-    cap.run();
-    eager.run();
-    eager.run();
-    // A capture records without running: both have taken two steps.
-    cuda::Graph graph = cuda::Graph::capture([&] { cap.run(); }, stream);
-    for (int it = 0; it < 2; ++it) {
-      const Tensor xn = randn(shape, 60 + static_cast<uint64_t>(it), kGpuF32);
-      cap.x.copy_(xn);
-      eager.x.copy_(xn);
-      graph.replay();
+  // The second shape combines its 269 partials a group once, in one more launch per pass.
+  const std::vector<std::pair<Shape, int64_t>> shapes = {{{128, 32, 28, 28}, 32},
+                                                         {{550, 2, 1000}, 2}};
+  for (const auto& [shape, channels] : shapes) {
+    for (auto k : {NormRun::bn_eval, NormRun::bn_train}) {
+      SCOPED_TRACE(std::string(k == NormRun::bn_train ? "training " : "evaluation ") +
+                   std::to_string(channels) + " channels");
+      // Training updates the running statistics on every run: captured and eager start equal.
+      NormRun cap(k, shape, channels, 51), eager(k, shape, channels, 51);
+      cuda::CaptureStream stream(0);
+      cap.run();
+      cap.run();
       eager.run();
-      expect_same_bits(cap.host(), eager.host(), "replay " + std::to_string(it));
+      eager.run();
+      // A capture records without running: both have taken two steps.
+      cuda::Graph graph = cuda::Graph::capture([&] { cap.run(); }, stream);
+      for (int it = 0; it < 2; ++it) {
+        const Tensor xn = randn(shape, 60 + static_cast<uint64_t>(it), kGpuF32);
+        cap.x.copy_(xn);
+        eager.x.copy_(xn);
+        graph.replay();
+        eager.run();
+        expect_same_bits(cap.host(), eager.host(), "replay " + std::to_string(it));
+      }
     }
   }
 }

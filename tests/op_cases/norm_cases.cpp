@@ -3,7 +3,8 @@
 // group_norm, dropout in training), and parity-only rows on shapes that take the CUDA split path
 // for few large groups (cuda/kernels/norm.cu: fewer than 256 groups or channels of at least 4096
 // elements), among them the bn_cnn demo's two BatchNorm layers at batch 128, a ragged last chunk,
-// 2-D input, and 255/256 channels on either side of the rule.
+// 2-D input, 255/256 channels on either side of the rule, groups of more than 256 chunks (whose
+// partials are combined once) and groups cut at the chunk cap of 8 192 elements.
 #include "tests/op_cases/op_cases.h"
 
 namespace idem::testing {
@@ -133,6 +134,16 @@ std::vector<OpCase> norm_cases() {
       parity_only(norm_case("layer_norm_split_affine", {data({8192, 16}), data({16}),
                                                         data({16})},
                             [](V x) { return layer_norm(x[0], 1, x[1], x[2]); })),
+      // More than 256 chunks a group: the partials are combined once by one block per group
+      // (norm_*_split_combine_kernel). batch_norm: 2 groups of 550 000 in 269 chunks (forward
+      // and fused backward); layer_norm: 2 rows of 600 000 in 293 chunks (non-fused backward).
+      bn_train_row("batch_norm_split_combine_train", {550, 2, 1000}),
+      parity_only(norm_case("layer_norm_split_combine", {data({2, 600000}), data({600000}),
+                                                         data({600000})},
+                            [](V x) { return layer_norm(x[0], 1, x[1], x[2]); })),
+      // Chunks capped at 8 192 elements: 2 groups of 8·600·900 = 4 320 000 in 528 chunks (the
+      // last one of 2 816), where the uncapped rule would cut 512 of 8 448.
+      bn_train_row("batch_norm_split_capped_train", {8, 2, 600, 900}),
       // group_norm: 8 groups (2 per sample) of 4·32·32 and 8 channels of 4·32·32 elements, both
       // split, with the general channel/group indexing.
       parity_only(norm_case("group_norm_split", {data({4, 8, 32, 32}), data({8}), data({8})},
