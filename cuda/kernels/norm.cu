@@ -471,7 +471,7 @@ __device__ __forceinline__ float finish_group_stats(int64_t g, float mu, float m
 enum StatSrc : int {
   kStatsMerge = 0,  // merges the nch partials itself; block (0, g) writes mean/rstd, running stats
   kStatsGiven = 1,  // mean_in/var_in (batch_norm evaluation); block (0, g) writes mean/rstd
-  kStatsSaved = 2,  // mean/rstd, written by norm_fwd_split_combine_kernel (nch > kSplitInlineCombine)
+  kStatsSaved = 2,  // mean/rstd, from norm_fwd_split_combine_kernel (nch > kSplitInlineCombine)
 };
 
 // Forward, combine once (nch > kSplitInlineCombine): one block per group merges its partials
