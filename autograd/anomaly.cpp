@@ -20,8 +20,10 @@ namespace {
 
 // Process-wide on purpose: the mode is a debugging switch for the whole run (set once in main
 // or by a test's guard), and record() must read it without a context object.
-std::atomic<bool>& anomaly_flag() {
-  static std::atomic<bool> on{env_flag("IDEM_ANOMALY")};
+// set_anomaly_mode overrides IDEM_ANOMALY, a bad value included (EnvSetting).
+bool read_env() { return env_flag("IDEM_ANOMALY"); }
+EnvSetting<bool>& anomaly_flag() {
+  static EnvSetting<bool> on{read_env};
   return on;
 }
 
@@ -104,10 +106,10 @@ __attribute__((noinline)) std::shared_ptr<const CreationSite> capture_site() {
 }  // namespace
 
 void set_anomaly_mode(bool on) {
-  anomaly_flag().store(on, std::memory_order_relaxed);
+  anomaly_flag().set(on);
 }
 bool anomaly_mode() {
-  return anomaly_flag().load(std::memory_order_relaxed);
+  return anomaly_flag().get();
 }
 
 AnomalyGuard::AnomalyGuard(bool on) : prev_(anomaly_mode()) {

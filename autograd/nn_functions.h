@@ -30,7 +30,7 @@ struct ConvTranspose2dParams {
 Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
                         ConvTranspose2dParams p = {});
 // Which CUDA convolution implementation runs: hand-written or cuDNN. Chosen at run time
-// (set_conv_backend or IDEM_CONV=hand|cudnn) so both can be timed in one process.
+// (set_conv_backend, or else IDEM_CONV=hand|cudnn) so both can be timed in one process.
 // enum class ConvBackend { hand, cudnn } is defined in core/kernels/conv.h (the kernels read it).
 ConvBackend conv_backend();
 void set_conv_backend(ConvBackend b);

@@ -1,7 +1,5 @@
 #include "core/determinism.h"
 
-#include <atomic>
-
 #include "core/env.h"
 
 namespace idem {
@@ -9,19 +7,21 @@ namespace idem {
 namespace {
 
 // Process-wide on purpose: determinism is a property of the whole run, and kernels deep in
-// core/ and cuda/ read it without a context object to thread through.
-std::atomic<bool>& flag() {
-  static std::atomic<bool> on{env_flag("IDEM_DETERMINISTIC")};
+// core/ and cuda/ read it without a context object to thread through. set_deterministic
+// overrides IDEM_DETERMINISTIC, a bad value included (EnvSetting).
+bool read_env() { return env_flag("IDEM_DETERMINISTIC"); }
+EnvSetting<bool>& flag() {
+  static EnvSetting<bool> on{read_env};
   return on;
 }
 
 }  // namespace
 
 void set_deterministic(bool on) {
-  flag().store(on, std::memory_order_relaxed);
+  flag().set(on);
 }
 bool deterministic() {
-  return flag().load(std::memory_order_relaxed);
+  return flag().get();
 }
 
 DeterministicGuard::DeterministicGuard(bool on) : prev_(deterministic()) {

@@ -1,9 +1,8 @@
 // Run-time choice of the matmul implementations, so both can be timed in one process: on CUDA
 // the hand-written SGEMM or cuBLAS (IDEM_GEMM=hand|cublas), on the CPU the packed SGEMM or
 // Eigen (IDEM_CPU_GEMM=packed|eigen; default packed where its AVX-512 kernels run, else eigen).
-// Any other value of either variable is an error (core/env.h).
-#include <atomic>
-
+// Any other value of either variable is an error (core/env.h) when the choice is read without
+// a set_* call first; a set_* call overrides the variable and never reads it (EnvSetting).
 #include "core/env.h"
 #include "core/kernels/matmul.h"
 
@@ -14,14 +13,14 @@ GemmBackend initial_backend() {
   return env_choice("IDEM_GEMM", {"hand", "cublas"}, "hand") == "cublas" ? GemmBackend::cublas
                                                                          : GemmBackend::hand;
 }
-std::atomic<GemmBackend>& backend_slot() {
-  static std::atomic<GemmBackend> b{initial_backend()};
+EnvSetting<GemmBackend>& backend_slot() {
+  static EnvSetting<GemmBackend> b{initial_backend};
   return b;
 }
 }  // namespace
 
-GemmBackend gemm_backend() { return backend_slot().load(); }
-void set_gemm_backend(GemmBackend b) { backend_slot().store(b); }
+GemmBackend gemm_backend() { return backend_slot().get(); }
+void set_gemm_backend(GemmBackend b) { backend_slot().set(b); }
 const char* gemm_backend_name(GemmBackend b) { return b == GemmBackend::hand ? "hand" : "cublas"; }
 
 namespace {
@@ -34,14 +33,14 @@ CpuGemm initial_cpu_gemm() {
   return env_choice("IDEM_CPU_GEMM", {"packed", "eigen"}, best) == "packed" ? CpuGemm::packed
                                                                             : CpuGemm::eigen;
 }
-std::atomic<CpuGemm>& cpu_gemm_slot() {
-  static std::atomic<CpuGemm> g{initial_cpu_gemm()};
+EnvSetting<CpuGemm>& cpu_gemm_slot() {
+  static EnvSetting<CpuGemm> g{initial_cpu_gemm};
   return g;
 }
 }  // namespace
 
-CpuGemm cpu_gemm() { return cpu_gemm_slot().load(); }
-void set_cpu_gemm(CpuGemm g) { cpu_gemm_slot().store(g); }
+CpuGemm cpu_gemm() { return cpu_gemm_slot().get(); }
+void set_cpu_gemm(CpuGemm g) { cpu_gemm_slot().set(g); }
 const char* cpu_gemm_name(CpuGemm g) { return g == CpuGemm::packed ? "packed" : "eigen"; }
 
 }  // namespace idem

@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/env.h"
 #include "core/kernels/runtime.h"
 #include "cuda/allocator.h"
 #include "cuda/common.cuh"
@@ -92,12 +93,12 @@ CachingAllocator& allocator() {
   return *inst;
 }
 
-// Atomic: set_poison_allocations may run while other threads allocate.
-std::atomic<bool>& poison_flag() {
-  static std::atomic<bool> on = [] {
-    const char* env = std::getenv("IDEM_POISON_ALLOC");
-    return env && std::strcmp(env, "1") == 0;
-  }();
+// IDEM_POISON_ALLOC (an on/off switch, core/env.h) unless set_poison_allocations came first,
+// which overrides it, a bad value included. Atomic inside: set_poison_allocations may run while
+// other threads allocate.
+bool read_poison_env() { return env_flag("IDEM_POISON_ALLOC"); }
+EnvSetting<bool>& poison_flag() {
+  static EnvSetting<bool> on{read_poison_env};
   return on;
 }
 
@@ -208,14 +209,16 @@ void* malloc_locked(DeviceCache& c, size_t size, size_t nbytes, int device) {
 }  // namespace
 
 void set_poison_allocations(bool on) {
-  poison_flag() = on;
+  poison_flag().set(on);
 }
 bool poison_allocations() {
-  return poison_flag();
+  return poison_flag().get();
 }
 
 void* alloc(size_t nbytes, int device) {
   if (nbytes == 0) return nullptr;
+  // Read before taking a block, so that a bad IDEM_POISON_ALLOC throws without leaking one.
+  const bool poison = poison_flag().get();
   detail::require_device(device, "cuda alloc");
   if (device >= kMaxDevices)
     fail("cuda alloc", "device cuda:", device, " is beyond the ", kMaxDevices,
@@ -250,7 +253,7 @@ void* alloc(size_t nbytes, int device) {
     if (c.stats.bytes_in_use > c.stats.peak_bytes_in_use)
       c.stats.peak_bytes_in_use = c.stats.bytes_in_use;
   }
-  if (poison_flag()) {
+  if (poison) {
     // 0xFF bytes: NaN as f32/f64, -1 as signed integers, 255 as u8.
     cudaError_t err = cudaMemsetAsync(ptr, 0xFF, size, stream);
     if (err != cudaSuccess) {

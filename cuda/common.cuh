@@ -5,8 +5,9 @@
 // the check is also what counts the launch in launch_count() (core/kernels/runtime.h). A helper
 // that launches for its caller (launch_grid_stride in cuda/device_utils.cuh) checks with
 // IDEM_LAUNCH_CHECK_AT(site), which reports the caller's op, file and line. Setting
-// the environment variable IDEM_CUDA_SYNC=1 synchronizes after each launch so an asynchronous
-// fault is reported at the launch that caused it.
+// the environment variable IDEM_CUDA_SYNC=1 (an on/off switch: 1|true|on, core/env.h; a value
+// outside 1|true|on|0|false|off throws at the first launch check) synchronizes after each launch
+// so an asynchronous fault is reported at the launch that caused it.
 #pragma once
 #include <cuda_runtime.h>
 

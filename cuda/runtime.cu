@@ -11,6 +11,7 @@
 #include <sstream>
 #include <string>
 
+#include "core/env.h"
 #include "core/kernels/runtime.h"
 #include "cuda/allocator.h"
 #include "cuda/common.cuh"
@@ -43,11 +44,11 @@ const Discovery& discovery() {
   return d;
 }
 
+// IDEM_CUDA_SYNC, an on/off switch (core/env.h), read at the first launch check and kept. A bad
+// value throws there, as an idem::Error that names the variable, and is not kept: a function
+// static whose initialiser throws is initialised again by the next call.
 bool sync_debug() {
-  static const bool on = [] {
-    const char* env = std::getenv("IDEM_CUDA_SYNC");
-    return env && std::strcmp(env, "1") == 0;
-  }();
+  static const bool on = env_flag("IDEM_CUDA_SYNC");
   return on;
 }
 

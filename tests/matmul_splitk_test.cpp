@@ -108,8 +108,10 @@ TEST(MatmulSplitKCuda, TiledHonoursAlphaAndBeta) {
   std::vector<double> want(pv.size());
   for (size_t i = 0; i < pv.size(); ++i) want[i] = 0.5 * pv[i] + 2.0 * cv[i];
   idem::testing::expect_near_all(gc.to(Device::cpu()), want, tol_for(k), "alpha, beta");
-  // The epilogue entry point takes x·Wᵀ only.
-  EXPECT_THROW(cuda::matmul_hand_epilogue(gc, ga, gb, p, Tensor(), FusedAct::relu, 0.0), Error);
+  // The epilogue entry point takes x·Wᵀ only; the refusal spells the flags and the device.
+  idem::testing::expect_error(
+      [&] { cuda::matmul_hand_epilogue(gc, ga, gb, p, Tensor(), FusedAct::relu, 0.0); }, "matmul",
+      "got trans_a=true, trans_b=false, M=20 N=36 K=6000 on cuda:0");
 }
 
 TEST(MatmulSplitKCuda, LinearWeightGradientOverALargeBatch) {

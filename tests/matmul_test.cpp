@@ -134,12 +134,17 @@ TEST(Matmul, BadInput) {
       [] {
         ops::matmul(zeros({80, 513}), zeros({1, 513}));
       },
-      "matmul", "shapes (80x513) and (1x513) cannot be multiplied");
+      "matmul", "shapes (80x513) and (1x513) on cpu cannot be multiplied");
+  // The transpose flags as the code spells them (not 1/0), and each operand's K.
   expect_error(
       [] {
         matmul(zeros({2, 3}), zeros({2, 3}), true, true);
       },
-      "matmul", "cannot be multiplied");
+      "matmul",
+      "shapes (2x3) and (2x3) on cpu cannot be multiplied (trans_a=true, trans_b=true: op(a) has "
+      "K=2, op(b) has K=3)");
+  expect_error([] { matmul(zeros({2, 3}), zeros({2, 4}), false, true); }, "matmul",
+               "(trans_a=false, trans_b=true: op(a) has K=3, op(b) has K=4)");
   expect_error(
       [] {
         matmul(zeros({2, 3}), zeros({3, 2}, {DType::f64}));
@@ -150,10 +155,23 @@ TEST(Matmul, BadInput) {
         matmul(zeros({2, 3}, {DType::i64}), zeros({3, 2}, {DType::i64}));
       },
       "matmul", "floating");
-  expect_error([] { matmul(zeros({3}), zeros({3, 2})); }, "matmul", "2-D or 3-D");
+  expect_error([] { matmul(zeros({3}), zeros({3, 2})); }, "matmul",
+               "expected 2-D or 3-D (batched) operands, got (3) and (3x2) on cpu");
   expect_error([] { matmul(zeros({2, 2, 3, 1}), zeros({3, 2})); }, "matmul", "2-D or 3-D");
-  expect_error([] { matmul(zeros({2, 2, 3}), zeros({3, 3, 2})); }, "matmul", "batch sizes differ");
+  expect_error([] { matmul(zeros({2, 2, 3}), zeros({3, 3, 2})); }, "matmul",
+               "batch sizes differ: shapes (2x2x3) and (3x3x2) on cpu (dim 0: 2 vs 3)");
   expect_error([] { matmul(Tensor(), zeros({3, 2})); }, "matmul", "undefined");
+}
+
+// The same checks on a GPU name its device.
+TEST(MatmulCuda, BadInputNamesTheDevice) {
+  IDEM_REQUIRE_GPU();
+  const Options gpu{DType::f32, Device::cuda(0)};
+  expect_error([&] { matmul(zeros({2, 3}, gpu), zeros({3, 3}, gpu), true, false); }, "matmul",
+               "shapes (2x3) and (3x3) on cuda:0 cannot be multiplied (trans_a=true, "
+               "trans_b=false: op(a) has K=2, op(b) has K=3)");
+  expect_error([&] { matmul(zeros({2, 2, 3}, gpu), zeros({3, 3, 2}, gpu)); }, "matmul",
+               "batch sizes differ: shapes (2x2x3) and (3x3x2) on cuda:0");
 }
 
 }  // namespace

@@ -38,8 +38,9 @@ struct ConvShape {
 };
 
 // Which CUDA convolution runs: hand-written kernels or cuDNN. Chosen at run time so both can be
-// timed in one process: set_conv_backend(), or IDEM_CONV=hand|cudnn at start-up
-// (core/conv_backend.cpp). Also declared for users in autograd/nn_functions.h.
+// timed in one process: set_conv_backend(), or else IDEM_CONV=hand|cudnn, read at the first
+// conv_backend() and kept (a bad value throws there; set_conv_backend() overrides it). Also
+// declared for users in autograd/nn_functions.h.
 enum class ConvBackend : uint8_t { hand, cudnn };
 ConvBackend conv_backend();
 void set_conv_backend(ConvBackend b);

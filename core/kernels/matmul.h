@@ -31,7 +31,9 @@ inline MatmulParams single_gemm(int64_t M, int64_t N, int64_t K, bool trans_a, b
 }
 
 // Which CUDA implementation matmul uses. Chosen at run time so both can be timed in one
-// process: set_gemm_backend(), or the environment variable IDEM_GEMM=hand|cublas at start-up.
+// process: set_gemm_backend(), or else the environment variable IDEM_GEMM=hand|cublas, read at
+// the first gemm_backend() and kept. A bad value throws there (core/env.h); set_gemm_backend()
+// overrides the variable, a bad value included.
 enum class GemmBackend : uint8_t { hand, cublas };
 GemmBackend gemm_backend();
 void set_gemm_backend(GemmBackend b);
@@ -39,8 +41,8 @@ const char* gemm_backend_name(GemmBackend b);
 
 // Which CPU implementation matmul's f32 products use: our packed AVX2/AVX-512 SGEMM
 // (cpu::sgemm_packed) or Eigen. Chosen at run time so both can be timed in one process:
-// set_cpu_gemm(), or the environment variable IDEM_CPU_GEMM=packed|eigen at start-up (default
-// packed where sgemm_packed_avx512_available(), else eigen). A build without IDEM_CPU_AVX2 has
+// set_cpu_gemm(), or else the environment variable IDEM_CPU_GEMM=packed|eigen, read as IDEM_GEMM is
+// (default packed where sgemm_packed_avx512_available(), else eigen). A build without IDEM_CPU_AVX2 has
 // no packed GEMM and runs Eigen whatever is chosen; f64 products always run Eigen.
 enum class CpuGemm : uint8_t { packed, eigen };
 CpuGemm cpu_gemm();

@@ -100,8 +100,10 @@ AllocatorStats allocator_stats(int device);
 // freed block. requires: no CUDA graph capture under way on `device`.
 void empty_cache(int device);
 // Debug switch: fill every allocation with 0xFF bytes (NaN for f32) before returning it, so a
-// kernel that leaves an output element unwritten fails parity. Also on when the environment
-// variable IDEM_POISON_ALLOC=1 is set at start-up.
+// kernel that leaves an output element unwritten fails parity. Without a set_poison_allocations
+// call, the on/off switch IDEM_POISON_ALLOC (1|true|on, 0|false|off; core/env.h) decides, read at
+// the first allocation or poison_allocations() and kept; another value throws there.
+// set_poison_allocations overrides the variable, a bad value included.
 void set_poison_allocations(bool on);
 bool poison_allocations();
 

@@ -1,22 +1,23 @@
 // L1 matmul: validate shapes/dtypes/devices, allocate C, dispatch one (batched) GEMM.
 #include "core/ops/matmul.h"
 
+#include "core/bool_str.h"
 #include "core/ops/checks.h"
 
 namespace idem::ops {
 
 namespace {
 
-// "(80x513) and (1x513)" plus, when a transpose flag is set, what op(a)/op(b) were, so the
-// user sees which extents had to agree.
+// "(80x513) and (1x513) on cpu" plus, when a transpose flag is set, what op(a)/op(b) were, so
+// the user sees which extents had to agree. (a and b are on one device: checked before.)
 [[noreturn]] void fail_inner(const Tensor& a, const Tensor& b, bool ta, bool tb, int64_t ka,
                              int64_t kb) {
   if (!ta && !tb)
-    fail("matmul", "shapes ", shape_str(a.shape()), " and ", shape_str(b.shape()),
-         " cannot be multiplied");
-  fail("matmul", "shapes ", shape_str(a.shape()), " and ", shape_str(b.shape()),
-       " cannot be multiplied (trans_a=", ta, ", trans_b=", tb, ": op(a) has K=", ka,
-       ", op(b) has K=", kb, ")");
+    fail("matmul", "shapes ", shape_str(a.shape()), " and ", shape_str(b.shape()), " on ",
+         a.device().str(), " cannot be multiplied");
+  fail("matmul", "shapes ", shape_str(a.shape()), " and ", shape_str(b.shape()), " on ",
+       a.device().str(), " cannot be multiplied (trans_a=", bool_str(ta), ", trans_b=",
+       bool_str(tb), ": op(a) has K=", ka, ", op(b) has K=", kb, ")");
 }
 
 }  // namespace
@@ -32,7 +33,7 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
   const int64_t da = a.dim(), db = b.dim();
   IDEM_CHECK((da == 2 || da == 3) && (db == 2 || db == 3), op,
              "expected 2-D or 3-D (batched) operands, got ", shape_str(a.shape()), " and ",
-             shape_str(b.shape()));
+             shape_str(b.shape()), " on ", a.device().str());
 
   // The last two dims hold each matrix; a leading dim is the batch.
   const int64_t ar = a.size(-2), ac = a.size(-1), br = b.size(-2), bc = b.size(-1);
@@ -47,7 +48,8 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) {
 
   if (da == 3 && db == 3)
     IDEM_CHECK(a.size(0) == b.size(0), op, "batch sizes differ: shapes ", shape_str(a.shape()),
-               " and ", shape_str(b.shape()), " (dim 0: ", a.size(0), " vs ", b.size(0), ")");
+               " and ", shape_str(b.shape()), " on ", a.device().str(), " (dim 0: ", a.size(0),
+               " vs ", b.size(0), ")");
   const bool batched = da == 3 || db == 3;
   p.batch = da == 3 ? a.size(0) : (db == 3 ? b.size(0) : 1);
   // A 2-D operand against a 3-D one is the same matrix for every batch entry: stride 0.

@@ -26,7 +26,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <string>
 
+#include "core/bool_str.h"
 #include "core/kernels/fused.h"  // math::fused_act: the epilogue of matmul_hand_epilogue
 #include "core/kernels/matmul.h"
 #include "cuda/common.cuh"
@@ -324,6 +326,17 @@ __global__ void matmul_fwd_warp_kernel(GemmArgs g, int batch) {
 // ---------------------------------------------------------------------------------------------
 // Host side.
 
+// "cuda:N" of the current device, for the messages of helpers that get no tensor (run_hand has
+// made c's device current before calling them).
+std::string current_device_str() {
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return "cuda:?";
+  }
+  return Device::cuda(dev).str();
+}
+
 int sm_count(int device) {
   static std::atomic<int> cache[64] = {};
   if (device < 0 || device >= 64) return 132;
@@ -365,10 +378,13 @@ void launch_tiled_t(const GemmArgs& g, int batch, bool vec_a, bool vec_b, cudaSt
 template <int BM, int BN, int BK, int TM, int TN, int WTM, int WTN, int MINB>
 void launch_tiled(const GemmArgs& g, int batch, bool ta, bool tb, bool vec_a, bool vec_b,
                   cudaStream_t st, bool epi = false) {
-  IDEM_CHECK((g.N + BN - 1) / BN <= 65535, "matmul", "N = ", g.N, " is too large for one launch");
+  IDEM_CHECK((g.N + BN - 1) / BN <= 65535, "matmul", "N = ", g.N, " is too large for one launch (",
+             BN, "-column tiles, at most 65535 per launch) on ", current_device_str());
   if (epi) {
-    IDEM_CHECK(!ta && tb, "matmul", "internal: the tiled epilogue is built for op(A)·Bᵀ only; got trans_a ",
-               ta, ", trans_b ", tb, ", M=", g.M, " N=", g.N, " K=", g.K);
+    IDEM_CHECK(!ta && tb, "matmul",
+               "internal: the tiled epilogue is built for op(A)·Bᵀ only; got trans_a=",
+               bool_str(ta), ", trans_b=", bool_str(tb), ", M=", g.M, " N=", g.N, " K=", g.K,
+               " on ", current_device_str());
     launch_tiled_t<BM, BN, BK, TM, TN, WTM, WTN, MINB, false, true, true>(g, batch, vec_a, vec_b,
                                                                          st);
   } else if (!ta && !tb)
@@ -643,8 +659,9 @@ void run_hand(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulPar
   // an extent before the bounds check, so each extent keeps that much headroom below INT32_MAX.
   constexpr int64_t kExtentLimit = INT32_MAX - 256;
   IDEM_CHECK(p.M <= kExtentLimit && p.N <= kExtentLimit && p.K <= kExtentLimit, op,
-             "matrix extents M=", p.M, " N=", p.N, " K=", p.K, " exceed the limit of the CUDA kernels (",
-             kExtentLimit, ", their 32-bit indices less one tile)");
+             "matrix extents M=", p.M, " N=", p.N, " K=", p.K, " on ", c.device().str(),
+             " exceed the limit of the CUDA kernels (", kExtentLimit,
+             ", their 32-bit indices less one tile)");
   set_device(c.device().index);
   const cudaStream_t st = current_stream();
   GemmArgs g{};
@@ -678,8 +695,8 @@ void run_hand(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulPar
   if ((variant == 0 && use_split_k_tiled(p)) || variant == 7) {
     IDEM_CHECK(p.batch == 1 && p.trans_a && !p.trans_b && p.K >= 1, op,
                "internal: the tiled split-K needs one Aᵀ·B product with K >= 1; got batch ",
-               p.batch, ", trans_a ", p.trans_a, ", trans_b ", p.trans_b, ", M=", p.M, " N=", p.N,
-               " K=", p.K);
+               p.batch, ", trans_a=", bool_str(p.trans_a), ", trans_b=", bool_str(p.trans_b),
+               ", M=", p.M, " N=", p.N, " K=", p.K, " on ", c.device().str());
     matmul_split_k_tiled(c, g, st);
     return;
   }
@@ -687,8 +704,8 @@ void run_hand(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulPar
     IDEM_CHECK(use_split_k(p) || (p.batch == 1 && p.trans_a && !p.trans_b && p.beta == 0.0 &&
                                   p.K >= 1024),
                op, "internal: the batched split-K needs one Aᵀ·B product, beta 0, K >= 1024; got batch ",
-               p.batch, ", trans_a ", p.trans_a, ", trans_b ", p.trans_b, ", beta ", p.beta,
-               ", M=", p.M, " N=", p.N, " K=", p.K);
+               p.batch, ", trans_a=", bool_str(p.trans_a), ", trans_b=", bool_str(p.trans_b),
+               ", beta ", p.beta, ", M=", p.M, " N=", p.N, " K=", p.K, " on ", c.device().str());
     matmul_split_k(c, g, p, nsm, st);
     return;
   }
@@ -748,8 +765,9 @@ void matmul_hand(const Tensor& c, const Tensor& a, const Tensor& b, const Matmul
 void matmul_hand_epilogue(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p,
                           const Tensor& bias, FusedAct act, double slope) {
   IDEM_CHECK(!p.trans_a && p.trans_b, "matmul",
-             "internal: matmul_hand_epilogue is built for op(A)·Bᵀ (trans_a false, trans_b true); got "
-             "trans_a ", p.trans_a, ", trans_b ", p.trans_b, ", M=", p.M, " N=", p.N, " K=", p.K);
+             "internal: matmul_hand_epilogue is built for op(A)·Bᵀ (trans_a=false, trans_b=true); got "
+             "trans_a=", bool_str(p.trans_a), ", trans_b=", bool_str(p.trans_b), ", M=", p.M,
+             " N=", p.N, " K=", p.K, " on ", c.device().str());
   run_hand(c, a, b, p, 0, bias.defined() ? bias.data<float>() : nullptr, act,
            static_cast<float>(slope));
 }

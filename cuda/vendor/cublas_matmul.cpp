@@ -115,8 +115,8 @@ cublasHandle_t handle_for(int device) {
 void matmul_cublas(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p) {
   if (p.M == 0 || p.N == 0 || p.batch == 0) return;
   IDEM_CHECK(p.M <= INT_MAX && p.N <= INT_MAX && p.K <= INT_MAX && p.batch <= INT_MAX, "matmul",
-             "extents M=", p.M, " N=", p.N, " K=", p.K, " batch=", p.batch,
-             " exceed cuBLAS's 32-bit range");
+             "extents M=", p.M, " N=", p.N, " K=", p.K, " batch=", p.batch, " on ",
+             c.device().str(), " exceed cuBLAS's 32-bit range");
   const int device = c.device().index;
   set_device(device);
   cublasHandle_t h = handle_for(device);
