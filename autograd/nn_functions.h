@@ -7,6 +7,7 @@
 
 #include "autograd/functions.h"
 #include "core/kernels/conv.h"
+#include "core/kernels/fused.h"  // FusedAct (max_pool2d_act)
 
 namespace idem {
 
@@ -38,6 +39,12 @@ void set_conv_backend(ConvBackend b);
 // ---- pooling and upsampling (autograd/pool_functions.cpp), NCHW ----
 // stride 0 means stride = kernel.
 Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride = 0, int64_t padding = 0);
+// max_pool2d(x, kernel, stride, padding) followed by an activation as ONE op each way (one
+// launch instead of two on a GPU): act FusedAct::none, relu, or leaky_relu with `slope` (its
+// negative slope) finite and >= 0. The same output bits as max_pool2d then relu / leaky_relu,
+// and the same gradient bits as their two backward ops (ops::max_pool2d_act).
+Tensor max_pool2d_act(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding,
+                      FusedAct act, double slope = 0.01);
 Tensor avg_pool2d(const Tensor& x, int64_t kernel, int64_t stride = 0, int64_t padding = 0);
 Tensor adaptive_avg_pool2d(const Tensor& x, int64_t out_h, int64_t out_w);
 Tensor global_avg_pool2d(const Tensor& x);  // (N,C,H,W) -> (N,C)

@@ -1,6 +1,7 @@
 // Differentiable pooling and upsampling (NCHW). Each backward is the adjoint of a linear map
-// (max pooling: of the selection recorded by the forward's argmax indices), computed by the
-// L1 backward ops in core/ops/pool.cpp.
+// (max pooling: of the selection recorded by the forward's argmax indices; max_pool2d_act
+// multiplies it by the activation's derivative), computed by the L1 backward ops in
+// core/ops/pool.cpp.
 #include "autograd/nn_functions.h"
 #include "core/ops/pool.h"
 
@@ -31,6 +32,33 @@ class MaxPool2dNode : public Node {
   Tensor indices_;
   Shape x_shape_;
   ops::PoolWindow win_;
+};
+
+// The activation's backward and max_pool2d's in one op: dx[argmax] += g · act'(y), act' read
+// from the saved output y.
+class MaxPool2dActNode : public Node {
+ public:
+  MaxPool2dActNode(Tensor y, Tensor indices, Shape x_shape, ops::PoolWindow win, FusedAct act,
+                   double slope)
+      : y_(std::move(y)),
+        indices_(std::move(indices)),
+        x_shape_(std::move(x_shape)),
+        win_(win),
+        act_(act),
+        slope_(slope) {}
+  const char* name() const override { return "max_pool2d_act"; }
+  std::vector<Tensor> backward(const Tensor& g) override {
+    // dx[n,c,idx[n,c,p,q]] += g[n,c,p,q]·act'(y[n,c,p,q]) : (N,C,P,Q) -> (N,C,H,W)
+    if (!needs_grad(0)) return {Tensor()};
+    return {ops::max_pool2d_act_backward(g, y_, indices_, x_shape_, win_, act_, slope_)};
+  }
+
+ private:
+  Tensor y_, indices_;
+  Shape x_shape_;
+  ops::PoolWindow win_;
+  FusedAct act_;
+  double slope_;
 };
 
 class AvgPool2dNode : public Node {
@@ -89,6 +117,16 @@ Tensor max_pool2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t paddi
   auto [y, indices] = ops::max_pool2d(x, win);
   if (needs_history({x}))
     record(std::make_shared<MaxPool2dNode>(saved(indices), x.shape(), win), {x}, y);
+  return y;
+}
+
+Tensor max_pool2d_act(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding,
+                      FusedAct act, double slope) {
+  const ops::PoolWindow win = square_window(kernel, stride, padding);
+  auto [y, indices] = ops::max_pool2d_act(x, win, act, slope);
+  if (needs_history({x}))
+    record(std::make_shared<MaxPool2dActNode>(saved(y), saved(indices), x.shape(), win, act, slope),
+           {x}, y);
   return y;
 }
 

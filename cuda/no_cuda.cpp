@@ -171,10 +171,12 @@ const char* conv2d_hand_kernel_name(ConvDir, const ConvShape&) {
 }
 
 // ---- pool ----
-void max_pool2d_fwd(const Tensor&, const Tensor&, const Tensor&, const PoolShape&) {
+void max_pool2d_fwd(const Tensor&, const Tensor&, const Tensor&, const PoolShape&, FusedAct,
+                    double) {
   no_cuda("max_pool2d");
 }
-void max_pool2d_bwd(const Tensor&, const Tensor&, const Tensor&, const PoolShape&) {
+void max_pool2d_bwd(const Tensor&, const Tensor&, const Tensor&, const PoolShape&, const Tensor&,
+                    FusedAct, double) {
   no_cuda("max_pool2d_backward");
 }
 void avg_pool2d_fwd(const Tensor&, const Tensor&, const PoolShape&) { no_cuda("avg_pool2d"); }

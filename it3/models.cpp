@@ -37,17 +37,18 @@ std::shared_ptr<RecursiveModel> make_mlp_model(int64_t in_features,
 }
 
 // The Linear layers of the CNNs below run fused with the activation after them
-// (FusedSequential::push_linear); the module trees and names are those of plain Sequentials.
+// (FusedSequential::push_linear), and so do the small cnn's MaxPool2d layers (push_pool); the
+// module trees and names are those of plain Sequentials.
 std::shared_ptr<RecursiveModel> make_small_cnn(int64_t classes, Options o,
                                                std::optional<uint64_t> seed) {
   Seeds s(seed);
   auto body = std::make_shared<FusedSequential>();
+  // Each MaxPool2d runs with the LeakyReLU after it as one max_pool2d_act (one launch each way
+  // instead of two); the children and names are those of the plain Sequential.
   body->push_back(std::make_shared<Conv2d>(1, 10, 5, Conv2dOptions{}, o, s()));
-  body->push_back(std::make_shared<MaxPool2d>(2));
-  body->push_back(std::make_shared<LeakyReLU>());
+  body->push_pool(std::make_shared<MaxPool2d>(2), Activation::leaky_relu);
   body->push_back(std::make_shared<Conv2d>(10, 20, 5, Conv2dOptions{}, o, s()));
-  body->push_back(std::make_shared<MaxPool2d>(2));
-  body->push_back(std::make_shared<LeakyReLU>());
+  body->push_pool(std::make_shared<MaxPool2d>(2), Activation::leaky_relu);
   body->push_back(std::make_shared<Flatten>());
   body->push_linear(std::make_shared<Linear>(320, 50, true, o, s()), Activation::leaky_relu);
   auto embed = std::make_shared<FusedSequential>();

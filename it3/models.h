@@ -22,7 +22,8 @@ std::shared_ptr<RecursiveModel> make_mlp_model(int64_t in_features,
 //   body: 0 Conv2d(1,10,5) 1 MaxPool2d(2) 2 LeakyReLU 3 Conv2d(10,20,5) 4 MaxPool2d(2)
 //         5 LeakyReLU 6 Flatten 7 Linear(320,50) 8 LeakyReLU
 //   embed: 0 Linear(C,50) 1 LeakyReLU;   head: 0 Linear(50,50) 1 LeakyReLU 2 Linear(50,C)
-// Input (B,1,28,28); ∅ = 1/C.
+// Input (B,1,28,28); ∅ = 1/C. Each body is a FusedSequential: MaxPool2d + LeakyReLU runs as
+// one max_pool2d_act and Linear + LeakyReLU as one linear_act (push_pool, push_linear).
 std::shared_ptr<RecursiveModel> make_small_cnn(int64_t classes = 10, Options options = {},
                                                std::optional<uint64_t> seed = std::nullopt);
 

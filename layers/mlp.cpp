@@ -7,18 +7,32 @@
 #include "layers/init.h"
 #include "layers/linear.h"
 #include "layers/norm.h"
+#include "layers/pool.h"
 
 namespace idem {
 
 // ---- FusedSequential ----
 
+void FusedSequential::push_step(Step step, std::shared_ptr<Module> first) {
+  steps_.resize(size() + 1);
+  const Activation act = step.act;
+  const double slope = step.slope;
+  steps_.back() = std::move(step);
+  push_back(std::move(first));
+  if (act != Activation::identity) push_back(make_activation(act, slope));
+}
+
 FusedSequential& FusedSequential::push_linear(std::shared_ptr<Linear> linear, Activation act,
                                               double slope) {
   IDEM_CHECK(linear != nullptr, "FusedSequential", "push_linear got a null Linear");
-  steps_.resize(size() + 1);
-  steps_.back() = {linear, act, slope};
-  push_back(std::move(linear));
-  if (act != Activation::identity) push_back(make_activation(act, slope));
+  push_step({linear, nullptr, act, slope}, linear);
+  return *this;
+}
+
+FusedSequential& FusedSequential::push_pool(std::shared_ptr<MaxPool2d> pool, Activation act,
+                                            double slope) {
+  IDEM_CHECK(pool != nullptr, "FusedSequential", "push_pool got a null MaxPool2d");
+  push_step({nullptr, pool, act, slope}, pool);
   return *this;
 }
 
@@ -27,11 +41,13 @@ Tensor FusedSequential::forward_with(const Tensor& x,
   const auto& kids = children();
   Tensor h = x;
   for (size_t i = 0; i < kids.size(); ++i) {
-    const Step* step = i < steps_.size() && steps_[i].linear ? &steps_[i] : nullptr;
+    const Step* step =
+        i < steps_.size() && (steps_[i].linear || steps_[i].pool) ? &steps_[i] : nullptr;
     if (!step) {
       h = kids[i].second->forward(h);
     } else {
-      h = apply_linear_act(*step->linear, h, step->act, step->slope);
+      h = step->linear ? apply_linear_act(*step->linear, h, step->act, step->slope)
+                       : apply_max_pool_act(*step->pool, h, step->act, step->slope);
       if (step->act != Activation::identity) ++i;  // the activation child ran inside
     }
     if (after) after(i, h);
@@ -49,7 +65,12 @@ std::shared_ptr<Module> FusedSequential::clone_impl() const {
       auto linear = std::dynamic_pointer_cast<Linear>(copy);
       IDEM_CHECK(linear != nullptr, "FusedSequential", "clone of child ", i, " (",
                  kids[i].second->type_name(), ") is not a Linear");
-      s->steps_[i] = {linear, steps_[i].act, steps_[i].slope};
+      s->steps_[i] = {linear, nullptr, steps_[i].act, steps_[i].slope};
+    } else if (i < steps_.size() && steps_[i].pool) {
+      auto pool = std::dynamic_pointer_cast<MaxPool2d>(copy);
+      IDEM_CHECK(pool != nullptr, "FusedSequential", "clone of child ", i, " (",
+                 kids[i].second->type_name(), ") is not a MaxPool2d");
+      s->steps_[i] = {nullptr, pool, steps_[i].act, steps_[i].slope};
     }
     s->push_back(kids[i].first, std::move(copy));
   }
@@ -63,6 +84,14 @@ Tensor apply_linear_act(const Linear& linear, const Tensor& x, Activation act, d
   if (const std::optional<FusedAct> code = fused_act_code(act, slope))
     return linear_act(x, linear.weight(), linear.bias(), *code, slope);
   return activate(linear_act(x, linear.weight(), linear.bias(), FusedAct::none), act, slope);
+}
+
+Tensor apply_max_pool_act(const MaxPool2d& pool, const Tensor& x, Activation act, double slope) {
+  if (act == Activation::identity)
+    return max_pool2d(x, pool.kernel_size(), pool.stride(), pool.padding());
+  if (const std::optional<FusedAct> code = fused_act_code(act, slope))
+    return max_pool2d_act(x, pool.kernel_size(), pool.stride(), pool.padding(), *code, slope);
+  return activate(max_pool2d(x, pool.kernel_size(), pool.stride(), pool.padding()), act, slope);
 }
 
 // ---- MLP ----

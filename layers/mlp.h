@@ -9,7 +9,7 @@
 // a Sequential named "layers", so parameters are "layers.0.weight", "layers.0.bias", ... as a
 // PyTorch nn.Sequential stored under self.layers. With MlpOptions::fuse (the default) that
 // Sequential is a FusedSequential: each Linear runs as one linear_act with the activation
-// right after it.
+// right after it. (A FusedSequential also fuses MaxPool2d + activation, for the it3 CNNs.)
 #pragma once
 #include <functional>
 #include <optional>
@@ -18,6 +18,7 @@
 #include "layers/activation.h"
 #include "layers/containers.h"
 #include "layers/linear.h"
+#include "layers/pool.h"
 
 namespace idem {
 
@@ -27,22 +28,33 @@ namespace idem {
 // the fused bias. x (*, in_features) -> (*, out_features).
 Tensor apply_linear_act(const Linear& linear, const Tensor& x, Activation act, double slope = 0.01);
 
-// A Sequential in which declared Linear layers run as fused linear_acts (apply_linear_act), each
-// together with the activation pushed right after it. The fusion is declared where the network
-// is built (push_linear), not found by looking at the children: a module added with push_back
-// always runs its own forward. The activation stays a child after its Linear, so names
-// ("0.weight", "2.weight", ...), repr, state_dict and the it3 taps are those of the plain
-// Sequential; its own forward is just not called. The forward gives the bits of the
-// module-by-module run (forward_unfused); the backward's gradients agree to rounding.
+// y = act(pool(x)) with the activation fused into the max-pool kernel (max_pool2d_act,
+// autograd/nn_functions.h) where it has a fused code (as apply_linear_act); other activations
+// run as their own op after the pool, and identity is the pool alone.
+Tensor apply_max_pool_act(const MaxPool2d& pool, const Tensor& x, Activation act,
+                          double slope = 0.01);
+
+// A Sequential in which declared Linear layers run as fused linear_acts (apply_linear_act), and
+// declared MaxPool2d layers as fused max_pool2d_acts (apply_max_pool_act), each together with the
+// activation pushed right after it. The fusion is declared where the network is built
+// (push_linear, push_pool), not found by looking at the children: a module added with
+// push_back always runs its own forward. The activation stays a child after its Linear or
+// MaxPool2d, so names ("0.weight", "2.weight", ...), repr, state_dict and the it3 taps are those
+// of the plain Sequential; its own forward is just not called. The forward gives the bits of
+// the module-by-module run (forward_unfused); the backward's gradients agree to rounding (a
+// fused pool + activation's to the bit).
 class FusedSequential : public Sequential {
  public:
   FusedSequential() = default;
   // Appends `linear` and, unless act is identity, make_activation(act, slope) right after it.
   FusedSequential& push_linear(std::shared_ptr<Linear> linear,
                                Activation act = Activation::identity, double slope = 0.01);
+  // Appends `pool` and, unless act is identity, make_activation(act, slope) right after it.
+  FusedSequential& push_pool(std::shared_ptr<MaxPool2d> pool, Activation act = Activation::identity,
+                             double slope = 0.01);
   Tensor forward(const Tensor& x) override { return forward_with(x, nullptr); }
-  // forward(x), calling after(i, h) (when set) with the output h of child i; for a Linear with
-  // its activation, once, with the activation's index.
+  // forward(x), calling after(i, h) (when set) with the output h of child i; for a Linear or
+  // MaxPool2d with its activation, once, with the activation's index.
   Tensor forward_with(const Tensor& x, const std::function<void(size_t, const Tensor&)>& after);
   // Every child's own forward, one by one.
   Tensor forward_unfused(const Tensor& x) { return Sequential::forward(x); }
@@ -51,11 +63,16 @@ class FusedSequential : public Sequential {
   std::shared_ptr<Module> clone_impl() const override;
 
  private:
+  // A declared fusion at its first child's index: linear or pool set (not both); neither
+  // set: the child runs its own forward.
   struct Step {
-    std::shared_ptr<Linear> linear;  // null: the child runs its own forward
+    std::shared_ptr<Linear> linear;
+    std::shared_ptr<MaxPool2d> pool;
     Activation act = Activation::identity;
     double slope = 0.01;
   };
+  // Appends the first child of `step` and its activation (unless identity).
+  void push_step(Step step, std::shared_ptr<Module> first);
   std::vector<Step> steps_;  // by child index; children past its end run their own forward
 };
 

@@ -15,6 +15,9 @@ class MaxPool2d : public Module {
   explicit MaxPool2d(int64_t kernel_size, int64_t stride = 0, int64_t padding = 0);
   Tensor forward(const Tensor& x) override { return max_pool2d(x, kernel_, stride_, padding_); }
   std::string extra_repr() const override;
+  int64_t kernel_size() const { return kernel_; }
+  int64_t stride() const { return stride_; }  // as given: 0 means kernel_size
+  int64_t padding() const { return padding_; }
 
  protected:
   std::shared_ptr<Module> clone_impl() const override {

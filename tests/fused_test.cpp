@@ -19,6 +19,7 @@
 #include "core/kernels/runtime.h"
 #include "layers/activation.h"
 #include "layers/mlp.h"
+#include "layers/pool.h"
 #include "tests/test_util.h"
 
 namespace idem {
@@ -244,6 +245,103 @@ TEST(FusedMlp, OtherConfigurations) {
   tanh_opt.bias = false;
   MLP d({3, 5, 2}, tanh_opt, {DType::f64}, 7);
   expect_mlp_matches_modules(d, randn({2, 4, 3}, kSeed + 3, {DType::f64}), 1e-12);
+}
+
+// ---- FusedSequential: MaxPool2d + activation ---------------------------------------------------
+
+// push_pool: each MaxPool2d runs with the activation after it as one max_pool2d_act where the
+// activation fuses (relu, leaky_relu with slope >= 0), else as the pool then the activation
+// module's op; identity pushes the pool alone. The children, names and repr are those of the
+// plain Sequential; the forward and the input gradient have its bits; forward_with reports a
+// fused pair once, under the activation's index; a clone keeps the fusion.
+TEST(FusedPool, PushPoolMatchesModulesAndKeepsNames) {
+  FusedSequential seq;
+  seq.push_pool(std::make_shared<MaxPool2d>(2), Activation::leaky_relu, 0.2);   // 0, 1
+  seq.push_pool(std::make_shared<MaxPool2d>(3, 1, 1), Activation::relu);        // 2, 3
+  seq.push_pool(std::make_shared<MaxPool2d>(2, 1), Activation::tanh);           // 4, 5: not fused
+  seq.push_pool(std::make_shared<MaxPool2d>(2, 1));                             // 6: alone
+  seq.push_pool(std::make_shared<MaxPool2d>(2), Activation::leaky_relu, -0.5);  // 7, 8: not fused
+  Sequential plain;
+  plain.push_back(std::make_shared<MaxPool2d>(2));
+  plain.push_back(std::make_shared<LeakyReLU>(0.2));
+  plain.push_back(std::make_shared<MaxPool2d>(3, 1, 1));
+  plain.push_back(std::make_shared<ReLU>());
+  plain.push_back(std::make_shared<MaxPool2d>(2, 1));
+  plain.push_back(std::make_shared<Tanh>());
+  plain.push_back(std::make_shared<MaxPool2d>(2, 1));
+  plain.push_back(std::make_shared<MaxPool2d>(2));
+  plain.push_back(std::make_shared<LeakyReLU>(-0.5));
+  EXPECT_EQ(seq.repr(), plain.repr());
+  ASSERT_EQ(seq.size(), 9u);
+
+  for (DType dt : {DType::f32, DType::f64}) {
+    SCOPED_TRACE(dtype_name(dt));
+    Tensor x1 = randn({2, 3, 22, 21}, kSeed, {dt}), x2 = x1.clone_data();
+    x1.requires_grad_();
+    x2.requires_grad_();
+    Tensor y = seq.forward(x1), y_plain = plain.forward(x2);
+    EXPECT_TRUE(bit_equal(y, y_plain));
+    EXPECT_TRUE(bit_equal(y, seq.forward_unfused(x1)));
+    const Tensor g = randn(y.shape(), kSeed + 1, {dt});
+    y.backward(g);
+    y_plain.backward(g);
+    EXPECT_TRUE(bit_equal(x1.grad(), x2.grad()));
+  }
+
+  // Each pair alone (later pools would hide an earlier pair's gradient: a negative leaky
+  // output rarely wins the next window): the module pair's forward and gradient bits.
+  struct Pair {
+    int64_t k, st, pad;
+    Activation act;
+    double slope;
+  };
+  const Pair pairs[] = {{2, 0, 0, Activation::leaky_relu, 0.2},
+                        {3, 1, 1, Activation::relu, 0.0},
+                        {2, 0, 0, Activation::leaky_relu, 0.01},
+                        {2, 1, 0, Activation::tanh, 0.0},
+                        {2, 0, 0, Activation::leaky_relu, -0.5}};
+  for (const Pair& pr : pairs) {
+    SCOPED_TRACE(std::string(activation_name(pr.act)) + " slope " + std::to_string(pr.slope) +
+                 " kernel " + std::to_string(pr.k));
+    FusedSequential f;
+    f.push_pool(std::make_shared<MaxPool2d>(pr.k, pr.st, pr.pad), pr.act, pr.slope);
+    Sequential m;
+    m.push_back(std::make_shared<MaxPool2d>(pr.k, pr.st, pr.pad));
+    m.push_back(make_activation(pr.act, pr.slope));
+    Tensor x1 = randn({2, 3, 9, 8}, kSeed + 4, {DType::f32}), x2 = x1.clone_data();
+    x1.requires_grad_();
+    x2.requires_grad_();
+    Tensor y1 = f.forward(x1), y2 = m.forward(x2);
+    EXPECT_TRUE(bit_equal(y1, y2));
+    const Tensor g = randn(y1.shape(), kSeed + 5, {DType::f32});
+    y1.backward(g);
+    y2.backward(g);
+    EXPECT_TRUE(bit_equal(x1.grad(), x2.grad()));
+  }
+
+  // The fused pairs record max_pool2d_act; the unfusable ones the activation's own op.
+  Tensor x = randn({1, 1, 6, 6}, kSeed + 2, {DType::f64}).requires_grad_();
+  FusedSequential one;
+  one.push_pool(std::make_shared<MaxPool2d>(2), Activation::leaky_relu);
+  EXPECT_STREQ(one.forward(x).grad_fn()->name(), "max_pool2d_act");
+  FusedSequential alone;
+  alone.push_pool(std::make_shared<MaxPool2d>(2));
+  EXPECT_STREQ(alone.forward(x).grad_fn()->name(), "max_pool2d");
+
+  std::vector<size_t> seen;
+  auto copy = clone_as(seq);
+  Tensor xc = randn({1, 2, 22, 21}, kSeed + 3, {DType::f64});
+  EXPECT_TRUE(bit_equal(copy->forward(xc), seq.forward(xc)));
+  copy->forward_with(xc, [&](size_t i, const Tensor&) { seen.push_back(i); });
+  EXPECT_EQ(seen, (std::vector<size_t>{1, 3, 5, 6, 8}));  // a fused pair once, as its activation
+  auto copy_one = clone_as(one);
+  EXPECT_STREQ(copy_one->forward(x).grad_fn()->name(), "max_pool2d_act");
+}
+
+TEST(FusedPool, NullPoolIsAnError) {
+  FusedSequential seq;
+  expect_error([&] { seq.push_pool(nullptr, Activation::relu); }, "FusedSequential",
+               "push_pool got a null MaxPool2d");
 }
 
 // ---- distances on the CPU --------------------------------------------------------------------

@@ -2,6 +2,7 @@
 // (issue "The it3 module"; docs/it3.md, and docs/design.md#tests for what IT³ tests must show).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <set>
@@ -142,6 +143,71 @@ TEST(It3Models, ParameterNamesMatchTheBenchmarkContract) {
                         "convs.3.lin_r.weight", "head.weight", "head.bias"})
     EXPECT_TRUE(sage->has_parameter(k)) << k;
   EXPECT_EQ(sage->parameter("convs.0.lin_l.weight").shape(), (Shape{64, 3}));
+}
+
+// The bench cnn's body runs each MaxPool2d + LeakyReLU as one max_pool2d_act (push_pool) and
+// Linear + LeakyReLU as one linear_act: the same children, names and repr as the plain
+// module list, the forward bits of the module-by-module run, and its gradients (to rounding:
+// linear_act's weight gradients sum in another order; the pool's are bit-equal).
+TEST(It3Models, SmallCnnBodyFusesPoolAndActivation) {
+  auto cnn = std::dynamic_pointer_cast<FeatureModel>(make_small_cnn(10, {DType::f64}, 4));
+  ASSERT_NE(cnn, nullptr);
+  auto body = std::dynamic_pointer_cast<FusedSequential>(cnn->body());
+  ASSERT_NE(body, nullptr);
+  const char* types[] = {"Conv2d",    "MaxPool2d", "LeakyReLU", "Conv2d",   "MaxPool2d",
+                         "LeakyReLU", "Flatten",   "Linear",    "LeakyReLU"};
+  ASSERT_EQ(body->size(), 9u);
+  for (size_t i = 0; i < body->size(); ++i) {
+    EXPECT_EQ(body->children()[i].first, std::to_string(i));
+    EXPECT_EQ((*body)[i]->type_name(), types[i]) << "child " << i;
+  }
+  EXPECT_NE(body->repr().find("LeakyReLU(negative_slope=0.01)"), std::string::npos) << body->repr();
+
+  Tensor im = randn({3, 1, 28, 28}, 12, {DType::f64});
+  Tensor fused = body->forward(im), plain = body->forward_unfused(im);
+  EXPECT_TRUE(bit_equal(fused, plain));
+  // The first pool + LeakyReLU alone: one fused node, the unfused run's bits, both ways.
+  Tensor conv = (*body)[0]->forward(im).detach();
+  Tensor c1 = conv.clone_data().requires_grad_(), c2 = conv.clone_data().requires_grad_();
+  Tensor p1 = max_pool2d_act(c1, 2, 0, 0, FusedAct::leaky_relu, 0.01);
+  Tensor p2 = (*body)[2]->forward((*body)[1]->forward(c2));
+  EXPECT_TRUE(bit_equal(p1, p2));
+  const Tensor gp = randn(p1.shape(), 13, {DType::f64});
+  p1.backward(gp);
+  p2.backward(gp);
+  EXPECT_TRUE(bit_equal(c1.grad(), c2.grad()));
+
+  const Tensor up = randn(fused.shape(), 14, {DType::f64});
+  std::vector<Tensor> fused_grads;
+  cnn->zero_grad();
+  sum(mul(fused, up)).backward();
+  for (const Tensor& p : body->parameters()) fused_grads.push_back(p.grad());
+  cnn->zero_grad();
+  sum(mul(plain, up)).backward();
+  const auto named = body->named_parameters();
+  ASSERT_EQ(named.size(), fused_grads.size());
+  for (size_t i = 0; i < named.size(); ++i) {
+    const auto a = fused_grads[i].to_vector<double>();
+    const auto b = named[i].second.grad().to_vector<double>();
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t k = 0; k < a.size(); ++k)
+      ASSERT_NEAR(a[k], b[k], 1e-12 * (1 + std::fabs(b[k]))) << named[i].first << " element " << k;
+  }
+
+  // The it3 taps see the same activations (names and values) fused and unfused.
+  std::vector<size_t> seen;
+  std::vector<Tensor> tapped;
+  body->forward_with(im, [&](size_t i, const Tensor& h) {
+    seen.push_back(i);
+    tapped.push_back(h);
+  });
+  EXPECT_EQ(seen, (std::vector<size_t>{0, 2, 3, 5, 6, 8}));
+  Tensor h = im;
+  for (size_t i = 0; i < body->size(); ++i) {
+    h = (*body)[i]->forward(h);
+    const auto at = std::find(seen.begin(), seen.end(), i);
+    if (at != seen.end()) EXPECT_TRUE(bit_equal(h, tapped[size_t(at - seen.begin())])) << i;
+  }
 }
 
 TEST(It3Models, EveryInjectionModeRunsAndUsesTheSignal) {

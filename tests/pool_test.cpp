@@ -1,7 +1,8 @@
 // Pooling and upsampling: hand-computed values (PyTorch semantics: first maximum gets the
 // gradient, padding never wins a max, count_include_pad averaging, adaptive windows, nearest
 // and bilinear source pixels with and without align_corners), the backward as the adjoint of
-// the forward, CUDA against the CPU (skipped without a GPU), bad input.
+// the forward, CUDA against the CPU (skipped without a GPU), bad input; max_pool2d_act against
+// max_pool2d followed by its activation, bit for bit, on the CPU and on CUDA.
 #include "core/ops/pool.h"
 
 #include <gtest/gtest.h>
@@ -19,6 +20,7 @@
 namespace idem {
 namespace {
 
+using testing::bit_equal;
 using testing::expect_error;
 using testing::expect_near_all;
 using testing::iota;
@@ -113,6 +115,170 @@ TEST(MaxPool2d, TwoByTwoFastPathMatchesAPlainLoop) {
       }
     }
   }
+}
+
+// ---- max_pool2d_act: max_pool2d and its activation as one op ----
+
+// One (activation, slope) of max_pool2d_act and the activation op it replaces.
+struct PoolAct {
+  const char* name;
+  FusedAct act;
+  double slope;
+};
+const PoolAct kPoolActs[] = {{"none", FusedAct::none, 0.0},
+                             {"relu", FusedAct::relu, 0.0},
+                             {"leaky_relu 0.01", FusedAct::leaky_relu, 0.01},
+                             {"leaky_relu 0.2", FusedAct::leaky_relu, 0.2},
+                             {"leaky_relu 0", FusedAct::leaky_relu, 0.0}};
+
+Tensor act_op(const Tensor& h, const PoolAct& a) {
+  switch (a.act) {
+    case FusedAct::relu:
+      return relu(h);
+    case FusedAct::leaky_relu:
+      return leaky_relu(h, a.slope);
+    case FusedAct::none:
+      return h;
+  }
+  return h;
+}
+
+// Values with ties (floor of a scaled normal), exact zeros, negative zeros, ±∞ and NaNs, so the
+// first-maximum rule, the activation's kink at 0 and NaN propagation are all exercised.
+Tensor awkward_input(const Shape& shape, uint64_t seed, DType dt) {
+  std::vector<double> v = randn(shape, seed, {DType::f64}).to_vector<double>();
+  for (size_t i = 0; i < v.size(); ++i) {
+    v[i] = std::floor(v[i] * 2.0) * 0.75;
+    if (i % 17 == 4) v[i] = -0.0;
+    if (i % 29 == 7) v[i] = -INFINITY;
+    if (i % 31 == 9) v[i] = INFINITY;
+    if (i % 37 == 11) v[i] = NAN;
+  }
+  return from_vector<double>(v, shape).to(dt);
+}
+
+// The fused op against max_pool2d followed by relu / leaky_relu through autograd, on `dev`:
+// the same output bits, the same argmax indices (ops level) and the same input-gradient bits,
+// for the 2×2 fast path (with its one-window tail), a padded strided window and overlapping
+// windows (an input that is the maximum of several windows sums their gradients).
+void expect_pool_act_matches_two_ops(Device dev, DType dt) {
+  struct Win {
+    Shape x;
+    int64_t k, st, pad;
+  };
+  const Win wins[] = {{{2, 3, 9, 11}, 2, 0, 0},
+                      {{2, 10, 24, 24}, 2, 0, 0},
+                      {{2, 2, 7, 7}, 3, 2, 1},
+                      {{2, 2, 5, 6}, 3, 1, 0}};
+  uint64_t seed = 300;
+  for (const Win& w : wins) {
+    for (const PoolAct& a : kPoolActs) {
+      ++seed;
+      const std::string where = std::string(a.name) + " " + dtype_name(dt) + " " + dev.str() +
+                                " input " + shape_str(w.x) + " kernel " + std::to_string(w.k) +
+                                " seed " + std::to_string(seed);
+      Tensor x1 = awkward_input(w.x, seed, dt).to(dev), x2 = x1.clone_data();
+      x1.requires_grad_();
+      x2.requires_grad_();
+      Tensor fused = max_pool2d_act(x1, w.k, w.st, w.pad, a.act, a.slope);
+      Tensor plain = act_op(max_pool2d(x2, w.k, w.st, w.pad), a);
+      ASSERT_TRUE(bit_equal(fused, plain)) << "forward, " << where;
+      EXPECT_STREQ(fused.grad_fn()->name(), "max_pool2d_act") << where;
+      // The gradient reaching the pool's output has ties at 0 too (and a NaN-free sign mix).
+      std::vector<double> gv = randn(fused.shape(), seed + 1000, {DType::f64}).to_vector<double>();
+      for (size_t i = 0; i < gv.size(); i += 5) gv[i] = 0.0;
+      const Tensor g = from_vector<double>(gv, fused.shape()).to(dt).to(dev);
+      fused.backward(g);
+      plain.backward(g);
+      EXPECT_TRUE(bit_equal(x1.grad(), x2.grad())) << "input gradient, " << where;
+
+      ops::PoolWindow win;
+      win.kernel_h = win.kernel_w = w.k;
+      win.stride_h = win.stride_w = w.st == 0 ? w.k : w.st;
+      win.pad_h = win.pad_w = w.pad;
+      const Tensor xd = x1.detach();
+      const auto [y_f, i_f] = ops::max_pool2d_act(xd, win, a.act, a.slope);
+      const auto [y_p, i_p] = ops::max_pool2d(xd, win);
+      EXPECT_TRUE(bit_equal(i_f, i_p)) << "indices, " << where;
+    }
+  }
+}
+
+TEST(MaxPool2dAct, SameBitsAsMaxPoolThenActivation) {
+  expect_pool_act_matches_two_ops(Device::cpu(), DType::f32);
+  expect_pool_act_matches_two_ops(Device::cpu(), DType::f64);
+}
+
+TEST(MaxPool2dAct, HandComputedValuesAndGradient) {
+  // Windows of a 4×4 plane: maxima 3, −1, 0.5, −4 (the −4 window is all negative).
+  Tensor x = from_vector<double>({1, 3, -2, -1, 0, 2, -3, -5, 0.5, 0, -4, -6, -1, 0.25, -7, -8},
+                                 {1, 1, 4, 4});
+  x.requires_grad_();
+  Tensor y = max_pool2d_act(x, 2, 0, 0, FusedAct::leaky_relu, 0.5);
+  expect_near_all(y, {3, -0.5, 0.5, -2}, 0);
+  y.backward(from_vector<double>({10, 20, 30, 40}, {1, 1, 2, 2}));
+  // Each window's gradient lands on its first maximum, times 1 (positive) or the slope 0.5.
+  expect_near_all(x.grad(), {0, 10, 0, 10, 0, 0, 0, 0, 30, 0, 20, 0, 0, 0, 0, 0}, 0);
+}
+
+TEST(MaxPool2dAct, BadInput) {
+  Tensor x = randn({2, 3, 5, 5}, 1);
+  expect_error([&] { max_pool2d_act(x, 2, 0, 0, FusedAct::leaky_relu, -0.1); }, "max_pool2d_act",
+               "slope must be finite and >= 0");
+  expect_error([&] { max_pool2d_act(x, 2, 0, 0, FusedAct::leaky_relu, NAN); }, "max_pool2d_act",
+               "slope");
+  expect_error([&] { max_pool2d_act(x, 2, 0, 0, static_cast<FusedAct>(9)); }, "max_pool2d_act",
+               "unknown activation 9");
+  expect_error(
+      [&] {
+        max_pool2d_act(randn({3, 5, 5}, 2), 2, 0, 0, FusedAct::relu);
+      },
+      "max_pool2d_act", "4-D");
+  expect_error([&] { max_pool2d_act(x, 7, 0, 0, FusedAct::relu); }, "max_pool2d_act", "too small");
+  ops::PoolWindow win{2, 2, 2, 2, 0, 0};
+  const std::pair<Tensor, Tensor> r = ops::max_pool2d_act(x, win, FusedAct::relu, 0.0);
+  const Tensor y = r.first, idx = r.second;  // (lambdas may not capture structured bindings)
+  expect_error([&] { ops::max_pool2d_act_backward(y, y, y, x.shape(), win, FusedAct::relu); },
+               "max_pool2d_act_backward", "indices");
+  expect_error(
+      [&] {
+        ops::max_pool2d_act_backward(y, randn({2, 3, 3, 3}, 3), idx, x.shape(), win,
+                                     FusedAct::relu);
+      },
+      "max_pool2d_act_backward", "out (2x3x3x3)");
+  expect_error(
+      [&] { ops::max_pool2d_act_backward(y, Tensor(), idx, x.shape(), win, FusedAct::relu); },
+      "max_pool2d_act_backward", "out");
+  expect_error(
+      [&] {
+        ops::max_pool2d_act_backward(randn({2, 3, 3, 3}, 4), y, idx, x.shape(), win,
+                                     FusedAct::relu);
+      },
+      "max_pool2d_act_backward", "grad_out");
+}
+
+TEST(MaxPool2dActCuda, SameBitsAsMaxPoolThenActivation) {
+  IDEM_REQUIRE_GPU();
+  expect_pool_act_matches_two_ops(Device::cuda(0), DType::f32);
+}
+
+TEST(MaxPool2dActCuda, RejectsF64AndMixedDevices) {
+  IDEM_REQUIRE_GPU();
+  const Device dev = Device::cuda(0);
+  expect_error(
+      [&] {
+        max_pool2d_act(randn({1, 2, 4, 4}, 1, {DType::f64}).to(dev), 2, 0, 0, FusedAct::relu);
+      },
+      "max_pool2d_act", "f64");
+  ops::PoolWindow win{2, 2, 2, 2, 0, 0};
+  Tensor x = randn({1, 2, 4, 4}, 2).to(dev);
+  const std::pair<Tensor, Tensor> r = ops::max_pool2d_act(x, win, FusedAct::relu, 0.0);
+  const Tensor y = r.first, idx = r.second;
+  expect_error(
+      [&] {
+        ops::max_pool2d_act_backward(y, y.to(Device::cpu()), idx, x.shape(), win, FusedAct::relu);
+      },
+      "max_pool2d_act_backward", "one device");
 }
 
 TEST(AvgPool2d, CountsPaddingLikePyTorch) {

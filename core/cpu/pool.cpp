@@ -1,7 +1,8 @@
 // CPU pooling and upsampling: direct loops over NCHW planes (contract: core/kernels/pool.h).
 // Forward kernels loop over outputs; backward kernels zero grad_in and scatter each output's
 // gradient in increasing (p, q) order, which is the same order in which the CUDA kernels (one
-// thread per input element) gather it.
+// thread per input element) gather it. max_pool2d with an activation applies it to each plane's
+// outputs right after they are written (act(max) = the activation op on max_pool2d's output).
 #include "core/kernels/pool.h"
 #include "core/parallel.h"
 
@@ -32,6 +33,30 @@ void for_each_plane(const PoolShape& s, F&& f) {
 }
 
 using namespace idem::pool_math;
+
+// Calls f(std::integral_constant<FusedAct, a>) for the runtime `act`, so the activation's
+// switch (math::fused_act / fused_act_grad) folds away inside f's loop.
+template <typename F>
+void with_act(FusedAct act, F&& f) {
+  switch (act) {
+#define IDEM_POOL_ACT_CASE(name)                           \
+  case FusedAct::name:                                     \
+    f(std::integral_constant<FusedAct, FusedAct::name>()); \
+    return;
+    IDEM_FUSED_ACTS(IDEM_POOL_ACT_CASE)
+#undef IDEM_POOL_ACT_CASE
+  }
+}
+
+// y[k] = act(y[k]) over one plane's n outputs, just written and still in cache; nothing for
+// none, so plain max_pool2d keeps its loop and its speed.
+template <typename T>
+void act_in_place(T* y, int64_t n, FusedAct act, T slope) {
+  if (act == FusedAct::none) return;
+  with_act(act, [&](auto a) {
+    for (int64_t k = 0; k < n; ++k) y[k] = math::fused_act(decltype(a)::value, y[k], slope);
+  });
+}
 
 // Tap `v` at plane offset `at` into the running maximum of one window: strict '>' keeps the
 // first maximum; a NaN always wins (PyTorch propagates it). Selects, not a branch: random data
@@ -100,10 +125,11 @@ void pool_2x2_row(const T* plane, int64_t W, int64_t p, int64_t Q, T* y, int64_t
 
 template <typename T>
 void max_pool_fwd_typed(const Tensor& out, const Tensor& indices, const Tensor& in,
-                        const PoolShape& s) {
+                        const PoolShape& s, FusedAct act, T slope) {
   const T* x = in.data<T>();
   T* y = out.data<T>();
   int64_t* idx = indices.data<int64_t>();
+  const int64_t PQ = s.P * s.Q;
   if (s.kernel_h == 2 && s.kernel_w == 2 && s.stride_h == 2 && s.stride_w == 2 && s.pad_h == 0 &&
       s.pad_w == 0 && 2 * s.P <= s.H && 2 * s.Q <= s.W) {
     // The common 2×2 window, stride 2, no padding: every window lies inside the plane, so no
@@ -113,6 +139,7 @@ void max_pool_fwd_typed(const Tensor& out, const Tensor& indices, const Tensor& 
       const T* plane = x + nc * s.H * s.W;
       for (int64_t p = 0; p < s.P; ++p)
         pool_2x2_row(plane, s.W, p, s.Q, y + (nc * s.P + p) * s.Q, idx + (nc * s.P + p) * s.Q);
+      act_in_place(y + nc * PQ, PQ, act, slope);
     });
     return;
   }
@@ -140,22 +167,39 @@ void max_pool_fwd_typed(const Tensor& out, const Tensor& indices, const Tensor& 
         idx[o] = best_at;
       }
     }
+    act_in_place(y + nc * PQ, PQ, act, slope);
   });
 }
 
+// With an activation, each output's gradient is first multiplied by act'(out) — the value the
+// activation's own backward would have stored (math::fused_act_grad equals UnaryOp::relu /
+// leaky_relu's gradient, read from the output instead of the input) — and then scattered in
+// the same order, so the bits are those of the two backward ops.
 template <typename T>
 void max_pool_bwd_typed(const Tensor& grad_in, const Tensor& grad_out, const Tensor& indices,
-                        const PoolShape& s) {
+                        const PoolShape& s, const Tensor& out, FusedAct act, T slope) {
   T* gx = grad_in.data<T>();
   const T* gy = grad_out.data<T>();
+  const T* y = act == FusedAct::none ? nullptr : out.data<T>();
   const int64_t* idx = indices.data<int64_t>();
   // Each plane is zeroed by the thread that scatters into it, while it is in that core's cache.
   for_each_plane(s, [&](int64_t nc) {
     T* plane = gx + nc * s.H * s.W;
     std::fill(plane, plane + s.H * s.W, T(0));
-    const T* g = gy + nc * s.P * s.Q;
-    const int64_t* at = idx + nc * s.P * s.Q;
-    for (int64_t k = 0; k < s.P * s.Q; ++k) plane[at[k]] += g[k];
+    const int64_t PQ = s.P * s.Q;
+    const T* g = gy + nc * PQ;
+    const int64_t* at = idx + nc * PQ;
+    if (act == FusedAct::none) {
+      for (int64_t k = 0; k < PQ; ++k) plane[at[k]] += g[k];
+      return;
+    }
+    const T* yp = y + nc * PQ;
+    with_act(act, [&](auto a) {
+      for (int64_t k = 0; k < PQ; ++k) {
+        const T gz = math::fused_act_grad(decltype(a)::value, g[k], yp[k], slope);
+        plane[at[k]] += gz;
+      }
+    });
   });
 }
 
@@ -320,15 +364,18 @@ void upsample_bwd_typed(const Tensor& grad_in, const Tensor& grad_out, const Poo
 
 }  // namespace
 
-void max_pool2d_fwd(const Tensor& out, const Tensor& indices, const Tensor& in,
-                    const PoolShape& s) {
-  IDEM_DISPATCH_FLOAT(in.dtype(), "max_pool2d",
-                      [&] { max_pool_fwd_typed<scalar_t>(out, indices, in, s); });
+void max_pool2d_fwd(const Tensor& out, const Tensor& indices, const Tensor& in, const PoolShape& s,
+                    FusedAct act, double slope) {
+  IDEM_DISPATCH_FLOAT(in.dtype(), "max_pool2d", [&] {
+    max_pool_fwd_typed<scalar_t>(out, indices, in, s, act, static_cast<scalar_t>(slope));
+  });
 }
 void max_pool2d_bwd(const Tensor& grad_in, const Tensor& grad_out, const Tensor& indices,
-                    const PoolShape& s) {
-  IDEM_DISPATCH_FLOAT(grad_in.dtype(), "max_pool2d_backward",
-                      [&] { max_pool_bwd_typed<scalar_t>(grad_in, grad_out, indices, s); });
+                    const PoolShape& s, const Tensor& out, FusedAct act, double slope) {
+  IDEM_DISPATCH_FLOAT(grad_in.dtype(), "max_pool2d_backward", [&] {
+    max_pool_bwd_typed<scalar_t>(grad_in, grad_out, indices, s, out, act,
+                                 static_cast<scalar_t>(slope));
+  });
 }
 void avg_pool2d_fwd(const Tensor& out, const Tensor& in, const PoolShape& s) {
   IDEM_DISPATCH_FLOAT(in.dtype(), "avg_pool2d", [&] { avg_pool_fwd_typed<scalar_t>(out, in, s); });

@@ -5,6 +5,12 @@
 //   max_pool2d:  out = max over the window (padding never wins); indices (i64, NC·P·Q) hold the
 //                flat position h·W + w of the FIRST maximal element in row-major window order
 //                (a NaN wins and propagates, as PyTorch).
+//                With an activation act (FusedAct of core/kernels/fused.h, `slope` leaky_relu's
+//                negative slope >= 0): out = act(max over the window), the SAME indices —
+//                max_pool2d followed by the activation in one pass (ops::max_pool2d_act). The
+//                backward then reads act' from `out` (math::fused_act_grad) and scatters
+//                grad_out·act'(out) to the argmax: the bits of the activation's backward
+//                followed by max_pool2d's. act = none is plain max_pool2d (out unread).
 //   avg_pool2d:  out = window sum / window area, the area counting padding but clipped to the
 //                padded input (PyTorch's count_include_pad=True; = kh·kw without ceil_mode).
 //   adaptive_avg_pool2d: window p covers rows [⌊pH/P⌋, ⌈(p+1)H/P⌉), likewise for columns.
@@ -16,6 +22,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "core/kernels/fused.h"  // FusedAct, math::fused_act / fused_act_grad
 #include "core/tensor.h"
 
 #ifndef IDEM_HOST_DEVICE
@@ -41,9 +48,12 @@ struct PoolShape {
 enum class UpsampleMode : uint8_t { nearest, bilinear };
 
 namespace cpu {
-void max_pool2d_fwd(const Tensor& out, const Tensor& indices, const Tensor& in, const PoolShape& s);
+void max_pool2d_fwd(const Tensor& out, const Tensor& indices, const Tensor& in, const PoolShape& s,
+                    FusedAct act = FusedAct::none, double slope = 0.0);
+// `out`: the forward's output, read only when act != none (may be undefined then).
 void max_pool2d_bwd(const Tensor& grad_in, const Tensor& grad_out, const Tensor& indices,
-                    const PoolShape& s);
+                    const PoolShape& s, const Tensor& out = Tensor(), FusedAct act = FusedAct::none,
+                    double slope = 0.0);
 void avg_pool2d_fwd(const Tensor& out, const Tensor& in, const PoolShape& s);
 void avg_pool2d_bwd(const Tensor& grad_in, const Tensor& grad_out, const PoolShape& s);
 void adaptive_avg_pool2d_fwd(const Tensor& out, const Tensor& in, const PoolShape& s);
@@ -55,9 +65,12 @@ void upsample2d_bwd(const Tensor& grad_in, const Tensor& grad_out, const PoolSha
 }  // namespace cpu
 
 namespace cuda {
-void max_pool2d_fwd(const Tensor& out, const Tensor& indices, const Tensor& in, const PoolShape& s);
+void max_pool2d_fwd(const Tensor& out, const Tensor& indices, const Tensor& in, const PoolShape& s,
+                    FusedAct act = FusedAct::none, double slope = 0.0);
+// `out`: the forward's output, read only when act != none (may be undefined then).
 void max_pool2d_bwd(const Tensor& grad_in, const Tensor& grad_out, const Tensor& indices,
-                    const PoolShape& s);
+                    const PoolShape& s, const Tensor& out = Tensor(), FusedAct act = FusedAct::none,
+                    double slope = 0.0);
 void avg_pool2d_fwd(const Tensor& out, const Tensor& in, const PoolShape& s);
 void avg_pool2d_bwd(const Tensor& grad_in, const Tensor& grad_out, const PoolShape& s);
 void adaptive_avg_pool2d_fwd(const Tensor& out, const Tensor& in, const PoolShape& s);

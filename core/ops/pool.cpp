@@ -2,6 +2,8 @@
 // dispatch. Backward ops take the input's shape and check grad_out against the forward's output.
 #include "core/ops/pool.h"
 
+#include <cmath>
+
 #include "core/ops/checks.h"
 
 namespace idem::ops {
@@ -74,6 +76,25 @@ void check_grad_out(const Tensor& g, const Shape& x_shape, const PoolShape& s, c
              " does not match the output ", shape_str(want), " of input ", shape_str(x_shape));
 }
 
+// The argmax indices of a max-pool forward: i64, on grad_out's device, grad_out's shape.
+void check_indices(const Tensor& indices, const Tensor& grad_out, const char* op) {
+  check_defined(indices, op, "indices");
+  check_dtype(indices, DType::i64, op, "indices");
+  check_same_device({&grad_out, &indices}, op);
+  IDEM_CHECK(indices.shape() == grad_out.shape(), op, "indices ", shape_str(indices.shape()),
+             " and grad_out ", shape_str(grad_out.shape()), " must have the same shape");
+}
+
+// The activations max_pool2d_act fuses (those of linear_act, core/kernels/fused.h).
+void check_act(FusedAct act, double slope, const char* op) {
+  IDEM_CHECK(static_cast<int>(act) < kFusedActCount, op, "unknown activation ",
+             static_cast<int>(act), " (expected one of none, relu, leaky_relu)");
+  IDEM_CHECK(act != FusedAct::leaky_relu || (std::isfinite(slope) && slope >= 0.0), op,
+             "leaky_relu slope must be finite and >= 0 (the backward reads the activation's "
+             "derivative from its output), got ",
+             slope);
+}
+
 const char* upsample_name(UpsampleMode mode, bool backward) {
   if (mode == UpsampleMode::nearest)
     return backward ? "upsample_nearest2d_backward" : "upsample_nearest2d";
@@ -100,16 +121,50 @@ Tensor max_pool2d_backward(const Tensor& grad_out, const Tensor& indices, const 
   check_shape_4d(x_shape, op);
   const PoolShape s = pool_shape(x_shape, win, op);
   check_grad_out(grad_out, x_shape, s, op);
-  check_defined(indices, op, "indices");
-  check_dtype(indices, DType::i64, op, "indices");
-  check_same_device({&grad_out, &indices}, op);
-  IDEM_CHECK(indices.shape() == grad_out.shape(), op, "indices ", shape_str(indices.shape()),
-             " and grad_out ", shape_str(grad_out.shape()), " must have the same shape");
+  check_indices(indices, grad_out, op);
   Tensor gx = empty(x_shape, grad_out.options());
   if (gx.numel() == 0) return gx;
   dispatch(
       gx, [&] { cpu::max_pool2d_bwd(gx, grad_out, indices, s); },
       [&] { cuda::max_pool2d_bwd(gx, grad_out, indices, s); });
+  return gx;
+}
+
+std::pair<Tensor, Tensor> max_pool2d_act(const Tensor& x, const PoolWindow& win, FusedAct act,
+                                         double slope) {
+  const char* op = "max_pool2d_act";
+  check_nchw(x, op, "input");  // floating; f32 on CUDA
+  check_act(act, slope, op);
+  const PoolShape s = pool_shape(x.shape(), win, op);
+  Tensor y = empty(out_shape(x.shape(), s), x.options());
+  Tensor idx = empty(y.shape(), {DType::i64, x.device()});
+  if (y.numel() == 0) return {y, idx};
+  dispatch(
+      x, [&] { cpu::max_pool2d_fwd(y, idx, x, s, act, slope); },
+      [&] { cuda::max_pool2d_fwd(y, idx, x, s, act, slope); });
+  return {y, idx};
+}
+
+Tensor max_pool2d_act_backward(const Tensor& grad_out, const Tensor& out, const Tensor& indices,
+                               const Shape& x_shape, const PoolWindow& win, FusedAct act,
+                               double slope) {
+  const char* op = "max_pool2d_act_backward";
+  check_shape_4d(x_shape, op);
+  check_act(act, slope, op);
+  const PoolShape s = pool_shape(x_shape, win, op);
+  check_grad_out(grad_out, x_shape, s, op);
+  check_indices(indices, grad_out, op);
+  check_defined(out, op, "out");
+  check_same_device({&grad_out, &out}, op);
+  check_same_dtype(grad_out, out, op);
+  IDEM_CHECK(out.shape() == grad_out.shape(), op, "out ", shape_str(out.shape()),
+             " (the forward's output) and grad_out ", shape_str(grad_out.shape()),
+             " must have the same shape");
+  Tensor gx = empty(x_shape, grad_out.options());
+  if (gx.numel() == 0) return gx;
+  dispatch(
+      gx, [&] { cpu::max_pool2d_bwd(gx, grad_out, indices, s, out, act, slope); },
+      [&] { cuda::max_pool2d_bwd(gx, grad_out, indices, s, out, act, slope); });
   return gx;
 }
 

@@ -20,6 +20,17 @@ struct PoolWindow {
 std::pair<Tensor, Tensor> max_pool2d(const Tensor& x, const PoolWindow& win);
 Tensor max_pool2d_backward(const Tensor& grad_out, const Tensor& indices, const Shape& x_shape,
                            const PoolWindow& win);
+// max_pool2d followed by an activation, in one pass each way (launch-bound small CNNs: one
+// launch instead of two): out = act(max over the window), indices as max_pool2d's. act: none,
+// relu or leaky_relu with `slope` (its negative slope) finite and >= 0, since the backward
+// reads act' from out. The forward and the backward give the bits of max_pool2d then the
+// activation op (relu / leaky_relu) and of their two backward ops. CUDA: f32.
+std::pair<Tensor, Tensor> max_pool2d_act(const Tensor& x, const PoolWindow& win, FusedAct act,
+                                         double slope = 0.01);
+// dx from grad_out and the forward's out and indices (all (N,C,P,Q)).
+Tensor max_pool2d_act_backward(const Tensor& grad_out, const Tensor& out, const Tensor& indices,
+                               const Shape& x_shape, const PoolWindow& win, FusedAct act,
+                               double slope = 0.01);
 // count_include_pad=True, ceil_mode=False.
 Tensor avg_pool2d(const Tensor& x, const PoolWindow& win);
 Tensor avg_pool2d_backward(const Tensor& grad_out, const Shape& x_shape, const PoolWindow& win);

@@ -2,9 +2,12 @@
 // Forward: one thread per output element. Backward: one thread per input element, which walks
 // the outputs whose window (or source pixel) covers it in increasing (p, q) order and sums their
 // gradients — deterministic, no atomics, the same order as the CPU scatter loops. max_pool's
-// backward reads the argmax indices saved by the forward. The index arithmetic is shared with
-// the CPU (idem::pool_math in core/kernels/pool.h).
+// backward reads the argmax indices saved by the forward; with an activation (a FusedAct template
+// parameter, none for plain max_pool2d) the forward applies it to the maximum and the backward
+// multiplies by its derivative. The index arithmetic is shared with the CPU (idem::pool_math in
+// core/kernels/pool.h).
 #include <cstdint>
+#include <type_traits>
 
 #include "core/kernels/pool.h"
 #include "cuda/common.cuh"
@@ -17,6 +20,7 @@ namespace {
 using namespace idem::pool_math;
 
 constexpr int kThreads = 256;
+constexpr int kNoAct = static_cast<int>(FusedAct::none);
 
 __device__ __forceinline__ int64_t imin(int64_t a, int64_t b) {
   return a < b ? a : b;
@@ -25,8 +29,12 @@ __device__ __forceinline__ int64_t imax(int64_t a, int64_t b) {
   return a > b ? a : b;
 }
 
+// ACT: a FusedAct as int. none is plain max_pool2d (math::fused_act returns its argument, so
+// the kernel is the one without an activation); relu / leaky_relu apply the activation to the
+// maximum before the store (max_pool2d then the activation, in one launch).
+template <int ACT>
 __global__ void max_pool2d_fwd_kernel(float* __restrict__ y, int64_t* __restrict__ idx,
-                                      const float* __restrict__ x, PoolShape s) {
+                                      const float* __restrict__ x, PoolShape s, float slope) {
   const int64_t total = s.NC * s.P * s.Q;
   for (const int64_t t : grid_stride(total)) {
     const int64_t q = t % s.Q, p = (t / s.Q) % s.P, nc = t / (s.P * s.Q);
@@ -44,13 +52,19 @@ __global__ void max_pool2d_fwd_kernel(float* __restrict__ y, int64_t* __restrict
           best_at = h * s.W + w;
         }
       }
-    y[t] = best;
+    y[t] = math::fused_act(static_cast<FusedAct>(ACT), best, slope);
     idx[t] = best_at;
   }
 }
 
+// ACT as the forward's; y (the forward's output) is read only when ACT != none. Each matching
+// output contributes g·act'(y), rounded on its own before the sum (__fadd_rn is never contracted
+// into an FMA with leaky_relu's slope·g), as the activation's backward stores it before
+// max_pool2d's backward adds it up.
+template <int ACT>
 __global__ void max_pool2d_bwd_kernel(float* __restrict__ gx, const float* __restrict__ gy,
-                                      const int64_t* __restrict__ idx, PoolShape s) {
+                                      const int64_t* __restrict__ idx, PoolShape s,
+                                      const float* __restrict__ y, float slope) {
   const int64_t total = s.NC * s.H * s.W;
   for (const int64_t t : grid_stride(total)) {
     const int64_t w = t % s.W, h = (t / s.W) % s.H, nc = t / (s.H * s.W);
@@ -63,7 +77,9 @@ __global__ void max_pool2d_bwd_kernel(float* __restrict__ gx, const float* __res
     for (int64_t p = p0; p < p1; ++p)
       for (int64_t q = q0; q < q1; ++q) {
         const int64_t o = base + p * s.Q + q;
-        if (idx[o] == me) acc += gy[o];
+        if (idx[o] == me)
+          acc = __fadd_rn(acc, math::fused_act_grad(static_cast<FusedAct>(ACT), gy[o],
+                                                    ACT == kNoAct ? 0.f : y[o], slope));
       }
     gx[t] = acc;
   }
@@ -214,6 +230,20 @@ __global__ void upsample2d_bwd_kernel(float* __restrict__ gx, const float* __res
   }
 }
 
+// Calls f(std::integral_constant<int, a>) for the runtime `act` (the max-pool kernels' ACT).
+template <typename F>
+void with_act(FusedAct act, F&& f) {
+  switch (act) {
+#define IDEM_POOL_ACT_CASE(name)                                        \
+  case FusedAct::name:                                                  \
+    f(std::integral_constant<int, static_cast<int>(FusedAct::name)>()); \
+    return;
+    IDEM_FUSED_ACTS(IDEM_POOL_ACT_CASE)
+#undef IDEM_POOL_ACT_CASE
+  }
+  fail("max_pool2d", "unknown activation ", static_cast<int>(act));
+}
+
 // Nothing to do when n == 0; else makes like's device current for the launch.
 bool ready(int64_t n, const Tensor& like) {
   if (n == 0) return false;
@@ -223,19 +253,28 @@ bool ready(int64_t n, const Tensor& like) {
 
 }  // namespace
 
-void max_pool2d_fwd(const Tensor& out, const Tensor& indices, const Tensor& in,
-                    const PoolShape& s) {
+void max_pool2d_fwd(const Tensor& out, const Tensor& indices, const Tensor& in, const PoolShape& s,
+                    FusedAct act, double slope) {
   if (!ready(out.numel(), out)) return;
-  launch_grid_stride(IDEM_SITE("max_pool2d"), out.numel(), kThreads, max_pool2d_fwd_kernel,
-                     out.data<float>(), indices.data<int64_t>(), in.data<float>(), s);
+  const char* op = act == FusedAct::none ? "max_pool2d" : "max_pool2d_act";
+  with_act(act, [&](auto a) {
+    launch_grid_stride(IDEM_SITE(op), out.numel(), kThreads,
+                       max_pool2d_fwd_kernel<decltype(a)::value>, out.data<float>(),
+                       indices.data<int64_t>(), in.data<float>(), s, static_cast<float>(slope));
+  });
 }
 
 void max_pool2d_bwd(const Tensor& grad_in, const Tensor& grad_out, const Tensor& indices,
-                    const PoolShape& s) {
+                    const PoolShape& s, const Tensor& out, FusedAct act, double slope) {
   if (!ready(grad_in.numel(), grad_in)) return;
-  launch_grid_stride(IDEM_SITE("max_pool2d_backward"), grad_in.numel(), kThreads,
-                     max_pool2d_bwd_kernel, grad_in.data<float>(), grad_out.data<float>(),
-                     indices.data<int64_t>(), s);
+  const float* y = act == FusedAct::none ? nullptr : out.data<float>();
+  const char* op = act == FusedAct::none ? "max_pool2d_backward" : "max_pool2d_act_backward";
+  with_act(act, [&](auto a) {
+    launch_grid_stride(IDEM_SITE(op), grad_in.numel(), kThreads,
+                       max_pool2d_bwd_kernel<decltype(a)::value>, grad_in.data<float>(),
+                       grad_out.data<float>(), indices.data<int64_t>(), s, y,
+                       static_cast<float>(slope));
+  });
 }
 
 void avg_pool2d_fwd(const Tensor& out, const Tensor& in, const PoolShape& s) {
