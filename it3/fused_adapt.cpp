@@ -143,16 +143,16 @@ std::string FusedMlpAdapt::batch_reason(const Input& x) const {
     why << "batch " << b << " (needs 1 to " << kFusedMlpMaxBatch << ")";
     return why.str();
   }
-  // Measured on an H100 (docs/performance.md, "The fused IT³ kernel"): the row kernel (every
-  // width under 64, batch up to 64) beats a CUDA graph replay of the op-by-op path; the phase
-  // kernel only while it runs as one block: with a cooperative grid its grid-wide barriers and
-  // long per-thread sums make it slower than the graph. So automatic takes a batch when the
-  // net is row-eligible or the batch fits one block; on forces it.
-  const int64_t macs = fused_mlp_largest_phase_macs(params_, b);
-  if (automatic_ && !fused_mlp_rows_takes(params_, b) && macs > kFusedMlpSingleBlockMacs) {
-    why << "batch " << b << ": the largest phase has " << macs << " multiply-adds, over one block's "
-        << kFusedMlpSingleBlockMacs << " (the multi-block kernel measured slower than a CUDA graph; "
-        << "--path fused forces it)";
+  // Measured on an H100 (docs/performance.md): the row kernel (every width under 64, batch up
+  // to 64) and the one-block phase kernel beat a CUDA graph replay of the op-by-op path, and so
+  // does the phase kernel's grid for a wide net at a small batch; a wider grid's barriers and
+  // longer per-thread sums lose to the graph. automatic takes what fused_mlp_auto_takes says;
+  // on forces every batch.
+  if (automatic_ && !fused_mlp_auto_takes(params_, b)) {
+    why << "batch " << b << ": the largest phase has " << fused_mlp_largest_phase_macs(params_, b)
+        << " multiply-adds, over one block's " << kFusedMlpSingleBlockMacs
+        << ", and the batch is over " << (fused_mlp_rows_eligible(params_) ? kFusedMlpRowMaxBatch : kFusedMlpAutoWideMaxBatch)
+        << " rows (the multi-block kernel measured slower than a CUDA graph there; --path fused forces it)";
     return why.str();
   }
   return "";

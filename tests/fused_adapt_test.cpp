@@ -339,20 +339,22 @@ TEST(FusedAdaptCuda, MatchesTheCpuReferenceAndTheUnfusedGpuPath) {
         expect_bits(fused.adapt_and_predict(xg), got, what + " repeated");
         if (wide && batch >= 64) EXPECT_GT(fused.fused_plan()->last_grid(), 1) << what << ": cooperative grid";
         if (!wide && batch == 8) EXPECT_EQ(fused.fused_plan()->last_grid(), 1) << what << ": one block";
-        // automatic (the command line's auto on a GPU) takes exactly the one-block batches.
+        // automatic (the command line's auto on a GPU) takes what fused_mlp_auto_takes says
+        // (its rule: FusedAdapt.AutomaticRule): here mlp_tab at batch 8 and 64, mlp_256 at 8.
         AdaptOptions gpu_auto = o;
         gpu_auto.fused = FusedMode::automatic;
         Adapter automatic(gm, gpu_auto);
-        EXPECT_EQ(automatic.uses_fused(xg), fused.fused_plan()->last_grid() == 1) << what;
+        EXPECT_EQ(automatic.uses_fused(xg), batch <= (wide ? 8 : 64)) << what << ": " << automatic.fused_reason();
+        if (wide && batch == 8) EXPECT_GE(fused.fused_plan()->last_grid(), cuda::device_properties(0).sm_count) << what << ": a grid of at least one block per SM";
       }
 }
 
-TEST(FusedAdapt, OneBlockRuleOfAutomatic) {
+TEST(FusedAdapt, AutomaticRule) {
   // automatic (GPU only, so checked on a card by FusedAdaptCuda above) takes every batch up to
   // 64 rows of a net whose widths are all under 64 (the row kernel: mlp_tab,
-  // 14 → 30 → 20 → 10 → 1), and otherwise a batch when the phase kernel's largest phase fits one
-  // block (mlp_tab up to batch 27):
-  // B·n_l·n_{l−1} <= 256 threads × 64 (mlp_256, 14 → 256 → 256 → …, never).
+  // 14 → 30 → 20 → 10 → 1), a batch whose largest phase fits one block of the phase kernel
+  // (B·n_l·n_{l−1} <= 256 threads × 64: mlp_tab up to batch 27, mlp_256 never), and a wide net
+  // (mlp_256, 14 → 256 → 256 → …) up to kFusedMlpAutoWideMaxBatch rows.
   FusedMlpAdaptParams tab, wide, edge;
   tab.layers = wide.layers = edge.layers = 4;
   const int tw[] = {14, 30, 20, 10, 1}, ww[] = {14, 256, 256, 256, 1}, ew[] = {14, 63, 64, 10, 1};
@@ -372,6 +374,11 @@ TEST(FusedAdapt, OneBlockRuleOfAutomatic) {
   EXPECT_GT(fused_mlp_largest_phase_macs(tab, 28), kFusedMlpSingleBlockMacs);
   EXPECT_EQ(fused_mlp_largest_phase_macs(wide, 1), 256 * 256);
   EXPECT_GT(fused_mlp_largest_phase_macs(wide, 1), kFusedMlpSingleBlockMacs);
+  EXPECT_EQ(kFusedMlpAutoWideMaxBatch, 8);
+  for (int64_t b : {1, 8, 27, 64}) EXPECT_TRUE(fused_mlp_auto_takes(tab, b)) << "mlp_tab B " << b;
+  for (int64_t b : {65, 128, 256}) EXPECT_FALSE(fused_mlp_auto_takes(tab, b)) << "mlp_tab B " << b;
+  for (int64_t b : {1, 4, 8}) EXPECT_TRUE(fused_mlp_auto_takes(wide, b)) << "mlp_256 B " << b;
+  for (int64_t b : {9, 64, 256}) EXPECT_FALSE(fused_mlp_auto_takes(wide, b)) << "mlp_256 B " << b;
   // on ignores the rule: every batch up to 256 rows.
   Adapter on_wide(bench_mlp(true), options_of({Distance::l1, OptimizerKind::adam, 0.0, 1}, true));
   EXPECT_TRUE(on_wide.uses_fused(Input(randn({64, 13}, 1))));
@@ -403,11 +410,13 @@ TEST(FusedAdaptCuda, OtherDistancesOptimizersAndActivations) {
       }
 }
 
-TEST(FusedAdaptCuda, PhaseKernelOneBlockAndClusterMatchTheCpuReference) {
+TEST(FusedAdaptCuda, PhaseKernelOneBlockAndGridMatchTheCpuReference) {
   IDEM_REQUIRE_GPU();
   // A 64-wide layer keeps the net off the row kernel, so these run the phase kernel: batch 2
-  // fits one block; batch 64 wants 5 blocks (64·64·20 multiply-adds), a cluster on sm_90 (a
-  // cooperative grid before it); batch 7 with a 3-wide signal checks the tails.
+  // fits one block; batch 64 wants 5 blocks (64·64·20 multiply-adds) and, the net being wide,
+  // runs as a cooperative grid of at least one block per SM (a narrow net's cluster is covered
+  // by mlp_tab at batch 256 above); batch 7 with a 3-wide signal checks the tails. The 64-wide
+  // layer's input gradient (F's signal columns) takes a warp per output at these batches.
   for (const auto& [batch, signal] : {std::pair<int64_t, int64_t>{2, 1}, {64, 1}, {7, 3}}) {
     const std::vector<int64_t> sizes{13 + signal, 64, 20, signal};
     MlpOptions mo;

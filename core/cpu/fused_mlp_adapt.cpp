@@ -39,6 +39,11 @@ int64_t fused_mlp_largest_phase_macs(const FusedMlpAdaptParams& p, int64_t batch
   return macs;
 }
 
+bool fused_mlp_auto_takes(const FusedMlpAdaptParams& p, int64_t batch) {
+  if (fused_mlp_largest_phase_macs(p, batch) <= kFusedMlpSingleBlockMacs) return true;
+  return batch <= (fused_mlp_rows_eligible(p) ? kFusedMlpRowMaxBatch : kFusedMlpAutoWideMaxBatch);
+}
+
 namespace cpu {
 
 namespace {

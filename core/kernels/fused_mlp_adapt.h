@@ -43,6 +43,13 @@ constexpr int kFusedMlpRowMaxBatch = 64;
 // fixed xor tree adds the 32 partial sums. Below it one thread sums a whole (short,
 // L1-resident) row: a warp per output would leave most lanes idle.
 constexpr int kFusedMlpWarpDotMinInputs = 64;
+// The largest batch at which the phase kernel's input gradients (a dot over a layer's nout
+// outputs, reading a column of W) also take a warp per output when nout is at least
+// kFusedMlpWarpDotMinInputs. Measured on an H100 for mlp_256, K = 1 (docs/performance.md): a
+// warp per output took 148 / 177 µs at batch 8 / 64 against 227 / 237 with a thread per output,
+// but 492 against 356 at batch 256, where a thread per output already has a grid's worth of
+// work and the warps' scattered column reads cost more than the long chains they shorten.
+constexpr int kFusedMlpWarpBackMaxBatch = 64;
 
 // One Linear layer's tensors, all f32, row-major as PyTorch: W (out, in), b (out).
 struct FusedMlpLayer {
@@ -126,6 +133,16 @@ IDEM_HOST_DEVICE inline void fused_mlp_point_scratch(Scratch& to, float* base, c
 int64_t fused_mlp_scratch_floats(const FusedMlpAdaptParams& p, int64_t batch);
 // Points p's scratch pointers into `s`, which holds fused_mlp_scratch_floats(p, batch) floats.
 void fused_mlp_carve_scratch(FusedMlpAdaptParams& p, float* s, int64_t batch);
+
+// The largest batch at which `automatic` (the command line's auto on a GPU) takes a net the row
+// kernel cannot (a layer 64 or more wide, e.g. the bench mlp_256): the phase kernel then runs
+// as a cooperative grid of at least one block per SM. Measured on an H100 against a CUDA graph
+// replay of the op-by-op path (docs/performance.md, "The phase kernel for wide nets").
+constexpr int kFusedMlpAutoWideMaxBatch = 8;
+// Whether `automatic` takes a call of `batch` rows on a GPU: the row kernel takes it, or the
+// phase kernel's largest phase fits one block (kFusedMlpSingleBlockMacs), or the net is not
+// row-eligible and the batch is at most kFusedMlpAutoWideMaxBatch.
+bool fused_mlp_auto_takes(const FusedMlpAdaptParams& p, int64_t batch);
 
 // Multiply-adds of the largest phase of one step for a batch of B: a layer's forward or input
 // gradient, B·n_l·n_{l−1} (the weight gradient has the same count). The CUDA kernel sizes its

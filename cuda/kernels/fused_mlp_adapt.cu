@@ -13,8 +13,9 @@
 // Nets whose widths are all under 64 go to the row kernel instead (fused_mlp_rows.cu) at up to
 // kFusedMlpRowMaxBatch rows: a warp per row, two block barriers per step.
 // Every phase is a grid-stride loop over its outputs; each output is one thread's sum over a
-// fixed index range in a fixed order (a wide layer's forward: one warp's, 32 strided partial
-// sums and a fixed xor tree), so there are no atomics and repeated calls give the same bits.
+// fixed index range in a fixed order (a dot over 64 or more terms, a wide layer's forward or
+// input gradient: one warp's, 32 strided partial sums and a fixed xor tree), so there are no
+// atomics and repeated calls give the same bits.
 // Weights, moments and activations live in global memory (a few MB at most: L2-resident).
 // The optimizer of layer l + 1 runs in the phase that computes layer l's gradients (layer l + 1's
 // weights are no longer read then), and layer 1's update in the thread that computes its
@@ -97,6 +98,34 @@ __device__ void forward(const FusedMlpAdaptParams& p, const Geo& g, bool anchor,
   }
 }
 
+// One input-gradient phase: for every row b and column c < ncols of W's columns c0 …,
+// acc = Σ_j δ(b·nout + j)·W[j, c0 + c], handed to out(b·ncols + c, acc). Up to
+// kFusedMlpWarpBackMaxBatch rows, a dot over kFusedMlpWarpDotMinInputs or more terms takes a
+// warp (back_dot_warp), as the wide forward does: one thread's chain of nout dependent loads
+// (256 for mlp_256) made these the slowest phases of a wide net's step. Otherwise a thread
+// sums each output in j order (back_dot).
+template <typename Delta, typename Out>
+__device__ void input_grad_phase(const Geo& g, const float* W, int nin, int nout, int c0, int ncols, Delta delta,
+                                 Out out, int t0, int stride) {
+  const int n = g.B * ncols;
+  if (nout >= kFusedMlpWarpDotMinInputs && g.B <= kFusedMlpWarpBackMaxBatch) {
+    // o is warp-uniform, so every lane reaches the shuffles.
+    const int lane = t0 & 31;
+    for (int o = t0 >> 5; o < n; o += stride >> 5) {
+      const int b = o / ncols, c = o - b * ncols;
+      const int o0 = b * nout;
+      const float acc = back_dot_warp([&](int j) { return delta(o0 + j); }, W + c0, nin, nout, c, lane);
+      if (lane == 0) out(o, acc);
+    }
+  } else {
+    for (int t = t0; t < n; t += stride) {
+      const int b = t / ncols, c = t - b * ncols;
+      const int o0 = b * nout;
+      out(t, back_dot([&](int j) { return delta(o0 + j); }, W + c0, nin, nout, c));
+    }
+  }
+}
+
 __global__ void __launch_bounds__(kFusedMlpThreads) fused_mlp_adapt_kernel(const __grid_constant__ FusedMlpAdaptParams p) {
   // Layer offsets in shared memory: an indexed local array would live in (slow) local memory.
   __shared__ int off[kFusedMlpMaxLayers + 1];
@@ -117,28 +146,20 @@ __global__ void __launch_bounds__(kFusedMlpThreads) fused_mlp_adapt_kernel(const
     const Step st = step_scalars(p, k);
     forward(p, g, false, nullptr, p.fa, t0, stride);  // y0 = f_θ(x, ∅)
     forward(p, g, true, y0, p.Fa, t0, stride);        // y1 = F(x, y0)
-    // Backward through F, input gradient only; δ of F's last layer computed where it is read.
+    // Backward through F, input gradient only; δ of F's last layer is the distance's gradient,
+    // computed where it is read.
+    const auto dist_delta = [&](int e) { return dist_grad(p, g, y1[e], y0[e]); };
     float* cur = p.d0;
     float* other = p.d1;
     for (int l = g.L; l >= 2; --l) {
-      const float* W = p.layer[l - 1].w0;
-      const int nin = p.widths[l - 1], nout = p.widths[l];
       const float* a = p.Fa + off[l - 1];
-      const int n = g.B * nin;
-      for (int t = t0; t < n; t += stride) {
-        const int b = t / nin, i = t - b * nin;
-        const int o0 = b * nout;
-        float acc = 0.0f;
-        // Unrolled so that several independent weight loads are in flight (L2 latency bound);
-        // the sum's order is unchanged. The two sums differ only in where δ comes from.
-        if (l == g.L) {
-#pragma unroll 8
-          for (int j = 0; j < nout; ++j) acc += dist_grad(p, g, y1[o0 + j], y0[o0 + j]) * W[j * nin + i];
-        } else {
-          acc = back_dot(other + o0, W, nin, nout, i);
-        }
-        cur[t] = math::fused_act_grad(p.act, acc, a[t], p.slope);
-      }
+      const auto to_cur = [&](int t, float acc) { cur[t] = math::fused_act_grad(p.act, acc, a[t], p.slope); };
+      if (l == g.L)
+        input_grad_phase(g, p.layer[l - 1].w0, p.widths[l - 1], p.widths[l], 0, p.widths[l - 1], dist_delta, to_cur,
+                         t0, stride);
+      else
+        input_grad_phase(g, p.layer[l - 1].w0, p.widths[l - 1], p.widths[l], 0, p.widths[l - 1],
+                         buffer_delta(other), to_cur, t0, stride);
       phase_sync();
       float* tmp = cur;
       cur = other;
@@ -146,21 +167,12 @@ __global__ void __launch_bounds__(kFusedMlpThreads) fused_mlp_adapt_kernel(const
     }
     // ∂L/∂y0 = −dist_grad + the signal columns of F's input gradient; and the loss.
     {
-      const float* W = p.layer[0].w0;
-      const int nin = p.widths[0], nout = p.widths[1];
-      const int n = g.B * g.S;
-      for (int t = t0; t < n; t += stride) {
-        const int b = t / g.S, s = t - b * g.S;
-        const int o0 = b * nout;
-        float acc = 0.0f;
-        if (g.L == 1) {
-          const float* w = W + g.d + s;
-          for (int j = 0; j < nout; ++j) acc += dist_grad(p, g, y1[o0 + j], y0[o0 + j]) * w[j * nin];
-        } else {
-          acc = back_dot(other + o0, W + g.d, nin, nout, s);
-        }
-        p.gy0[t] = -dist_grad(p, g, y1[t], y0[t]) + acc;
-      }
+      const auto to_gy0 = [&](int t, float acc) { p.gy0[t] = -dist_grad(p, g, y1[t], y0[t]) + acc; };
+      if (g.L == 1)
+        input_grad_phase(g, p.layer[0].w0, p.widths[0], p.widths[1], g.d, g.S, dist_delta, to_gy0, t0, stride);
+      else
+        input_grad_phase(g, p.layer[0].w0, p.widths[0], p.widths[1], g.d, g.S, buffer_delta(other), to_gy0, t0,
+                         stride);
       loss_block0(p, g, y0, y1, k);
       phase_sync();
     }
@@ -173,36 +185,22 @@ __global__ void __launch_bounds__(kFusedMlpThreads) fused_mlp_adapt_kernel(const
       if (l < g.L) {  // layer l + 1: its gradients are complete and its weights unread now
         const FusedMlpLayer& up = p.layer[l];
         const int nw = p.widths[l + 1] * p.widths[l], nb = p.widths[l + 1];
-        for (int i = t0; i < nw + nb; i += stride) {
-          if (i < nw)
-            update(st, up.w, up.mw, up.vw, up.gw[i], i);
-          else
-            update(st, up.b, up.mb, up.vb, up.gb[i - nw], i - nw);
-        }
+        for (int i = t0; i < nw + nb; i += stride) update_param(st, up, nw, i, i < nw ? up.gw[i] : up.gb[i - nw]);
       }
       const int nw = nout * nin;
       for (int t = t0; t < nw + nout; t += stride) {
         const float grad = param_grad(p, g, delta, a, nin, nout, t);
-        if (t < nw) {
-          if (l == 1)
-            update(st, ly.w, ly.mw, ly.vw, grad, t);
-          else
-            ly.gw[t] = grad;
-        } else {
-          if (l == 1)
-            update(st, ly.b, ly.mb, ly.vb, grad, t - nw);
-          else
-            ly.gb[t - nw] = grad;
-        }
+        if (l == 1)
+          update_param(st, ly, nw, t, grad);
+        else
+          (t < nw ? ly.gw[t] : ly.gb[t - nw]) = grad;
       }
       float* out = nullptr;
       if (l > 1) {
         out = delta == p.d0 ? p.d1 : p.d0;
-        const int n = g.B * nin;
-        for (int t = t0; t < n; t += stride) {
-          const int b = t / nin, i = t - b * nin;
-          out[t] = math::fused_act_grad(p.act, back_dot(delta + b * nout, ly.w, nin, nout, i), a[t], p.slope);
-        }
+        input_grad_phase(g, ly.w, nin, nout, 0, nin, buffer_delta(delta),
+                         [&](int t, float acc) { out[t] = math::fused_act_grad(p.act, acc, a[t], p.slope); }, t0,
+                         stride);
       }
       phase_sync();
       if (out) delta = out;
@@ -212,19 +210,27 @@ __global__ void __launch_bounds__(kFusedMlpThreads) fused_mlp_adapt_kernel(const
   for (int t = t0; t < g.B * g.S; t += stride) p.y[t] = y0[t];
 }
 
-// Blocks of this kernel that fit on the device at once (a cooperative grid may not exceed
-// it), or 1 where cooperative launches are unsupported. Cached per device.
-int coresident_blocks(int device) {
-  static std::array<std::atomic<int>, 64> cache{};
-  if (device >= 0 && device < 64 && cache[size_t(device)].load() > 0) return cache[size_t(device)].load();
+// Blocks of this kernel that fit on the device at once (a cooperative grid may not exceed it;
+// 1 where cooperative launches are unsupported) and the device's SM count. Cached per device.
+struct Residency {
+  int blocks, sms;
+};
+Residency residency(int device) {
+  static std::array<std::atomic<int>, 64> blocks_cache{}, sms_cache{};
+  const bool cached = device >= 0 && device < 64;
+  if (cached && blocks_cache[size_t(device)].load() > 0)
+    return {blocks_cache[size_t(device)].load(), sms_cache[size_t(device)].load()};
   int coop = 0, sms = 0, per_sm = 0;
   IDEM_CUDA_CHECK("fused_mlp_adapt", cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, device));
   IDEM_CUDA_CHECK("fused_mlp_adapt", cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
   IDEM_CUDA_CHECK("fused_mlp_adapt", cudaOccupancyMaxActiveBlocksPerMultiprocessor(
                                          &per_sm, fused_mlp_adapt_kernel, kFusedMlpThreads, 0));
-  const int n = coop ? std::max(1, sms * per_sm) : 1;
-  if (device >= 0 && device < 64) cache[size_t(device)].store(n);
-  return n;
+  const Residency r{coop ? std::max(1, sms * per_sm) : 1, std::max(1, sms)};
+  if (cached) {
+    sms_cache[size_t(device)].store(r.sms);
+    blocks_cache[size_t(device)].store(r.blocks);
+  }
+  return r;
 }
 
 // The largest thread-block cluster this kernel can run as on the device: 16 blocks (a
@@ -269,7 +275,7 @@ int max_cluster_blocks(int device) {
 // How a multi-block adaptation synchronizes its phases: IDEM_FUSED_SYNC=grid forces the
 // cooperative grid and =cluster a cluster whenever the device has one (both for comparisons,
 // e.g. `IDEM_FUSED_SYNC=grid idem bench it3 --path fused`); unset, a shape takes a cluster when
-// the blocks it wants fit one.
+// the blocks it wants fit one and the net is narrow (row-eligible; see cluster_grid).
 // Measured on an H100 (docs/performance.md): mlp_tab at batch 32 and 64 (2 and 4 blocks
 // wanted) took 71.7 / 81.1 µs as a cluster against 83.1 / 91.9 as a grid; mlp_256 at batch 8
 // and 16 (32 and 64 blocks wanted) took 231 / 311 µs as a 16-block cluster, 194 / 187 as a grid.
@@ -290,8 +296,11 @@ int cluster_grid(const FusedMlpAdaptParams& p, int device) {
   if (most < 2) return 0;
   const int64_t macs = fused_mlp_largest_phase_macs(p, p.batch);
   const int64_t want = (macs + kFusedMlpSingleBlockMacs - 1) / kFusedMlpSingleBlockMacs;
-  if (mode == SyncMode::automatic && want > most)
-    return 0;  // a cluster would give each block more than its share: a grid measured faster
+  // A cluster would give each block more than its share: a grid measured faster. And a net
+  // with a layer 64 or more wide (not row-eligible) takes a grid of at least one block per SM
+  // even where a cluster would hold the blocks its multiply-adds ask for (H100, mlp_256 at
+  // batch 8: 231 µs as a 16-block cluster, 72 µs as a 132-block grid).
+  if (mode == SyncMode::automatic && (want > most || !fused_mlp_rows_eligible(p))) return 0;
   return int(std::min<int64_t>(want, most));
 }
 
@@ -316,7 +325,12 @@ int fused_mlp_adapt_grid(const FusedMlpAdaptParams& p, int device) {
   if (want <= 1) return 1;
   set_device(device);
   if (const int c = cluster_grid(p, device)) return c;
-  return int(std::min<int64_t>(want, coresident_blocks(device)));
+  // A cooperative grid gets at least one block per SM: a phase's time is its longest thread's
+  // chain of dependent loads, and more blocks shorten every chain for little more barrier
+  // cost (H100, mlp_256 at batch 8, K = 1: 148 µs as the 32 blocks the multiply-adds ask for,
+  // 72 µs as 132; docs/performance.md).
+  const Residency r = residency(device);
+  return int(std::min<int64_t>(std::max<int64_t>(want, r.sms), r.blocks));
 }
 
 int fused_mlp_adapt(const FusedMlpAdaptParams& p, int device) {

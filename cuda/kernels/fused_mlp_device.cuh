@@ -10,6 +10,7 @@
 #include "core/kernels/fused_mlp_adapt.h"
 #include "core/kernels/optim_math.h"
 #include "cuda/common.cuh"
+#include "cuda/device_utils.cuh"
 
 namespace idem::cuda::fused_mlp {
 
@@ -47,11 +48,6 @@ __device__ __forceinline__ float input_at(const FusedMlpAdaptParams& p, const Ge
 __device__ __forceinline__ float dist_grad(const FusedMlpAdaptParams& p, const Geo& g, float y1,
                                            float y0) {
   return math::distance_grad_factor(p.distance, y1 - y0) * g.scale;
-}
-
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
 }
 
 // The sums both kernels compute, one thread per output, each over a fixed index range in the
@@ -101,14 +97,34 @@ __device__ __forceinline__ float layer_output(const FusedMlpAdaptParams& p, cons
 
 // Σ_j δ[j]·W[j, i] in j order: input i's gradient before the activation's derivative, with δ
 // one row's nout output gradients and W the layer's nout × nin weights (or a column block of
-// them: W + d for the signal columns, the row stride staying nin).
-__device__ __forceinline__ float back_dot(const float* delta, const float* W, int nin, int nout,
-                                          int i) {
+// them: W + d for the signal columns, the row stride staying nin). `delta(j)` gives δ[j]: a
+// row of a gradient buffer, or F's last layer's δ, the distance's gradient, computed where it
+// is read.
+template <typename Delta>
+__device__ __forceinline__ float back_dot(Delta delta, const float* W, int nin, int nout, int i) {
   const float* wi = W + i;
   float acc = 0.0f;
 #pragma unroll 8
-  for (int j = 0; j < nout; ++j) acc += delta[j] * wi[j * nin];
+  for (int j = 0; j < nout; ++j) acc += delta(j) * wi[j * nin];
   return acc;
+}
+
+// δ read from a gradient buffer: δ(e) = d[e].
+__device__ __forceinline__ auto buffer_delta(const float* d) {
+  return [d](int e) { return d[e]; };
+}
+
+// The same sum by the 32 lanes of a warp, for a dot over kFusedMlpWarpDotMinInputs or more
+// terms (the rule of the wide forward): lane l sums j = l, l + 32, … in order, then warp_sum's
+// fixed xor tree; every lane gets the total. Lanes read 32 rows of W at column i: each warp
+// touches one 32-byte sector per row, which the warps of the neighbouring columns reuse from L1.
+template <typename Delta>
+__device__ __forceinline__ float back_dot_warp(Delta delta, const float* W, int nin, int nout, int i,
+                                               int lane) {
+  const float* wi = W + i;
+  float acc = 0.0f;
+  for (int j = lane; j < nout; j += 32) acc += delta(j) * wi[j * nin];
+  return warp_sum(acc);
 }
 
 // The gradient of parameter t of a layer with nin inputs and nout outputs, a sum over the rows
@@ -161,8 +177,19 @@ __device__ __forceinline__ Step step_scalars(const FusedMlpAdaptParams& p, int t
 __device__ __forceinline__ void update(const Step& s, float* w, float* m, float* v, float g, int i) {
   if (s.is_adam)
     math::adam_step(s.adam, g, m[i], v[i], w[i]);
-  else  // plain SGD (m null) keeps no buffer: sgd_step then never touches its buffer argument
-    math::sgd_step(s.sgd, g, m != nullptr, m ? m[i] : w[i], w[i]);
+  else if (m)
+    math::sgd_step(s.sgd, g, true, m[i], w[i]);
+  else  // plain SGD keeps no buffer: sgd_step never touches its buffer argument then
+    math::sgd_step(s.sgd, g, false, w[i], w[i]);
+}
+
+// The update of parameter t of layer `ly` (nw weights): t < nw is W[t], else bias t − nw.
+__device__ __forceinline__ void update_param(const Step& s, const FusedMlpLayer& ly, int nw, int t,
+                                             float g) {
+  if (t < nw)
+    update(s, ly.w, ly.mw, ly.vw, g, t);
+  else
+    update(s, ly.b, ly.mb, ly.vb, g, t - nw);
 }
 
 // Loss of this step into p.losses[k − 1]: block 0 only, a fixed-shape tree in double over

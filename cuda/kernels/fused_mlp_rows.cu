@@ -75,7 +75,7 @@ __device__ __forceinline__ void row_input_grad(const FusedMlpAdaptParams& p, con
                                                int nout, const float* delta, const float* a, float* out,
                                                int lane) {
   for (int i = lane; i < nin; i += 32)
-    out[i] = math::fused_act_grad(p.act, back_dot(delta, W, nin, nout, i), a[i], p.slope);
+    out[i] = math::fused_act_grad(p.act, back_dot(buffer_delta(delta), W, nin, nout, i), a[i], p.slope);
 }
 
 // Step 1 for row b: both forwards, δ through F, ∂L/∂y0 and δ through f (into c.fd, and
@@ -105,7 +105,7 @@ __device__ void row_backward_pass(const FusedMlpAdaptParams& p, const Ctx& c, co
     const int nin = p.widths[0], nout = p.widths[1];
     const float* W = c.layer[0].w0 + g.d;
     for (int s = lane; s < g.S; s += 32)
-      c.gy0[b * g.S + s] = -dist_grad(p, g, y1[s], y0[s]) + back_dot(cur, W, nin, nout, s);
+      c.gy0[b * g.S + s] = -dist_grad(p, g, y1[s], y0[s]) + back_dot(buffer_delta(cur), W, nin, nout, s);
     __syncwarp();
   }
   // δ through f with θ as it is before this step's update; layer L's δ is ∂L/∂y0.
@@ -127,11 +127,7 @@ __device__ void update_all(const FusedMlpAdaptParams& p, const Ctx& c, const Geo
     const float* a = l > 1 ? c.fa + g.off[l - 1] : nullptr;
     const int nw = nout * nin;
     for (int t = int(threadIdx.x); t < nw + nout; t += blockDim.x) {
-      const float grad = param_grad(p, g, delta, a, nin, nout, t);
-      if (t < nw)
-        update(st, ly.w, ly.mw, ly.vw, grad, t);
-      else
-        update(st, ly.b, ly.mb, ly.vb, grad, t - nw);
+      update_param(st, ly, nw, t, param_grad(p, g, delta, a, nin, nout, t));
     }
   }
 }
