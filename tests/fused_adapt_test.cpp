@@ -340,11 +340,11 @@ TEST(FusedAdaptCuda, MatchesTheCpuReferenceAndTheUnfusedGpuPath) {
         if (wide && batch >= 64) EXPECT_GT(fused.fused_plan()->last_grid(), 1) << what << ": cooperative grid";
         if (!wide && batch == 8) EXPECT_EQ(fused.fused_plan()->last_grid(), 1) << what << ": one block";
         // automatic (the command line's auto on a GPU) takes what fused_mlp_auto_takes says
-        // (its rule: FusedAdapt.AutomaticRule): here mlp_tab at batch 8 and 64, mlp_256 at 8.
+        // (its rule: FusedAdapt.AutomaticRule): of these, mlp_tab at batch 8 and 64, mlp_256 at 8.
         AdaptOptions gpu_auto = o;
         gpu_auto.fused = FusedMode::automatic;
         Adapter automatic(gm, gpu_auto);
-        EXPECT_EQ(automatic.uses_fused(xg), batch <= (wide ? 8 : 64)) << what << ": " << automatic.fused_reason();
+        EXPECT_EQ(automatic.uses_fused(xg), batch <= (wide ? kFusedMlpAutoWideMaxBatch : kFusedMlpRowMaxBatch)) << what << ": " << automatic.fused_reason();
         if (wide && batch == 8) EXPECT_GE(fused.fused_plan()->last_grid(), cuda::device_properties(0).sm_count) << what << ": a grid of at least one block per SM";
       }
 }
@@ -374,11 +374,11 @@ TEST(FusedAdapt, AutomaticRule) {
   EXPECT_GT(fused_mlp_largest_phase_macs(tab, 28), kFusedMlpSingleBlockMacs);
   EXPECT_EQ(fused_mlp_largest_phase_macs(wide, 1), 256 * 256);
   EXPECT_GT(fused_mlp_largest_phase_macs(wide, 1), kFusedMlpSingleBlockMacs);
-  EXPECT_EQ(kFusedMlpAutoWideMaxBatch, 8);
+  EXPECT_EQ(kFusedMlpAutoWideMaxBatch, 16);
   for (int64_t b : {1, 8, 27, 64}) EXPECT_TRUE(fused_mlp_auto_takes(tab, b)) << "mlp_tab B " << b;
   for (int64_t b : {65, 128, 256}) EXPECT_FALSE(fused_mlp_auto_takes(tab, b)) << "mlp_tab B " << b;
-  for (int64_t b : {1, 4, 8}) EXPECT_TRUE(fused_mlp_auto_takes(wide, b)) << "mlp_256 B " << b;
-  for (int64_t b : {9, 64, 256}) EXPECT_FALSE(fused_mlp_auto_takes(wide, b)) << "mlp_256 B " << b;
+  for (int64_t b : {1, 8, 16}) EXPECT_TRUE(fused_mlp_auto_takes(wide, b)) << "mlp_256 B " << b;
+  for (int64_t b : {17, 64, 256}) EXPECT_FALSE(fused_mlp_auto_takes(wide, b)) << "mlp_256 B " << b;
   // on ignores the rule: every batch up to 256 rows.
   Adapter on_wide(bench_mlp(true), options_of({Distance::l1, OptimizerKind::adam, 0.0, 1}, true));
   EXPECT_TRUE(on_wide.uses_fused(Input(randn({64, 13}, 1))));

@@ -137,8 +137,10 @@ void fused_mlp_carve_scratch(FusedMlpAdaptParams& p, float* s, int64_t batch);
 // The largest batch at which `automatic` (the command line's auto on a GPU) takes a net the row
 // kernel cannot (a layer 64 or more wide, e.g. the bench mlp_256): the phase kernel then runs
 // as a cooperative grid of at least one block per SM. Measured on an H100 against a CUDA graph
-// replay of the op-by-op path (docs/performance.md, "The phase kernel for wide nets").
-constexpr int kFusedMlpAutoWideMaxBatch = 8;
+// replay of the op-by-op path, mlp_256, K = 1: 61.5 / 72.4 / 95.3 / 140.8 / 178.0 µs at batch
+// 1 / 8 / 16 / 32 / 64 against 94.8 / 103.7 / 113.8 / 142.4 / 170.3 (docs/performance.md,
+// "The phase kernel for wide nets"): a clear win up to 16 rows, a tie at 32.
+constexpr int kFusedMlpAutoWideMaxBatch = 16;
 // Whether `automatic` takes a call of `batch` rows on a GPU: the row kernel takes it, or the
 // phase kernel's largest phase fits one block (kFusedMlpSingleBlockMacs), or the net is not
 // row-eligible and the batch is at most kFusedMlpAutoWideMaxBatch.
