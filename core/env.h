@@ -25,7 +25,8 @@ std::string env_choice(const char* name, std::initializer_list<const char*> allo
 bool env_flag(const char* name);
 
 // A process-wide setting that code may choose with set() and the environment gives otherwise
-// (the GEMM and convolution backends, IDEM_POISON_ALLOC). The environment is read by the first
+// (the GEMM, CPU GEMM and convolution backends, IDEM_DETERMINISTIC, IDEM_ANOMALY,
+// IDEM_POISON_ALLOC). The environment is read by the first
 // get() that no set() came before, and kept; until then a bad value throws at every get(). An
 // explicit set() never reads the environment, so a program (or test) that chooses the setting
 // works whatever the variable holds. `read` is env_choice/env_flag behind a small function.

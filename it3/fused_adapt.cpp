@@ -151,7 +151,7 @@ std::string FusedMlpAdapt::batch_reason(const Input& x) const {
   if (automatic_ && !fused_mlp_auto_takes(params_, b)) {
     why << "batch " << b << ": the largest phase has " << fused_mlp_largest_phase_macs(params_, b)
         << " multiply-adds, over one block's " << kFusedMlpSingleBlockMacs
-        << ", and the batch is over " << (fused_mlp_rows_eligible(params_) ? kFusedMlpRowMaxBatch : kFusedMlpAutoWideMaxBatch)
+        << ", and the batch is over " << fused_mlp_auto_max_batch(params_)
         << " rows (the multi-block kernel measured slower than a CUDA graph there; --path fused forces it)";
     return why.str();
   }

@@ -327,6 +327,14 @@ TEST(FusedPool, PushPoolMatchesModulesAndKeepsNames) {
   FusedSequential alone;
   alone.push_pool(std::make_shared<MaxPool2d>(2));
   EXPECT_STREQ(alone.forward(x).grad_fn()->name(), "max_pool2d");
+  FusedSequential tanh_pair;
+  tanh_pair.push_pool(std::make_shared<MaxPool2d>(2), Activation::tanh);
+  Sequential plain_tanh;
+  plain_tanh.push_back(std::make_shared<MaxPool2d>(2));
+  plain_tanh.push_back(make_activation(Activation::tanh));
+  const char* tanh_op = plain_tanh.forward(x).grad_fn()->name();
+  EXPECT_STRNE(tanh_op, "max_pool2d_act");
+  EXPECT_STREQ(tanh_pair.forward(x).grad_fn()->name(), tanh_op) << "an unfusable pair records the activation's op";
 
   std::vector<size_t> seen;
   auto copy = clone_as(seq);

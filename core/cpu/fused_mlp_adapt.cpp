@@ -1,7 +1,8 @@
 // CPU reference of the fused IT³ MLP adaptation (contract: core/kernels/fused_mlp_adapt.h).
 // Plain loops in the phase order of the CUDA kernel (cuda/kernels/fused_mlp_adapt.cu): every
 // output is a sum from 0 over the same index in the same order as there (except a wide layer's
-// forward, which the kernel splits over a warp: see the contract's Numerics), so this file is both
+// forward and, at small batches, input gradient, which the kernel splits over a warp: see the
+// contract's Numerics), so this file is both
 // the CPU fused path (`--fused on`) and the oracle of the GPU test. The loops keep one
 // accumulator per output in a row and run the summed index outside, so the inner loop is over
 // independent outputs (vectorizable without reordering any sum). Single-threaded on purpose:
@@ -41,7 +42,11 @@ int64_t fused_mlp_largest_phase_macs(const FusedMlpAdaptParams& p, int64_t batch
 
 bool fused_mlp_auto_takes(const FusedMlpAdaptParams& p, int64_t batch) {
   if (fused_mlp_largest_phase_macs(p, batch) <= kFusedMlpSingleBlockMacs) return true;
-  return batch <= (fused_mlp_rows_eligible(p) ? kFusedMlpRowMaxBatch : kFusedMlpAutoWideMaxBatch);
+  return batch <= fused_mlp_auto_max_batch(p);
+}
+
+int fused_mlp_auto_max_batch(const FusedMlpAdaptParams& p) {
+  return fused_mlp_rows_eligible(p) ? kFusedMlpRowMaxBatch : kFusedMlpAutoWideMaxBatch;
 }
 
 namespace cpu {

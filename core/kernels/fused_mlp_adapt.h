@@ -19,8 +19,9 @@
 //   y = f_θ([x, ∅])
 // Numerics: every sum runs in a fixed order (no atomics), so repeated calls give the same bits.
 // The CPU reference and the kernel sum in the same order, except the forward of a layer with
-// 64 or more inputs, which the kernel gives a warp per output (32 strided partial sums, then a
-// fixed xor tree); the GPU may also contract a·b + c into FMAs. So the two agree to rounding,
+// 64 or more inputs and, up to kFusedMlpWarpBackMaxBatch rows, the input gradient of a layer
+// with 64 or more outputs, which the kernel gives a warp per output (32 strided partial sums,
+// then a fixed xor tree); the GPU may also contract a·b + c into FMAs. So the two agree to rounding,
 // not bit for bit (the tests' gate: atol 1e-4 + rtol 1e-3).
 #pragma once
 #include <cstdint>
@@ -145,6 +146,9 @@ constexpr int kFusedMlpAutoWideMaxBatch = 16;
 // phase kernel's largest phase fits one block (kFusedMlpSingleBlockMacs), or the net is not
 // row-eligible and the batch is at most kFusedMlpAutoWideMaxBatch.
 bool fused_mlp_auto_takes(const FusedMlpAdaptParams& p, int64_t batch);
+// The batch limit of that rule past one block: kFusedMlpRowMaxBatch for a row-eligible net,
+// else kFusedMlpAutoWideMaxBatch.
+int fused_mlp_auto_max_batch(const FusedMlpAdaptParams& p);
 
 // Multiply-adds of the largest phase of one step for a batch of B: a layer's forward or input
 // gradient, B·n_l·n_{l−1} (the weight gradient has the same count). The CUDA kernel sizes its

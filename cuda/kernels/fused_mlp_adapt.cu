@@ -13,8 +13,8 @@
 // Nets whose widths are all under 64 go to the row kernel instead (fused_mlp_rows.cu) at up to
 // kFusedMlpRowMaxBatch rows: a warp per row, two block barriers per step.
 // Every phase is a grid-stride loop over its outputs; each output is one thread's sum over a
-// fixed index range in a fixed order (a dot over 64 or more terms, a wide layer's forward or
-// input gradient: one warp's, 32 strided partial sums and a fixed xor tree), so there are no
+// fixed index range in a fixed order (a dot over 64 or more terms, a wide layer's forward or,
+// up to 64 rows, input gradient: one warp's, 32 strided partial sums and a fixed xor tree), so there are no
 // atomics and repeated calls give the same bits.
 // Weights, moments and activations live in global memory (a few MB at most: L2-resident).
 // The optimizer of layer l + 1 runs in the phase that computes layer l's gradients (layer l + 1's

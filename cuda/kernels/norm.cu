@@ -60,8 +60,9 @@ constexpr int kMaxBlockThreads = 256;
 // The split path (few large groups or channels, below). Taken when there are fewer than
 // kSplitMaxSlices slices (about two per SM of a 132-SM H100: one block per slice would leave most
 // of the GPU idle) and a slice holds at least two chunks of kSplitMinChunk elements (8 per
-// thread). Chunks: enough for about kSplitTargetBlocks blocks in all, none under kSplitMinChunk
-// and none over kSplitMaxChunk elements.
+// thread). Chunks: enough for about kSplitTargetBlocks blocks in all, each about len/chunks
+// elements (so a chunk may fall under kSplitMinChunk: bn_cnn's second layer, below) and none
+// over kSplitMaxChunk.
 //
 // kSplitMaxChunk = 8192 floats (32 KiB): the forward's partials kernel reads its chunk twice (the
 // sum, then the centred squares), and the second pass should hit the cache. At 8 resident blocks

@@ -145,7 +145,7 @@ std::vector<OpCase> norm_cases() {
       // last one of 2 816), where the uncapped rule would cut 512 of 8 448.
       bn_train_row("batch_norm_split_capped_train", {8, 2, 600, 900}),
       // group_norm: 8 groups (2 per sample) of 4·32·32 and 8 channels of 4·32·32 elements, both
-      // split, with the general channel/group indexing.
+      // split; group_norm's channels map to groups by the kGroupOuter shortcut (a·gpa + c/cpg).
       parity_only(norm_case("group_norm_split", {data({4, 8, 32, 32}), data({8}), data({8})},
                             [](V x) { return group_norm(x[0], 2, x[1], x[2]); })),
 
