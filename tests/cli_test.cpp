@@ -401,6 +401,112 @@ TEST(Cli, BenchIt3MethodAllAndBadMethods) {
         << skipped << "\n" << r.out;
 }
 
+// `bench it3 --task T` times what `idem adapt` runs on T: the same options (every knob but the
+// two the bench owns), the same model, T's test batch and K by default.
+TEST(Cli, BenchIt3TaskTimesTheAdaptationTheTaskRuns) {
+  if (std::string(IDEM_CLI_PATH).empty()) GTEST_SKIP() << "the idem executable was not built";
+  TempDir dir("idem_cli_bench_task");
+  struct Case {
+    std::string task, train_args;
+    int64_t batch;  // --batch given to the bench (0: the task's default)
+  };
+  for (const Case& c : {Case{"fmnist", "--data synthetic --max-train 128 --max-test 32", 4},
+                        Case{"tabular", "--max-train 400", 0}}) {
+    SCOPED_TRACE(c.task);
+    const std::string run = (dir.path() / (c.task + "-run")).string();
+    const std::string out = (dir.path() / (c.task + "-adapt")).string();
+    RunResult r = run_cli("train --task " + c.task + " " + c.train_args + " --epochs 1 --device cpu --quiet --out " + run);
+    ASSERT_EQ(r.code, 0) << r.out;
+    r = run_cli("adapt --run " + run + " --method it3 --shift clean --device cpu --quiet --out " + out);
+    ASSERT_EQ(r.code, 0) << r.out;
+    const auto config = idem::json::parse(slurp(fs::path(out) / "config.json"));
+    const auto& adapt = config.at("adapt");
+    const auto& used = adapt.at("methods").as_array().at(0);
+    ASSERT_EQ(used.at("method").as_string(), "it3");
+
+    r = run_cli("bench it3 --task " + c.task + (c.batch ? " --batch " + std::to_string(c.batch) : std::string()) +
+                " --reps 2 --warmup 1 --json --device cpu");
+    ASSERT_EQ(r.code, 0) << r.out;
+    const auto v = json_in(r.out, "{\"bench\":\"it3\"");
+    ASSERT_TRUE(v.is_object()) << r.out;
+    EXPECT_EQ(v.at("task").as_string(), c.task);
+    EXPECT_EQ(v.at("model").as_string(), "task:" + c.task);
+    EXPECT_GT(v.at("us_per_batch_median").as_double(), 0.0);
+    const auto& timed = v.at("options");
+    // Every knob that `idem adapt` recorded, except the two the bench sets: no loss read back
+    // inside the timed adaptation, and --path (eager here) decides the fused call.
+    for (const auto& [key, value] : used.as_object()) {
+      if (key == "check_finite" || key == "fused") continue;
+      ASSERT_NE(timed.find(key), nullptr) << key;
+      EXPECT_EQ(idem::json::dump(timed.at(key)), idem::json::dump(value)) << key;
+    }
+    EXPECT_FALSE(timed.at("check_finite").as_bool());
+    EXPECT_EQ(timed.at("fused").as_string(), "off");
+    EXPECT_EQ(v.at("steps").as_int(), used.at("steps").as_int());
+    if (c.batch == 0) EXPECT_EQ(v.at("batch").as_int(), adapt.at("batch").as_int());  // the task's test batch
+    EXPECT_EQ(v.at("forwards").as_int(), 2 * used.at("steps").as_int() + 1);
+  }
+
+  // fmnist: the bench's bn_cnn is the same network (same parameter count and input), adapted
+  // with other options (running statistics and lr 1e-3 against the task's batch and 1e-4).
+  RunResult r = run_cli("bench it3 --task fmnist --batch 4 --reps 1 --warmup 1 --json --device cpu");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto task = json_in(r.out, "{\"bench\":\"it3\"");
+  r = run_cli("bench it3 --model bn_cnn --batch 4 --reps 1 --warmup 1 --json --device cpu");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto bench = json_in(r.out, "{\"bench\":\"it3\"");
+  ASSERT_TRUE(task.is_object() && bench.is_object()) << r.out;
+  EXPECT_EQ(task.at("parameters").as_int(), bench.at("parameters").as_int());
+  EXPECT_EQ(idem::json::dump(task.at("input")), "[4,1,28,28]");
+  EXPECT_EQ(idem::json::dump(bench.at("input")), "[4,1,28,28]");
+  EXPECT_EQ(task.at("options").at("bn_mode").as_string(), "batch");
+  EXPECT_EQ(bench.at("options").at("bn_mode").as_string(), "running");
+  EXPECT_DOUBLE_EQ(task.at("options").at("lr").as_double(), 1e-4);
+  EXPECT_DOUBLE_EQ(bench.at("options").at("lr").as_double(), 1e-3);
+  EXPECT_EQ(bench.at("task").as_string(), "");
+
+  // --steps, and a --batch beyond the stand-in test set (tabular's has a few dozen rows: cycled).
+  r = run_cli("bench it3 --task tabular --steps 2 --batch 70 --reps 1 --warmup 1 --json --device cpu");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto t = json_in(r.out, "{\"bench\":\"it3\"");
+  ASSERT_TRUE(t.is_object()) << r.out;
+  EXPECT_EQ(t.at("steps").as_int(), 2);
+  EXPECT_EQ(t.at("options").at("steps").as_int(), 2);
+  EXPECT_EQ(idem::json::dump(t.at("input")), "[70,10]");
+}
+
+TEST(Cli, BenchIt3TaskRefusesWhatTheTaskDoesNotRun) {
+  if (std::string(IDEM_CLI_PATH).empty()) GTEST_SKIP() << "the idem executable was not built";
+  RunResult r = run_cli("bench it3 --task fmnsit --device cpu");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("unknown --task 'fmnsit' (expected fmnist, tabular or airfoil)"), std::string::npos) << r.out;
+  r = run_cli("bench it3 --task fmnist --method ttt --device cpu");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("the fmnist task's demo does not run ttt: the model has no rotation head (train with --aux "
+                       "rotation)"),
+            std::string::npos) << r.out;
+  r = run_cli("bench it3 --task tabular --method tent --device cpu");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("the tabular task's demo does not run tent: it needs a classification task"), std::string::npos)
+      << r.out;
+  r = run_cli("bench it3 --task fmnist --model bn_cnn --device cpu");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("--task fmnist times the fmnist task's own model: drop --model bn_cnn"), std::string::npos) << r.out;
+  r = run_cli("bench train --task tabular --device cpu");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("--task applies to bench it3 only"), std::string::npos) << r.out;
+  // --method all: what `idem adapt --method all` runs on the task, and a note for the rest.
+  r = run_cli("bench it3 --task tabular --method all --reps 1 --warmup 1 --json --device cpu");
+  ASSERT_EQ(r.code, 0) << r.out;
+  const auto all = json_in(r.out, "[{");
+  ASSERT_TRUE(all.is_array()) << r.out;
+  std::vector<std::string> names;
+  for (const auto& v : all.as_array()) names.push_back(v.at("method").as_string());
+  EXPECT_EQ(names, (std::vector<std::string>{"none", "bn", "actmad", "it3", "it3-online", "random-step"})) << r.out;
+  EXPECT_NE(r.out.find("note: --method all skips it: the tabular task's demo does not run memo"), std::string::npos)
+      << r.out;
+}
+
 TEST(Cli, ReportRendersARunAgainFromItsCsv) {
   if (std::string(IDEM_CLI_PATH).empty()) GTEST_SKIP() << "the idem executable was not built";
   TempDir dir("idem_cli_report");

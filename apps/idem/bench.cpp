@@ -14,6 +14,10 @@
 // and ttt++ get an untrained rotation head attached to the cnn or bn_cnn); `--method all` times every
 // method that applies to the model and the path and says which it skips and why. A method the
 // model or the path cannot run is an error that names both.
+// `--task T` times the adaptation that T's demo runs instead: T's model (Task::make_model) and
+// the options T's rows start from (task_adapt_options, the code `idem adapt|demo` use), K and
+// the batch T's by default, on T's built-in stand-in data of that shape (fmnist: synthetic
+// images), so a command-line time can be compared with the bench like for like.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -22,6 +26,7 @@
 #include <sstream>
 
 #include "apps/idem/cli.h"
+#include "apps/idem/tasks.h"
 #include "autograd/nn_functions.h"
 #include "core/error.h"
 #include "core/kernels/cuda_graph.h"
@@ -136,6 +141,70 @@ BenchModel make_bench_model(const std::string& name, int64_t batch, Device devic
   return b;
 }
 
+// What `idem bench it3` times, resolved once from the flags: a bench model (--model), or with
+// --task the task's own model and options at the task's batch and K unless --batch or --steps
+// say otherwise.
+struct It3Spec {
+  std::string model_name;      // the bench model, or "task:NAME"
+  std::unique_ptr<Task> task;  // --task: built on its stand-in data (null without --task)
+  int64_t batch = 8;
+  int steps = 1;
+};
+
+// The tasks --task accepts, as make_task knows them.
+const char* const kTaskNames = "fmnist, tabular or airfoil";
+
+It3Spec it3_spec(const Args& a) {
+  It3Spec s;
+  s.model_name = a.str("model");
+  s.batch = a.integer("batch");
+  s.steps = int(a.integer("steps"));
+  // Checked before a task cuts its test set into batches of --batch.
+  IDEM_CHECK(s.batch >= 1 && s.steps >= 0, "idem bench", "need --batch >= 1 and --steps >= 0");
+  if (!a.has("task")) return s;
+  const std::string name = a.str("task");
+  if (name != "fmnist" && name != "tabular" && name != "airfoil")
+    fail("idem bench", "unknown --task '", name, "' (expected ", kTaskNames, ")");
+  IDEM_CHECK(!a.has("model"), "idem bench", "--task ", name, " times the ", name,
+             " task's own model: drop --model ", a.str("model"));
+  TaskConfig cfg;
+  cfg.task = name;
+  cfg.seed = uint64_t(a.integer("seed"));
+  // The built-in data only: fmnist's synthetic images have the shape of Fashion-MNIST's, and
+  // tabular (Friedman #1) and airfoil are generated anyway. A small training set is enough for
+  // the model's shape; the test set gives the batch (cycled to --batch rows where it is short).
+  if (name == "fmnist") cfg.data = "synthetic";
+  cfg.max_train = 256;
+  if (a.has("batch")) cfg.max_test = s.batch;
+  s.task = make_task(cfg);
+  s.model_name = "task:" + name;
+  if (!a.has("batch")) s.batch = s.task->default_adapt_batch();
+  if (!a.has("steps")) s.steps = s.task->default_adapt_steps();
+  return s;
+}
+
+// The model and the input of --task: the task's model, and its first clean test batch of
+// `batch` samples.
+BenchModel make_task_model(const Task& task, int64_t batch, Device device, uint64_t seed) {
+  BenchModel b;
+  b.model = task.make_model(seed);
+  const std::vector<Batch> batches = task.eval_batches("clean", batch, Device::cpu());
+  IDEM_CHECK(!batches.empty(), "idem bench", "--task ", task.name(), ": the stand-in test set is empty");
+  it3::Input x = batches.front().x;
+  if (!x.graph && x.batch_size() < batch) {
+    std::vector<int64_t> idx(static_cast<size_t>(batch));
+    for (int64_t i = 0; i < batch; ++i) idx[size_t(i)] = i % x.batch_size();
+    NoGradGuard ng;
+    x = it3::Input(index_select(x.x, 0, from_vector<int64_t>(idx, {batch})));
+  }
+  IDEM_CHECK(x.batch_size() == batch, "idem bench", "--task ", task.name(), ": the stand-in test set gave a batch of ",
+             x.batch_size(), ", not --batch ", batch);
+  b.x = x.to(device);
+  b.model->to(device);
+  b.model->eval();
+  return b;
+}
+
 // The options `idem bench it3 --method m` times: the method's reference configuration
 // (it3::AdaptOptions::for_method) with K = --steps and Adam at lr 1e-3 for the methods that
 // adapt weights (none and bn take no step), the L1 distance for the IT³ family.
@@ -149,6 +218,21 @@ it3::AdaptOptions bench_adapt_options(it3::Method m, int steps, bool fused) {
   o.check_finite = false;  // no host round trip inside the timed adaptation
   // Only --path fused takes the one-call path (on the CPU too): eager and graph time the ops.
   o.fused = fused ? it3::FusedMode::on : it3::FusedMode::off;
+  return o;
+}
+
+// The options of one case: the bench's (above), or with --task the task's rows' own
+// (task_adapt_options: K, lr, BatchNorm mode, ...), with K = --steps where given. Two knobs
+// are the bench's either way: check_finite is off (adapt_and_predict reads nothing back; the
+// command line's graph path also checks the losses only after the replay, outside its
+// timing), and --path decides the fused call.
+it3::AdaptOptions case_options(const It3Spec& spec, const Args& a, it3::Method m, bool fused) {
+  if (!spec.task) return bench_adapt_options(m, spec.steps, fused);
+  it3::AdaptOptions o = task_adapt_options(*spec.task, m, "", uint64_t(a.integer("seed")));
+  if (m != it3::Method::none && m != it3::Method::bn) o.steps = spec.steps;
+  o.check_finite = false;
+  o.fused = fused ? it3::FusedMode::on : it3::FusedMode::off;
+  o.validate();
   return o;
 }
 
@@ -227,22 +311,30 @@ struct MethodCase {
 
 // Builds the bench model and the adapter of `m` for `path`; returns why it cannot run ("" when
 // it can): the method does not apply to the model, or the path does not apply to the method.
-std::string prepare_case(const Args& a, const Device device, it3::Method m, const std::string& path,
-                         MethodCase& c) {
-  const std::string model_name = a.str("model");
-  const int64_t batch = a.integer("batch");
+std::string prepare_case(const Args& a, const It3Spec& spec, const Device device, it3::Method m,
+                         const std::string& path, MethodCase& c) {
+  const std::string& model_name = spec.model_name;
+  const int64_t batch = spec.batch;
   const uint64_t seed = uint64_t(a.integer("seed"));
   c.method = m;
-  c.b = make_bench_model(model_name, batch, device, seed);
-  if (std::string why = method_blocker(m, c.b); !why.empty())
-    return std::string(it3::method_name(m)) + " does not apply to --model " + model_name + ": " + why;
-  if (it3::uses_aux_head(m)) {
+  if (spec.task) {
+    // What the task's demo runs, by the rules of its --method all; its model carries the head
+    // of ttt and friends only when trained with --aux, which the demo's default is not.
+    c.b = make_task_model(*spec.task, batch, device, seed);
+    if (std::string why = task_method_blocker(*spec.task, *c.b.model, m); !why.empty())
+      return std::string("the ") + spec.task->name() + " task's demo does not run " + it3::method_name(m) + ": " + why;
+  } else {
+    c.b = make_bench_model(model_name, batch, device, seed);
+    if (std::string why = method_blocker(m, c.b); !why.empty())
+      return std::string(it3::method_name(m)) + " does not apply to --model " + model_name + ": " + why;
+  }
+  if (it3::uses_aux_head(m) && !spec.task) {
     const Shape& xs = c.b.x.x.shape();
     it3::attach_aux_head(*c.b.model, it3::aux_head_needed(m), {xs[1], xs[2], xs[3]}, seed);
     c.b.model->to(device);
     c.b.model->eval();
   }
-  const it3::AdaptOptions o = bench_adapt_options(m, int(a.integer("steps")), path == "fused");
+  const it3::AdaptOptions o = case_options(spec, a, m, path == "fused");
   if (path == "graph")
     if (std::string why = it3::graph_path_blocker(o, device); !why.empty())
       return std::string("--path graph cannot run ") + it3::method_name(m) + ": " + why;
@@ -269,10 +361,11 @@ std::string prepare_case(const Args& a, const Device device, it3::Method m, cons
 }
 
 // Times one prepared case; prints its line unless --json; returns its JSON object.
-json::Value run_case(const Args& a, const Device device, const std::string& path, MethodCase& c) {
-  const std::string model_name = a.str("model");
-  const int64_t batch = a.integer("batch");
-  const int steps = int(a.integer("steps"));
+json::Value run_case(const Args& a, const It3Spec& spec, const Device device, const std::string& path,
+                     MethodCase& c) {
+  const std::string& model_name = spec.model_name;
+  const int64_t batch = spec.batch;
+  const int steps = spec.steps;
   const bool graph = path == "graph", fused = path == "fused";
   const int reps = int(a.integer("reps")), warmup = int(a.integer("warmup"));
   BenchModel& b = c.b;
@@ -363,8 +456,14 @@ json::Value run_case(const Args& a, const Device device, const std::string& path
   v.set("bench", "it3");
   v.set("method", method);
   v.set("model", model_name);
+  v.set("task", spec.task ? spec.task->name() : std::string());
   v.set("batch", batch);
   v.set("steps", steps);
+  json::Value input = json::Value::array();
+  for (int64_t d : b.x.x.shape()) input.push_back(d);
+  v.set("input", input);  // x's shape (a graph batch: its nodes' features)
+  // Every knob of the adaptation timed (with --task: the task's, so the two can be compared).
+  v.set("options", json::parse(adapter.options().to_json()));
   v.set("device", device.str());
   v.set("gpu", device.is_cuda() ? cuda::device_properties(device.index).name : std::string("none"));
   v.set("graph", graph ? "on" : "off");
@@ -394,8 +493,7 @@ json::Value run_case(const Args& a, const Device device, const std::string& path
 }
 
 int bench_it3(const Args& a, const Device device) {
-  const int64_t batch = a.integer("batch");
-  const int steps = int(a.integer("steps"));
+  const It3Spec spec = it3_spec(a);
   IDEM_CHECK(a.str("graph") == "on" || a.str("graph") == "off", "idem bench", "--graph takes on or off, got ",
              a.str("graph"));
   // --path wins; without it the old --graph on|off means graph|eager.
@@ -403,7 +501,6 @@ int bench_it3(const Args& a, const Device device) {
   IDEM_CHECK(path == "eager" || path == "graph" || path == "fused", "idem bench",
              "--path takes eager, graph or fused, got ", path);
   IDEM_CHECK(path != "graph" || device.is_cuda(), "idem bench", "--path graph needs --device cuda");
-  IDEM_CHECK(batch >= 1 && steps >= 0, "idem bench", "need --batch >= 1 and --steps >= 0");
   const std::string name = a.str("method");
   const bool all = name == "all";
   std::vector<it3::Method> methods;
@@ -420,7 +517,7 @@ int bench_it3(const Args& a, const Device device) {
   json::Value out = json::Value::array();
   for (it3::Method m : methods) {
     MethodCase c;
-    const std::string why = prepare_case(a, device, m, path, c);
+    const std::string why = prepare_case(a, spec, device, m, path, c);
     if (!why.empty()) {
       if (!all) fail("idem bench", why);
       // --method all runs what applies and says what it leaves out, and why.
@@ -428,10 +525,10 @@ int bench_it3(const Args& a, const Device device) {
       std::cerr << "note: --method all skips it: " << why << "\n";
       continue;
     }
-    out.push_back(run_case(a, device, path, c));
+    out.push_back(run_case(a, spec, device, path, c));
   }
-  IDEM_CHECK(!out.as_array().empty(), "idem bench", "--method all: no method applies to --model ", a.str("model"),
-             " on --path ", path);
+  IDEM_CHECK(!out.as_array().empty(), "idem bench", "--method all: no method applies to ",
+             spec.task ? "--task " + spec.task->name() : "--model " + spec.model_name, " on --path ", path);
   if (a.flag("json")) std::cout << json::dump(all ? out : out.as_array().front()) << std::endl;
   return 0;
 }
@@ -570,8 +667,9 @@ int bench_ops(const Args& a, const Device device) {
 int cmd_bench(int argc, char** argv) {
   std::vector<OptionSpec> specs{{"model", true, "mlp_tab", "mlp_tab, mlp_256, cnn, sage (the models of bench/torch_models.py) or bn_cnn (the fmnist demo's BatchNorm CNN: for tent, eata, deyo)"},
                                 {"method", true, "it3", "it3: the adaptation to time: none, bn, tent, actmad, it3, it3-online, random-step, eata, deyo, memo, ttt, ttt++, or all (every one that applies to --model and --path, one line each; a JSON array with --json)"},
-                                {"batch", true, "8", "test batch size (sage: number of 32×32 meshes)"},
-                                {"steps", true, "1", "it3: adaptation steps K; train: training steps that --export writes"},
+                                {"task", true, "", "it3: time the adaptation that TASK's demo runs (fmnist, tabular or airfoil) instead of a bench model's: the task's model, the options its rows start from in idem adapt and demo (K, lr, BatchNorm mode, ...; the JSON's \"options\" lists them) and its test batch and K unless --batch or --steps are given, on built-in stand-in data of the task's shape (fmnist: synthetic 28×28 images)"},
+                                {"batch", true, "8", "test batch size (sage: number of 32×32 meshes; --task: the task's test batch)"},
+                                {"steps", true, "1", "it3: adaptation steps K (--task: the task's K); train: training steps that --export writes"},
                                 {"path", true, "", "it3: eager (op by op), graph (the adaptation captured in a CUDA graph and replayed) or fused (one kernel call: small MLPs); default: --graph's"},
                                 {"graph", true, "off", "on: --path graph, off: --path eager (when --path is not given)"},
                                 {"reps", true, "200", "timed repetitions"},
@@ -585,10 +683,13 @@ int cmd_bench(int argc, char** argv) {
   if (a.help() || what.empty() || what[0] == '-') {
     std::cout << "idem bench it3|train|ops: time one IT³ adaptation per test batch (or another method's:\n"
                  "it3 --method M, or --method all), one training step, or a few core ops, after warm-up\n"
-                 "(median, p10, p90).\n\n"
+                 "(median, p10, p90). it3 --task T times the adaptation T's demo runs (its model and\n"
+                 "options), to compare with what idem adapt and idem demo report per batch.\n\n"
               << a.usage();
     return a.help() ? 0 : 2;
   }
+  IDEM_CHECK((what != "train" && what != "ops") || !a.has("task"), "idem bench",
+             "--task applies to bench it3 only (bench ", what, " times --model)");
   const Device device = Device::parse(resolve_device(a));
   init::manual_seed(uint64_t(a.integer("seed")));
   if (what == "it3") return bench_it3(a, device);

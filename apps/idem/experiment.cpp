@@ -319,17 +319,10 @@ AdaptSettings adapt_settings_from(const Args& a, const Task& task, DemoSize size
     // The entropy methods need classes; tent, eata and deyo also need normalization layers to
     // adapt: `all` leaves them out where they cannot run (bn stays: on a model without
     // BatchNorm it equals none, which the table then shows).
+    // The rules are task_method_blocker's (tasks.cpp), which `idem bench it3 --task` follows too.
     const auto probe = task.make_model(0);  // what this task's model has (layers, heads)
-    const bool no_norm = !it3::has_normalization(*probe);
-    const auto drop = [&](it3::Method m) {
-      s.methods.erase(std::remove(s.methods.begin(), s.methods.end(), m), s.methods.end());
-    };
-    if (task.kind() == it3::TaskKind::regression)
-      for (it3::Method m : it3::all_methods())
-        if (it3::uses_entropy_loss(m)) drop(m);
-    if (no_norm)
-      for (it3::Method m : {it3::Method::tent, it3::Method::eata, it3::Method::deyo}) drop(m);
-    if (no_norm && task.kind() == it3::TaskKind::classification && !a.flag("quiet"))
+    const bool quiet_notes = a.flag("quiet") || task.kind() != it3::TaskKind::classification;
+    if (!it3::has_normalization(*probe) && !quiet_notes)
       std::cerr << "note: the model has no normalization layer, so --method all leaves out tent, eata and deyo\n";
     // ttt and ttt++ need the rotation head trained with the model (--aux rotation), masked-ttt
     // the masked head (--aux masked); a model carries one head at most.
@@ -338,15 +331,15 @@ AdaptSettings adapt_settings_from(const Args& a, const Task& task, DemoSize size
       if (k == has) continue;
       std::string left_out;
       for (it3::Method m : it3::all_methods())
-        if (it3::aux_head_needed(m) == k &&
-            std::find(s.methods.begin(), s.methods.end(), m) != s.methods.end()) {
-          left_out += (left_out.empty() ? "" : " and ") + std::string(it3::method_name(m));
-          drop(m);
-        }
-      if (!left_out.empty() && task.kind() == it3::TaskKind::classification && !a.flag("quiet"))
+        if (it3::aux_head_needed(m) == k) left_out += (left_out.empty() ? "" : " and ") + std::string(it3::method_name(m));
+      if (!left_out.empty() && !quiet_notes)
         std::cerr << "note: the model has no " << it3::aux_kind_name(k) << " head, so --method all leaves out "
                   << left_out << " (train with --aux " << it3::aux_kind_name(k) << ")\n";
     }
+    std::vector<it3::Method> runs;
+    for (it3::Method m : s.methods)
+      if (task_method_blocker(task, *probe, m).empty()) runs.push_back(m);
+    s.methods = runs;
   }
   IDEM_CHECK(!s.methods.empty(), "idem adapt", "--method names no method");
   for (const auto& sh : a.list("shift")) {
@@ -373,19 +366,11 @@ AdaptSettings adapt_settings_from(const Args& a, const Task& task, DemoSize size
   // The profile times op by op, which a graph replay (one launch) cannot show.
   if (a.has("profile") && a.flag("profile")) s.path = it3::AdaptPath::eager;
   for (it3::Method m : s.methods) {
-    it3::AdaptOptions o = it3::AdaptOptions::for_method(m);
-    o.seed = uint64_t(a.integer("seed"));
-    const bool grad = m != it3::Method::none && m != it3::Method::bn;
     // The order: the method's reference, the task's defaults, the recipe (IT³ rows: it3 and
-    // random-step), then every flag the user gave explicitly.
+    // random-step): task_adapt_options; then every flag the user gave explicitly.
+    it3::AdaptOptions o = task_adapt_options(task, m, recipe, uint64_t(a.integer("seed")));
+    const bool grad = m != it3::Method::none && m != it3::Method::bn;
     if (grad) {
-      o.steps = task.default_adapt_steps();
-      o.lr = task.default_adapt_lr();
-      if (it3::uses_it3_loss(m)) o.bn_mode = task.default_adapt_bn_mode();
-      if (!recipe.empty() && (m == it3::Method::it3 || m == it3::Method::random_step)) {
-        it3::apply_adapt_recipe(recipe, o);
-        if (m == it3::Method::random_step) o.readout_before_update = false;  // predicts f_θ(x, ∅)
-      }
       if (a.integer("steps") > 0) o.steps = int(a.integer("steps"));
       if (a.number("adapt-lr") > 0) o.lr = a.number("adapt-lr");
       if (a.has("optimizer"))

@@ -8,6 +8,7 @@
 #include "data/corruptions.h"
 #include "data/table.h"
 #include "it3/models.h"
+#include "it3/recipe.h"
 
 namespace idem::cli {
 
@@ -417,6 +418,35 @@ class AirfoilTask : public Task {
 };
 
 }  // namespace
+
+it3::AdaptOptions task_adapt_options(const Task& task, it3::Method m, const std::string& recipe, uint64_t seed) {
+  it3::AdaptOptions o = it3::AdaptOptions::for_method(m);
+  o.seed = seed;
+  if (m == it3::Method::none || m == it3::Method::bn) return o;  // no step: nothing of the task's applies
+  o.steps = task.default_adapt_steps();
+  o.lr = task.default_adapt_lr();
+  if (it3::uses_it3_loss(m)) o.bn_mode = task.default_adapt_bn_mode();
+  if (!recipe.empty() && (m == it3::Method::it3 || m == it3::Method::random_step)) {
+    it3::apply_adapt_recipe(recipe, o);
+    if (m == it3::Method::random_step) o.readout_before_update = false;  // predicts f_θ(x, ∅)
+  }
+  return o;
+}
+
+std::string task_method_blocker(const Task& task, it3::RecursiveModel& model, it3::Method m) {
+  if (it3::uses_entropy_loss(m) && task.kind() == it3::TaskKind::regression)
+    return "it needs a classification task and " + task.name() + " is a regression task";
+  if ((m == it3::Method::tent || m == it3::Method::eata || m == it3::Method::deyo) && !it3::has_normalization(model))
+    return "it adapts normalization layers and the model has none";
+  const it3::AuxKind need = it3::aux_head_needed(m);
+  if (need != it3::AuxKind::none && task.kind() == it3::TaskKind::regression)
+    return "it reads an image head trained with --aux, which only a classification task takes, and " + task.name() +
+           " is a regression task";
+  if (need != it3::AuxKind::none && it3::aux_kind(model) != need)
+    return std::string("the model has no ") + it3::aux_kind_name(need) + " head (train with --aux " +
+           it3::aux_kind_name(need) + ")";
+  return "";
+}
 
 std::unique_ptr<Task> make_task(const TaskConfig& cfg) {
   if (!cfg.model.empty() && cfg.task != "fmnist")

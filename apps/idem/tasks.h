@@ -110,4 +110,16 @@ void size_demo(TaskConfig& cfg, DemoSize size);
 // Builds the task (loads or generates its data).
 std::unique_ptr<Task> make_task(const TaskConfig& cfg);
 
+// The options a task's row of method `m` starts from, before the user's flags: the method's
+// reference configuration (it3::AdaptOptions::for_method), then, for a method that adapts
+// weights, the task's K and lr and (IT³ rows) its BatchNorm mode, then the recipe for the IT³
+// rows it3 and random-step ("" = none). `idem adapt` and `idem demo` apply the flags given
+// explicitly on top; `idem bench it3 --task` times these (with its own check_finite and fused).
+it3::AdaptOptions task_adapt_options(const Task& task, it3::Method m, const std::string& recipe, uint64_t seed);
+
+// Why `--method all` leaves `m` out on this task with this model ("" when it runs it): the
+// entropy methods need classes, tent, eata and deyo a normalization layer, and ttt, ttt++ and
+// masked-ttt the head they read, trained with the model (--aux).
+std::string task_method_blocker(const Task& task, it3::RecursiveModel& model, it3::Method m);
+
 }  // namespace idem::cli
