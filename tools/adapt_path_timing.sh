@@ -5,10 +5,14 @@
 #
 #   tools/adapt_path_timing.sh IDEM OUTDIR [FMNIST_DATA]
 #
-# Trains a tabular model (the bench's mlp_tab shape, 30-20-10) and a small fmnist model once, then
+# Trains a tabular model (30-20-10, as the bench's mlp_tab) and a small fmnist model once, then
 # adapts each with --path eager and --path auto and prints the µs per batch of every method
-# (median and mean over the full batches of steps.jsonl), then `idem bench it3` on the same
-# shapes: mlp_tab at the tabular test batch (32) and K (3), bn_cnn at fmnist's (128, K = 1).
+# (median and mean over the full batches of steps.jsonl), then `idem bench it3` two ways:
+#   --task T   the adaptation the command ran: T's model and T's options (for fmnist IT³ the
+#              BatchNorm layers on batch statistics, lr 1e-4), T's test batch and K; the like-
+#              for-like comparison of issue 15 (the command within 1.5× of the bench);
+#   --model M  the bench model of that shape with the bench's options (for bn_cnn running
+#              BatchNorm statistics, lr 1e-3): mlp_tab at batch 32, K = 3; bn_cnn at 128, K = 1.
 set -euo pipefail
 idem=${1:?usage: adapt_path_timing.sh IDEM OUTDIR [FMNIST_DATA]}
 out=${2:?usage: adapt_path_timing.sh IDEM OUTDIR [FMNIST_DATA]}
@@ -36,10 +40,24 @@ for m, v in walls.items():
     print(f"{m} {statistics.median(v):.1f} {statistics.mean(v):.1f} {paths[m]}")
 EOF
 }
-# bench_us MODEL BATCH STEPS PATH: idem bench it3's median µs per batch, or "n/a".
+# bench_us PATH ARGS...: idem bench it3's median µs per batch on PATH, or "n/a" (the path does
+# not apply, or the run failed).
 bench_us() {
-  "$idem" bench it3 --model "$1" --batch "$2" --steps "$3" --path "$4" --json --quiet 2>/dev/null |
+  local path=$1
+  shift
+  "$idem" bench it3 "$@" --path "$path" --json --quiet 2>/dev/null |
     python3 -c 'import json,sys; print("%.1f" % json.load(sys.stdin)["us_per_batch_median"])' 2>/dev/null || echo n/a
+}
+# bench_row LABEL B K ARGS...: one row of the bench table, every path.
+bench_row() {
+  local label=$1 b=$2 k=$3
+  shift 3
+  echo "| $label | $b | $k | $(bench_us eager "$@" --batch "$b" --steps "$k") |" \
+    "$(bench_us graph "$@" --batch "$b" --steps "$k") | $(bench_us fused "$@" --batch "$b" --steps "$k") |"
+}
+# ratio A B: A / B to two decimals, or "n/a".
+ratio() {
+  python3 -c 'import sys; print("%.2f" % (float(sys.argv[1]) / float(sys.argv[2])))' "$1" "$2" 2>/dev/null || echo n/a
 }
 
 "$idem" train --task tabular --out "$out/tabular-run" --quiet
@@ -62,12 +80,28 @@ for task in tabular fmnist; do
     awk -v t="$task" '{ printf "| %s | %s | %.1f (%.1f) | %.1f (%.1f) | %s | %.2f |\n", t, $1, $2, $3, $5, $6, $7, $2 / $5 }'
 done
 
-# The same shapes in idem bench it3: tabular is the bench's mlp_tab (30-20-10) at its test
-# batch 32 with its K = 3; fmnist's model is the bench's bn_cnn (32-64) at batch 128, K = 1.
+# idem bench it3 on the same shapes: first the adaptation the command ran (--task: the task's
+# model and options), then the bench model with the bench's options. tabular: batch 32, K = 3;
+# fmnist: batch 128, K = 1 (the tasks' defaults, which the command above used).
 echo
-echo "idem bench it3, µs per batch (median):"
+echo "idem bench it3, µs per batch (median; n/a: the path does not apply):"
 echo
-echo "| model | B | K | eager | graph | fused |"
+echo "| bench case | B | K | eager | graph | fused |"
 echo "|---|---:|---:|---:|---:|---:|"
-echo "| mlp_tab | 32 | 3 | $(bench_us mlp_tab 32 3 eager) | $(bench_us mlp_tab 32 3 graph) | $(bench_us mlp_tab 32 3 fused) |"
-echo "| bn_cnn | 128 | 1 | $(bench_us bn_cnn 128 1 eager) | $(bench_us bn_cnn 128 1 graph) | – |"
+bench_row "--task tabular (the command's model and options)" 32 3 --task tabular
+bench_row "--model mlp_tab (bench options)" 32 3 --model mlp_tab
+bench_row "--task fmnist (the command's model and options: batch BN statistics, lr 1e-4)" 128 1 --task fmnist
+bench_row "--model bn_cnn (bench options: running BN statistics, lr 1e-3)" 128 1 --model bn_cnn
+
+# Issue 15's check, like for like: IT³ on the command's auto path against the bench with the
+# task's own model and options on the path that auto took (on a GPU: fmnist a CUDA graph).
+echo
+echo "IT³ per batch, the command on --path auto / idem bench it3 --task on the path auto took"
+echo "(issue 15 asks for at most 1.5):"
+for task in tabular fmnist; do
+  b=32 k=3
+  [ "$task" = fmnist ] && b=128 k=1
+  read -r cmd took < <(per_method "$out/$task-auto/steps.jsonl" | awk '$1 == "it3" { print $2, $4 }') || true
+  bench=$(bench_us "${took:-eager}" --task "$task" --batch "$b" --steps "$k")
+  echo "  $task (B $b, K $k, path ${took:-n/a}): ${cmd:-n/a} / $bench µs = $(ratio "${cmd:-x}" "$bench")"
+done
