@@ -11,6 +11,7 @@
 #include <cmath>
 #include <iostream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "autograd/fused_functions.h"
@@ -121,6 +122,26 @@ TEST(LinearAct, LeadingDimsOneDimAndEmptyBatch) {
   expect_near_all(bg.grad(), std::vector<double>(4, 0.0), 0, "db of an empty batch");
 }
 
+// with_fused_act hands f the activation it was given, as a compile-time constant, and names
+// the caller's op for a value outside the enum (the kernels' dispatch; the L1 ops reject such a
+// value before a kernel runs).
+TEST(FusedActDispatch, EveryActivationAndTheCallersOpInTheError) {
+  for (int i = 0; i < kFusedActCount; ++i) {
+    const FusedAct a = static_cast<FusedAct>(i);
+    int calls = 0;
+    with_fused_act(a, "test_op", [&](auto tag) {
+      static_assert(
+          std::is_same_v<decltype(tag), std::integral_constant<FusedAct, decltype(tag)::value>>);
+      EXPECT_EQ(static_cast<int>(decltype(tag)::value), i) << fused_act_name(a);
+      ++calls;
+    });
+    EXPECT_EQ(calls, 1) << fused_act_name(a);
+  }
+  expect_error(
+      [] { with_fused_act(static_cast<FusedAct>(9), "max_pool2d_act_backward", [](auto) {}); },
+      "max_pool2d_act_backward", "unknown activation 9 (expected one of none, relu, leaky_relu)");
+}
+
 TEST(LinearAct, BadInput) {
   Tensor x = randn({3, 4}, kSeed), w = randn({2, 4}, kSeed + 1), b = randn({2}, kSeed + 2);
   expect_error([&] { linear_act(x, randn({2, 5}, 1), b); }, "linear_act", "cannot be multiplied");
@@ -128,6 +149,8 @@ TEST(LinearAct, BadInput) {
                "expected bias of shape (2)");
   expect_error([&] { linear_act(x, w, b, FusedAct::leaky_relu, -0.1); }, "linear_act",
                "slope must be finite and >= 0");
+  expect_error([&] { linear_act(x, w, b, static_cast<FusedAct>(9)); }, "linear_act",
+               "unknown activation 9 (expected one of none, relu, leaky_relu)");
   expect_error([&] { linear_act(x.to(DType::f64), w, b); }, "linear_act", "dtype mismatch");
   expect_error([&] { linear_act(x, randn({4}, 1), b); }, "linear_act", "expected weight");
   expect_error([&] { linear_act(x, Tensor(), b); }, "linear_act", "undefined");

@@ -611,6 +611,38 @@ TEST_F(NormCuda, SplitPathUnderGraphCaptureMatchesEager) {
   }
 }
 
+// The three normalizations' shapes always let the split path's dweight/dbias pass find an
+// element's group by a shortcut (kGroupChan, kGroupOuter in cuda/kernels/norm.cu). A hand-made
+// NormShape given to ops::norm_backward may allow neither; with few large channels it then takes
+// the one-launch block kernel, which divides to find each group. Here x (2, 3, 4096): one
+// statistics group over all of x, seen as (2, 1, 12288), and 3 channels of 8 192 elements.
+TEST_F(NormCuda, HandMadeShapeWithoutAGroupShortcutMatchesCpu) {
+  const uint64_t seed = 36;
+  const NormShape s{2, 1, 3 * 4096, 2, 3, 4096};
+  const Shape shape{2, 3, 4096};
+  const Options f32{DType::f32};
+  const Tensor x = randn(shape, seed, f32), g = randn(shape, seed + 1, f32);
+  const Tensor w = randn({3}, seed + 2, f32);
+  const Tensor mean = randn({1}, seed + 3, f32), rstd = uniform({1}, 0.5, 2.0, seed + 4, f32);
+  const Device gpu = Device::cuda(0);
+  for (const bool batch_stats : {true, false}) {
+    SCOPED_TRACE(batch_stats ? "batch statistics" : "fixed statistics");
+    const ops::NormGrads c =
+        ops::norm_backward(g, x, mean, rstd, w, s, batch_stats, true, true, true);
+    const ops::NormGrads d = ops::norm_backward(g.to(gpu), x.to(gpu), mean.to(gpu), rstd.to(gpu),
+                                                w.to(gpu), s, batch_stats, true, true, true);
+    expect_close(d.dx, c.dx, 1e-4, 1e-3, "dx", seed);
+    expect_close(d.dweight, c.dweight, 1e-2, 1e-3, "dweight", seed);
+    expect_close(d.dbias, c.dbias, 1e-2, 1e-3, "dbias", seed);
+  }
+  // dweight/dbias alone: one launch (the block kernel), where the split path takes two.
+  const Tensor gg = g.to(gpu), xg = x.to(gpu), mg = mean.to(gpu), rg = rstd.to(gpu);
+  const Tensor wg = w.to(gpu);
+  const uint64_t before = cuda::launch_count();
+  ops::norm_backward(gg, xg, mg, rg, wg, s, false, false, true, true);
+  EXPECT_EQ(cuda::launch_count() - before, 1u);
+}
+
 TEST_F(NormCuda, DropoutMaskIdenticalToCpu) {
   const uint64_t seed = 35;
   Tensor x = uniform({1000, 37}, 0.5, 2.0, seed, {DType::f32});

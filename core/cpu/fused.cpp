@@ -9,31 +9,11 @@
 
 #include <algorithm>
 #include <cstring>
-#include <type_traits>
 #include <vector>
 
 #include "core/kernels/matmul.h"
 
 namespace idem::cpu {
-
-namespace {
-
-// Runs f with the activation as a compile-time constant, so the per-element loops below have
-// no switch inside and vectorize (the switch on a run-time FusedAct kept them scalar: about a
-// fifth of an mlp_256 training step on the CPU). Same operations, same bits.
-template <typename F>
-void with_act(FusedAct a, F&& f) {
-  switch (a) {
-    case FusedAct::relu:
-      return f(std::integral_constant<FusedAct, FusedAct::relu>{});
-    case FusedAct::leaky_relu:
-      return f(std::integral_constant<FusedAct, FusedAct::leaky_relu>{});
-    case FusedAct::none:
-      return f(std::integral_constant<FusedAct, FusedAct::none>{});
-  }
-}
-
-}  // namespace
 
 void bias_act(const Tensor& y, const Tensor& b, const LinearActParams& p) {
   if (p.N == 0 || p.out == 0) return;
@@ -41,7 +21,7 @@ void bias_act(const Tensor& y, const Tensor& b, const LinearActParams& p) {
     scalar_t* py = y.data<scalar_t>();
     const scalar_t* pb = p.bias ? b.data<scalar_t>() : nullptr;
     const scalar_t slope = static_cast<scalar_t>(p.slope);
-    with_act(p.act, [&](auto act) {
+    with_fused_act(p.act, "linear_act", [&](auto act) {
       parallel_for(p.N, grain_for(p.out, int64_t(1) << 15), [&](int64_t lo, int64_t hi) {
         for (int64_t n = lo; n < hi; ++n) {
           scalar_t* row = py + n * p.out;
@@ -65,7 +45,7 @@ void act_bias_grad(const Tensor& gz, const Tensor& db, const Tensor& g, const Te
       const scalar_t* py = y.data<scalar_t>();
       scalar_t* pz = gz.data<scalar_t>();
       const scalar_t slope = static_cast<scalar_t>(p.slope);
-      with_act(p.act, [&](auto act) {
+      with_fused_act(p.act, "linear_act_backward", [&](auto act) {
         parallel_for(rows * cols, int64_t(1) << 15, [&](int64_t lo, int64_t hi) {
           for (int64_t i = lo; i < hi; ++i) pz[i] = math::fused_act_grad(act.value, pg[i], py[i], slope);
         });
@@ -96,7 +76,7 @@ void act_bias_grad(const Tensor& gz, const Tensor& db, const Tensor& g, const Te
               for (int64_t o = o0; o < o1; ++o) a[o - o0] += static_cast<double>(row[o]);
             }
           } else {
-            with_act(p.act, [&](auto act) {
+            with_fused_act(p.act, "linear_act_backward", [&](auto act) {
               for (int64_t n = 0; n < rows; ++n) {
                 const scalar_t* gr = pg + n * cols;
                 const scalar_t* yr = py + n * cols;

@@ -34,26 +34,12 @@ void for_each_plane(const PoolShape& s, F&& f) {
 
 using namespace idem::pool_math;
 
-// Calls f(std::integral_constant<FusedAct, a>) for the runtime `act`, so the activation's
-// switch (math::fused_act / fused_act_grad) folds away inside f's loop.
-template <typename F>
-void with_act(FusedAct act, F&& f) {
-  switch (act) {
-#define IDEM_POOL_ACT_CASE(name)                           \
-  case FusedAct::name:                                     \
-    f(std::integral_constant<FusedAct, FusedAct::name>()); \
-    return;
-    IDEM_FUSED_ACTS(IDEM_POOL_ACT_CASE)
-#undef IDEM_POOL_ACT_CASE
-  }
-}
-
 // y[k] = act(y[k]) over one plane's n outputs, just written and still in cache; nothing for
 // none, so plain max_pool2d keeps its loop and its speed.
 template <typename T>
 void act_in_place(T* y, int64_t n, FusedAct act, T slope) {
   if (act == FusedAct::none) return;
-  with_act(act, [&](auto a) {
+  with_fused_act(act, "max_pool2d_act", [&](auto a) {
     for (int64_t k = 0; k < n; ++k) y[k] = math::fused_act(decltype(a)::value, y[k], slope);
   });
 }
@@ -194,7 +180,7 @@ void max_pool_bwd_typed(const Tensor& grad_in, const Tensor& grad_out, const Ten
       return;
     }
     const T* yp = y + nc * PQ;
-    with_act(act, [&](auto a) {
+    with_fused_act(act, "max_pool2d_act_backward", [&](auto a) {
       for (int64_t k = 0; k < PQ; ++k) {
         const T gz = math::fused_act_grad(decltype(a)::value, g[k], yp[k], slope);
         plane[at[k]] += gz;

@@ -22,6 +22,7 @@
 // inputs' device; CPU f32/f64, CUDA f32; every extent < 2^31 on CUDA.
 #pragma once
 #include <cstdint>
+#include <type_traits>
 
 #include "core/philox.h"  // IDEM_HOST_DEVICE
 #include "core/tensor.h"
@@ -29,7 +30,7 @@
 namespace idem {
 
 // The activations that fold into a GEMM epilogue, one row each: the list generates the enum,
-// fused_act_name and the CUDA dispatch (with_act in cuda/kernels/fused.cu); the formulas are
+// fused_act_name, kFusedActList and the cases of with_fused_act below; the formulas are
 // math::fused_act / fused_act_grad below (no default there: -Wswitch names a missing case).
 // The others (sigmoid, tanh, gelu) run as their own elementwise op after linear_act(none);
 // layers/activation.h maps a layer's Activation to its FusedAct (fused_act_code).
@@ -42,6 +43,31 @@ enum class FusedAct : uint8_t { IDEM_FUSED_ACTS(IDEM_FUSED_ACT_ENUM) };
 inline constexpr int kFusedActCount = 0 IDEM_FUSED_ACTS(IDEM_FUSED_ACT_COUNT);
 #undef IDEM_FUSED_ACT_COUNT
 const char* fused_act_name(FusedAct a);
+// "none, relu, leaky_relu": the rows of IDEM_FUSED_ACTS for error messages (each row adds
+// ", name"; + 2 drops the first separator).
+#define IDEM_FUSED_ACT_LIST(name) ", " #name
+inline constexpr const char* kFusedActList = IDEM_FUSED_ACTS(IDEM_FUSED_ACT_LIST) + 2;
+#undef IDEM_FUSED_ACT_LIST
+
+// Calls f(std::integral_constant<FusedAct, a>{}) for the run-time activation `a`, so a kernel or
+// loop takes the activation as a template argument and the switch of math::fused_act /
+// fused_act_grad folds away (a switch on a run-time FusedAct kept the CPU epilogue loops
+// scalar: about a fifth of an mlp_256 training step on the CPU). One case per row of
+// IDEM_FUSED_ACTS. The one dispatch of the CPU and CUDA kernels of linear_act and
+// max_pool2d_act; host code, compiled by g++ and nvcc. A value outside the enum (the L1 ops
+// reject it first, ops::check_fused_act) throws idem::Error naming `op`.
+template <typename F>
+void with_fused_act(FusedAct a, const char* op, F&& f) {
+  switch (a) {
+#define IDEM_FUSED_ACT_CASE(name)                          \
+  case FusedAct::name:                                     \
+    f(std::integral_constant<FusedAct, FusedAct::name>{}); \
+    return;
+    IDEM_FUSED_ACTS(IDEM_FUSED_ACT_CASE)
+#undef IDEM_FUSED_ACT_CASE
+  }
+  fail(op, "unknown activation ", static_cast<int>(a), " (expected one of ", kFusedActList, ")");
+}
 
 struct LinearActParams {
   int64_t N = 0, in = 0, out = 0;  // x (N,in), W (out,in), y (N,out)

@@ -1,5 +1,9 @@
 #include "core/ops/checks.h"
 
+#include <cmath>
+
+#include "core/kernels/fused.h"
+
 namespace idem::ops {
 
 void check_defined(const Tensor& t, const char* op, const char* what) {
@@ -23,6 +27,15 @@ void check_same_device(std::initializer_list<const Tensor*> ts, const char* op) 
 void check_same_dtype(const Tensor& a, const Tensor& b, const char* op) {
   IDEM_CHECK(a.dtype() == b.dtype(), op, "dtype mismatch: ", dtype_name(a.dtype()), " ",
              shape_str(a.shape()), " and ", dtype_name(b.dtype()), " ", shape_str(b.shape()));
+}
+
+void check_fused_act(FusedAct act, double slope, const char* op) {
+  IDEM_CHECK(static_cast<int>(act) < kFusedActCount, op, "unknown activation ",
+             static_cast<int>(act), " (expected one of ", kFusedActList, ")");
+  IDEM_CHECK(act != FusedAct::leaky_relu || (std::isfinite(slope) && slope >= 0.0), op,
+             "leaky_relu slope must be finite and >= 0 (the backward reads the activation's "
+             "derivative from its output), got ",
+             slope);
 }
 
 void check_floating(const Tensor& t, const char* op) {

@@ -1,9 +1,14 @@
 // Validation helpers shared by the L1 ops. Each throws idem::Error prefixed with the op name.
 #pragma once
+#include <cstdint>
 #include <initializer_list>
 #include <vector>
 
 #include "core/tensor.h"
+
+namespace idem {
+enum class FusedAct : uint8_t;  // core/kernels/fused.h
+}
 
 namespace idem::ops {
 
@@ -21,6 +26,10 @@ int64_t row_features(const Shape& s);
 Shape with_rows(Shape s, int64_t rows);
 // Defined, floating and with a row dim (rows, ...).
 void check_rows_tensor(const Tensor& t, const char* op, const char* what);
+// The activation of a fused op (linear_act, sage_linear, max_pool2d_act): one of FusedAct's
+// values, and for leaky_relu a finite slope >= 0 (the backward reads the activation's
+// derivative from its output y, which needs y > 0 <=> z > 0).
+void check_fused_act(FusedAct act, double slope, const char* op);
 // Splits `shape` around `dim` into (outer, shape[dim], inner).
 void split_around(const Shape& shape, int64_t dim, int64_t& outer, int64_t& mid, int64_t& inner);
 

@@ -2,8 +2,6 @@
 // core/kernels/fused.h.
 #include "core/ops/fused.h"
 
-#include <cmath>
-
 #include "core/kernels/matmul.h"
 #include "core/ops/checks.h"
 #include "core/ops/elementwise.h"
@@ -51,12 +49,7 @@ LinearActParams linear_params(const Tensor& x, const Tensor& w, const Tensor& b,
     IDEM_CHECK(b.dim() == 1 && b.size(0) == w.size(0), op, "expected bias of shape (", w.size(0),
                ") for weight ", shape_str(w.shape()), ", got ", shape_str(b.shape()));
   }
-  IDEM_CHECK(static_cast<int>(act) < kFusedActCount, op, "unknown activation ",
-             static_cast<int>(act));
-  IDEM_CHECK(act != FusedAct::leaky_relu || (std::isfinite(slope) && slope >= 0.0), op,
-             "leaky_relu slope must be finite and >= 0 (the backward reads the activation's "
-             "derivative from its output), got ",
-             slope);
+  check_fused_act(act, slope, op);
   LinearActParams p;
   p.N = x.size(0);
   p.in = x.size(1);

@@ -2,8 +2,6 @@
 // dispatch. Backward ops take the input's shape and check grad_out against the forward's output.
 #include "core/ops/pool.h"
 
-#include <cmath>
-
 #include "core/ops/checks.h"
 
 namespace idem::ops {
@@ -85,16 +83,6 @@ void check_indices(const Tensor& indices, const Tensor& grad_out, const char* op
              " and grad_out ", shape_str(grad_out.shape()), " must have the same shape");
 }
 
-// The activations max_pool2d_act fuses (those of linear_act, core/kernels/fused.h).
-void check_act(FusedAct act, double slope, const char* op) {
-  IDEM_CHECK(static_cast<int>(act) < kFusedActCount, op, "unknown activation ",
-             static_cast<int>(act), " (expected one of none, relu, leaky_relu)");
-  IDEM_CHECK(act != FusedAct::leaky_relu || (std::isfinite(slope) && slope >= 0.0), op,
-             "leaky_relu slope must be finite and >= 0 (the backward reads the activation's "
-             "derivative from its output), got ",
-             slope);
-}
-
 const char* upsample_name(UpsampleMode mode, bool backward) {
   if (mode == UpsampleMode::nearest)
     return backward ? "upsample_nearest2d_backward" : "upsample_nearest2d";
@@ -134,7 +122,7 @@ std::pair<Tensor, Tensor> max_pool2d_act(const Tensor& x, const PoolWindow& win,
                                          double slope) {
   const char* op = "max_pool2d_act";
   check_nchw(x, op, "input");  // floating; f32 on CUDA
-  check_act(act, slope, op);
+  check_fused_act(act, slope, op);
   const PoolShape s = pool_shape(x.shape(), win, op);
   Tensor y = empty(out_shape(x.shape(), s), x.options());
   Tensor idx = empty(y.shape(), {DType::i64, x.device()});
@@ -150,7 +138,7 @@ Tensor max_pool2d_act_backward(const Tensor& grad_out, const Tensor& out, const 
                                double slope) {
   const char* op = "max_pool2d_act_backward";
   check_shape_4d(x_shape, op);
-  check_act(act, slope, op);
+  check_fused_act(act, slope, op);
   const PoolShape s = pool_shape(x_shape, win, op);
   check_grad_out(grad_out, x_shape, s, op);
   check_indices(indices, grad_out, op);

@@ -327,21 +327,6 @@ __global__ void column_partials_sum_kernel(float* __restrict__ db,
   }
 }
 
-// Calls f(std::integral_constant<int, act>) so kernels template on the activation: one case
-// per row of IDEM_FUSED_ACTS (core/kernels/fused.h).
-template <typename F>
-void with_act(FusedAct act, F&& f) {
-  switch (act) {
-#define IDEM_FUSED_ACT_CASE(name)                                         \
-  case FusedAct::name:                                                    \
-    f(std::integral_constant<int, static_cast<int>(FusedAct::name)>()); \
-    return;
-    IDEM_FUSED_ACTS(IDEM_FUSED_ACT_CASE)
-#undef IDEM_FUSED_ACT_CASE
-  }
-  fail("linear_act", "unknown activation ", static_cast<int>(act));
-}
-
 // gz = g·act'(y) (when gz_out) and db = Σ_rows gz (when db_out) for an (N, out) gradient: one
 // launch, or two when N spans several chunks and db is wanted.
 void launch_bwd_epilogue(float* gz_out, float* db_out, const Tensor& g, const Tensor& y, int64_t N,
@@ -353,8 +338,8 @@ void launch_bwd_epilogue(float* gz_out, float* db_out, const Tensor& g, const Te
   const dim3 block(kColTile, kRowGroups);
   const dim3 grid(static_cast<unsigned>((out + kColTile - 1) / kColTile),
                   static_cast<unsigned>(std::min<int64_t>(std::max<int64_t>(chunks, 1), 65535)));
-  with_act(act, [&](auto a) {
-    linear_act_bwd_epilogue_kernel<decltype(a)::value>
+  with_fused_act(act, op, [&](auto a) {
+    linear_act_bwd_epilogue_kernel<static_cast<int>(decltype(a)::value)>
         <<<grid, block, 0, st>>>(gz_out, db_out, part, g.data<float>(), y.data<float>(),
                                  static_cast<int>(N), static_cast<int>(out), slope);
     IDEM_LAUNCH_CHECK(op);
@@ -489,8 +474,8 @@ void linear_act_fwd(const Tensor& y, const Tensor& x, const Tensor& w, const Ten
   const bool small = p.in <= 16 || outputs <= 8192;
   if (gemm_backend() == GemmBackend::hand && small) {
     const bool per_warp = p.in >= 128 && outputs <= 65536;
-    with_act(p.act, [&](auto act) {
-      constexpr int A = decltype(act)::value;
+    with_fused_act(p.act, op, [&](auto act) {
+      constexpr int A = static_cast<int>(decltype(act)::value);
       if (per_warp) {
         launch_grid_stride(IDEM_SITE(op), outputs * 32, kThreads, linear_act_fwd_warp_kernel<A>, g);
       } else {
@@ -515,10 +500,10 @@ void linear_act_fwd(const Tensor& y, const Tensor& x, const Tensor& w, const Ten
   }
   matmul_fwd(y, x, w, mp);
   if (!p.bias && p.act == FusedAct::none) return;
-  with_act(p.act, [&](auto act) {
-    launch_grid_stride(IDEM_SITE(op), outputs, kThreads,
-                       linear_act_epilogue_kernel<decltype(act)::value>, g.y, g.b, outputs, g.out,
-                       g.slope);
+  with_fused_act(p.act, op, [&](auto act) {
+    constexpr int A = static_cast<int>(decltype(act)::value);
+    launch_grid_stride(IDEM_SITE(op), outputs, kThreads, linear_act_epilogue_kernel<A>, g.y, g.b,
+                       outputs, g.out, g.slope);
   });
 }
 
@@ -551,8 +536,8 @@ void linear_act_bwd(const Tensor& dx, const Tensor& dw, const Tensor& db, const 
     const int dx_blocks = a.dx ? tiles(p.N) * dx_col_tiles : 0;
     const int dw_col_tiles = a.dw ? tiles(p.in) : 1;  // db alone: one column of tiles
     const int dw_blocks = (a.dw || a.db) ? tiles(p.out) * dw_col_tiles : 0;
-    with_act(p.act, [&](auto act) {
-      linear_act_bwd_tile_kernel<decltype(act)::value>
+    with_fused_act(p.act, op, [&](auto act) {
+      linear_act_bwd_tile_kernel<static_cast<int>(decltype(act)::value)>
           <<<static_cast<unsigned>(dx_blocks + dw_blocks), kBwdThreads, 0, st>>>(
               a, dx_blocks, dx_col_tiles, dw_col_tiles);
       IDEM_LAUNCH_CHECK(op);
@@ -639,10 +624,10 @@ void bias_act(const Tensor& y, const Tensor& b, const LinearActParams& p) {
   const int64_t outputs = p.N * p.out;
   float* py = y.data<float>();
   const float* pb = p.bias ? b.data<float>() : nullptr;
-  with_act(p.act, [&](auto act) {
-    launch_grid_stride(IDEM_SITE(op), outputs, kThreads,
-                       linear_act_epilogue_kernel<decltype(act)::value>, py, pb, outputs,
-                       static_cast<int>(p.out), static_cast<float>(p.slope));
+  with_fused_act(p.act, op, [&](auto act) {
+    constexpr int A = static_cast<int>(decltype(act)::value);
+    launch_grid_stride(IDEM_SITE(op), outputs, kThreads, linear_act_epilogue_kernel<A>, py, pb,
+                       outputs, static_cast<int>(p.out), static_cast<float>(p.slope));
   });
 }
 

@@ -384,18 +384,14 @@ __device__ __forceinline__ int64_t chan_of(const Dims& d, int64_t g, int64_t k, 
 //   cpg = C/gpa channels (I == cpg·B): k = (a·C + c)·B + b = (a·gpa + c/cpg)·I + (c%cpg)·B + b,
 //   so group = a·gpa + c/cpg, whose second term is fixed for the block of channel c (gbase).
 //   layer_norm (gpa = 1: group = a) and group_norm (gpa = its groups, A = the batch).
+// The shapes of the three normalizations (core/ops/norm.cpp) always allow one of the two modes,
+// so the split path has no per-element division mode. A NormShape that allows neither (none
+// of the L1 ops makes one; only a hand-made shape given to ops::norm_backward could) takes the
+// block kernel, norm_bwd_affine_block_kernel, which finds each element's group by division.
 enum GroupMode : int {
-  kGroupChan = 0,     // group = channel (batch_norm)
-  kGroupOuter = 1,    // group = a·gpa + gbase (layer_norm, group_norm; see above)
-  kGroupGeneral = 2,  // (k / I) % G, two divisions per element
+  kGroupChan = 0,   // group = channel (batch_norm)
+  kGroupOuter = 1,  // group = a·gpa + gbase (layer_norm, group_norm; see above)
 };
-template <int GM>
-__device__ __forceinline__ int64_t grp_of(const Dims& d, int64_t c, int64_t k, int64_t a,
-                                          int64_t gpa, int64_t gbase) {
-  if constexpr (GM == kGroupChan) return c;
-  else if constexpr (GM == kGroupOuter) return a * gpa + gbase;
-  else return group_of(d, k);
-}
 
 // The chunk [j0, j1) of block (blockIdx.x, ·) in a slice of n elements.
 struct Chunk {
@@ -660,13 +656,11 @@ __global__ void __launch_bounds__(kSplitThreads) norm_bwd_affine_split_part_kern
       acc[1] += gk;
     });
   } else {
-    int64_t gpa = 0, gbase = 0;
-    if constexpr (GM == kGroupOuter) {
-      gpa = d.G / d.A;
-      gbase = c / (d.C / gpa);
-    }
+    static_assert(GM == kGroupOuter, "the split path's group modes are kGroupChan, kGroupOuter");
+    const int64_t gpa = d.G / d.A;
+    const int64_t gbase = c / (d.C / gpa);
     walk_chunk(v, c, ch.j0, ch.j1, [&](int64_t k, int64_t a, int64_t) {
-      const int64_t g = grp_of<GM>(d, c, k, a, gpa, gbase);
+      const int64_t g = a * gpa + gbase;
       const float gk = __ldg(gout + k);
       acc[0] += gk * (__ldg(x + k) - __ldg(mean + g)) * __ldg(rstd + g);
       acc[1] += gk;
@@ -700,13 +694,16 @@ ChanMode chan_mode(const NormShape& s) {
   if (s.aff_inner == 1 && s.channels == s.stat_inner) return kChanInner;
   return kChanGeneral;
 }
-GroupMode group_mode(const NormShape& s) {
-  if (s.affine_is_stats()) return kGroupChan;
+// false when the shape allows neither group mode (see GroupMode): the block path then.
+bool group_mode(const NormShape& s, GroupMode& mode) {
+  mode = kGroupChan;
+  if (s.affine_is_stats()) return true;
+  mode = kGroupOuter;
   if (s.stat_outer == 1 && s.groups % s.aff_outer == 0) {
     const int64_t gpa = s.groups / s.aff_outer;  // >= 1: groups >= 1 is a multiple of aff_outer
-    if (s.channels % gpa == 0 && s.stat_inner == s.channels / gpa * s.aff_inner) return kGroupOuter;
+    if (s.channels % gpa == 0 && s.stat_inner == s.channels / gpa * s.aff_inner) return true;
   }
-  return kGroupGeneral;
+  return false;
 }
 
 // Picks the instantiation for a runtime mode: K<0>, K<1> or K<2>.
@@ -910,12 +907,12 @@ void norm_bwd(const Tensor& dx, const Tensor& dweight, const Tensor& dbias, cons
   }
   if (want_affine && !fused) {
     const SplitPlan sa = split_plan(s.channels, s.aff_outer * s.aff_inner);
-    if (sa.on) {
+    GroupMode gm;
+    if (sa.on && group_mode(s, gm)) {
       const Tensor part = split_workspace(2 * s.channels * sa.nch, x);
       float2* pp = reinterpret_cast<float2*>(part.data<float>());
-      const auto kernel = by_mode(group_mode(s), norm_bwd_affine_split_part_kernel<0>,
-                                  norm_bwd_affine_split_part_kernel<1>,
-                                  norm_bwd_affine_split_part_kernel<2>);
+      const auto kernel = gm == kGroupChan ? norm_bwd_affine_split_part_kernel<kGroupChan>
+                                           : norm_bwd_affine_split_part_kernel<kGroupOuter>;
       kernel<<<split_grid(sa, s.channels), kSplitThreads, 0, st>>>(
           pp, g.data<float>(), x.data<float>(), mean.data<float>(), rstd.data<float>(),
           view_of(s.aff_outer, s.channels, s.aff_inner), d, sa.L, sa.nch);

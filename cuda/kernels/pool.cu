@@ -29,9 +29,10 @@ __device__ __forceinline__ int64_t imax(int64_t a, int64_t b) {
   return a > b ? a : b;
 }
 
-// ACT: a FusedAct as int. none is plain max_pool2d (math::fused_act returns its argument, so
-// the kernel is the one without an activation); relu / leaky_relu apply the activation to the
-// maximum before the store (max_pool2d then the activation, in one launch).
+// ACT: a FusedAct as int, as in the linear_act kernels (profiles name them kernel<1>). none is
+// plain max_pool2d (math::fused_act returns its argument, so the kernel is the one without an
+// activation); relu / leaky_relu apply the activation to the maximum before the store
+// (max_pool2d then the activation, in one launch).
 template <int ACT>
 __global__ void max_pool2d_fwd_kernel(float* __restrict__ y, int64_t* __restrict__ idx,
                                       const float* __restrict__ x, PoolShape s, float slope) {
@@ -230,20 +231,6 @@ __global__ void upsample2d_bwd_kernel(float* __restrict__ gx, const float* __res
   }
 }
 
-// Calls f(std::integral_constant<int, a>) for the runtime `act` (the max-pool kernels' ACT).
-template <typename F>
-void with_act(FusedAct act, F&& f) {
-  switch (act) {
-#define IDEM_POOL_ACT_CASE(name)                                        \
-  case FusedAct::name:                                                  \
-    f(std::integral_constant<int, static_cast<int>(FusedAct::name)>()); \
-    return;
-    IDEM_FUSED_ACTS(IDEM_POOL_ACT_CASE)
-#undef IDEM_POOL_ACT_CASE
-  }
-  fail("max_pool2d", "unknown activation ", static_cast<int>(act));
-}
-
 // Nothing to do when n == 0; else makes like's device current for the launch.
 bool ready(int64_t n, const Tensor& like) {
   if (n == 0) return false;
@@ -257,10 +244,11 @@ void max_pool2d_fwd(const Tensor& out, const Tensor& indices, const Tensor& in, 
                     FusedAct act, double slope) {
   if (!ready(out.numel(), out)) return;
   const char* op = act == FusedAct::none ? "max_pool2d" : "max_pool2d_act";
-  with_act(act, [&](auto a) {
-    launch_grid_stride(IDEM_SITE(op), out.numel(), kThreads,
-                       max_pool2d_fwd_kernel<decltype(a)::value>, out.data<float>(),
-                       indices.data<int64_t>(), in.data<float>(), s, static_cast<float>(slope));
+  with_fused_act(act, op, [&](auto a) {
+    constexpr int A = static_cast<int>(decltype(a)::value);
+    launch_grid_stride(IDEM_SITE(op), out.numel(), kThreads, max_pool2d_fwd_kernel<A>,
+                       out.data<float>(), indices.data<int64_t>(), in.data<float>(), s,
+                       static_cast<float>(slope));
   });
 }
 
@@ -269,10 +257,10 @@ void max_pool2d_bwd(const Tensor& grad_in, const Tensor& grad_out, const Tensor&
   if (!ready(grad_in.numel(), grad_in)) return;
   const float* y = act == FusedAct::none ? nullptr : out.data<float>();
   const char* op = act == FusedAct::none ? "max_pool2d_backward" : "max_pool2d_act_backward";
-  with_act(act, [&](auto a) {
-    launch_grid_stride(IDEM_SITE(op), grad_in.numel(), kThreads,
-                       max_pool2d_bwd_kernel<decltype(a)::value>, grad_in.data<float>(),
-                       grad_out.data<float>(), indices.data<int64_t>(), s, y,
+  with_fused_act(act, op, [&](auto a) {
+    constexpr int A = static_cast<int>(decltype(a)::value);
+    launch_grid_stride(IDEM_SITE(op), grad_in.numel(), kThreads, max_pool2d_bwd_kernel<A>,
+                       grad_in.data<float>(), grad_out.data<float>(), indices.data<int64_t>(), s, y,
                        static_cast<float>(slope));
   });
 }
