@@ -434,6 +434,73 @@ TEST(FusedAdaptCuda, PhaseKernelOneBlockAndGridMatchTheCpuReference) {
   }
 }
 
+// The padded row kernel's shared-memory layout (core/kernels/fused_mlp_adapt.h): the width
+// every buffer is padded to, and where θ, Θ, the per-row buffers and the optimizer state lie.
+TEST(FusedAdapt, PaddedRowLayout) {
+  FusedMlpAdaptParams tab;
+  tab.layers = 4;
+  const int tw[] = {14, 30, 20, 10, 1};
+  for (int l = 0; l <= 4; ++l) tab.widths[l] = tw[l];
+  float dummy = 0.0f;  // the layout reads only whether the moments exist
+  for (int l = 0; l < 4; ++l) tab.layer[l].mw = tab.layer[l].vw = &dummy;
+  FusedMlpPaddedLayout s = fused_mlp_padded_layout(tab, 64);
+  EXPECT_EQ(s.pad, 32);
+  EXPECT_EQ(s.stride, 36) << "float4 rows whose eight-lane quarters hit distinct banks";
+  const int64_t block = 4 * (32 * 36 + 32);  // W and b of 4 layers
+  EXPECT_EQ(s.theta, 0);
+  EXPECT_EQ(s.anchor, block);
+  EXPECT_EQ(s.rows, 2 * block);
+  EXPECT_EQ(s.state, 2 * block + (4 + 3 * 4) * 64 * 32);
+  EXPECT_EQ(s.total, s.state + 2 * 1291) << "Adam: both moments of the 1 291 parameters";
+  EXPECT_EQ(s.state % 4, 0) << "the kernel zeroes [0, state) in float4 steps";
+  EXPECT_LE(s.total * 4, 227 * 1024) << "mlp_tab at batch 64 fits an H100 block";
+  for (int l = 0; l < 4; ++l) tab.layer[l].vw = nullptr;  // SGD with momentum
+  EXPECT_EQ(fused_mlp_padded_layout(tab, 64).total, s.state + 1291);
+  for (int l = 0; l < 4; ++l) tab.layer[l].mw = nullptr;  // plain SGD
+  EXPECT_EQ(fused_mlp_padded_layout(tab, 64).total, s.state);
+  // The pad is the smallest of 16, 32, 64 at least every width; 64 wide is not row-eligible.
+  FusedMlpAdaptParams narrow = tab;
+  const int nw[] = {14, 16, 8, 1};
+  narrow.layers = 3;
+  for (int l = 0; l <= 3; ++l) narrow.widths[l] = nw[l];
+  EXPECT_EQ(fused_mlp_padded_layout(narrow, 5).pad, 16);
+  narrow.widths[1] = 63;
+  EXPECT_EQ(fused_mlp_padded_layout(narrow, 5).pad, 64);
+  EXPECT_EQ(fused_mlp_padded_layout(narrow, 5).stride, 68);
+  narrow.widths[1] = 64;
+  EXPECT_EQ(fused_mlp_padded_layout(narrow, 5).pad, 0);
+}
+
+TEST(FusedAdaptCuda, PaddedAndCompactRowKernelsMatchTheCpuReference) {
+  IDEM_REQUIRE_GPU();
+  // mlp_tab (pad 32) runs in the tests above. Here: a pad of 16; a pad of 64 at batch 8 (about
+  // 150 KB of shared memory); and the same net at batch 64, whose padded layout (about 340 KB)
+  // does not fit a block, so the compact row kernel runs it in shared memory (about 125 KB).
+  struct Case {
+    std::vector<int64_t> sizes;
+    int64_t batch;
+    Config config;
+  };
+  const std::vector<Case> cases{{{14, 16, 8, 1}, 5, {Distance::mse, OptimizerKind::sgd, 0.9, 3}},
+                                {{14, 63, 20, 1}, 8, {Distance::l1, OptimizerKind::adam, 0.0, 2}},
+                                {{14, 63, 20, 1}, 64, {Distance::l1, OptimizerKind::adam, 0.0, 2}},
+                                {{14, 63, 20, 1}, 64, {Distance::mse, OptimizerKind::sgd, 0.0, 1}}};
+  for (const Case& c : cases) {
+    MlpOptions mo;
+    mo.activation = Activation::leaky_relu;
+    mo.leaky_slope = 0.1;
+    auto m = std::make_shared<ConcatModel>(std::make_shared<MLP>(c.sizes, mo, Options{}, 6),
+                                           SignalSpec::regression(1, 50.0));
+    std::string what;
+    for (int64_t w : c.sizes) what += (what.empty() ? "" : " → ") + std::to_string(w);
+    what += ", B " + std::to_string(c.batch) + ", " + c.config.str();
+    const GpuAgainstCpu r = fused_gpu_against_cpu(m, randn({c.batch, 13}, 15), options_of(c.config, true), what);
+    expect_adapted_params(r, what);
+    EXPECT_EQ(r.fused->fused_plan()->last_grid(), 1) << what;
+    expect_bits(r.fused->predict(r.xg).prediction, r.got.prediction, what + " repeated");
+  }
+}
+
 TEST(FusedAdaptCuda, RowKernelFromGlobalMemoryWhenSharedMemoryIsShort) {
   IDEM_REQUIRE_GPU();
   // Seven 63-wide layers with Adam: θ and both moments are about 300 KB, over the 227 KB a

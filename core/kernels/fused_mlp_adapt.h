@@ -168,6 +168,45 @@ bool fused_mlp_rows_eligible(const FusedMlpAdaptParams& p);
 // Whether it takes a call of `batch` rows: eligible, and at most kFusedMlpRowMaxBatch rows.
 bool fused_mlp_rows_takes(const FusedMlpAdaptParams& p, int64_t batch);
 
+// The padded row kernel (cuda/kernels/fused_mlp_rows_padded.cu): the row kernel with every
+// width padded to NP = 16, 32 or 64 (the smallest at least every n_l) and zeros in the padding,
+// so each dot is a fully unrolled loop of NP terms over float4 loads from shared memory instead
+// of a runtime-length loop (under ncu the compact row kernel spent about 17 instructions of
+// index arithmetic and branching per multiply-add). Sums keep the reference's order: the padded
+// terms are exact zeros added after the real ones. Its shared memory, in floats from the start:
+//   θ, then Θ: per layer l (0-based) W at l·NP·(NP + 4) (row j at j·(NP + 4): float4 rows
+//   whose eight-lane quarters hit distinct banks), then the biases, NP per layer;
+//   rows: per-row buffers of NP floats, buffer k of row b at k·B·NP + b·NP, in this order:
+//   f's input [x, ∅], F's input [x, y0], f's activations of layers 1..L, F's of layers 1..L,
+//   f's gradients of layers 1..L (layer L's: ∂L/∂y0), two δ buffers for F's backward;
+//   state: the optimizer's moments, compact: every layer's [mW | mb], then (Adam) every
+//   layer's [vW | vb], layer after layer.
+struct FusedMlpPaddedLayout {
+  int pad = 0, stride = 0;  // NP and a padded W's row stride (NP + 4); pad 0: not row-eligible
+  int64_t theta = 0, anchor = 0, rows = 0, state = 0, total = 0;
+  IDEM_HOST_DEVICE int64_t weights_floats() const { return int64_t(pad) * stride; }  // one padded W
+};
+IDEM_HOST_DEVICE inline FusedMlpPaddedLayout fused_mlp_padded_layout(const FusedMlpAdaptParams& p,
+                                                                     int64_t batch) {
+  FusedMlpPaddedLayout s;
+  int widest = 0;
+  int64_t params = 0;
+  for (int l = 0; l <= p.layers; ++l) widest = widest > p.widths[l] ? widest : p.widths[l];
+  for (int l = 1; l <= p.layers; ++l) params += int64_t(p.widths[l]) * (p.widths[l - 1] + 1);
+  s.pad = widest <= 16 ? 16 : widest <= 32 ? 32 : widest < 64 ? 64 : 0;
+  if (s.pad == 0) return s;
+  s.stride = s.pad + 4;
+  const int64_t block = p.layers * (s.weights_floats() + s.pad);  // θ's (or Θ's) W and b
+  s.theta = 0;
+  s.anchor = block;
+  s.rows = 2 * block;
+  s.state = s.rows + (4 + 3 * int64_t(p.layers)) * batch * s.pad;
+  // The moments the params carry (Adam: both; SGD with momentum: the first; plain SGD: none).
+  const int moments = (p.layer[0].mw ? 1 : 0) + (p.layer[0].vw ? 1 : 0);
+  s.total = s.state + moments * params;
+  return s;
+}
+
 namespace cuda {
 // ONE launch on current_stream() of `device`: the row kernel (one block; a warp per row of the
 // batch, block barriers only around the weight update) when fused_mlp_rows_takes, else the

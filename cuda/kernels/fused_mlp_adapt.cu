@@ -173,7 +173,7 @@ __global__ void __launch_bounds__(kFusedMlpThreads) fused_mlp_adapt_kernel(const
       else
         input_grad_phase(g, p.layer[0].w0, p.widths[0], p.widths[1], g.d, g.S, buffer_delta(other), to_gy0, t0,
                          stride);
-      loss_block0(p, g, y0, y1, k);
+      loss_block0(p, g, [y0, y1](int e) { return y1[e] - y0[e]; }, k);
       phase_sync();
     }
     // Backward through f with the optimizer folded in (see the file comment).
@@ -304,19 +304,30 @@ int cluster_grid(const FusedMlpAdaptParams& p, int device) {
   return int(std::min<int64_t>(want, most));
 }
 
-// Whether this call takes the row kernel (fused_mlp_rows.cu): where the net is eligible and
-// the batch is at most kFusedMlpRowMaxBatch rows. IDEM_FUSED_KERNEL=rows or =phase forces one
-// kernel (rows only where eligible), for comparisons.
+// Whether this call takes the row kernel (fused_mlp_rows.cu, padded where it fits): where the
+// net is eligible and the batch is at most kFusedMlpRowMaxBatch rows. IDEM_FUSED_KERNEL
+// (fused_kernel_choice) may force the row kernel (rows only where eligible) or the phase kernel.
 bool use_rows(const FusedMlpAdaptParams& p) {
-  static const int forced = [] {  // 0: automatic, 1: phase kernel, 2: row kernel
-    const std::string v = env_choice("IDEM_FUSED_KERNEL", {"auto", "rows", "phase"}, "auto");
-    return v == "phase" ? 1 : v == "rows" ? 2 : 0;
-  }();
-  if (forced == 1) return false;
-  return forced == 2 ? fused_mlp_rows_eligible(p) : fused_mlp_rows_takes(p, p.batch);
+  switch (fused_kernel_choice()) {
+    case FusedKernelChoice::phase: return false;
+    case FusedKernelChoice::rows:
+    case FusedKernelChoice::compact: return fused_mlp_rows_eligible(p);
+    default: return fused_mlp_rows_takes(p, p.batch);
+  }
 }
 
 }  // namespace
+
+FusedKernelChoice fused_kernel_choice() {
+  static const FusedKernelChoice choice = [] {
+    const std::string v = env_choice("IDEM_FUSED_KERNEL", {"auto", "rows", "compact", "phase"}, "auto");
+    return v == "phase"     ? FusedKernelChoice::phase
+           : v == "rows"    ? FusedKernelChoice::rows
+           : v == "compact" ? FusedKernelChoice::compact
+                            : FusedKernelChoice::automatic;
+  }();
+  return choice;
+}
 
 int fused_mlp_adapt_grid(const FusedMlpAdaptParams& p, int device) {
   if (use_rows(p)) return 1;

@@ -1,11 +1,14 @@
-// Device helpers shared by the two CUDA kernels of the fused IT³ MLP adaptation: the phase
-// kernel (fused_mlp_adapt.cu) and the row kernel (fused_mlp_rows.cu). Both follow the CPU
+// Device helpers shared by the CUDA kernels of the fused IT³ MLP adaptation: the phase kernel
+// (fused_mlp_adapt.cu), the row kernel (fused_mlp_rows.cu) and its padded variant
+// (fused_mlp_rows_padded.cu). Both follow the CPU
 // reference core/cpu/fused_mlp_adapt.cpp sum for sum, so these are its formulas on the device.
 #pragma once
 
 #include <cuda_runtime.h>
 
+#include <array>
 #include <cstdint>
+#include <mutex>
 
 #include "core/kernels/fused_mlp_adapt.h"
 #include "core/kernels/optim_math.h"
@@ -173,14 +176,20 @@ __device__ __forceinline__ Step step_scalars(const FusedMlpAdaptParams& p, int t
   return s;
 }
 
-// One update of element i with gradient g; m null: plain SGD.
-__device__ __forceinline__ void update(const Step& s, float* w, float* m, float* v, float g, int i) {
+// One update of the parameter w with gradient g and its moments *m, *v (m null: plain SGD;
+// v null unless Adam).
+__device__ __forceinline__ void update_one(const Step& s, float& w, float* m, float* v, float g) {
   if (s.is_adam)
-    math::adam_step(s.adam, g, m[i], v[i], w[i]);
+    math::adam_step(s.adam, g, *m, *v, w);
   else if (m)
-    math::sgd_step(s.sgd, g, true, m[i], w[i]);
+    math::sgd_step(s.sgd, g, true, *m, w);
   else  // plain SGD keeps no buffer: sgd_step never touches its buffer argument then
-    math::sgd_step(s.sgd, g, false, w[i], w[i]);
+    math::sgd_step(s.sgd, g, false, w, w);
+}
+
+// One update of element i of w, m, v (one layout for the three).
+__device__ __forceinline__ void update(const Step& s, float* w, float* m, float* v, float g, int i) {
+  update_one(s, w[i], m ? m + i : nullptr, v ? v + i : nullptr, g);
 }
 
 // The update of parameter t of layer `ly` (nw weights): t < nw is W[t], else bias t − nw.
@@ -199,8 +208,9 @@ __device__ __forceinline__ void update_param(const Step& s, const FusedMlpLayer&
 // lies entirely at or past n adds exact zeros and is skipped, and the levels below 32 run in
 // warp 0 with shuffles (lane i adds lane i + h's partial, the tree's own operands): the same
 // bits as the whole tree, with fewer block barriers.
-__device__ inline void loss_block0(const FusedMlpAdaptParams& p, const Geo& g, const float* y0,
-                                   const float* y1, int k) {
+// diff(e) gives y1 − y0 of element e = b·S + s (row b, signal column s).
+template <typename Diff>
+__device__ inline void loss_block0(const FusedMlpAdaptParams& p, const Geo& g, Diff diff, int k) {
   __shared__ double part[kFusedMlpThreads];
   if (blockIdx.x != 0 || !p.losses) return;
   const int n = g.B * g.S;
@@ -208,7 +218,7 @@ __device__ inline void loss_block0(const FusedMlpAdaptParams& p, const Geo& g, c
   if (t < kFusedMlpThreads) {
     double acc = 0.0;
     for (int e = t; e < n; e += kFusedMlpThreads)
-      acc += double(math::distance_term(p.distance, y1[e] - y0[e]));
+      acc += double(math::distance_term(p.distance, diff(e)));
     part[t] = acc;
   }
   __syncthreads();
@@ -233,6 +243,55 @@ __device__ inline void loss_block0(const FusedMlpAdaptParams& p, const Geo& g, c
 namespace idem::cuda {
 // The row kernel's launch (fused_mlp_rows.cu), for cuda::fused_mlp_adapt: one block on
 // current_stream() of `device`, which must be the current device; requires
-// fused_mlp_rows_eligible(p).
+// fused_mlp_rows_eligible(p). It takes the padded kernel where that fits, else the compact one.
 void fused_mlp_rows(const FusedMlpAdaptParams& p, int device);
+// The padded row kernel's launch (fused_mlp_rows_padded.cu), as fused_mlp_rows; returns false,
+// launching nothing, when the net is not row-eligible or its padded layout does not fit one
+// block's shared memory on `device`.
+bool fused_mlp_rows_padded(const FusedMlpAdaptParams& p, int device);
+
+// IDEM_FUSED_KERNEL, read once per process (fused_mlp_adapt.cu): auto; rows (the row kernel
+// wherever the net is eligible, whatever the batch; padded where it fits); compact (the same,
+// never padded: for comparisons); phase (the phase kernel).
+enum class FusedKernelChoice { automatic, rows, compact, phase };
+FusedKernelChoice fused_kernel_choice();
+
+// Dynamic shared memory for one kernel: whether `bytes` fit one block on `device` (the device's
+// opt-in limit less the kernel's static shared memory), raising the kernel's attribute to allow
+// them when they do (cudaFuncSetAttribute acts on the current device, which must be `device`).
+// Per device, under a mutex (host threads may share a device; the check and the raise stay
+// together): the limit and the static size, asked once, and the largest size allowed so far.
+class DynamicSharedMemory {
+ public:
+  explicit DynamicSharedMemory(const void* kernel) : kernel_(kernel) {}
+  bool fits(int device, size_t bytes, const char* op) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Limits uncached;  // a device past the cache's 64 asks every time
+    Limits& lim = device >= 0 && device < 64 ? cache_[size_t(device)] : uncached;
+    if (lim.optin < 0) {
+      int optin = 0;
+      IDEM_CUDA_CHECK(op, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+      cudaFuncAttributes fa{};
+      IDEM_CUDA_CHECK(op, cudaFuncGetAttributes(&fa, kernel_));
+      lim.static_bytes = int(fa.sharedSizeBytes);
+      lim.optin = optin;
+    }
+    if (int64_t(bytes) + lim.static_bytes > lim.optin) return false;
+    if (int(bytes) > lim.raised) {
+      IDEM_CUDA_CHECK(op, cudaFuncSetAttribute(kernel_, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+      lim.raised = int(bytes);
+    }
+    return true;
+  }
+
+ private:
+  struct Limits {
+    int optin = -1;  // -1: not asked yet
+    int static_bytes = 0;
+    int raised = 0;
+  };
+  const void* kernel_;
+  std::mutex mu_;
+  std::array<Limits, 64> cache_;
+};
 }  // namespace idem::cuda

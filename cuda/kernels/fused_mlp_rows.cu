@@ -19,9 +19,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <array>
 #include <cstdint>
-#include <mutex>
 
 #include "core/kernels/fused_mlp_adapt.h"
 #include "cuda/common.cuh"
@@ -218,7 +216,10 @@ __global__ void __launch_bounds__(kFusedMlpRowThreads)
     if (threadIdx.x == blockDim.x - 1) step = step_scalars(p, k);
     for (int b = warp; b < g.B; b += kRowWarps) row_backward_pass(p, c, g, widest, b, lane);
     __syncthreads();  // every row's activations and δ (and step) before the sums over rows
-    loss_block0(p, g, c.fa + off[g.L], c.Fa + off[g.L], k);
+    {
+      const float *y0 = c.fa + off[g.L], *y1 = c.Fa + off[g.L];
+      loss_block0(p, g, [y0, y1](int e) { return y1[e] - y0[e]; }, k);
+    }
     update_all(p, c, g, step);
     __syncthreads();  // the updated θ before the next forward
   }
@@ -236,45 +237,13 @@ __global__ void __launch_bounds__(kFusedMlpRowThreads)
 
 void fused_mlp_rows(const FusedMlpAdaptParams& p, int device) {
   const char* op = "fused_mlp_adapt";
+  if (fused_kernel_choice() != FusedKernelChoice::compact && fused_mlp_rows_padded(p, device)) return;
   // Shared memory for everything when it fits the block's opt-in limit (227 KB on an H100:
-  // mlp_tab up to about batch 200), else the global buffers. The limit is the device's, and so
-  // is the kernel attribute that allows it (cudaFuncSetAttribute acts on the current device).
-  // Per device, under a mutex (host threads may share a device; the check and the raise stay
-  // together): the opt-in limit and the kernel's static shared memory (its off[], Ctx, Step and
-  // the loss tree; dynamic + static may not pass the limit), asked once, and the dynamic size
-  // the attribute has been raised to, the largest a call on that device asked for.
-  struct Limits {
-    int optin = -1;  // -1: not asked yet
-    int static_bytes = 0;
-    int raised = 0;
-  };
-  static std::mutex mu;
-  static std::array<Limits, 64> cache;
+  // mlp_tab up to about batch 200), else the global buffers.
+  static DynamicSharedMemory smem(reinterpret_cast<const void*>(fused_mlp_rows_kernel));
   const int64_t bytes = carve_shared(p, nullptr, nullptr) * int64_t(sizeof(float));
-  size_t dyn = 0;
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    Limits uncached;  // a device past the cache's 64 asks every time
-    Limits& lim = device >= 0 && device < 64 ? cache[size_t(device)] : uncached;
-    if (lim.optin < 0) {
-      int optin = 0;
-      IDEM_CUDA_CHECK(op, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-      cudaFuncAttributes fa{};
-      IDEM_CUDA_CHECK(op, cudaFuncGetAttributes(&fa, fused_mlp_rows_kernel));
-      lim.static_bytes = int(fa.sharedSizeBytes);
-      lim.optin = optin;
-    }
-    if (bytes + lim.static_bytes <= lim.optin) {
-      dyn = size_t(bytes);
-      if (int(dyn) > lim.raised) {
-        IDEM_CUDA_CHECK(op, cudaFuncSetAttribute(fused_mlp_rows_kernel,
-                                                 cudaFuncAttributeMaxDynamicSharedMemorySize, int(dyn)));
-        lim.raised = int(dyn);
-      }
-    }
-  }
-  const bool in_shared = dyn > 0;
-  fused_mlp_rows_kernel<<<1, kFusedMlpRowThreads, dyn, current_stream()>>>(p, in_shared ? 1 : 0);
+  const bool in_shared = smem.fits(device, size_t(bytes), op);
+  fused_mlp_rows_kernel<<<1, kFusedMlpRowThreads, in_shared ? size_t(bytes) : 0, current_stream()>>>(p, in_shared ? 1 : 0);
   IDEM_LAUNCH_CHECK(op);
 }
 
