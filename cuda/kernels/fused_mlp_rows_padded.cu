@@ -53,17 +53,17 @@ struct Padded {
   __device__ float* d1(int b) const { return row(3 + 3 * L, b); }
 };
 
-// float4 steps a dot unrolls: all of them up to 32 terms; at 64 the registers of a fully
+// float4 steps a dot unrolls: all of them up to 32 terms; past that the registers of a fully
 // unrolled dot (its loads hoisted) would pass the 64 a thread of a 1 024-thread block may have.
-template <int NP>
-constexpr int kDotUnroll = NP <= 32 ? NP / 4 : 8;
+template <int M>
+constexpr int kDotUnroll = M <= 32 ? M / 4 : 8;
 
-// Σ_i a[i]·w[i] over the NP padded inputs, in input order.
-template <int NP>
-__device__ __forceinline__ float dot_row(const float* a, const float* w) {
+// Σ_i a[i]·w[i] over the first M inputs (M a multiple of 4), in input order.
+template <int M>
+__device__ __forceinline__ float dot_row_n(const float* a, const float* w) {
   float acc = 0.0f;
-#pragma unroll(kDotUnroll<NP>)
-  for (int i = 0; i < NP; i += 4) {
+#pragma unroll(kDotUnroll<M>)
+  for (int i = 0; i < M; i += 4) {
     const float4 x = *reinterpret_cast<const float4*>(a + i);
     const float4 y = *reinterpret_cast<const float4*>(w + i);
     acc = fmaf(x.x, y.x, acc);
@@ -74,13 +74,13 @@ __device__ __forceinline__ float dot_row(const float* a, const float* w) {
   return acc;
 }
 
-// Σ_j δ[j]·W[j, i] over the NP padded outputs, in output order (column i of a padded W).
-template <int NP>
-__device__ __forceinline__ float dot_col(const float* delta, const float* W, int i) {
-  constexpr int RS = Padded<NP>::RS;
+// Σ_j δ[j]·W[j, i] over the first M outputs (M a multiple of 4), in output order: column i of
+// a padded W whose rows are RS floats apart.
+template <int RS, int M>
+__device__ __forceinline__ float dot_col_n(const float* delta, const float* W, int i) {
   float acc = 0.0f;
-#pragma unroll(kDotUnroll<NP>)
-  for (int j = 0; j < NP; j += 4) {
+#pragma unroll(kDotUnroll<M>)
+  for (int j = 0; j < M; j += 4) {
     const float4 d = *reinterpret_cast<const float4*>(delta + j);
     acc = fmaf(d.x, W[(j + 0) * RS + i], acc);
     acc = fmaf(d.y, W[(j + 1) * RS + i], acc);
@@ -88,6 +88,39 @@ __device__ __forceinline__ float dot_col(const float* delta, const float* W, int
     acc = fmaf(d.w, W[(j + 3) * RS + i], acc);
   }
   return acc;
+}
+
+// The dots over a layer's n real terms: the unrolled loop of n rounded up to 4 (the padding
+// past n is zeros, so the sum is the same), picked by a warp-uniform switch. Under ncu the
+// dots over all NP terms were most of a row pass, and mlp_tab's layers (14, 30, 20, 10 inputs;
+// 30, 20, 10, 1 outputs) use 80 and 68 of the 128 terms four NP = 32 dots would take.
+#define IDEM_PADDED_DOT_CASES(CASE)                                                                   \
+  CASE(4) CASE(8) CASE(12) CASE(16) CASE(20) CASE(24) CASE(28) CASE(32) CASE(36) CASE(40) CASE(44) \
+  CASE(48) CASE(52) CASE(56) CASE(60) CASE(64)
+
+template <int NP>
+__device__ __forceinline__ float dot_row(const float* a, const float* w, int n) {
+#define IDEM_CASE(M) \
+  case M / 4:        \
+    return dot_row_n<(M < NP ? M : NP)>(a, w);
+  switch ((n + 3) / 4) {
+    IDEM_PADDED_DOT_CASES(IDEM_CASE)
+    default: return dot_row_n<NP>(a, w);
+  }
+#undef IDEM_CASE
+}
+
+template <int NP>
+__device__ __forceinline__ float dot_col(const float* delta, const float* W, int i, int n) {
+  constexpr int RS = Padded<NP>::RS;
+#define IDEM_CASE(M) \
+  case M / 4:        \
+    return dot_col_n<RS, (M < NP ? M : NP)>(delta, W, i);
+  switch ((n + 3) / 4) {
+    IDEM_PADDED_DOT_CASES(IDEM_CASE)
+    default: return dot_col_n<RS, NP>(delta, W, i);
+  }
+#undef IDEM_CASE
 }
 
 // One layer's forward for one row: lane's outputs j = lane (and lane + 32 when NP is 64); the
@@ -100,7 +133,7 @@ __device__ __forceinline__ void layer_forward(const FusedMlpAdaptParams& p, cons
   for (int j0 = 0; j0 < NP; j0 += 32) {
     const int j = j0 + lane;
     if (NP >= 32 || j < NP) {
-      const float z = layer_output(p, g, l, dot_row<NP>(in, W + j * Padded<NP>::RS), bias[j]);
+      const float z = layer_output(p, g, l, dot_row<NP>(in, W + j * Padded<NP>::RS, p.widths[l - 1]), bias[j]);
       out[j] = j < nout ? z : 0.0f;
     }
   }
@@ -120,13 +153,13 @@ __device__ void row_forward(const FusedMlpAdaptParams& p, const Geo& g, const Pa
 // Input gradient of a layer with nin inputs for one row: out[i] = act'(Σ_j δ[j]·W[j, i]) at the
 // activation a[i]; zeros past nin.
 template <int NP>
-__device__ __forceinline__ void row_input_grad(const FusedMlpAdaptParams& p, const float* W, int nin,
+__device__ __forceinline__ void row_input_grad(const FusedMlpAdaptParams& p, const float* W, int nin, int nout,
                                                const float* delta, const float* a, float* out, int lane) {
 #pragma unroll
   for (int i0 = 0; i0 < NP; i0 += 32) {
     const int i = i0 + lane;
     if (NP >= 32 || i < NP) {
-      const float gi = math::fused_act_grad(p.act, dot_col<NP>(delta, W, i), a[i], p.slope);
+      const float gi = math::fused_act_grad(p.act, dot_col<NP>(delta, W, i, nout), a[i], p.slope);
       out[i] = i < nin ? gi : 0.0f;
     }
   }
@@ -147,7 +180,7 @@ __device__ void row_step(const FusedMlpAdaptParams& p, const Geo& g, const Padde
   for (int s = lane; s < NP; s += 32) cur[s] = s < g.S ? dist_grad(p, g, y1[s], y0[s]) : 0.0f;
   __syncwarp();
   for (int l = g.L; l >= 2; --l) {
-    row_input_grad<NP>(p, v.w(true, l), p.widths[l - 1], cur, v.Fa(l - 1, b), other, lane);
+    row_input_grad<NP>(p, v.w(true, l), p.widths[l - 1], p.widths[l], cur, v.Fa(l - 1, b), other, lane);
     __syncwarp();
     float* t = cur;
     cur = other;
@@ -158,12 +191,12 @@ __device__ void row_step(const FusedMlpAdaptParams& p, const Geo& g, const Padde
     const float* W = v.w(true, 1) + g.d;
     float* gy0 = v.fd(g.L, b);
     for (int s = lane; s < NP; s += 32)
-      gy0[s] = s < g.S ? -dist_grad(p, g, y1[s], y0[s]) + dot_col<NP>(cur, W, s) : 0.0f;
+      gy0[s] = s < g.S ? -dist_grad(p, g, y1[s], y0[s]) + dot_col<NP>(cur, W, s, p.widths[1]) : 0.0f;
     __syncwarp();
   }
   // δ through f with θ as it is before this step's update.
   for (int l = g.L; l >= 2; --l) {
-    row_input_grad<NP>(p, v.w(false, l), p.widths[l - 1], v.fd(l, b), v.fa(l - 1, b), v.fd(l - 1, b), lane);
+    row_input_grad<NP>(p, v.w(false, l), p.widths[l - 1], p.widths[l], v.fd(l, b), v.fa(l - 1, b), v.fd(l - 1, b), lane);
     __syncwarp();
   }
 }
@@ -288,8 +321,9 @@ __global__ void __launch_bounds__(kFusedMlpRowThreads)
 }
 
 template <int NP>
-void launch(const FusedMlpAdaptParams& p, size_t bytes) {
+void launch(const FusedMlpAdaptParams& p, size_t bytes, const char* op) {
   fused_mlp_rows_padded_kernel<NP><<<1, kFusedMlpRowThreads, bytes, current_stream()>>>(p);
+  IDEM_LAUNCH_CHECK(op);
 }
 
 }  // namespace
@@ -306,12 +340,11 @@ bool fused_mlp_rows_padded(const FusedMlpAdaptParams& p, int device) {
   DynamicSharedMemory& smem = lay.pad == 16 ? smem16 : lay.pad == 32 ? smem32 : smem64;
   if (!smem.fits(device, bytes, op)) return false;
   if (lay.pad == 16)
-    launch<16>(p, bytes);
+    launch<16>(p, bytes, op);
   else if (lay.pad == 32)
-    launch<32>(p, bytes);
+    launch<32>(p, bytes, op);
   else
-    launch<64>(p, bytes);
-  IDEM_LAUNCH_CHECK(op);
+    launch<64>(p, bytes, op);
   return true;
 }
 
