@@ -1,7 +1,8 @@
 // Kernel contract: the whole IT³ offline adaptation of a small concat-injection MLP in one call
 // (one launch on a GPU). cpu:: in core/cpu/fused_mlp_adapt.cpp (the reference, plain loops),
-// cuda:: in cuda/kernels/fused_mlp_adapt.cu (the dispatch and the phase kernel) and
-// cuda/kernels/fused_mlp_rows.cu (the row kernel), stub in cuda/no_cuda.cpp. The planner that
+// cuda:: in cuda/kernels/fused_mlp_adapt.cu (the dispatch and the phase kernel),
+// cuda/kernels/fused_mlp_rows.cu (the row kernel) and cuda/kernels/fused_mlp_rows_padded.cu (its
+// padded layout), stub in cuda/no_cuda.cpp. The planner that
 // decides eligibility and fills the description is it3/fused_adapt.h.
 //
 // The network: L Linear layers n_0 → n_1 → … → n_L with bias, activation `act` after every
@@ -170,8 +171,8 @@ bool fused_mlp_rows_takes(const FusedMlpAdaptParams& p, int64_t batch);
 
 // The padded row kernel (cuda/kernels/fused_mlp_rows_padded.cu): the row kernel with every
 // width padded to NP = 16, 32 or 64 (the smallest at least every n_l) and zeros in the padding,
-// so each dot is a fully unrolled loop of NP terms over float4 loads from shared memory instead
-// of a runtime-length loop (under ncu the compact row kernel spent about 17 instructions of
+// so each dot is an unrolled float4 loop over the layer's real width rounded up to 4 (picked by a
+// warp-uniform switch) from shared memory instead of a runtime-length loop (under ncu the compact row kernel spent about 17 instructions of
 // index arithmetic and branching per multiply-add). Sums keep the reference's order: the padded
 // terms are exact zeros added after the real ones. Its shared memory, in floats from the start:
 //   θ, then Θ: per layer l (0-based) W at l·NP·(NP + 4) (row j at j·(NP + 4): float4 rows

@@ -1,6 +1,6 @@
 // Device helpers shared by the CUDA kernels of the fused IT³ MLP adaptation: the phase kernel
 // (fused_mlp_adapt.cu), the row kernel (fused_mlp_rows.cu) and its padded variant
-// (fused_mlp_rows_padded.cu). Both follow the CPU
+// (fused_mlp_rows_padded.cu). All three follow the CPU
 // reference core/cpu/fused_mlp_adapt.cpp sum for sum, so these are its formulas on the device.
 #pragma once
 
@@ -53,7 +53,8 @@ __device__ __forceinline__ float dist_grad(const FusedMlpAdaptParams& p, const G
   return math::distance_grad_factor(p.distance, y1 - y0) * g.scale;
 }
 
-// The sums both kernels compute, one thread per output, each over a fixed index range in the
+// The sums the phase kernel and the compact row kernel compute (the padded one has its own
+// unrolled dots, the same terms in the same order), one thread per output, each over a fixed index range in the
 // reference's order (the loops' unrolling leaves the order as written). Each kernel maps its
 // threads onto the outputs its own way (a warp per row, or a grid-stride loop per phase).
 
@@ -202,8 +203,8 @@ __device__ __forceinline__ void update_param(const Step& s, const FusedMlpLayer&
 }
 
 // Loss of this step into p.losses[k − 1]: block 0 only, a fixed-shape tree in double over
-// kFusedMlpThreads slots (slot t holds the terms t, t + kFusedMlpThreads, …), the same in both
-// kernels whatever their block size (every thread of block 0 must call it: it has barriers).
+// kFusedMlpThreads slots (slot t holds the terms t, t + kFusedMlpThreads, …), the same in every
+// kernel whatever its block size (every thread of block 0 must call it: it has barriers).
 // Only the first n slots can be non-zero and every term is ≥ 0, so a level whose upper half
 // lies entirely at or past n adds exact zeros and is skipped, and the levels below 32 run in
 // warp 0 with shuffles (lane i adds lane i + h's partial, the tree's own operands): the same

@@ -7,9 +7,10 @@
 // branches of runtime-length dots (each layer's width is a runtime value), and a step cost
 // about 27 000 cycles although each row's chain of sums is a few thousand multiply-adds. Here
 // every weight matrix, activation row and gradient row in shared memory is NP wide with zeros
-// past its real width, so each dot is a fully unrolled loop of NP terms over float4 loads at
-// offsets known at compile time. The padded terms come after the real ones and are exact zeros
-// (0·w with w finite), so every sum has the reference's terms in the reference's order, as in
+// past its real width, so each dot is an unrolled loop of float4 loads at offsets known at
+// compile time, over the layer's real width rounded up to 4 (a warp-uniform switch picks the
+// loop). The padded terms come after the real ones and are exact zeros (0·0: both factors are
+// padding), so every sum has the reference's terms in the reference's order, as in
 // the compact kernel; the one difference a zero term can make is turning a −0 sum into +0.
 //
 // The work is the compact kernel's: warp w owns rows w, w + 32, …; per step, the row passes
