@@ -44,6 +44,14 @@ RunResult run_cli(const std::string& args) {
   return r;
 }
 
+// `idem ARGS` fails with exit code 1 and prints `text`; returns the run for further checks.
+RunResult expect_cli_error(const std::string& args, const std::string& text) {
+  RunResult r = run_cli(args);
+  EXPECT_EQ(r.code, 1) << args << "\n" << r.out;
+  EXPECT_NE(r.out.find(text), std::string::npos) << args << "\n" << r.out;
+  return r;
+}
+
 std::string slurp(const fs::path& p) {
   std::ifstream f(p);
   std::stringstream ss;
@@ -252,21 +260,12 @@ TEST(Cli, SeedsGiveOneRowPerSeedAndIntervalsWithPairedDeltas) {
 
 TEST(Cli, BadInputIsAClearErrorWithExitCodeOne) {
   if (std::string(IDEM_CLI_PATH).empty()) GTEST_SKIP() << "the idem executable was not built";
-  RunResult r = run_cli("train --task tabluar --device cpu");
-  EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.out.find("unknown task 'tabluar'"), std::string::npos) << r.out;
-  r = run_cli("adapt --run /nonexistent/run --device cpu");
-  EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.out.find("/nonexistent/run"), std::string::npos) << r.out;
-  r = run_cli("train --epochz 3");
-  EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.out.find("unknown option --epochz"), std::string::npos) << r.out;
-  r = run_cli("demo --task tabular --shift zero:banana --device cpu --quiet --epochs 1");
-  EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.out.find("zero:banana"), std::string::npos) << r.out;
-  r = run_cli("bench it3 --model resnet --device cpu");
-  EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.out.find("unknown model 'resnet'"), std::string::npos) << r.out;
+  expect_cli_error("train --task tabluar --device cpu", "unknown task 'tabluar'");
+  expect_cli_error("adapt --run /nonexistent/run --device cpu", "/nonexistent/run");
+  expect_cli_error("train --epochz 3", "unknown option --epochz");
+  expect_cli_error("demo --task tabular --shift zero:banana --device cpu --quiet --epochs 1",
+                   "zero:banana");
+  expect_cli_error("bench it3 --model resnet --device cpu", "unknown model 'resnet'");
 }
 
 TEST(Cli, BenchTrainExportWritesTheStepsItTimes) {
@@ -359,26 +358,20 @@ TEST(Cli, BenchIt3TimesTheMethodNamedByMethod) {
 TEST(Cli, BenchIt3MethodAllAndBadMethods) {
   if (std::string(IDEM_CLI_PATH).empty()) GTEST_SKIP() << "the idem executable was not built";
   // An unknown name lists every valid one.
-  RunResult r = run_cli("bench it3 --method tnet --device cpu");
-  EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.out.find("unknown --method 'tnet' (expected one of none, bn, tent, actmad, it3, it3-online, "
-                       "random-step, eata, deyo, memo, ttt, ttt++"),
-            std::string::npos) << r.out;
+  RunResult r = expect_cli_error(
+      "bench it3 --method tnet --device cpu",
+      "unknown --method 'tnet' (expected one of none, bn, tent, actmad, it3, it3-online, "
+      "random-step, eata, deyo, memo, ttt, ttt++");
   EXPECT_NE(r.out.find(", or all)"), std::string::npos) << r.out;
   // A method the model cannot run, and a path the method cannot take, name both.
-  r = run_cli("bench it3 --method tent --model mlp_tab --device cpu");
-  EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.out.find("tent does not apply to --model mlp_tab: it needs a classification model"), std::string::npos)
-      << r.out;
-  r = run_cli("bench it3 --method actmad --path fused --device cpu");
-  EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.out.find("--path fused cannot run actmad on mlp_tab"), std::string::npos) << r.out;
-  r = run_cli("bench it3 --method ttt --model sage --device cpu");
-  EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.out.find("ttt does not apply to --model sage"), std::string::npos) << r.out;
-  r = run_cli("bench it3 --method all --export /nonexistent/x --device cpu");
-  EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.out.find("--export writes one case"), std::string::npos) << r.out;
+  expect_cli_error("bench it3 --method tent --model mlp_tab --device cpu",
+                   "tent does not apply to --model mlp_tab: it needs a classification model");
+  expect_cli_error("bench it3 --method actmad --path fused --device cpu",
+                   "--path fused cannot run actmad on mlp_tab");
+  expect_cli_error("bench it3 --method ttt --model sage --device cpu",
+                   "ttt does not apply to --model sage");
+  expect_cli_error("bench it3 --method all --export /nonexistent/x --device cpu",
+                   "--export writes one case");
 
   // --method all on the regression MLP: the methods without classes, in table order, each with
   // its own counts; the rest are named as skipped.
@@ -477,26 +470,20 @@ TEST(Cli, BenchIt3TaskTimesTheAdaptationTheTaskRuns) {
 
 TEST(Cli, BenchIt3TaskRefusesWhatTheTaskDoesNotRun) {
   if (std::string(IDEM_CLI_PATH).empty()) GTEST_SKIP() << "the idem executable was not built";
-  RunResult r = run_cli("bench it3 --task fmnsit --device cpu");
-  EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.out.find("unknown --task 'fmnsit' (expected fmnist, tabular or airfoil)"), std::string::npos) << r.out;
-  r = run_cli("bench it3 --task fmnist --method ttt --device cpu");
-  EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.out.find("the fmnist task's demo does not run ttt: the model has no rotation head (train with --aux "
-                       "rotation)"),
-            std::string::npos) << r.out;
-  r = run_cli("bench it3 --task tabular --method tent --device cpu");
-  EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.out.find("the tabular task's demo does not run tent: it needs a classification task"), std::string::npos)
-      << r.out;
-  r = run_cli("bench it3 --task fmnist --model bn_cnn --device cpu");
-  EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.out.find("--task fmnist times the fmnist task's own model: drop --model bn_cnn"), std::string::npos) << r.out;
-  r = run_cli("bench train --task tabular --device cpu");
-  EXPECT_EQ(r.code, 1);
-  EXPECT_NE(r.out.find("--task applies to bench it3 only"), std::string::npos) << r.out;
+  expect_cli_error("bench it3 --task fmnsit --device cpu",
+                   "unknown --task 'fmnsit' (expected fmnist, tabular or airfoil)");
+  expect_cli_error(
+      "bench it3 --task fmnist --method ttt --device cpu",
+      "the fmnist task's demo does not run ttt: the model has no rotation head (train with --aux "
+      "rotation)");
+  expect_cli_error("bench it3 --task tabular --method tent --device cpu",
+                   "the tabular task's demo does not run tent: it needs a classification task");
+  expect_cli_error("bench it3 --task fmnist --model bn_cnn --device cpu",
+                   "--task fmnist times the fmnist task's own model: drop --model bn_cnn");
+  expect_cli_error("bench train --task tabular --device cpu", "--task applies to bench it3 only");
   // --method all: what `idem adapt --method all` runs on the task, and a note for the rest.
-  r = run_cli("bench it3 --task tabular --method all --reps 1 --warmup 1 --json --device cpu");
+  RunResult r =
+      run_cli("bench it3 --task tabular --method all --reps 1 --warmup 1 --json --device cpu");
   ASSERT_EQ(r.code, 0) << r.out;
   const auto all = json_in(r.out, "[{");
   ASSERT_TRUE(all.is_array()) << r.out;
