@@ -86,6 +86,18 @@ AdaptOptions options_of(const Config& c, bool fused) {
 
 // ---- CPU: the fused reference against the op-by-op Adapter ----
 
+// The fused adaptation (`fused`, result rf) against the op-by-op one (`plain`, rp) on the CPU:
+// the prediction, the adapted weights (the kernel works in place on the Adapter's θ; Adam's
+// step is about lr·sign(g) whatever |g|, so a weight whose gradient is near zero can move by up
+// to lr on rounding alone: a few in a thousand may leave the gate) and the last step's loss.
+void expect_same_adaptation(const Adapter& fused, const AdaptResult& rf, const Adapter& plain,
+                            const AdaptResult& rp, const std::string& what) {
+  expect_gate(rf.prediction, rp.prediction, what + " prediction");
+  for (size_t i = 0; i < fused.adapted_params().size(); ++i)
+    expect_gate(fused.adapted_params()[i], plain.adapted_params()[i], what + " " + fused.adapted_names()[i], 3e-3);
+  EXPECT_NEAR(rf.loss_after, rp.loss_after, 1e-4 + 1e-3 * std::fabs(rp.loss_after)) << what;
+}
+
 TEST(FusedAdapt, MatchesTheUnfusedAdapterOnTheCpu) {
   const std::vector<Config> configs{
       {Distance::l1, OptimizerKind::adam, 0.0, 1}, {Distance::l1, OptimizerKind::adam, 0.0, 3},
@@ -102,15 +114,8 @@ TEST(FusedAdapt, MatchesTheUnfusedAdapterOnTheCpu) {
         ASSERT_TRUE(fused.uses_fused(x)) << what << ": " << fused.fused_reason();
         ASSERT_FALSE(plain.uses_fused(x)) << what;
         const AdaptResult rf = fused.predict(x), rp = plain.predict(x);
-        expect_gate(rf.prediction, rp.prediction, what + " prediction");
-        // The adapted weights too (the kernel works in place on the Adapter's θ). Adam's step
-        // is about lr·sign(g) whatever |g|, so a weight whose gradient is near zero can move by
-        // up to lr on rounding alone: a few in a thousand may leave the gate.
-        for (size_t i = 0; i < fused.adapted_params().size(); ++i)
-          expect_gate(fused.adapted_params()[i], plain.adapted_params()[i],
-                      what + " " + fused.adapted_names()[i], 3e-3);
+        expect_same_adaptation(fused, rf, plain, rp, what);
         EXPECT_NEAR(rf.loss_before, rp.loss_before, 1e-4 + 1e-3 * std::fabs(rp.loss_before)) << what;
-        EXPECT_NEAR(rf.loss_after, rp.loss_after, 1e-4 + 1e-3 * std::fabs(rp.loss_after)) << what;
         // Counted as the op-by-op path counts.
         EXPECT_EQ(rf.cost.forwards, rp.cost.forwards) << what;
         EXPECT_EQ(rf.cost.backwards, rp.cost.backwards) << what;
@@ -160,10 +165,7 @@ TEST(FusedAdapt, ReferenceMatchesTheUnfusedAdapterOnOtherShapes) {
     Adapter fused(m, options_of(c.config, true)), plain(m, options_of(c.config, false));
     ASSERT_TRUE(fused.uses_fused(x)) << what << ": " << fused.fused_reason();
     const AdaptResult rf = fused.predict(x), rp = plain.predict(x);
-    expect_gate(rf.prediction, rp.prediction, what + " prediction");
-    for (size_t i = 0; i < fused.adapted_params().size(); ++i)
-      expect_gate(fused.adapted_params()[i], plain.adapted_params()[i], what + " " + fused.adapted_names()[i], 3e-3);
-    EXPECT_NEAR(rf.loss_after, rp.loss_after, 1e-4 + 1e-3 * std::fabs(rp.loss_after)) << what;
+    expect_same_adaptation(fused, rf, plain, rp, what);
   }
 }
 
