@@ -16,11 +16,11 @@ IDEM_NEED_DATA=1 source tools/setup_deps.sh
 jobs=${IDEM_JOBS:-$(nproc)}
 if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
   build=${IDEM_BUILD_DIR:-build}
-  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release
+  cmake -S . -B "$build" $(idem_generator_args "$build") -DCMAKE_BUILD_TYPE=Release
 else
   build=${IDEM_BUILD_DIR:-build-cpu}
   echo "idem demo: no GPU found; building the CPU-only binary in $build" >&2
-  cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DIDEM_CUDA=OFF
+  cmake -S . -B "$build" $(idem_generator_args "$build") -DCMAKE_BUILD_TYPE=Release -DIDEM_CUDA=OFF
 fi
 cmake --build "$build" -j "$jobs" --target idem_cli
 "$build/idem" demo "$@"

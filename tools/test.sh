@@ -60,7 +60,7 @@ stage "doc links"
 tools/check_doc_links.sh || { echo "idem test: tools/check_doc_links.sh failed" >&2; exit 1; }
 summary+=("doc links: no problems")
 stage "release build"
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release
+cmake -S . -B "$build" $(idem_generator_args "$build") -DCMAKE_BUILD_TYPE=Release
 cmake --build "$build" -j "$jobs"
 stage "release tests"
 run_ctest "$build" "release ctest"
@@ -68,7 +68,7 @@ run_ctest "$build" "release ctest"
 # ---- 2. ASan + UBSan ----------------------------------------------------------------------------
 if [[ $skip_sanitize != 1 ]]; then
   stage "sanitize build (ASan + UBSan, CPU only)"
-  cmake --preset sanitize -B "$sanitize_build"
+  cmake --preset sanitize -B "$sanitize_build" $(idem_generator_args "$sanitize_build")
   cmake --build "$sanitize_build" -j "$jobs" --target idem_tests
   stage "sanitize tests"
   # halt_on_error: the first report fails its test; UBSan prints the stack of each report.
@@ -76,7 +76,7 @@ if [[ $skip_sanitize != 1 ]]; then
     UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1} \
     run_ctest "$sanitize_build" "sanitize ctest (ASan+UBSan)"
   stage "tsan build (ThreadSanitizer, CPU only: the thread pool and the threaded kernels)"
-  cmake --preset tsan -B "$tsan_build"
+  cmake --preset tsan -B "$tsan_build" $(idem_generator_args "$tsan_build")
   cmake --build "$tsan_build" -j "$jobs" --target idem_tsan_tests
   stage "tsan tests"
   TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1} \
@@ -88,7 +88,7 @@ fi
 # ---- 3. fuzzing ---------------------------------------------------------------------------------
 if [[ $skip_fuzz != 1 ]]; then
   stage "fuzz build (clang, libFuzzer + ASan + UBSan)"
-  cmake --preset fuzz -B "$fuzz_build"
+  cmake --preset fuzz -B "$fuzz_build" $(idem_generator_args "$fuzz_build")
   cmake --build "$fuzz_build" -j "$jobs" --target fuzz_all
   stage "fuzz runs: ${#fuzz_targets[@]} targets x ${fuzz_seconds} s, $jobs at a time"
   findings_dir="$fuzz_build/findings"
