@@ -238,7 +238,8 @@ void distance_bwd(const Tensor&, const Tensor&, const Tensor&, const Tensor&, co
   no_cuda(distance_name(k));
 }
 void multi_copy(const void*, int64_t, int64_t, int) { no_cuda("multi_copy"); }
-int fused_mlp_adapt(const FusedMlpAdaptParams&, int) { no_cuda("fused_mlp_adapt"); }
+FusedMlpLaunch fused_mlp_adapt(const FusedMlpAdaptParams&, int) { no_cuda("fused_mlp_adapt"); }
 int fused_mlp_adapt_grid(const FusedMlpAdaptParams&, int) { no_cuda("fused_mlp_adapt"); }
+int fused_mlp_cluster_blocks(const FusedMlpAdaptParams&, int) { no_cuda("fused_mlp_adapt"); }
 
 }  // namespace idem::cuda

@@ -178,9 +178,9 @@ Tensor FusedMlpAdapt::run(const Input& x) {
   p.y = static_cast<float*>(y.raw_data());
   if (device_.is_cpu()) {
     cpu::fused_mlp_adapt(p);
-    last_grid_ = 0;
+    last_ = {};
   } else {
-    last_grid_ = cuda::fused_mlp_adapt(p, device_.index);
+    last_ = cuda::fused_mlp_adapt(p, device_.index);
   }
   return y;
 }

@@ -45,8 +45,10 @@ class FusedMlpAdapt {
   Tensor run(const Input& x);
   // The adaptation loss of each step of the last run() (K floats on the model's device).
   const Tensor& losses() const { return losses_; }
-  // Blocks of the last GPU launch (1: a single block; 0 on the CPU).
-  int last_grid() const { return last_grid_; }
+  // Blocks of the last GPU launch (1: a single block; 0 on the CPU), and its kernel (none on
+  // the CPU).
+  int last_grid() const { return last_.blocks; }
+  FusedMlpKernel last_kernel() const { return last_.kernel; }
   int steps() const { return params_.steps; }
   // Allocates the scratch for batches of up to `batch` rows (run() does it too). The Adapter
   // calls it before its cost meter starts: the allocation happens once per batch size, so it
@@ -62,7 +64,7 @@ class FusedMlpAdapt {
   Tensor losses_;   // (max(K, 1))
   Tensor scratch_;  // activations and gradient buffers for scratch_batch_ rows
   int64_t scratch_batch_ = 0;
-  int last_grid_ = 0;
+  FusedMlpLaunch last_;
   bool automatic_ = false;  // FusedMode::automatic: only batches that fit one block
 };
 

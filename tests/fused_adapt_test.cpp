@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -61,11 +62,49 @@ std::shared_ptr<RecursiveModel> bench_mlp(bool wide, Activation act = Activation
                                        SignalSpec::regression(1, 50.0));
 }
 
+// A kernel description carrying what sizes the CUDA kernels' layouts: the widths, the batch and
+// the optimizer's moments (2: Adam; 1: SGD with momentum; 0: plain SGD, or no steps; the
+// layouts read only whether they exist).
+FusedMlpAdaptParams sizing_params(const std::vector<int>& widths, int batch, int moments) {
+  static float dummy = 0.0f;
+  FusedMlpAdaptParams p;
+  p.layers = int(widths.size()) - 1;
+  for (size_t l = 0; l < widths.size(); ++l) p.widths[l] = widths[l];
+  p.batch = batch;
+  p.signal = widths.back();
+  for (int l = 0; l < p.layers; ++l) {
+    p.layer[l].mw = moments >= 1 ? &dummy : nullptr;
+    p.layer[l].vw = moments >= 2 ? &dummy : nullptr;
+  }
+  return p;
+}
+
+// Whether this process runs the cluster kernel (IDEM_FUSED_KERNEL=cluster: opt-in until it has
+// run on a GPU; docs/performance.md, "The cluster kernel").
+bool cluster_kernel_chosen() {
+  const char* env = std::getenv("IDEM_FUSED_KERNEL");
+  return env && std::string(env) == "cluster";
+}
+
+// The kernel (and blocks) a net with a layer 64 or more wide takes at `batch` rows on device 0:
+// the cluster kernel where it can run when chosen, else the phase kernel.
+FusedMlpLaunch expected_wide_launch(const std::vector<int>& widths, int batch, int moments) {
+  const FusedMlpAdaptParams p = sizing_params(widths, batch, moments);
+  const int cluster = cluster_kernel_chosen() ? cuda::fused_mlp_cluster_blocks(p, 0) : 0;
+  if (cluster > 0) return {FusedMlpKernel::cluster, cluster};
+  return {FusedMlpKernel::phase, cuda::fused_mlp_adapt_grid(p, 0)};
+}
+
 struct Config {
   Distance distance = Distance::l1;
   OptimizerKind optimizer = OptimizerKind::adam;
   double momentum = 0.0;
   int steps = 1;
+  // The optimizer's moments (sizing_params).
+  int moments() const {
+    if (steps == 0) return 0;
+    return optimizer == OptimizerKind::adam ? 2 : momentum > 0 ? 1 : 0;
+  }
   std::string str() const {
     return std::string(distance_name(distance)) + (optimizer == OptimizerKind::adam ? " adam" : " sgd") +
            " momentum " + std::to_string(momentum) + " K " + std::to_string(steps);
@@ -386,7 +425,6 @@ TEST(FusedAdaptCuda, MatchesTheCpuReferenceAndTheUnfusedGpuPath) {
         expect_gate(got, want, what + " vs the CPU reference");
         expect_gate(got, plain.adapt_and_predict(xg), what + " vs the unfused CUDA Adapter");
         expect_bits(fused.adapt_and_predict(xg), got, what + " repeated");
-        if (wide && batch >= 64) EXPECT_GT(fused.fused_plan()->last_grid(), 1) << what << ": cooperative grid";
         if (!wide && batch == 8) EXPECT_EQ(fused.fused_plan()->last_grid(), 1) << what << ": one block";
         // automatic (the command line's auto on a GPU) takes what fused_mlp_auto_takes says
         // (its rule: FusedAdapt.AutomaticRule): of these, mlp_tab at batch 8 and 64, mlp_256 at 8.
@@ -394,7 +432,15 @@ TEST(FusedAdaptCuda, MatchesTheCpuReferenceAndTheUnfusedGpuPath) {
         gpu_auto.fused = FusedMode::automatic;
         Adapter automatic(gm, gpu_auto);
         EXPECT_EQ(automatic.uses_fused(xg), batch <= (wide ? kFusedMlpAutoWideMaxBatch : kFusedMlpRowMaxBatch)) << what << ": " << automatic.fused_reason();
-        if (wide && batch == 8) EXPECT_GE(fused.fused_plan()->last_grid(), cuda::device_properties(0).sm_count) << what << ": a grid of at least one block per SM";
+        // mlp_256: the phase kernel as a grid of at least one block per SM (the cluster kernel
+        // at batch 8 and 64 with IDEM_FUSED_KERNEL=cluster on sm_90).
+        if (wide) {
+          const FusedMlpLaunch want = expected_wide_launch({14, 256, 256, 256, 1}, int(batch), steps > 0 ? 2 : 0);
+          EXPECT_EQ(fused.fused_plan()->last_kernel(), want.kernel) << what;
+          EXPECT_EQ(fused.fused_plan()->last_grid(), want.blocks) << what;
+          if (want.kernel == FusedMlpKernel::phase)
+            EXPECT_GE(fused.fused_plan()->last_grid(), cuda::device_properties(0).sm_count) << what << ": a grid of at least one block per SM";
+        }
       }
 }
 
@@ -461,12 +507,13 @@ TEST(FusedAdaptCuda, OtherDistancesOptimizersAndActivations) {
 
 TEST(FusedAdaptCuda, PhaseKernelOneBlockAndGridMatchTheCpuReference) {
   IDEM_REQUIRE_GPU();
-  // A 64-wide layer keeps the net off the row kernel, so these run the phase kernel: batch 2
-  // fits one block; batch 64 wants 5 blocks (64·64·20 multiply-adds) and, the net being wide,
-  // runs as a cooperative grid of at least one block per SM (a narrow net's cluster is covered
-  // by mlp_tab at batch 256 above); batch 7 with a 3-wide signal checks the tails. The 64-wide
-  // layer's input gradient (F's signal columns) takes a warp per output at these batches.
-  for (const auto& [batch, signal] : {std::pair<int64_t, int64_t>{2, 1}, {64, 1}, {7, 3}}) {
+  // A 64-wide layer keeps the net off the row kernel, so the phase kernel takes these (the
+  // cluster kernel with IDEM_FUSED_KERNEL=cluster, up to 64 rows): batch 2 fits one block;
+  // batches 64 and 65 want 5 blocks (64·64·20 multiply-adds) and, the net being wide, run as a
+  // cooperative grid of at least one block per SM (a narrow net's cluster of the phase kernel is
+  // covered by mlp_tab at batch 256 above); batch 7 with a 3-wide signal checks the tails. The 64-wide layer's input gradient (F's signal columns) takes a warp per
+  // output at these batches.
+  for (const auto& [batch, signal] : {std::pair<int64_t, int64_t>{2, 1}, {64, 1}, {65, 1}, {7, 3}}) {
     const std::vector<int64_t> sizes{13 + signal, 64, 20, signal};
     MlpOptions mo;
     mo.activation = Activation::leaky_relu;
@@ -476,9 +523,13 @@ TEST(FusedAdaptCuda, PhaseKernelOneBlockAndGridMatchTheCpuReference) {
     const std::string what = "14 → 64 → 20 → " + std::to_string(signal) + ", B " + std::to_string(batch);
     const GpuAgainstCpu r = fused_gpu_against_cpu(
         m, randn({batch, 13}, 13), options_of({Distance::mse, OptimizerKind::adam, 0.0, 3}, true), what);
-    EXPECT_EQ(r.fused->fused_plan()->last_grid() > 1, batch == 64) << what;
-    if (batch == 64)
-      EXPECT_GE(r.fused->fused_plan()->last_grid(), cuda::device_properties(0).sm_count) << what << ": a grid of at least one block per SM";
+    const int grid = r.fused->fused_plan()->last_grid();
+    const FusedMlpLaunch want = expected_wide_launch({14, 64, 20, int(signal)}, int(batch), 2);
+    if (want.kernel == FusedMlpKernel::phase) EXPECT_EQ(grid > 1, batch >= 64) << what;
+    EXPECT_EQ(r.fused->fused_plan()->last_kernel(), want.kernel) << what;
+    EXPECT_EQ(grid, want.blocks) << what;
+    if (want.kernel == FusedMlpKernel::phase && batch >= 64)
+      EXPECT_GE(grid, cuda::device_properties(0).sm_count) << what << ": a grid of at least one block per SM";
     expect_bits(r.fused->predict(r.xg).prediction, r.got.prediction, what + " repeated");
   }
 }
@@ -534,6 +585,16 @@ TEST(FusedAdaptCuda, PaddedAndCompactRowKernelsMatchTheCpuReference) {
     const GpuAgainstCpu r = fused_gpu_against_cpu(m, randn({c.batch, 13}, 15), options_of(c.config, true), what);
     expect_adapted_params(r, what);
     EXPECT_EQ(r.fused->fused_plan()->last_grid(), 1) << what;
+    // The padded kernel where its layout fits a block (227 KB of shared memory on sm_90, less
+    // the kernel's own few KB): all but mlp 14 → 63 → 20 → 1 at 64 rows (about 340 KB).
+    std::vector<int> widths(c.sizes.begin(), c.sizes.end());
+    const int64_t padded_bytes =
+        fused_mlp_padded_layout(sizing_params(widths, int(c.batch), c.config.moments()), c.batch).total * 4;
+    const char* env = std::getenv("IDEM_FUSED_KERNEL");
+    const bool compact = (env && std::string(env) == "compact") || padded_bytes > 200 * 1024;
+    if (cuda::device_properties(0).cc_major >= 9)
+      EXPECT_EQ(r.fused->fused_plan()->last_kernel(), compact ? FusedMlpKernel::rows_compact : FusedMlpKernel::rows_padded)
+          << what << ": " << padded_bytes << " bytes padded";
     expect_bits(r.fused->predict(r.xg).prediction, r.got.prediction, what + " repeated");
   }
 }
@@ -552,6 +613,83 @@ TEST(FusedAdaptCuda, RowKernelFromGlobalMemoryWhenSharedMemoryIsShort) {
       m, randn({16, 13}, 14), options_of({Distance::l1, OptimizerKind::adam, 0.0, 2}, true), what);
   expect_adapted_params(r, what);
   EXPECT_EQ(r.fused->fused_plan()->last_grid(), 1);
+}
+
+
+// ---- the cluster kernel (cuda/kernels/fused_mlp_cluster.cu) ----
+
+TEST(FusedAdapt, ClusterLayout) {
+  // mlp_256 with Adam as 16 blocks: each owns 16 units of the 256-wide layers and block 0 the
+  // output; per section 16·15 + 2·16·257 + 1·257 floats; θ, Θ, m, v: about 136 KB a block.
+  const FusedMlpAdaptParams wide = sizing_params({14, 256, 256, 256, 1}, 8, 2);
+  const FusedMlpClusterLayout s = fused_mlp_cluster_layout(wide, 16);
+  EXPECT_EQ(s.blocks, 16);
+  const int rows[] = {16, 16, 16, 1};
+  for (int l = 0; l < 4; ++l) EXPECT_EQ(s.rows[l], rows[l]) << "layer " << l + 1;
+  EXPECT_EQ(s.woff[0], 0);
+  EXPECT_EQ(s.woff[1], 16 * 15);
+  EXPECT_EQ(s.woff[2], 16 * 15 + 16 * 257);
+  EXPECT_EQ(s.woff[3], 16 * 15 + 2 * 16 * 257);
+  EXPECT_EQ(s.section, 16 * 15 + 2 * 16 * 257 + 257);
+  EXPECT_EQ(s.theta, 0);
+  EXPECT_EQ(s.anchor, s.section);
+  EXPECT_EQ(s.m, 2 * s.section);
+  EXPECT_EQ(s.v, 3 * s.section);
+  EXPECT_EQ(s.total, 4 * s.section);
+  EXPECT_LE(s.total * 4, 227 * 1024) << "fits an H100 block";
+  // As 8 blocks, twice the rows: Adam's four sections no longer fit a block, plain SGD's two do.
+  EXPECT_GT(fused_mlp_cluster_layout(wide, 8).total * 4, 227 * 1024);
+  const FusedMlpClusterLayout sgd = fused_mlp_cluster_layout(sizing_params({14, 256, 256, 256, 1}, 8, 0), 8);
+  EXPECT_EQ(sgd.m, -1);
+  EXPECT_EQ(sgd.v, -1);
+  EXPECT_EQ(sgd.total, 2 * sgd.section);
+  EXPECT_LE(sgd.total * 4, 227 * 1024);
+  // Units that do not split evenly: 100 over 16 blocks is 7 a block; blocks 0–13 own 7 each,
+  // block 14 the last 2 and block 15 none (the kernel clamps each share to the layer).
+  EXPECT_EQ(fused_mlp_cluster_layout(sizing_params({14, 100, 3}, 8, 2), 16).rows[0], 7);
+}
+
+// Wide nets for the cluster kernel: mlp_256 at 1, 8 and 64 rows with each optimizer and
+// distance; layers that do not split evenly over the blocks (100 and 70 units, a 3-wide signal,
+// 33 rows); two layers (200 wide, 2-wide signal); seven layers; K = 0 (inference); one layer
+// whose 64-wide signal is its output (the signal columns of F's input gradient spread over
+// the blocks).
+std::vector<ShapeCase> cluster_cases() {
+  return {{{14, 256, 256, 256, 1}, 1, {Distance::l1, OptimizerKind::adam, 0.0, 1}, Activation::relu},
+          {{14, 256, 256, 256, 1}, 8, {Distance::mse, OptimizerKind::adam, 0.0, 3}},
+          {{14, 256, 256, 256, 1}, 64, {Distance::l1, OptimizerKind::sgd, 0.9, 2}, Activation::relu},
+          {{14, 256, 256, 256, 1}, 16, {Distance::mse, OptimizerKind::sgd, 0.0, 3}},
+          {{14, 256, 256, 256, 1}, 8, {Distance::l1, OptimizerKind::adam, 0.0, 0}},
+          {{16, 100, 70, 3}, 33, {Distance::l1, OptimizerKind::adam, 0.0, 3}},
+          {{15, 200, 2}, 9, {Distance::mse, OptimizerKind::adam, 0.0, 2}, Activation::relu},
+          {{14, 64, 64, 64, 64, 64, 64, 1}, 16, {Distance::l1, OptimizerKind::sgd, 0.9, 2}},
+          {{77, 64}, 8, {Distance::mse, OptimizerKind::adam, 0.0, 2}}};
+}
+
+TEST(FusedAdaptCuda, ClusterKernelMatchesTheCpuReference) {
+  IDEM_REQUIRE_GPU();
+  if (!cluster_kernel_chosen())
+    GTEST_SKIP() << "the cluster kernel is opt-in until it has run on a GPU: run with IDEM_FUSED_KERNEL=cluster";
+  if (expected_wide_launch({14, 256, 256, 256, 1}, 8, 2).kernel != FusedMlpKernel::cluster)
+    GTEST_SKIP() << "the cluster kernel does not run here: a GPU before sm_90, or no cluster of "
+                    "8 blocks with room for mlp_256";
+  for (const ShapeCase& c : cluster_cases()) {
+    auto m = shape_model(c);
+    const std::string what = shape_name(c);
+    // Every case's largest phase is over one block of the phase kernel (mlp_256 at one row:
+    // 256·256 multiply-adds, four blocks' worth), so the automatic rule meant for the cluster
+    // kernel (fused_mlp_adapt.cu, use_cluster) would take them too. K = 0 builds no optimizer:
+    // no moments in the layout.
+    const FusedMlpLaunch want =
+        expected_wide_launch(std::vector<int>(c.sizes.begin(), c.sizes.end()), int(c.batch), c.config.moments());
+    ASSERT_EQ(want.kernel, FusedMlpKernel::cluster) << what;
+    const GpuAgainstCpu r = fused_gpu_against_cpu(m, randn({c.batch, 13}, 16), options_of(c.config, true), what);
+    if (c.config.steps > 0) expect_adapted_params(r, what);
+    EXPECT_EQ(r.fused->fused_plan()->last_kernel(), FusedMlpKernel::cluster) << what;
+    EXPECT_EQ(r.fused->fused_plan()->last_grid(), want.blocks) << what;
+    EXPECT_EQ(r.got.cost.gpu_launches, 1u) << what;
+    expect_bits(r.fused->predict(r.xg).prediction, r.got.prediction, what + " repeated");
+  }
 }
 
 }  // namespace

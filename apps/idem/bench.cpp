@@ -469,6 +469,8 @@ json::Value run_case(const Args& a, const It3Spec& spec, const Device device, co
   v.set("graph", graph ? "on" : "off");
   v.set("path", path);
   v.set("fused_grid", int64_t(fused && adapter.fused_plan() ? adapter.fused_plan()->last_grid() : 0));
+  v.set("fused_kernel", std::string(fused_mlp_kernel_name(fused && adapter.fused_plan() ? adapter.fused_plan()->last_kernel()
+                                                                                      : FusedMlpKernel::none)));
   v.set("reps", reps);
   v.set("us_per_batch_median", s.median);
   v.set("us_per_batch_p10", s.p10);

@@ -45,6 +45,16 @@ bool fused_mlp_auto_takes(const FusedMlpAdaptParams& p, int64_t batch) {
   return batch <= fused_mlp_auto_max_batch(p);
 }
 
+const char* fused_mlp_kernel_name(FusedMlpKernel k) {
+  switch (k) {
+    case FusedMlpKernel::rows_padded: return "rows_padded";
+    case FusedMlpKernel::rows_compact: return "rows_compact";
+    case FusedMlpKernel::cluster: return "cluster";
+    case FusedMlpKernel::phase: return "phase";
+    default: return "none";
+  }
+}
+
 int fused_mlp_auto_max_batch(const FusedMlpAdaptParams& p) {
   return fused_mlp_rows_eligible(p) ? kFusedMlpRowMaxBatch : kFusedMlpAutoWideMaxBatch;
 }

@@ -208,14 +208,62 @@ IDEM_HOST_DEVICE inline FusedMlpPaddedLayout fused_mlp_padded_layout(const Fused
   return s;
 }
 
+// The cluster kernel (cuda/kernels/fused_mlp_cluster.cu), for nets with a layer 64 or more wide
+// (mlp_256) at up to kFusedMlpClusterMaxBatch rows: one thread-block cluster of `blocks` blocks
+// (16 on an H100), block q owning units [q·rows_l, (q + 1)·rows_l) of every layer l (rows_l =
+// ⌈n_l / blocks⌉; the last blocks may own fewer or none). Each block keeps its units' rows of
+// W and b in shared memory for the whole call: θ, then Θ, then the moments the params carry
+// (Adam: m then v; SGD with momentum: m), each a `section` of floats laid out alike: per layer
+// l (0-based) its rows_l rows of n_l inputs at woff[l], then its rows_l biases. Another block's
+// rows are read through distributed shared memory (the input gradients need W's columns).
+constexpr int kFusedMlpClusterThreads = 512;
+constexpr int kFusedMlpClusterMaxBatch = 64;
+struct FusedMlpClusterLayout {
+  int blocks = 0;
+  int rows[kFusedMlpMaxLayers] = {};       // units per block of layer l + 1
+  int64_t woff[kFusedMlpMaxLayers] = {};   // layer l + 1's rows in a section
+  int64_t section = 0;                     // floats of θ (or Θ, m, v)
+  int64_t theta = 0, anchor = 0, m = -1, v = -1, total = 0;  // m / v: −1 when absent
+};
+IDEM_HOST_DEVICE inline FusedMlpClusterLayout fused_mlp_cluster_layout(const FusedMlpAdaptParams& p, int blocks) {
+  FusedMlpClusterLayout s;
+  s.blocks = blocks;
+  for (int l = 0; l < p.layers; ++l) {
+    s.rows[l] = (p.widths[l + 1] + blocks - 1) / blocks;
+    s.woff[l] = s.section;
+    s.section += int64_t(s.rows[l]) * (p.widths[l] + 1);
+  }
+  s.theta = 0;
+  s.anchor = s.section;
+  s.total = 2 * s.section;
+  if (p.layer[0].mw) s.m = s.total, s.total += s.section;
+  if (p.layer[0].vw) s.v = s.total, s.total += s.section;
+  return s;
+}
+
+// Which kernel ran a fused adaptation on a GPU, and as how many blocks: cuda::fused_mlp_adapt's
+// answer (the tests and `idem bench it3 --json` report it).
+enum class FusedMlpKernel { none, rows_padded, rows_compact, cluster, phase };
+const char* fused_mlp_kernel_name(FusedMlpKernel k);  // "rows_padded", "cluster", …
+struct FusedMlpLaunch {
+  FusedMlpKernel kernel = FusedMlpKernel::none;
+  int blocks = 0;
+};
+
 namespace cuda {
 // ONE launch on current_stream() of `device`: the row kernel (one block; a warp per row of the
 // batch, block barriers only around the weight update) when fused_mlp_rows_takes, else the
-// phase kernel: a single block when the work is small, a thread-block cluster or a cooperative
-// grid otherwise. Never allocates, never synchronizes. Returns the number of blocks it used.
-int fused_mlp_adapt(const FusedMlpAdaptParams& p, int device);
+// cluster kernel for a wide net at up to kFusedMlpClusterMaxBatch rows whose work is more than
+// one block's (sm_90), else the phase kernel: a single block when the work is small, a
+// thread-block cluster or a cooperative grid otherwise. Never allocates, never synchronizes.
+// Returns the kernel it launched and its blocks.
+FusedMlpLaunch fused_mlp_adapt(const FusedMlpAdaptParams& p, int device);
 // The grid fused_mlp_adapt would use for this shape on `device` (1: one block).
 int fused_mlp_adapt_grid(const FusedMlpAdaptParams& p, int device);
+// The blocks of the one cluster the cluster kernel would run `p` as on `device` (16 on an
+// H100, or 8), or 0 where it cannot: a batch over kFusedMlpClusterMaxBatch, a device or build
+// before sm_90, no cluster of 8 blocks, or the layout over a block's shared memory.
+int fused_mlp_cluster_blocks(const FusedMlpAdaptParams& p, int device);
 }  // namespace cuda
 
 }  // namespace idem

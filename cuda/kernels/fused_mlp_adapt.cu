@@ -310,31 +310,54 @@ int cluster_grid(const FusedMlpAdaptParams& p, int device) {
 bool use_rows(const FusedMlpAdaptParams& p) {
   switch (fused_kernel_choice()) {
     case FusedKernelChoice::phase: return false;
+    case FusedKernelChoice::cluster: return fused_mlp_rows_takes(p, p.batch);
     case FusedKernelChoice::rows:
     case FusedKernelChoice::compact: return fused_mlp_rows_eligible(p);
     default: return fused_mlp_rows_takes(p, p.batch);
   }
 }
 
+int phase_grid(const FusedMlpAdaptParams& p, int device);
+
+// The blocks of the cluster kernel (fused_mlp_cluster.cu) when this call takes it, else 0. For
+// now only with IDEM_FUSED_KERNEL=cluster (wherever it can run): the kernel has not yet run on
+// a GPU (docs/performance.md, "The cluster kernel"). Once its tests pass and it measures faster,
+// the automatic rule meant for it is: a net the row kernel cannot take (a layer 64 or more wide)
+// at up to kFusedMlpClusterMaxBatch rows whose largest phase is more than one block of the
+// phase kernel (a single block's barriers are cheaper than a cluster's).
+int use_cluster(const FusedMlpAdaptParams& p, int device) {
+  if (fused_kernel_choice() != FusedKernelChoice::cluster) return 0;
+  return fused_mlp_cluster_blocks(p, device);
+}
+
 }  // namespace
 
 FusedKernelChoice fused_kernel_choice() {
   static const FusedKernelChoice choice = [] {
-    const std::string v = env_choice("IDEM_FUSED_KERNEL", {"auto", "rows", "compact", "phase"}, "auto");
+    const std::string v = env_choice("IDEM_FUSED_KERNEL", {"auto", "rows", "compact", "cluster", "phase"}, "auto");
     return v == "phase"     ? FusedKernelChoice::phase
            : v == "rows"    ? FusedKernelChoice::rows
            : v == "compact" ? FusedKernelChoice::compact
+           : v == "cluster" ? FusedKernelChoice::cluster
                             : FusedKernelChoice::automatic;
   }();
   return choice;
 }
 
 int fused_mlp_adapt_grid(const FusedMlpAdaptParams& p, int device) {
+  set_device(device);
+  if (const int c = use_cluster(p, device)) return c;
   if (use_rows(p)) return 1;
+  return phase_grid(p, device);
+}
+
+namespace {
+// The phase kernel's grid (fused_mlp_adapt_grid when neither the cluster nor the row kernel
+// takes the call); `device` is current.
+int phase_grid(const FusedMlpAdaptParams& p, int device) {
   const int64_t macs = fused_mlp_largest_phase_macs(p, p.batch);
   const int64_t want = (macs + kFusedMlpSingleBlockMacs - 1) / kFusedMlpSingleBlockMacs;
   if (want <= 1) return 1;
-  set_device(device);
   if (const int c = cluster_grid(p, device)) return c;
   // A cooperative grid gets at least one block per SM: a phase's time is its longest thread's
   // chain of dependent loads, and more blocks shorten every chain for little more barrier
@@ -343,18 +366,20 @@ int fused_mlp_adapt_grid(const FusedMlpAdaptParams& p, int device) {
   const Residency r = residency(device);
   return int(std::min<int64_t>(std::max<int64_t>(want, r.sms), r.blocks));
 }
+}  // namespace
 
-int fused_mlp_adapt(const FusedMlpAdaptParams& p, int device) {
+FusedMlpLaunch fused_mlp_adapt(const FusedMlpAdaptParams& p, int device) {
   const char* op = "fused_mlp_adapt";
   IDEM_CHECK(p.layers >= 1 && p.layers <= kFusedMlpMaxLayers && p.batch >= 1 &&
                  p.batch <= kFusedMlpMaxBatch,
              op, "unsupported shape: ", p.layers, " layers, batch ", p.batch);
   set_device(device);
-  if (use_rows(p)) {
-    fused_mlp_rows(p, device);
-    return 1;
+  if (const int blocks = use_cluster(p, device)) {
+    fused_mlp_cluster(p, blocks);
+    return {FusedMlpKernel::cluster, blocks};
   }
-  const int grid = fused_mlp_adapt_grid(p, device);
+  if (use_rows(p)) return {fused_mlp_rows(p, device), 1};
+  const int grid = phase_grid(p, device);
   if (grid == 1) {
     fused_mlp_adapt_kernel<<<1, kFusedMlpThreads, 0, current_stream()>>>(p);
     IDEM_LAUNCH_CHECK(op);
@@ -378,7 +403,7 @@ int fused_mlp_adapt(const FusedMlpAdaptParams& p, int device) {
                                                     current_stream()));
     IDEM_LAUNCH_CHECK(op);
   }
-  return grid;
+  return {FusedMlpKernel::phase, grid};
 }
 
 }  // namespace idem::cuda

@@ -1,6 +1,6 @@
 // Device helpers shared by the CUDA kernels of the fused IT³ MLP adaptation: the phase kernel
-// (fused_mlp_adapt.cu), the row kernel (fused_mlp_rows.cu) and its padded variant
-// (fused_mlp_rows_padded.cu). All three follow the CPU
+// (fused_mlp_adapt.cu), the row kernel (fused_mlp_rows.cu), its padded variant
+// (fused_mlp_rows_padded.cu) and the cluster kernel (fused_mlp_cluster.cu). All four follow the CPU
 // reference core/cpu/fused_mlp_adapt.cpp sum for sum, so these are its formulas on the device.
 #pragma once
 
@@ -244,17 +244,22 @@ __device__ inline void loss_block0(const FusedMlpAdaptParams& p, const Geo& g, D
 namespace idem::cuda {
 // The row kernel's launch (fused_mlp_rows.cu), for cuda::fused_mlp_adapt: one block on
 // current_stream() of `device`, which must be the current device; requires
-// fused_mlp_rows_eligible(p). It takes the padded kernel where that fits, else the compact one.
-void fused_mlp_rows(const FusedMlpAdaptParams& p, int device);
+// fused_mlp_rows_eligible(p). It takes the padded kernel where that fits, else the compact one,
+// and says which.
+FusedMlpKernel fused_mlp_rows(const FusedMlpAdaptParams& p, int device);
 // The padded row kernel's launch (fused_mlp_rows_padded.cu), as fused_mlp_rows; returns false,
 // launching nothing, when the net is not row-eligible or its padded layout does not fit one
 // block's shared memory on `device`.
 bool fused_mlp_rows_padded(const FusedMlpAdaptParams& p, int device);
+// The cluster kernel's launch (fused_mlp_cluster.cu) on current_stream() of the current device,
+// as one cluster of `blocks` blocks: fused_mlp_cluster_blocks(p, device), non-zero.
+void fused_mlp_cluster(const FusedMlpAdaptParams& p, int blocks);
 
 // IDEM_FUSED_KERNEL, read once per process (fused_mlp_adapt.cu): auto; rows (the row kernel
 // wherever the net is eligible, whatever the batch; padded where it fits); compact (the same,
-// never padded: for comparisons); phase (the phase kernel).
-enum class FusedKernelChoice { automatic, rows, compact, phase };
+// never padded: for comparisons); cluster (the cluster kernel wherever it can run, else as
+// auto); phase (the phase kernel).
+enum class FusedKernelChoice { automatic, rows, compact, cluster, phase };
 FusedKernelChoice fused_kernel_choice();
 
 // Dynamic shared memory for one kernel: whether `bytes` fit one block on `device` (the device's
@@ -268,6 +273,27 @@ class DynamicSharedMemory {
   bool fits(int device, size_t bytes, const char* op) {
     std::lock_guard<std::mutex> lock(mu_);
     Limits uncached;  // a device past the cache's 64 asks every time
+    Limits& lim = limits(device, uncached, op);
+    if (int64_t(bytes) + lim.static_bytes > lim.optin) return false;
+    raise(lim, int(bytes), op);
+    return true;
+  }
+  // The most dynamic shared memory one block can have on `device`, the kernel's limit raised to it.
+  size_t largest(int device, const char* op) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Limits uncached;
+    Limits& lim = limits(device, uncached, op);
+    raise(lim, lim.optin - lim.static_bytes, op);
+    return size_t(lim.optin - lim.static_bytes);
+  }
+
+ private:
+  struct Limits {
+    int optin = -1;  // -1: not asked yet
+    int static_bytes = 0;
+    int raised = 0;
+  };
+  Limits& limits(int device, Limits& uncached, const char* op) {
     Limits& lim = device >= 0 && device < 64 ? cache_[size_t(device)] : uncached;
     if (lim.optin < 0) {
       int optin = 0;
@@ -277,20 +303,13 @@ class DynamicSharedMemory {
       lim.static_bytes = int(fa.sharedSizeBytes);
       lim.optin = optin;
     }
-    if (int64_t(bytes) + lim.static_bytes > lim.optin) return false;
-    if (int(bytes) > lim.raised) {
-      IDEM_CUDA_CHECK(op, cudaFuncSetAttribute(kernel_, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
-      lim.raised = int(bytes);
-    }
-    return true;
+    return lim;
   }
-
- private:
-  struct Limits {
-    int optin = -1;  // -1: not asked yet
-    int static_bytes = 0;
-    int raised = 0;
-  };
+  void raise(Limits& lim, int bytes, const char* op) {
+    if (bytes <= lim.raised) return;
+    IDEM_CUDA_CHECK(op, cudaFuncSetAttribute(kernel_, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+    lim.raised = bytes;
+  }
   const void* kernel_;
   std::mutex mu_;
   std::array<Limits, 64> cache_;

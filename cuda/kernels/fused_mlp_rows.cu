@@ -235,9 +235,10 @@ __global__ void __launch_bounds__(kFusedMlpRowThreads)
 
 }  // namespace
 
-void fused_mlp_rows(const FusedMlpAdaptParams& p, int device) {
+FusedMlpKernel fused_mlp_rows(const FusedMlpAdaptParams& p, int device) {
   const char* op = "fused_mlp_adapt";
-  if (fused_kernel_choice() != FusedKernelChoice::compact && fused_mlp_rows_padded(p, device)) return;
+  if (fused_kernel_choice() != FusedKernelChoice::compact && fused_mlp_rows_padded(p, device))
+    return FusedMlpKernel::rows_padded;
   // Shared memory for everything when it fits the block's opt-in limit (227 KB on an H100:
   // mlp_tab up to about batch 200), else the global buffers.
   static DynamicSharedMemory smem(reinterpret_cast<const void*>(fused_mlp_rows_kernel));
@@ -245,6 +246,7 @@ void fused_mlp_rows(const FusedMlpAdaptParams& p, int device) {
   const bool in_shared = smem.fits(device, size_t(bytes), op);
   fused_mlp_rows_kernel<<<1, kFusedMlpRowThreads, in_shared ? size_t(bytes) : 0, current_stream()>>>(p, in_shared ? 1 : 0);
   IDEM_LAUNCH_CHECK(op);
+  return FusedMlpKernel::rows_compact;
 }
 
 }  // namespace idem::cuda
