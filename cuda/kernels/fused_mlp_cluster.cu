@@ -193,9 +193,9 @@ __device__ __forceinline__ void share(int n, int blocks, int q, int& lo, int& hi
   hi = min(lo + per, n);
 }
 
-// Layer l's weight gradients for this block's rows (a sum over the rows b in row order, as
-// param_grad) and the optimizer step on θ and the moments in shared memory. delta: layer l's
-// output gradients (B, n_l); a: its input activations (B, n_{l−1}), or null for [x, ∅].
+// Layer l's weight gradients for this block's rows (param_grad: a sum over the rows b in row
+// order) and the optimizer step on θ and the moments in shared memory. delta: layer l's output
+// gradients (B, n_l); a: its input activations (B, n_{l−1}), or null for [x, ∅].
 __device__ void update_layer(const FusedMlpAdaptParams& p, const Geo& g, const Part& P, const Step& st, int l,
                              const float* delta, const float* a) {
   const int nin = p.widths[l - 1], nout = p.widths[l];
@@ -205,27 +205,14 @@ __device__ void update_layer(const FusedMlpAdaptParams& p, const Geo& g, const P
   float* m = P.lay.m >= 0 ? P.params(P.lay.m, l) : nullptr;
   float* v = P.lay.v >= 0 ? P.params(P.lay.v, l) : nullptr;
   for (int t = int(threadIdx.x); t < nw + own; t += kFusedMlpClusterThreads) {
-    float acc = 0.0f;
-    int e;  // the element in the section's layer block: W[r, i] at r·nin + i, bias r at rows·nin + r
-    if (t < nw) {
-      const int r = t / nin, i = t - r * nin;
-      const float* dj = delta + lo + r;
-      if (a) {
-        const float* ai = a + i;
-#pragma unroll 8
-        for (int b = 0; b < g.B; ++b) acc += dj[b * nout] * ai[b * nin];
-      } else {
-#pragma unroll 8
-        for (int b = 0; b < g.B; ++b) acc += dj[b * nout] * input_at(p, g, b, i, nullptr);
-      }
-      e = t;
-    } else {
-      const int r = t - nw;
-#pragma unroll 8
-      for (int b = 0; b < g.B; ++b) acc += delta[b * nout + lo + r];
-      e = rows * nin + r;
-    }
-    update_one(st, w[e], m ? m + e : nullptr, v ? v + e : nullptr, acc);
+    // The layer's parameter index (W[lo + r, i] at (lo + r)·nin + i; bias lo + r past the
+    // weights) and the element in the section's layer block (W[r, i] at r·nin + i, bias r at
+    // rows·nin + r).
+    const bool isw = t < nw;
+    const int layer_t = isw ? lo * nin + t : nout * nin + lo + (t - nw);
+    const int e = isw ? t : rows * nin + (t - nw);
+    const float grad = param_grad(p, g, delta, a, nin, nout, layer_t);
+    update_one(st, w[e], m ? m + e : nullptr, v ? v + e : nullptr, grad);
   }
 }
 
