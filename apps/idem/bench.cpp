@@ -151,9 +151,6 @@ struct It3Spec {
   int steps = 1;
 };
 
-// The tasks --task accepts, as make_task knows them.
-const char* const kTaskNames = "fmnist, tabular or airfoil";
-
 It3Spec it3_spec(const Args& a) {
   It3Spec s;
   s.model_name = a.str("model");
@@ -163,8 +160,7 @@ It3Spec it3_spec(const Args& a) {
   IDEM_CHECK(s.batch >= 1 && s.steps >= 0, "idem bench", "need --batch >= 1 and --steps >= 0");
   if (!a.has("task")) return s;
   const std::string name = a.str("task");
-  if (name != "fmnist" && name != "tabular" && name != "airfoil")
-    fail("idem bench", "unknown --task '", name, "' (expected ", kTaskNames, ")");
+  if (!is_task_name(name)) fail("idem bench", "unknown --task '", name, "' (expected ", kTaskNames, ")");
   IDEM_CHECK(!a.has("model"), "idem bench", "--task ", name, " times the ", name,
              " task's own model: drop --model ", a.str("model"));
   TaskConfig cfg;
@@ -669,7 +665,7 @@ int bench_ops(const Args& a, const Device device) {
 int cmd_bench(int argc, char** argv) {
   std::vector<OptionSpec> specs{{"model", true, "mlp_tab", "mlp_tab, mlp_256, cnn, sage (the models of bench/torch_models.py) or bn_cnn (the fmnist demo's BatchNorm CNN: for tent, eata, deyo)"},
                                 {"method", true, "it3", "it3: the adaptation to time: none, bn, tent, actmad, it3, it3-online, random-step, eata, deyo, memo, ttt, ttt++, or all (every one that applies to --model and --path, one line each; a JSON array with --json)"},
-                                {"task", true, "", "it3: time the adaptation that TASK's demo runs (fmnist, tabular or airfoil) instead of a bench model's: the task's model, the options its rows start from in idem adapt and demo (K, lr, BatchNorm mode, ...; the JSON's \"options\" lists them) and its test batch and K unless --batch or --steps are given, on built-in stand-in data of the task's shape (fmnist: synthetic 28×28 images)"},
+                                {"task", true, "", "it3: time the adaptation that TASK's demo runs (" + std::string(kTaskNames) + ") instead of a bench model's: the task's model, the options its rows start from in idem adapt and demo (K, lr, BatchNorm mode, ...; the JSON's \"options\" lists them) and its test batch and K unless --batch or --steps are given, on built-in stand-in data of the task's shape (fmnist: synthetic 28×28 images)"},
                                 {"batch", true, "8", "test batch size (sage: number of 32×32 meshes; --task: the task's test batch)"},
                                 {"steps", true, "1", "it3: adaptation steps K (--task: the task's K); train: training steps that --export writes"},
                                 {"path", true, "", "it3: eager (op by op), graph (the adaptation captured in a CUDA graph and replayed) or fused (one kernel call: small MLPs); default: --graph's"},

@@ -81,7 +81,7 @@ class JsonLines {
 
 // Options that shape the task and the model (train and demo).
 std::vector<OptionSpec> task_options() {
-  return {{"task", true, "fmnist", "fmnist, tabular or airfoil"},
+  return {{"task", true, "fmnist", kTaskNames},
           {"data", true, "", "fmnist: IDX directory ('synthetic' = built-in shapes); tabular: a numeric table file"},
           {"target", true, "", "tabular: target column (name or index; default the last)"},
           {"split", true, "first", "tabular: first (first 90% train), shuffle, or quantile:COLUMN"},

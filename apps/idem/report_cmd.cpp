@@ -18,7 +18,7 @@ int cmd_report(int argc, char** argv) {
   Args a("report",
          {{"results", true, "", "a results.csv, or a run directory that holds one (required)"},
           {"out", true, "", "directory for the files (created; default: the CSV's own directory)"},
-          {"task", true, "", "fmnist, tabular or airfoil: names the metric (default: the run's config.json)"},
+          {"task", true, "", std::string(kTaskNames) + ": names the metric (default: the run's config.json)"},
           {"title", true, "", "title of the tables and plots (default: the task and the CSV's name)"}},
          argc, argv, 2);
   if (a.help()) {
@@ -39,7 +39,7 @@ int cmd_report(int argc, char** argv) {
   if (task.empty()) {
     const fs::path config = dir / "config.json";
     IDEM_CHECK(fs::exists(config), "idem report", "no --task given and no config.json next to ", csv,
-               " to read it from (pass --task fmnist, tabular or airfoil)");
+               " to read it from (pass --task ", kTaskNames, ")");
     task = json::parse(read_text(config.string())).at("task").at("task").as_string();
   }
   const std::string metric = task_metric_name(task);

@@ -78,11 +78,13 @@ TaskConfig TaskConfig::from_json(const json::Value& v) {
   return c;
 }
 
+bool is_task_name(const std::string& name) { return name == "fmnist" || name == "tabular" || name == "airfoil"; }
+
 std::string task_metric_name(const std::string& task) {
   if (task == "fmnist") return "error %";
   if (task == "tabular") return "MAE";
   if (task == "airfoil") return "MAE of CL";
-  fail("idem", "unknown task '", task, "' (expected fmnist, tabular or airfoil)");
+  fail("idem", "unknown task '", task, "' (expected ", kTaskNames, ")");
 }
 
 std::pair<std::string, double> Task::shift_family(const std::string& shift) {
@@ -457,7 +459,7 @@ std::unique_ptr<Task> make_task(const TaskConfig& cfg) {
   if (cfg.task == "fmnist") return std::make_unique<FmnistTask>(cfg);
   if (cfg.task == "tabular") return std::make_unique<TabularTask>(cfg);
   if (cfg.task == "airfoil") return std::make_unique<AirfoilTask>(cfg);
-  fail("idem", "unknown task '", cfg.task, "' (expected fmnist, tabular or airfoil)");
+  fail("idem", "unknown task '", cfg.task, "' (expected ", kTaskNames, ")");
 }
 
 }  // namespace idem::cli

@@ -49,6 +49,11 @@ struct TaskConfig {
 enum class DemoSize { quick, cpu, full };
 const char* demo_size_name(DemoSize s);
 
+// The tasks every command knows, as their errors and help texts list them; is_task_name says
+// whether `name` is one of them (make_task builds exactly these).
+inline constexpr const char* kTaskNames = "fmnist, tabular or airfoil";
+bool is_task_name(const std::string& name);
+
 // The metric of a task by its name ("error %" for fmnist, "MAE" for tabular, "MAE of CL" for
 // airfoil): what Task::metric_name() returns, and what `idem report` labels a results.csv with.
 // Throws idem::Error for an unknown task.
