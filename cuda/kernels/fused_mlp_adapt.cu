@@ -320,13 +320,14 @@ bool use_rows(const FusedMlpAdaptParams& p) {
 int phase_grid(const FusedMlpAdaptParams& p, int device);
 
 // The blocks of the cluster kernel (fused_mlp_cluster.cu) when this call takes it, else 0. For
-// now only with IDEM_FUSED_KERNEL=cluster (wherever it can run): the kernel has not yet run on
-// a GPU (docs/performance.md, "The cluster kernel"). Once its tests pass and it measures faster,
+// now only with IDEM_FUSED_KERNEL=cluster, wherever it can run and the row kernel does not take
+// the call (so the row-kernel tests keep their kernel under that setting): the kernel has not
+// yet run on a GPU (docs/performance.md, "The cluster kernel"). Once its tests pass and it measures faster,
 // the automatic rule meant for it is: a net the row kernel cannot take (a layer 64 or more wide)
 // at up to kFusedMlpClusterMaxBatch rows whose largest phase is more than one block of the
 // phase kernel (a single block's barriers are cheaper than a cluster's).
 int use_cluster(const FusedMlpAdaptParams& p, int device) {
-  if (fused_kernel_choice() != FusedKernelChoice::cluster) return 0;
+  if (fused_kernel_choice() != FusedKernelChoice::cluster || fused_mlp_rows_takes(p, p.batch)) return 0;
   return fused_mlp_cluster_blocks(p, device);
 }
 

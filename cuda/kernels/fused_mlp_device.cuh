@@ -257,8 +257,8 @@ void fused_mlp_cluster(const FusedMlpAdaptParams& p, int blocks);
 
 // IDEM_FUSED_KERNEL, read once per process (fused_mlp_adapt.cu): auto; rows (the row kernel
 // wherever the net is eligible, whatever the batch; padded where it fits); compact (the same,
-// never padded: for comparisons); cluster (the cluster kernel wherever it can run, else as
-// auto); phase (the phase kernel).
+// never padded: for comparisons); cluster (the cluster kernel wherever it can run and the row
+// kernel does not take the call, else as auto); phase (the phase kernel).
 enum class FusedKernelChoice { automatic, rows, compact, cluster, phase };
 FusedKernelChoice fused_kernel_choice();
 
