@@ -509,9 +509,10 @@ TEST(FusedAdaptCuda, PhaseKernelOneBlockAndGridMatchTheCpuReference) {
   IDEM_REQUIRE_GPU();
   // A 64-wide layer keeps the net off the row kernel, so the phase kernel takes these (the
   // cluster kernel with IDEM_FUSED_KERNEL=cluster, up to 64 rows): batch 2 fits one block;
-  // batches 64 and 65 want 5 blocks (64·64·20 multiply-adds) and, the net being wide, run as a
-  // cooperative grid of at least one block per SM (a narrow net's cluster of the phase kernel is
-  // covered by mlp_tab at batch 256 above); batch 7 with a 3-wide signal checks the tails. The 64-wide layer's input gradient (F's signal columns) takes a warp per
+  // batches 64 and 65 want 5 and 6 blocks (B·64·20 multiply-adds, 16 384 a block) and, the net
+  // being wide, run as a cooperative grid of at least one block per SM (a narrow net's cluster
+  // of the phase kernel is covered by mlp_tab at batch 256 above); batch 7 with a 3-wide signal
+  // checks the tails. The 64-wide layer's input gradient (F's signal columns) takes a warp per
   // output at these batches.
   for (const auto& [batch, signal] : {std::pair<int64_t, int64_t>{2, 1}, {64, 1}, {65, 1}, {7, 3}}) {
     const std::vector<int64_t> sizes{13 + signal, 64, 20, signal};
@@ -585,14 +586,16 @@ TEST(FusedAdaptCuda, PaddedAndCompactRowKernelsMatchTheCpuReference) {
     const GpuAgainstCpu r = fused_gpu_against_cpu(m, randn({c.batch, 13}, 15), options_of(c.config, true), what);
     expect_adapted_params(r, what);
     EXPECT_EQ(r.fused->fused_plan()->last_grid(), 1) << what;
-    // The padded kernel where its layout fits a block (227 KB of shared memory on sm_90, less
-    // the kernel's own few KB): all but mlp 14 → 63 → 20 → 1 at 64 rows (about 340 KB).
+    // The padded kernel where its layout fits a block (227 KB of shared memory on sm_90 and
+    // sm_100, less the kernel's own few KB): all but 14 → 63 → 20 → 1 at 64 rows (311 and 329
+    // KB). Not checked where IDEM_FUSED_KERNEL=phase takes these nets from the row kernels.
     std::vector<int> widths(c.sizes.begin(), c.sizes.end());
     const int64_t padded_bytes =
         fused_mlp_padded_layout(sizing_params(widths, int(c.batch), c.config.moments()), c.batch).total * 4;
     const char* env = std::getenv("IDEM_FUSED_KERNEL");
     const bool compact = (env && std::string(env) == "compact") || padded_bytes > 200 * 1024;
-    if (cuda::device_properties(0).cc_major >= 9)
+    const int cc = cuda::device_properties(0).cc_major;
+    if ((cc == 9 || cc == 10) && !(env && std::string(env) == "phase"))
       EXPECT_EQ(r.fused->fused_plan()->last_kernel(), compact ? FusedMlpKernel::rows_compact : FusedMlpKernel::rows_padded)
           << what << ": " << padded_bytes << " bytes padded";
     expect_bits(r.fused->predict(r.xg).prediction, r.got.prediction, what + " repeated");
