@@ -79,12 +79,15 @@ FusedMlpAdaptParams sizing_params(const std::vector<int>& widths, int batch, int
   return p;
 }
 
+// IDEM_FUSED_KERNEL as this process runs with it ("auto" when unset).
+std::string fused_kernel_setting() {
+  const char* env = std::getenv("IDEM_FUSED_KERNEL");
+  return env ? env : "auto";
+}
+
 // Whether this process runs the cluster kernel (IDEM_FUSED_KERNEL=cluster: opt-in until it has
 // run on a GPU; docs/performance.md, "The cluster kernel").
-bool cluster_kernel_chosen() {
-  const char* env = std::getenv("IDEM_FUSED_KERNEL");
-  return env && std::string(env) == "cluster";
-}
+bool cluster_kernel_chosen() { return fused_kernel_setting() == "cluster"; }
 
 // The kernel (and blocks) a net with a layer 64 or more wide takes at `batch` rows on device 0:
 // the cluster kernel where it can run when chosen, else the phase kernel.
@@ -592,10 +595,9 @@ TEST(FusedAdaptCuda, PaddedAndCompactRowKernelsMatchTheCpuReference) {
     std::vector<int> widths(c.sizes.begin(), c.sizes.end());
     const int64_t padded_bytes =
         fused_mlp_padded_layout(sizing_params(widths, int(c.batch), c.config.moments()), c.batch).total * 4;
-    const char* env = std::getenv("IDEM_FUSED_KERNEL");
-    const bool compact = (env && std::string(env) == "compact") || padded_bytes > 200 * 1024;
+    const bool compact = fused_kernel_setting() == "compact" || padded_bytes > 200 * 1024;
     const int cc = cuda::device_properties(0).cc_major;
-    if ((cc == 9 || cc == 10) && !(env && std::string(env) == "phase"))
+    if ((cc == 9 || cc == 10) && fused_kernel_setting() != "phase")
       EXPECT_EQ(r.fused->fused_plan()->last_kernel(), compact ? FusedMlpKernel::rows_compact : FusedMlpKernel::rows_padded)
           << what << ": " << padded_bytes << " bytes padded";
     expect_bits(r.fused->predict(r.xg).prediction, r.got.prediction, what + " repeated");

@@ -317,7 +317,20 @@ bool use_rows(const FusedMlpAdaptParams& p) {
   }
 }
 
-int phase_grid(const FusedMlpAdaptParams& p, int device);
+// The phase kernel's grid (fused_mlp_adapt_grid when neither the cluster nor the row kernel
+// takes the call); `device` is current.
+int phase_grid(const FusedMlpAdaptParams& p, int device) {
+  const int64_t macs = fused_mlp_largest_phase_macs(p, p.batch);
+  const int64_t want = (macs + kFusedMlpSingleBlockMacs - 1) / kFusedMlpSingleBlockMacs;
+  if (want <= 1) return 1;
+  if (const int c = cluster_grid(p, device)) return c;
+  // A cooperative grid gets at least one block per SM: a phase's time is its longest thread's
+  // chain of dependent loads, and more blocks shorten every chain for little more barrier
+  // cost (H100, mlp_256 at batch 8, K = 1: 148 µs as the 32 blocks the multiply-adds ask for,
+  // 72 µs as 132; docs/performance.md).
+  const Residency r = residency(device);
+  return int(std::min<int64_t>(std::max<int64_t>(want, r.sms), r.blocks));
+}
 
 // The blocks of the cluster kernel (fused_mlp_cluster.cu) when this call takes it, else 0. For
 // now only with IDEM_FUSED_KERNEL=cluster, wherever it can run and the row kernel does not take
@@ -352,22 +365,6 @@ int fused_mlp_adapt_grid(const FusedMlpAdaptParams& p, int device) {
   return phase_grid(p, device);
 }
 
-namespace {
-// The phase kernel's grid (fused_mlp_adapt_grid when neither the cluster nor the row kernel
-// takes the call); `device` is current.
-int phase_grid(const FusedMlpAdaptParams& p, int device) {
-  const int64_t macs = fused_mlp_largest_phase_macs(p, p.batch);
-  const int64_t want = (macs + kFusedMlpSingleBlockMacs - 1) / kFusedMlpSingleBlockMacs;
-  if (want <= 1) return 1;
-  if (const int c = cluster_grid(p, device)) return c;
-  // A cooperative grid gets at least one block per SM: a phase's time is its longest thread's
-  // chain of dependent loads, and more blocks shorten every chain for little more barrier
-  // cost (H100, mlp_256 at batch 8, K = 1: 148 µs as the 32 blocks the multiply-adds ask for,
-  // 72 µs as 132; docs/performance.md).
-  const Residency r = residency(device);
-  return int(std::min<int64_t>(std::max<int64_t>(want, r.sms), r.blocks));
-}
-}  // namespace
 
 FusedMlpLaunch fused_mlp_adapt(const FusedMlpAdaptParams& p, int device) {
   const char* op = "fused_mlp_adapt";

@@ -276,13 +276,15 @@ __global__ void __launch_bounds__(kFusedMlpClusterThreads, 1)
   const Geo g = make_geo(p, off);
   const bool adapting = p.steps > 0;
   using Layer = FusedMlpLayer;
-  if (adapting) {  // θ ← Θ, Θ kept for F (copy_rows only reads the tensors it is given here), moments ← 0
-    copy_rows(p, P, P.lay.theta, true, [](const Layer& ly, float*& w, float*& b) {
-      w = const_cast<float*>(ly.w0), b = const_cast<float*>(ly.b0);
-    });
+  if (adapting) {
+    // Θ from the params (kept for F; copy_rows only reads the tensors it is given here), then
+    // θ ← Θ from shared memory (the sections are laid out alike) and the moments ← 0.
     copy_rows(p, P, P.lay.anchor, true, [](const Layer& ly, float*& w, float*& b) {
       w = const_cast<float*>(ly.w0), b = const_cast<float*>(ly.b0);
     });
+    __syncthreads();
+    for (int64_t e = threadIdx.x; e < P.lay.section; e += kFusedMlpClusterThreads)
+      sm[P.lay.theta + e] = sm[P.lay.anchor + e];
     for (int64_t e = P.lay.anchor + P.lay.section + threadIdx.x; e < P.lay.total; e += kFusedMlpClusterThreads)
       sm[e] = 0.0f;
   } else {
