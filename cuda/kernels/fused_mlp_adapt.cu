@@ -239,35 +239,8 @@ Residency residency(int device) {
 int max_cluster_blocks(int device) {
   static std::array<std::atomic<int>, 64> cache{};
   if (device >= 0 && device < 64 && cache[size_t(device)].load() > 0) return cache[size_t(device)].load() - 1;
-  int major = 0, n = 0;
-  IDEM_CUDA_CHECK("fused_mlp_adapt", cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  // The cluster barrier is compiled in only for sm_90 and later (phase_sync): a build for an
-  // older architecture, JIT-compiled from its PTX on an H100, must not launch a cluster.
-  cudaFuncAttributes fa{};
-  IDEM_CUDA_CHECK("fused_mlp_adapt", cudaFuncGetAttributes(&fa, fused_mlp_adapt_kernel));
-  const int compiled_for = fa.ptxVersion ? fa.ptxVersion : fa.binaryVersion;
-  if (major >= 9 && compiled_for >= 90) {
-    const auto kernel = fused_mlp_adapt_kernel;
-    // Failing to allow 16 only means the portable 8 below.
-    const bool wide = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess;
-    (void)cudaGetLastError();
-    for (int size : {16, 8}) {
-      if (size > 8 && !wide) continue;
-      cudaLaunchConfig_t cfg = {};
-      cfg.gridDim = dim3(unsigned(size));
-      cfg.blockDim = dim3(kFusedMlpThreads);
-      cudaLaunchAttribute attr;
-      attr.id = cudaLaunchAttributeClusterDimension;
-      attr.val.clusterDim.x = unsigned(size), attr.val.clusterDim.y = 1, attr.val.clusterDim.z = 1;
-      cfg.attrs = &attr, cfg.numAttrs = 1;
-      int clusters = 0;
-      if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg) == cudaSuccess && clusters >= 1) {
-        n = size;
-        break;
-      }
-      (void)cudaGetLastError();
-    }
-  }
+  const auto kernel = reinterpret_cast<const void*>(fused_mlp_adapt_kernel);
+  const int n = has_cluster_code(kernel, device, "fused_mlp_adapt") ? largest_cluster(kernel, kFusedMlpThreads, 0) : 0;
   if (device >= 0 && device < 64) cache[size_t(device)].store(n + 1);
   return n;
 }
@@ -383,15 +356,8 @@ FusedMlpLaunch fused_mlp_adapt(const FusedMlpAdaptParams& p, int device) {
     IDEM_LAUNCH_CHECK(op);
   } else if (grid == cluster_grid(p, device)) {
     // The whole grid as one cluster: phase_sync() then uses the cluster's barrier.
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(unsigned(grid));
-    cfg.blockDim = dim3(kFusedMlpThreads);
-    cfg.stream = current_stream();
-    cudaLaunchAttribute attr;
-    attr.id = cudaLaunchAttributeClusterDimension;
-    attr.val.clusterDim.x = unsigned(grid), attr.val.clusterDim.y = 1, attr.val.clusterDim.z = 1;
-    cfg.attrs = &attr, cfg.numAttrs = 1;
-    IDEM_CUDA_CHECK(op, cudaLaunchKernelEx(&cfg, fused_mlp_adapt_kernel, p));
+    ClusterLaunch launch(grid, kFusedMlpThreads, 0, current_stream());
+    IDEM_CUDA_CHECK(op, cudaLaunchKernelEx(&launch.cfg, fused_mlp_adapt_kernel, p));
     IDEM_LAUNCH_CHECK(op);
   } else {
     FusedMlpAdaptParams arg = p;

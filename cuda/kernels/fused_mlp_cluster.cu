@@ -371,36 +371,14 @@ __global__ void __launch_bounds__(kFusedMlpClusterThreads, 1)
 }
 
 // The largest cluster of this kernel `device` can hold with a block's whole shared memory (one
-// block per SM): 16 (non-portable, allowed on H100), else 8, else 0. The answer does not
-// depend on the shape (a cluster's blocks use one SM each whatever their bytes), so it is asked
-// once per device, at the largest dynamic size (which `smem` raises the kernel's limit to).
-int largest_cluster(int device, DynamicSharedMemory& smem, const char* op) {
+// block per SM): 16, 8 or 0 (largest_cluster), asked once per device at the largest dynamic size
+// (which `smem` raises the kernel's limit to).
+int cluster_size_limit(int device, DynamicSharedMemory& smem, const char* op) {
   static std::array<std::atomic<int>, 64> cache{};  // the size + 1; 0: not asked yet
   const bool cached = device >= 0 && device < 64;
   if (cached && cache[size_t(device)].load() > 0) return cache[size_t(device)].load() - 1;
-  const auto kernel = fused_mlp_cluster_kernel;
   const size_t bytes = smem.largest(device, op);
-  // Failing to allow 16 only means the portable 8.
-  const bool wide = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess;
-  (void)cudaGetLastError();
-  int n = 0;
-  for (int size : {16, 8}) {
-    if (size > 8 && !wide) continue;
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(unsigned(size));
-    cfg.blockDim = dim3(kFusedMlpClusterThreads);
-    cfg.dynamicSmemBytes = bytes;
-    cudaLaunchAttribute attr;
-    attr.id = cudaLaunchAttributeClusterDimension;
-    attr.val.clusterDim.x = unsigned(size), attr.val.clusterDim.y = 1, attr.val.clusterDim.z = 1;
-    cfg.attrs = &attr, cfg.numAttrs = 1;
-    int clusters = 0;
-    if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg) == cudaSuccess && clusters >= 1) {
-      n = size;
-      break;
-    }
-    (void)cudaGetLastError();
-  }
+  const int n = largest_cluster(reinterpret_cast<const void*>(fused_mlp_cluster_kernel), kFusedMlpClusterThreads, bytes);
   if (cached) cache[size_t(device)].store(n + 1);
   return n;
 }
@@ -416,20 +394,11 @@ int fused_mlp_cluster_blocks(const FusedMlpAdaptParams& p, int device) {
   static std::array<std::atomic<int>, 64> arch{};  // 0: not asked; 1: no; 2: yes
   std::atomic<int> scratch{0};
   std::atomic<int>& known = device >= 0 && device < 64 ? arch[size_t(device)] : scratch;
-  if (known.load() == 0) {
-    int major = 0;
-    IDEM_CUDA_CHECK(op, cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-    bool ok = major >= 9;
-    if (ok) {
-      cudaFuncAttributes fa{};
-      IDEM_CUDA_CHECK(op, cudaFuncGetAttributes(&fa, fused_mlp_cluster_kernel));
-      ok = (fa.ptxVersion ? fa.ptxVersion : fa.binaryVersion) >= 90;
-    }
-    known.store(ok ? 2 : 1);
-  }
+  if (known.load() == 0)
+    known.store(has_cluster_code(reinterpret_cast<const void*>(fused_mlp_cluster_kernel), device, op) ? 2 : 1);
   if (known.load() != 2) return 0;
   static DynamicSharedMemory smem(reinterpret_cast<const void*>(fused_mlp_cluster_kernel));
-  const int most = largest_cluster(device, smem, op);
+  const int most = cluster_size_limit(device, smem, op);
   for (int blocks : {16, 8}) {
     if (blocks > most) continue;
     const size_t bytes = size_t(fused_mlp_cluster_layout(p, blocks).total) * sizeof(float);
@@ -439,18 +408,10 @@ int fused_mlp_cluster_blocks(const FusedMlpAdaptParams& p, int device) {
 }
 
 void fused_mlp_cluster(const FusedMlpAdaptParams& p, int blocks) {
-  const char* op = "fused_mlp_adapt";
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(unsigned(blocks));
-  cfg.blockDim = dim3(kFusedMlpClusterThreads);
-  cfg.dynamicSmemBytes = size_t(fused_mlp_cluster_layout(p, blocks).total) * sizeof(float);
-  cfg.stream = current_stream();
-  cudaLaunchAttribute attr;
-  attr.id = cudaLaunchAttributeClusterDimension;
-  attr.val.clusterDim.x = unsigned(blocks), attr.val.clusterDim.y = 1, attr.val.clusterDim.z = 1;
-  cfg.attrs = &attr, cfg.numAttrs = 1;
-  IDEM_CUDA_CHECK(op, cudaLaunchKernelEx(&cfg, fused_mlp_cluster_kernel, p));
-  IDEM_LAUNCH_CHECK(op);
+  const size_t bytes = size_t(fused_mlp_cluster_layout(p, blocks).total) * sizeof(float);
+  ClusterLaunch launch(blocks, kFusedMlpClusterThreads, bytes, current_stream());
+  IDEM_CUDA_CHECK("fused_mlp_adapt", cudaLaunchKernelEx(&launch.cfg, fused_mlp_cluster_kernel, p));
+  IDEM_LAUNCH_CHECK("fused_mlp_adapt");
 }
 
 }  // namespace idem::cuda
