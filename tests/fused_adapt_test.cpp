@@ -588,7 +588,8 @@ TEST(FusedAdaptCuda, PaddedAndCompactRowKernelsMatchTheCpuReference) {
     const std::string what = shape_name(c);
     const GpuAgainstCpu r = fused_gpu_against_cpu(m, randn({c.batch, 13}, 15), options_of(c.config, true), what);
     expect_adapted_params(r, what);
-    EXPECT_EQ(r.fused->fused_plan()->last_grid(), 1) << what;
+    // One block: the row kernels (IDEM_FUSED_KERNEL=phase gives these nets 2 to 5 blocks).
+    if (fused_kernel_setting() != "phase") EXPECT_EQ(r.fused->fused_plan()->last_grid(), 1) << what;
     // The padded kernel where its layout fits a block (227 KB of shared memory on sm_90 and
     // sm_100, less the kernel's own few KB): all but 14 → 63 → 20 → 1 at 64 rows (311 and 329
     // KB). Not checked where IDEM_FUSED_KERNEL=phase takes these nets from the row kernels.
@@ -617,7 +618,7 @@ TEST(FusedAdaptCuda, RowKernelFromGlobalMemoryWhenSharedMemoryIsShort) {
   const GpuAgainstCpu r = fused_gpu_against_cpu(
       m, randn({16, 13}, 14), options_of({Distance::l1, OptimizerKind::adam, 0.0, 2}, true), what);
   expect_adapted_params(r, what);
-  EXPECT_EQ(r.fused->fused_plan()->last_grid(), 1);
+  if (fused_kernel_setting() != "phase") EXPECT_EQ(r.fused->fused_plan()->last_grid(), 1);  // the row kernel
 }
 
 
