@@ -191,7 +191,11 @@ __global__ void __launch_bounds__(kFusedMlpRowThreads)
     fused_mlp_rows_kernel(const __grid_constant__ FusedMlpAdaptParams p, int in_shared) {
   extern __shared__ float sm[];
   __shared__ int off[kFusedMlpMaxLayers + 1];
-  __shared__ Ctx c;
+  // Raw bytes, not `__shared__ Ctx c`: FusedMlpLayer's default member initializers would be a
+  // dynamic initialization, which a __shared__ variable cannot have (nvcc warning #20054);
+  // thread 0 fills every field in build_ctx before the barrier below.
+  __shared__ alignas(Ctx) unsigned char ctx_bytes[sizeof(Ctx)];
+  Ctx& c = *reinterpret_cast<Ctx*>(ctx_bytes);
   __shared__ Step step;
   int widest = 0;
   for (int l = 1; l <= p.layers; ++l) widest = max(widest, p.widths[l]);
