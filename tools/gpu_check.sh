@@ -24,6 +24,12 @@
 #                               or fused; tools/ncu_adapt.sh); tables
 #                               in $OUT/ncu.log
 #   GPU_CHECK_NO_CTEST=1        skip the test suite (e.g. a benchmark-only call)
+#   GPU_CHECK_KERNELS=LIST      also, for each comma-separated IDEM_FUSED_KERNEL value (e.g.
+#                               "phase,cluster"), the CTest tests matching 'Fused' under it
+#                               ($OUT/kernel-K-ctest.log) and `idem bench it3 --path fused` on
+#                               GPU_CHECK_KERNEL_CASES (MODEL:BATCH:STEPS, comma-separated;
+#                               default mlp_256 at batch 8 and 64, K 1 and 3): one table in
+#                               $OUT/kernels_compare.log (the kernel that ran, µs per batch)
 #   GPU_CHECK_RESULTS=ARGS      also regenerate the tables of docs/results.md: every task's demo
 #                               with ARGS (e.g. "--seeds 3"), then fmnist with --recipe
 #                               paper-mnist and paper-cifar (tools/results_tables.sh); run
@@ -103,6 +109,7 @@ summary() {
     [ -f "$out/adapt_paths.log" ] && grep -E '^\||path (eager|graph|fused)' "$out/adapt_paths.log" | sed 's/^/  /'
     [ -f "$out/ncu.log" ] && grep -E '^ncu.*one eager adaptation' "$out/ncu.log" | sed 's/^/  /'
     [ -f "$out/compare_pytorch.log" ] && tail -n 40 "$out/compare_pytorch.log" | sed 's/^/  /'
+    [ -f "$out/kernels_compare.log" ] && sed 's/^/  /' "$out/kernels_compare.log"
     [ -f "$out/sanitize.log" ] && grep -E 'ERROR SUMMARY|summary|memcheck|racecheck' "$out/sanitize.log" | tail -n 10 | sed 's/^/  /'
     if [ ${#failed_steps[@]} -eq 0 ]; then
       echo "result:   OK"
@@ -139,6 +146,25 @@ ctest_args=(--output-on-failure -j 8 --timeout 240)
 [ -n "$tests_re" ] && ctest_args+=(-R "$tests_re")
 [ -z "${GPU_CHECK_NO_CTEST:-}" ] &&
   step ctest 270 bash -c 'cd "$1" && shift && exec ctest "$@"' ctest "$build" "${ctest_args[@]}"
+
+# ---- the fused kernels side by side (issue 15): tests and timings under each IDEM_FUSED_KERNEL ----
+if [ -n "${GPU_CHECK_KERNELS:-}" ]; then
+  step kernels_compare 240 bash -c 'set -u; build=$1 list=$2 cases=$3 out=$4 rc=0
+      IFS="," read -r -a ks <<<"$list"; IFS="," read -r -a cs <<<"$cases"
+      for k in "${ks[@]}"; do
+        (cd "$build" && IDEM_FUSED_KERNEL=$k ctest -R Fused --output-on-failure -j 8 --timeout 120) \
+          >"$out/kernel-$k-ctest.log" 2>&1 || rc=1
+        echo "IDEM_FUSED_KERNEL=$k: $(grep -E "tests passed|tests failed" "$out/kernel-$k-ctest.log" | tail -n 1)"
+      done
+      printf "%-8s %-8s %5s %2s  %-12s %10s %10s %10s\n" setting model batch K kernel "us_median" "us_p10" "us_p90"
+      for c in "${cs[@]}"; do IFS=":" read -r m b s <<<"$c"
+        for k in "${ks[@]}"; do
+          j=$(IDEM_FUSED_KERNEL=$k "$build/idem" bench it3 --model "$m" --path fused --batch "$b" --steps "$s" --json) || { rc=1; continue; }
+          python3 -c "import json,sys; v=json.loads(sys.argv[1]); v=v[0] if isinstance(v,list) else v
+print(\"%-8s %-8s %5s %2s  %-12s %10.1f %10.1f %10.1f\" % (sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], v.get(\"fused_kernel\"), v[\"us_per_batch_median\"], v[\"us_per_batch_p10\"], v[\"us_per_batch_p90\"]))" "$j" "$k" "$m" "$b" "$s" || rc=1
+        done
+      done; exit $rc' kernels "$build" "$GPU_CHECK_KERNELS" "${GPU_CHECK_KERNEL_CASES:-mlp_256:8:1,mlp_256:8:3,mlp_256:64:1,mlp_256:64:3}" "$out"
+fi
 
 # ---- GPU memory checking ----
 if [ -n "${GPU_CHECK_SANITIZE:-}" ]; then
