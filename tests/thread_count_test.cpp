@@ -3,8 +3,11 @@
 // tiles, convolution with several backward-weight blocks, batch norm, pooling, softmax,
 // linear_act, graph aggregation, the optimizer step), computed at 1, 2 and 5 threads, and
 // compared byte for byte.
+#include <chrono>
 #include <cstring>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "autograd/csr_aggregate_function.h"
@@ -213,6 +216,45 @@ TEST(ThreadCount, PackedGemmIsBitIdenticalAtOneTwoAndFiveThreads) {
 
 TEST(ThreadCount, GraphAggregationIsBitIdenticalAtOneTwoAndFiveThreads) {
   expect_same_bits_at_every_thread_count(graph_run, "SAGEConv");
+}
+
+// Waits (up to 2 s) until every worker of the pool sleeps: the spin after the last loop is over.
+bool pool_asleep(int threads) {
+  for (int i = 0; i < 2000; ++i) {
+    if (pool_stats().sleeping >= threads - 1) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return false;
+}
+
+// An Adam step over `n` parameters with the pool asleep: whether it ran on the pool, and the
+// parameters after it.
+std::pair<bool, std::string> adam_step_after_idle(int64_t n) {
+  Tensor w = randn({n}, 61).requires_grad_();
+  sum(mul(w, randn({n}, 62))).backward();
+  Adam adam({w}, AdamOptions{});
+  parallel_for(64, 1, [](int64_t, int64_t) {});  // the workers exist, then fall asleep
+  EXPECT_TRUE(pool_asleep(num_threads())) << "the pool's workers never slept";
+  const uint64_t jobs = pool_jobs_run();
+  adam.step();
+  return {pool_jobs_run() > jobs, bytes_of(w)};
+}
+
+// The optimizer step does not wake a sleeping worker for a mid-sized model (core/cpu/optim.cpp:
+// waking one costs more than the step saves; mlp_256's 135 k parameters at batch 8), and does
+// for a large one; the bits are the same as at one thread either way.
+TEST(ThreadCount, AdamWakesSleepingWorkersOnlyForLargeSteps) {
+  for (int64_t n : {int64_t(135000), int64_t(1) << 20}) {
+    std::string one;
+    {
+      ThreadCountGuard guard(1);
+      one = adam_step_after_idle(n).second;
+    }
+    ThreadCountGuard guard(2);
+    const auto [on_pool, two] = adam_step_after_idle(n);
+    EXPECT_EQ(on_pool, n >= (int64_t(1) << 20)) << n << " parameters";
+    EXPECT_TRUE(one == two) << n << " parameters: 1 and 2 threads differ";
+  }
 }
 
 }  // namespace

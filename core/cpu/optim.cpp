@@ -149,6 +149,8 @@ void adam_tensor(const OptimTensorDesc& d, const T* grad, const OptimStepParams&
 // Elements per work item. Every element is updated on its own, so the split (fixed by the
 // parameter sizes) cannot change a bit.
 constexpr int64_t kChunk = 1 << 14;
+// Elements from which a step is worth waking a sleeping worker for (~4 MB per array).
+constexpr int64_t kWakeWorthy = int64_t(1) << 20;
 
 template <typename T>
 void step_typed(const std::vector<OptimTensorDesc>& table, const std::vector<const void*>& grads,
@@ -163,10 +165,16 @@ void step_typed(const std::vector<OptimTensorDesc>& table, const std::vector<con
     for (int64_t lo = 0; lo < table[t].numel; lo += kChunk)
       pieces.push_back({t, lo, std::min(table[t].numel, lo + kChunk)});
   }
-  // Small models (every piece of the table under ~2 chunks) stay on the calling thread.
+  // Small models (every piece of the table under ~2 chunks) stay on the calling thread, and so
+  // does a mid-sized step while the pool's workers sleep: waking one costs tens of µs in a VM,
+  // more than it saves on a step of under kWakeWorthy elements. mlp_256 at batch 8 (135 k
+  // parameters, every GEMM on one thread) woke a worker for each Adam step, and 2 threads took
+  // 328–400 µs per adaptation against 317 at 1. Right after split GEMMs (batch 64) the workers
+  // are still spinning and the step splits. Either way the bits are the same (see kChunk).
   int64_t total = 0;
   for (const Piece& pc : pieces) total += pc.hi - pc.lo;
-  const int64_t grain = total <= 2 * kChunk ? int64_t(pieces.size()) + 1 : 1;
+  const bool split = total > 2 * kChunk && (total >= kWakeWorthy || pool_stats().sleeping == 0);
+  const int64_t grain = split ? 1 : int64_t(pieces.size()) + 1;
   parallel_for(int64_t(pieces.size()), grain, [&](int64_t a, int64_t b) {
     for (int64_t k = a; k < b; ++k) {
       const Piece& pc = pieces[size_t(k)];
