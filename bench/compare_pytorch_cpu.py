@@ -28,7 +28,8 @@ instead of --batches.
 
   /usr/bin/python3 bench/compare_pytorch_cpu.py --idem build/idem --quick   # 2-4 min on 2 busy cores
   /usr/bin/python3 bench/compare_pytorch_cpu.py --idem build/idem           # under ~15 min there
-Writes results.md and results.json under --out; exits 1 when the gate fails.
+Writes results.md and results.json under --out; exits 1 when the gate fails, 2 when PyTorch loaded the
+reference BLAS (unless --reference-blas-ok) or the idem executable is missing.
 """
 import argparse
 import copy
