@@ -227,33 +227,45 @@ bool pool_asleep(int threads) {
   return false;
 }
 
-// An Adam step over `n` parameters with the pool asleep: whether it ran on the pool, and the
-// parameters after it.
-std::pair<bool, std::string> adam_step_after_idle(int64_t n) {
+// An Adam step over `n` parameters right after a parallel loop, with the pool's workers asleep
+// (`idle`) or still spinning (a 1 s spin): whether it ran on the pool, and the parameters after.
+std::pair<bool, std::string> adam_step_after_loop(int64_t n, bool idle) {
   Tensor w = randn({n}, 61).requires_grad_();
   sum(mul(w, randn({n}, 62))).backward();
   Adam adam({w}, AdamOptions{});
-  parallel_for(64, 1, [](int64_t, int64_t) {});  // the workers exist, then fall asleep
-  EXPECT_TRUE(pool_asleep(num_threads())) << "the pool's workers never slept";
+  const int spin = pool_spin_us();
+  if (!idle) set_pool_spin_us(1000000);
+  parallel_for(64, 1, [](int64_t, int64_t) {});  // the workers exist (and, idle, fall asleep)
+  if (idle) EXPECT_TRUE(pool_asleep(num_threads())) << "the pool's workers never slept";
+  const bool awake = pool_stats().sleeping == 0;
   const uint64_t jobs = pool_jobs_run();
   adam.step();
-  return {pool_jobs_run() > jobs, bytes_of(w)};
+  const bool on_pool = pool_jobs_run() > jobs;
+  set_pool_spin_us(spin);
+  if (!idle && !awake) return {true, bytes_of(w)};  // a worker slept within 1 s: nothing to check
+  return {on_pool, bytes_of(w)};
 }
 
 // The optimizer step does not wake a sleeping worker for a mid-sized model (core/cpu/optim.cpp:
-// waking one costs more than the step saves; mlp_256's 135 k parameters at batch 8), and does
-// for a large one; the bits are the same as at one thread either way.
+// waking one costs more than the step saves; mlp_256's 135 k parameters at batch 8), does for a
+// large one, and splits a mid-sized one while the workers are awake; the bits are the same as
+// at one thread every time.
 TEST(ThreadCount, AdamWakesSleepingWorkersOnlyForLargeSteps) {
-  for (int64_t n : {int64_t(135000), int64_t(1) << 20}) {
+  struct Case {
+    int64_t n;
+    bool idle, splits;
+  };
+  for (const Case c : {Case{135000, true, false}, Case{int64_t(1) << 20, true, true}, Case{135000, false, true}}) {
+    const std::string what = std::to_string(c.n) + " parameters, workers " + (c.idle ? "asleep" : "awake");
     std::string one;
     {
       ThreadCountGuard guard(1);
-      one = adam_step_after_idle(n).second;
+      one = adam_step_after_loop(c.n, c.idle).second;
     }
     ThreadCountGuard guard(2);
-    const auto [on_pool, two] = adam_step_after_idle(n);
-    EXPECT_EQ(on_pool, n >= (int64_t(1) << 20)) << n << " parameters";
-    EXPECT_TRUE(one == two) << n << " parameters: 1 and 2 threads differ";
+    const auto [on_pool, two] = adam_step_after_loop(c.n, c.idle);
+    EXPECT_EQ(on_pool, c.splits) << what;
+    EXPECT_TRUE(one == two) << what << ": 1 and 2 threads differ";
   }
 }
 
