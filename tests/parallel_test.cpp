@@ -19,6 +19,8 @@ namespace idem {
 namespace {
 
 using testing::expect_error;
+using testing::SpinGuard;
+using testing::wait_for_sleeping_workers;
 
 TEST(Parallel, EveryIndexExactlyOnceAtEveryThreadCount) {
   for (int threads : {1, 2, 3, 8}) {
@@ -142,16 +144,6 @@ TEST(Parallel, ThreadCountsChangeBetweenLoops) {
   }
 }
 
-// Sets the pool's spin for its lifetime (core/parallel.h) and restores the previous one.
-class SpinGuard {
- public:
-  explicit SpinGuard(int us) : prev_(pool_spin_us()) { set_pool_spin_us(us); }
-  ~SpinGuard() { set_pool_spin_us(prev_); }
-
- private:
-  int prev_;
-};
-
 // Busy work of about `us` microseconds, so that a chunk lasts long enough for a worker to join.
 void busy_for_us(int us) {
   const auto end = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
@@ -191,9 +183,7 @@ TEST(Parallel, AnIdlePoolSleepsAndWakesForTheNextLoop) {
   parallel_for(100, 1, [&](int64_t lo, int64_t hi) { total.fetch_add(hi - lo); });
   ASSERT_EQ(total.load(), 100);
   // Both workers stop spinning after 1 ms and sleep: an idle pool burns no CPU.
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (pool_stats().sleeping < 2 && std::chrono::steady_clock::now() < give_up)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(wait_for_sleeping_workers(2));
   ASSERT_EQ(pool_stats().sleeping, 2);
   const uint64_t wakes = pool_stats().wakes;
   total.store(0);

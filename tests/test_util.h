@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -18,11 +19,13 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/error.h"
 #include "core/kernels/matmul.h"
 #include "core/kernels/runtime.h"
+#include "core/parallel.h"
 #include "core/tensor.h"
 
 // Skips a CUDA test, saying why, on a machine without a usable GPU (CI has none).
@@ -31,6 +34,30 @@
   GTEST_SKIP() << "no usable GPU: " << ::idem::cuda::device_summary()
 
 namespace idem::testing {
+
+// Sets how long the CPU pool's idle workers spin (core/parallel.h) for a scope and restores the
+// previous value when the scope ends.
+class SpinGuard {
+ public:
+  explicit SpinGuard(int us) : prev_(pool_spin_us()) { set_pool_spin_us(us); }
+  ~SpinGuard() { set_pool_spin_us(prev_); }
+  SpinGuard(const SpinGuard&) = delete;
+  SpinGuard& operator=(const SpinGuard&) = delete;
+
+ private:
+  int prev_;
+};
+
+// Waits, up to `timeout`, until at least `n` of the CPU pool's workers sleep (their spin after the
+// last loop is over); whether they did.
+inline bool wait_for_sleeping_workers(int n, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  const auto give_up = std::chrono::steady_clock::now() + timeout;
+  while (pool_stats().sleeping < n) {
+    if (std::chrono::steady_clock::now() >= give_up) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
 
 // Selects a GEMM backend for a scope and restores the previous one when the scope ends.
 class GemmGuard {

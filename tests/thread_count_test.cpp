@@ -3,10 +3,8 @@
 // tiles, convolution with several backward-weight blocks, batch norm, pooling, softmax,
 // linear_act, graph aggregation, the optimizer step), computed at 1, 2 and 5 threads, and
 // compared byte for byte.
-#include <chrono>
 #include <cstring>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -218,30 +216,19 @@ TEST(ThreadCount, GraphAggregationIsBitIdenticalAtOneTwoAndFiveThreads) {
   expect_same_bits_at_every_thread_count(graph_run, "SAGEConv");
 }
 
-// Waits (up to 2 s) until every worker of the pool sleeps: the spin after the last loop is over.
-bool pool_asleep(int threads) {
-  for (int i = 0; i < 2000; ++i) {
-    if (pool_stats().sleeping >= threads - 1) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return false;
-}
-
 // An Adam step over `n` parameters right after a parallel loop, with the pool's workers asleep
 // (`idle`) or still spinning (a 1 s spin): whether it ran on the pool, and the parameters after.
 std::pair<bool, std::string> adam_step_after_loop(int64_t n, bool idle) {
   Tensor w = randn({n}, 61).requires_grad_();
   sum(mul(w, randn({n}, 62))).backward();
   Adam adam({w}, AdamOptions{});
-  const int spin = pool_spin_us();
-  if (!idle) set_pool_spin_us(1000000);
+  testing::SpinGuard spin(idle ? pool_spin_us() : 1000000);
   parallel_for(64, 1, [](int64_t, int64_t) {});  // the workers exist (and, idle, fall asleep)
-  if (idle) EXPECT_TRUE(pool_asleep(num_threads())) << "the pool's workers never slept";
+  if (idle) EXPECT_TRUE(testing::wait_for_sleeping_workers(num_threads() - 1)) << "the pool's workers never slept";
   const bool awake = pool_stats().sleeping == 0;
   const uint64_t jobs = pool_jobs_run();
   adam.step();
   const bool on_pool = pool_jobs_run() > jobs;
-  set_pool_spin_us(spin);
   if (!idle && !awake) return {true, bytes_of(w)};  // a worker slept within 1 s: nothing to check
   return {on_pool, bytes_of(w)};
 }

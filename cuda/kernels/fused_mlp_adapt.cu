@@ -238,11 +238,10 @@ Residency residency(int device) {
 // Cached per device as the size + 1 (0 in the cache means "not asked yet").
 int max_cluster_blocks(int device) {
   static std::array<std::atomic<int>, 64> cache{};
-  if (device >= 0 && device < 64 && cache[size_t(device)].load() > 0) return cache[size_t(device)].load() - 1;
-  const auto kernel = reinterpret_cast<const void*>(fused_mlp_adapt_kernel);
-  const int n = has_cluster_code(kernel, device, "fused_mlp_adapt") ? largest_cluster(kernel, kFusedMlpThreads, 0) : 0;
-  if (device >= 0 && device < 64) cache[size_t(device)].store(n + 1);
-  return n;
+  return once_per_device(cache, device, [device] {
+    const auto kernel = reinterpret_cast<const void*>(fused_mlp_adapt_kernel);
+    return has_cluster_code(kernel, device, "fused_mlp_adapt") ? largest_cluster(kernel, kFusedMlpThreads, 0) : 0;
+  });
 }
 
 // How a multi-block adaptation synchronizes its phases: IDEM_FUSED_SYNC=grid forces the

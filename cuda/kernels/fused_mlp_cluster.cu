@@ -73,6 +73,26 @@ __device__ __forceinline__ int row_chunks(int units, int B) {
   return units >= kWarps || units == 0 ? 1 : min(B, kWarps / units);
 }
 
+// For each row b in [b0, b1): one warp's dot of lane's terms w[m] (term lane + 32·m, those below
+// n) with x(b, term), in the phase kernel's order (lane-strided terms, then warp_sum's xor
+// tree), handed to lane 0 as emit(b, sum). Rows four at a time: their loads and shuffle trees are
+// independent, so they overlap.
+template <typename X, typename Emit>
+__device__ __forceinline__ void warp_dots_over_rows(const float (&w)[kMaxTermsPerLane], int n, int b0, int b1,
+                                                    int lane, X x, Emit emit) {
+#pragma unroll 4
+  for (int b = b0; b < b1; ++b) {
+    float acc = 0.0f;
+#pragma unroll
+    for (int m = 0; m < kMaxTermsPerLane; ++m) {
+      const int i = lane + 32 * m;
+      if (i < n) acc += x(b, i) * w[m];
+    }
+    acc = warp_sum(acc);
+    if (lane == 0) emit(b, acc);
+  }
+}
+
 // Layer l's forward for the units this block owns, every row: out[b·nout + j] (and, when y is
 // not null, the prediction y[b·S + j] of the last layer). The input is [x, s] for layer 1 (s
 // null: ∅), else the activations below, `prev`.
@@ -96,22 +116,14 @@ __device__ void forward_layer(const FusedMlpAdaptParams& p, const Geo& g, const 
         w[m] = i < nin ? W[r * nin + i] : 0.0f;
       }
       const int j = lo + r;
-      // Rows four at a time: their loads and shuffle trees are independent, so they overlap.
-#pragma unroll 4
-      for (int b = b0; b < b1; ++b) {
-        float acc = 0.0f;
-#pragma unroll
-        for (int m = 0; m < kMaxTermsPerLane; ++m) {
-          const int i = lane + 32 * m;
-          if (i < nin) acc += (prev ? prev[b * nin + i] : input_at(p, g, b, i, s)) * w[m];
-        }
-        acc = warp_sum(acc);
-        if (lane == 0) {
-          const float z = layer_output(p, g, l, acc, bias[r]);
-          out[b * nout + j] = z;
-          if (y) y[b * g.S + j] = z;
-        }
-      }
+      warp_dots_over_rows(
+          w, nin, b0, b1, lane,
+          [&](int b, int i) { return prev ? prev[b * nin + i] : input_at(p, g, b, i, s); },
+          [&](int b, float acc) {
+            const float z = layer_output(p, g, l, acc, bias[r]);
+            out[b * nout + j] = z;
+            if (y) y[b * g.S + j] = z;
+          });
     }
   } else {
     for (int t = tid; t < g.B * own; t += kFusedMlpClusterThreads) {
@@ -161,17 +173,9 @@ __device__ void input_grad_phase(const FusedMlpAdaptParams& p, const Geo& g, con
           w[m] = 0.0f;
         }
       }
-#pragma unroll 4
-      for (int b = b0; b < b1; ++b) {
-        float acc = 0.0f;
-#pragma unroll
-        for (int m = 0; m < kMaxTermsPerLane; ++m) {
-          const int j = lane + 32 * m;
-          if (j < nout) acc += delta(b * nout + j) * w[m];
-        }
-        acc = warp_sum(acc);
-        if (lane == 0) out(b, c, acc);
-      }
+      warp_dots_over_rows(
+          w, nout, b0, b1, lane, [&](int b, int j) { return delta(b * nout + j); },
+          [&](int b, float acc) { out(b, c, acc); });
     }
   } else {
     for (int t = tid; t < g.B * ncols; t += kFusedMlpClusterThreads) {
@@ -372,15 +376,16 @@ __global__ void __launch_bounds__(kFusedMlpClusterThreads, 1)
 
 // The largest cluster of this kernel `device` can hold with a block's whole shared memory (one
 // block per SM): 16, 8 or 0 (largest_cluster), asked once per device at the largest dynamic size
-// (which `smem` raises the kernel's limit to).
+// (which `smem` raises the kernel's limit to). 0 where the kernel has no cluster code: compiled
+// for sm_90 or later and running on one (a build for an older architecture, JIT-compiled from
+// its PTX on an H100, has an empty kernel body).
 int cluster_size_limit(int device, DynamicSharedMemory& smem, const char* op) {
-  static std::array<std::atomic<int>, 64> cache{};  // the size + 1; 0: not asked yet
-  const bool cached = device >= 0 && device < 64;
-  if (cached && cache[size_t(device)].load() > 0) return cache[size_t(device)].load() - 1;
-  const size_t bytes = smem.largest(device, op);
-  const int n = largest_cluster(reinterpret_cast<const void*>(fused_mlp_cluster_kernel), kFusedMlpClusterThreads, bytes);
-  if (cached) cache[size_t(device)].store(n + 1);
-  return n;
+  static std::array<std::atomic<int>, 64> cache{};
+  return once_per_device(cache, device, [&] {
+    const auto kernel = reinterpret_cast<const void*>(fused_mlp_cluster_kernel);
+    if (!has_cluster_code(kernel, device, op)) return 0;
+    return largest_cluster(kernel, kFusedMlpClusterThreads, smem.largest(device, op));
+  });
 }
 
 }  // namespace
@@ -389,14 +394,6 @@ int fused_mlp_cluster_blocks(const FusedMlpAdaptParams& p, int device) {
   const char* op = "fused_mlp_adapt";
   if (p.batch > kFusedMlpClusterMaxBatch) return 0;
   set_device(device);  // the attributes below act on the current device
-  // Compiled for sm_90 or later and running on one (a build for an older architecture,
-  // JIT-compiled from its PTX on an H100, has an empty kernel body).
-  static std::array<std::atomic<int>, 64> arch{};  // 0: not asked; 1: no; 2: yes
-  std::atomic<int> scratch{0};
-  std::atomic<int>& known = device >= 0 && device < 64 ? arch[size_t(device)] : scratch;
-  if (known.load() == 0)
-    known.store(has_cluster_code(reinterpret_cast<const void*>(fused_mlp_cluster_kernel), device, op) ? 2 : 1);
-  if (known.load() != 2) return 0;
   static DynamicSharedMemory smem(reinterpret_cast<const void*>(fused_mlp_cluster_kernel));
   const int most = cluster_size_limit(device, smem, op);
   for (int blocks : {16, 8}) {

@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 
@@ -344,6 +345,17 @@ inline bool has_cluster_code(const void* kernel, int device, const char* op) {
   cudaFuncAttributes fa{};
   IDEM_CUDA_CHECK(op, cudaFuncGetAttributes(&fa, kernel));
   return (fa.ptxVersion ? fa.ptxVersion : fa.binaryVersion) >= 90;
+}
+
+// An answer about device `device` that `compute()` gives once (a non-negative int), cached in
+// `cache` as the answer + 1 (0: not asked yet); a device past the cache's 64 asks every time.
+template <typename Compute>
+int once_per_device(std::array<std::atomic<int>, 64>& cache, int device, Compute compute) {
+  const bool cached = device >= 0 && device < 64;
+  if (cached && cache[size_t(device)].load() > 0) return cache[size_t(device)].load() - 1;
+  const int n = compute();
+  if (cached) cache[size_t(device)].store(n + 1);
+  return n;
 }
 
 // The largest cluster of `kernel` (`threads` threads and `smem_bytes` of dynamic shared memory
