@@ -29,7 +29,8 @@
 #                               ($OUT/kernel-K-ctest.log) and `idem bench it3 --path fused` on
 #                               GPU_CHECK_KERNEL_CASES (MODEL:BATCH:STEPS, comma-separated;
 #                               default mlp_256 at batch 8 and 64, K 1 and 3): one table in
-#                               $OUT/kernels_compare.log (the kernel that ran, µs per batch)
+#                               $OUT/kernels_compare.log (the kernel that ran, µs per batch),
+#                               with the CUDA-graph path's time of each case beside them
 #   GPU_CHECK_RESULTS=ARGS      also regenerate the tables of docs/results.md: every task's demo
 #                               with ARGS (e.g. "--seeds 3"), then fmnist with --recipe
 #                               paper-mnist and paper-cifar (tools/results_tables.sh); run
@@ -158,8 +159,9 @@ if [ -n "${GPU_CHECK_KERNELS:-}" ]; then
       done
       printf "%-8s %-8s %5s %2s  %-12s %10s %10s %10s\n" setting model batch K kernel "us_median" "us_p10" "us_p90"
       for c in "${cs[@]}"; do IFS=":" read -r m b s <<<"$c"
-        for k in "${ks[@]}"; do
-          j=$(IDEM_FUSED_KERNEL=$k "$build/idem" bench it3 --model "$m" --path fused --batch "$b" --steps "$s" --json) || { rc=1; continue; }
+        for k in "${ks[@]}" graph; do
+          if [ "$k" = graph ]; then path=graph; else path=fused; fi
+          j=$(IDEM_FUSED_KERNEL=${k/graph/auto} "$build/idem" bench it3 --model "$m" --path "$path" --batch "$b" --steps "$s" --json) || { rc=1; continue; }
           python3 -c "import json,sys; v=json.loads(sys.argv[1]); v=v[0] if isinstance(v,list) else v
 print(\"%-8s %-8s %5s %2s  %-12s %10.1f %10.1f %10.1f\" % (sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], v.get(\"fused_kernel\"), v[\"us_per_batch_median\"], v[\"us_per_batch_p10\"], v[\"us_per_batch_p90\"]))" "$j" "$k" "$m" "$b" "$s" || rc=1
         done
