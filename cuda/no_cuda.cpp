@@ -18,6 +18,7 @@
 #include "core/kernels/pool.h"
 #include "core/kernels/reduce.h"
 #include "core/kernels/runtime.h"
+#include "core/kernels/sage_conv.h"
 #include "core/kernels/segment.h"
 #include "core/kernels/softmax.h"
 
@@ -140,6 +141,12 @@ void csr_mean_aggregate_fwd(const Tensor&, const Tensor&, const CsrAggregateInde
 void csr_mean_aggregate_bwd(const Tensor&, const Tensor&, const CsrAggregateIndex&,
                             CsrAggregateShape) {
   no_cuda("csr_mean_aggregate_backward");
+}
+
+// ---- sage_conv ----
+void sage_conv_fwd(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                   int64_t, const Tensor&, const Tensor&, const Tensor&, const LinearActParams&) {
+  no_cuda("sage_conv");
 }
 
 // ---- optim ----

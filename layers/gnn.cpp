@@ -2,6 +2,7 @@
 
 #include "autograd/csr_aggregate_function.h"
 #include "autograd/fused_functions.h"
+#include "autograd/sage_conv_function.h"
 #include "autograd/sage_linear_function.h"
 #include "layers/init.h"
 
@@ -22,14 +23,17 @@ void check_node_input(const char* op, const Tensor& x, const Graph& g, int64_t i
 
 }  // namespace
 
-Tensor mean_aggregate(const Tensor& x, const Graph& g) {
+CsrAggregateIndex mean_aggregate_index(const Graph& g) {
   const GraphCsr& c = g.csr();
   const CsrIndex& s = g.src_groups();
+  return {c.row_ptr, c.src_sorted, s.row_ptr, s.perm, c.perm, g.dst(), g.src_groups_dst()};
+}
+
+Tensor mean_aggregate(const Tensor& x, const Graph& g) {
   // mean_v = (Σ_{e in row v} x[src_e]) / max(deg_v, 1) : (V,F) -> (V,F), one fused op with the
   // bits of segment_sum_csr(index_select_grouped(x, c.src_sorted, s), c.row_ptr) ·
   // g.inv_in_degree(x.dtype()) and no (E,F) edge tensor (tests/csr_aggregate_test.cpp).
-  return csr_mean_aggregate(
-      x, {c.row_ptr, c.src_sorted, s.row_ptr, s.perm, c.perm, g.dst(), g.src_groups_dst()});
+  return csr_mean_aggregate(x, mean_aggregate_index(g));
 }
 
 // ---- GCNConv ----
@@ -85,10 +89,12 @@ Tensor SAGEConv::forward(const Tensor& x, const Graph& g) {
 
 Tensor SAGEConv::forward_act(const Tensor& x, const Graph& g, FusedAct act, double slope) {
   check_node_input("SAGEConv", x, g, in_);
-  // act(lin_l(mean) + lin_r(x)) : (V,in) -> (V,out), one op (bias = lin_l's, lin_r has none)
-  Tensor mean = mean_aggregate(x, g);
-  if (!lin_r_) return linear_act(mean, lin_l_->weight(), lin_l_->bias(), act, slope);
-  return sage_linear(mean, lin_l_->weight(), lin_l_->bias(), x, lin_r_->weight(), act, slope);
+  // act(lin_l(mean) + lin_r(x)) : (V,in) -> (V,out), bias = lin_l's (lin_r has none). With the
+  // root weight: one op for the aggregation and both linear maps (on a GPU one kernel where
+  // sage_conv_path() allows); without: the aggregation, then linear_act.
+  if (!lin_r_) return linear_act(mean_aggregate(x, g), lin_l_->weight(), lin_l_->bias(), act, slope);
+  return sage_conv(x, mean_aggregate_index(g), lin_l_->weight(), lin_l_->bias(), lin_r_->weight(),
+                   act, slope);
 }
 
 std::string SAGEConv::extra_repr() const {

@@ -7,7 +7,8 @@
 #pragma once
 #include <optional>
 
-#include "core/kernels/fused.h"  // FusedAct
+#include "core/kernels/csr_aggregate.h"  // CsrAggregateIndex
+#include "core/kernels/fused.h"          // FusedAct
 #include "layers/graph_batch.h"
 #include "layers/linear.h"
 
@@ -59,8 +60,9 @@ class SAGEConv : public GraphLayer {
            Options options = {}, std::optional<uint64_t> seed = std::nullopt);
   // forward_act(x, g, FusedAct::none).
   Tensor forward(const Tensor& x, const Graph& g) override;
-  // act(forward(x, g)) with the activation fused into the op (sage_linear; linear_act without
-  // root weight): what a model applying relu / leaky_relu (slope >= 0) after the layer calls.
+  // act(forward(x, g)) with the activation fused into the op (sage_conv, the aggregation and
+  // both linear maps in one node; linear_act without root weight): what a model applying relu /
+  // leaky_relu (slope >= 0) after the layer calls.
   Tensor forward_act(const Tensor& x, const Graph& g, FusedAct act, double slope = 0.01);
   std::string extra_repr() const override;
   const std::shared_ptr<Linear>& lin_neigh() const { return lin_l_; }
@@ -123,5 +125,8 @@ class GlobalPool : public GraphLayer {
 
 // Mean of x_src over each node's in-edges, (V, F) -> (V, F), via the cached CSR.
 Tensor mean_aggregate(const Tensor& x, const Graph& g);
+// The index mean_aggregate (and SAGEConv's fused op) aggregates with: the graph's cached CSR,
+// source groups and their destinations (nothing is built).
+CsrAggregateIndex mean_aggregate_index(const Graph& g);
 
 }  // namespace idem

@@ -31,6 +31,9 @@
 #                               default mlp_256 at batch 8 and 64, K 1 and 3): one table in
 #                               $OUT/kernels_compare.log (the kernel that ran, µs per batch),
 #                               with the CUDA-graph path's time of each case beside them
+#   GPU_CHECK_SAGE_CONV=LIST    also the sage tests under IDEM_SAGE_CONV=fused ($OUT/sage_conv.log)
+#                               and `idem bench it3 --model sage` under composed and fused for each
+#                               comma-separated MESHES:K:PATH (PATH eager or graph): one table
 #   GPU_CHECK_RESULTS=ARGS      also regenerate the tables of docs/results.md: every task's demo
 #                               with ARGS (e.g. "--seeds 3"), then fmnist with --recipe
 #                               paper-mnist and paper-cifar (tools/results_tables.sh); run
@@ -111,6 +114,7 @@ summary() {
     [ -f "$out/ncu.log" ] && grep -E '^ncu.*one eager adaptation' "$out/ncu.log" | sed 's/^/  /'
     [ -f "$out/compare_pytorch.log" ] && tail -n 40 "$out/compare_pytorch.log" | sed 's/^/  /'
     [ -f "$out/kernels_compare.log" ] && sed 's/^/  /' "$out/kernels_compare.log"
+    [ -f "$out/sage_conv.log" ] && grep -E 'tests passed|tests failed|^(path|composed|fused) ' "$out/sage_conv.log" | sed 's/^/  /'
     [ -f "$out/sanitize.log" ] && grep -E 'ERROR SUMMARY|summary|memcheck|racecheck' "$out/sanitize.log" | tail -n 10 | sed 's/^/  /'
     if [ ${#failed_steps[@]} -eq 0 ]; then
       echo "result:   OK"
@@ -166,6 +170,21 @@ if [ -n "${GPU_CHECK_KERNELS:-}" ]; then
 print(\"%-8s %-8s %5s %2s  %-12s %10.1f %10.1f %10.1f\" % (sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], v.get(\"fused_kernel\"), v[\"us_per_batch_median\"], v[\"us_per_batch_p10\"], v[\"us_per_batch_p90\"]))" "$j" "$k" "$m" "$b" "$s" || rc=1
         done
       done; exit $rc' kernels "$build" "$GPU_CHECK_KERNELS" "${GPU_CHECK_KERNEL_CASES:-mlp_256:8:1,mlp_256:8:3,mlp_256:64:1,mlp_256:64:3}" "$out"
+fi
+
+# ---- SAGEConv's fused forward against the composed ops ----
+if [ -n "${GPU_CHECK_SAGE_CONV:-}" ]; then
+  step sage_conv 180 bash -c 'set -u; build=$1 cases=$2 rc=0
+      (cd "$build" && IDEM_SAGE_CONV=fused ctest -R "Sage|sage|Gnn|Graph" --output-on-failure -j 8 --timeout 120) || rc=1
+      IFS="," read -r -a cs <<<"$cases"
+      printf "%-9s %6s %2s %-6s %10s %10s %10s\n" path meshes K route us_median us_p10 us_p90
+      for c in "${cs[@]}"; do IFS=":" read -r b k r <<<"$c"
+        for p in composed fused; do
+          j=$(IDEM_SAGE_CONV=$p "$build/idem" bench it3 --model sage --path "$r" --batch "$b" --steps "$k" --json) || { rc=1; continue; }
+          python3 -c "import json,sys; v=json.loads(sys.argv[1]); v=v[0] if isinstance(v,list) else v
+print(\"%-9s %6s %2s %-6s %10.1f %10.1f %10.1f\" % (sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], v[\"us_per_batch_median\"], v[\"us_per_batch_p10\"], v[\"us_per_batch_p90\"]))" "$j" "$p" "$b" "$k" "$r" || rc=1
+        done
+      done; exit $rc' sage_conv "$build" "$GPU_CHECK_SAGE_CONV"
 fi
 
 # ---- GPU memory checking ----

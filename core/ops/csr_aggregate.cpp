@@ -116,12 +116,18 @@ void check_consistency(const CsrAggregateIndex& idx, CsrAggregateShape s, const 
 
 }  // namespace
 
-Tensor csr_mean_aggregate(const Tensor& x, const CsrAggregateIndex& idx) {
-  check_rows_tensor(x, kFwd, "x");
-  CsrAggregateShape s = check_forward_index(idx, x, x.size(0), kFwd);
+CsrAggregateShape csr_mean_aggregate_shape(const Tensor& x, const CsrAggregateIndex& idx,
+                                            const char* op) {
+  check_rows_tensor(x, op, "x");
+  CsrAggregateShape s = check_forward_index(idx, x, x.size(0), op);
   s.features = row_features(x.shape());
-  check_ptr_values(idx.row_ptr, s.edges, kFwd, "row_ptr");
-  check_col_values(idx.col, s.sources, kFwd);
+  check_ptr_values(idx.row_ptr, s.edges, op, "row_ptr");
+  check_col_values(idx.col, s.sources, op);
+  return s;
+}
+
+Tensor csr_mean_aggregate(const Tensor& x, const CsrAggregateIndex& idx) {
+  const CsrAggregateShape s = csr_mean_aggregate_shape(x, idx, kFwd);
   Tensor out = empty(with_rows(x.shape(), s.rows), x.options());
   if (out.numel() == 0) return out;
   dispatch(

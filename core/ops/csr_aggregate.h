@@ -13,6 +13,11 @@
 
 namespace idem::ops {
 
+// The checks of csr_mean_aggregate's forward (x, row_ptr, col; values on CPU tensors), under
+// `op`'s name, and the shape they give. ops::sage_conv validates its aggregation with it.
+CsrAggregateShape csr_mean_aggregate_shape(const Tensor& x, const CsrAggregateIndex& idx,
+                                            const char* op);
+
 // out (V, ...) = mean over each row's edges of x[col[k]]; x (U, ...) keeps its trailing dims.
 // Reads idx.row_ptr and idx.col only. V = row_ptr.numel() - 1, E = col.numel().
 Tensor csr_mean_aggregate(const Tensor& x, const CsrAggregateIndex& idx);

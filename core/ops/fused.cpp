@@ -60,21 +60,6 @@ LinearActParams linear_params(const Tensor& x, const Tensor& w, const Tensor& b,
   return p;
 }
 
-// Validates sage_linear's operands: (a, Wl, b) and (x, Wr) as two linear_acts with one N, one
-// out, one dtype and one device. Returns the parameters of the (a, Wl, b) half.
-LinearActParams sage_params(const Tensor& a, const Tensor& wl, const Tensor& b, const Tensor& x,
-                            const Tensor& wr, FusedAct act, double slope, const char* op) {
-  const LinearActParams p = linear_params(a, wl, b, act, slope, op);
-  const LinearActParams pr = linear_params(x, wr, Tensor(), act, slope, op);
-  check_same_device({&a, &x}, op);
-  check_same_dtype(a, x, op);
-  if (a.device().is_cuda()) check_cuda_dtype(a, op);
-  IDEM_CHECK(pr.N == p.N && pr.out == p.out, op, "the neighbour input ", shape_str(a.shape()),
-             " with weight_l ", shape_str(wl.shape()), " and the root input ", shape_str(x.shape()),
-             " with weight_r ", shape_str(wr.shape()), " must give outputs of one shape (N, out)");
-  return p;
-}
-
 void check_pair(const Tensor& a, const Tensor& b, const char* op) {
   check_defined(a, op, "a");
   check_defined(b, op, "b");
@@ -87,6 +72,20 @@ void check_pair(const Tensor& a, const Tensor& b, const char* op) {
 }
 
 }  // namespace
+
+LinearActParams sage_linear_params(const Tensor& a, const Tensor& wl, const Tensor& b,
+                                   const Tensor& x, const Tensor& wr, FusedAct act, double slope,
+                                   const char* op) {
+  const LinearActParams p = linear_params(a, wl, b, act, slope, op);
+  const LinearActParams pr = linear_params(x, wr, Tensor(), act, slope, op);
+  check_same_device({&a, &x}, op);
+  check_same_dtype(a, x, op);
+  if (a.device().is_cuda()) check_cuda_dtype(a, op);
+  IDEM_CHECK(pr.N == p.N && pr.out == p.out, op, "the neighbour input ", shape_str(a.shape()),
+             " with weight_l ", shape_str(wl.shape()), " and the root input ", shape_str(x.shape()),
+             " with weight_r ", shape_str(wr.shape()), " must give outputs of one shape (N, out)");
+  return p;
+}
 
 Tensor linear_act(const Tensor& x, const Tensor& weight, const Tensor& bias, FusedAct act,
                   double slope) {
@@ -134,7 +133,7 @@ LinearActGrads linear_act_backward(const Tensor& g, const Tensor& y, const Tenso
 Tensor sage_linear(const Tensor& a, const Tensor& weight_l, const Tensor& bias, const Tensor& x,
                    const Tensor& weight_r, FusedAct act, double slope) {
   const char* op = "sage_linear";
-  const LinearActParams p = sage_params(a, weight_l, bias, x, weight_r, act, slope, op);
+  const LinearActParams p = sage_linear_params(a, weight_l, bias, x, weight_r, act, slope, op);
   const int64_t in_r = x.size(1);
   Tensor y = empty({p.N, p.out}, a.options());
   if (p.N == 0) return y;
@@ -159,7 +158,7 @@ SageLinearGrads sage_linear_backward(const Tensor& g, const Tensor& y, const Ten
                                      bool need_da, bool need_dweight_l, bool need_dbias,
                                      bool need_dx, bool need_dweight_r) {
   const char* op = "sage_linear_backward";
-  LinearActParams p = sage_params(a, weight_l, Tensor(), x, weight_r, act, slope, op);
+  LinearActParams p = sage_linear_params(a, weight_l, Tensor(), x, weight_r, act, slope, op);
   p.bias = has_bias;
   const int64_t in_r = x.size(1);
   check_defined(g, op, "grad_output");

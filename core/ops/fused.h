@@ -27,6 +27,12 @@ LinearActGrads linear_act_backward(const Tensor& g, const Tensor& y, const Tenso
 Tensor sage_linear(const Tensor& a, const Tensor& weight_l, const Tensor& bias, const Tensor& x,
                    const Tensor& weight_r, FusedAct act, double slope);
 
+// Validates sage_linear's operands under `op`'s name: (a, Wl, b) and (x, Wr) as two linear_acts
+// with one N, one out, one dtype and one device. Returns the parameters of the (a, Wl, b) half.
+LinearActParams sage_linear_params(const Tensor& a, const Tensor& weight_l, const Tensor& bias,
+                                   const Tensor& x, const Tensor& weight_r, FusedAct act,
+                                   double slope, const char* op);
+
 struct SageLinearGrads {
   Tensor da, dweight_l, dbias, dx, dweight_r;  // undefined where not requested
 };

@@ -5,10 +5,14 @@
 // is too large for a gradcheck row; tests/fused_test.cpp covers it. sage_linear
 // (autograd/sage_linear_function.h) with and without bias and activation, and at shapes whose
 // GPU forward runs the tiled GEMMs with the bias + activation in their store; tests/
-// sage_linear_test.cpp adds the unfused comparison and launch counts.
+// sage_linear_test.cpp adds the unfused comparison and launch counts. sage_conv
+// (autograd/sage_conv_function.h), the whole SAGEConv layer; tests/sage_conv_test.cpp adds the
+// bits of the composition and the fused CUDA kernel's.
 #include <algorithm>
 
+#include "autograd/csr_aggregate_function.h"
 #include "autograd/fused_functions.h"
+#include "autograd/sage_conv_function.h"
 #include "autograd/sage_linear_function.h"
 #include "tests/op_cases/op_cases.h"
 
@@ -56,6 +60,28 @@ OpCase sl_case(const std::string& name, int64_t n, int64_t in_l, int64_t in_r, i
   return c;
 }
 
+// sage_conv: x (n, in), the edges' sources and destinations (e each, in [0, n)), weight_l
+// (out, in), bias (out) unless !bias, weight_r (out, in). The index is built from the edge lists
+// on the inputs' device (csr_aggregate_index), as SAGEConv's graph builds it.
+OpCase sc_case(const std::string& name, int64_t n, int64_t e, int64_t in, int64_t out, bool bias,
+               FusedAct act, double slope = 0.1) {
+  const InputKind normal = InputKind::normal;
+  std::vector<InputSpec> inputs = {{{n, in}, normal},
+                                   {{e}, InputKind::index, n, false},
+                                   {{e}, InputKind::index, n, false},
+                                   {{out, in}, normal}};
+  if (bias) inputs.push_back({{out}});
+  inputs.push_back({{out, in}, normal});
+  OpCase c{name, "fused", inputs, [n, bias, act, slope](V v) {
+             const size_t r = bias ? 5 : 4;
+             return sage_conv(v[0], csr_aggregate_index(v[1], v[2], n, n), v[3],
+                              bias ? v[4] : Tensor(), v[r], act, slope);
+           }};
+  const int64_t k = std::max({2 * in, out, n});
+  c.parity_scale = k > 8 ? static_cast<double>(k) / 8.0 : 1.0;
+  return c;
+}
+
 OpCase dist_case(const std::string& name, Shape s, DistanceKind k) {
   OpCase c{name, "fused", {{s}, {s}}, [k](V v) {
              return k == DistanceKind::l1 ? l1_distance(v[0], v[1]) : mse_distance(v[0], v[1]);
@@ -99,6 +125,18 @@ std::vector<OpCase> fused_cases() {
       [&] {
         OpCase c = sl_case("sage_linear_tall_leaky", 17000, 64, 64, 64, true, leaky, 0.1, false);
         c.gradcheck = false;
+        return c;
+      }(),
+      // A SAGEConv layer as one op (autograd/sage_conv_function.h): random edges, so some
+      // nodes have no in-edge.
+      sc_case("sage_conv_relu", 9, 20, 4, 5, true, relu),
+      sc_case("sage_conv_leaky_nobias", 7, 12, 3, 6, false, leaky),
+      sc_case("sage_conv_none", 6, 10, 5, 3, true, none),
+      [&] {
+        // The bench model's width over more nodes than one 64-row tile of the fused kernel.
+        OpCase c = sc_case("sage_conv_w64_relu", 150, 600, 64, 64, true, relu);
+        c.gradcheck = false;
+        c.grad_parity = true;
         return c;
       }(),
       dist_case("l1_distance_3x4", {3, 4}, DistanceKind::l1),

@@ -1,0 +1,79 @@
+// sage_conv: records ONE node for a SAGEConv layer's aggregation and linear part.
+#include "autograd/sage_conv_function.h"
+
+#include "core/ops/csr_aggregate.h"
+#include "core/ops/elementwise.h"
+#include "core/ops/fused.h"
+#include "core/ops/sage_conv.h"
+
+namespace idem {
+
+namespace {
+
+CsrAggregateIndex saved_index(const CsrAggregateIndex& i) {
+  return {saved(i.row_ptr), saved(i.col), saved(i.src_ptr),  saved(i.src_perm),
+          saved(i.perm),    saved(i.dst), saved(i.group_dst)};
+}
+
+class SageConvNode : public Node {
+ public:
+  SageConvNode(CsrAggregateIndex index, Tensor x, Tensor mean, Tensor wl, bool bias, Tensor wr,
+               Tensor y, FusedAct act, double slope)
+      : index_(std::move(index)),
+        x_(std::move(x)),
+        mean_(std::move(mean)),
+        wl_(std::move(wl)),
+        wr_(std::move(wr)),
+        y_(std::move(y)),
+        bias_(bias),
+        act_(act),
+        slope_(slope) {}
+  const char* name() const override { return "sage_conv"; }
+  std::vector<Tensor> backward(const Tensor& g) override {
+    // gz = g ⊙ act'(y), db = Σ_v gz; da = gz·Wl, dWl = gzᵀ·mean; dx = gz·Wr, dWr = gzᵀ·x
+    // (one sage_linear_backward), then dx += Aᵀ·da, the mean aggregation's adjoint.
+    const bool need_x = needs_grad(0);
+    // mean is read only for dWl, and kept exactly when weight_l needed a gradient; without it
+    // x (the same shape) stands in for the shape checks.
+    const Tensor& a = mean_.defined() ? mean_ : x_;
+    ops::SageLinearGrads r =
+        ops::sage_linear_backward(g, y_, a, wl_, bias_, x_, wr_, act_, slope_, need_x,
+                                  needs_grad(1), needs_grad(2), need_x, needs_grad(3));
+    Tensor dx;
+    if (need_x)
+      dx = ops::binary(r.dx, ops::csr_mean_aggregate_backward(r.da, index_, x_.size(0)),
+                       BinaryOp::add);
+    return {dx, r.dweight_l, r.dbias, r.dweight_r};
+  }
+
+ private:
+  CsrAggregateIndex index_;
+  Tensor x_, mean_, wl_, wr_, y_;  // y is the output: act' is read from it
+  bool bias_;
+  FusedAct act_;
+  double slope_;
+};
+
+}  // namespace
+
+Tensor sage_conv(const Tensor& x, const CsrAggregateIndex& index, const Tensor& weight_l,
+                 const Tensor& bias, const Tensor& weight_r, FusedAct act, double slope) {
+  const bool history = needs_history({x, weight_l, bias, weight_r});
+  if (history && x.requires_grad())
+    // Fail here, where the caller is, rather than in the middle of backward().
+    IDEM_CHECK(index.src_ptr.defined() && index.src_perm.defined() && index.dst.defined(),
+               "sage_conv",
+               "x requires grad, so the index needs its backward fields src_ptr, src_perm and "
+               "dst (see csr_aggregate_index or Graph::src_groups)");
+  const bool keep_mean = history && needs_history({weight_l});
+  ops::SageConvResult r =
+      ops::sage_conv(x, index, weight_l, bias, weight_r, act, slope, keep_mean);
+  if (history)
+    record(std::make_shared<SageConvNode>(saved_index(index), saved(x), saved(r.mean),
+                                          saved(weight_l), bias.defined(), saved(weight_r),
+                                          saved(r.y), act, slope),
+           {x, weight_l, bias, weight_r}, r.y);
+  return r.y;
+}
+
+}  // namespace idem
