@@ -215,7 +215,7 @@ TEST(SageConvCuda, FusedKernelGivesTheComposedBits) {
             o.x.to(Device::cpu()), random_index(s.nodes, s.edges, kSeed + s.nodes, Device::cpu()),
             o.wl.to(Device::cpu()), bias ? o.b.to(Device::cpu()) : Tensor(), o.wr.to(Device::cpu()),
             act, kSlope, true);
-        testing::expect_close(fused.y.to(Device::cpu()), cpu.y, 1e-4, 1e-4, what + ": y vs CPU", kSeed);
+        testing::expect_close(fused.y.to(Device::cpu()), cpu.y, 5e-4, 1e-4, what + ": y vs CPU", kSeed);
         EXPECT_TRUE(bit_equal(fused.mean.to(Device::cpu()), cpu.mean)) << what << ": mean vs CPU";
       }
 }
