@@ -7,7 +7,8 @@
 #
 # Environment knobs:
 #   GPU_CHECK_TESTS=REGEX       run only the CTest tests matching REGEX (e.g. 'Parity|Cuda')
-#   GPU_CHECK_BENCH=REGEX       --benchmark_filter for idem_bench ('' = all; 'none' = skip)
+#   GPU_CHECK_BENCH=REGEX       --benchmark_filter for idem_bench ('' = all; 'none' = skip, and
+#                               idem_bench is not built)
 #   GPU_CHECK_MIN_TIME=SECONDS  --benchmark_min_time (default 0.05)
 #   GPU_CHECK_BUILD_DIR=DIR     build folder (default /tmp/idem-build)
 #   GPU_CHECK_JOBS=N            build parallelism (default 16)
@@ -133,10 +134,13 @@ summary() {
 } >"$out/env.log" 2>&1
 echo "== GPU: $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)"
 
-# ---- configure (benchmarks on when Google Benchmark is found, else off) ----
+# ---- configure (benchmarks on when Google Benchmark is found and GPU_CHECK_BENCH is not
+# "none": then idem_bench is not built at all, a shorter build) ----
 cfg=(-S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DIDEM_CUDA=ON -DIDEM_TESTS=ON)
 command -v ninja >/dev/null 2>&1 && [ ! -f "$build/CMakeCache.txt" ] && cfg+=(-G Ninja)
-if ! step configure 120 cmake "${cfg[@]}" -DIDEM_BENCH=ON; then
+want_bench=ON
+[ "$bench_re" = "none" ] && want_bench=OFF
+if ! step configure 120 cmake "${cfg[@]}" -DIDEM_BENCH=$want_bench; then
   echo "   retrying without benchmarks"
   failed_steps=()
   rm -rf "$build"
