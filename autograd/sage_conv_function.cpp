@@ -2,7 +2,6 @@
 #include "autograd/sage_conv_function.h"
 
 #include "core/ops/csr_aggregate.h"
-#include "core/ops/elementwise.h"
 #include "core/ops/fused.h"
 #include "core/ops/sage_conv.h"
 
@@ -31,19 +30,19 @@ class SageConvNode : public Node {
   const char* name() const override { return "sage_conv"; }
   std::vector<Tensor> backward(const Tensor& g) override {
     // gz = g ⊙ act'(y), db = Σ_v gz; da = gz·Wl, dWl = gzᵀ·mean; dx = gz·Wr, dWr = gzᵀ·x
-    // (one sage_linear_backward), then dx += Aᵀ·da, the mean aggregation's adjoint.
-    const bool need_x = needs_grad(0);
+    // (one sage_linear_backward), then Aᵀ·da, the mean aggregation's adjoint, for x as well.
+    const bool need_x = needs_grad(0) || needs_grad(4);
     // mean is read only for dWl, and kept exactly when weight_l needed a gradient; without it
     // x (the same shape) stands in for the shape checks.
     const Tensor& a = mean_.defined() ? mean_ : x_;
     ops::SageLinearGrads r =
         ops::sage_linear_backward(g, y_, a, wl_, bias_, x_, wr_, act_, slope_, need_x,
                                   needs_grad(1), needs_grad(2), need_x, needs_grad(3));
-    Tensor dx;
-    if (need_x)
-      dx = ops::binary(r.dx, ops::csr_mean_aggregate_backward(r.da, index_, x_.size(0)),
-                       BinaryOp::add);
-    return {dx, r.dweight_l, r.dbias, r.dweight_r};
+    // x is recorded twice (edges 0 and 4), so the engine adds the root and the aggregation
+    // terms to x's gradient one after the other, in the order the two replaced nodes did.
+    Tensor d_agg;
+    if (need_x) d_agg = ops::csr_mean_aggregate_backward(r.da, index_, x_.size(0));
+    return {r.dx, r.dweight_l, r.dbias, r.dweight_r, d_agg};
   }
 
  private:
@@ -72,7 +71,7 @@ Tensor sage_conv(const Tensor& x, const CsrAggregateIndex& index, const Tensor& 
     record(std::make_shared<SageConvNode>(saved_index(index), saved(x), saved(r.mean),
                                           saved(weight_l), bias.defined(), saved(weight_r),
                                           saved(r.y), act, slope),
-           {x, weight_l, bias, weight_r}, r.y);
+           {x, weight_l, bias, weight_r, x}, r.y);
   return r.y;
 }
 

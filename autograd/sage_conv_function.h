@@ -13,8 +13,11 @@ namespace idem {
 // undefined, act / slope as sage_linear. The forward is ops::sage_conv (on a GPU one fused
 // kernel where sage_conv_path() allows it, else csr_mean_aggregate + sage_linear); it keeps
 // the mean only when weight_l needs a gradient (dWl = gzᵀ·mean). The backward is that of the
-// two ops it replaces, in one node: ops::sage_linear_backward, then dx += the aggregation's
-// adjoint of da. The values and bits are those of csr_mean_aggregate followed by sage_linear.
+// two ops it replaces, in one node: ops::sage_linear_backward, then the aggregation's adjoint
+// of da; x is an input twice, so the engine adds the two terms to x's gradient in the order the
+// two nodes did. Forward and gradients are the bits of csr_mean_aggregate followed by
+// sage_linear (on CUDA's fused kernel too, but for the sign of an all-zero sum: see
+// core/kernels/sage_conv.h).
 Tensor sage_conv(const Tensor& x, const CsrAggregateIndex& index, const Tensor& weight_l,
                  const Tensor& bias, const Tensor& weight_r, FusedAct act = FusedAct::none,
                  double slope = 0.01);

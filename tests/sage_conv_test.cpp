@@ -120,6 +120,22 @@ TEST(SageConv, GivesTheBitsOfAggregationThenSageLinear) {
       }
 }
 
+TEST(SageConv, AddsToAnInputGradientInTheOrderOfTheTwoOps) {
+  // x feeds the layer and a second op (a skip connection) and already holds a gradient: its
+  // gradient is summed from three terms, in the order the replaced nodes added them.
+  const CsrAggregateIndex idx = random_index(17, 50, kSeed + 7, Device::cpu());
+  const Operands f = make_operands(17, 5, 5, true, {});
+  const Operands c = detached_copy(f);
+  const Tensor gy = randn({17, 5}, kSeed + 8), gx = randn({17, 5}, kSeed + 9);
+  auto run = [&](const Operands& o, const Tensor& y) {
+    sum(mul(add(y, mul(o.x, o.x)), gy)).backward();
+    sum(mul(o.x, gx)).backward();  // a second backward adds to .grad
+  };
+  run(f, sage_conv(f.x, idx, f.wl, f.b, f.wr, FusedAct::relu, kSlope));
+  run(c, composed(c, idx, FusedAct::relu));
+  EXPECT_TRUE(bit_equal(f.x.grad(), c.x.grad()));
+}
+
 TEST(SageConv, KeepsTheMeanOnlyWhenAsked) {
   const CsrAggregateIndex idx = random_index(12, 30, kSeed + 5, Device::cpu());
   const Operands o = make_operands(12, 4, 3, true, {}, false);
@@ -184,10 +200,17 @@ TEST(SageConvCuda, FusedKernelGivesTheComposedBits) {
   IDEM_REQUIRE_GPU();
   const Device gpu = Device::cuda(0);
   testing::GemmGuard hand(GemmBackend::hand);
-  // The bench model's layers (3 → 64, 64 → 64) at 2 of its meshes and uneven shapes: a partial
-  // last tile, 13 features (no 16-byte packs), 40 and 1 outputs, few edges (isolated nodes), none.
-  for (const Shape& s : {Shape{2048, 11780, 3, 64}, Shape{2048, 11780, 64, 64}, Shape{150, 600, 64, 64},
-                         Shape{67, 50, 13, 40}, Shape{64, 300, 64, 1}, Shape{9, 0, 8, 8}})
+  const bool poison = cuda::poison_allocations();
+  cuda::set_poison_allocations(false);  // a poisoning memset would count as a launch
+  // The bench model's layers (3 → 64, 64 → 64) at 2 of its meshes (the composed GEMMs on 32×32
+  // tiles or one thread per output) and at 17 000 nodes (its 128×64 tiles, as the bench's
+  // 65 536); 20 inputs at 3 000 nodes (a tiled GEMM whose K is padded); uneven shapes: a
+  // partial last tile, 13 features (no 16-byte packs), 40 and 1 outputs, few edges (isolated
+  // nodes), none.
+  for (const Shape& s : {Shape{2048, 11780, 3, 64}, Shape{2048, 11780, 64, 64},
+                         Shape{17000, 98000, 64, 64}, Shape{3000, 17000, 20, 37},
+                         Shape{150, 600, 64, 64}, Shape{67, 50, 13, 40}, Shape{64, 300, 64, 1},
+                         Shape{9, 0, 8, 8}})
     for (FusedAct act : kActs)
       for (bool bias : {true, false}) {
         const std::string what = std::to_string(s.nodes) + " nodes, " + std::to_string(s.edges) +
@@ -218,6 +241,7 @@ TEST(SageConvCuda, FusedKernelGivesTheComposedBits) {
         testing::expect_close(fused.y.to(Device::cpu()), cpu.y, 5e-4, 1e-4, what + ": y vs CPU", kSeed);
         EXPECT_TRUE(bit_equal(fused.mean.to(Device::cpu()), cpu.mean)) << what << ": mean vs CPU";
       }
+  cuda::set_poison_allocations(poison);
 }
 
 TEST(SageConvCuda, WiderThanTheKernelTakesTheComposedOps) {
@@ -225,12 +249,15 @@ TEST(SageConvCuda, WiderThanTheKernelTakesTheComposedOps) {
   const Device gpu = Device::cuda(0);
   testing::GemmGuard hand(GemmBackend::hand);
   PathGuard p(SageConvPath::fused);
+  const bool poison = cuda::poison_allocations();
+  cuda::set_poison_allocations(false);  // a poisoning memset would count as a launch
   const CsrAggregateIndex idx = random_index(100, 400, kSeed, gpu);
   const Operands o = make_operands(100, 65, 64, true, {DType::f32, gpu}, false);
   EXPECT_FALSE(ops::sage_conv_takes_fused(o.x, 64));
   Tensor y;
   // csr_mean_aggregate, then sage_linear's two GEMMs (the second one's store adds the bias).
   EXPECT_EQ(launches([&] { y = sage_conv(o.x, idx, o.wl, o.b, o.wr, FusedAct::relu); }), 3u);
+  cuda::set_poison_allocations(poison);
 }
 
 TEST(SageConvCuda, It3AdaptationIsBitIdenticalOnBothPaths) {

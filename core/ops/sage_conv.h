@@ -15,7 +15,8 @@ struct SageConvResult {
 // bias (out) or undefined, act / slope as linear_act. The checks are csr_mean_aggregate's and
 // sage_linear's, under the name "sage_conv". On CUDA, sage_conv_path() == fused, f32, in and
 // out <= 64 and the hand GEMM backend take the one fused kernel; otherwise (and on the CPU) it
-// is csr_mean_aggregate then sage_linear, with the same bits either way.
+// is csr_mean_aggregate then sage_linear, with the same bits either way (but for the sign of an
+// all-zero sum, core/kernels/sage_conv.h).
 SageConvResult sage_conv(const Tensor& x, const CsrAggregateIndex& idx, const Tensor& weight_l,
                          const Tensor& bias, const Tensor& weight_r, FusedAct act, double slope,
                          bool keep_mean);
