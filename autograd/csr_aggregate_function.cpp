@@ -6,12 +6,12 @@
 
 namespace idem {
 
-namespace {
-
 CsrAggregateIndex saved_index(const CsrAggregateIndex& i) {
   return {saved(i.row_ptr), saved(i.col), saved(i.src_ptr),  saved(i.src_perm),
           saved(i.perm),    saved(i.dst), saved(i.group_dst)};
 }
+
+namespace {
 
 class CsrMeanAggregateNode : public Node {
  public:

@@ -19,6 +19,9 @@ namespace idem {
 //   not different: see CsrAggregateIndex::group_dst).
 Tensor csr_mean_aggregate(const Tensor& x, const CsrAggregateIndex& index);
 
+// The index as a node keeps it: every field a detached alias (saved(), autograd/node.h).
+CsrAggregateIndex saved_index(const CsrAggregateIndex& index);
+
 // The index from edge lists (edges src[e] -> dst[e], both (E) i64): build_csr(dst, num_dst),
 // col = src in that order, col grouped by source with build_csr(col, num_src), and group_dst.
 // Builds (and on CUDA sorts) every call: cache the result for a fixed graph.

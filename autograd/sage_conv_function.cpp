@@ -1,6 +1,7 @@
 // sage_conv: records ONE node for a SAGEConv layer's aggregation and linear part.
 #include "autograd/sage_conv_function.h"
 
+#include "autograd/csr_aggregate_function.h"
 #include "core/ops/csr_aggregate.h"
 #include "core/ops/fused.h"
 #include "core/ops/sage_conv.h"
@@ -8,11 +9,6 @@
 namespace idem {
 
 namespace {
-
-CsrAggregateIndex saved_index(const CsrAggregateIndex& i) {
-  return {saved(i.row_ptr), saved(i.col), saved(i.src_ptr),  saved(i.src_perm),
-          saved(i.perm),    saved(i.dst), saved(i.group_dst)};
-}
 
 class SageConvNode : public Node {
  public:

@@ -39,16 +39,7 @@ constexpr FusedAct kActs[] = {FusedAct::none, FusedAct::relu, FusedAct::leaky_re
 constexpr double kSlope = 0.1;
 
 // Sets the CUDA forward's path for one scope.
-class PathGuard {
- public:
-  explicit PathGuard(SageConvPath p) : prev_(sage_conv_path()) { set_sage_conv_path(p); }
-  ~PathGuard() { set_sage_conv_path(prev_); }
-  PathGuard(const PathGuard&) = delete;
-  PathGuard& operator=(const PathGuard&) = delete;
-
- private:
-  SageConvPath prev_;
-};
+using PathGuard = testing::ScopedSetting<SageConvPath, sage_conv_path, set_sage_conv_path>;
 
 // A random graph on `nodes` nodes with `edges` edges (self-loops and repeats allowed), so some
 // nodes have no in-edge; the index as SAGEConv builds it.

@@ -35,18 +35,26 @@
 
 namespace idem::testing {
 
-// Sets how long the CPU pool's idle workers spin (core/parallel.h) for a scope and restores the
-// previous value when the scope ends.
-class SpinGuard {
+// Sets a process-wide setting through its setter for a scope and restores the value its
+// getter gave before when the scope ends.
+template <typename T, T (*Get)(), void (*Set)(T)>
+class ScopedSetting {
  public:
-  explicit SpinGuard(int us) : prev_(pool_spin_us()) { set_pool_spin_us(us); }
-  ~SpinGuard() { set_pool_spin_us(prev_); }
-  SpinGuard(const SpinGuard&) = delete;
-  SpinGuard& operator=(const SpinGuard&) = delete;
+  explicit ScopedSetting(T value) : prev_(Get()) { Set(value); }
+  ~ScopedSetting() { Set(prev_); }
+  ScopedSetting(const ScopedSetting&) = delete;
+  ScopedSetting& operator=(const ScopedSetting&) = delete;
 
  private:
-  int prev_;
+  T prev_;
 };
+
+// How long the CPU pool's idle workers spin (core/parallel.h), in µs.
+using SpinGuard = ScopedSetting<int, pool_spin_us, set_pool_spin_us>;
+// The CUDA GEMM backend.
+using GemmGuard = ScopedSetting<GemmBackend, gemm_backend, set_gemm_backend>;
+// The CPU GEMM (packed or Eigen).
+using CpuGemmGuard = ScopedSetting<CpuGemm, cpu_gemm, set_cpu_gemm>;
 
 // Waits, up to `timeout`, until at least `n` of the CPU pool's workers sleep (their spin after the
 // last loop is over); whether they did.
@@ -58,30 +66,6 @@ inline bool wait_for_sleeping_workers(int n, std::chrono::milliseconds timeout =
   }
   return true;
 }
-
-// Selects a GEMM backend for a scope and restores the previous one when the scope ends.
-class GemmGuard {
- public:
-  explicit GemmGuard(GemmBackend b) : prev_(gemm_backend()) { set_gemm_backend(b); }
-  ~GemmGuard() { set_gemm_backend(prev_); }
-  GemmGuard(const GemmGuard&) = delete;
-  GemmGuard& operator=(const GemmGuard&) = delete;
-
- private:
-  GemmBackend prev_;
-};
-
-// Selects the CPU GEMM (packed or Eigen) for a scope and restores the previous one.
-class CpuGemmGuard {
- public:
-  explicit CpuGemmGuard(CpuGemm g) : prev_(cpu_gemm()) { set_cpu_gemm(g); }
-  ~CpuGemmGuard() { set_cpu_gemm(prev_); }
-  CpuGemmGuard(const CpuGemmGuard&) = delete;
-  CpuGemmGuard& operator=(const CpuGemmGuard&) = delete;
-
- private:
-  CpuGemm prev_;
-};
 
 // f() must throw an idem::Error whose message contains `part`.
 template <typename F>
