@@ -15,7 +15,10 @@
 #   GPU_CHECK_BUDGET=SECONDS    wall-clock budget for all steps (default 450); a step gets at
 #                               most what is left, so the summary always prints
 #   GPU_CHECK_SANITIZE=1        also run the CUDA tests under compute-sanitizer
-#                               (tools/gpu_sanitize.sh: memcheck, racecheck)
+#                               (tools/gpu_sanitize.sh: memcheck, racecheck); its own
+#                               GPU_SANITIZE_* knobs pass through, and GPU_CHECK_SANITIZE_ENV
+#                               ("VAR=value ...") sets variables for it alone (e.g.
+#                               IDEM_FUSED_KERNEL=cluster to check an opt-in kernel)
 #   GPU_CHECK_COMPARE=ARGS      also run bench/compare_pytorch.py with ARGS ('default' = none):
 #                               idem vs PyTorch, IT³ adaptation per batch, one table
 #   GPU_CHECK_DEMO=TASKS        also run `idem demo --task T` for each comma-separated task and
@@ -193,7 +196,8 @@ fi
 
 # ---- GPU memory checking ----
 if [ -n "${GPU_CHECK_SANITIZE:-}" ]; then
-  step sanitize "${GPU_SANITIZE_BUDGET:-300}" bash "$root/tools/gpu_sanitize.sh" "$build"
+  # shellcheck disable=SC2086  # GPU_CHECK_SANITIZE_ENV is a list of VAR=value words
+  step sanitize "${GPU_SANITIZE_BUDGET:-300}" env ${GPU_CHECK_SANITIZE_ENV:-} bash "$root/tools/gpu_sanitize.sh" "$build"
 fi
 
 # ---- idem vs PyTorch, side by side (issue 7) ----
