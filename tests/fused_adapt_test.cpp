@@ -387,7 +387,10 @@ GpuAgainstCpu fused_gpu_against_cpu(const std::shared_ptr<RecursiveModel>& m, co
   EXPECT_TRUE(r.fused->uses_fused(r.xg)) << what << ": " << r.fused->fused_reason();
   r.got = r.fused->predict(r.xg);
   expect_gate(r.got.prediction, r.want.prediction, what);
-  EXPECT_NEAR(r.got.loss_after, r.want.loss_after, 1e-4 + 1e-3 * std::fabs(r.want.loss_after)) << what;
+  if (o.steps > 0)
+    EXPECT_NEAR(r.got.loss_after, r.want.loss_after, 1e-4 + 1e-3 * std::fabs(r.want.loss_after)) << what;
+  else  // K = 0 takes no step: no loss on either side
+    EXPECT_TRUE(std::isnan(r.got.loss_after) && std::isnan(r.want.loss_after)) << what;
   return r;
 }
 
@@ -675,7 +678,7 @@ std::vector<ShapeCase> cluster_cases() {
 TEST(FusedAdaptCuda, ClusterKernelMatchesTheCpuReference) {
   IDEM_REQUIRE_GPU();
   if (!cluster_kernel_chosen())
-    GTEST_SKIP() << "the cluster kernel is opt-in until it has run on a GPU: run with IDEM_FUSED_KERNEL=cluster";
+    GTEST_SKIP() << "the cluster kernel is opt-in (slower than the phase kernel on an H100): run with IDEM_FUSED_KERNEL=cluster";
   if (expected_wide_launch({14, 256, 256, 256, 1}, 8, 2).kernel != FusedMlpKernel::cluster)
     GTEST_SKIP() << "the cluster kernel does not run here: a GPU before sm_90, or no cluster of "
                     "8 blocks with room for mlp_256";

@@ -306,11 +306,11 @@ int phase_grid(const FusedMlpAdaptParams& p, int device) {
 
 // The blocks of the cluster kernel (fused_mlp_cluster.cu) when this call takes it, else 0. For
 // now only with IDEM_FUSED_KERNEL=cluster, wherever it can run and the row kernel does not take
-// the call (so the row-kernel tests keep their kernel under that setting): the kernel has not
-// yet run on a GPU (docs/performance.md, "The cluster kernel"). Once its tests pass and it measures faster,
-// the automatic rule meant for it is: a net the row kernel cannot take (a layer 64 or more wide)
-// at up to kFusedMlpClusterMaxBatch rows whose largest phase is more than one block of the
-// phase kernel (a single block's barriers are cheaper than a cluster's).
+// the call (so the row-kernel tests keep their kernel under that setting). Its tests pass on an
+// H100, but it measured 3–5× slower than the phase kernel there (mlp_256, K = 1: 216 against
+// 73 µs at batch 8, 926 against 178 at 64; docs/performance.md, "The cluster kernel"), so the
+// automatic rule meant for it (a net the row kernel cannot take, up to kFusedMlpClusterMaxBatch
+// rows, whose largest phase is more than one block of the phase kernel) is not switched on.
 int use_cluster(const FusedMlpAdaptParams& p, int device) {
   if (fused_kernel_choice() != FusedKernelChoice::cluster || fused_mlp_rows_takes(p, p.batch)) return 0;
   return fused_mlp_cluster_blocks(p, device);
