@@ -3,7 +3,6 @@
 #include "autograd/csr_aggregate_function.h"
 #include "autograd/fused_functions.h"
 #include "autograd/sage_conv_function.h"
-#include "autograd/sage_linear_function.h"
 #include "layers/init.h"
 
 namespace idem {

@@ -63,12 +63,11 @@ Graph random_graph(int64_t nodes, int64_t edges, uint64_t seed, Device d = Devic
   return Graph::from_edges(nodes, src, dst, d);
 }
 
-// The index mean_aggregate uses, with the cached group_dst (chain = false) or without it.
+// The index mean_aggregate uses (mean_aggregate_index), with the cached group_dst
+// (chain = false) or without it.
 CsrAggregateIndex graph_index(const Graph& g, bool chain) {
-  const GraphCsr& c = g.csr();
-  const CsrIndex& s = g.src_groups();
-  CsrAggregateIndex idx{c.row_ptr, c.src_sorted, s.row_ptr, s.perm, c.perm, g.dst()};
-  if (!chain) idx.group_dst = g.src_groups_dst();
+  CsrAggregateIndex idx = mean_aggregate_index(g);
+  if (chain) idx.group_dst = Tensor();
   return idx;
 }
 

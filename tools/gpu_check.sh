@@ -62,6 +62,20 @@ failed_steps=()
 
 elapsed() { echo "$(( $(date +%s) - t_start ))s"; }
 
+# bench_numbers JSON [FIELD...]: from `idem bench it3 --json` (its first row when a list), the
+# named fields ("-" where missing), then the median, p10 and p90 µs per batch, one line. The
+# timing steps below run in `bash -c`, hence the export.
+bench_numbers() {
+  python3 - "$@" <<'PY'
+import json, sys
+v = json.loads(sys.argv[1])
+v = v[0] if isinstance(v, list) else v
+times = ["%.1f" % v[k] for k in ("us_per_batch_median", "us_per_batch_p10", "us_per_batch_p90")]
+print(" ".join([str(v.get(f, "-")) for f in sys.argv[2:]] + times))
+PY
+}
+export -f bench_numbers
+
 # step NAME TIMEOUT_S CMD...: runs CMD with its output in $out/NAME.log; reports and records
 # a failure (with the log's tail) without stopping the script.
 step() {
@@ -173,8 +187,9 @@ if [ -n "${GPU_CHECK_KERNELS:-}" ]; then
         for k in "${ks[@]}" graph; do
           if [ "$k" = graph ]; then path=graph; else path=fused; fi
           j=$(IDEM_FUSED_KERNEL=${k/graph/auto} "$build/idem" bench it3 --model "$m" --path "$path" --batch "$b" --steps "$s" --json) || { rc=1; continue; }
-          python3 -c "import json,sys; v=json.loads(sys.argv[1]); v=v[0] if isinstance(v,list) else v
-print(\"%-8s %-8s %5s %2s  %-12s %10.1f %10.1f %10.1f\" % (sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], v.get(\"fused_kernel\"), v[\"us_per_batch_median\"], v[\"us_per_batch_p10\"], v[\"us_per_batch_p90\"]))" "$j" "$k" "$m" "$b" "$s" || rc=1
+          n=$(bench_numbers "$j" fused_kernel) || { rc=1; continue; }
+          read -r kern med p10 p90 <<<"$n"
+          printf "%-8s %-8s %5s %2s  %-12s %10s %10s %10s\n" "$k" "$m" "$b" "$s" "$kern" "$med" "$p10" "$p90"
         done
       done; exit $rc' kernels "$build" "$GPU_CHECK_KERNELS" "${GPU_CHECK_KERNEL_CASES:-mlp_256:8:1,mlp_256:8:3,mlp_256:64:1,mlp_256:64:3}" "$out"
 fi
@@ -188,8 +203,9 @@ if [ -n "${GPU_CHECK_SAGE_CONV:-}" ]; then
       for c in "${cs[@]}"; do IFS=":" read -r b k r <<<"$c"
         for p in composed fused; do
           j=$(IDEM_SAGE_CONV=$p "$build/idem" bench it3 --model sage --path "$r" --batch "$b" --steps "$k" --json) || { rc=1; continue; }
-          python3 -c "import json,sys; v=json.loads(sys.argv[1]); v=v[0] if isinstance(v,list) else v
-print(\"%-9s %6s %2s %-6s %10.1f %10.1f %10.1f\" % (sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], v[\"us_per_batch_median\"], v[\"us_per_batch_p10\"], v[\"us_per_batch_p90\"]))" "$j" "$p" "$b" "$k" "$r" || rc=1
+          n=$(bench_numbers "$j") || { rc=1; continue; }
+          read -r med p10 p90 <<<"$n"
+          printf "%-9s %6s %2s %-6s %10s %10s %10s\n" "$p" "$b" "$k" "$r" "$med" "$p10" "$p90"
         done
       done; exit $rc' sage_conv "$build" "$GPU_CHECK_SAGE_CONV"
 fi

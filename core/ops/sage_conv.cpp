@@ -22,14 +22,13 @@ SageConvResult sage_conv(const Tensor& x, const CsrAggregateIndex& idx, const Te
              " (the sources and the destinations are one node set), got x ", shape_str(x.shape()));
   // The mean has x's shape (one node set), so x stands in for it in the shape checks.
   const LinearActParams p = sage_linear_params(x, weight_l, bias, x, weight_r, act, slope, op);
+  SageConvResult r;
   if (!sage_conv_takes_fused(x, p.out)) {
-    SageConvResult r;
     r.mean = csr_mean_aggregate(x, idx);
     r.y = sage_linear(r.mean, weight_l, bias, x, weight_r, act, slope);
     if (!keep_mean) r.mean = Tensor();
     return r;
   }
-  SageConvResult r;
   r.y = empty({p.N, p.out}, x.options());
   if (keep_mean) r.mean = empty(x.shape(), x.options());
   cuda::sage_conv_fwd(r.y, r.mean, x, idx.row_ptr, idx.col, s.edges, weight_l, bias, weight_r, p);
