@@ -77,6 +77,7 @@ const char* variant_name(int v) {
     case 3: return "hand_64x64x16";
     case 4: return "hand_32x32x16";
     case 6: return "hand_128x64x8";
+    case 9: return "hand_cluster_split";
     default: return "hand_small";
   }
 }
@@ -93,7 +94,7 @@ std::string mm_key(int64_t M, int64_t K, int64_t N) {
 // ---- matmul -----------------------------------------------------------------------------------
 
 #ifdef IDEM_WITH_CUDA
-// variant < 0: cuBLAS; 0: matmul_hand; 1..6: one forced hand-written config (see
+// variant < 0: cuBLAS; 0: matmul_hand; 1..6, 9: one forced hand-written config (see
 // bench_common.h). The tall-skinny shapes that pick 6 are timed in bench/sage_shapes_bench.cpp.
 void bm_matmul(benchmark::State& state, int64_t M, int64_t K, int64_t N, int variant) {
   if (!gpu_available()) {
@@ -114,6 +115,14 @@ void bm_matmul(benchmark::State& state, int64_t M, int64_t K, int64_t N, int var
   p.N = N;
   p.K = K;
   p.stride_c = M * N;
+  if (variant == 9) {  // the cluster split-K refuses a card or build without sm_90 clusters
+    try {
+      cuda::matmul_hand_variant(c, a, b, p, variant);
+    } catch (const std::exception& e) {
+      state.SkipWithError(e.what());
+      return;
+    }
+  }
   const double flops = 2.0 * M * N * K;
   const int reps = matmul_reps(M, K, N);
   time_gpu(
@@ -296,7 +305,8 @@ struct Shape3 {
 // 4096^3 and 1024^3 fill the GPU; the rest are the IT³ shapes: an MLP 14->30->20 at batch 8, a
 // 3x256 MLP at batch 256, and a 320->50 layer at batch 64.
 const std::vector<Shape3> kGpuShapes = {{4096, 4096, 4096}, {1024, 1024, 1024}, {256, 256, 256},
-                                        {64, 320, 50},      {8, 14, 30},        {8, 30, 20}};
+                                        {64, 256, 256},     {64, 320, 50},      {8, 14, 30},
+                                        {8, 30, 20}};
 const std::vector<Shape3> kCpuShapes = {{8, 14, 30}, {8, 30, 20}, {64, 320, 50}, {256, 256, 256}};
 
 void print_matmul_summary() {
@@ -377,6 +387,8 @@ void register_kernel_benchmarks(bool gpu) {
     for (const Shape3& s : kGpuShapes)
       if (s.M >= 1024)
         for (int v : {1, 2, 3, 4}) reg_mm(s, v);
+      else if (s.M * s.N > 8192 && s.M * s.N <= 65536)
+        for (int v : {4, 9}) reg_mm(s, v);  // the wide MLP's layers: unsplit 32x32 vs cluster split-K
   gpu_bench(benchmark::RegisterBenchmark("copy_d2d/256MB", bm_copy), gpu);
   gpu_bench(benchmark::RegisterBenchmark("binary_add/64M", bm_binary_add), gpu);
   gpu_bench(benchmark::RegisterBenchmark("unary_relu/64M", bm_relu), gpu);

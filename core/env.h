@@ -1,5 +1,6 @@
 // Run-time choices from environment variables that take one of a few named values
-// (IDEM_GEMM, IDEM_CPU_GEMM, IDEM_CONV, IDEM_FUSED_KERNEL, IDEM_FUSED_SYNC) or are on/off
+// (IDEM_GEMM, IDEM_CPU_GEMM, IDEM_CONV, IDEM_FUSED_KERNEL, IDEM_FUSED_SYNC,
+// IDEM_GEMM_CLUSTER_SPLIT, IDEM_SAGE_CONV) or are on/off
 // switches (IDEM_ANOMALY, IDEM_DETERMINISTIC, IDEM_CUDA_SYNC, IDEM_POISON_ALLOC): one reader for
 // each kind, so
 // every such switch treats a bad value the same way, as an error that says what was expected,

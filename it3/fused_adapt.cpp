@@ -130,8 +130,11 @@ FusedMlpAdapt::FusedMlpAdapt(RecursiveModel& model, RecursiveModel& anchor, Opti
 }
 
 std::string FusedMlpAdapt::batch_reason(const Input& x) const {
-  std::ostringstream why;
+  // Asked twice per adapted batch (Adapter::uses_fused, then run): no stream is built unless
+  // there is a reason to spell (an ostringstream costs about a microsecond of host time, which
+  // the one-launch path pays in full).
   if (x.graph || !x.x.defined() || x.x.dim() != 2 || x.x.size(1) != d_) {
+    std::ostringstream why;
     why << "input " << (x.x.defined() ? shape_str(x.x.shape()) : std::string("undefined"))
         << " is not (B, " << d_ << ")";
     return why.str();
@@ -140,6 +143,7 @@ std::string FusedMlpAdapt::batch_reason(const Input& x) const {
   if (x.x.device() != device_) return "input on " + x.x.device().str() + ", model on " + device_.str();
   const int64_t b = x.x.size(0);
   if (b < 1 || b > kFusedMlpMaxBatch) {
+    std::ostringstream why;
     why << "batch " << b << " (needs 1 to " << kFusedMlpMaxBatch << ")";
     return why.str();
   }
@@ -149,6 +153,7 @@ std::string FusedMlpAdapt::batch_reason(const Input& x) const {
   // longer per-thread sums lose to the graph. automatic takes what fused_mlp_auto_takes says;
   // on forces every batch.
   if (automatic_ && !fused_mlp_auto_takes(params_, b)) {
+    std::ostringstream why;
     why << "batch " << b << ": the largest phase has " << fused_mlp_largest_phase_macs(params_, b)
         << " multiply-adds, over one block's " << kFusedMlpSingleBlockMacs
         << ", and the batch is over " << fused_mlp_auto_max_batch(params_)

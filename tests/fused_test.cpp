@@ -563,7 +563,10 @@ TEST_F(FusedCuda, GeneralForwardIsOneLaunchAndBitEqualToUnfused) {
   struct Case {
     int64_t N, in, out;
   };
-  const Case cases[] = {{64, 17, 129}, {3000, 20, 37}, {300, 200, 40}, {17000, 64, 64}};
+  // {64, 256, 256} and {256, 256, 256}: mlp_256's layers at batch 64 and 256, the cluster split-K
+  // (the epilogue in its finishing blocks).
+  const Case cases[] = {{64, 17, 129},   {3000, 20, 37}, {300, 200, 40},
+                        {17000, 64, 64}, {64, 256, 256}, {256, 256, 256}};
   for (const Case& c : cases)
     for (FusedAct act : kActs)
       for (bool bias : {true, false}) {

@@ -38,6 +38,11 @@
 #   GPU_CHECK_SAGE_CONV=LIST    also the sage tests under IDEM_SAGE_CONV=fused ($OUT/sage_conv.log)
 #                               and `idem bench it3 --model sage` under composed and fused for each
 #                               comma-separated MESHES:K:PATH (PATH eager or graph): one table
+#   GPU_CHECK_AB=VAR:V1,V2,...  also time `idem bench it3` under each value of the environment
+#                               variable VAR (e.g. IDEM_GEMM_CLUSTER_SPLIT:on,off), two rounds in
+#                               turn (V1 V2 … V1 V2 …, so drift shows), for each comma-separated
+#                               MODEL:BATCH:STEPS:PATH of GPU_CHECK_AB_CASES: one table in
+#                               $OUT/ab.log
 #   GPU_CHECK_RESULTS=ARGS      also regenerate the tables of docs/results.md: every task's demo
 #                               with ARGS (e.g. "--seeds 3"), then fmnist with --recipe
 #                               paper-mnist and paper-cifar (tools/results_tables.sh); run
@@ -133,6 +138,7 @@ summary() {
     [ -f "$out/compare_pytorch.log" ] && tail -n 40 "$out/compare_pytorch.log" | sed 's/^/  /'
     [ -f "$out/kernels_compare.log" ] && sed 's/^/  /' "$out/kernels_compare.log"
     [ -f "$out/sage_conv.log" ] && grep -E 'tests passed|tests failed|^(path|composed|fused) ' "$out/sage_conv.log" | sed 's/^/  /'
+    [ -f "$out/ab.log" ] && grep -v -E '^(==|\+|real|user|sys)' "$out/ab.log" | sed 's/^/  /'
     [ -f "$out/sanitize.log" ] && grep -E 'ERROR SUMMARY|summary|memcheck|racecheck' "$out/sanitize.log" | tail -n 10 | sed 's/^/  /'
     if [ ${#failed_steps[@]} -eq 0 ]; then
       echo "result:   OK"
@@ -208,6 +214,20 @@ if [ -n "${GPU_CHECK_SAGE_CONV:-}" ]; then
           printf "%-9s %6s %2s %-6s %10s %10s %10s\n" "$p" "$b" "$k" "$r" "$med" "$p10" "$p90"
         done
       done; exit $rc' sage_conv "$build" "$GPU_CHECK_SAGE_CONV"
+fi
+
+if [ -n "${GPU_CHECK_AB:-}" ]; then
+  step ab 240 bash -c 'set -u; build=$1 var=${2%%:*} vals=${2#*:} cases=$3 rc=0
+      IFS="," read -r -a vs <<<"$vals"; IFS="," read -r -a cs <<<"$cases"
+      printf "%-24s %-8s %5s %2s %-6s %5s %10s %10s %10s\n" "$var" model batch K path round us_median us_p10 us_p90
+      for c in "${cs[@]}"; do IFS=":" read -r m b k r <<<"$c"
+        for round in 1 2; do for v in "${vs[@]}"; do
+          j=$(env "$var=$v" "$build/idem" bench it3 --model "$m" --path "$r" --batch "$b" --steps "$k" --json) || { rc=1; continue; }
+          n=$(bench_numbers "$j") || { rc=1; continue; }
+          read -r med p10 p90 <<<"$n"
+          printf "%-24s %-8s %5s %2s %-6s %5s %10s %10s %10s\n" "$v" "$m" "$b" "$k" "$r" "$round" "$med" "$p10" "$p90"
+        done; done
+      done; exit $rc' ab "$build" "$GPU_CHECK_AB" "${GPU_CHECK_AB_CASES:?GPU_CHECK_AB needs GPU_CHECK_AB_CASES}"
 fi
 
 # ---- GPU memory checking ----

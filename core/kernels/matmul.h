@@ -93,7 +93,10 @@ void matmul_cublas(const Tensor& c, const Tensor& a, const Tensor& b, const Matm
 // variant 0 picks the kernel by shape (what matmul_hand does); 1..6 force one tile config
 // (1: 128x128x8, 2: 128x128x16, 3: 64x64x16, 4: 32x32x16, 5: the small-shape kernels,
 // 6: 128x64x8, tall-skinny with N <= 64), 7 the tiled split-K and 8 the batched-GEMM split-K
-// (both unbatched Aᵀ·B only). Split-K is taken only for variant 0, 7 or 8.
+// (both unbatched Aᵀ·B only), 9 the cluster split-K (one product of more than 8 192 outputs in
+// at most 64 32x32 tiles, N > 64, K >= 32, float4-aligned operands, an sm_90 build; throws
+// otherwise).
+// Split-K is taken only for variant 0, 7, 8 or 9.
 void matmul_hand_variant(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p,
                          int variant);
 }  // namespace cuda

@@ -19,7 +19,7 @@
 //   l = the same chain over mean[v,k]·Wl[n,k] (the second GEMM's accumulator);
 //   o = l + r (that GEMM's beta = 1 store), o = o + b[n], o = act(o) (its epilogue).
 // For in <= 64 every hand-GEMM path the composed product can take is such a chain (the
-// one-warp-per-output kernel needs K >= 128). One exception, as the tiled GEMM documents: where
+// one-warp-per-output kernel needs K >= 128; the cluster split-K, N > 64). One exception, as the tiled GEMM documents: where
 // the composed product takes a tiled GEMM whose K step does not divide in (17 <= in <= 63, more
 // than 8 192 outputs), its zero padding turns a −0 sum (only reachable through products that
 // underflow to −0) into +0, which the fused kernel keeps as −0.

@@ -13,6 +13,7 @@
 
 #include "core/kernels/fused_mlp_adapt.h"
 #include "core/kernels/optim_math.h"
+#include "cuda/cluster.cuh"
 #include "cuda/common.cuh"
 #include "cuda/device_utils.cuh"
 
@@ -316,63 +317,4 @@ class DynamicSharedMemory {
   std::array<Limits, 64> cache_;
 };
 
-// The launch of `blocks` blocks as one thread-block cluster (the whole grid) for
-// cudaLaunchKernelEx and cudaOccupancyMaxActiveClusters. The config points at the attribute it
-// holds, so a ClusterLaunch is neither copied nor moved.
-struct ClusterLaunch {
-  cudaLaunchConfig_t cfg = {};
-  cudaLaunchAttribute attr = {};
-  ClusterLaunch(int blocks, int threads, size_t smem_bytes, cudaStream_t stream) {
-    cfg.gridDim = dim3(unsigned(blocks));
-    cfg.blockDim = dim3(unsigned(threads));
-    cfg.dynamicSmemBytes = smem_bytes;
-    cfg.stream = stream;
-    attr.id = cudaLaunchAttributeClusterDimension;
-    attr.val.clusterDim.x = unsigned(blocks), attr.val.clusterDim.y = 1, attr.val.clusterDim.z = 1;
-    cfg.attrs = &attr, cfg.numAttrs = 1;
-  }
-  ClusterLaunch(const ClusterLaunch&) = delete;
-  ClusterLaunch& operator=(const ClusterLaunch&) = delete;
-};
-
-// Whether `kernel` can run as a cluster on `device`: an sm_90 or later device, and the kernel
-// compiled for sm_90 or later (a build for an older architecture, JIT-compiled from its PTX on
-// an H100, has no cluster barrier: phase_sync and the cluster kernel compile it in for sm_90 only).
-inline bool has_cluster_code(const void* kernel, int device, const char* op) {
-  int major = 0;
-  IDEM_CUDA_CHECK(op, cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  if (major < 9) return false;
-  cudaFuncAttributes fa{};
-  IDEM_CUDA_CHECK(op, cudaFuncGetAttributes(&fa, kernel));
-  return (fa.ptxVersion ? fa.ptxVersion : fa.binaryVersion) >= 90;
-}
-
-// An answer about device `device` that `compute()` gives once (a non-negative int), cached in
-// `cache` as the answer + 1 (0: not asked yet); a device past the cache's 64 asks every time.
-template <typename Compute>
-int once_per_device(std::array<std::atomic<int>, 64>& cache, int device, Compute compute) {
-  const bool cached = device >= 0 && device < 64;
-  if (cached && cache[size_t(device)].load() > 0) return cache[size_t(device)].load() - 1;
-  const int n = compute();
-  if (cached) cache[size_t(device)].store(n + 1);
-  return n;
-}
-
-// The largest cluster of `kernel` (`threads` threads and `smem_bytes` of dynamic shared memory
-// a block) the current device can hold: 16 blocks (non-portable, allowed on H100), else 8 (the
-// portable size), else 0. Blocks of a cluster use one SM each whatever their bytes, so callers
-// ask once per device and cache the answer.
-inline int largest_cluster(const void* kernel, int threads, size_t smem_bytes) {
-  // Failing to allow 16 only means the portable 8.
-  const bool wide = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess;
-  (void)cudaGetLastError();
-  for (int size : {16, 8}) {
-    if (size > 8 && !wide) continue;
-    ClusterLaunch launch(size, threads, smem_bytes, nullptr);
-    int clusters = 0;
-    if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &launch.cfg) == cudaSuccess && clusters >= 1) return size;
-    (void)cudaGetLastError();
-  }
-  return 0;
-}
 }  // namespace idem::cuda

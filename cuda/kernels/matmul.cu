@@ -16,21 +16,27 @@
 //    Every tile config computes each output as one fmaf chain over k = 0..K-1 in order (the
 //    zero padding past K adds 0·0, which can only turn an all-zero -0 sum into +0), as the
 //    one-thread-per-output small kernel does: the tile choice does not change the bits (except
-//    that sign of an all-zero sum).
+//    that sign of an all-zero sum). The exception is the cluster split-K below (more than 64
+//    columns in at most 64 32x32 tiles), whose outputs are a fixed-order sum of 2, 4 or 8 chains.
 //  - small: IT³ multiplies tiny matrices (8x14·14x30) where a 128x128 tile would leave the GPU
 //    empty: one thread per output, or one warp per output when K is long.
 //  - split-K: Aᵀ·B with few outputs and a long K (a weight gradient over many rows), below.
 // For op(A)·Bᵀ (a Linear's x·Wᵀ) the tiled and small kernels' stores can also add a bias and
 // apply a fused activation (matmul_hand_epilogue: the second GEMM of sage_linear's forward ends
 // the layer in its own store).
+#include <cooperative_groups.h>
+
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <string>
 
 #include "core/bool_str.h"
+#include "core/env.h"
 #include "core/kernels/fused.h"  // math::fused_act: the epilogue of matmul_hand_epilogue
 #include "core/kernels/matmul.h"
+#include "cuda/cluster.cuh"
 #include "cuda/common.cuh"
 #include "cuda/device_utils.cuh"
 
@@ -50,6 +56,8 @@ struct GemmArgs {
   const float* bias;
   int act;
   float slope;
+  // The cluster split-K (SPLIT instantiations): rows of K a chunk, a multiple of the tile depth.
+  int split_kc;
 };
 
 // An output's last steps: o + bias[col], then the activation, in the order of the separate
@@ -87,11 +95,63 @@ __device__ __forceinline__ float4 load4(const float* __restrict__ base, int row,
   return v;
 }
 
+// The end of a cluster split-K block (SPLIT in the tiled kernel below): its partial tile `acc`
+// (the thread's TM x TN outputs, laid out as the tiled kernel's) goes to shared memory; after
+// the cluster barrier the block of rank q finishes rows [q·BM/S, (q+1)·BM/S) of the tile, each
+// output alpha·((p_0 + p_1) + … + p_{S−1}) (+ beta·C, then finish() when EPI) over the S
+// blocks' partials in rank (= chunk) order, read through distributed shared memory; a second
+// barrier keeps every block's partial alive until all have read it. The order of the sum
+// depends on the plan (M, N, K) only, so the result is the same on every run and every card.
+template <int BM, int BN, int TM, int TN, int WTM, int WTN, int NT, bool EPI>
+__device__ __forceinline__ void split_finish(const GemmArgs& g, const float (&acc)[TM][TN], int row_s,
+                                             int col_s, int m0, int n0) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  namespace cg = cooperative_groups;
+  __shared__ __align__(16) float part[BM][BN];
+#pragma unroll
+  for (int i = 0; i < TM / 4; ++i)
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+#pragma unroll
+      for (int j = 0; j < TN / 4; ++j) {
+        const float* v = &acc[i * 4 + r][j * 4];
+        *reinterpret_cast<float4*>(&part[row_s + i * WTM * 4 + r][col_s + j * WTN * 4]) =
+            make_float4(v[0], v[1], v[2], v[3]);
+      }
+  cg::cluster_group cluster = cg::this_cluster();
+  cluster.sync();  // every block's partial is in its shared memory
+  const int S = int(cluster.num_blocks());
+  const int rows = BM / S;  // S is 2, 4 or 8 (the plan), so it divides BM = 32
+  const int first = int(cluster.block_rank()) * rows;
+  for (int e = threadIdx.x; e < rows * BN; e += NT) {
+    const int lr = first + e / BN, lc = e % BN;
+    float s = *cluster.map_shared_rank(&part[lr][lc], 0);
+    for (int q = 1; q < S; ++q) s += *cluster.map_shared_rank(&part[lr][lc], q);
+    const int row = m0 + lr, col = n0 + lc;
+    if (row < g.M && col < g.N) {
+      float* cp = g.c + static_cast<int64_t>(row) * g.N + col;
+      float o = g.alpha * s;
+      if (g.beta != 0.f) o = fmaf(g.beta, *cp, o);
+      *cp = EPI ? finish(g, o, col) : o;
+    }
+  }
+  cluster.sync();  // no block leaves while another still reads its partial
+#else
+  // Never launched: the host takes this path only where has_cluster_code() says sm_90 code exists.
+  (void)g, (void)acc, (void)row_s, (void)col_s, (void)m0, (void)n0;
+  __trap();
+#endif
+}
+
 // EPI: the store applies finish() (bias, activation). A template flag, not a run-time test: the
 // extra epilogue code makes ptxas spill in the 128-register configs, so only the instantiations
 // that matmul_hand_epilogue launches (!TA, TB) carry it.
+// SPLIT: the cluster split-K ("Cluster split-K" below; 32x32x16 only). blockIdx.z is then the
+// K chunk of one product, not a batch entry, and the S blocks of a (1, 1, S) cluster share the
+// output tile: each sums its chunk into shared memory, and after the cluster barrier each
+// finishes BM / S rows of the tile from the S partials, read in chunk order.
 template <int BM, int BN, int BK, int TM, int TN, int WTM, int WTN, int MIN_BLOCKS, bool TA,
-          bool TB, bool VEC_A, bool VEC_B, bool EPI = false>
+          bool TB, bool VEC_A, bool VEC_B, bool EPI = false, bool SPLIT = false>
 __global__ void __launch_bounds__((BM / TM) * (BN / TN), MIN_BLOCKS)
     matmul_fwd_tiled_kernel(GemmArgs g) {
   constexpr int NT = (BM / TM) * (BN / TN);
@@ -110,9 +170,14 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN), MIN_BLOCKS)
   __shared__ __align__(16) float Bs[2][BK][LDB_S];
 
   const int M = g.M, N = g.N, K = g.K;
-  const float* __restrict__ A = g.a + static_cast<int64_t>(blockIdx.z) * g.stride_a;
-  const float* __restrict__ B = g.b + static_cast<int64_t>(blockIdx.z) * g.stride_b;
-  float* __restrict__ C = g.c + static_cast<int64_t>(blockIdx.z) * g.stride_c;
+  const int64_t entry = SPLIT ? 0 : blockIdx.z;  // the batch entry
+  const float* __restrict__ A = g.a + entry * g.stride_a;
+  const float* __restrict__ B = g.b + entry * g.stride_b;
+  float* __restrict__ C = g.c + entry * g.stride_c;
+  // This block's rows of K: all of them, or chunk blockIdx.z. A chunk is a whole number of
+  // BK-deep tiles, so a tile never reads the next chunk's rows; past K the loads give zeros.
+  const int k_begin = SPLIT ? int(blockIdx.z) * g.split_kc : 0;
+  const int k_end = SPLIT ? min(K, k_begin + g.split_kc) : K;
   const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
   const int tid = threadIdx.x;
 
@@ -187,15 +252,15 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN), MIN_BLOCKS)
 #pragma unroll
     for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
 
-  const int k_tiles = (K + BK - 1) / BK;
-  load_tile(0);
+  const int k_tiles = (k_end - k_begin + BK - 1) / BK;
+  load_tile(k_begin);
   store_tile(0);
   __syncthreads();
 
   for (int kt = 0; kt < k_tiles; ++kt) {
     const int cur = kt & 1;
     const bool more = kt + 1 < k_tiles;
-    if (more) load_tile((kt + 1) * BK);  // lands while the FFMAs below run
+    if (more) load_tile(k_begin + (kt + 1) * BK);  // lands while the FFMAs below run
 #pragma unroll
     for (int k = 0; k < BK; ++k) {
       float af[TM], bf[TN];
@@ -223,6 +288,11 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN), MIN_BLOCKS)
     // The other buffer was last read before the previous barrier, so it is free to fill.
     if (more) store_tile(cur ^ 1);
     __syncthreads();
+  }
+
+  if constexpr (SPLIT) {
+    split_finish<BM, BN, TM, TN, WTM, WTN, NT, EPI>(g, acc, row_s, col_s, m0, n0);
+    return;
   }
 
   // Epilogue: C = alpha*acc (+ beta*C), then finish() (bias, activation) when EPI. beta == 0
@@ -646,6 +716,93 @@ void matmul_split_k_tiled(const Tensor& c, const GemmArgs& g, cudaStream_t st) {
   IDEM_LAUNCH_CHECK("matmul");
 }
 
+// ---------------------------------------------------------------------------------------------
+// Cluster split-K: one product of few outputs and a moderate K — the wide IT³ MLP's layers,
+// (64, 256)·(256, 256) at batch 64 or (256, 256)·(256, 256) at 256, and their weight gradients —
+// where the 32x32 tiles number 16 to 64 and leave most of the GPU idle while each block walks
+// all of K, one 16-deep tile after another, a global-load latency each. The tiled kernel with
+// SPLIT: the 32x32x16 config (64 threads), the K rows cut into S chunks (S = 2, 4 or 8 blocks
+// of a (1, 1, S) thread-block cluster per tile, about 128 blocks), each block one chunk, and the
+// S partial tiles summed through distributed shared memory in chunk order by the blocks
+// themselves: one launch, no scratch, no atomics. Each output is then S fmaf chains added in a
+// fixed order — other bits than the unsplit tile's single chain (within rounding). The plan
+// depends on M, N and K only, so a shape gives the same bits on every run and every card that
+// takes the split; but the split needs sm_90 code (clusters) and float4-aligned operands (its
+// only instantiations), so a build or card without clusters, an unaligned view of the same
+// data, or IDEM_GEMM_CLUSTER_SPLIT=off (for comparisons) runs the unsplit 32x32 tile and gets
+// the single chains' bits.
+struct ClusterSplitPlan {
+  int ways = 1;  // S: 1 = not split
+  int kc = 0;    // rows of K a chunk (a multiple of 16); every chunk starts before K
+};
+
+constexpr int kCsBM = 32, kCsBN = 32, kCsBK = 16, kCsThreads = 64;
+constexpr int64_t kCsMaxTiles = 64, kCsTargetBlocks = 128, kCsMinN = 64, kSmallOutputs = 8192;
+
+ClusterSplitPlan cluster_split_plan(const MatmulParams& p) {
+  ClusterSplitPlan plan;
+  // N <= 64 keeps the unsplit tile: a product at most 64 wide is the shape of a GNN layer's
+  // x·Wᵀ, whose single fmaf chain per output the fused SAGEConv kernel reproduces bit for bit
+  // (core/kernels/sage_conv.h); the wide MLP's products are 256 wide.
+  if (p.batch != 1 || p.K < 2 * kCsBK || p.N <= kCsMinN || p.M * p.N <= kSmallOutputs) return plan;
+  const int64_t tiles = cdiv(p.M, kCsBM) * cdiv(p.N, kCsBN);
+  if (tiles > kCsMaxTiles) return plan;
+  for (int ways = 8; ways >= 2; ways /= 2) {
+    if (tiles * ways > kCsTargetBlocks) continue;
+    const int64_t kc = cdiv(cdiv(p.K, ways), kCsBK) * kCsBK;
+    if (cdiv(p.K, kc) < ways) continue;  // a chunk would be empty
+    plan.ways = ways;
+    plan.kc = static_cast<int>(kc);
+    return plan;
+  }
+  return plan;
+}
+
+bool cluster_split_enabled() {
+  static const bool on = env_choice("IDEM_GEMM_CLUSTER_SPLIT", {"on", "off"}, "on") == "on";
+  return on;
+}
+
+// The SPLIT instantiations: 32x32x16, 4x4 outputs a thread, float4 loads on both operands.
+template <bool TA, bool TB, bool EPI>
+auto cluster_split_kernel() {
+  return matmul_fwd_tiled_kernel<kCsBM, kCsBN, kCsBK, 4, 4, 4, 8, 1, TA, TB, true, true, EPI, true>;
+}
+
+// Whether this build has the split's cluster code for `device` (the current one), asked once.
+bool cluster_split_available(int device) {
+  static std::array<std::atomic<int>, 64> cache{};
+  return once_per_device(cache, device, [device] {
+    const auto kernel = reinterpret_cast<const void*>(cluster_split_kernel<false, false, false>());
+    return has_cluster_code(kernel, device, "matmul") ? 1 : 0;
+  }) == 1;
+}
+
+template <bool TA, bool TB, bool EPI>
+void launch_cluster_split_t(const GemmArgs& g, int ways, cudaStream_t st) {
+  const dim3 grid(static_cast<unsigned>(cdiv(g.M, kCsBM)), static_cast<unsigned>(cdiv(g.N, kCsBN)),
+                  static_cast<unsigned>(ways));
+  ClusterLaunch launch(grid, dim3(1, 1, static_cast<unsigned>(ways)), kCsThreads, 0, st);
+  IDEM_CUDA_CHECK("matmul", cudaLaunchKernelEx(&launch.cfg, cluster_split_kernel<TA, TB, EPI>(), g));
+  IDEM_LAUNCH_CHECK("matmul");
+}
+
+void launch_cluster_split(const GemmArgs& g, const ClusterSplitPlan& plan, bool ta, bool tb, bool epi,
+                          cudaStream_t st) {
+  GemmArgs gs = g;
+  gs.split_kc = plan.kc;
+  if (epi)  // run_hand's epilogue is op(A)·Bᵀ only (matmul_hand_epilogue checks)
+    launch_cluster_split_t<false, true, true>(gs, plan.ways, st);
+  else if (!ta && !tb)
+    launch_cluster_split_t<false, false, false>(gs, plan.ways, st);
+  else if (!ta && tb)
+    launch_cluster_split_t<false, true, false>(gs, plan.ways, st);
+  else if (ta && !tb)
+    launch_cluster_split_t<true, false, false>(gs, plan.ways, st);
+  else
+    launch_cluster_split_t<true, true, false>(gs, plan.ways, st);
+}
+
 }  // namespace
 
 namespace {
@@ -710,6 +867,23 @@ void run_hand(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulPar
     return;
   }
 
+  // The cluster split-K (variant 9 forces it where its plan splits and the operands are aligned).
+  if (variant == 0 || variant == 9) {
+    const ClusterSplitPlan plan = cluster_split_plan(p);
+    const bool fits = plan.ways > 1 && vec_a && vec_b && cluster_split_available(c.device().index);
+    if (variant == 9)
+      IDEM_CHECK(fits, op, "internal: the cluster split-K (variant 9) needs one product of more than ",
+                 kSmallOutputs, " outputs in at most ", kCsMaxTiles, " 32x32 tiles, N > ", kCsMinN,
+                 ", K >= ", 2 * kCsBK,
+                 ", float4-aligned operands and sm_90 code; got batch ", p.batch, ", M=", p.M, " N=", p.N,
+                 " K=", p.K, ", trans_a=", bool_str(p.trans_a), ", trans_b=", bool_str(p.trans_b),
+                 ", aligned ", bool_str(vec_a), "/", bool_str(vec_b), " on ", c.device().str());
+    if (fits && (variant == 9 || cluster_split_enabled())) {
+      launch_cluster_split(g, plan, p.trans_a, p.trans_b, epilogue, st);
+      return;
+    }
+  }
+
   // gridDim.z is limited to 65535: walk the batch in chunks.
   for (int64_t b0 = 0; b0 < p.batch; b0 += 65535) {
     const int nb = static_cast<int>(std::min<int64_t>(65535, p.batch - b0));
@@ -720,7 +894,7 @@ void run_hand(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulPar
     int v = variant;
     if (v == 0) {
       // Tiny products (IT³ layers) or a short K: the tiles would leave the GPU idle.
-      if (p.K <= 16 || outputs <= 8192) v = 5;
+      if (p.K <= 16 || outputs <= kSmallOutputs) v = 5;
       // Tall and skinny (N <= 64): 128 rows by 64 columns, when that fills every SM. A 128x128
       // tile would spend half its FMAs and threads on padding columns (docs/performance.md).
       // Not for a transposed A: those instantiations spill under the 128-register cap

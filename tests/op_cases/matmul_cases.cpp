@@ -3,7 +3,9 @@
 // Aᵀ·B with a long K, the CUDA hand GEMM's split-K shapes (cuda/kernels/matmul.cu): the tiled
 // split-K (M, N <= 128, K >= 4096) with tails — K not a multiple of its chunk or of 32, M and N
 // not multiples of 4 or 64 — and the batched-GEMM split-K with leftover rows (M > 128). Those
-// rows are too large for a gradcheck (parity only; tests/matmul_splitk_test.cpp has more).
+// rows are too large for a gradcheck (parity only; tests/matmul_splitk_test.cpp has more). The
+// cluster split-K (few 32x32 tiles, moderate K: the wide IT³ MLP's layers) with its backward's
+// products too (tests/matmul_cluster_split_test.cpp has more).
 #include "tests/op_cases/op_cases.h"
 
 namespace idem::testing {
@@ -16,6 +18,15 @@ OpCase mm_case(const std::string& name, Shape a, Shape b, bool ta, bool tb, int6
         return matmul(x[0], x[1], ta, tb);
       }};
   c.parity_scale = k > 8 ? static_cast<double>(k) / 8.0 : 1.0;
+  return c;
+}
+
+// A product the cluster split-K takes on the GPU, and so do the two of its backward: parity of
+// the output and both input gradients, no finite differences (too many elements).
+OpCase cluster_split_case(const std::string& name, Shape a, Shape b, bool ta, bool tb, int64_t k) {
+  OpCase c = mm_case(name, std::move(a), std::move(b), ta, tb, k);
+  c.gradcheck = false;
+  c.grad_parity = true;
   return c;
 }
 
@@ -59,6 +70,13 @@ std::vector<OpCase> matmul_cases() {
       splitk_case("matmul_splitk_tn_30x5000x3", 30, 5000, 3),
       // M > 128: the batched-GEMM split-K, 8 chunks of 1025 rows + 3 leftover rows.
       splitk_case("matmul_splitk_batched_256x8203x16", 256, 8203, 16),
+      // Cluster split-K: mlp_256's x·Wᵀ at batch 64 (16 tiles, 8 chunks of 32; its backward's g·W
+      // the same, gᵀ·x 64 tiles, 2 chunks of 32), and a ragged Aᵀ·Bᵀ (12 tiles, 4 chunks of 64,
+      // the last 8 rows).
+      cluster_split_case("matmul_cluster_split_nt_64x256x256", {64, 256}, {256, 256}, false, true,
+                         256),
+      cluster_split_case("matmul_cluster_split_tt_96x200x128", {200, 96}, {128, 200}, true, true,
+                         200),
   };
 }
 
