@@ -23,16 +23,10 @@
 using namespace idem;
 using idem::testing::bit_equal;
 using idem::testing::GemmGuard;
+using idem::testing::gemm_tolerance;
+using idem::testing::launches_during;
 
 namespace {
-
-uint64_t launches_of(const std::function<void()>& f) {
-  const uint64_t l0 = cuda::launch_count();
-  f();
-  return cuda::launch_count() - l0;
-}
-
-double tol_for(int64_t k) { return 2e-4 * std::max(1.0, static_cast<double>(k) / 64.0); }
 
 struct Product {
   int64_t M, N, K;
@@ -116,8 +110,8 @@ TEST(MatmulClusterSplitCuda, MatchesTheCpuInEveryLayoutWithTails) {
     const Tensor ga = o.a.to(gpu), gb = o.b.to(gpu);
     Tensor got = o.c0.to(gpu);
     // matmul_hand routes the shape to the split: one launch, the bits of the forced variant 9.
-    EXPECT_EQ(launches_of([&] { cuda::matmul_hand(got, ga, gb, o.p); }), 1u);
-    idem::testing::expect_near_all(got.to(Device::cpu()), want, tol_for(pr.K), "cluster split vs CPU");
+    EXPECT_EQ(launches_during([&] { cuda::matmul_hand(got, ga, gb, o.p); }), 1u);
+    idem::testing::expect_near_all(got.to(Device::cpu()), want, gemm_tolerance(pr.K), "cluster split vs CPU");
     EXPECT_TRUE(bit_equal(got, gpu_product(o, 9))) << "the router's choice is variant 9";
     for (int rep = 0; rep < 3; ++rep) {
       Tensor again = o.c0.to(gpu);
@@ -126,7 +120,7 @@ TEST(MatmulClusterSplitCuda, MatchesTheCpuInEveryLayoutWithTails) {
     }
     // The unsplit 32x32 tile agrees within rounding (one fmaf chain per output, not S).
     idem::testing::expect_near_all(gpu_product(o, 4).to(Device::cpu()), got.to(Device::cpu()),
-                                   tol_for(pr.K), "unsplit 32x32 vs split");
+                                   gemm_tolerance(pr.K), "unsplit 32x32 vs split");
   }
 }
 
@@ -156,7 +150,7 @@ TEST(MatmulClusterSplitCuda, OtherShapesKeepTheirKernel) {
     const Device gpu = Device::cuda();
     const Tensor ga = o.a.to(gpu), gb = o.b.to(gpu);  // copies count as GPU ops: outside the count
     Tensor got = o.c0.to(gpu);
-    EXPECT_EQ(launches_of([&] { cuda::matmul_hand(got, ga, gb, o.p); }), 1u);
+    EXPECT_EQ(launches_during([&] { cuda::matmul_hand(got, ga, gb, o.p); }), 1u);
     EXPECT_TRUE(bit_equal(got, gpu_product(o, c.variant)));
     idem::testing::expect_error([&] { gpu_product(o, 9); }, "matmul", "internal: the cluster split-K");
   }
@@ -194,9 +188,9 @@ TEST(MatmulClusterSplitCuda, WideLinearLayerForwardAndBackward) {
   Tensor dx_c, dw_c, dx_g, dw_g;
   const Tensor y_c = run(Device::cpu(), &dx_c, &dw_c);
   const Tensor y_g = run(Device::cuda(), &dx_g, &dw_g);
-  idem::testing::expect_near_all(y_g, y_c, tol_for(256), "y");
-  idem::testing::expect_near_all(dx_g, dx_c, tol_for(256), "dx");
-  idem::testing::expect_near_all(dw_g, dw_c, tol_for(64), "dw");
+  idem::testing::expect_near_all(y_g, y_c, gemm_tolerance(256), "y");
+  idem::testing::expect_near_all(dx_g, dx_c, gemm_tolerance(256), "dx");
+  idem::testing::expect_near_all(dw_g, dw_c, gemm_tolerance(64), "dw");
 }
 
 #endif  // IDEM_WITH_CUDA

@@ -20,17 +20,10 @@
 using namespace idem;
 using idem::testing::bit_equal;
 using idem::testing::GemmGuard;
+using idem::testing::gemm_tolerance;
+using idem::testing::launches_during;
 
 namespace {
-
-uint64_t launches_of(const std::function<void()>& f) {
-  const uint64_t l0 = cuda::launch_count();
-  f();
-  return cuda::launch_count() - l0;
-}
-
-// f32 sums over K terms: the tolerance grows with K (as the parity tests' scale).
-double tol_for(int64_t k) { return 2e-4 * std::max(1.0, static_cast<double>(k) / 64.0); }
 
 // Aᵀ·B for A (k,m), B (k,n) through the L1 op: matches the CPU, repeats bit for bit, and takes
 // `want_launches` launches.
@@ -40,8 +33,8 @@ void check_shape(int64_t k, int64_t m, int64_t n, uint64_t want_launches, uint64
   Tensor want = matmul(a, b, true, false);
   Tensor ga = a.to(Device::cuda()), gb = b.to(Device::cuda());
   Tensor got;
-  EXPECT_EQ(launches_of([&] { got = matmul(ga, gb, true, false); }), want_launches);
-  idem::testing::expect_near_all(got.to(Device::cpu()), want, tol_for(k));
+  EXPECT_EQ(launches_during([&] { got = matmul(ga, gb, true, false); }), want_launches);
+  idem::testing::expect_near_all(got.to(Device::cpu()), want, gemm_tolerance(k));
   for (int rep = 0; rep < 3; ++rep)
     EXPECT_TRUE(bit_equal(got, matmul(ga, gb, true, false))) << "split-K must be deterministic";
 }
@@ -87,7 +80,7 @@ TEST(MatmulSplitKCuda, RoutesByShape) {
   // The batched split-K forced on the same shape agrees within rounding (another sum order).
   const Tensor c8 = empty({64, 48}, a.options());
   cuda::matmul_hand_variant(c8, a, b, p, 8);
-  idem::testing::expect_near_all(c8.to(Device::cpu()), c0.to(Device::cpu()), tol_for(20000));
+  idem::testing::expect_near_all(c8.to(Device::cpu()), c0.to(Device::cpu()), gemm_tolerance(20000));
 #endif
 }
 
@@ -104,10 +97,10 @@ TEST(MatmulSplitKCuda, TiledHonoursAlphaAndBeta) {
   p.beta = 2.0;
   Tensor gc = c0.to(gpu);
   const Tensor ga = a.to(gpu), gb = b.to(gpu);
-  EXPECT_EQ(launches_of([&] { cuda::matmul_hand(gc, ga, gb, p); }), 2u);
+  EXPECT_EQ(launches_during([&] { cuda::matmul_hand(gc, ga, gb, p); }), 2u);
   std::vector<double> want(pv.size());
   for (size_t i = 0; i < pv.size(); ++i) want[i] = 0.5 * pv[i] + 2.0 * cv[i];
-  idem::testing::expect_near_all(gc.to(Device::cpu()), want, tol_for(k), "alpha, beta");
+  idem::testing::expect_near_all(gc.to(Device::cpu()), want, gemm_tolerance(k), "alpha, beta");
   // The epilogue entry point takes x·Wᵀ only; the refusal spells the flags and the device.
   idem::testing::expect_error(
       [&] { cuda::matmul_hand_epilogue(gc, ga, gb, p, Tensor(), FusedAct::relu, 0.0); }, "matmul",

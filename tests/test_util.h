@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iomanip>
 #include <iterator>
 #include <limits>
@@ -168,6 +169,17 @@ inline void expect_close(const Tensor& got, const Tensor& want, double atol, dou
   const Shape shape = got.shape();
   expect_close(got.to_vector<double>(), want.to_vector<double>(), atol, rtol, what, seed, &shape);
 }
+
+// The CUDA kernel launches (cuda::launch_count) that f makes.
+inline uint64_t launches_during(const std::function<void()>& f) {
+  const uint64_t before = cuda::launch_count();
+  f();
+  return cuda::launch_count() - before;
+}
+
+// The tolerance of the GEMM tests for an f32 sum over k terms: 2e-4, growing with k past 64
+// (as the parity tests' scale).
+inline double gemm_tolerance(int64_t k) { return 2e-4 * std::max(1.0, static_cast<double>(k) / 64.0); }
 
 // Same shape, dtype and bytes (on whatever device each lives).
 inline bool bit_equal(const Tensor& a, const Tensor& b) {

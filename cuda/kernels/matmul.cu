@@ -21,6 +21,8 @@
 //  - small: IT³ multiplies tiny matrices (8x14·14x30) where a 128x128 tile would leave the GPU
 //    empty: one thread per output, or one warp per output when K is long.
 //  - split-K: Aᵀ·B with few outputs and a long K (a weight gradient over many rows), below.
+//  - cluster split-K: one product of few 32x32 tiles and a moderate K (the wide MLP's layers),
+//    its K chunks summed by the blocks of a thread-block cluster, below.
 // For op(A)·Bᵀ (a Linear's x·Wᵀ) the tiled and small kernels' stores can also add a bias and
 // apply a fused activation (matmul_hand_epilogue: the second GEMM of sage_linear's forward ends
 // the layer in its own store).
@@ -101,7 +103,8 @@ __device__ __forceinline__ float4 load4(const float* __restrict__ base, int row,
 // output alpha·((p_0 + p_1) + … + p_{S−1}) (+ beta·C, then finish() when EPI) over the S
 // blocks' partials in rank (= chunk) order, read through distributed shared memory; a second
 // barrier keeps every block's partial alive until all have read it. The order of the sum
-// depends on the plan (M, N, K) only, so the result is the same on every run and every card.
+// depends on the plan (M, N, K) only, so the result is the same on every run and on every card
+// that takes the split.
 template <int BM, int BN, int TM, int TN, int WTM, int WTN, int NT, bool EPI>
 __device__ __forceinline__ void split_finish(const GemmArgs& g, const float (&acc)[TM][TN], int row_s,
                                              int col_s, int m0, int n0) {
