@@ -29,6 +29,7 @@ namespace {
 using testing::bit_equal;
 using testing::expect_error;
 using testing::expect_near_all;
+using testing::launches;
 
 constexpr uint64_t kSeed = 4242;
 
@@ -442,14 +443,6 @@ class FusedCuda : public ::testing::Test {
   }
   static Options gpu() { return {DType::f32, Device::cuda(0)}; }
 };
-
-// Launches issued by fn (core/kernels/runtime.h's counter).
-template <typename F>
-uint64_t launches(F&& fn) {
-  const uint64_t before = cuda::launch_count();
-  fn();
-  return cuda::launch_count() - before;
-}
 
 TEST_F(FusedCuda, SmallLayerIsOneLaunchEachWayAndBitEqualToUnfused) {
   GemmGuard hand(GemmBackend::hand);

@@ -9,10 +9,7 @@
 #include <gtest/gtest.h>
 
 #ifdef IDEM_WITH_CUDA
-#include <cuda_runtime.h>
-
 #include <cstdlib>
-#include <functional>
 #include <string>
 
 #include "autograd/functions.h"
@@ -24,7 +21,7 @@ using namespace idem;
 using idem::testing::bit_equal;
 using idem::testing::GemmGuard;
 using idem::testing::gemm_tolerance;
-using idem::testing::launches_during;
+using idem::testing::launches;
 
 namespace {
 
@@ -81,9 +78,7 @@ const Product kSplit[] = {
 std::string cluster_split_unavailable() {
   const char* sw = std::getenv("IDEM_GEMM_CLUSTER_SPLIT");
   if (sw && std::string(sw) == "off") return "IDEM_GEMM_CLUSTER_SPLIT=off";
-  int major = 0;
-  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) != cudaSuccess) return "no device";
-  if (major < 9) return "a GPU before sm_90 (no thread-block clusters)";
+  if (cuda::device_properties(0).cc_major < 9) return "a GPU before sm_90 (no thread-block clusters)";
   return "";
 }
 
@@ -110,7 +105,7 @@ TEST(MatmulClusterSplitCuda, MatchesTheCpuInEveryLayoutWithTails) {
     const Tensor ga = o.a.to(gpu), gb = o.b.to(gpu);
     Tensor got = o.c0.to(gpu);
     // matmul_hand routes the shape to the split: one launch, the bits of the forced variant 9.
-    EXPECT_EQ(launches_during([&] { cuda::matmul_hand(got, ga, gb, o.p); }), 1u);
+    EXPECT_EQ(launches([&] { cuda::matmul_hand(got, ga, gb, o.p); }), 1u);
     idem::testing::expect_near_all(got.to(Device::cpu()), want, gemm_tolerance(pr.K), "cluster split vs CPU");
     EXPECT_TRUE(bit_equal(got, gpu_product(o, 9))) << "the router's choice is variant 9";
     for (int rep = 0; rep < 3; ++rep) {
@@ -150,7 +145,7 @@ TEST(MatmulClusterSplitCuda, OtherShapesKeepTheirKernel) {
     const Device gpu = Device::cuda();
     const Tensor ga = o.a.to(gpu), gb = o.b.to(gpu);  // copies count as GPU ops: outside the count
     Tensor got = o.c0.to(gpu);
-    EXPECT_EQ(launches_during([&] { cuda::matmul_hand(got, ga, gb, o.p); }), 1u);
+    EXPECT_EQ(launches([&] { cuda::matmul_hand(got, ga, gb, o.p); }), 1u);
     EXPECT_TRUE(bit_equal(got, gpu_product(o, c.variant)));
     idem::testing::expect_error([&] { gpu_product(o, 9); }, "matmul", "internal: the cluster split-K");
   }

@@ -21,7 +21,7 @@ using namespace idem;
 using idem::testing::bit_equal;
 using idem::testing::GemmGuard;
 using idem::testing::gemm_tolerance;
-using idem::testing::launches_during;
+using idem::testing::launches;
 
 namespace {
 
@@ -33,7 +33,7 @@ void check_shape(int64_t k, int64_t m, int64_t n, uint64_t want_launches, uint64
   Tensor want = matmul(a, b, true, false);
   Tensor ga = a.to(Device::cuda()), gb = b.to(Device::cuda());
   Tensor got;
-  EXPECT_EQ(launches_during([&] { got = matmul(ga, gb, true, false); }), want_launches);
+  EXPECT_EQ(launches([&] { got = matmul(ga, gb, true, false); }), want_launches);
   idem::testing::expect_near_all(got.to(Device::cpu()), want, gemm_tolerance(k));
   for (int rep = 0; rep < 3; ++rep)
     EXPECT_TRUE(bit_equal(got, matmul(ga, gb, true, false))) << "split-K must be deterministic";
@@ -97,7 +97,7 @@ TEST(MatmulSplitKCuda, TiledHonoursAlphaAndBeta) {
   p.beta = 2.0;
   Tensor gc = c0.to(gpu);
   const Tensor ga = a.to(gpu), gb = b.to(gpu);
-  EXPECT_EQ(launches_during([&] { cuda::matmul_hand(gc, ga, gb, p); }), 2u);
+  EXPECT_EQ(launches([&] { cuda::matmul_hand(gc, ga, gb, p); }), 2u);
   std::vector<double> want(pv.size());
   for (size_t i = 0; i < pv.size(); ++i) want[i] = 0.5 * pv[i] + 2.0 * cv[i];
   idem::testing::expect_near_all(gc.to(Device::cpu()), want, gemm_tolerance(k), "alpha, beta");

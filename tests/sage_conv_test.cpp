@@ -33,6 +33,7 @@ namespace idem {
 namespace {
 
 using testing::bit_equal;
+using testing::launches;
 
 constexpr uint64_t kSeed = 20261207;
 constexpr FusedAct kActs[] = {FusedAct::none, FusedAct::relu, FusedAct::leaky_relu};
@@ -175,13 +176,6 @@ TEST(SageConv, ErrorsNameTheOpAndTheShapes) {
 }
 
 // ---- CUDA ------------------------------------------------------------------------------------
-
-template <typename F>
-uint64_t launches(F&& fn) {
-  const uint64_t before = cuda::launch_count();
-  fn();
-  return cuda::launch_count() - before;
-}
 
 struct Shape {
   int64_t nodes, edges, in, out;

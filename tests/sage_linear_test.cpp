@@ -33,6 +33,7 @@ namespace {
 
 using testing::bit_equal;
 using testing::expect_near_all;
+using testing::launches;
 
 constexpr uint64_t kSeed = 20261127;
 constexpr FusedAct kActs[] = {FusedAct::none, FusedAct::relu, FusedAct::leaky_relu};
@@ -282,13 +283,6 @@ TEST(SageLinearConv, GraphModelOutputUnchanged) {
 }
 
 // ---- CUDA ------------------------------------------------------------------------------------
-
-template <typename F>
-uint64_t launches(F&& fn) {
-  const uint64_t before = cuda::launch_count();
-  fn();
-  return cuda::launch_count() - before;
-}
 
 TEST(SageLinearCuda, MatchesCpuOnBothGemmBackends) {
   IDEM_REQUIRE_GPU();

@@ -12,7 +12,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <iomanip>
 #include <iterator>
 #include <limits>
@@ -170,10 +169,11 @@ inline void expect_close(const Tensor& got, const Tensor& want, double atol, dou
   expect_close(got.to_vector<double>(), want.to_vector<double>(), atol, rtol, what, seed, &shape);
 }
 
-// The CUDA kernel launches (cuda::launch_count) that f makes.
-inline uint64_t launches_during(const std::function<void()>& f) {
+// The CUDA kernel launches (cuda::launch_count, core/kernels/runtime.h) that fn makes.
+template <typename F>
+uint64_t launches(F&& fn) {
   const uint64_t before = cuda::launch_count();
-  f();
+  fn();
   return cuda::launch_count() - before;
 }
 

@@ -81,6 +81,31 @@ PY
 }
 export -f bench_numbers
 
+# env_ab BUILD VAR VALUES ROUNDS CASES: `idem bench it3` for each comma-separated
+# MODEL:BATCH:STEPS:PATH of CASES under each comma-separated value of the environment variable
+# VAR, the values in turn, ROUNDS times (so drift shows): one table, median / p10 / p90 µs.
+# Returns non-zero when a run failed (its row is left out).
+env_ab() {
+  local build=$1 var=$2 vals=$3 rounds=$4 cases=$5 rc=0 c m b k r round v j n med p10 p90
+  local -a vs cs
+  IFS="," read -r -a vs <<<"$vals"
+  IFS="," read -r -a cs <<<"$cases"
+  printf "%-24s %-8s %5s %2s %-6s %5s %10s %10s %10s\n" "$var" model batch K path round us_median us_p10 us_p90
+  for c in "${cs[@]}"; do
+    IFS=":" read -r m b k r <<<"$c"
+    for ((round = 1; round <= rounds; ++round)); do
+      for v in "${vs[@]}"; do
+        j=$(env "$var=$v" "$build/idem" bench it3 --model "$m" --path "$r" --batch "$b" --steps "$k" --json) || { rc=1; continue; }
+        n=$(bench_numbers "$j") || { rc=1; continue; }
+        read -r med p10 p90 <<<"$n"
+        printf "%-24s %-8s %5s %2s %-6s %5s %10s %10s %10s\n" "$v" "$m" "$b" "$k" "$r" "$round" "$med" "$p10" "$p90"
+      done
+    done
+  done
+  return $rc
+}
+export -f env_ab
+
 # step NAME TIMEOUT_S CMD...: runs CMD with its output in $out/NAME.log; reports and records
 # a failure (with the log's tail) without stopping the script.
 step() {
@@ -137,7 +162,7 @@ summary() {
     [ -f "$out/ncu.log" ] && grep -E '^ncu.*one eager adaptation' "$out/ncu.log" | sed 's/^/  /'
     [ -f "$out/compare_pytorch.log" ] && tail -n 40 "$out/compare_pytorch.log" | sed 's/^/  /'
     [ -f "$out/kernels_compare.log" ] && sed 's/^/  /' "$out/kernels_compare.log"
-    [ -f "$out/sage_conv.log" ] && grep -E 'tests passed|tests failed|^(path|composed|fused) ' "$out/sage_conv.log" | sed 's/^/  /'
+    [ -f "$out/sage_conv.log" ] && grep -E 'tests passed|tests failed|^(IDEM_SAGE_CONV|composed|fused) ' "$out/sage_conv.log" | sed 's/^/  /'
     [ -f "$out/ab.log" ] && grep -v -E '^(==|\+|real|user|sys)' "$out/ab.log" | sed 's/^/  /'
     [ -f "$out/sanitize.log" ] && grep -E 'ERROR SUMMARY|summary|memcheck|racecheck' "$out/sanitize.log" | tail -n 10 | sed 's/^/  /'
     if [ ${#failed_steps[@]} -eq 0 ]; then
@@ -204,30 +229,13 @@ fi
 if [ -n "${GPU_CHECK_SAGE_CONV:-}" ]; then
   step sage_conv 180 bash -c 'set -u; build=$1 cases=$2 rc=0
       (cd "$build" && IDEM_SAGE_CONV=fused ctest -R "Sage|sage|Gnn|Graph" --output-on-failure -j 8 --timeout 120) || rc=1
-      IFS="," read -r -a cs <<<"$cases"
-      printf "%-9s %6s %2s %-6s %10s %10s %10s\n" path meshes K route us_median us_p10 us_p90
-      for c in "${cs[@]}"; do IFS=":" read -r b k r <<<"$c"
-        for p in composed fused; do
-          j=$(IDEM_SAGE_CONV=$p "$build/idem" bench it3 --model sage --path "$r" --batch "$b" --steps "$k" --json) || { rc=1; continue; }
-          n=$(bench_numbers "$j") || { rc=1; continue; }
-          read -r med p10 p90 <<<"$n"
-          printf "%-9s %6s %2s %-6s %10s %10s %10s\n" "$p" "$b" "$k" "$r" "$med" "$p10" "$p90"
-        done
-      done; exit $rc' sage_conv "$build" "$GPU_CHECK_SAGE_CONV"
+      env_ab "$build" IDEM_SAGE_CONV composed,fused 1 "sage:${cases//,/,sage:}" || rc=1
+      exit $rc' sage_conv "$build" "$GPU_CHECK_SAGE_CONV"
 fi
 
 if [ -n "${GPU_CHECK_AB:-}" ]; then
-  step ab 240 bash -c 'set -u; build=$1 var=${2%%:*} vals=${2#*:} cases=$3 rc=0
-      IFS="," read -r -a vs <<<"$vals"; IFS="," read -r -a cs <<<"$cases"
-      printf "%-24s %-8s %5s %2s %-6s %5s %10s %10s %10s\n" "$var" model batch K path round us_median us_p10 us_p90
-      for c in "${cs[@]}"; do IFS=":" read -r m b k r <<<"$c"
-        for round in 1 2; do for v in "${vs[@]}"; do
-          j=$(env "$var=$v" "$build/idem" bench it3 --model "$m" --path "$r" --batch "$b" --steps "$k" --json) || { rc=1; continue; }
-          n=$(bench_numbers "$j") || { rc=1; continue; }
-          read -r med p10 p90 <<<"$n"
-          printf "%-24s %-8s %5s %2s %-6s %5s %10s %10s %10s\n" "$v" "$m" "$b" "$k" "$r" "$round" "$med" "$p10" "$p90"
-        done; done
-      done; exit $rc' ab "$build" "$GPU_CHECK_AB" "${GPU_CHECK_AB_CASES:?GPU_CHECK_AB needs GPU_CHECK_AB_CASES}"
+  step ab 240 bash -c 'env_ab "$1" "${2%%:*}" "${2#*:}" 2 "$3"' ab "$build" "$GPU_CHECK_AB" \
+    "${GPU_CHECK_AB_CASES:?GPU_CHECK_AB needs GPU_CHECK_AB_CASES}"
 fi
 
 # ---- GPU memory checking ----
