@@ -58,7 +58,11 @@ std::string where_of(const json::Value& v) {
 }
 
 // Times a callable: CUDA events on the legacy default stream (which orders with idem's stream
-// and with graph replays) on a GPU, the steady clock on the CPU. Returns µs per call.
+// and with graph replays) on a GPU, the steady clock on the CPU. Returns µs per call. On a GPU
+// it also keeps the call's host time (last_host_us): from just before the first event until
+// the callable returns, before any wait for the device. Set beside the device time it says how
+// much of a short call is the host's (validation, planning, the launches themselves), which the
+// device time includes whenever the GPU idles waiting for the next launch.
 class Timer {
  public:
   explicit Timer(Device d) : d_(d) {
@@ -79,8 +83,10 @@ class Timer {
   double time_us(F&& f) {
 #if defined(IDEM_WITH_CUDA)
     if (d_.is_cuda()) {
+      const auto h0 = std::chrono::steady_clock::now();
       cudaEventRecord(a_, nullptr);
       f();
+      host_us_ = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - h0).count();
       cudaEventRecord(b_, nullptr);
       cudaEventSynchronize(b_);
       float ms = 0;
@@ -90,11 +96,15 @@ class Timer {
 #endif
     const auto t0 = std::chrono::steady_clock::now();
     f();
-    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+    host_us_ = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+    return host_us_;
   }
+  // The host time of the last time_us call (on the CPU: the whole call).
+  double last_host_us() const { return host_us_; }
 
  private:
   Device d_;
+  double host_us_ = 0.0;
 #if defined(IDEM_WITH_CUDA)
   cudaEvent_t a_ = nullptr, b_ = nullptr;
 #endif
@@ -384,7 +394,7 @@ json::Value run_case(const Args& a, const It3Spec& spec, const Device device, co
   // What --export writes: an eager result, copied now (a capture below only records work, and
   // its output buffer holds values only after a replay).
   const Tensor pred_eager = pred.clone_data();
-  std::vector<double> us;
+  std::vector<double> us, host_us;
   uint64_t launches = 0;
   size_t kernel_nodes = 0;
   if (!graph) {
@@ -399,6 +409,7 @@ json::Value run_case(const Args& a, const It3Spec& spec, const Device device, co
     for (int i = 0; i < reps; ++i) {
       const uint64_t l0 = device.is_cuda() ? cuda::launch_count() : 0;
       us.push_back(timer.time_us([&] { pred = adapter.adapt_and_predict(b.x); }));
+      host_us.push_back(timer.last_host_us());
       if (device.is_cuda()) launches = cuda::launch_count() - l0;
     }
 #if defined(IDEM_WITH_CUDA)
@@ -433,6 +444,7 @@ json::Value run_case(const Args& a, const It3Spec& spec, const Device device, co
           x_static.copy_(next_batch);  // a new batch goes into the static input
           g.replay();
         }));
+        host_us.push_back(timer.last_host_us());
       launches = 2;  // the input copy and the replay
     }
   }
@@ -447,7 +459,7 @@ json::Value run_case(const Args& a, const It3Spec& spec, const Device device, co
     (a.flag("json") ? std::cerr : std::cout) << t << "\n";
   }
 
-  const Stats s = stats_of(us), si = stats_of(inf_us);
+  const Stats s = stats_of(us), si = stats_of(inf_us), sh = stats_of(host_us);
   json::Value v = json::Value::object();
   v.set("bench", "it3");
   v.set("method", method);
@@ -472,6 +484,8 @@ json::Value run_case(const Args& a, const It3Spec& spec, const Device device, co
   v.set("us_per_batch_p10", s.p10);
   v.set("us_per_batch_p90", s.p90);
   v.set("us_inference_median", si.median);
+  // The host's share of each timed call (Timer::last_host_us): submission, not device work.
+  v.set("us_host_per_batch_median", sh.median);
   v.set("kernels_per_batch", int64_t(kernel_nodes));
   v.set("kernels_counted", fused || capturable);  // false: kernels_per_batch is 0, not measured
   v.set("launches_per_batch", int64_t(launches));
@@ -483,7 +497,7 @@ json::Value run_case(const Args& a, const It3Spec& spec, const Device device, co
   if (!a.flag("json"))
     std::cout << method << " " << model_name << " batch " << batch << " K " << steps << " on "
               << where_of(v) << " (path " << path << "): " << s.median << " µs/batch median (p10 "
-              << s.p10 << ", p90 " << s.p90 << "), inference " << si.median << " µs, "
+              << s.p10 << ", p90 " << s.p90 << ", host " << sh.median << "), inference " << si.median << " µs, "
               << (fused || capturable ? std::to_string(kernel_nodes) : std::string("n/a"))
               << " kernels/batch, " << launches << " launches/batch, " << counted.forwards << " forwards, "
               << counted.backwards << " backwards, " << counted.optimizer_steps << " steps\n";
@@ -587,7 +601,7 @@ int bench_train(const Args& a, const Device device) {
   }
   Timer timer(device);
   warm_up(warmup, device, step);
-  std::vector<double> us;
+  std::vector<double> us, host_us;
   uint64_t launches = 0;
   for (int i = 0; i < reps; ++i) {
     const uint64_t l0 = device.is_cuda() ? cuda::launch_count() : 0;
