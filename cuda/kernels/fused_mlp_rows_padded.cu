@@ -202,35 +202,52 @@ __device__ void row_step(const FusedMlpAdaptParams& p, const Geo& g, const Padde
   }
 }
 
-// Every parameter's gradient (a sum over the rows in row order) and its update, one thread each.
-template <int NP>
-__device__ void update_all(const FusedMlpAdaptParams& p, const Geo& g, const Padded<NP>& v, const Step& st) {
-  int first = 0;  // the layer's first parameter in the compact optimizer state
-  for (int l = 1; l <= g.L; ++l) {
-    const FusedMlpLayer& ly = p.layer[l - 1];
-    const int nin = p.widths[l - 1], nout = p.widths[l], nw = nin * nout;
-    const float* delta = v.fd(l, 0);
-    const float* a = l > 1 ? v.fa(l - 1, 0) : v.in_f(0);
-    float* m = ly.mw ? v.sm + v.state + first : nullptr;
-    float* s2 = ly.vw ? v.sm + v.state + v.params + first : nullptr;
-    for (int t = int(threadIdx.x); t < nw + nout; t += int(blockDim.x)) {
-      float acc = 0.0f;
-      float* w;
-      if (t < nw) {
-        const int j = t / nin, i = t - j * nin;
-#pragma unroll 8
-        for (int b = 0; b < g.B; ++b) acc = fmaf(delta[b * NP + j], a[b * NP + i], acc);
-        w = v.w(false, l) + j * Padded<NP>::RS + i;
-      } else {
-        const int j = t - nw;
-#pragma unroll 8
-        for (int b = 0; b < g.B; ++b) acc += delta[b * NP + j];
-        w = v.bias(false, l) + j;
-      }
-      update_one(st, *w, m ? m + t : nullptr, s2 ? s2 + t : nullptr, acc);
+// The parameters walked a weight row at a time: warp w takes the rows r = w, w + 32, … of all
+// layers' outputs (r counts layer 1's outputs, then layer 2's, …), and lane i of the warp the
+// row's weights i, i + 32, … and, at i = nin, its bias. fn(l, j, i, c) gets the layer l
+// (1-based), the output j, the input i (nin: the bias) and the parameter's index c in the compact
+// optimizer state. Why not a thread per parameter: under ncu (mlp_tab, batch 8) that walk ran the
+// loop head of every layer in all 32 warps and divided t / nin for every parameter, about 80
+// instructions a division, in the fill, in every step's update and in the write-back; here a
+// warp finds its row's layer with a few compares and the lane is the column.
+template <typename Fn>
+__device__ __forceinline__ void for_each_param_by_rows(const FusedMlpAdaptParams& p, int L, int warp, int lane,
+                                                       Fn fn) {
+  int rows_before = 0, first = 0, l = 1;  // first: layer l's first index in the compact state
+  for (int r = warp;; r += kRowWarps) {
+    // Walk forward to r's layer (r only grows, so the walk resumes where it stopped).
+    while (l <= L && r >= rows_before + p.widths[l]) {
+      rows_before += p.widths[l];
+      first += p.widths[l] * (p.widths[l - 1] + 1);
+      ++l;
     }
-    first += nw + nout;
+    if (l > L) return;
+    const int nin = p.widths[l - 1], nw = p.widths[l] * nin, j = r - rows_before;
+    for (int i = lane; i <= nin; i += 32) fn(l, j, i, first + (i < nin ? j * nin + i : nw + j));
   }
+}
+
+// Every parameter's gradient (a sum over the rows in row order) and its update, one lane each.
+template <int NP>
+__device__ void update_all(const FusedMlpAdaptParams& p, const Geo& g, const Padded<NP>& v, const Step& st,
+                           int warp, int lane) {
+  for_each_param_by_rows(p, g.L, warp, lane, [&](int l, int j, int i, int c) {
+    const FusedMlpLayer& ly = p.layer[l - 1];
+    const float* delta = v.fd(l, 0) + j;
+    float acc = 0.0f;
+    float* w;
+    if (i < p.widths[l - 1]) {
+      const float* a = (l > 1 ? v.fa(l - 1, 0) : v.in_f(0)) + i;
+#pragma unroll 8
+      for (int b = 0; b < g.B; ++b) acc = fmaf(delta[b * NP], a[b * NP], acc);
+      w = v.w(false, l) + j * Padded<NP>::RS + i;
+    } else {
+#pragma unroll 8
+      for (int b = 0; b < g.B; ++b) acc += delta[b * NP];
+      w = v.bias(false, l) + j;
+    }
+    update_one(st, *w, ly.mw ? v.sm + v.state + c : nullptr, ly.vw ? v.sm + v.state + v.params + c : nullptr, acc);
+  });
 }
 
 template <int NP>
@@ -253,24 +270,19 @@ __global__ void __launch_bounds__(kFusedMlpRowThreads)
   __syncthreads();
   // θ ← Θ and the state ← 0 when adapting (Θ kept for F), else θ as it is; the inputs.
   {
-    int first = 0;
-    for (int l = 1; l <= g.L; ++l) {
+    for_each_param_by_rows(p, g.L, warp, lane, [&](int l, int j, int i, int c) {
       const FusedMlpLayer& ly = p.layer[l - 1];
-      const int nin = p.widths[l - 1], nout = p.widths[l], nw = nin * nout;
-      for (int t = tid; t < nw + nout; t += nthreads) {
-        const bool isw = t < nw;
-        const int j = isw ? t / nin : t - nw, i = isw ? t - j * nin : 0;
-        const float val = adapting ? (isw ? ly.w0[t] : ly.b0[j]) : (isw ? ly.w[t] : ly.b[j]);
-        const int at = isw ? j * Padded<NP>::RS + i : 0;
-        (isw ? v.w(false, l)[at] : v.bias(false, l)[j]) = val;
-        if (adapting) {
-          (isw ? v.w(true, l)[at] : v.bias(true, l)[j]) = val;
-          if (ly.mw) v.sm[v.state + first + t] = 0.0f;
-          if (ly.vw) v.sm[v.state + params + first + t] = 0.0f;
-        }
+      const int nin = p.widths[l - 1];
+      const bool isw = i < nin;
+      const float val = adapting ? (isw ? ly.w0[j * nin + i] : ly.b0[j]) : (isw ? ly.w[j * nin + i] : ly.b[j]);
+      const int at = j * Padded<NP>::RS + i;
+      (isw ? v.w(false, l)[at] : v.bias(false, l)[j]) = val;
+      if (adapting) {
+        (isw ? v.w(true, l)[at] : v.bias(true, l)[j]) = val;
+        if (ly.mw) v.sm[v.state + c] = 0.0f;
+        if (ly.vw) v.sm[v.state + params + c] = 0.0f;
       }
-      first += nw + nout;
-    }
+    });
     const int n0 = p.widths[0];
     for (int e = tid; e < g.B * n0; e += nthreads) {
       const int b = e / n0, i = e - b * n0;
@@ -293,26 +305,21 @@ __global__ void __launch_bounds__(kFusedMlpRowThreads)
         return y1[b * NP + s] - y0[b * NP + s];
       }, k);
     }
-    update_all<NP>(p, g, v, step);
+    update_all<NP>(p, g, v, step, warp, lane);
     __syncthreads();  // the updated θ before the next forward
   }
   // θ and the optimizer state back to the params (they are the adapted model's), beside the
   // prediction: both only read θ.
   if (adapting) {
-    int first = 0;
-    for (int l = 1; l <= g.L; ++l) {
+    for_each_param_by_rows(p, g.L, warp, lane, [&](int l, int j, int i, int c) {
       const FusedMlpLayer& ly = p.layer[l - 1];
-      const int nin = p.widths[l - 1], nout = p.widths[l], nw = nin * nout;
-      for (int t = tid; t < nw + nout; t += nthreads) {
-        const bool isw = t < nw;
-        const int j = isw ? t / nin : t - nw, i = isw ? t - j * nin : 0;
-        const int e = isw ? t : j;
-        (isw ? ly.w : ly.b)[e] = isw ? v.w(false, l)[j * Padded<NP>::RS + i] : v.bias(false, l)[j];
-        if (ly.mw) (isw ? ly.mw : ly.mb)[e] = v.sm[v.state + first + t];
-        if (ly.vw) (isw ? ly.vw : ly.vb)[e] = v.sm[v.state + params + first + t];
-      }
-      first += nw + nout;
-    }
+      const int nin = p.widths[l - 1];
+      const bool isw = i < nin;
+      const int e = isw ? j * nin + i : j;
+      (isw ? ly.w : ly.b)[e] = isw ? v.w(false, l)[j * Padded<NP>::RS + i] : v.bias(false, l)[j];
+      if (ly.mw) (isw ? ly.mw : ly.mb)[e] = v.sm[v.state + c];
+      if (ly.vw) (isw ? ly.vw : ly.vb)[e] = v.sm[v.state + params + c];
+    });
   }
   for (int b = warp; b < g.B; b += kRowWarps) {  // the prediction f_θ(x, ∅)
     row_forward<NP>(p, g, v, false, b, lane);
