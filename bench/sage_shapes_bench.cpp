@@ -87,6 +87,12 @@ const MmForm kForms[] = {
     {"x_Wt", kNodes, kWidth, kWidth, false, true},
     {"gz_W", kNodes, kWidth, kWidth, false, false},
     {"gzT_x", kWidth, kNodes, kWidth, true, false},
+    // The narrow products of the bench sage model: the head's forward (64 -> 1 per node) and
+    // the first layer's input gradient (64 -> 3: the node features and the signal).
+    {"x_Wt_head", kNodes, kWidth, 1, false, true},
+    {"gz_W_first", kNodes, kWidth, 3, false, false},
+    // The first layer's forward x·Wᵀ (3 -> 64 per node: K = 3, the small-shape kernel).
+    {"x_Wt_first", kNodes, 3, kWidth, false, true},
 };
 
 // variant: -1 cuBLAS, 0 matmul_hand, else the forced config of matmul_hand_variant.
@@ -97,6 +103,7 @@ const char* mm_kernel_name(int v) {
     case 1: return "hand_128x128x8";
     case 3: return "hand_64x64x16";
     case 4: return "hand_32x32x16";
+    case 5: return "hand_small";
     case 6: return "hand_128x64x8";
     case 7: return "hand_splitk_tiled";
     case 8: return "hand_splitk_batched";
@@ -238,8 +245,9 @@ const bool g_registered = [] {
   const bool gpu = idem::cuda::available();
   for (const Mode& m : kModes) {
     for (const MmForm& f : kForms) {
-      const std::vector<int> variants =
-          f.ta ? std::vector<int>{0, 7, 8, -1} : std::vector<int>{0, 1, 3, 6, -1};
+      const std::vector<int> variants = f.ta        ? std::vector<int>{0, 7, 8, -1}
+                                        : f.N <= 4 || f.K <= 16 ? std::vector<int>{0, 5, 6, -1}
+                                                   : std::vector<int>{0, 1, 3, 6, -1};
       for (int v : variants) {
         const std::string name = std::string("sage/matmul/") + f.name + "/" +
                                  std::to_string(f.M) + "x" + std::to_string(f.K) + "x" +

@@ -201,6 +201,7 @@ TEST_F(TallSkinnyCuda, MatmulTileConfigsGiveTheSameBits) {
       {1, 65536, 64, 64, false, 1.0, 0.0},  // the sage layer
       {1, 17000, 63, 67, false, 1.0, 0.0},  // ragged everywhere
       {1, 16901, 1, 5, false, 1.0, 0.0},    // N = 1, K below the tile depth
+      {1, 65536, 64, 3, false, 1.0, 1.0},   // the sage first layer's a·Wlᵀ + y: K = 3, beta = 1
       {3, 4097, 40, 33, true, 0.5, 1.0},    // batched, shared B, beta = 1
   };
   uint64_t seed = 500;
