@@ -300,10 +300,12 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN), MIN_BLOCKS)
 
   // Epilogue: C = alpha*acc (+ beta*C), then finish() (bias, activation) when EPI. beta == 0
   // must not read C (it may hold NaN garbage). Two passes: first every output's alpha·acc +
-  // beta·C into acc, then finish() and the stores. In one pass each row's load of C came after
-  // the previous row's store, which the compiler must assume may alias it, so the thread waited
-  // for one load of C per row (the sage layer's y = a·Wlᵀ + y: 31 µs a launch against 22 for
-  // the same tile with beta = 0, ncu on an H100). Same operations per output, so the same bits.
+  // beta·C into acc, then finish() and the stores, so no load of C waits behind a store the
+  // compiler must assume may alias it (in one pass each row's load came after the previous
+  // row's store). Why: the sage layer's y = a·Wlᵀ + y took 31 µs a launch against 22 for the
+  // same tile with beta = 0 (ncu, H100). The sage adaptation is 4-5 % faster with this and the
+  // small kernel's 32-bit indexing together; neither's share was isolated (docs/performance.md).
+  // Same operations per output, so the same bits.
   const float alpha = g.alpha, beta = g.beta;
   const bool vec_c = (N % 4 == 0) && ((reinterpret_cast<uintptr_t>(C) & 15) == 0);
 #pragma unroll
