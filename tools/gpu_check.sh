@@ -42,7 +42,15 @@
 #                               variable VAR (e.g. IDEM_GEMM_CLUSTER_SPLIT:on,off), two rounds in
 #                               turn (V1 V2 … V1 V2 …, so drift shows), for each comma-separated
 #                               MODEL:BATCH:STEPS:PATH of GPU_CHECK_AB_CASES: one table in
-#                               $OUT/ab.log
+#                               $OUT/ab.log. VAR = IDEM_BIN times binaries instead: the value
+#                               `tree` is this tree's idem, `base` the one GPU_CHECK_BASE_PATCH
+#                               builds (GPU_CHECK_AB=IDEM_BIN:tree,base)
+#   GPU_CHECK_BASE_PATCH=FILE   a code A/B in one call: FILE is a patch from the baseline to this
+#                               tree (e.g. `git diff HEAD~1 -- cuda/ > base.patch` at the tree
+#                               root, left untracked so it travels); after the build the script
+#                               reverses it, builds idem as $GPU_CHECK_BASE_EXE (default
+#                               /tmp/idem-base), applies it again and rebuilds idem, so every
+#                               later step runs this tree's code
 #   GPU_CHECK_RESULTS=ARGS      also regenerate the tables of docs/results.md: every task's demo
 #                               with ARGS (e.g. "--seeds 3"), then fmnist with --recipe
 #                               paper-mnist and paper-cifar (tools/results_tables.sh); run
@@ -61,6 +69,8 @@ tests_re="${GPU_CHECK_TESTS:-}"
 bench_re="${GPU_CHECK_BENCH:-}"
 min_time="${GPU_CHECK_MIN_TIME:-0.05}"
 budget="${GPU_CHECK_BUDGET:-450}"
+base_exe="${GPU_CHECK_BASE_EXE:-/tmp/idem-base}"
+export base_exe
 mkdir -p "$out"
 t_start=$(date +%s)
 failed_steps=()
@@ -84,10 +94,11 @@ export -f bench_numbers
 # env_ab BUILD VAR VALUES ROUNDS CASES: `idem bench it3` for each comma-separated
 # MODEL:BATCH:STEPS:PATH of CASES under each comma-separated value of the environment variable
 # VAR, the values in turn, ROUNDS times (so drift shows): one table, median / p10 / p90 µs.
+# VAR = IDEM_BIN picks the binary instead (tree: BUILD's idem, base: $base_exe) and sets nothing.
 # Returns non-zero when a run failed (its row is left out).
 env_ab() {
-  local build=$1 var=$2 vals=$3 rounds=$4 cases=$5 rc=0 c m b k r round v j n med p10 p90
-  local -a vs cs
+  local build=$1 var=$2 vals=$3 rounds=$4 cases=$5 rc=0 c m b k r round v j n med p10 p90 exe
+  local -a vs cs set_env
   IFS="," read -r -a vs <<<"$vals"
   IFS="," read -r -a cs <<<"$cases"
   printf "%-24s %-8s %5s %2s %-6s %5s %10s %10s %10s\n" "$var" model batch K path round us_median us_p10 us_p90
@@ -95,7 +106,16 @@ env_ab() {
     IFS=":" read -r m b k r <<<"$c"
     for ((round = 1; round <= rounds; ++round)); do
       for v in "${vs[@]}"; do
-        j=$(env "$var=$v" "$build/idem" bench it3 --model "$m" --path "$r" --batch "$b" --steps "$k" --json) || { rc=1; continue; }
+        exe=$build/idem set_env=("$var=$v")
+        if [ "$var" = IDEM_BIN ]; then
+          set_env=()
+          case "$v" in
+            tree) ;;
+            base) exe=$base_exe ;;
+            *) echo "env_ab: IDEM_BIN takes tree or base, got $v" >&2; rc=1; continue ;;
+          esac
+        fi
+        j=$(env ${set_env[@]+"${set_env[@]}"} "$exe" bench it3 --model "$m" --path "$r" --batch "$b" --steps "$k" --json) || { rc=1; continue; }
         n=$(bench_numbers "$j") || { rc=1; continue; }
         read -r med p10 p90 <<<"$n"
         printf "%-24s %-8s %5s %2s %-6s %5s %10s %10s %10s\n" "$v" "$m" "$b" "$k" "$r" "$round" "$med" "$p10" "$p90"
@@ -197,6 +217,22 @@ fi
 
 # ---- build ----
 step build 330 cmake --build "$build" -j "$jobs" || { summary; exit 1; }
+
+# ---- the baseline of a code A/B (GPU_CHECK_BASE_PATCH): the tree with the patch reversed,
+# built as its own idem; the patch is applied again (also when the build fails) and idem rebuilt ----
+if [ -n "${GPU_CHECK_BASE_PATCH:-}" ]; then
+  step base 300 bash -c 'set -eu; root=$1 patchf=$2 build=$3 jobs=$4 exe=$5
+      cd "$root"
+      patch -R -p1 -s --dry-run <"$patchf"
+      patch -R -p1 -s <"$patchf"
+      trap "patch -p1 -s <\"$patchf\"" EXIT
+      cmake --build "$build" --target idem -j "$jobs"
+      cp "$build/idem" "$exe"
+      trap - EXIT
+      patch -p1 -s <"$patchf"
+      cmake --build "$build" --target idem -j "$jobs"
+      echo "baseline: $exe"' base "$root" "$(cd "$root" && realpath "$GPU_CHECK_BASE_PATCH")" "$build" "$jobs" "$base_exe"
+fi
 
 # ---- tests ----
 ctest_args=(--output-on-failure -j 8 --timeout 240)
