@@ -87,11 +87,10 @@ const MmForm kForms[] = {
     {"x_Wt", kNodes, kWidth, kWidth, false, true},
     {"gz_W", kNodes, kWidth, kWidth, false, false},
     {"gzT_x", kWidth, kNodes, kWidth, true, false},
-    // The narrow products of the bench sage model: the head's forward (64 -> 1 per node) and
-    // the first layer's input gradient (64 -> 3: the node features and the signal).
-    {"x_Wt_head", kNodes, kWidth, 1, false, true},
+    // The bench sage model's first layer (3 inputs: the node position and the signal): its
+    // input gradients gz·Wr and gz·Wl (64 -> 3 per node) ...
     {"gz_W_first", kNodes, kWidth, 3, false, false},
-    // The first layer's forward x·Wᵀ (3 -> 64 per node: K = 3, the small-shape kernel).
+    // ... and its forward products x·Wrᵀ, a·Wlᵀ (3 -> 64 per node: K = 3, the small kernel).
     {"x_Wt_first", kNodes, 3, kWidth, false, true},
 };
 

@@ -111,7 +111,9 @@ env_ab() {
           set_env=()
           case "$v" in
             tree) ;;
-            base) exe=$base_exe ;;
+            base)
+              exe=$base_exe
+              [ -x "$exe" ] || { echo "env_ab: no baseline binary $exe (GPU_CHECK_BASE_PATCH unset, or its step failed)" >&2; rc=1; continue; } ;;
             *) echo "env_ab: IDEM_BIN takes tree or base, got $v" >&2; rc=1; continue ;;
           esac
         fi
@@ -219,18 +221,18 @@ fi
 step build 330 cmake --build "$build" -j "$jobs" || { summary; exit 1; }
 
 # ---- the baseline of a code A/B (GPU_CHECK_BASE_PATCH): the tree with the patch reversed,
-# built as its own idem; the patch is applied again (also when the build fails) and idem rebuilt ----
+# built as its own idem (target idem_cli: `idem` is the library's target); then the patch is
+# applied again and idem rebuilt, also when the baseline's build fails (the EXIT trap). An old
+# baseline binary is removed first, so a failed step cannot leave one to be timed ----
 if [ -n "${GPU_CHECK_BASE_PATCH:-}" ]; then
   step base 300 bash -c 'set -eu; root=$1 patchf=$2 build=$3 jobs=$4 exe=$5
+      rm -f "$exe"
       cd "$root"
       patch -R -p1 -s --dry-run <"$patchf"
       patch -R -p1 -s <"$patchf"
-      trap "patch -p1 -s <\"$patchf\"" EXIT
-      cmake --build "$build" --target idem -j "$jobs"
+      trap "patch -p1 -s <\"$patchf\"; cmake --build \"$build\" --target idem_cli -j $jobs >/dev/null" EXIT
+      cmake --build "$build" --target idem_cli -j "$jobs"
       cp "$build/idem" "$exe"
-      trap - EXIT
-      patch -p1 -s <"$patchf"
-      cmake --build "$build" --target idem -j "$jobs"
       echo "baseline: $exe"' base "$root" "$(cd "$root" && realpath "$GPU_CHECK_BASE_PATCH")" "$build" "$jobs" "$base_exe"
 fi
 

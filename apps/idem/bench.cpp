@@ -395,6 +395,11 @@ json::Value run_case(const Args& a, const It3Spec& spec, const Device device, co
   // its output buffer holds values only after a replay).
   const Tensor pred_eager = pred.clone_data();
   std::vector<double> us, host_us;
+  // One timed adaptation (or replay): its device time and its host time, side by side.
+  const auto time_one = [&](auto&& f) {
+    us.push_back(timer.time_us(f));
+    host_us.push_back(timer.last_host_us());
+  };
   uint64_t launches = 0;
   size_t kernel_nodes = 0;
   if (!graph) {
@@ -408,8 +413,7 @@ json::Value run_case(const Args& a, const It3Spec& spec, const Device device, co
 #endif
     for (int i = 0; i < reps; ++i) {
       const uint64_t l0 = device.is_cuda() ? cuda::launch_count() : 0;
-      us.push_back(timer.time_us([&] { pred = adapter.adapt_and_predict(b.x); }));
-      host_us.push_back(timer.last_host_us());
+      time_one([&] { pred = adapter.adapt_and_predict(b.x); });
       if (device.is_cuda()) launches = cuda::launch_count() - l0;
     }
 #if defined(IDEM_WITH_CUDA)
@@ -440,11 +444,10 @@ json::Value run_case(const Args& a, const It3Spec& spec, const Device device, co
       warm_up(warmup, device, [&] { g.replay(); });
       cuda::synchronize(device.index);
       for (int i = 0; i < reps; ++i)
-        us.push_back(timer.time_us([&] {
+        time_one([&] {
           x_static.copy_(next_batch);  // a new batch goes into the static input
           g.replay();
-        }));
-        host_us.push_back(timer.last_host_us());
+        });
       launches = 2;  // the input copy and the replay
     }
   }
@@ -601,7 +604,7 @@ int bench_train(const Args& a, const Device device) {
   }
   Timer timer(device);
   warm_up(warmup, device, step);
-  std::vector<double> us, host_us;
+  std::vector<double> us;
   uint64_t launches = 0;
   for (int i = 0; i < reps; ++i) {
     const uint64_t l0 = device.is_cuda() ? cuda::launch_count() : 0;

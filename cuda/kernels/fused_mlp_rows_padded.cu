@@ -16,8 +16,9 @@
 // The work is the compact kernel's: warp w owns rows w, w + 32, …; per step, the row passes
 // (both forwards, δ through F, ∂L/∂y0, δ through f), one block barrier, the loss and every
 // parameter's gradient (a sum over the rows in row order) with its optimizer update, one
-// thread each, another barrier. θ and Θ stay in shared memory for the whole call (Θ read once
-// from global memory, not once per pass), and so does the input [x, ∅].
+// lane each (a warp per weight row: for_each_param_by_rows), another barrier. θ and Θ stay in
+// shared memory for the whole call (Θ read once from global memory, not once per pass), and
+// so does the input [x, ∅].
 #include <cuda_runtime.h>
 
 #include "core/kernels/fused_mlp_adapt.h"
