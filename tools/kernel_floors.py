@@ -67,6 +67,18 @@ KERNELS = [
     ("conv implicit GEMM weight gradient, bn_cnn head 64 -> 64", "batch 128, 7 x 7, 3 x 3",
      gemm_flops(HEAD_COUT, HEAD_CIN * 9, HEAD_NPQ), conv_bytes(HEAD_NPQ, HEAD_CIN, HEAD_COUT),
      34.9, "H100, warm"),
+    # The sage first layer's products (3 inputs), 2026-12-07: the router's small kernel, and the
+    # 128 x 64 tile it could take instead (same bits).
+    ("sage first-layer forward x·Wrᵀ, small kernel (the router's)", "65 536 x 3 -> 64",
+     gemm_flops(SAGE_V, 64, 3), (SAGE_V * 3 + SAGE_V * 64) * F32, 24.1, "H100, cold L2"),
+    ("same, the 128 x 64 tile", "65 536 x 3 -> 64",
+     gemm_flops(SAGE_V, 64, 3), (SAGE_V * 3 + SAGE_V * 64) * F32, 10.6, "H100, cold L2"),
+    ("sage first-layer input gradient gz·W, 128 x 64 tile", "65 536 x 64 -> 3",
+     gemm_flops(SAGE_V, 3, 64), (SAGE_V * 64 + SAGE_V * 3) * F32, 26.1, "H100, cold L2"),
+    # mlp_256's middle layer at batch 64 (2026-12-07): far below a microsecond of FLOPs or bytes,
+    # so the time is latency (one launch, a K chain), not throughput.
+    ("mlp_256 layer, cluster split-K", "64 x 256 -> 256",
+     gemm_flops(64, 256, 256), (64 * 256 + 256 * 256 + 64 * 256) * F32, 5.49, "H100, per launch in a loop"),
 ]
 
 
