@@ -29,6 +29,11 @@ def gemm_flops(m, n, k):
     return 2.0 * m * n * k
 
 
+def gemm_bytes(m, n, k):
+    """A (m x k) and B (k x n) read once, C (m x n) written once, in f32."""
+    return (m * k + k * n + m * n) * F32
+
+
 # ---- one kernel at the shapes we benchmarked (bench/, docs/performance.md) -----------------
 
 # sage at 64 meshes of 32 x 32 nodes (it3::grid_mesh_batch): V nodes, E directed edges.
@@ -70,15 +75,15 @@ KERNELS = [
     # The sage first layer's products (3 inputs), 2026-12-07: the router's small kernel, and the
     # 128 x 64 tile it could take instead (same bits).
     ("sage first-layer forward x·Wrᵀ, small kernel (the router's)", "65 536 x 3 -> 64",
-     gemm_flops(SAGE_V, 64, 3), (SAGE_V * 3 + SAGE_V * 64) * F32, 24.1, "H100, cold L2"),
+     gemm_flops(SAGE_V, 64, 3), gemm_bytes(SAGE_V, 64, 3), 24.1, "H100, cold L2"),
     ("same, the 128 x 64 tile", "65 536 x 3 -> 64",
-     gemm_flops(SAGE_V, 64, 3), (SAGE_V * 3 + SAGE_V * 64) * F32, 10.6, "H100, cold L2"),
+     gemm_flops(SAGE_V, 64, 3), gemm_bytes(SAGE_V, 64, 3), 10.6, "H100, cold L2"),
     ("sage first-layer input gradient gz·W, 128 x 64 tile", "65 536 x 64 -> 3",
-     gemm_flops(SAGE_V, 3, 64), (SAGE_V * 64 + SAGE_V * 3) * F32, 26.1, "H100, cold L2"),
+     gemm_flops(SAGE_V, 3, 64), gemm_bytes(SAGE_V, 3, 64), 26.1, "H100, cold L2"),
     # mlp_256's middle layer at batch 64 (2026-12-07): far below a microsecond of FLOPs or bytes,
     # so the time is latency (one launch, a K chain), not throughput.
     ("mlp_256 layer, cluster split-K", "64 x 256 -> 256",
-     gemm_flops(64, 256, 256), (64 * 256 + 256 * 256 + 64 * 256) * F32, 5.49, "H100, per launch in a loop"),
+     gemm_flops(64, 256, 256), gemm_bytes(64, 256, 256), 5.49, "H100, per launch in a loop"),
 ]
 
 

@@ -81,12 +81,12 @@ class Timer {
   }
   template <typename F>
   double time_us(F&& f) {
+    const auto t0 = std::chrono::steady_clock::now();
 #if defined(IDEM_WITH_CUDA)
     if (d_.is_cuda()) {
-      const auto h0 = std::chrono::steady_clock::now();
       cudaEventRecord(a_, nullptr);
       f();
-      host_us_ = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - h0).count();
+      host_us_ = us_since(t0);
       cudaEventRecord(b_, nullptr);
       cudaEventSynchronize(b_);
       float ms = 0;
@@ -94,15 +94,17 @@ class Timer {
       return double(ms) * 1000.0;
     }
 #endif
-    const auto t0 = std::chrono::steady_clock::now();
     f();
-    host_us_ = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+    host_us_ = us_since(t0);
     return host_us_;
   }
   // The host time of the last time_us call (on the CPU: the whole call).
   double last_host_us() const { return host_us_; }
 
  private:
+  static double us_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+  }
   Device d_;
   double host_us_ = 0.0;
 #if defined(IDEM_WITH_CUDA)
