@@ -90,7 +90,7 @@ const MmForm kForms[] = {
     // The bench sage model's first layer (3 inputs: the node position and the signal): its
     // input gradients gz·Wr and gz·Wl (64 -> 3 per node) ...
     {"gz_W_first", kNodes, kWidth, 3, false, false},
-    // ... and its forward products x·Wrᵀ, a·Wlᵀ (3 -> 64 per node: K = 3, the small kernel).
+    // ... and its forward products x·Wrᵀ, a·Wlᵀ (3 -> 64 per node: K = 3, the 128x64 tile).
     {"x_Wt_first", kNodes, 3, kWidth, false, true},
 };
 
@@ -106,6 +106,7 @@ const char* mm_kernel_name(int v) {
     case 6: return "hand_128x64x8";
     case 7: return "hand_splitk_tiled";
     case 8: return "hand_splitk_batched";
+    case 10: return "hand_narrow";
     default: return "hand_other";
   }
 }
@@ -244,9 +245,10 @@ const bool g_registered = [] {
   const bool gpu = idem::cuda::available();
   for (const Mode& m : kModes) {
     for (const MmForm& f : kForms) {
-      const std::vector<int> variants = f.ta        ? std::vector<int>{0, 7, 8, -1}
-                                        : f.N <= 4 || f.K <= 16 ? std::vector<int>{0, 5, 6, -1}
-                                                   : std::vector<int>{0, 1, 3, 6, -1};
+      const std::vector<int> variants = f.ta       ? std::vector<int>{0, 7, 8, -1}
+                                        : f.N <= 4  ? std::vector<int>{0, 5, 6, 10, -1}
+                                        : f.K <= 16 ? std::vector<int>{0, 5, 6, -1}
+                                                    : std::vector<int>{0, 1, 3, 6, -1};
       for (int v : variants) {
         const std::string name = std::string("sage/matmul/") + f.name + "/" +
                                  std::to_string(f.M) + "x" + std::to_string(f.K) + "x" +

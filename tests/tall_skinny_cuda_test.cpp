@@ -4,7 +4,7 @@
 // (R, 1) against an (R, F) tensor. Both must give the CPU's values (the broadcast ops the CPU's
 // exact bits: one IEEE operation per element on both devices), the same bits run after run, and
 // the GEMM the same bits whichever tile computes it (each output is one fmaf chain over k in
-// order in every tile config). Skipped without a GPU.
+// order in every tile config, and in the narrow kernel for N <= 4). Skipped without a GPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -14,6 +14,7 @@
 
 #include "autograd/functions.h"
 #include "core/kernels/matmul.h"
+#include "core/kernels/runtime.h"
 #include "core/ops/elementwise.h"
 #include "test_util.h"
 
@@ -248,6 +249,73 @@ TEST_F(TallSkinnyCuda, MatmulTileConfigsGiveTheSameBits) {
       cuda::matmul_hand(c, ga, gb, p);
       EXPECT_TRUE(bit_equal(c, got[0])) << "matmul_hand differs from 128x64x8";
     }
+}
+
+// The narrow kernel (variant 10: N <= 4, one thread a row, A staged in 64-column chunks) gives
+// the 128x64 tile's bits and the CPU's values: every N from 1 to 4, K of one partial chunk, of
+// several chunks with a ragged last one and the largest K it takes, ragged M, alpha/beta, B
+// transposed or not; and matmul_hand routes the sage first layer's input gradient to it.
+TEST_F(TallSkinnyCuda, MatmulNarrowGivesTheTilesBits) {
+  struct Case {
+    int64_t M, N, K;
+    double alpha, beta;
+  };
+  const Case cases[] = {
+      {65536, 3, 64, 1.0, 0.0},  // the sage first layer's gz·W
+      {65536, 3, 64, 1.0, 1.0},  // ... accumulated into C
+      {17001, 1, 4, 1.0, 0.0},   // one partial chunk, ragged M
+      {16999, 2, 200, 0.5, 1.0}, // four chunks, the last one 8 wide
+      {300, 4, 256, -2.0, 0.5},  // the largest K, fewer rows than two blocks
+  };
+  uint64_t seed = 900;
+  for (const Case& mc : cases)
+    for (bool tb : {false, true}) {
+      MatmulParams p = single_gemm(mc.M, mc.N, mc.K, false, tb);
+      p.alpha = mc.alpha;
+      p.beta = mc.beta;
+      SCOPED_TRACE("M " + std::to_string(mc.M) + " N " + std::to_string(mc.N) + " K " +
+                   std::to_string(mc.K) + " trans_b " + std::to_string(tb) + ", seed " +
+                   std::to_string(seed));
+      const Tensor a = randn({mc.M, mc.K}, seed++);
+      const Tensor b = randn(tb ? Shape{mc.N, mc.K} : Shape{mc.K, mc.N}, seed++);
+      const Tensor c0 = mc.beta == 0 ? full({mc.M, mc.N}, NAN) : randn({mc.M, mc.N}, seed++);
+      const Tensor want = c0.clone_data();
+      cpu::matmul_fwd(want, a, b, p);
+      const Tensor ga = a.to(kGpu), gb = b.to(kGpu);
+      const Tensor narrow = c0.clone_data().to(kGpu), tile = c0.clone_data().to(kGpu);
+      cuda::matmul_hand_variant(narrow, ga, gb, p, 10);
+      cuda::matmul_hand_variant(tile, ga, gb, p, 6);
+      expect_near_all(narrow, want, 2e-4 * std::max<double>(1.0, static_cast<double>(mc.K) / 64.0),
+                      "narrow vs CPU");
+      EXPECT_TRUE(bit_equal(narrow, tile)) << "the narrow kernel differs from 128x64x8";
+      const Tensor again = c0.clone_data().to(kGpu);
+      cuda::matmul_hand_variant(again, ga, gb, p, 10);
+      EXPECT_TRUE(bit_equal(again, narrow)) << "not deterministic";
+    }
+  // matmul_hand takes it for the sage shape: one launch, the same bits.
+  const MatmulParams p = single_gemm(65536, 3, 64, false, false);
+  const Tensor ga = randn({65536, 64}, 990).to(kGpu), gb = randn({64, 3}, 991).to(kGpu);
+  const Tensor routed = empty({65536, 3}, ga.options()), forced = empty({65536, 3}, ga.options());
+  const uint64_t before = cuda::launch_count();
+  cuda::matmul_hand(routed, ga, gb, p);
+  EXPECT_EQ(cuda::launch_count() - before, 1u);
+  cuda::matmul_hand_variant(forced, ga, gb, p, 10);
+  EXPECT_TRUE(bit_equal(routed, forced));
+}
+
+// Forcing the narrow kernel on a shape it does not take names the shape.
+TEST_F(TallSkinnyCuda, MatmulNarrowRejectsShapesItDoesNotTake) {
+  auto expect_rejected = [](int64_t M, int64_t N, int64_t K, bool ta, const std::string& what) {
+    const MatmulParams p = single_gemm(M, N, K, ta, false);
+    const Tensor a = (ta ? randn({K, M}, 1) : randn({M, K}, 1)).to(kGpu);
+    const Tensor b = randn({K, N}, 2).to(kGpu), c = empty({M, N}, a.options());
+    idem::testing::expect_error([&] { cuda::matmul_hand_variant(c, a, b, p, 10); }, "matmul",
+                                what);
+  };
+  expect_rejected(1000, 5, 64, false, "M=1000 N=5 K=64");     // N > 4
+  expect_rejected(1000, 3, 260, false, "M=1000 N=3 K=260");   // K > 256
+  expect_rejected(1000, 3, 6, false, "aligned A false");      // K % 4 != 0
+  expect_rejected(1000, 3, 64, true, "trans_a=true");         // A transposed
 }
 #endif
 

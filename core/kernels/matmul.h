@@ -95,7 +95,8 @@ void matmul_cublas(const Tensor& c, const Tensor& a, const Tensor& b, const Matm
 // 6: 128x64x8, tall-skinny with N <= 64), 7 the tiled split-K and 8 the batched-GEMM split-K
 // (both unbatched Aᵀ·B only), 9 the cluster split-K (one product of more than 8 192 outputs in
 // at most 64 32x32 tiles, N > 64, K >= 32, float4-aligned operands, an sm_90 build; throws
-// otherwise).
+// otherwise), 10 the narrow kernel (one product, A not transposed, N <= 4, K <= 256 and a
+// multiple of 4, 16-byte aligned A, no epilogue; throws otherwise).
 // Split-K is taken only for variant 0, 7, 8 or 9.
 void matmul_hand_variant(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p,
                          int variant);

@@ -20,6 +20,8 @@
 //    columns in at most 64 32x32 tiles), whose outputs are a fixed-order sum of 2, 4 or 8 chains.
 //  - small: IT³ multiplies tiny matrices (8x14·14x30) where a 128x128 tile would leave the GPU
 //    empty: one thread per output, or one warp per output when K is long.
+//  - narrow: one product with N <= 4 and many rows (a layer's input gradient when it has 1-4
+//    inputs): one thread a row, its own file (cuda/kernels/matmul_narrow.cu), the same bits.
 //  - split-K: Aᵀ·B with few outputs and a long K (a weight gradient over many rows), below.
 //  - cluster split-K: one product of few 32x32 tiles and a moderate K (the wide MLP's layers),
 //    its K chunks summed by the blocks of a thread-block cluster, below.
@@ -41,6 +43,7 @@
 #include "cuda/cluster.cuh"
 #include "cuda/common.cuh"
 #include "cuda/device_utils.cuh"
+#include "cuda/kernels/matmul_narrow.h"
 
 namespace idem::cuda {
 
@@ -929,6 +932,24 @@ void run_hand(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulPar
     }
   }
 
+  // Narrow products (N <= 4, e.g. the sage first layer's input gradient 65 536 x 64 -> 3): one
+  // thread a row, A staged through shared memory (cuda/kernels/matmul_narrow.cu), when the rows
+  // give every SM a block; variant 10 forces it. Same bits as the tiles. No epilogue (the
+  // Linear forwards that carry one have N = a layer width).
+  const bool narrow_fits = p.batch == 1 && !p.trans_a && p.N <= kNarrowMaxN &&
+                           p.K <= kNarrowMaxK && vec_a && !epilogue;
+  if (variant == 10)
+    IDEM_CHECK(narrow_fits, op, "internal: the narrow kernel (variant 10) needs one product with A "
+               "not transposed, N <= ", kNarrowMaxN, ", K <= ", kNarrowMaxK,
+               ", K % 4 == 0, a 16-byte aligned A and no epilogue; got batch ", p.batch, ", M=",
+               p.M, " N=", p.N, " K=", p.K, ", trans_a=", bool_str(p.trans_a), ", aligned A ",
+               bool_str(vec_a), ", epilogue ", bool_str(epilogue), " on ", c.device().str());
+  if (variant == 10 ||
+      (variant == 0 && narrow_fits && outputs > kSmallOutputs && cdiv(p.M, kNarrowRows) >= nsm)) {
+    launch_matmul_narrow({g.a, g.b, g.c, g.M, g.N, g.K, g.alpha, g.beta, p.trans_b}, st, op);
+    return;
+  }
+
   // gridDim.z is limited to 65535: walk the batch in chunks.
   for (int64_t b0 = 0; b0 < p.batch; b0 += 65535) {
     const int nb = static_cast<int>(std::min<int64_t>(65535, p.batch - b0));
@@ -938,13 +959,20 @@ void run_hand(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulPar
     gc.c = g.c + b0 * p.stride_c;
     int v = variant;
     if (v == 0) {
-      // Tiny products (IT³ layers) or a short K: the tiles would leave the GPU idle.
-      if (p.K <= 16 || outputs <= kSmallOutputs) v = 5;
+      // Tiny products (IT³ layers): the tiles would leave the GPU idle.
+      if (outputs <= kSmallOutputs) v = 5;
       // Tall and skinny (N <= 64): 128 rows by 64 columns, when that fills every SM. A 128x128
       // tile would spend half its FMAs and threads on padding columns (docs/performance.md).
       // Not for a transposed A: those instantiations spill under the 128-register cap
-      // (ptxas -v), and the GNN/Linear products (x·Wᵀ, gz·W) never transpose A.
-      else if (p.N <= 64 && !p.trans_a && cdiv(p.M, 128) * nb >= nsm) v = 6;
+      // (ptxas -v), and the GNN/Linear products (x·Wᵀ, gz·W) never transpose A. Ahead of the
+      // short-K rule for one product: for the sage first layer's 65 536 x 3 x 64 products this
+      // tile is 2.3x (cold) to 2.6x (warm) faster than the small kernel, with the same bits
+      // (TallSkinnyCuda compares them). A batch of short-K products stays on the small kernel
+      // (its matrices may be far shorter than one 128-row tile; not measured).
+      else if (p.N <= 64 && !p.trans_a && cdiv(p.M, 128) * nb >= nsm && (p.K > 16 || nb == 1))
+        v = 6;
+      // A short K otherwise: the tiles would spend their loads on padding.
+      else if (p.K <= 16) v = 5;
       // Otherwise the largest tile that still gives every SM a block.
       else if (cdiv(p.M, 128) * cdiv(p.N, 128) * nb >= nsm) v = 1;
       else if (cdiv(p.M, 64) * cdiv(p.N, 64) * nb >= nsm) v = 3;
