@@ -44,6 +44,22 @@ void check_grad(const Node& node, size_t i, const Edge& e, const Tensor& g) {
 
 }  // namespace
 
+namespace detail {
+// What Node::gradient_starts_empty reads: the engine's buffers and the slot of each node.
+struct GradientSlots {
+  const std::unordered_map<Node*, size_t>& slot_of;
+  const std::vector<Tensor>& buffers;
+};
+}  // namespace detail
+
+bool Node::gradient_starts_empty(size_t i) const {
+  if (slots_ == nullptr || !needs_grad(i)) return false;
+  const Edge& e = next_[i];
+  if (e.leaf) return !e.leaf->grad.defined();
+  const auto it = slots_->slot_of.find(e.fn.get());
+  return it != slots_->slot_of.end() && !slots_->buffers[it->second].defined();
+}
+
 uint64_t backward_node_count() { return g_backward_nodes.load(); }
 
 void run_backward(const Tensor& root, const Tensor& grad_output) {
@@ -106,7 +122,17 @@ void run_backward(const Tensor& root, const Tensor& grad_output) {
     std::vector<Tensor> grads(n->next().size());
     if (g.defined()) {
       if (anomaly) detail::anomaly_check_grad_in(*n, g);
-      grads = n->backward(g);
+      // The node may ask which of its inputs' gradients are still empty; the pointer is
+      // cleared on every way out of backward().
+      const detail::GradientSlots slots{slot_of, buffers};
+      n->slots_ = &slots;
+      try {
+        grads = n->backward(g);
+      } catch (...) {
+        n->slots_ = nullptr;
+        throw;
+      }
+      n->slots_ = nullptr;
       g_backward_nodes.fetch_add(1);
       if (profiler::active()) {
         double bytes = double(g.nbytes());

@@ -139,7 +139,7 @@ void csr_mean_aggregate_fwd(const Tensor&, const Tensor&, const CsrAggregateInde
   no_cuda("csr_mean_aggregate");
 }
 void csr_mean_aggregate_bwd(const Tensor&, const Tensor&, const CsrAggregateIndex&,
-                            CsrAggregateShape) {
+                            CsrAggregateShape, const Tensor&) {
   no_cuda("csr_mean_aggregate_backward");
 }
 

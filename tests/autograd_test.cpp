@@ -146,3 +146,62 @@ TEST(Autograd, PowExponentGradientIsZeroWhereTheBaseIsZero) {
 
 }  // namespace
 }  // namespace idem
+
+namespace idem {
+namespace {
+
+// A node of two inputs that records, during its backward, what gradient_starts_empty says for
+// each, and passes the gradient on to both.
+class ProbeNode : public Node {
+ public:
+  explicit ProbeNode(std::vector<bool>* seen) : seen_(seen) {}
+  const char* name() const override { return "probe"; }
+  std::vector<Tensor> backward(const Tensor& g) override {
+    for (size_t i = 0; i < next().size(); ++i) seen_->push_back(gradient_starts_empty(i));
+    return {g, g};
+  }
+
+ private:
+  std::vector<bool>* seen_;
+};
+
+Tensor probe(const Tensor& a, const Tensor& b, std::vector<bool>* seen) {
+  Tensor y = a.detach().clone_data();
+  record(std::make_shared<ProbeNode>(seen), {a, b}, y);
+  return y;
+}
+
+// What a node may ask the engine during backward: whether an input's gradient is still empty
+// (a leaf without .grad, a node whose buffer holds no term yet), so that it can hand over a
+// sum of two of its own terms as the first one.
+TEST(Autograd, GradientStartsEmptyTellsWhetherAnInputsSumHasBegun) {
+  std::vector<bool> seen;
+  Tensor a = from_vector<double>({1.0, 2.0}, {2}), c = from_vector<double>({3.0, 4.0}, {2});
+  a.requires_grad_();
+  // Leaves: empty at the first backward, no longer at the second; c needs no gradient.
+  sum(probe(a, c, &seen)).backward();
+  EXPECT_EQ(seen, (std::vector<bool>{true, false}));
+  seen.clear();
+  sum(probe(a, a, &seen)).backward();
+  EXPECT_EQ(seen, (std::vector<bool>{false, false}));
+  // A non-leaf input: empty when the probe is its only consumer; not when another consumer
+  // (the add, which runs before the probe) has already passed a term to it.
+  Tensor b = from_vector<double>({5.0, 6.0}, {2});
+  b.requires_grad_();
+  seen.clear();
+  Tensor h = b * 2.0;
+  sum(probe(h, h, &seen)).backward();
+  EXPECT_EQ(seen, (std::vector<bool>{true, true}));
+  seen.clear();
+  Tensor h2 = b * 2.0;
+  sum(probe(h2, h2, &seen) + h2).backward();
+  EXPECT_EQ(seen, (std::vector<bool>{false, false}));
+  // The gradients themselves: each probe passes g to both inputs.
+  EXPECT_EQ(b.grad().to_vector<double>(), (std::vector<double>{4 + 6, 4 + 6}));
+  // Outside backward() the question has no answer: false.
+  ProbeNode outside(&seen);
+  EXPECT_FALSE(outside.gradient_starts_empty(0));
+}
+
+}  // namespace
+}  // namespace idem

@@ -279,6 +279,33 @@ TEST(CsrAggregate, Gradcheck) {
   EXPECT_GT(r.checked, 0);
 }
 
+// The adjoint with `add` (what sage_conv asks for when x's gradient is still empty): add + Aᵀg
+// in one pass, the bits of the adjoint followed by a separate add, for f32 and f64, F that is
+// and is not a multiple of 4, trailing dims, the cached and the chained index; and a clear
+// error for an `add` of the wrong shape, dtype or device.
+TEST(CsrAggregate, BackwardWithAddGivesTheSeparateAddsBitsCpu) {
+  const Graph g = random_graph(61, 200, 71);
+  for (DType dt : {DType::f32, DType::f64})
+    for (const Shape& gs : {Shape{61, 64}, Shape{61, 5}, Shape{61, 2, 3}})
+      for (bool chain : {false, true}) {
+        const std::string at = std::string(dtype_name(dt)) + " " + shape_str(gs) +
+                               (chain ? " chain" : " cached");
+        const CsrAggregateIndex idx = graph_index(g, chain);
+        const Tensor gr = randn(gs, 72, {dt}), add = randn(gs, 73, {dt});
+        const Tensor sum = ops::csr_mean_aggregate_backward(gr, idx, 61, add);
+        const Tensor want = ops::binary(add, ops::csr_mean_aggregate_backward(gr, idx, 61),
+                                        BinaryOp::add);
+        EXPECT_TRUE(bit_equal(sum, want)) << at;
+      }
+  const CsrAggregateIndex idx = graph_index(g, false);
+  const Tensor gr = randn({61, 4}, 74);
+  const char* bop = "csr_mean_aggregate_backward";
+  expect_error([&] { ops::csr_mean_aggregate_backward(gr, idx, 61, randn({60, 4}, 1)); }, bop,
+               "expected f32 (61x4) on cpu, got f32 (60x4) on cpu");
+  expect_error([&] { ops::csr_mean_aggregate_backward(gr, idx, 61, randn({61, 4}, 1, {DType::f64})); },
+               bop, "got f64 (61x4)");
+}
+
 TEST(CsrAggregate, BadIndexIsAClearError) {
   Graph g = Graph::from_edges(4, {0, 1, 2, 3}, {1, 2, 3, 1});
   const GraphCsr& c = g.csr();
@@ -437,6 +464,33 @@ TEST(CsrAggregateCuda, EdgeCasesAndIdentityPerm) {
     EXPECT_TRUE(bit_equal(dev.out, cpu.out)) << shape_str(xs);
     EXPECT_TRUE(bit_equal(dev.dx, cpu.dx)) << shape_str(xs);
   }
+}
+
+// The adjoint with `add` on the GPU: the CPU's bits, the separate add's bits, one launch; the
+// vector (F = 64) and scalar (F = 5) layouts, cached and chained index.
+TEST(CsrAggregateCuda, BackwardWithAddGivesTheSeparateAddsBits) {
+  IDEM_REQUIRE_GPU();
+  // A poisoning memset of the result would count as a launch.
+  const testing::ScopedSetting<bool, cuda::poison_allocations, cuda::set_poison_allocations>
+      no_poison(false);
+  const Device gpu = Device::cuda(0);
+  const Graph g = random_graph(2048, 6144, 81);
+  const Graph gd = g.to(gpu);
+  for (int64_t f : {64, 5})
+    for (bool chain : {false, true}) {
+      const std::string at = "F " + std::to_string(f) + (chain ? " chain" : " cached");
+      const Tensor gr = randn({2048, f}, 82), add = randn({2048, f}, 83);
+      const Tensor cpu = ops::csr_mean_aggregate_backward(gr, graph_index(g, chain), 2048, add);
+      const CsrAggregateIndex idx = graph_index(gd, chain);
+      const Tensor ggr = gr.to(gpu), gadd = add.to(gpu);
+      const uint64_t before = cuda::launch_count();
+      const Tensor dev = ops::csr_mean_aggregate_backward(ggr, idx, 2048, gadd);
+      EXPECT_EQ(cuda::launch_count() - before, 1u) << at;
+      EXPECT_TRUE(bit_equal(dev, cpu)) << at;
+      const Tensor separate =
+          ops::binary(gadd, ops::csr_mean_aggregate_backward(ggr, idx, 2048), BinaryOp::add);
+      EXPECT_TRUE(bit_equal(dev, separate)) << at;
+    }
 }
 
 TEST(CsrAggregateCuda, OneLaunchEachWay) {

@@ -245,6 +245,36 @@ TEST(SageConvCuda, WiderThanTheKernelTakesTheComposedOps) {
   cuda::set_poison_allocations(poison);
 }
 
+// The backward on the GPU: while x's gradient is empty the aggregation's adjoint adds the root
+// term in its own pass, so the layer's two terms cost no add; once x holds a gradient (a second
+// backward) the node hands both terms to the engine, which adds each (two launches more), and
+// the gradient is the CPU's either way.
+TEST(SageConvCuda, BackwardAddsTheRootTermInTheAdjointWhileTheGradientIsEmpty) {
+  IDEM_REQUIRE_GPU();
+  const Device gpu = Device::cuda(0);
+  testing::GemmGuard hand(GemmBackend::hand);
+  const testing::ScopedSetting<bool, cuda::poison_allocations, cuda::set_poison_allocations>
+      no_poison(false);  // a poisoning memset would count as a launch
+  const CsrAggregateIndex idx = random_index(300, 1200, kSeed, gpu);
+  const CsrAggregateIndex idx_cpu = random_index(300, 1200, kSeed, Device::cpu());
+  // Only x requires a gradient, so the weights' accumulations do not enter the count.
+  Operands cpu = make_operands(300, 64, 64, true, {}, false);
+  Operands dev = make_operands(300, 64, 64, true, {DType::f32, gpu}, false);
+  cpu.x.requires_grad_();
+  dev.x.requires_grad_();
+  const Tensor g = randn({300, 64}, kSeed + 20);
+  const Tensor gd = g.to(gpu);
+  auto step = [&](const Operands& o, const CsrAggregateIndex& i, const Tensor& gy) {
+    const Tensor y = sage_conv(o.x, i, o.wl, o.b, o.wr, FusedAct::relu, kSlope);
+    return launches([&] { y.backward(gy); });
+  };
+  const uint64_t first = step(dev, idx, gd), second = step(dev, idx, gd);
+  EXPECT_EQ(second, first + 2);
+  step(cpu, idx_cpu, g);
+  step(cpu, idx_cpu, g);
+  testing::expect_near_all(dev.x.grad().to(Device::cpu()), cpu.x.grad(), 1e-4);
+}
+
 TEST(SageConvCuda, It3AdaptationIsBitIdenticalOnBothPaths) {
   IDEM_REQUIRE_GPU();
   const Device gpu = Device::cuda(0);

@@ -50,8 +50,9 @@ void fwd_typed(const Tensor& out, const Tensor& x, const CsrAggregateIndex& idx,
 
 template <typename T>
 void bwd_typed(const Tensor& dx, const Tensor& g, const CsrAggregateIndex& idx,
-               CsrAggregateShape s) {
+               CsrAggregateShape s, const Tensor& add) {
   const T* gp = g.data<T>();
+  const T* ap = add.defined() ? add.data<T>() : nullptr;
   const int64_t* rp = idx.row_ptr.data<int64_t>();
   const int64_t* sp = idx.src_ptr.data<int64_t>();
   const bool any = s.edges > 0;
@@ -79,7 +80,11 @@ void bwd_typed(const Tensor& dx, const Tensor& g, const CsrAggregateIndex& idx,
       }
     }
     T* yu = y + u * F;
-    for (int64_t f = 0; f < F; ++f) yu[f] = static_cast<T>(acc[f]);
+    // With `add`: its row + the rounded sum, the one add the engine would have made after.
+    if (ap != nullptr)
+      for (int64_t f = 0; f < F; ++f) yu[f] = ap[u * F + f] + static_cast<T>(acc[f]);
+    else
+      for (int64_t f = 0; f < F; ++f) yu[f] = static_cast<T>(acc[f]);
   }
   });
 }
@@ -93,9 +98,9 @@ void csr_mean_aggregate_fwd(const Tensor& out, const Tensor& x, const CsrAggrega
 }
 
 void csr_mean_aggregate_bwd(const Tensor& dx, const Tensor& g, const CsrAggregateIndex& idx,
-                            CsrAggregateShape s) {
+                            CsrAggregateShape s, const Tensor& add) {
   IDEM_DISPATCH_FLOAT(dx.dtype(), "csr_mean_aggregate_backward",
-                      [&] { bwd_typed<scalar_t>(dx, g, idx, s); });
+                      [&] { bwd_typed<scalar_t>(dx, g, idx, s, add); });
 }
 
 }  // namespace idem::cpu

@@ -65,9 +65,11 @@ void csr_mean_aggregate_fwd(const Tensor& out, const Tensor& x, const CsrAggrega
                             CsrAggregateShape s);
 // dx (U, F) as above; every row is written (0 for a source with no out-edge). Reads row_ptr,
 // src_ptr and group_dst when it is defined, else row_ptr, src_ptr, src_perm, perm (if
-// defined) and dst.
+// defined) and dst. With `add` defined ((U, F), dx's dtype and device, not overlapping dx):
+// dx[u] = add[u] + T(sum), one add in T per element — the bits of the sum followed by a
+// separate add — in the same pass.
 void csr_mean_aggregate_bwd(const Tensor& dx, const Tensor& g, const CsrAggregateIndex& idx,
-                            CsrAggregateShape s);
+                            CsrAggregateShape s, const Tensor& add = Tensor());
 }  // namespace cpu
 
 namespace cuda {
@@ -75,7 +77,7 @@ namespace cuda {
 void csr_mean_aggregate_fwd(const Tensor& out, const Tensor& x, const CsrAggregateIndex& idx,
                             CsrAggregateShape s);
 void csr_mean_aggregate_bwd(const Tensor& dx, const Tensor& g, const CsrAggregateIndex& idx,
-                            CsrAggregateShape s);
+                            CsrAggregateShape s, const Tensor& add = Tensor());
 }  // namespace cuda
 
 }  // namespace idem

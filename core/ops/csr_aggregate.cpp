@@ -137,7 +137,7 @@ Tensor csr_mean_aggregate(const Tensor& x, const CsrAggregateIndex& idx) {
 }
 
 Tensor csr_mean_aggregate_backward(const Tensor& g, const CsrAggregateIndex& idx,
-                                   int64_t num_src_rows) {
+                                   int64_t num_src_rows, const Tensor& add) {
   check_rows_tensor(g, kBwd, "grad");
   IDEM_CHECK(num_src_rows >= 0, kBwd, "num_src_rows must be >= 0, got ", num_src_rows);
   CsrAggregateShape s = check_forward_index(idx, g, num_src_rows, kBwd);
@@ -157,10 +157,18 @@ Tensor csr_mean_aggregate_backward(const Tensor& g, const CsrAggregateIndex& idx
   check_consistency(idx, s, kBwd);
   // Every row of dx is written by the kernel (0 for a source without out-edges).
   Tensor dx = empty(with_rows(g.shape(), num_src_rows), g.options());
+  if (add.defined()) {
+    IDEM_CHECK(add.shape() == dx.shape() && add.dtype() == dx.dtype() &&
+                   add.device() == dx.device(),
+               kBwd, "add must be the gradient's shape, dtype and device: expected ",
+               dtype_name(dx.dtype()), " ", shape_str(dx.shape()), " on ", dx.device().str(),
+               ", got ", dtype_name(add.dtype()), " ", shape_str(add.shape()), " on ",
+               add.device().str());
+  }
   if (dx.numel() == 0) return dx;
   dispatch(
-      g, [&] { cpu::csr_mean_aggregate_bwd(dx, g, idx, s); },
-      [&] { cuda::csr_mean_aggregate_bwd(dx, g, idx, s); });
+      g, [&] { cpu::csr_mean_aggregate_bwd(dx, g, idx, s, add); },
+      [&] { cuda::csr_mean_aggregate_bwd(dx, g, idx, s, add); });
   return dx;
 }
 

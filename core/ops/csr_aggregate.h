@@ -25,7 +25,9 @@ Tensor csr_mean_aggregate(const Tensor& x, const CsrAggregateIndex& idx);
 // dx (num_src_rows, ...) from g = ∂L/∂out (V, ...). Needs every field of idx but col and the
 // optional perm / group_dst (CPU validation reads col too); the kernel reads group_dst instead
 // of src_perm / perm / dst when it is defined (core/kernels/csr_aggregate.h).
+// With `add` defined (dx's shape, dtype and device): add + dx, in the same pass and with the
+// bits of the separate add (what a node whose input's gradient is the sum of both asks for).
 Tensor csr_mean_aggregate_backward(const Tensor& g, const CsrAggregateIndex& idx,
-                                   int64_t num_src_rows);
+                                   int64_t num_src_rows, const Tensor& add = Tensor());
 
 }  // namespace idem::ops

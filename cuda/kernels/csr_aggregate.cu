@@ -111,13 +111,15 @@ __global__ void csr_mean_aggregate_fwd_group_kernel(float* __restrict__ out,
   }
 }
 
-// dx[u] = f32(Σ_{j in group u} f32(g[v_j] · inv(v_j))) : (V,F) -> (U,F)
+// dx[u] = f32(Σ_{j in group u} f32(g[v_j] · inv(v_j))) : (V,F) -> (U,F), plus add[u] when add is
+// not null (one f32 add after the rounding: the separate add's bits).
 // kCached: group_dst is given (null otherwise: src_perm, perm, dst are). Two instantiations
 // rather than a branch per edge, so the cached path's loads are scheduled as plainly as the
 // forward's.
 template <int VW, bool kCached>
 __global__ void csr_mean_aggregate_bwd_group_kernel(
-    float* __restrict__ dx, const float* __restrict__ g, const int64_t* __restrict__ row_ptr,
+    float* __restrict__ dx, const float* __restrict__ g, const float* __restrict__ add,
+    const int64_t* __restrict__ row_ptr,
     const int64_t* __restrict__ src_ptr, const int64_t* __restrict__ group_dst,
     const int64_t* __restrict__ src_perm, const int64_t* __restrict__ perm,
     const int64_t* __restrict__ dst, int64_t V, int64_t U, int64_t E, int64_t F, int G) {
@@ -129,6 +131,11 @@ __global__ void csr_mean_aggregate_bwd_group_kernel(
       Vec<float, VW> o;
 #pragma unroll
       for (int j = 0; j < VW; ++j) o.v[j] = static_cast<float>(acc[j]);
+      if (add != nullptr) {
+        const Vec<float, VW> a = Vec<float, VW>::load(add + r.v * F + c * VW);
+#pragma unroll
+        for (int j = 0; j < VW; ++j) o.v[j] = __fadd_rn(a.v[j], o.v[j]);
+      }
       o.store(dx + r.v * F + c * VW);
     }
   }
@@ -159,13 +166,14 @@ void csr_mean_aggregate_fwd(const Tensor& out, const Tensor& x, const CsrAggrega
 }
 
 void csr_mean_aggregate_bwd(const Tensor& dx, const Tensor& g, const CsrAggregateIndex& idx,
-                            CsrAggregateShape s) {
+                            CsrAggregateShape s, const Tensor& add) {
   const char* op = "csr_mean_aggregate_backward";
   if (s.sources == 0 || s.features == 0) return;
   check_f32(g, op);
   set_device(dx.device().index);
   float* y = dx.data<float>();
   const float* gp = g.data<float>();  // null when V = 0; never read then (E = 0)
+  const float* ap = add.defined() ? add.data<float>() : nullptr;
   const int64_t* rp = idx.row_ptr.data<int64_t>();
   const int64_t* sp = idx.src_ptr.data<int64_t>();
   // The cached destinations when given; else the chain src_perm -> perm -> dst.
@@ -174,13 +182,13 @@ void csr_mean_aggregate_bwd(const Tensor& dx, const Tensor& g, const CsrAggregat
   const int64_t* sperm = cached ? nullptr : idx.src_perm.data<int64_t>();
   const int64_t* pm = !cached && idx.perm.defined() ? idx.perm.data<int64_t>() : nullptr;
   const int64_t* dst = cached ? nullptr : idx.dst.data<int64_t>();
-  const SegmentLayout l = segment_layout(s.features, {y, gp});
+  const SegmentLayout l = segment_layout(s.features, {y, gp, ap});
   const int64_t V = s.rows, U = s.sources, E = s.edges, F = s.features;
   const auto kernel = l.vw == 4 ? (cached ? csr_mean_aggregate_bwd_group_kernel<4, true>
                                           : csr_mean_aggregate_bwd_group_kernel<4, false>)
                                 : (cached ? csr_mean_aggregate_bwd_group_kernel<1, true>
                                           : csr_mean_aggregate_bwd_group_kernel<1, false>);
-  launch_grid_stride(IDEM_SITE(op), U * l.group, kThreads, kernel, y, gp, rp, sp, gdst, sperm, pm,
+  launch_grid_stride(IDEM_SITE(op), U * l.group, kThreads, kernel, y, gp, ap, rp, sp, gdst, sperm, pm,
                      dst, V, U, E, F, l.group);
 }
 
