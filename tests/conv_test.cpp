@@ -358,13 +358,13 @@ TEST(Conv2dCuda, ImplicitGemmIsChosenForBnCnnShapes) {
         << shape_str(x);
   }
   // bn_cnn's first layer (1 -> 32) and the fmnist layers fit the tiled kernels. In bwd_weight
-  // the 1 -> 32 layer (9 taps) and fmnist's 1 -> 10 layer (10 channels, 25 taps) keep the two
-  // passes; fmnist's 10 -> 20 layer (20 channels, 250 taps) takes the 32-row GEMM tile.
+  // the 1 -> 32 layer (9 taps) and fmnist's 1 -> 10 layer (10 channels, 25 taps) run per
+  // image, and fmnist's 10 -> 20 layer (20 channels, 250 taps) takes the 32-row GEMM tile.
   const ConvShape first = shape_of({128, 1, 28, 28}, {32, 1, 3, 3}, pad1());
   EXPECT_STREQ(conv2d_hand_kernel_name(ConvDir::fwd, first), "tiled");
-  EXPECT_STREQ(conv2d_hand_kernel_name(ConvDir::bwd_weight, first), "two_pass");
+  EXPECT_STREQ(conv2d_hand_kernel_name(ConvDir::bwd_weight, first), "per_image");
   const ConvShape fm1 = shape_of({256, 1, 28, 28}, {10, 1, 5, 5}, {});
-  EXPECT_STREQ(conv2d_hand_kernel_name(ConvDir::bwd_weight, fm1), "two_pass");
+  EXPECT_STREQ(conv2d_hand_kernel_name(ConvDir::bwd_weight, fm1), "per_image");
   const ConvShape fm2 = shape_of({256, 10, 12, 12}, {20, 10, 5, 5}, {});
   EXPECT_STREQ(conv2d_hand_kernel_name(ConvDir::fwd, fm2), "tiled");
   EXPECT_STREQ(conv2d_hand_kernel_name(ConvDir::bwd_data, fm2), "tiled");
@@ -469,35 +469,23 @@ TEST(Conv2dCuda, ImplicitGemmMatchesCpuAndIsDeterministic) {
   }
 }
 
-// bwd_weight through its implicit GEMM (a fixed split of the N·P·Q positions, then the chunks'
-// sum in order): matches the CPU and the two-pass kernels, and a second call gives the same bits
-// (no atomics; the split depends on the shape only). The bn_cnn layers at batch 16 and 128 (49,
-// 98 and 56 chunks), fmnist's 10 -> 20 layer (32-row tiles), and groups with stride, padding and
-// dilation per axis and a short last chunk.
-TEST(Conv2dCuda, BwdWeightImplicitGemmMatchesCpuAndIsDeterministic) {
-#ifndef IDEM_WITH_CUDA
-  GTEST_SKIP() << "built without CUDA";
-#else
-  IDEM_REQUIRE_GPU();
+#ifdef IDEM_WITH_CUDA
+struct WgradRow {
+  Shape x, w;
+  ConvParams p;
+};
+
+// bwd_weight on the GPU for each row, which must route to `kernel`: matches the CPU and the
+// two-pass kernels, and a second call gives the same bits (no atomics; the split depends on the
+// shape only).
+void check_bwd_weight_kernel(const std::vector<WgradRow>& rows, const char* kernel, uint64_t seed) {
   BackendGuard guard;
   set_conv_backend(ConvBackend::hand);
   const Device dev = Device::cuda(0);
-  struct Row {
-    Shape x, w;
-    ConvParams p;
-  };
-  const Row rows[] = {
-      {{16, 32, 14, 14}, {64, 32, 3, 3}, params<ConvParams>(1, 1, 1, 1, 1, 1, 1)},
-      {{128, 32, 14, 14}, {64, 32, 3, 3}, params<ConvParams>(1, 1, 1, 1, 1, 1, 1)},
-      {{128, 64, 7, 7}, {64, 64, 3, 3}, params<ConvParams>(1, 1, 1, 1, 1, 1, 1)},
-      {{64, 10, 12, 12}, {20, 10, 5, 5}, params<ConvParams>(1, 1, 0, 0, 1, 1, 1)},
-      {{7, 24, 11, 13}, {96, 8, 3, 3}, params<ConvParams>(2, 1, 1, 2, 1, 2, 3)},
-  };
-  uint64_t seed = 990;
-  for (const Row& r : rows) {
+  for (const WgradRow& r : rows) {
     ++seed;
     const ConvShape s = ops::conv2d_shape(r.x, r.w, r.p, "t");
-    ASSERT_STREQ(cuda::conv2d_hand_kernel_name(ConvDir::bwd_weight, s), "implicit_gemm")
+    ASSERT_STREQ(cuda::conv2d_hand_kernel_name(ConvDir::bwd_weight, s), kernel)
         << shape_str(r.x);
     Tensor x = randn(r.x, seed), g = randn({s.N, s.O, s.P, s.Q}, seed + 1);
     const auto c = ops::conv2d_backward_weight(g, x, r.w, r.p).to_vector<float>();
@@ -520,6 +508,60 @@ TEST(Conv2dCuda, BwdWeightImplicitGemmMatchesCpuAndIsDeterministic) {
           << shape_str(r.x) << " element " << i;
     }
   }
+}
+#endif
+
+// bwd_weight through its implicit GEMM (a fixed split of the N·P·Q positions, then the chunks'
+// sum in order). The bn_cnn layers at batch 16 and 128 (49, 98 and 56 chunks), fmnist's
+// 10 -> 20 layer (32-row tiles), and groups with stride, padding and dilation per axis and a
+// short last chunk.
+TEST(Conv2dCuda, BwdWeightImplicitGemmMatchesCpuAndIsDeterministic) {
+#ifndef IDEM_WITH_CUDA
+  GTEST_SKIP() << "built without CUDA";
+#else
+  IDEM_REQUIRE_GPU();
+  check_bwd_weight_kernel(
+      {
+          {{16, 32, 14, 14}, {64, 32, 3, 3}, params<ConvParams>(1, 1, 1, 1, 1, 1, 1)},
+          {{128, 32, 14, 14}, {64, 32, 3, 3}, params<ConvParams>(1, 1, 1, 1, 1, 1, 1)},
+          {{128, 64, 7, 7}, {64, 64, 3, 3}, params<ConvParams>(1, 1, 1, 1, 1, 1, 1)},
+          {{64, 10, 12, 12}, {20, 10, 5, 5}, params<ConvParams>(1, 1, 0, 0, 1, 1, 1)},
+          {{7, 24, 11, 13}, {96, 8, 3, 3}, params<ConvParams>(2, 1, 1, 2, 1, 2, 3)},
+      },
+      "implicit_gemm", 990);
+#endif
+}
+
+// bwd_weight per image (a block stages an image of x and a band of dy's rows in shared memory;
+// the blocks' partials summed in a fixed order): the fmnist CNN's first layer at batch 256 (a
+// block an image, two bands) and 300 (two images a block, four bands), stride, padding and
+// dilation per axis at the smallest batch it takes (32), three weights a thread (576) and the
+// most it takes (1 024, four a thread), and bn_cnn's first layer (padding 1, seven-row bands).
+TEST(Conv2dCuda, BwdWeightPerImageMatchesCpuAndIsDeterministic) {
+#ifndef IDEM_WITH_CUDA
+  GTEST_SKIP() << "built without CUDA";
+#else
+  IDEM_REQUIRE_GPU();
+  check_bwd_weight_kernel(
+      {
+          {{256, 1, 28, 28}, {10, 1, 5, 5}, params<ConvParams>(1, 1, 0, 0, 1, 1, 1)},
+          {{300, 1, 28, 28}, {10, 1, 5, 5}, params<ConvParams>(1, 1, 0, 0, 1, 1, 1)},
+          {{32, 3, 13, 11}, {6, 3, 3, 2}, params<ConvParams>(2, 1, 1, 0, 1, 2, 1)},
+          {{40, 2, 9, 9}, {32, 2, 3, 3}, params<ConvParams>(1, 1, 1, 1, 1, 1, 1)},
+          {{33, 8, 8, 8}, {8, 8, 4, 4}, params<ConvParams>(1, 1, 0, 0, 1, 1, 1)},
+          {{128, 1, 28, 28}, {32, 1, 3, 3}, params<ConvParams>(1, 1, 1, 1, 1, 1, 1)},
+      },
+      "per_image", 1990);
+  // What it does not take: 31 images, 1 025 weights, groups, an image of x beyond 48 KB.
+  auto name = [](const Shape& x, const Shape& w, ConvParams p) {
+    return std::string(
+        cuda::conv2d_hand_kernel_name(ConvDir::bwd_weight, ops::conv2d_shape(x, w, p, "t")));
+  };
+  EXPECT_EQ(name({31, 1, 28, 28}, {10, 1, 5, 5}, {}), "two_pass");
+  EXPECT_EQ(name({64, 41, 6, 6}, {1, 41, 5, 5}, {}), "two_pass");
+  EXPECT_EQ(name({64, 4, 8, 8}, {8, 2, 3, 3}, params<ConvParams>(1, 1, 0, 0, 1, 1, 2)), "two_pass");
+  EXPECT_EQ(name({64, 16, 48, 48}, {4, 16, 3, 3}, params<ConvParams>(1, 1, 1, 1, 1, 1, 1)),
+            "two_pass");
 #endif
 }
 

@@ -76,8 +76,8 @@ void conv2d_hand(ConvDir dir, const Tensor& out, const Tensor& a, const Tensor& 
 void conv2d_cudnn(ConvDir dir, const Tensor& out, const Tensor& a, const Tensor& b,
                   const Tensor& bias, const ConvShape& s);
 // Which hand-written kernel conv2d_hand runs for `dir` on `s` (host logic, no GPU needed):
-// "tiled", "implicit_gemm" or "direct" for fwd and bwd_data, "implicit_gemm" or "two_pass" for
-// bwd_weight. The rule is described at the top of cuda/kernels/conv.cu. Throws idem::Error
+// "tiled", "implicit_gemm" or "direct" for fwd and bwd_data, "implicit_gemm", "per_image" or
+// "two_pass" for bwd_weight. The rule is described at the top of cuda/kernels/conv.cu. Throws idem::Error
 // without CUDA.
 const char* conv2d_hand_kernel_name(ConvDir dir, const ConvShape& s);
 // For benchmarks and tests (CUDA builds only, no stub): bwd_weight by the two-pass kernels

@@ -11,9 +11,12 @@
 //  2. implicit GEMM (fwd and bwd_data), otherwise when the reduction has >= 64 taps and the
 //     output has >= 16 channels per group (the bn_cnn demo's 32->64 layer and head);
 //  3. direct, for the rest.
-// bwd_weight has two: an implicit GEMM with a fixed split of the N·P·Q positions when a group
+// bwd_weight has three: an implicit GEMM with a fixed split of the N·P·Q positions when a group
 // has >= 16 output channels and >= 32 taps (the bn_cnn layers above, the fmnist CNN's 10->20
-// layer), else two passes.
+// layer); else, for one group of at most 1 024 weights whose image of x and band of dy's rows
+// fit in 48 KB, at batch >= 32, a block per image (or a few) and band of output rows staging
+// both in shared memory (the fmnist CNN's 1->10 layer; cuda/kernels/conv_wgrad_image.cu); else
+// two passes.
 // Every kernel is deterministic (no atomics; each output is one thread's sum in a fixed order):
 //  - fwd, tiled: one block per (n, g, chunk of work items) stages both in shared memory once; a
 //    thread accumulates OB output channels x 2 pixels in registers (one float4 weight load per
@@ -45,6 +48,7 @@
 #include "cuda/block_stage.cuh"
 #include "cuda/common.cuh"
 #include "cuda/device_utils.cuh"
+#include "cuda/kernels/conv_wgrad_image.h"
 
 namespace idem::cuda {
 
@@ -1063,7 +1067,18 @@ BwdWeightGemmPlan bwd_weight_igemm_plan(const ConvDims& d) {
 
 // Which kernel conv2d_hand runs for one direction: the single place the rule lives (used by
 // the launches below and by conv2d_hand_kernel_name).
-enum class HandKernel { tiled, implicit_gemm, direct, two_pass };
+// bwd_weight per image (conv_wgrad_image.h): one group, few weights, an image of x and a band
+// of dy's rows in 48 KB, and a batch of at least 32 images (below that the two-pass kernels
+// were as fast at batch 8; not measured in between).
+bool wgrad_image_selected(const ConvDims& d) {
+  const int64_t weights = static_cast<int64_t>(d.O) * d.C * d.R * d.S;
+  if (d.G != 1 || d.N < 32 || weights > kWgradImageMaxWeights) return false;
+  const WgradImageSplit split = wgrad_image_split(d.N, d.P);
+  return wgrad_image_smem_bytes(d.C, d.H, d.W, d.O, split.rows_per_band, d.Q) <=
+         kWgradImageSmemBytes;
+}
+
+enum class HandKernel { tiled, implicit_gemm, direct, per_image, two_pass };
 
 HandKernel choose_kernel(ConvDir dir, const ConvDims& d) {
   switch (dir) {
@@ -1075,6 +1090,7 @@ HandKernel choose_kernel(ConvDir dir, const ConvDims& d) {
       return igemm_selected(d, true) ? HandKernel::implicit_gemm : HandKernel::direct;
     case ConvDir::bwd_weight:
       if (bwd_weight_igemm_plan(d).ok) return HandKernel::implicit_gemm;
+      if (wgrad_image_selected(d)) return HandKernel::per_image;
       break;
   }
   return HandKernel::two_pass;
@@ -1177,6 +1193,22 @@ void bwd_weight_igemm(const Tensor& dw, const Tensor& dy, const Tensor& x, const
                        partial.data<float>(), n_elems, t.chunks);
 }
 
+// The per-image kernel (one partial per block of images and band of rows), then the partials'
+// sum by the two-pass kernels' reduce (a warp per weight: the lanes split the partials).
+void bwd_weight_per_image(const Tensor& dw, const Tensor& dy, const Tensor& x, const ConvDims& d,
+                          cudaStream_t st) {
+  const int64_t n_elems = static_cast<int64_t>(d.O) * d.C * d.R * d.S;
+  const WgradImageSplit split = wgrad_image_split(d.N, d.P);
+  Tensor partial = empty({static_cast<int64_t>(split.blocks()), n_elems}, dw.options());
+  const WgradImage a{dy.data<float>(), x.data<float>(), partial.data<float>(),
+                     d.N, d.C, d.H, d.W, d.O, d.R, d.S, d.P, d.Q, d.sh, d.sw, d.ph, d.pw, d.dh,
+                     d.dw, split.images_per_block, split.rows_per_band};
+  launch_conv_wgrad_image(a, split, st, "conv2d_backward_weight");
+  launch_grid_stride(IDEM_SITE("conv2d_backward_weight"), n_elems * 32, kThreads,
+                     conv2d_bwd_weight_reduce_kernel, dw.data<float>(), partial.data<float>(),
+                     n_elems, static_cast<int64_t>(split.blocks()));
+}
+
 // The two-pass kernels (partial sums per chunk of positions, then a warp per element).
 void bwd_weight_two_pass(const Tensor& dw, const Tensor& dy, const Tensor& x, const ConvDims& d) {
   const int ob = channel_block(d.Og);
@@ -1224,10 +1256,16 @@ void conv2d_hand(ConvDir dir, const Tensor& out, const Tensor& a, const Tensor& 
       hand_bwd_data(out, a, b, d, st);
       break;
     case ConvDir::bwd_weight:
-      if (choose_kernel(dir, d) == HandKernel::implicit_gemm)
-        bwd_weight_igemm(out, a, b, d, bwd_weight_igemm_plan(d), st);
-      else
-        bwd_weight_two_pass(out, a, b, d);
+      switch (choose_kernel(dir, d)) {
+        case HandKernel::implicit_gemm:
+          bwd_weight_igemm(out, a, b, d, bwd_weight_igemm_plan(d), st);
+          break;
+        case HandKernel::per_image:
+          bwd_weight_per_image(out, a, b, d, st);
+          break;
+        default:
+          bwd_weight_two_pass(out, a, b, d);
+      }
       break;
   }
 }
@@ -1241,6 +1279,8 @@ const char* conv2d_hand_kernel_name(ConvDir dir, const ConvShape& s) {
       return "implicit_gemm";
     case HandKernel::direct:
       return "direct";
+    case HandKernel::per_image:
+      return "per_image";
     case HandKernel::two_pass:
       break;
   }
