@@ -425,6 +425,10 @@ Adapter::Adapter(const std::shared_ptr<RecursiveModel>& trained, AdaptOptions op
   }
   apply_bn_mode(*model_, opt_.bn_mode == BnMode::batch);
   if (anchor_) apply_bn_mode(*anchor_, opt_.bn_mode == BnMode::batch);
+  share_first_features_ = it3 && opt_.anchor == Anchor::frozen && pristine_ &&
+                          pristine_ == anchor_ &&
+                          dynamic_cast<FeatureModel*>(model_.get()) != nullptr &&
+                          (opt_.bn_mode == BnMode::running || !has_normalization(*model_));
   select_params();
   if (adapting && !adapted_.empty()) {
     if (opt_.optimizer == OptimizerKind::adam) {
@@ -569,6 +573,16 @@ Adapter::LossPasses Adapter::it3_passes(const Input& x, Cost& cost) {
     Tensor h = f.features(x);
     p.first = f.from_features(h, s0);
     p.second = F.from_features(h, model_->to_signal(p.first));
+  } else if (share_first_features_ && theta_is_pristine_) {
+    // Right after a reset θ = Θ bit for bit and F is Θ, so F's body computes on x exactly the
+    // features f's body does (same weights, same input, deterministic kernels): run the body
+    // once — the cnn's convolutions are most of a forward — and give F the features detached
+    // (F passes gradients to its input s only, as when it runs its own body).
+    auto& f = static_cast<FeatureModel&>(*model_);
+    auto& F = static_cast<FeatureModel&>(*anchor_);
+    Tensor h = f.features(x);
+    p.first = f.from_features(h, s0);
+    p.second = F.from_features(h.detach(), model_->to_signal(p.first));
   } else {
     p.first = model_->forward(x, s0);
     p.second = anchor().forward(x, model_->to_signal(p.first));
@@ -714,11 +728,13 @@ Tensor Adapter::run_fused(const Input& x, Cost& cost) {
 Tensor Adapter::run(const Input& x, Cost& cost, Tensor* first_loss, Tensor* last_loss) {
   const bool adapting = optim_ != nullptr && opt_.steps > 0;
   draw_offset_ = 0;
+  theta_is_pristine_ = false;  // set by this call's reset, cleared by its first update
   if (ttt_) ttt_->begin_batch(batch_index_);
   if (adapting && opt_.reset == ResetPolicy::per_batch) {
     reset();
     cost.reset_bytes += uint64_t(reset_bytes());
     profiler::mark("reset θ ← Θ, moments ← 0", "reset", double(reset_bytes()));
+    theta_is_pristine_ = pristine_ != nullptr;
   }
   Tensor readout;  // readout_before_update: the last step's pass, before its update
   if (adapting) {
@@ -740,6 +756,7 @@ Tensor Adapter::run(const Input& x, Cost& cost, Tensor* first_loss, Tensor* last
         for (const Tensor& p : adapted_) before.push_back(p.detach().clone_data());
       }
       optim_->step();
+      theta_is_pristine_ = false;
       if (opt_.method == Method::random_step) random_step_update(before, k);
       cost.optimizer_steps += 1;
       profiler::mark(optim_->name(), "update");
@@ -749,6 +766,7 @@ Tensor Adapter::run(const Input& x, Cost& cost, Tensor* first_loss, Tensor* last
       ++steps_since_reset_;
     }
   }
+  theta_is_pristine_ = false;
   ++batch_index_;
   if (readout.defined()) return readout;
   NoGradGuard ng;

@@ -406,6 +406,55 @@ TEST(It3Adapt, FrozenAnchorBuildsNoWeightGradientWork) {
   for (const Tensor& p : a.model().parameters()) EXPECT_TRUE(p.grad().defined());
 }
 
+// At the first step after a reset f = Θ = F, so the Adapter runs the body once for both passes
+// (share_first_features_ in it3/adapt.cpp). The predictions must be those of IT³ written out
+// with F running its own body: the same bits, K = 1 and 3 (the later steps run both bodies),
+// Adam and SGD, two batches (a reset between them).
+TEST(It3Adapt, SharedFirstStepFeaturesGiveTheBitsOfTwoBodies) {
+  auto trained = make_small_cnn(10, {}, 7);
+  const Tensor xs[] = {randn({4, 1, 28, 28}, 8), randn({4, 1, 28, 28}, 9)};
+  for (OptimizerKind opt : {OptimizerKind::adam, OptimizerKind::sgd})
+    for (int k : {1, 3}) {
+      SCOPED_TRACE(std::string(opt == OptimizerKind::adam ? "adam" : "sgd") + ", K " +
+                   std::to_string(k));
+      AdaptOptions o = AdaptOptions::for_method(Method::it3);
+      o.steps = k;
+      o.optimizer = opt;
+      o.lr = 0.05;  // large steps, so a step that went wrong would show
+      Adapter a(trained, o);
+      for (const Tensor& x : xs) {
+        const Tensor got = a.predict(Input(x)).prediction;
+        // IT³ by hand: θ ← Θ, K steps of d(softmax(F(x, f(x, ∅))), f(x, ∅)), F = Θ frozen.
+        auto f = std::dynamic_pointer_cast<RecursiveModel>(trained->clone());
+        auto F = std::dynamic_pointer_cast<RecursiveModel>(trained->clone());
+        f->eval();
+        F->eval();
+        F->set_requires_grad(false);
+        std::unique_ptr<Optimizer> step;
+        if (opt == OptimizerKind::adam) {
+          AdamOptions ao;
+          ao.lr = o.lr;
+          step = std::make_unique<Adam>(f->parameters(), ao);
+        } else {
+          SGDOptions so;
+          so.lr = o.lr;
+          step = std::make_unique<SGD>(f->parameters(), so);
+        }
+        const Input in(x);
+        const Tensor s0 = f->neutral(4, x.device(), x.dtype());
+        for (int i = 0; i < k; ++i) {
+          step->zero_grad();
+          const Tensor y0 = f->forward(in, s0);
+          const Tensor y1 = F->forward(in, f->to_signal(y0));
+          distance(softmax(y1, 1), f->to_signal(y0), o.distance).backward();
+          step->step();
+        }
+        NoGradGuard ng;
+        EXPECT_TRUE(bit_equal(got, f->forward(in, s0)));
+      }
+    }
+}
+
 // ---- one step by hand: an independent f64 finite-difference gradient ----
 
 TEST(It3Adapt, OneStepEqualsAFiniteDifferenceUpdate) {
