@@ -44,20 +44,24 @@ void check_grad(const Node& node, size_t i, const Edge& e, const Tensor& g) {
 
 }  // namespace
 
-namespace detail {
-// What Node::gradient_starts_empty reads: the engine's buffers and the slot of each node.
+namespace {
+// What Node::gradient_starts_empty reads: the node whose backward() this thread is running,
+// the engine's buffers and the slot of each node. Thread-local, so two threads running
+// backward over one graph never see each other's buffers.
 struct GradientSlots {
+  const Node* node;
   const std::unordered_map<Node*, size_t>& slot_of;
   const std::vector<Tensor>& buffers;
 };
-}  // namespace detail
+thread_local const GradientSlots* t_slots = nullptr;
+}  // namespace
 
 bool Node::gradient_starts_empty(size_t i) const {
-  if (slots_ == nullptr || !needs_grad(i)) return false;
-  const Edge& e = next_[i];
+  if (t_slots == nullptr || t_slots->node != this || !needs_grad(i)) return false;
+  const Edge& e = next()[i];
   if (e.leaf) return !e.leaf->grad.defined();
-  const auto it = slots_->slot_of.find(e.fn.get());
-  return it != slots_->slot_of.end() && !slots_->buffers[it->second].defined();
+  const auto it = t_slots->slot_of.find(e.fn.get());
+  return it != t_slots->slot_of.end() && !t_slots->buffers[it->second].defined();
 }
 
 uint64_t backward_node_count() { return g_backward_nodes.load(); }
@@ -122,17 +126,18 @@ void run_backward(const Tensor& root, const Tensor& grad_output) {
     std::vector<Tensor> grads(n->next().size());
     if (g.defined()) {
       if (anomaly) detail::anomaly_check_grad_in(*n, g);
-      // The node may ask which of its inputs' gradients are still empty; the pointer is
-      // cleared on every way out of backward().
-      const detail::GradientSlots slots{slot_of, buffers};
-      n->slots_ = &slots;
+      // The node may ask which of its inputs' gradients are still empty; the context is
+      // restored on every way out of backward().
+      const GradientSlots slots{n, slot_of, buffers};
+      const GradientSlots* const outer = t_slots;  // a backward() may run a nested backward
+      t_slots = &slots;
       try {
         grads = n->backward(g);
       } catch (...) {
-        n->slots_ = nullptr;
+        t_slots = outer;
         throw;
       }
-      n->slots_ = nullptr;
+      t_slots = outer;
       g_backward_nodes.fetch_add(1);
       if (profiler::active()) {
         double bytes = double(g.nbytes());

@@ -18,9 +18,6 @@ namespace idem {
 
 class Node;
 struct CreationSite;
-namespace detail {
-struct GradientSlots;  // the engine's gradient buffers, while a backward() runs (engine.cpp)
-}
 // The inputs of one call, as the functions write them: needs_history({a, b}). A braced list of
 // references, so the per-op check copies no Tensor (no refcount traffic) and allocates nothing.
 using TensorRefs = std::initializer_list<std::reference_wrapper<const Tensor>>;  // autograd/anomaly.h
@@ -58,12 +55,18 @@ class Node {
   virtual std::vector<Tensor> backward(const Tensor& grad_out) = 0;
 
   bool needs_grad(size_t i) const { return i < next_.size() && next_[i].defined(); }
-  // Asked during backward(): whether input i's gradient holds nothing yet, so that what this
-  // node returns for it starts the sum. A node that returns two terms for the same input (an
-  // input recorded twice) may then return their sum as one — the engine would add the second
-  // to the first alone —, in one pass instead of an add. False outside backward() and for an
-  // input that needs no gradient.
+  // Asked during this node's backward(), on the thread running it: whether input i's gradient
+  // holds nothing yet, so that what this node returns for it starts the sum. A node that
+  // returns two terms for the same input (an input recorded twice) may then return their sum
+  // as one, in one pass instead of an add — the engine would have added the second to the
+  // first alone, provided no other edge of the node between them targets the same input
+  // (same_input). False outside backward() and for an input that needs no gradient.
   bool gradient_starts_empty(size_t i) const;
+  // Whether inputs i and j are the same tensor (their gradients go to the same place).
+  bool same_input(size_t i, size_t j) const {
+    return needs_grad(i) && needs_grad(j) && next_[i].fn == next_[j].fn &&
+           next_[i].leaf == next_[j].leaf;
+  }
   const std::vector<Edge>& next() const { return next_; }
   uint64_t sequence() const { return sequence_; }
   // Where the node was recorded; null unless anomaly mode was on then (autograd/anomaly.h).
@@ -75,9 +78,7 @@ class Node {
   template <typename Inputs>
   friend void record_inputs(Node&, const Inputs&);
   friend void detail::anomaly_on_record(Node&, const std::vector<Tensor>&, const Tensor&);
-  friend void run_backward(const Tensor&, const Tensor&);
   std::vector<Edge> next_;
-  const detail::GradientSlots* slots_ = nullptr;  // set by the engine around backward()
   uint64_t sequence_ = 0;
   std::shared_ptr<const CreationSite> site_;
 };

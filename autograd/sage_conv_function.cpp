@@ -1,6 +1,7 @@
 // sage_conv: records ONE node for a SAGEConv layer's aggregation and linear part.
 #include "autograd/sage_conv_function.h"
 
+#include "autograd/anomaly.h"
 #include "autograd/csr_aggregate_function.h"
 #include "core/ops/csr_aggregate.h"
 #include "core/ops/fused.h"
@@ -36,11 +37,14 @@ class SageConvNode : public Node {
                                   needs_grad(1), needs_grad(2), need_x, needs_grad(3));
     // x is recorded twice (edges 0 and 4), so the engine adds the root and the aggregation
     // terms to x's gradient one after the other, in the order the two replaced nodes did.
-    // When x's gradient is still empty that is dx + Aᵀ·da alone: the aggregation's adjoint
-    // then adds dx in its own pass (the same bits, one (V, F) add fewer: 13 µs a layer at
-    // 65 536 nodes on an H100) and edge 4 gets nothing.
+    // When x's gradient is still empty, and x is not also a weight or the bias (whose terms
+    // the engine would add between the two), that is dx + Aᵀ·da alone: the aggregation's
+    // adjoint then adds dx in its own pass (the same bits, one (V, F) add fewer: 13 µs a layer
+    // at 65 536 nodes on an H100) and edge 4 gets nothing. Not in anomaly mode, whose checks
+    // name the input a non-finite gradient came from.
     if (!need_x) return {Tensor(), r.dweight_l, r.dbias, r.dweight_r, Tensor()};
-    if (gradient_starts_empty(0))
+    if (gradient_starts_empty(0) && !same_input(0, 1) && !same_input(0, 2) &&
+        !same_input(0, 3) && !anomaly_mode())
       return {ops::csr_mean_aggregate_backward(r.da, index_, x_.size(0), r.dx), r.dweight_l,
               r.dbias, r.dweight_r, Tensor()};
     return {r.dx, r.dweight_l, r.dbias, r.dweight_r,

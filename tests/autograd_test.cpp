@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <stdexcept>
 
 #include "autograd/functions.h"
 
@@ -151,23 +152,28 @@ namespace idem {
 namespace {
 
 // A node of two inputs that records, during its backward, what gradient_starts_empty says for
-// each, and passes the gradient on to both.
+// each, and passes the gradient on to both (or to neither, or throws).
 class ProbeNode : public Node {
  public:
-  explicit ProbeNode(std::vector<bool>* seen) : seen_(seen) {}
+  enum class Then { pass_on, pass_nothing, throw_error };
+  ProbeNode(std::vector<bool>* seen, Then then) : seen_(seen), then_(then) {}
   const char* name() const override { return "probe"; }
   std::vector<Tensor> backward(const Tensor& g) override {
     for (size_t i = 0; i < next().size(); ++i) seen_->push_back(gradient_starts_empty(i));
+    if (then_ == Then::throw_error) throw std::runtime_error("probe");
+    if (then_ == Then::pass_nothing) return {Tensor(), Tensor()};
     return {g, g};
   }
 
  private:
   std::vector<bool>* seen_;
+  Then then_;
 };
 
-Tensor probe(const Tensor& a, const Tensor& b, std::vector<bool>* seen) {
+Tensor probe(const Tensor& a, const Tensor& b, std::vector<bool>* seen,
+             ProbeNode::Then then = ProbeNode::Then::pass_on) {
   Tensor y = a.detach().clone_data();
-  record(std::make_shared<ProbeNode>(seen), {a, b}, y);
+  record(std::make_shared<ProbeNode>(seen, then), {a, b}, y);
   return y;
 }
 
@@ -198,9 +204,23 @@ TEST(Autograd, GradientStartsEmptyTellsWhetherAnInputsSumHasBegun) {
   EXPECT_EQ(seen, (std::vector<bool>{false, false}));
   // The gradients themselves: each probe passes g to both inputs.
   EXPECT_EQ(b.grad().to_vector<double>(), (std::vector<double>{4 + 6, 4 + 6}));
-  // Outside backward() the question has no answer: false.
-  ProbeNode outside(&seen);
-  EXPECT_FALSE(outside.gradient_starts_empty(0));
+  // Outside backward() the question has no answer: false, even for a node whose input's
+  // gradient is still empty (a probe that passed nothing on), after a backward that returned
+  // and after one that threw.
+  Tensor d = from_vector<double>({1.0}, {1});
+  d.requires_grad_();
+  seen.clear();
+  Tensor y = probe(d, d, &seen, ProbeNode::Then::pass_nothing);
+  const std::shared_ptr<Node> quiet = y.grad_fn();
+  sum(y).backward();
+  EXPECT_EQ(seen, (std::vector<bool>{true, true}));
+  EXPECT_FALSE(d.grad().defined());
+  EXPECT_FALSE(quiet->gradient_starts_empty(0));
+  Tensor z = probe(d, d, &seen, ProbeNode::Then::throw_error);
+  const std::shared_ptr<Node> thrower = z.grad_fn();
+  EXPECT_THROW(sum(z).backward(), std::runtime_error);
+  EXPECT_FALSE(thrower->gradient_starts_empty(0));
+  EXPECT_FALSE(quiet->gradient_starts_empty(0));
 }
 
 }  // namespace

@@ -498,7 +498,7 @@ void check_bwd_weight_kernel(const std::vector<WgradRow>& rows, const char* kern
     const auto t = two.to_vector<float>();
     ASSERT_EQ(c.size(), d1.size());
     ASSERT_EQ(c.size(), t.size());
-    // The sums run over N·P·Q products of unit normals (up to 25 088 here): tolerance relative
+    // The sums run over N·P·Q products of unit normals (up to 172 800 here): tolerance relative
     // to sqrt(N·P·Q), the sums' typical size.
     const double scale = std::sqrt(static_cast<double>(s.N * s.P * s.Q));
     for (size_t i = 0; i < c.size(); ++i) {
@@ -534,9 +534,10 @@ TEST(Conv2dCuda, BwdWeightImplicitGemmMatchesCpuAndIsDeterministic) {
 
 // bwd_weight per image (a block stages an image of x and a band of dy's rows in shared memory;
 // the blocks' partials summed in a fixed order): the fmnist CNN's first layer at batch 256 (a
-// block an image, two bands) and 300 (two images a block, four bands), stride, padding and
-// dilation per axis at the smallest batch it takes (32), three weights a thread (576) and the
-// most it takes (1 024, four a thread), and bn_cnn's first layer (padding 1, seven-row bands).
+// block an image, two bands) and 300 (two images a block, four bands), at the smallest batch it
+// takes (32) stride and padding on the rows with dilation on the columns, and a column stride
+// of 2 with column padding and dilation on both axes, three weights a thread (576) and the most
+// it takes (1 024, four a thread), and bn_cnn's first layer (padding 1, seven-row bands).
 TEST(Conv2dCuda, BwdWeightPerImageMatchesCpuAndIsDeterministic) {
 #ifndef IDEM_WITH_CUDA
   GTEST_SKIP() << "built without CUDA";
@@ -547,6 +548,7 @@ TEST(Conv2dCuda, BwdWeightPerImageMatchesCpuAndIsDeterministic) {
           {{256, 1, 28, 28}, {10, 1, 5, 5}, params<ConvParams>(1, 1, 0, 0, 1, 1, 1)},
           {{300, 1, 28, 28}, {10, 1, 5, 5}, params<ConvParams>(1, 1, 0, 0, 1, 1, 1)},
           {{32, 3, 13, 11}, {6, 3, 3, 2}, params<ConvParams>(2, 1, 1, 0, 1, 2, 1)},
+          {{32, 3, 13, 11}, {6, 3, 3, 2}, params<ConvParams>(1, 2, 0, 1, 2, 2, 1)},
           {{40, 2, 9, 9}, {32, 2, 3, 3}, params<ConvParams>(1, 1, 1, 1, 1, 1, 1)},
           {{33, 8, 8, 8}, {8, 8, 4, 4}, params<ConvParams>(1, 1, 0, 0, 1, 1, 1)},
           {{128, 1, 28, 28}, {32, 1, 3, 3}, params<ConvParams>(1, 1, 1, 1, 1, 1, 1)},

@@ -282,7 +282,7 @@ TEST(CsrAggregate, Gradcheck) {
 // The adjoint with `add` (what sage_conv asks for when x's gradient is still empty): add + Aᵀg
 // in one pass, the bits of the adjoint followed by a separate add, for f32 and f64, F that is
 // and is not a multiple of 4, trailing dims, the cached and the chained index; and a clear
-// error for an `add` of the wrong shape, dtype or device.
+// error for an `add` of the wrong shape or dtype.
 TEST(CsrAggregate, BackwardWithAddGivesTheSeparateAddsBitsCpu) {
   const Graph g = random_graph(61, 200, 71);
   for (DType dt : {DType::f32, DType::f64})

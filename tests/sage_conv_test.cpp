@@ -128,6 +128,20 @@ TEST(SageConv, AddsToAnInputGradientInTheOrderOfTheTwoOps) {
   EXPECT_TRUE(bit_equal(f.x.grad(), c.x.grad()));
 }
 
+// x passed as the layer's input and as both weights (6 nodes of 6 features, a 6 -> 6 layer):
+// its gradient is four terms, which the node must leave to the engine in the composed order
+// (the adjoint may not fold the root term in while the weights' terms come between).
+TEST(SageConv, InputThatIsAlsoAWeightKeepsTheComposedOrder) {
+  const CsrAggregateIndex idx = random_index(6, 20, kSeed + 11, Device::cpu());
+  Tensor xf = randn({6, 6}, kSeed + 12).requires_grad_();
+  Tensor xc = xf.detach().clone_data().requires_grad_();
+  const Tensor b = randn({6}, kSeed + 13), gy = randn({6, 6}, kSeed + 14);
+  sum(mul(sage_conv(xf, idx, xf, b, xf, FusedAct::relu, kSlope), gy)).backward();
+  sum(mul(sage_linear(csr_mean_aggregate(xc, idx), xc, b, xc, xc, FusedAct::relu, kSlope), gy))
+      .backward();
+  EXPECT_TRUE(bit_equal(xf.grad(), xc.grad()));
+}
+
 TEST(SageConv, KeepsTheMeanOnlyWhenAsked) {
   const CsrAggregateIndex idx = random_index(12, 30, kSeed + 5, Device::cpu());
   const Operands o = make_operands(12, 4, 3, true, {}, false);

@@ -265,7 +265,7 @@ TEST_F(TallSkinnyCuda, MatmulNarrowGivesTheTilesBits) {
       {65536, 3, 64, 1.0, 1.0},  // ... accumulated into C
       {17001, 1, 4, 1.0, 0.0},   // one partial chunk, ragged M
       {16999, 2, 200, 0.5, 1.0}, // four chunks, the last one 8 wide
-      {300, 4, 256, -2.0, 0.5},  // the largest K, fewer rows than two blocks
+      {300, 4, 256, -2.0, 0.5},  // the largest K, three blocks, the last one ragged
   };
   uint64_t seed = 900;
   for (const Case& mc : cases)
@@ -292,7 +292,10 @@ TEST_F(TallSkinnyCuda, MatmulNarrowGivesTheTilesBits) {
       cuda::matmul_hand_variant(again, ga, gb, p, 10);
       EXPECT_TRUE(bit_equal(again, narrow)) << "not deterministic";
     }
-  // matmul_hand takes it for the sage shape: one launch, the same bits.
+  // matmul_hand on the sage shape: one launch, the forced kernel's bits. (That does not tell
+  // the narrow kernel from the 128x64 tile, which gives the same bits in one launch too; the
+  // bench rows sage/matmul/gz_W_first/.../hand and .../hand_narrow show the router's choice
+  // by their times.)
   const MatmulParams p = single_gemm(65536, 3, 64, false, false);
   const Tensor ga = randn({65536, 64}, 990).to(kGpu), gb = randn({64, 3}, 991).to(kGpu);
   const Tensor routed = empty({65536, 3}, ga.options()), forced = empty({65536, 3}, ga.options());

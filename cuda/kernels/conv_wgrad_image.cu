@@ -3,8 +3,9 @@
 // How: block (i, b) stages one image's x (C·H·W) and the rows of band b of its dy (O channels
 // of rows·Q, each padded by one float) in shared memory with coalesced loads, then thread t
 // computes weights t, t + 256, … (o, c, r, s) by walking the band's output positions (p, q) in
-// order and reading both operands from shared memory: the threads of a warp share one or two
-// output channels and read neighbouring taps, so most reads are broadcasts. The valid columns
+// order and reading both operands from shared memory: the threads of a warp share a few output
+// channels (one or two when a channel has 16 or more taps) and read neighbouring taps, so most
+// reads are broadcasts. The valid columns
 // of each tap (w = q·sw − pw + s·dw inside the image) are found once per thread, so the inner
 // loop has no bounds test, and it runs four independent chains (the latency of one fmaf chain
 // per thread is what bounds this kernel). The block repeats this for each of its images and

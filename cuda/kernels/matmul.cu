@@ -403,7 +403,7 @@ __device__ __forceinline__ void small_output(const GemmArgs& g, const float* A, 
 // are dozens of instructions each beside a K of a few terms. (Measured: the sage first layer's
 // 65 536 x 3 x 64 product took 21.9 µs a launch with L2 warm, against 24.7 µs under ncu before:
 // two tools, so no gain is claimed; the 128x64 tile does the same product in 8.3 µs with the
-// same bits, docs/performance.md, which is the next change to make here.)
+// same bits, docs/performance.md, and run_hand routes it there.)
 template <bool TA, bool TB>
 __global__ void matmul_fwd_small_kernel(GemmArgs g, int batch) {
   const int64_t MN = static_cast<int64_t>(g.M) * g.N, total = MN * batch;
@@ -934,7 +934,8 @@ void run_hand(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulPar
 
   // Narrow products (N <= 4, e.g. the sage first layer's input gradient 65 536 x 64 -> 3): one
   // thread a row, A staged through shared memory (cuda/kernels/matmul_narrow.cu), when the rows
-  // give every SM a block; variant 10 forces it. Same bits as the tiles. No epilogue (the
+  // give every SM a block; variant 10 forces it. The small kernel's bits, and the tiles' but
+  // for the sign of an all-zero sum (see the top of this file). No epilogue (the
   // Linear forwards that carry one have N = a layer width).
   const bool narrow_fits = p.batch == 1 && !p.trans_a && p.N <= kNarrowMaxN &&
                            p.K <= kNarrowMaxK && vec_a && !epilogue;

@@ -10,7 +10,8 @@
 // coalesced 16-byte loads (16 consecutive threads read one row's 256 bytes) into a row-major
 // shared array padded to 65 floats a row, so the row-per-thread reads that follow hit 32
 // different banks. Each thread then runs its N sums over the chunk's k in order. The sums are
-// the same fmaf chains as the other kernels', so the routing does not change the bits.
+// the same fmaf chains as the other kernels', so the routing does not change the bits (but for
+// the sign of an all-zero sum, which a tile's zero padding can turn from -0 into +0).
 #include "cuda/kernels/matmul_narrow.h"
 
 #include "cuda/common.cuh"

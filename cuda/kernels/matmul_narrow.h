@@ -26,7 +26,8 @@ struct NarrowGemm {
 };
 
 // One launch on `stream`. Each output is one fmaf chain over k = 0..K-1 in order from zero,
-// then alpha·s (+ beta·C): the bits of the tiled and small kernels. The caller checks the shape
+// then alpha·s (+ beta·C): the small kernel's bits, and the tiled kernels' but for the sign of an
+// all-zero sum (matmul.cu's header). The caller checks the shape
 // (N <= kNarrowMaxN, K <= kNarrowMaxK, K % 4 == 0, aligned A); `op` names it in launch errors.
 void launch_matmul_narrow(const NarrowGemm& g, cudaStream_t stream, const char* op);
 
