@@ -72,14 +72,22 @@ KERNELS = [
     ("conv implicit GEMM weight gradient, bn_cnn head 64 -> 64", "batch 128, 7 x 7, 3 x 3",
      gemm_flops(HEAD_COUT, HEAD_CIN * 9, HEAD_NPQ), conv_bytes(HEAD_NPQ, HEAD_CIN, HEAD_COUT),
      34.9, "H100, warm"),
-    # The sage first layer's products (3 inputs), 2026-12-07: the router's small kernel, and the
-    # 128 x 64 tile it could take instead (same bits).
-    ("sage first-layer forward x·Wrᵀ, small kernel (the router's)", "65 536 x 3 -> 64",
+    # The sage first layer's products (3 inputs), 2026-12-07: the small kernel the router took
+    # before the fourth session, the 128 x 64 tile it takes now (same bits), and for the input
+    # gradient the tile before and the narrow kernel now.
+    ("sage first-layer forward x·Wrᵀ, small kernel (before)", "65 536 x 3 -> 64",
      gemm_flops(SAGE_V, 64, 3), gemm_bytes(SAGE_V, 64, 3), 24.1, "H100, cold L2"),
-    ("same, the 128 x 64 tile", "65 536 x 3 -> 64",
+    ("same, the 128 x 64 tile (the router's since the fourth session)", "65 536 x 3 -> 64",
      gemm_flops(SAGE_V, 64, 3), gemm_bytes(SAGE_V, 64, 3), 10.6, "H100, cold L2"),
-    ("sage first-layer input gradient gz·W, 128 x 64 tile", "65 536 x 64 -> 3",
-     gemm_flops(SAGE_V, 3, 64), gemm_bytes(SAGE_V, 3, 64), 26.1, "H100, cold L2"),
+    ("sage first-layer input gradient gz·W, 128 x 64 tile (before)", "65 536 x 64 -> 3",
+     gemm_flops(SAGE_V, 3, 64), gemm_bytes(SAGE_V, 3, 64), 25.9, "H100, cold L2"),
+    ("same, the narrow kernel (the router's since the fourth session)", "65 536 x 64 -> 3",
+     gemm_flops(SAGE_V, 3, 64), gemm_bytes(SAGE_V, 3, 64), 17.0, "H100, cold L2"),
+    # The fmnist CNN's first layer's weight gradient at batch 256 (1 -> 10 channels, 5 x 5 taps,
+    # 28 x 28 -> 24 x 24), per image (fourth session, 2026-12-07): x and dy read once.
+    ("conv weight gradient per image, fmnist 1 -> 10", "batch 256, 24 x 24, 5 x 5",
+     gemm_flops(10, 25, 256 * 24 * 24), (256 * 28 * 28 + 256 * 10 * 24 * 24) * F32, 32.5,
+     "H100, cold L2"),
     # mlp_256's middle layer at batch 64 (2026-12-07): far below a microsecond of FLOPs or bytes,
     # so the time is latency (one launch, a K chain), not throughput.
     ("mlp_256 layer, cluster split-K", "64 x 256 -> 256",
