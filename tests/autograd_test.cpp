@@ -223,5 +223,43 @@ TEST(Autograd, GradientStartsEmptyTellsWhetherAnInputsSumHasBegun) {
   EXPECT_FALSE(quiet->gradient_starts_empty(0));
 }
 
+// A node whose backward asks about another node (the answer is only ever a node's own: false),
+// runs a whole backward of an unrelated graph inside its own, then asks about itself again (the
+// engine restores its context after the inner one).
+class NestingNode : public Node {
+ public:
+  // inner_loss: a scalar recorded beforehand (backward runs with grad mode off).
+  NestingNode(std::vector<bool>* seen, std::shared_ptr<Node> other, Tensor inner_loss)
+      : seen_(seen), other_(std::move(other)), inner_loss_(std::move(inner_loss)) {}
+  const char* name() const override { return "nesting"; }
+  std::vector<Tensor> backward(const Tensor& g) override {
+    seen_->push_back(gradient_starts_empty(0));
+    seen_->push_back(other_->gradient_starts_empty(0));
+    inner_loss_.backward();
+    seen_->push_back(gradient_starts_empty(0));
+    return {g};
+  }
+
+ private:
+  std::vector<bool>* seen_;
+  std::shared_ptr<Node> other_;
+  Tensor inner_loss_;
+};
+
+TEST(Autograd, GradientStartsEmptyAnswersOnlyForTheRunningNodeAndSurvivesANestedBackward) {
+  std::vector<bool> seen, unused;
+  Tensor a = from_vector<double>({1.0, 2.0}, {2}), c = from_vector<double>({3.0}, {1});
+  a.requires_grad_();
+  c.requires_grad_();
+  // `other` is a node whose input (a) has an empty gradient: asked by itself during its own
+  // backward it would say true.
+  const std::shared_ptr<Node> other = probe(a, a, &unused).grad_fn();
+  Tensor y = a.detach().clone_data();
+  record(std::make_shared<NestingNode>(&seen, other, sum(c * 3.0)), {a}, y);
+  sum(y).backward();
+  EXPECT_EQ(seen, (std::vector<bool>{true, false, true}));
+  EXPECT_EQ(c.grad().to_vector<double>(), (std::vector<double>{3.0}));
+}
+
 }  // namespace
 }  // namespace idem

@@ -453,6 +453,29 @@ TEST(It3Adapt, SharedFirstStepFeaturesGiveTheBitsOfTwoBodies) {
         EXPECT_TRUE(bit_equal(got, f->forward(in, s0)));
       }
     }
+  // The shared path runs: F's body reports its activations to a tap sink only when it runs,
+  // which is never at K = 1 and on steps 2 and 3 only at K = 3 (the prediction runs f_θ).
+  size_t per_body = 0;
+  {
+    auto probe = std::dynamic_pointer_cast<RecursiveModel>(trained->clone());
+    probe->set_tap_sink([&](const std::string& name, const Tensor&) {
+      if (name.rfind("body.", 0) == 0) ++per_body;
+    });
+    NoGradGuard ng;
+    probe->forward_neutral(Input(xs[0]));
+  }
+  ASSERT_GT(per_body, 0u);
+  for (int k : {1, 3}) {
+    AdaptOptions o = AdaptOptions::for_method(Method::it3);
+    o.steps = k;
+    Adapter a(trained, o);
+    size_t taps = 0;
+    a.anchor().set_tap_sink([&](const std::string& name, const Tensor&) {
+      if (name.rfind("body.", 0) == 0) ++taps;
+    });
+    a.predict(Input(xs[0]));
+    EXPECT_EQ(taps, per_body * size_t(k - 1)) << "K " << k;
+  }
 }
 
 // ---- one step by hand: an independent f64 finite-difference gradient ----

@@ -128,7 +128,8 @@ TEST(SageConv, AddsToAnInputGradientInTheOrderOfTheTwoOps) {
   EXPECT_TRUE(bit_equal(f.x.grad(), c.x.grad()));
 }
 
-// x passed as the layer's input and as both weights (6 nodes of 6 features, a 6 -> 6 layer):
+// x passed as the layer's input and as both weights, then as either one (6 nodes of 6
+// features, a 6 -> 6 layer):
 // its gradient is four terms, which the node must leave to the engine in the composed order
 // (the adjoint may not fold the root term in while the weights' terms come between).
 TEST(SageConv, InputThatIsAlsoAWeightKeepsTheComposedOrder) {
@@ -140,6 +141,22 @@ TEST(SageConv, InputThatIsAlsoAWeightKeepsTheComposedOrder) {
   sum(mul(sage_linear(csr_mean_aggregate(xc, idx), xc, b, xc, xc, FusedAct::relu, kSlope), gy))
       .backward();
   EXPECT_TRUE(bit_equal(xf.grad(), xc.grad()));
+  // x as one weight only, either one.
+  const Tensor w = randn({6, 6}, kSeed + 15);
+  for (bool as_left : {true, false}) {
+    SCOPED_TRACE(as_left ? "x as weight_l" : "x as weight_r");
+    Tensor xf1 = randn({6, 6}, kSeed + 16).requires_grad_();
+    Tensor xc1 = xf1.detach().clone_data().requires_grad_();
+    const Tensor& wlf = as_left ? xf1 : w;
+    const Tensor& wrf = as_left ? w : xf1;
+    const Tensor& wlc = as_left ? xc1 : w;
+    const Tensor& wrc = as_left ? w : xc1;
+    sum(mul(sage_conv(xf1, idx, wlf, b, wrf, FusedAct::relu, kSlope), gy)).backward();
+    sum(mul(sage_linear(csr_mean_aggregate(xc1, idx), wlc, b, xc1, wrc, FusedAct::relu, kSlope),
+            gy))
+        .backward();
+    EXPECT_TRUE(bit_equal(xf1.grad(), xc1.grad()));
+  }
 }
 
 TEST(SageConv, KeepsTheMeanOnlyWhenAsked) {
