@@ -549,6 +549,7 @@ void Adapter::reset() {
   if (optim_ && !opt_.persistent_moments) optim_->reset_step_counts();
   if (eata_) eata_->clear();  // the batches are independent: so is the redundancy filter
   steps_since_reset_ = 0;
+  theta_is_pristine_ = true;
 }
 
 Tensor Adapter::neutral_signal(const Input& x) {
@@ -566,23 +567,18 @@ Tensor Adapter::neutral_signal(const Input& x) {
 Adapter::LossPasses Adapter::it3_passes(const Input& x, Cost& cost) {
   LossPasses p;
   Tensor s0 = neutral_signal(x);
-  if (opt_.anchor == Anchor::head) {
-    // The notebook's anchor: the frozen embed + head of Θ on the adapted features.
+  const bool head_anchor = opt_.anchor == Anchor::head;
+  if (head_anchor || (share_first_features_ && theta_is_pristine_)) {
+    // One body for both passes. The notebook's anchor (head): the frozen embed + head of Θ on
+    // the adapted features. The frozen anchor right after a reset: θ = Θ bit for bit and F is
+    // Θ, so F's body would compute on x exactly the features f's body does (same weights, same
+    // input, deterministic kernels) — the cnn's convolutions are most of a forward —; F gets
+    // them detached (it passes gradients to its input s only, as when it runs its own body).
     auto& f = static_cast<FeatureModel&>(*model_);
     auto& F = static_cast<FeatureModel&>(*anchor_);
     Tensor h = f.features(x);
     p.first = f.from_features(h, s0);
-    p.second = F.from_features(h, model_->to_signal(p.first));
-  } else if (share_first_features_ && theta_is_pristine_) {
-    // Right after a reset θ = Θ bit for bit and F is Θ, so F's body computes on x exactly the
-    // features f's body does (same weights, same input, deterministic kernels): run the body
-    // once — the cnn's convolutions are most of a forward — and give F the features detached
-    // (F passes gradients to its input s only, as when it runs its own body).
-    auto& f = static_cast<FeatureModel&>(*model_);
-    auto& F = static_cast<FeatureModel&>(*anchor_);
-    Tensor h = f.features(x);
-    p.first = f.from_features(h, s0);
-    p.second = F.from_features(h.detach(), model_->to_signal(p.first));
+    p.second = F.from_features(head_anchor ? h : h.detach(), model_->to_signal(p.first));
   } else {
     p.first = model_->forward(x, s0);
     p.second = anchor().forward(x, model_->to_signal(p.first));
@@ -728,13 +724,12 @@ Tensor Adapter::run_fused(const Input& x, Cost& cost) {
 Tensor Adapter::run(const Input& x, Cost& cost, Tensor* first_loss, Tensor* last_loss) {
   const bool adapting = optim_ != nullptr && opt_.steps > 0;
   draw_offset_ = 0;
-  theta_is_pristine_ = false;  // set by this call's reset, cleared by its first update
+  theta_is_pristine_ = false;  // set by this call's reset (if any), cleared by its first update
   if (ttt_) ttt_->begin_batch(batch_index_);
   if (adapting && opt_.reset == ResetPolicy::per_batch) {
     reset();
     cost.reset_bytes += uint64_t(reset_bytes());
     profiler::mark("reset θ ← Θ, moments ← 0", "reset", double(reset_bytes()));
-    theta_is_pristine_ = pristine_ != nullptr;
   }
   Tensor readout;  // readout_before_update: the last step's pass, before its update
   if (adapting) {
@@ -766,7 +761,6 @@ Tensor Adapter::run(const Input& x, Cost& cost, Tensor* first_loss, Tensor* last
       ++steps_since_reset_;
     }
   }
-  theta_is_pristine_ = false;
   ++batch_index_;
   if (readout.defined()) return readout;
   NoGradGuard ng;

@@ -296,7 +296,7 @@ class Adapter {
   // (no normalization, or normalization on its running statistics): at the first step after a
   // reset θ = Θ bit for bit, so F's features on x are f's and the body runs once (it3_passes).
   bool share_first_features_ = false;
-  bool theta_is_pristine_ = false;  // run() between the reset and the first update
+  bool theta_is_pristine_ = false;  // in run(), between its reset() and its first update
   int64_t batch_index_ = 0;   // batches run so far (seeds the per-batch draws)
   uint64_t draw_offset_ = 0;  // Philox offset of the next random ∅ within this batch
   std::unique_ptr<entropy::EataState> eata_;  // EATA's redundancy filter's moving average

@@ -470,9 +470,7 @@ TEST(CsrAggregateCuda, EdgeCasesAndIdentityPerm) {
 // vector (F = 64) and scalar (F = 5) layouts, cached and chained index.
 TEST(CsrAggregateCuda, BackwardWithAddGivesTheSeparateAddsBits) {
   IDEM_REQUIRE_GPU();
-  // A poisoning memset of the result would count as a launch.
-  const testing::ScopedSetting<bool, cuda::poison_allocations, cuda::set_poison_allocations>
-      no_poison(false);
+  const testing::PoisonGuard no_poison(false);
   const Device gpu = Device::cuda(0);
   const Graph g = random_graph(2048, 6144, 81);
   const Graph gd = g.to(gpu);
@@ -483,9 +481,10 @@ TEST(CsrAggregateCuda, BackwardWithAddGivesTheSeparateAddsBits) {
       const Tensor cpu = ops::csr_mean_aggregate_backward(gr, graph_index(g, chain), 2048, add);
       const CsrAggregateIndex idx = graph_index(gd, chain);
       const Tensor ggr = gr.to(gpu), gadd = add.to(gpu);
-      const uint64_t before = cuda::launch_count();
-      const Tensor dev = ops::csr_mean_aggregate_backward(ggr, idx, 2048, gadd);
-      EXPECT_EQ(cuda::launch_count() - before, 1u) << at;
+      Tensor dev;
+      EXPECT_EQ(testing::launches([&] { dev = ops::csr_mean_aggregate_backward(ggr, idx, 2048, gadd); }),
+                1u)
+          << at;
       EXPECT_TRUE(bit_equal(dev, cpu)) << at;
       const Tensor separate =
           ops::binary(gadd, ops::csr_mean_aggregate_backward(ggr, idx, 2048), BinaryOp::add);

@@ -134,29 +134,28 @@ TEST(SageConv, AddsToAnInputGradientInTheOrderOfTheTwoOps) {
 // (the adjoint may not fold the root term in while the weights' terms come between).
 TEST(SageConv, InputThatIsAlsoAWeightKeepsTheComposedOrder) {
   const CsrAggregateIndex idx = random_index(6, 20, kSeed + 11, Device::cpu());
-  Tensor xf = randn({6, 6}, kSeed + 12).requires_grad_();
-  Tensor xc = xf.detach().clone_data().requires_grad_();
   const Tensor b = randn({6}, kSeed + 13), gy = randn({6, 6}, kSeed + 14);
-  sum(mul(sage_conv(xf, idx, xf, b, xf, FusedAct::relu, kSlope), gy)).backward();
-  sum(mul(sage_linear(csr_mean_aggregate(xc, idx), xc, b, xc, xc, FusedAct::relu, kSlope), gy))
-      .backward();
-  EXPECT_TRUE(bit_equal(xf.grad(), xc.grad()));
-  // x as one weight only, either one.
   const Tensor w = randn({6, 6}, kSeed + 15);
-  for (bool as_left : {true, false}) {
-    SCOPED_TRACE(as_left ? "x as weight_l" : "x as weight_r");
-    Tensor xf1 = randn({6, 6}, kSeed + 16).requires_grad_();
-    Tensor xc1 = xf1.detach().clone_data().requires_grad_();
-    const Tensor& wlf = as_left ? xf1 : w;
-    const Tensor& wrf = as_left ? w : xf1;
-    const Tensor& wlc = as_left ? xc1 : w;
-    const Tensor& wrc = as_left ? w : xc1;
-    sum(mul(sage_conv(xf1, idx, wlf, b, wrf, FusedAct::relu, kSlope), gy)).backward();
-    sum(mul(sage_linear(csr_mean_aggregate(xc1, idx), wlc, b, xc1, wrc, FusedAct::relu, kSlope),
+  // x's gradient through sage_conv and through the two ops it replaces, x standing in for
+  // weight_l and/or weight_r (w for the other).
+  auto check = [&](bool x_is_left, bool x_is_right, uint64_t seed) {
+    SCOPED_TRACE(std::string("x as ") + (x_is_left ? "weight_l " : "") +
+                 (x_is_right ? "weight_r" : ""));
+    Tensor xf = randn({6, 6}, seed).requires_grad_();
+    Tensor xc = xf.detach().clone_data().requires_grad_();
+    sum(mul(sage_conv(xf, idx, x_is_left ? xf : w, b, x_is_right ? xf : w, FusedAct::relu,
+                      kSlope),
             gy))
         .backward();
-    EXPECT_TRUE(bit_equal(xf1.grad(), xc1.grad()));
-  }
+    sum(mul(sage_linear(csr_mean_aggregate(xc, idx), x_is_left ? xc : w, b, xc,
+                        x_is_right ? xc : w, FusedAct::relu, kSlope),
+            gy))
+        .backward();
+    EXPECT_TRUE(bit_equal(xf.grad(), xc.grad()));
+  };
+  check(true, true, kSeed + 12);
+  check(true, false, kSeed + 16);
+  check(false, true, kSeed + 16);
 }
 
 TEST(SageConv, KeepsTheMeanOnlyWhenAsked) {
@@ -284,8 +283,7 @@ TEST(SageConvCuda, BackwardAddsTheRootTermInTheAdjointWhileTheGradientIsEmpty) {
   IDEM_REQUIRE_GPU();
   const Device gpu = Device::cuda(0);
   testing::GemmGuard hand(GemmBackend::hand);
-  const testing::ScopedSetting<bool, cuda::poison_allocations, cuda::set_poison_allocations>
-      no_poison(false);  // a poisoning memset would count as a launch
+  const testing::PoisonGuard no_poison(false);
   const CsrAggregateIndex idx = random_index(300, 1200, kSeed, gpu);
   const CsrAggregateIndex idx_cpu = random_index(300, 1200, kSeed, Device::cpu());
   // Only x requires a gradient, so the weights' accumulations do not enter the count.

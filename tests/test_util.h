@@ -55,6 +55,9 @@ using SpinGuard = ScopedSetting<int, pool_spin_us, set_pool_spin_us>;
 using GemmGuard = ScopedSetting<GemmBackend, gemm_backend, set_gemm_backend>;
 // The CPU GEMM (packed or Eigen).
 using CpuGemmGuard = ScopedSetting<CpuGemm, cpu_gemm, set_cpu_gemm>;
+// Whether CUDA allocations are poisoned (core/kernels/runtime.h); a test that counts launches
+// turns it off, since a poisoning memset counts as one.
+using PoisonGuard = ScopedSetting<bool, cuda::poison_allocations, cuda::set_poison_allocations>;
 
 // Waits, up to `timeout`, until at least `n` of the CPU pool's workers sleep (their spin after the
 // last loop is over); whether they did.
