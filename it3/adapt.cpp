@@ -578,10 +578,12 @@ Adapter::LossPasses Adapter::it3_passes(const Input& x, Cost& cost) {
     auto& F = static_cast<FeatureModel&>(*anchor_);
     Tensor h = f.features(x);
     p.first = f.from_features(h, s0);
-    p.second = F.from_features(head_anchor ? h : h.detach(), model_->to_signal(p.first));
+    p.signal = model_->to_signal(p.first);
+    p.second = F.from_features(head_anchor ? h : h.detach(), p.signal);
   } else {
     p.first = model_->forward(x, s0);
-    p.second = anchor().forward(x, model_->to_signal(p.first));
+    p.signal = model_->to_signal(p.first);
+    p.second = anchor().forward(x, p.signal);
   }
   cost.forwards += 2;
   return p;
@@ -595,7 +597,7 @@ Adapter::LossPasses Adapter::adaptation_loss(const Input& x, Cost& cost) {
     case Method::random_step: {
       out = it3_passes(x, cost);
       if (model_->task() == TaskKind::classification)
-        out.loss = distance(softmax(out.second, 1), model_->to_signal(out.first), opt_.distance);
+        out.loss = distance(softmax(out.second, 1), out.signal, opt_.distance);
       else
         out.loss = distance(out.second, out.first, opt_.distance);
       return out;

@@ -267,6 +267,9 @@ class Adapter {
   struct LossPasses {
     Tensor loss;
     Tensor first, second;  // the passes it compared (it3 family): y0 = f_θ(x, ∅), y1 = F(x, s)
+    // s = to_signal(y0), fed to F and compared with y1 (classification: softmax(y0)); one node,
+    // so its softmax runs once each way.
+    Tensor signal;
   };
   LossPasses adaptation_loss(const Input& x, Cost& cost);
   LossPasses it3_passes(const Input& x, Cost& cost);  // y0 and y1, loss undefined

@@ -445,8 +445,9 @@ TEST(It3Adapt, SharedFirstStepFeaturesGiveTheBitsOfTwoBodies) {
         for (int i = 0; i < k; ++i) {
           step->zero_grad();
           const Tensor y0 = f->forward(in, s0);
-          const Tensor y1 = F->forward(in, f->to_signal(y0));
-          distance(softmax(y1, 1), f->to_signal(y0), o.distance).backward();
+          const Tensor s = f->to_signal(y0);  // fed to F and compared with y1
+          const Tensor y1 = F->forward(in, s);
+          distance(softmax(y1, 1), s, o.distance).backward();
           step->step();
         }
         NoGradGuard ng;
