@@ -118,6 +118,9 @@ Header parse_header(const std::string& text, uint64_t data_size, const std::stri
       }
       continue;
     }
+    // The writer refuses an empty name (a tensor needs a key to be found by), so the reader
+    // does too: a file that names a tensor "" was not written by a safetensors writer.
+    if (name.empty()) bad(path, "a tensor has an empty name");
     const std::string qn = json::quote(name);
     if (!info.is_object()) bad(path, "tensor ", qn, ": expected an object, got ", info.type_name());
     const json::Value* dt = info.find("dtype");

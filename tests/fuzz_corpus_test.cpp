@@ -119,5 +119,15 @@ TEST(FuzzFindings, JsonNegativeZeroKeepsItsSignThroughARoundTrip) {
   EXPECT_EQ(json::dump(json::parse("-0")), "0");  // the integer -0 is the integer 0
 }
 
+// fuzz_safetensors: a header that names a tensor "" loaded, while the writer refuses an empty
+// name (and the fuzz harness checks that every loaded name is non-empty). The reader now
+// rejects it with an idem::Error that says so.
+TEST(FuzzFindings, SafetensorsRejectsAnEmptyTensorName) {
+  const fs::path f = corpus_root() / "safetensors" / "regress_bad_empty_tensor_name.safetensors";
+  ASSERT_TRUE(fs::is_regular_file(f)) << f;
+  testing::expect_error([&] { read_safetensors(f.string()); }, "safetensors",
+                        "a tensor has an empty name");
+}
+
 }  // namespace
 }  // namespace idem

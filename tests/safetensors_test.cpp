@@ -400,6 +400,8 @@ TEST(Safetensors, HostileFilesRaiseClearErrors) {
        "duplicate key \"a\""},
       {st_file("{\"__metadata__\":{\"format\":1}}", ""), "__metadata__ entry \"format\""},
       {st_file("{\"__metadata__\":[]}", ""), "__metadata__ must be an object"},
+      {st_file(one("", std::string(kF32x2) + ",\"data_offsets\":[0,8]"), eight),
+       "a tensor has an empty name"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.part);
