@@ -467,20 +467,28 @@ TEST(CsrAggregateCuda, EdgeCasesAndIdentityPerm) {
 }
 
 // The adjoint with `add` on the GPU: the CPU's bits, the separate add's bits, one launch; the
-// vector (F = 64) and scalar (F = 5) layouts, cached and chained index.
+// vector (F = 64) and scalar (F = 5) layouts, cached and chained index, and F = 64 with `add`
+// one float past a 16-byte boundary (the scalar layout for an aligned gradient).
 TEST(CsrAggregateCuda, BackwardWithAddGivesTheSeparateAddsBits) {
   IDEM_REQUIRE_GPU();
   const testing::PoisonGuard no_poison(false);
   const Device gpu = Device::cuda(0);
   const Graph g = random_graph(2048, 6144, 81);
   const Graph gd = g.to(gpu);
-  for (int64_t f : {64, 5})
+  struct Case {
+    int64_t f;
+    bool shifted_add;
+  };
+  for (const Case k : {Case{64, false}, Case{5, false}, Case{64, true}})
     for (bool chain : {false, true}) {
-      const std::string at = "F " + std::to_string(f) + (chain ? " chain" : " cached");
+      const int64_t f = k.f;
+      const std::string at = "F " + std::to_string(f) + (chain ? " chain" : " cached") +
+                             (k.shifted_add ? ", add misaligned" : "");
       const Tensor gr = randn({2048, f}, 82), add = randn({2048, f}, 83);
       const Tensor cpu = ops::csr_mean_aggregate_backward(gr, graph_index(g, chain), 2048, add);
       const CsrAggregateIndex idx = graph_index(gd, chain);
-      const Tensor ggr = gr.to(gpu), gadd = add.to(gpu);
+      const Tensor gadd = testing::shifted_copy(add, gpu, k.shifted_add ? 1 : 0);
+      const Tensor ggr = gr.to(gpu);
       Tensor dev;
       EXPECT_EQ(testing::launches([&] { dev = ops::csr_mean_aggregate_backward(ggr, idx, 2048, gadd); }),
                 1u)

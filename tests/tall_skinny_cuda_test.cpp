@@ -38,14 +38,8 @@ Tensor sample(const Shape& s, uint64_t seed) {
   return from_vector<double>(v, s).to(DType::f32);
 }
 
-// A GPU copy of `t` that starts `shift` elements into its storage (a view of a larger buffer),
-// so its base is misaligned for 16-byte loads when shift % 4 != 0.
 Tensor gpu_view(const Tensor& t, int64_t shift) {
-  if (shift == 0) return t.to(kGpu);
-  Tensor buf = zeros({t.numel() + shift}, {t.dtype(), kGpu});
-  Tensor v = buf.slice0(shift, shift + t.numel()).view_as_shape(t.shape());
-  v.copy_(t);
-  return v;
+  return idem::testing::shifted_copy(t, kGpu, shift);
 }
 
 // a op b on the GPU against the CPU: the same bits, except pow (powf on the device, the C++
@@ -290,16 +284,48 @@ TEST_F(TallSkinnyCuda, MatmulNarrowGivesTheTilesBits) {
       cuda::matmul_hand_variant(again, ga, gb, p, 10);
       EXPECT_TRUE(bit_equal(again, narrow)) << "not deterministic";
     }
-  // matmul_hand on the sage shape: one launch, the forced kernel's bits. (That does not tell
-  // the narrow kernel from the 128x64 tile, which gives the same bits in one launch too; the
-  // bench rows sage/matmul/gz_W_first/.../hand and .../hand_narrow show the router's choice
-  // by their times.)
+  // matmul_hand on the sage shape: the router picks the narrow kernel (matmul_hand_route), runs
+  // it in one launch, and gives the forced kernel's bits.
   const MatmulParams p = single_gemm(65536, 3, 64, false, false);
   const Tensor ga = randn({65536, 64}, 990).to(kGpu), gb = randn({64, 3}, 991).to(kGpu);
   const Tensor routed = empty({65536, 3}, ga.options()), forced = empty({65536, 3}, ga.options());
+  EXPECT_EQ(cuda::matmul_hand_route(routed, ga, gb, p, false), 10);
   EXPECT_EQ(idem::testing::launches([&] { cuda::matmul_hand(routed, ga, gb, p); }), 1u);
   cuda::matmul_hand_variant(forced, ga, gb, p, 10);
   EXPECT_TRUE(bit_equal(routed, forced));
+}
+
+// The router's choice for tall products with a short K or few columns (matmul_hand_route's
+// numbering: 5 the small kernel, 6 the 128x64 tile, 10 the narrow kernel).
+TEST_F(TallSkinnyCuda, RouterPicksByShape) {
+  struct Case {
+    int64_t batch, M, N, K;
+    bool trans_b;
+    int want;
+    const char* why;
+  };
+  const Case cases[] = {
+      {1, 65536, 64, 3, true, 6, "the sage first layer's x·Wrᵀ: one tall product, K 3, N 64"},
+      {1, 65536, 3, 64, false, 10, "its input gradient gz·W: N 3, K 64"},
+      {1, 65536, 3, 6, false, 5, "N 3 with K % 4 != 0: not narrow, and short K stays small"},
+      {1, 65536, 3, 8, false, 10, "N 3, K 8: narrow"},
+      {1, 65536, 8, 8, false, 6, "N 8 (wider than narrow), K 8: the tile"},
+      {2, 65536, 64, 3, true, 5, "a batch of two short-K products stays on the small kernel"},
+      {1, 1000, 64, 3, true, 5, "8 rows of tiles cannot fill the SMs: small"},
+  };
+  for (const Case& rc : cases) {
+    SCOPED_TRACE(rc.why);
+    MatmulParams p = single_gemm(rc.M, rc.N, rc.K, false, rc.trans_b);
+    p.batch = rc.batch;
+    p.stride_a = rc.M * rc.K;
+    p.stride_b = rc.K * rc.N;
+    p.stride_c = rc.M * rc.N;
+    const Tensor a = randn({rc.batch, rc.M, rc.K}, 5).to(kGpu);
+    const Tensor b =
+        randn({rc.batch, rc.trans_b ? rc.N : rc.K, rc.trans_b ? rc.K : rc.N}, 6).to(kGpu);
+    const Tensor c = empty({rc.batch, rc.M, rc.N}, a.options());
+    EXPECT_EQ(cuda::matmul_hand_route(c, a, b, p, false), rc.want);
+  }
 }
 
 // Forcing the narrow kernel on a shape it does not take names the shape.

@@ -191,6 +191,17 @@ inline bool bit_equal(const Tensor& a, const Tensor& b) {
   return std::memcmp(ha.raw_data(), hb.raw_data(), ha.nbytes()) == 0;
 }
 
+// A copy of `t` on `dev` that starts `shift` elements into its storage (a view of a larger
+// buffer), so its base is misaligned for 16-byte loads when shift % 4 != 0: for the scalar
+// fallbacks of kernels that load float4s from aligned operands.
+inline Tensor shifted_copy(const Tensor& t, const Device& dev, int64_t shift) {
+  if (shift == 0) return t.to(dev);
+  Tensor buf = zeros({t.numel() + shift}, {t.dtype(), dev});
+  Tensor v = buf.slice0(shift, shift + t.numel()).view_as_shape(t.shape());
+  v.copy_(t);
+  return v;
+}
+
 // Overwrites t's values (t keeps its dtype and device).
 inline void set(const Tensor& t, const std::vector<double>& v) {
   t.copy_(from_vector<double>(v, t.shape()).to(t.dtype()));

@@ -100,6 +100,11 @@ void matmul_cublas(const Tensor& c, const Tensor& a, const Tensor& b, const Matm
 // Split-K is taken only for variant 0, 7, 8 or 9.
 void matmul_hand_variant(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p,
                          int variant);
+// For tests (CUDA builds only): the variant matmul_hand (epilogue = false) or
+// matmul_hand_epilogue (true) runs for these operands, in the numbering above (for a batch of
+// more than 65 535 products, the first chunk's); 0 when there is nothing to compute.
+int matmul_hand_route(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p,
+                      bool epilogue);
 }  // namespace cuda
 
 }  // namespace idem

@@ -34,10 +34,6 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kMaxDims = 8;
 
-bool aligned(const void* p, size_t a) {
-  return reinterpret_cast<uintptr_t>(p) % a == 0;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Same-shape map: out[i] = f(a[i], b[i]) (b ignored when !TWO).
 
@@ -72,8 +68,8 @@ void launch_map(const char* op, O* out, const T* a, const T* b, int64_t n, F f) 
   if (n <= 0) return;
   constexpr size_t kWidest = sizeof(T) > sizeof(O) ? sizeof(T) : sizeof(O);
   constexpr int V = static_cast<int>(16 / kWidest);
-  const bool vec = V > 1 && n >= V && aligned(out, sizeof(O) * V) && aligned(a, sizeof(T) * V) &&
-                   (!TWO || aligned(b, sizeof(T) * V));
+  const bool vec = V > 1 && n >= V && is_aligned(out, sizeof(O) * V) &&
+                   is_aligned(a, sizeof(T) * V) && (!TWO || is_aligned(b, sizeof(T) * V));
   cudaStream_t s = current_stream();
   if (vec) {
     map_fwd_vec_kernel<T, O, V, TWO>
@@ -282,7 +278,8 @@ void launch_rowcol(const char* op, const RowColPlan& p, O* out, const T* big, co
                    int64_t n, F f) {
   constexpr size_t kWidest = sizeof(T) > sizeof(O) ? sizeof(T) : sizeof(O);
   constexpr int V = static_cast<int>(16 / kWidest);
-  const bool vec = V > 1 && n >= V && aligned(out, sizeof(O) * V) && aligned(big, sizeof(T) * V);
+  const bool vec =
+      V > 1 && n >= V && is_aligned(out, sizeof(O) * V) && is_aligned(big, sizeof(T) * V);
   const bool row = p.kind == RowColPlan::row;
   const uint32_t cols = static_cast<uint32_t>(p.cols), n32 = static_cast<uint32_t>(n);
   cudaStream_t s = current_stream();

@@ -311,7 +311,7 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN), MIN_BLOCKS)
   // neither's share was isolated (docs/performance.md).
   // Same operations per output, so the same bits.
   const float alpha = g.alpha, beta = g.beta;
-  const bool vec_c = (N % 4 == 0) && ((reinterpret_cast<uintptr_t>(C) & 15) == 0);
+  const bool vec_c = (N % 4 == 0) && is_aligned(C, 16);
 #pragma unroll
   for (int i = 0; i < TM / 4; ++i)
 #pragma unroll
@@ -466,8 +466,6 @@ int sm_count(int device) {
   return v;
 }
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
-
 template <int BM, int BN, int BK, int TM, int TN, int WTM, int WTN, int MINB, bool TA, bool TB,
           bool EPI = false>
 void launch_tiled_t(const GemmArgs& g, int batch, bool vec_a, bool vec_b, cudaStream_t st) {
@@ -566,8 +564,8 @@ void matmul_split_k(const Tensor& c, const GemmArgs& g, const MatmulParams& p, i
   gs.stride_c = outputs;
   gs.c = scratch.data<float>();
   gs.alpha = 1.f, gs.beta = 0.f;
-  const bool vec_a = p.M % 4 == 0 && gs.stride_a % 4 == 0 && aligned16(g.a);
-  const bool vec_b = p.N % 4 == 0 && gs.stride_b % 4 == 0 && aligned16(g.b);
+  const bool vec_a = p.M % 4 == 0 && gs.stride_a % 4 == 0 && is_aligned(g.a, 16);
+  const bool vec_b = p.N % 4 == 0 && gs.stride_b % 4 == 0 && is_aligned(g.b, 16);
   if ((p.M + 63) / 64 * ((p.N + 63) / 64) * chunks >= nsm)
     launch_tiled<64, 64, 16, 4, 4, 4, 8, 1>(gs, static_cast<int>(chunks), true, false, vec_a, vec_b, st);
   else
@@ -749,8 +747,8 @@ void matmul_split_k_tiled(const Tensor& c, const GemmArgs& g, cudaStream_t st) {
   const SplitKPlan plan = splitk_plan(g.M, g.N, g.K);
   const int64_t outputs = static_cast<int64_t>(g.M) * g.N;
   Tensor scratch = empty({plan.chunks, g.M, g.N}, Options{DType::f32, c.device()});
-  const bool vec_a = g.M % 4 == 0 && aligned16(g.a);
-  const bool vec_b = g.N % 4 == 0 && aligned16(g.b);
+  const bool vec_a = g.M % 4 == 0 && is_aligned(g.a, 16);
+  const bool vec_b = g.N % 4 == 0 && is_aligned(g.b, 16);
   const dim3 grid(static_cast<unsigned>(cdiv(g.M, kSkBM)), static_cast<unsigned>(cdiv(g.N, kSkBN)),
                   static_cast<unsigned>(plan.chunks));
   void (*const kernels[2][2])(GemmArgs, int, float*) = {
@@ -855,6 +853,75 @@ void launch_cluster_split(const GemmArgs& g, const ClusterSplitPlan& plan, bool 
 
 namespace {
 
+// What run_hand needs to know about the operands besides the shapes.
+struct OperandFacts {
+  bool vec_a = false, vec_b = false;  // 16-byte loads possible (see operand_facts)
+  bool epilogue = false;              // a bias or an activation in the store
+  int device = 0;
+};
+
+OperandFacts operand_facts(const Tensor& c, const Tensor& a, const Tensor& b,
+                           const MatmulParams& p, bool epilogue) {
+  // 16-byte loads need the contiguous dim of the stored matrix to be a multiple of 4, an
+  // aligned base and a batch stride that keeps every batch entry aligned.
+  const int64_t a_cols = p.trans_a ? p.M : p.K, b_cols = p.trans_b ? p.K : p.N;
+  OperandFacts o;
+  o.vec_a = a_cols % 4 == 0 && p.stride_a % 4 == 0 && is_aligned(a.data<float>(), 16);
+  o.vec_b = b_cols % 4 == 0 && p.stride_b % 4 == 0 && is_aligned(b.data<float>(), 16);
+  o.epilogue = epilogue;
+  o.device = c.device().index;
+  return o;
+}
+
+// The narrow kernel's preconditions (variant 10).
+bool narrow_fits(const MatmulParams& p, const OperandFacts& o) {
+  return p.batch == 1 && !p.trans_a && p.N <= kNarrowMaxN && p.K <= kNarrowMaxK && o.vec_a &&
+         !o.epilogue;
+}
+
+// The kernel matmul_hand runs (a matmul_hand_variant number) for a chunk of `nb` of the
+// p.batch products (gridDim.z is limited to 65535, so run_hand walks a larger batch in chunks).
+int route(const MatmulParams& p, int64_t nb, const OperandFacts& o) {
+  // Split-K for Aᵀ·B with a long K: the tiled one for M, N <= 128, the batched-GEMM one for
+  // other few-output shapes. Neither has an epilogue (matmul_hand_epilogue takes op(A)·Bᵀ only,
+  // which never comes here).
+  if (use_split_k_tiled(p)) return 7;
+  if (use_split_k(p)) return 8;
+  // The cluster split-K where its plan splits and the operands are aligned.
+  if (cluster_split_plan(p).ways > 1 && o.vec_a && o.vec_b &&
+      cluster_split_available(o.device) && cluster_split_enabled())
+    return 9;
+  const int64_t outputs = p.M * p.N * p.batch;
+  const int nsm = sm_count(o.device);
+  // Narrow products (N <= 4, e.g. the sage first layer's input gradient 65 536 x 64 -> 3): one
+  // thread a row, A staged through shared memory (cuda/kernels/matmul_narrow.cu), when the rows
+  // give every SM a block. The small kernel's bits, and the tiles' but for the sign of an
+  // all-zero sum (see the top of this file). No epilogue (the Linear forwards that carry one
+  // have N = a layer width).
+  if (narrow_fits(p, o) && outputs > kSmallOutputs && cdiv(p.M, kNarrowRows) >= nsm) return 10;
+  // Tiny products (IT³ layers): the tiles would leave the GPU idle.
+  if (outputs <= kSmallOutputs) return 5;
+  // Tall and skinny (N <= 64): 128 rows by 64 columns, when that fills every SM. A 128x128
+  // tile would spend half its FMAs and threads on padding columns (docs/performance.md).
+  // Not for a transposed A: those instantiations spill under the 128-register cap
+  // (ptxas -v), and the GNN/Linear products (x·Wᵀ, gz·W) never transpose A. Ahead of the
+  // short-K rule for one product wider than the narrow kernel's N: for the sage first layer's
+  // 65 536 x 3 x 64 products this tile is 2.3x (cold) to 2.6x (warm) faster than the small
+  // kernel, with the same bits (TallSkinnyCuda compares them). A batch of short-K products, and
+  // a short-K product at most kNarrowMaxN wide that the narrow kernel refused (K % 4, alignment,
+  // an epilogue) or leaves to the small kernel, stay on the small kernel (not measured against
+  // the tile).
+  if (p.N <= 64 && !p.trans_a && cdiv(p.M, 128) * nb >= nsm &&
+      (p.K > 16 || (p.batch == 1 && p.N > kNarrowMaxN)))
+    return 6;
+  // A short K otherwise: the tiles would spend their loads on padding.
+  if (p.K <= 16) return 5;
+  // Otherwise the largest tile that still gives every SM a block.
+  if (cdiv(p.M, 128) * cdiv(p.N, 128) * nb >= nsm) return 1;
+  if (cdiv(p.M, 64) * cdiv(p.N, 64) * nb >= nsm) return 3;
+  return 4;
+}
+
 // matmul_hand_variant with an optional epilogue (bias, act, slope: see GemmArgs).
 void run_hand(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p, int variant,
               const float* bias, FusedAct act, float slope) {
@@ -884,20 +951,12 @@ void run_hand(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulPar
   g.bias = bias;
   g.act = static_cast<int>(act);
   g.slope = slope;
-  const bool epilogue = bias != nullptr || act != FusedAct::none;
+  const OperandFacts o = operand_facts(c, a, b, p, bias != nullptr || act != FusedAct::none);
+  const bool vec_a = o.vec_a, vec_b = o.vec_b, e = o.epilogue;
+  const int v0 = variant == 0 ? route(p, std::min<int64_t>(65535, p.batch), o) : variant;
 
-  // 16-byte loads need the contiguous dim of the stored matrix to be a multiple of 4, an
-  // aligned base and a batch stride that keeps every batch entry aligned.
-  const int64_t a_cols = p.trans_a ? p.M : p.K, b_cols = p.trans_b ? p.K : p.N;
-  const bool vec_a = a_cols % 4 == 0 && p.stride_a % 4 == 0 && aligned16(g.a);
-  const bool vec_b = b_cols % 4 == 0 && p.stride_b % 4 == 0 && aligned16(g.b);
-
-  const int64_t outputs = p.M * p.N * p.batch;
-  const int nsm = sm_count(c.device().index);
-  // Split-K for Aᵀ·B with a long K: the tiled one for M, N <= 128 (variant 7 forces it), the
-  // batched-GEMM one for other few-output shapes (variant 8 forces it). Neither has an epilogue
-  // (matmul_hand_epilogue takes op(A)·Bᵀ only, which never comes here).
-  if ((variant == 0 && use_split_k_tiled(p)) || variant == 7) {
+  // Variants 7 and 8 force a split-K: one unbatched Aᵀ·B product.
+  if (v0 == 7) {
     IDEM_CHECK(p.batch == 1 && p.trans_a && !p.trans_b && p.K >= 1, op,
                "internal: the tiled split-K needs one Aᵀ·B product with K >= 1; got batch ",
                p.batch, ", trans_a=", bool_str(p.trans_a), ", trans_b=", bool_str(p.trans_b),
@@ -905,82 +964,47 @@ void run_hand(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulPar
     matmul_split_k_tiled(c, g, st);
     return;
   }
-  if ((variant == 0 && use_split_k(p)) || variant == 8) {
+  if (v0 == 8) {
     IDEM_CHECK(use_split_k(p) || (p.batch == 1 && p.trans_a && !p.trans_b && p.beta == 0.0 &&
                                   p.K >= 1024),
                op, "internal: the batched split-K needs one Aᵀ·B product, beta 0, K >= 1024; got batch ",
                p.batch, ", trans_a=", bool_str(p.trans_a), ", trans_b=", bool_str(p.trans_b),
                ", beta ", p.beta, ", M=", p.M, " N=", p.N, " K=", p.K, " on ", c.device().str());
-    matmul_split_k(c, g, p, nsm, st);
+    matmul_split_k(c, g, p, sm_count(o.device), st);
     return;
   }
-
-  // The cluster split-K (variant 9 forces it where its plan splits and the operands are aligned).
-  if (variant == 0 || variant == 9) {
+  if (v0 == 9) {
     const ClusterSplitPlan plan = cluster_split_plan(p);
-    const bool fits = plan.ways > 1 && vec_a && vec_b && cluster_split_available(c.device().index);
-    if (variant == 9)
-      IDEM_CHECK(fits, op, "internal: the cluster split-K (variant 9) needs one product of more than ",
-                 kSmallOutputs, " outputs in at most ", kCsMaxTiles, " 32x32 tiles, N > ", kCsMinN,
-                 ", K >= ", 2 * kCsBK,
-                 ", float4-aligned operands and sm_90 code; got batch ", p.batch, ", M=", p.M, " N=", p.N,
-                 " K=", p.K, ", trans_a=", bool_str(p.trans_a), ", trans_b=", bool_str(p.trans_b),
-                 ", aligned ", bool_str(vec_a), "/", bool_str(vec_b), " on ", c.device().str());
-    if (fits && (variant == 9 || cluster_split_enabled())) {
-      launch_cluster_split(g, plan, p.trans_a, p.trans_b, epilogue, st);
-      return;
-    }
+    IDEM_CHECK(plan.ways > 1 && vec_a && vec_b && cluster_split_available(o.device), op,
+               "internal: the cluster split-K (variant 9) needs one product of more than ",
+               kSmallOutputs, " outputs in at most ", kCsMaxTiles, " 32x32 tiles, N > ", kCsMinN,
+               ", K >= ", 2 * kCsBK,
+               ", float4-aligned operands and sm_90 code; got batch ", p.batch, ", M=", p.M, " N=", p.N,
+               " K=", p.K, ", trans_a=", bool_str(p.trans_a), ", trans_b=", bool_str(p.trans_b),
+               ", aligned ", bool_str(vec_a), "/", bool_str(vec_b), " on ", c.device().str());
+    launch_cluster_split(g, plan, p.trans_a, p.trans_b, e, st);
+    return;
   }
-
-  // Narrow products (N <= 4, e.g. the sage first layer's input gradient 65 536 x 64 -> 3): one
-  // thread a row, A staged through shared memory (cuda/kernels/matmul_narrow.cu), when the rows
-  // give every SM a block; variant 10 forces it. The small kernel's bits, and the tiles' but
-  // for the sign of an all-zero sum (see the top of this file). No epilogue (the
-  // Linear forwards that carry one have N = a layer width).
-  const bool narrow_fits = p.batch == 1 && !p.trans_a && p.N <= kNarrowMaxN &&
-                           p.K <= kNarrowMaxK && vec_a && !epilogue;
-  if (variant == 10)
-    IDEM_CHECK(narrow_fits, op, "internal: the narrow kernel (variant 10) needs one product with A "
+  if (v0 == 10) {
+    IDEM_CHECK(narrow_fits(p, o), op, "internal: the narrow kernel (variant 10) needs one product with A "
                "not transposed, N <= ", kNarrowMaxN, ", K <= ", kNarrowMaxK,
                ", K % 4 == 0, a 16-byte aligned A and no epilogue; got batch ", p.batch, ", M=",
                p.M, " N=", p.N, " K=", p.K, ", trans_a=", bool_str(p.trans_a), ", aligned A ",
-               bool_str(vec_a), ", epilogue ", bool_str(epilogue), " on ", c.device().str());
-  if (variant == 10 ||
-      (variant == 0 && narrow_fits && outputs > kSmallOutputs && cdiv(p.M, kNarrowRows) >= nsm)) {
+               bool_str(vec_a), ", epilogue ", bool_str(e), " on ", c.device().str());
     launch_matmul_narrow({g.a, g.b, g.c, g.M, g.N, g.K, g.alpha, g.beta, p.trans_b}, st, op);
     return;
   }
 
-  // gridDim.z is limited to 65535: walk the batch in chunks.
+  // The tiles and the small kernel; gridDim.z is limited to 65535: walk the batch in chunks.
+  const int64_t outputs = p.M * p.N * p.batch;
   for (int64_t b0 = 0; b0 < p.batch; b0 += 65535) {
     const int nb = static_cast<int>(std::min<int64_t>(65535, p.batch - b0));
     GemmArgs gc = g;
     gc.a = g.a + b0 * p.stride_a;
     gc.b = g.b + b0 * p.stride_b;
     gc.c = g.c + b0 * p.stride_c;
-    int v = variant;
-    if (v == 0) {
-      // Tiny products (IT³ layers): the tiles would leave the GPU idle.
-      if (outputs <= kSmallOutputs) v = 5;
-      // Tall and skinny (N <= 64): 128 rows by 64 columns, when that fills every SM. A 128x128
-      // tile would spend half its FMAs and threads on padding columns (docs/performance.md).
-      // Not for a transposed A: those instantiations spill under the 128-register cap
-      // (ptxas -v), and the GNN/Linear products (x·Wᵀ, gz·W) never transpose A. Ahead of the
-      // short-K rule for one product: for the sage first layer's 65 536 x 3 x 64 products this
-      // tile is 2.3x (cold) to 2.6x (warm) faster than the small kernel, with the same bits
-      // (TallSkinnyCuda compares them). A batch of short-K products stays on the small kernel
-      // (its matrices may be far shorter than one 128-row tile; not measured).
-      else if (p.N <= 64 && !p.trans_a && cdiv(p.M, 128) * nb >= nsm && (p.K > 16 || nb == 1))
-        v = 6;
-      // A short K otherwise: the tiles would spend their loads on padding.
-      else if (p.K <= 16) v = 5;
-      // Otherwise the largest tile that still gives every SM a block.
-      else if (cdiv(p.M, 128) * cdiv(p.N, 128) * nb >= nsm) v = 1;
-      else if (cdiv(p.M, 64) * cdiv(p.N, 64) * nb >= nsm) v = 3;
-      else v = 4;
-    }
+    const int v = variant != 0 ? variant : b0 == 0 ? v0 : route(p, nb, o);
     const bool ta = p.trans_a, tb = p.trans_b;
-    const bool e = epilogue;
     switch (v) {
       case 1: launch_tiled<128, 128, 8, 8, 8, 8, 4, 2>(gc, nb, ta, tb, vec_a, vec_b, st, e); break;
       case 2: launch_tiled<128, 128, 16, 8, 8, 8, 4, 2>(gc, nb, ta, tb, vec_a, vec_b, st, e); break;
@@ -1008,6 +1032,16 @@ void matmul_hand_variant(const Tensor& c, const Tensor& a, const Tensor& b, cons
 
 void matmul_hand(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p) {
   run_hand(c, a, b, p, 0, nullptr, FusedAct::none, 0.f);
+}
+
+int matmul_hand_route(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p,
+                      bool epilogue) {
+  IDEM_CHECK(!epilogue || (!p.trans_a && p.trans_b), "matmul",
+             "internal: an epilogue is built for op(A)·Bᵀ only; got trans_a=", bool_str(p.trans_a),
+             ", trans_b=", bool_str(p.trans_b));
+  if (p.M == 0 || p.N == 0 || p.batch == 0) return 0;
+  set_device(c.device().index);  // cluster_split_available asks the current device
+  return route(p, std::min<int64_t>(65535, p.batch), operand_facts(c, a, b, p, epilogue));
 }
 
 void matmul_hand_epilogue(const Tensor& c, const Tensor& a, const Tensor& b, const MatmulParams& p,
