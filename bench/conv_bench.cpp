@@ -10,8 +10,9 @@
 // its convolution time (few images, so few blocks):
 //   cnn8_1:      x (8,1,28,28)    * w (10,1,5,5)   -> (8,10,24,24)
 //   cnn8_2:      x (8,10,12,12)   * w (20,10,5,5)  -> (8,20,8,8)
-// and its first layer at batch 64, and bn_cnn's first layer (bwd_weight per image, as fmnist1's):
+// and its two layers at batch 64, and bn_cnn's first layer (bwd_weight per image, as fmnist1's):
 //   cnn64_1:     x (64,1,28,28)   * w (10,1,5,5)   -> (64,10,24,24)
+//   cnn64_2:     x (64,10,12,12)  * w (20,10,5,5)  -> (64,20,8,8)
 //   bn_cnn1:     x (128,1,28,28)  * w (32,1,3,3)   -> (128,32,28,28), padding 1
 // for fwd (with bias), bwd_data, bwd_weight and bwd (= bwd_data + bwd_weight, what a training
 // step runs for a layer whose input needs a gradient). bwd_weight has a third line,
@@ -71,8 +72,9 @@ const Layer kLayers[] = {
     // The bench cnn at batch 8 (a small-batch adaptation).
     {"cnn8_1", {8, 1, 28, 28}, {10, 1, 5, 5}},
     {"cnn8_2", {8, 10, 12, 12}, {20, 10, 5, 5}},
-    // The bench cnn's first layer at batch 64 and bn_cnn's first layer (bwd_weight per image).
+    // The bench cnn's layers at batch 64 and bn_cnn's first layer (bwd_weight per image).
     {"cnn64_1", {64, 1, 28, 28}, {10, 1, 5, 5}},
+    {"cnn64_2", {64, 10, 12, 12}, {20, 10, 5, 5}},
     {"bn_cnn1", {128, 1, 28, 28}, {32, 1, 3, 3}, 1},
 };
 

@@ -14,19 +14,22 @@ namespace idem::cuda {
 constexpr int kStageUnroll = 8;
 
 // For i in [0, n): store(i, load(i)), where load reads global memory and store writes shared
-// memory. Every thread of the block must call it (the caller synchronizes afterwards).
-template <typename Load, typename Store>
+// memory. load may return a float or a wider value (a float4 for 16-byte loads); Unroll loads
+// are in flight a thread (fewer where the caller's registers are short: ptxas -v shows spills).
+// Every thread of the block must call it (the caller synchronizes afterwards).
+template <int Unroll = kStageUnroll, typename Load, typename Store>
 __device__ __forceinline__ void block_stage(int n, Load load, Store store) {
-  const int step = kStageUnroll * static_cast<int>(blockDim.x);
+  using T = decltype(load(0));
+  const int step = Unroll * static_cast<int>(blockDim.x);
   for (int base = static_cast<int>(threadIdx.x); base < n; base += step) {
-    float v[kStageUnroll];
+    T v[Unroll];
 #pragma unroll
-    for (int u = 0; u < kStageUnroll; ++u) {
+    for (int u = 0; u < Unroll; ++u) {
       const int i = base + u * static_cast<int>(blockDim.x);
-      v[u] = i < n ? load(i) : 0.f;
+      v[u] = i < n ? load(i) : T{};
     }
 #pragma unroll
-    for (int u = 0; u < kStageUnroll; ++u) {
+    for (int u = 0; u < Unroll; ++u) {
       const int i = base + u * static_cast<int>(blockDim.x);
       if (i < n) store(i, v[u]);
     }

@@ -295,6 +295,54 @@ TEST(Conv2dCuda, HandPathIsDeterministic) {
             ops::conv2d(x, w, Tensor(), {}).to_vector<float>());
 }
 
+// The tiled fwd and bwd_data kernels stage their operands with 16-byte loads when the weights
+// and the image (or dy) are aligned, whole float4 runs and the forward's patch is the image;
+// operands one float into a larger buffer take the scalar staging. The compute loops are the
+// same, so both give the same bits; both against the CPU.
+TEST(Conv2dCuda, TiledKernelsGiveTheSameBitsWithScalarStaging) {
+  IDEM_REQUIRE_GPU();
+  BackendGuard guard;
+  set_conv_backend(ConvBackend::hand);
+  const Device dev = Device::cuda(0);
+  struct Row {
+    Shape x, w;
+    int64_t stride = 1, groups = 1;
+  };
+  const Row rows[] = {{{8, 10, 12, 12}, {20, 10, 5, 5}},  // the bench cnn's 10 -> 20 layer
+                      {{3, 8, 9, 9}, {8, 8, 3, 3}},       // 3x3 taps, 8 x 81 floats an image
+                      {{2, 4, 10, 6}, {12, 4, 5, 3}},     // non-square taps and image
+                      {{2, 8, 8, 8}, {8, 4, 3, 3}, 1, 2}, // two groups
+                      {{2, 4, 11, 9}, {6, 4, 3, 3}, 2},   // stride 2 (every row still read)
+                      {{4, 8, 6, 6}, {16, 8, 1, 1}}};     // 1x1 taps (no unrolled tap row)
+  uint64_t seed = 1200;
+  for (const Row& r : rows) {
+    seed += 4;
+    SCOPED_TRACE("x " + shape_str(r.x) + " w " + shape_str(r.w) + " stride " +
+                 std::to_string(r.stride) + " groups " + std::to_string(r.groups));
+    ConvParams p;
+    p.stride_h = p.stride_w = r.stride;
+    p.groups = r.groups;
+    const ConvShape cs = ops::conv2d_shape(r.x, r.w, p, "test");
+    ASSERT_STREQ(cuda::conv2d_hand_kernel_name(ConvDir::fwd, cs), "tiled");
+    ASSERT_STREQ(cuda::conv2d_hand_kernel_name(ConvDir::bwd_data, cs), "tiled");
+    const Tensor x = randn(r.x, seed), w = randn(r.w, seed + 1), b = randn({r.w[0]}, seed + 2);
+    const Tensor y = ops::conv2d(x, w, b, p);
+    const Tensor g = randn(y.shape(), seed + 3);
+    const Tensor dx = ops::conv2d_backward_data(g, w, x.shape(), p);
+    const Tensor wd = w.to(dev), bd = b.to(dev), gd = g.to(dev);
+    const Tensor y_vec = ops::conv2d(x.to(dev), wd, bd, p);
+    const Tensor y_scalar = ops::conv2d(testing::shifted_copy(x, dev, 1), wd, bd, p);
+    const Tensor dx_vec = ops::conv2d_backward_data(gd, wd, x.shape(), p);
+    const Tensor dx_scalar =
+        ops::conv2d_backward_data(testing::shifted_copy(g, dev, 1), wd, x.shape(), p);
+    EXPECT_TRUE(testing::bit_equal(y_vec, y_scalar)) << "fwd";
+    EXPECT_TRUE(testing::bit_equal(dx_vec, dx_scalar)) << "bwd_data";
+    testing::expect_near_all(y_vec, y, 1e-4 * (1 + r.w[1] * r.w[2] * r.w[3] / 64.0), "fwd vs CPU");
+    testing::expect_near_all(dx_vec, dx, 1e-4 * (1 + r.w[0] * r.w[2] * r.w[3] / 64.0),
+                             "bwd_data vs CPU");
+  }
+}
+
 // A layer too big for the tiled backward-data kernel's 48 KB (w: 64·144 floats, dy: 64·324)
 // takes the implicit GEMM (576 taps, 16 input channels); with stride 2 and padding, the tiled
 // path; all against the CPU.

@@ -48,6 +48,7 @@
 #include "cuda/block_stage.cuh"
 #include "cuda/common.cuh"
 #include "cuda/device_utils.cuh"
+#include "cuda/kernels/conv_dims.h"
 #include "cuda/kernels/conv_wgrad_image.h"
 
 namespace idem::cuda {
@@ -56,13 +57,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// The extents as 32-bit ints for cheap index math (conv2d_hand checks that they fit);
-// flat offsets are computed in 64 bits.
-struct ConvDims {
-  int N, C, H, W, O, R, S, P, Q;
-  int sh, sw, ph, pw, dh, dw;
-  int G, Cg, Og;
-};
 
 ConvDims dims_of(const ConvShape& s, const char* op) {
   const int64_t vals[] = {s.N,
@@ -181,7 +175,8 @@ template <int OB, int PB, int KS>
 __global__ void __launch_bounds__(kThreads)
     conv2d_fwd_tiled_kernel(float* __restrict__ y, const float* __restrict__ x,
                             const float* __restrict__ w, const float* __restrict__ bias,
-                            ConvDims d, int n_ob, int OgP, int n_pb, int Hp, int Wp, int chunks) {
+                            ConvDims d, int n_ob, int OgP, int n_pb, int Hp, int Wp, int chunks,
+                            bool vec) {
   extern __shared__ float4 conv_smem[];  // float4: 16-byte alignment for the weight loads
   const int S = KS > 0 ? KS : d.S;
   const int crs = d.Cg * d.R * S;
@@ -199,6 +194,32 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t hw = static_cast<int64_t>(d.H) * d.W;
   const float* xg = x + (static_cast<int64_t>(n) * d.C + static_cast<int64_t>(g) * d.Cg) * hw;
   const int nw = d.Og * crs;
+  if (vec) {
+    // The host checked that w[g] and the image's Cg channels are whole, 16-byte aligned float4
+    // runs and that the patch is the image itself (no padding, every row and column read): one
+    // 16-byte load per four floats and one division per four weights, so a block at batch 8
+    // or 64 (one image, a few hundred threads) waits for two or three round trips, not five.
+    const int nw4 = nw / 4, nx4 = d.Cg * hpwp / 4;
+    const float4* wg4 = reinterpret_cast<const float4*>(wg);
+    const float4* xg4 = reinterpret_cast<const float4*>(xg);
+    block_stage<4>(
+        nw4 + nx4, [&](int i) { return i < nw4 ? __ldg(wg4 + i) : __ldg(xg4 + (i - nw4)); },
+        [&](int i, float4 v) {
+          const float e[4] = {v.x, v.y, v.z, v.w};
+          if (i < nw4) {
+            int o = 4 * i / crs, k = 4 * i - o * crs;
+#pragma unroll
+            for (int u = 0; u < 4; ++u) {
+              ws[k * OgP + o] = e[u];
+              if (++k == crs) k = 0, ++o;
+            }
+          } else {
+            float* dst = xs + 4 * (i - nw4);
+#pragma unroll
+            for (int u = 0; u < 4; ++u) dst[u] = e[u];
+          }
+        });
+  } else {
   block_stage(
       nw + d.Cg * hpwp,
       [&](int i) {
@@ -219,6 +240,7 @@ __global__ void __launch_bounds__(kThreads)
           xs[i - nw] = v;
         }
       });
+  }
   const int opad = OgP - d.Og;
   for (int i = threadIdx.x; i < opad * crs; i += blockDim.x) {  // stores only, no loads
     const int k = i / opad, o = d.Og + (i - k * opad);
@@ -357,10 +379,11 @@ __global__ void __launch_bounds__(kThreads)
 // block_stage pass; a work item is conv2d_bwd_data_direct_kernel's thread (cb, h, w), and it
 // runs the same loops in the same order reading shared memory, so the bits are the same. The
 // direct kernel waits on global loads inside its tap × channel loop (docs/performance.md).
-template <int CB>
+template <int CB, bool UNIT_STRIDE>
 __global__ void __launch_bounds__(kThreads)
     conv2d_bwd_data_tiled_kernel(float* __restrict__ dx, const float* __restrict__ dy,
-                                 const float* __restrict__ w, ConvDims d, int n_cb, int chunks) {
+                                 const float* __restrict__ w, ConvDims d, int n_cb, int chunks,
+                                 bool vec) {
   extern __shared__ float4 conv_smem[];
   const int rs = d.R * d.S, crs = d.Cg * rs;
   const int pq = d.P * d.Q, hw = d.H * d.W;
@@ -373,9 +396,19 @@ __global__ void __launch_bounds__(kThreads)
   const float* wg = w + static_cast<int64_t>(g) * d.Og * crs;
   const float* dyg = dy + (static_cast<int64_t>(n) * d.O + static_cast<int64_t>(g) * d.Og) * pq;
   const int nw = d.Og * crs;
-  block_stage(
-      nw + d.Og * pq, [&](int i) { return i < nw ? __ldg(wg + i) : __ldg(dyg + (i - nw)); },
-      [&](int i, float v) { ws[i] = v; });  // dys follows ws
+  if (vec) {  // whole, 16-byte aligned float4 runs (the host checked): a quarter of the loads
+    const int nw4 = nw / 4;
+    const float4* wg4 = reinterpret_cast<const float4*>(wg);
+    const float4* dyg4 = reinterpret_cast<const float4*>(dyg);
+    block_stage<4>(
+        nw4 + d.Og * pq / 4,
+        [&](int i) { return i < nw4 ? __ldg(wg4 + i) : __ldg(dyg4 + (i - nw4)); },
+        [&](int i, float4 v) { conv_smem[i] = v; });  // dys follows ws
+  } else {
+    block_stage(
+        nw + d.Og * pq, [&](int i) { return i < nw ? __ldg(wg + i) : __ldg(dyg + (i - nw)); },
+        [&](int i, float v) { ws[i] = v; });  // dys follows ws
+  }
   __syncthreads();
 
   const int item = chunk * static_cast<int>(blockDim.x) + static_cast<int>(threadIdx.x);
@@ -387,15 +420,16 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
   for (int j = 0; j < CB; ++j) acc[j] = 0.f;
   const float* wc = ws + c0 * rs;
+  // UNIT_STRIDE (sh = sw = 1) drops the divisions by the stride: p = hp, q = wp.
   for (int r = 0; r < d.R; ++r) {
     const int hp = h + d.ph - r * d.dh;
-    if (hp < 0 || hp % d.sh != 0) continue;
-    const int p = hp / d.sh;
+    if (hp < 0 || (!UNIT_STRIDE && hp % d.sh != 0)) continue;
+    const int p = UNIT_STRIDE ? hp : hp / d.sh;
     if (p >= d.P) continue;
     for (int s = 0; s < d.S; ++s) {
       const int wp = wx + d.pw - s * d.dw;
-      if (wp < 0 || wp % d.sw != 0) continue;
-      const int q = wp / d.sw;
+      if (wp < 0 || (!UNIT_STRIDE && wp % d.sw != 0)) continue;
+      const int q = UNIT_STRIDE ? wp : wp / d.sw;
       if (q >= d.Q) continue;
       const float* dyp = dys + p * d.Q + q;
       const float* wrs = wc + r * d.S + s;
@@ -1098,12 +1132,19 @@ HandKernel choose_kernel(ConvDir dir, const ConvDims& d) {
 
 void hand_fwd_tiled(const Tensor& y, const Tensor& x, const Tensor& w, const float* b,
                     const ConvDims& d, const FwdTiledPlan& t, cudaStream_t st) {
+  // The kernel's float4 staging: every group's weights and every image's group of channels
+  // start 16-byte aligned and are whole float4s (C = G·Cg, so whole images are too), and the
+  // patch is the image (nothing padded, every row and column read).
+  const int64_t hw = static_cast<int64_t>(d.H) * d.W, crs = static_cast<int64_t>(d.Cg) * d.R * d.S;
+  const bool vec = is_aligned(x.data<float>(), 16) && is_aligned(w.data<float>(), 16) &&
+                   (d.Og * crs) % 4 == 0 && (d.Cg * hw) % 4 == 0 && d.ph == 0 && d.pw == 0 &&
+                   t.Hp == d.H && t.Wp == d.W;
   auto launch = [&](auto blk, auto ks) {
     conv2d_fwd_tiled_kernel<decltype(blk)::value, kTiledPB, decltype(ks)::value>
         <<<static_cast<unsigned>(t.blocks), t.threads, static_cast<size_t>(t.smem), st>>>(
             y.data<float>(), x.data<float>(), w.data<float>(), b, d, t.n_ob,
             static_cast<int>(t.OgP), static_cast<int>(t.n_pb), static_cast<int>(t.Hp),
-            static_cast<int>(t.Wp), static_cast<int>(t.chunks));
+            static_cast<int>(t.Wp), static_cast<int>(t.chunks), vec);
     IDEM_LAUNCH_CHECK("conv2d");
   };
   with_block(t.ob, [&](auto blk) {
@@ -1145,12 +1186,24 @@ void hand_bwd_data(const Tensor& dx, const Tensor& dy, const Tensor& w, const Co
   const HandKernel k = choose_kernel(ConvDir::bwd_data, d);
   if (k == HandKernel::tiled) {
     const BwdDataTiledPlan t = plan_bwd_data_tiled(d);
-    with_block(t.cb, [&](auto blk) {
-      conv2d_bwd_data_tiled_kernel<decltype(blk)::value>
+    // float4 staging when every group's weights and every image's group of dy channels start
+    // 16-byte aligned and are whole float4s.
+    const int64_t pq = static_cast<int64_t>(d.P) * d.Q,
+                  crs = static_cast<int64_t>(d.Cg) * d.R * d.S;
+    const bool vec = is_aligned(dy.data<float>(), 16) && is_aligned(w.data<float>(), 16) &&
+                     (d.Og * crs) % 4 == 0 && (d.Og * pq) % 4 == 0;
+    auto launch = [&](auto blk, auto unit) {
+      conv2d_bwd_data_tiled_kernel<decltype(blk)::value, decltype(unit)::value>
           <<<static_cast<unsigned>(t.blocks), t.threads, static_cast<size_t>(t.smem), st>>>(
               dx.data<float>(), dy.data<float>(), w.data<float>(), d, t.n_cb,
-              static_cast<int>(t.chunks));
+              static_cast<int>(t.chunks), vec);
       IDEM_LAUNCH_CHECK("conv2d_backward_data");
+    };
+    with_block(t.cb, [&](auto blk) {
+      if (d.sh == 1 && d.sw == 1)
+        launch(blk, std::true_type{});
+      else
+        launch(blk, std::false_type{});
     });
     return;
   }
@@ -1200,9 +1253,8 @@ void bwd_weight_per_image(const Tensor& dw, const Tensor& dy, const Tensor& x, c
   const int64_t n_elems = static_cast<int64_t>(d.O) * d.C * d.R * d.S;
   const WgradImageSplit split = wgrad_image_split(d.N, d.P);
   Tensor partial = empty({static_cast<int64_t>(split.blocks()), n_elems}, dw.options());
-  const WgradImage a{dy.data<float>(), x.data<float>(), partial.data<float>(),
-                     d.N, d.C, d.H, d.W, d.O, d.R, d.S, d.P, d.Q, d.sh, d.sw, d.ph, d.pw, d.dh,
-                     d.dw, split.images_per_block, split.rows_per_band};
+  const WgradImage a{dy.data<float>(), x.data<float>(), partial.data<float>(), d,
+                     split.images_per_block, split.rows_per_band};
   launch_conv_wgrad_image(a, split, st, "conv2d_backward_weight");
   launch_grid_stride(IDEM_SITE("conv2d_backward_weight"), n_elems * 32, kThreads,
                      conv2d_bwd_weight_reduce_kernel, dw.data<float>(), partial.data<float>(),

@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "cuda/kernels/conv_dims.h"
+
 namespace idem::cuda {
 
 // Threads a block; each takes up to kWgradImagePerThread weights.
@@ -23,8 +25,7 @@ struct WgradImage {
   const float* dy;  // (N, O, P, Q)
   const float* x;   // (N, C, H, W)
   float* partial;   // (image blocks · bands, O·C·R·S): one partial sum per block
-  int N, C, H, W, O, R, S, P, Q;
-  int sh, sw, ph, pw, dh, dw;
+  ConvDims d;       // groups = 1
   int images_per_block, rows_per_band;
 };
 
