@@ -237,6 +237,11 @@ struct BackendGuard {
   ~BackendGuard() { set_conv_backend(saved); }
 };
 
+// The hand-written kernels for the test's scope (then the backend it found).
+struct HandBackend : BackendGuard {
+  HandBackend() { set_conv_backend(ConvBackend::hand); }
+};
+
 TEST(Conv2dCuda, HandAndCudnnMatchCpuOnFmnistShapes) {
   IDEM_REQUIRE_GPU();
   BackendGuard guard;
@@ -279,8 +284,7 @@ TEST(Conv2dCuda, HandAndCudnnMatchCpuOnFmnistShapes) {
 
 TEST(Conv2dCuda, HandPathIsDeterministic) {
   IDEM_REQUIRE_GPU();
-  BackendGuard guard;
-  set_conv_backend(ConvBackend::hand);
+  const HandBackend hand;
   const Device dev = Device::cuda(0);
   Tensor x = randn({16, 10, 12, 12}, 31, {DType::f32, dev});
   Tensor g = randn({16, 20, 8, 8}, 32, {DType::f32, dev});
@@ -301,8 +305,7 @@ TEST(Conv2dCuda, HandPathIsDeterministic) {
 // same, so both give the same bits; both against the CPU.
 TEST(Conv2dCuda, TiledKernelsGiveTheSameBitsWithScalarStaging) {
   IDEM_REQUIRE_GPU();
-  BackendGuard guard;
-  set_conv_backend(ConvBackend::hand);
+  const HandBackend hand;
   const Device dev = Device::cuda(0);
   struct Row {
     Shape x, w;
@@ -348,8 +351,7 @@ TEST(Conv2dCuda, TiledKernelsGiveTheSameBitsWithScalarStaging) {
 // path; all against the CPU.
 TEST(Conv2dCuda, HandBackwardDataBothPathsMatchCpu) {
   IDEM_REQUIRE_GPU();
-  BackendGuard guard;
-  set_conv_backend(ConvBackend::hand);
+  const HandBackend hand;
   const Device dev = Device::cuda(0);
   struct Row {
     Shape x, w;
@@ -483,8 +485,7 @@ TEST(Conv2dCuda, ImplicitGemmRowsRouteToIt) {
 // order; no atomics).
 TEST(Conv2dCuda, ImplicitGemmMatchesCpuAndIsDeterministic) {
   IDEM_REQUIRE_GPU();
-  BackendGuard guard;
-  set_conv_backend(ConvBackend::hand);
+  const HandBackend hand;
   const Device dev = Device::cuda(0);
   ConvParams p;
   p.pad_h = p.pad_w = 1;
@@ -527,8 +528,7 @@ struct WgradRow {
 // two-pass kernels, and a second call gives the same bits (no atomics; the split depends on the
 // shape only).
 void check_bwd_weight_kernel(const std::vector<WgradRow>& rows, const char* kernel, uint64_t seed) {
-  BackendGuard guard;
-  set_conv_backend(ConvBackend::hand);
+  const HandBackend hand;
   const Device dev = Device::cuda(0);
   for (const WgradRow& r : rows) {
     ++seed;
