@@ -27,6 +27,11 @@
 #                               comma-separated MODEL:BATCH:STEPS[:PATH] (PATH eager by default,
 #                               or fused; tools/ncu_adapt.sh); tables
 #                               in $OUT/ncu.log
+#   GPU_CHECK_STALLS=LIST       also, for each semicolon-separated MODEL:BATCH:STEPS:PATH:REGEX
+#                               (PATH eager or fused: ncu profiles launches, not graph replays),
+#                               where the first launch matching REGEX (the demangled name, e.g.
+#                               'conv2d_fwd_tiled_kernel<4') of one adaptation waits
+#                               (tools/ncu_stalls.sh); the headline lines in $OUT/stalls.log
 #   GPU_CHECK_NO_CTEST=1        skip the test suite (e.g. a benchmark-only call)
 #   GPU_CHECK_KERNELS=LIST      also, for each comma-separated IDEM_FUSED_KERNEL value (e.g.
 #                               "phase,cluster"), the CTest tests matching 'Fused' under it
@@ -295,6 +300,15 @@ if [ -n "${GPU_CHECK_NCU:-}" ]; then
   step ncu 240 bash -c 'set -e; IFS="," read -r -a cfgs <<<"$3"; for c in "${cfgs[@]}"; do
       IFS=":" read -r m b k pth <<<"$c"; bash "$1/tools/ncu_adapt.sh" "$2/idem" "$m" "$b" "$k" "$4" "${pth:-eager}"; echo; done' \
     ncu "$root" "$build" "$GPU_CHECK_NCU" "$out/ncu"
+fi
+
+# ---- where one kernel of an adaptation waits, under ncu ----
+if [ -n "${GPU_CHECK_STALLS:-}" ]; then
+  step stalls 240 bash -c 'set -e; IFS=";" read -r -a cfgs <<<"$3"; for c in "${cfgs[@]}"; do
+      IFS=":" read -r m b k pth re <<<"$c"; echo "=== $c"
+      NCU_NAME_BASE=demangled bash "$1/tools/ncu_stalls.sh" "$2/idem" "$m" "$b" "$k" "$4" "$pth" "$re"
+      cat "$4/stalls-$m-b$b-k$k-$pth.summary.txt"; echo; done' \
+    stalls "$root" "$build" "$GPU_CHECK_STALLS" "$out/stalls"
 fi
 
 # Fashion-MNIST comes from Debian's dataset-fashion-mnist; a machine without the package can

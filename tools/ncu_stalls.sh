@@ -10,6 +10,11 @@
 #   stalls-*.top.txt      the 40 instructions with the most samples, with their stall columns.
 # Build with -DCMAKE_CUDA_FLAGS=-lineinfo to get CUDA source lines beside the SASS. Clocks and
 # caches as in tools/ncu_adapt.sh (no flush, no lock: the kernel's data stays in L2 as in a run).
+# KERNEL_REGEX matches ncu's --kernel-name-base, `function` by default (the name without its
+# template arguments); NCU_NAME_BASE=demangled matches the whole demangled name instead, so one
+# instantiation can be picked (e.g. 'conv2d_fwd_tiled_kernel<4'). The first matching launch of
+# the adaptation is profiled. Also writes stalls-*.summary.txt: the details page's headline lines
+# (duration, launch shape, occupancy, issue rate, the stall reasons).
 set -eu -o pipefail
 exe="$1" model="$2" batch="$3" steps="$4" out="$5" path="${6:-fused}"
 kernel="${7:-fused_mlp_adapt_kernel}"
@@ -19,13 +24,16 @@ mkdir -p "$out"
 tag="stalls-$model-b$batch-k$steps-$path"
 rep="$out/$tag"
 "$ncu_bin" --profile-from-start off --cache-control none --clock-control none \
-  --kernel-name "regex:$kernel" --launch-count 1 --warp-sampling-interval 0 \
+  --kernel-name-base "${NCU_NAME_BASE:-function}" --kernel-name "regex:$kernel" --launch-count 1 \
+  --warp-sampling-interval 0 \
   --section WarpStateStats --section SourceCounters --section LaunchStats --section Occupancy \
   --section SpeedOfLight --section SchedulerStats --import-source yes -f -o "$rep" \
   "$exe" bench it3 --model "$model" --batch "$batch" --steps "$steps" --device cuda \
   --reps 1 --warmup 3 --profiler-range --path "$path" >"$rep.run.log" 2>&1 ||
   { echo "ncu_stalls: ncu failed; last lines:" >&2; tail -n 20 "$rep.run.log" >&2; exit 1; }
 "$ncu_bin" -i "$rep.ncu-rep" --page details --print-details all >"$rep.details.txt"
+grep -E "^  [a-zA-Z_].*\(|Duration|Registers Per Thread|Block Size|Grid Size|Waves Per SM|Achieved Occupancy|Issued Ipc|Warp Cycles Per|No Eligible|Stall|Memory Throughput|Compute \(SM\)|L1/TEX Hit|L2 Hit|Dynamic Shared" \
+  "$rep.details.txt" >"$rep.summary.txt" || true
 "$ncu_bin" -i "$rep.ncu-rep" --page source --print-source sass --csv >"$rep.source.csv" 2>&1 ||
   "$ncu_bin" -i "$rep.ncu-rep" --page source --csv >"$rep.source.csv" 2>&1 || true
 python3 - "$rep.source.csv" >"$rep.top.txt" <<'PY' || true
@@ -47,4 +55,4 @@ for r in sorted(body, key=lambda r: -num(r[samp]))[:40]:
     stalls = ", ".join(f"{cols[i]}={r[i]}" for i in stall_cols if num(r[i]) > 0)
     print(f"{100 * num(r[samp]) / total:5.1f} %  {' | '.join(r[:3])}  [{stalls}]")
 PY
-echo "ncu_stalls: $model b$batch K$steps ($path): $rep.{details.txt,source.csv,top.txt}"
+echo "ncu_stalls: $model b$batch K$steps ($path): $rep.{details.txt,source.csv,top.txt,summary.txt}"
