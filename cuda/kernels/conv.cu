@@ -220,26 +220,26 @@ __global__ void __launch_bounds__(kThreads)
           }
         });
   } else {
-  block_stage(
-      nw + d.Cg * hpwp,
-      [&](int i) {
-        if (i < nw) return __ldg(wg + i);
-        i -= nw;
-        const int c = i / hpwp, rem = i - c * hpwp;
-        const int hh = rem / Wp, wc = rem - hh * Wp;
-        const int h = hh - d.ph, wx = wc - d.pw;
-        return (h >= 0 && h < d.H && wx >= 0 && wx < d.W)
-                   ? __ldg(xg + c * hw + static_cast<int64_t>(h) * d.W + wx)
-                   : 0.f;
-      },
-      [&](int i, float v) {
-        if (i < nw) {
-          const int o = i / crs, k = i - o * crs;
-          ws[k * OgP + o] = v;
-        } else {
-          xs[i - nw] = v;
-        }
-      });
+    block_stage(
+        nw + d.Cg * hpwp,
+        [&](int i) {
+          if (i < nw) return __ldg(wg + i);
+          i -= nw;
+          const int c = i / hpwp, rem = i - c * hpwp;
+          const int hh = rem / Wp, wc = rem - hh * Wp;
+          const int h = hh - d.ph, wx = wc - d.pw;
+          return (h >= 0 && h < d.H && wx >= 0 && wx < d.W)
+                     ? __ldg(xg + c * hw + static_cast<int64_t>(h) * d.W + wx)
+                     : 0.f;
+        },
+        [&](int i, float v) {
+          if (i < nw) {
+            const int o = i / crs, k = i - o * crs;
+            ws[k * OgP + o] = v;
+          } else {
+            xs[i - nw] = v;
+          }
+        });
   }
   const int opad = OgP - d.Og;
   for (int i = threadIdx.x; i < opad * crs; i += blockDim.x) {  // stores only, no loads
