@@ -7,8 +7,9 @@
 //
 // Writing is atomic: the bytes go to a temporary file in the same directory, which is flushed,
 // fsynced and renamed over the target, so a crash leaves either the old file or the new one.
-// Reading validates everything the reference implementation does (and a little more) before
-// allocating tensor memory; every violation throws idem::Error naming the file and the problem.
+// Reading validates everything the reference implementation does (and a little more: a tensor
+// named "" is refused, as the writer refuses to write one) before allocating tensor memory;
+// every violation throws idem::Error naming the file and the problem.
 // Supported dtypes: F32, F64, I32, I64, U8 (idem's dtypes).
 #pragma once
 #include <cstddef>

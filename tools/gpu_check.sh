@@ -28,7 +28,8 @@
 #                               or fused; tools/ncu_adapt.sh); tables
 #                               in $OUT/ncu.log
 #   GPU_CHECK_STALLS=LIST       also, for each semicolon-separated MODEL:BATCH:STEPS:PATH:REGEX
-#                               (PATH eager or fused: ncu profiles launches, not graph replays),
+#                               (PATH eager or fused, empty for fused: `idem bench it3
+#                               --profiler-range` brackets those paths only),
 #                               where the first launch matching REGEX (the demangled name, e.g.
 #                               'conv2d_fwd_tiled_kernel<4') of one adaptation waits
 #                               (tools/ncu_stalls.sh); the headline lines in $OUT/stalls.log
@@ -306,8 +307,8 @@ fi
 if [ -n "${GPU_CHECK_STALLS:-}" ]; then
   step stalls 240 bash -c 'set -e; IFS=";" read -r -a cfgs <<<"$3"; for c in "${cfgs[@]}"; do
       IFS=":" read -r m b k pth re <<<"$c"; echo "=== $c"
-      NCU_NAME_BASE=demangled bash "$1/tools/ncu_stalls.sh" "$2/idem" "$m" "$b" "$k" "$4" "$pth" "$re"
-      cat "$4/stalls-$m-b$b-k$k-$pth.summary.txt"; echo; done' \
+      NCU_NAME_BASE=demangled bash "$1/tools/ncu_stalls.sh" "$2/idem" "$m" "$b" "$k" "$4" \
+        "${pth:-fused}" "${re:-fused_mlp_adapt_kernel}"; echo; done' \
     stalls "$root" "$build" "$GPU_CHECK_STALLS" "$out/stalls"
 fi
 

@@ -14,14 +14,16 @@
 # template arguments); NCU_NAME_BASE=demangled matches the whole demangled name instead, so one
 # instantiation can be picked (e.g. 'conv2d_fwd_tiled_kernel<4'). The first matching launch of
 # the adaptation is profiled. Also writes stalls-*.summary.txt: the details page's headline lines
-# (duration, launch shape, occupancy, issue rate, the stall reasons).
+# (duration, launch shape, occupancy, issue rate, the stall reasons), and prints it last. The
+# file names carry the kernel regex (non-alphanumerics as _), so runs for two kernels of one
+# adaptation keep their own reports.
 set -eu -o pipefail
 exe="$1" model="$2" batch="$3" steps="$4" out="$5" path="${6:-fused}"
 kernel="${7:-fused_mlp_adapt_kernel}"
 ncu_bin="${NCU:-$(command -v ncu || echo /usr/local/cuda/bin/ncu)}"
 [ -x "$ncu_bin" ] || { echo "ncu_stalls: ncu not found (set NCU=/path/to/ncu)" >&2; exit 2; }
 mkdir -p "$out"
-tag="stalls-$model-b$batch-k$steps-$path"
+tag="stalls-$model-b$batch-k$steps-$path-$(printf '%s' "$kernel" | tr -c 'A-Za-z0-9_' '_')"
 rep="$out/$tag"
 "$ncu_bin" --profile-from-start off --cache-control none --clock-control none \
   --kernel-name-base "${NCU_NAME_BASE:-function}" --kernel-name "regex:$kernel" --launch-count 1 \
@@ -55,4 +57,5 @@ for r in sorted(body, key=lambda r: -num(r[samp]))[:40]:
     stalls = ", ".join(f"{cols[i]}={r[i]}" for i in stall_cols if num(r[i]) > 0)
     print(f"{100 * num(r[samp]) / total:5.1f} %  {' | '.join(r[:3])}  [{stalls}]")
 PY
-echo "ncu_stalls: $model b$batch K$steps ($path): $rep.{details.txt,source.csv,top.txt,summary.txt}"
+echo "ncu_stalls: $model b$batch K$steps ($path) $kernel: $rep.{details.txt,source.csv,top.txt,summary.txt}"
+cat "$rep.summary.txt"
