@@ -568,23 +568,26 @@ Adapter::LossPasses Adapter::it3_passes(const Input& x, Cost& cost) {
   LossPasses p;
   Tensor s0 = neutral_signal(x);
   const bool head_anchor = opt_.anchor == Anchor::head;
-  if (head_anchor || (share_first_features_ && theta_is_pristine_)) {
-    // One body for both passes. The notebook's anchor (head): the frozen embed + head of Θ on
-    // the adapted features. The frozen anchor right after a reset: θ = Θ bit for bit and F is
-    // Θ, so F's body would compute on x exactly the features f's body does (same weights, same
-    // input, deterministic kernels) — the cnn's convolutions are most of a forward —; F gets
-    // them detached (it passes gradients to its input s only, as when it runs its own body).
+  // One body for both passes. The notebook's anchor (head): the frozen embed + head of Θ on the
+  // adapted features. The frozen anchor right after a reset: θ = Θ bit for bit and F is Θ, so
+  // F's body would compute on x exactly the features f's body does (same weights, same input,
+  // deterministic kernels) — the cnn's convolutions are most of a forward —; F gets them
+  // detached (it passes gradients to its input s only, as when it runs its own body).
+  const bool one_body = head_anchor || (share_first_features_ && theta_is_pristine_);
+  Tensor h;
+  if (one_body) {
     auto& f = static_cast<FeatureModel&>(*model_);
-    auto& F = static_cast<FeatureModel&>(*anchor_);
-    Tensor h = f.features(x);
+    h = f.features(x);
     p.first = f.from_features(h, s0);
-    p.signal = model_->to_signal(p.first);
-    p.second = F.from_features(head_anchor ? h : h.detach(), p.signal);
   } else {
     p.first = model_->forward(x, s0);
-    p.signal = model_->to_signal(p.first);
-    p.second = anchor().forward(x, p.signal);
   }
+  p.signal = model_->to_signal(p.first);  // one node: F's input and the distance's target
+  if (one_body)
+    p.second = static_cast<FeatureModel&>(*anchor_).from_features(head_anchor ? h : h.detach(),
+                                                                   p.signal);
+  else
+    p.second = anchor().forward(x, p.signal);
   cost.forwards += 2;
   return p;
 }

@@ -235,12 +235,7 @@ TEST(CudaReduce, KernelShapesMatchCpu) {
       }
       // The same values at a 4-byte offset (no 16-byte vector loads) for f32.
       const bool shifted = dt == DType::f32 && (seed % 2 == 0);
-      Tensor in_g = in.to(kGpu);
-      if (shifted) {
-        Tensor flat = empty({in.numel() + 1}, {dt, kGpu});
-        flat.slice0(1, in.numel() + 1).copy_(in.view_as_shape({in.numel()}));
-        in_g = flat.slice0(1, in.numel() + 1).view_as_shape(in.shape());
-      }
+      const Tensor in_g = testing::shifted_copy(in, kGpu, shifted ? 1 : 0);
       for (ReduceOp op : ops) {
         if (dt == DType::u8 && op == ReduceOp::sum) continue;  // overflows u8 on both sides
         SCOPED_TRACE(std::string(reduce_name(op)) + " " + dtype_name(dt) + " (" +

@@ -38,10 +38,6 @@ Tensor sample(const Shape& s, uint64_t seed) {
   return from_vector<double>(v, s).to(DType::f32);
 }
 
-Tensor gpu_view(const Tensor& t, int64_t shift) {
-  return idem::testing::shifted_copy(t, kGpu, shift);
-}
-
 // a op b on the GPU against the CPU: the same bits, except pow (powf on the device, the C++
 // library's pow on the host: within a few ulp).
 void check_binary(BinaryOp op, const Tensor& a, const Tensor& b, int64_t shift_a, int64_t shift_b,
@@ -50,7 +46,8 @@ void check_binary(BinaryOp op, const Tensor& a, const Tensor& b, int64_t shift_a
                shape_str(b.shape()) + " shifts " + std::to_string(shift_a) + "," +
                std::to_string(shift_b) + " " + what);
   const Tensor want = ops::binary(a, b, op);
-  const Tensor got = ops::binary(gpu_view(a, shift_a), gpu_view(b, shift_b), op);
+  const Tensor got = ops::binary(idem::testing::shifted_copy(a, kGpu, shift_a),
+                                     idem::testing::shifted_copy(b, kGpu, shift_b), op);
   ASSERT_EQ(got.shape(), want.shape());
   if (op == BinaryOp::pow) {
     const std::vector<double> g = got.to_vector<double>(), w = want.to_vector<double>();

@@ -57,7 +57,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-
 ConvDims dims_of(const ConvShape& s, const char* op) {
   const int64_t vals[] = {s.N,
                           s.C,
