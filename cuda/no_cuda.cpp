@@ -11,6 +11,7 @@
 #include "core/kernels/fused.h"
 #include "core/kernels/fused_mlp_adapt.h"
 #include "core/kernels/index.h"
+#include "core/kernels/it3_head.h"
 #include "core/kernels/matmul.h"
 #include "core/kernels/multi_copy.h"
 #include "core/kernels/norm.h"
@@ -243,6 +244,16 @@ void distance_fwd(const Tensor&, const Tensor&, const Tensor&, DistanceKind k) {
 void distance_bwd(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                   DistanceKind k) {
   no_cuda(distance_name(k));
+}
+void it3_head_fwd(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                  const std::vector<Tensor>&,
+                  const std::vector<Tensor>&, const It3HeadParams&) {
+  no_cuda("it3_head_loss");
+}
+void it3_head_bwd(const std::vector<Tensor>&, const Tensor&, const Tensor&, const Tensor&,
+                  const Tensor&, const Tensor&, const Tensor&, const std::vector<Tensor>&,
+                  const std::vector<Tensor>&, const It3HeadParams&) {
+  no_cuda("it3_head_loss_backward");
 }
 void multi_copy(const void*, int64_t, int64_t, int) { no_cuda("multi_copy"); }
 FusedMlpLaunch fused_mlp_adapt(const FusedMlpAdaptParams&, int) { no_cuda("fused_mlp_adapt"); }

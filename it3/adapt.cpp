@@ -255,7 +255,7 @@ std::string AdaptOptions::to_json() const {
      << (persistent_moments ? "true" : "false")
      << ",\"readout_before_update\":" << (readout_before_update ? "true" : "false")
      << ",\"seed\":" << seed << ",\"recipe\":\"" << recipe << "\",\"fused\":\"" << fused_mode_name(fused)
-     << "\",\"entropy\":{\"eata_margin\":" << entropy.eata_margin
+     << "\",\"fused_head\":\"" << fused_mode_name(fused_head) << "\",\"entropy\":{\"eata_margin\":" << entropy.eata_margin
      << ",\"eata_redundancy\":" << entropy.eata_redundancy << ",\"fisher_beta\":" << entropy.fisher_beta
      << ",\"deyo_margin\":" << entropy.deyo_margin << ",\"deyo_ent_norm\":" << entropy.deyo_ent_norm
      << ",\"deyo_plpd\":" << entropy.deyo_plpd << ",\"deyo_grid\":" << entropy.deyo_grid
@@ -457,6 +457,8 @@ Adapter::Adapter(const std::shared_ptr<RecursiveModel>& trained, AdaptOptions op
   fused_reason_ = fused_ineligible_reason(*model_, opt_);
   if (fused_reason_.empty())
     fused_ = std::make_unique<FusedMlpAdapt>(*model_, anchor(), optim_.get(), opt_);
+  fused_head_reason_ = fused_head_ineligible_reason(*model_, anchor_.get(), opt_);
+  if (fused_head_reason_.empty()) head_ = std::make_unique<FusedHead>(*model_, *anchor_, opt_);
   if (uses_aux_head(opt_.method))
     ttt_ = std::make_unique<TttLoss>(static_cast<FeatureModel&>(*model_), aux_head_needed(opt_.method),
                                      opt_.method == Method::ttt_pp, stats_.features, opt_.seed);
@@ -574,6 +576,17 @@ Adapter::LossPasses Adapter::it3_passes(const Input& x, Cost& cost) {
   // deterministic kernels) — the cnn's convolutions are most of a forward —; F gets them
   // detached (it passes gradients to its input s only, as when it runs its own body).
   const bool one_body = head_anchor || (share_first_features_ && theta_is_pristine_);
+  if (uses_fused_head(x)) {
+    // The same passes from the features on as one op (it3/fused_head.h): F's features are
+    // f's (detached unless F is the head anchor) or its own body's.
+    Tensor h = static_cast<FeatureModel&>(*model_).features(x);
+    Tensor h_F = one_body ? (head_anchor ? h : h.detach())
+                          : static_cast<FeatureModel&>(*anchor_).features(x);
+    It3HeadLoss r = head_->loss(h, h_F, s0);
+    p.first = r.y0, p.second = r.y1, p.loss = r.loss;
+    cost.forwards += 2;
+    return p;
+  }
   Tensor h;
   if (one_body) {
     auto& f = static_cast<FeatureModel&>(*model_);
@@ -599,6 +612,7 @@ Adapter::LossPasses Adapter::adaptation_loss(const Input& x, Cost& cost) {
     case Method::it3_online:
     case Method::random_step: {
       out = it3_passes(x, cost);
+      if (out.loss.defined()) return out;  // the fused head computed it
       if (model_->task() == TaskKind::classification)
         out.loss = distance(softmax(out.second, 1), out.signal, opt_.distance);
       else
@@ -773,7 +787,10 @@ Tensor Adapter::run(const Input& x, Cost& cost, Tensor* first_loss, Tensor* last
   if (opt_.prediction == Prediction::anchor && uses_it3_loss(opt_.method)) {
     y = it3_passes(x, cost).second;
   } else {
-    y = model_->forward(x, neutral_signal(x));
+    if (uses_fused_head(x))
+      y = head_->predict(static_cast<FeatureModel&>(*model_).features(x), neutral_signal(x));
+    else
+      y = model_->forward(x, neutral_signal(x));
     cost.forwards += 1;
     if (opt_.prediction == Prediction::anchor) {
       y = anchor().forward(x, model_->to_signal(y));

@@ -45,6 +45,7 @@
 #include "it3/aux_head.h"
 #include "it3/cost.h"
 #include "it3/fused_adapt.h"
+#include "it3/fused_head.h"
 #include "it3/recursive_model.h"
 #include "core/ops/multi_copy.h"
 #include "layers/optim.h"
@@ -128,6 +129,12 @@ struct AdaptOptions {
   // steps have then been taken). Automatic by default: on a GPU, batches that run as one block
   // (FusedMlpAdapt::batch_reason).
   FusedMode fused = FusedMode::automatic;
+  // Whether the IT³ loss of a feature-injection model runs its head (θ's and the anchor's,
+  // the softmaxes and the distance, forward and backward) as one op, and the prediction's head
+  // as one more (it3/fused_head.h): automatic on a GPU for batches up to
+  // kFusedHeadAutoMaxBatch, on also on the CPU (the reference), off never. The body runs op
+  // by op either way. `--fused-head auto|on|off`.
+  FusedMode fused_head = FusedMode::automatic;
   EntropyKnobs entropy;  // eata, deyo, memo
 
   // The method's reference configuration:
@@ -262,6 +269,10 @@ class Adapter {
   bool uses_fused(const Input& x) const { return fused_ && fused_->batch_reason(x).empty(); }
   // The fused plan (null when not eligible).
   const FusedMlpAdapt* fused_plan() const { return fused_.get(); }
+  // Why the IT³ loss does not run through the fused head ("" when it does, for batches it
+  // takes; see it3/fused_head.h), and whether it does for this input.
+  const std::string& fused_head_reason() const { return fused_head_reason_; }
+  bool uses_fused_head(const Input& x) const { return head_ && head_->batch_reason(x).empty(); }
 
  private:
   struct LossPasses {
@@ -272,7 +283,8 @@ class Adapter {
     Tensor signal;
   };
   LossPasses adaptation_loss(const Input& x, Cost& cost);
-  LossPasses it3_passes(const Input& x, Cost& cost);  // y0 and y1, loss undefined
+  // y0 and y1; the loss too when the fused head computed them (else undefined)
+  LossPasses it3_passes(const Input& x, Cost& cost);
   void random_step_update(const std::vector<Tensor>& before, int k);
   Tensor run(const Input& x, Cost& cost, Tensor* first_loss, Tensor* last_loss);
   // The whole adaptation as one fused call; counts as the op-by-op path would.
@@ -307,6 +319,8 @@ class Adapter {
   std::unique_ptr<class TttLoss> ttt_;  // ttt, ttt++, masked-ttt (it3/methods/ttt.h)
   std::unique_ptr<FusedMlpAdapt> fused_;
   std::string fused_reason_;
+  std::unique_ptr<FusedHead> head_;  // null when fused_head_reason_ is not empty
+  std::string fused_head_reason_;
 };
 
 }  // namespace idem::it3

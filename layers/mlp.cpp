@@ -55,6 +55,17 @@ Tensor FusedSequential::forward_with(const Tensor& x,
   return h;
 }
 
+std::vector<FusedSequential::LinearStep> FusedSequential::linear_steps() const {
+  const auto& kids = children();
+  std::vector<LinearStep> chain;
+  for (size_t i = 0; i < kids.size(); ++i) {
+    if (i >= steps_.size() || !steps_[i].linear) return {};
+    chain.push_back({steps_[i].linear, steps_[i].act, steps_[i].slope});
+    if (steps_[i].act != Activation::identity) ++i;  // its activation child
+  }
+  return chain;
+}
+
 std::shared_ptr<Module> FusedSequential::clone_impl() const {
   auto s = std::make_shared<FusedSequential>();
   s->steps_.resize(steps_.size());

@@ -59,6 +59,17 @@ class FusedSequential : public Sequential {
   // Every child's own forward, one by one.
   Tensor forward_unfused(const Tensor& x) { return Sequential::forward(x); }
 
+  // The container as a chain of push_linear steps, in order (each Linear with the activation
+  // after it; identity when none), or empty when any child is not part of one (a pool, a child
+  // appended by push_back, an empty container). For ops that fuse a whole chain
+  // (it3/fused_head.h).
+  struct LinearStep {
+    std::shared_ptr<Linear> linear;
+    Activation act = Activation::identity;
+    double slope = 0.01;
+  };
+  std::vector<LinearStep> linear_steps() const;
+
  protected:
   std::shared_ptr<Module> clone_impl() const override;
 

@@ -123,6 +123,7 @@ std::vector<OptionSpec> adapt_options() {
           {"neutral-signal", true, "", "∅ at test time, every method: fixed (default) or random-onehot"},
           {"persistent-moments", false, "", "IT³ rows: keep the optimizer's moments across batches (weights still reset)"},
           {"readout-before-update", false, "", "it3 rows: predict from the last step's pass before its update"},
+          {"fused-head", true, "auto", "IT³ rows on a feature-injection model (the cnn): its head's loss as one op, one launch each way: auto (on a GPU, batches up to 64), on (also the CPU reference) or off (docs/it3.md, Execution paths)"},
           {"path", true, "auto", "auto (on a GPU: one fused kernel call per batch for a small MLP at a small batch, else a CUDA graph per batch shape where it applies; else eager), eager (one call per op), fused or graph (docs/it3.md, Execution paths)"},
           {"profile", false, "", "write profile.md: a per-op table of one adapted batch per method (runs eager)"}};
 }
@@ -380,6 +381,7 @@ AdaptSettings adapt_settings_from(const Args& a, const Task& task, DemoSize size
         if (!a.str("anchor").empty()) o.anchor = it3::parse_anchor(a.str("anchor"));
         o.ema_alpha = a.number("alpha");
         if (a.has("persistent-moments")) o.persistent_moments = true;
+        o.fused_head = it3::parse_fused_mode(a.str("fused-head"));
         if (m != it3::Method::random_step) {
           if (a.has("prediction")) o.prediction = it3::parse_prediction(a.str("prediction"));
           if (a.has("readout-before-update")) o.readout_before_update = true;

@@ -12,6 +12,7 @@
 
 #include "autograd/csr_aggregate_function.h"
 #include "autograd/fused_functions.h"
+#include "autograd/it3_head_function.h"
 #include "autograd/sage_conv_function.h"
 #include "autograd/sage_linear_function.h"
 #include "tests/op_cases/op_cases.h"
@@ -82,6 +83,38 @@ OpCase sc_case(const std::string& name, int64_t n, int64_t e, int64_t in, int64_
   return c;
 }
 
+// it3_head_loss over a head n_0 → widths… → C at batch B: inputs h_f, h_F (B, n_0) (perturbed),
+// s0 (B, C), f's 2L + 2 tensors (perturbed), F's 2L + 2 (not: F is frozen). With loss = false,
+// feature_head(h_f, s0, f): the head's forward alone, which has no gradient (parity only).
+OpCase head_case(const std::string& name, int64_t B, std::vector<int64_t> widths, int64_t C,
+                 It3HeadSpec spec, bool loss = true) {
+  const int64_t n0 = widths.front();
+  widths.push_back(C);
+  std::vector<InputSpec> inputs = {{{B, n0}, InputKind::normal, 0, loss},
+                                   {{B, n0}, InputKind::normal, 0, loss},
+                                   {{B, C}, InputKind::normal, 0, false}};
+  for (bool diff : {loss, false}) {
+    inputs.push_back({{n0, C}, InputKind::normal, 0, diff});
+    inputs.push_back({{n0}, InputKind::normal, 0, diff});
+    for (size_t l = 0; l + 1 < widths.size(); ++l) {
+      inputs.push_back({{widths[l + 1], widths[l]}, InputKind::normal, 0, diff});
+      inputs.push_back({{widths[l + 1]}, InputKind::normal, 0, diff});
+    }
+  }
+  const size_t per_net = 2 * widths.size();
+  OpCase c{name, "fused", inputs, [spec, per_net, loss](V v) {
+             const std::vector<Tensor> f(v.begin() + 3, v.begin() + 3 + long(per_net));
+             const std::vector<Tensor> F(v.begin() + 3 + long(per_net), v.end());
+             if (!loss) return feature_head(v[0], v[2], f, spec);
+             return it3_head_loss(v[0], v[1], v[2], f, F, spec).loss;
+           }};
+  c.gradcheck = loss;
+  int64_t k = std::max(B, C);
+  for (int64_t w : widths) k = std::max(k, w);
+  c.parity_scale = static_cast<double>(k) / 4.0;
+  return c;
+}
+
 OpCase dist_case(const std::string& name, Shape s, DistanceKind k) {
   OpCase c{name, "fused", {{s}, {s}}, [k](V v) {
              return k == DistanceKind::l1 ? l1_distance(v[0], v[1]) : mse_distance(v[0], v[1]);
@@ -139,6 +172,17 @@ std::vector<OpCase> fused_cases() {
         c.grad_parity = true;
         return c;
       }(),
+      // The IT³ loss of a feature-injection head (the cnn's at a small width), and its forward.
+      head_case("it3_head_mse", 3, {5, 4}, 3, {leaky, {relu, none}, 0.1, DistanceKind::mse}),
+      head_case("it3_head_l1_one_layer", 2, {4}, 3, {relu, {none}, 0.1, DistanceKind::l1}),
+      [&] {  // ~4 000 perturbable elements: gradients by parity only
+        OpCase c = head_case("it3_head_cnn_b8", 8, {50, 50}, 10,
+                             {leaky, {leaky, none}, 0.01, DistanceKind::l1});
+        c.gradcheck = false;
+        c.grad_parity = true;
+        return c;
+      }(),
+      head_case("feature_head", 4, {6, 5}, 3, {leaky, {leaky, none}, 0.1, DistanceKind::l1}, false),
       dist_case("l1_distance_3x4", {3, 4}, DistanceKind::l1),
       dist_case("l1_distance_1000", {1000}, DistanceKind::l1),
       dist_case("mse_distance_3x4", {3, 4}, DistanceKind::mse),
