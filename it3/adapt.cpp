@@ -576,21 +576,25 @@ Adapter::LossPasses Adapter::it3_passes(const Input& x, Cost& cost) {
   // deterministic kernels) — the cnn's convolutions are most of a forward —; F gets them
   // detached (it passes gradients to its input s only, as when it runs its own body).
   const bool one_body = head_anchor || (share_first_features_ && theta_is_pristine_);
+  Tensor h;
   if (uses_fused_head(x)) {
     // The same passes from the features on as one op (it3/fused_head.h): F's features are
-    // f's (detached unless F is the head anchor) or its own body's.
-    Tensor h = static_cast<FeatureModel&>(*model_).features(x);
-    Tensor h_F = one_body ? (head_anchor ? h : h.detach())
-                          : static_cast<FeatureModel&>(*anchor_).features(x);
-    It3HeadLoss r = head_->loss(h, h_F, s0);
-    p.first = r.y0, p.second = r.y1, p.loss = r.loss;
-    cost.forwards += 2;
-    return p;
+    // f's (detached unless F is the head anchor) or its own body's. A body that ends in a
+    // feature map (B, C, H, W) takes the composed path below, which broadcasts the embedding.
+    h = static_cast<FeatureModel&>(*model_).features(x);
+    if (h.dim() == 2) {
+      Tensor h_F = one_body ? (head_anchor ? h : h.detach())
+                            : static_cast<FeatureModel&>(*anchor_).features(x);
+      It3HeadLoss r = head_->loss(h, h_F, s0);
+      p.first = r.y0, p.second = r.y1, p.loss = r.loss;
+      cost.forwards += 2;
+      return p;
+    }
+    if (!one_body) h = Tensor();  // the composed path runs f's whole forward
   }
-  Tensor h;
   if (one_body) {
     auto& f = static_cast<FeatureModel&>(*model_);
-    h = f.features(x);
+    if (!h.defined()) h = f.features(x);
     p.first = f.from_features(h, s0);
   } else {
     p.first = model_->forward(x, s0);
@@ -787,8 +791,12 @@ Tensor Adapter::run(const Input& x, Cost& cost, Tensor* first_loss, Tensor* last
   if (opt_.prediction == Prediction::anchor && uses_it3_loss(opt_.method)) {
     y = it3_passes(x, cost).second;
   } else {
-    if (uses_fused_head(x))
-      y = head_->predict(static_cast<FeatureModel&>(*model_).features(x), neutral_signal(x));
+    Tensor h;
+    if (uses_fused_head(x)) h = static_cast<FeatureModel&>(*model_).features(x);
+    if (h.defined() && h.dim() == 2)  // else the composed head (see it3_passes)
+      y = head_->predict(h, neutral_signal(x));
+    else if (h.defined())
+      y = static_cast<FeatureModel&>(*model_).from_features(h, neutral_signal(x));
     else
       y = model_->forward(x, neutral_signal(x));
     cost.forwards += 1;

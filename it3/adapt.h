@@ -279,7 +279,7 @@ class Adapter {
     Tensor loss;
     Tensor first, second;  // the passes it compared (it3 family): y0 = f_θ(x, ∅), y1 = F(x, s)
     // s = to_signal(y0), fed to F and compared with y1 (classification: softmax(y0)); one node,
-    // so its softmax runs once each way.
+    // so its softmax runs once each way. Undefined when the fused head computed the loss.
     Tensor signal;
   };
   LossPasses adaptation_loss(const Input& x, Cost& cost);

@@ -12,6 +12,7 @@
 // The op-case rows (tests/op_cases/fused_cases.cpp) add f64 gradcheck and CPU/CUDA parity.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -76,7 +77,9 @@ Operands make_operands(const HeadShape& s, Options o, bool same_features) {
   Operands r;
   r.h_f = randn({s.batch, s.features}, kSeed, o).requires_grad_(true);
   r.h_F = same_features ? r.h_f : randn({s.batch, s.features}, kSeed + 1, o).requires_grad_(true);
-  r.s0 = full({s.batch, s.classes}, 1.0 / double(s.classes), o);
+  // Random, not the uniform ∅: an index mix-up in f's embed gradient dE = dzᵀ·s0 would hide
+  // behind equal columns.
+  r.s0 = rand({s.batch, s.classes}, kSeed + 2, o);
   r.f = make_net(s, kSeed + 100, o, true);
   r.F = make_net(s, kSeed + 200, o, false);
   return r;
@@ -109,7 +112,6 @@ Results run(const Operands& x, const It3HeadSpec& spec, bool fused) {
   r.loss.backward();
   Results out{r.loss.detach(), r.y0.detach(), r.y1.detach(), x.h_f.grad(), x.h_F.grad(), {}};
   for (const Tensor& t : x.f) out.df.push_back(t.grad());
-  for (const Tensor& t : x.F) EXPECT_FALSE(t.grad().defined()) << "F got a gradient";
   return out;
 }
 
@@ -146,16 +148,35 @@ TEST(It3Head, MatchesTheComposedOpsInF32) {
     for (bool same : {false, true}) check_against_composed(s, {}, same, 1e-4, 1e-3);
 }
 
-TEST(It3Head, ComputesOnlyTheWantedGradients) {
+TEST(It3Head, ComputesOnlyTheWantedGradientsWithTheRightValues) {
   const HeadShape s = shapes()[0];
-  Operands x = make_operands(s, {}, false);
-  x.h_F = x.h_F.detach();                 // the shared body's detached features
-  x.f[2] = x.f[2].detach();               // a frozen layer weight
+  const auto freeze = [](Operands x) {
+    x.h_F = x.h_F.detach();   // the shared body's detached features
+    x.f[0] = x.f[0].detach();  // a frozen embed weight
+    x.f[2] = x.f[2].detach();  // a frozen layer weight
+    return x;
+  };
+  const Results want = run(freeze(make_operands(s, {DType::f64}, false)), s.spec, false);
+  const Operands x = freeze(make_operands(s, {}, false));
+  const Results got = run(x, s.spec, true);
+  EXPECT_FALSE(got.dh_F.defined());
+  EXPECT_FALSE(got.df[0].defined());
+  EXPECT_FALSE(got.df[2].defined());
+  expect_close(got.dh_f, want.dh_f, 1e-4, 1e-3, "dh_f");
+  for (size_t k : {1, 3, 4, 5}) expect_close(got.df[k], want.df[k], 1e-4, 1e-3, "df[" + std::to_string(k) + "]");
+  // Only the head's last layer adapts: the embed's phase is skipped altogether.
+  Operands last = make_operands(s, {}, false);
+  for (size_t k = 0; k < 4; ++k) last.f[k] = last.f[k].detach();
+  last.h_f = last.h_f.detach(), last.h_F = last.h_F.detach();
+  const Results only = run(last, s.spec, true);
+  Operands last64 = make_operands(s, {DType::f64}, false);
+  for (size_t k = 0; k < 4; ++k) last64.f[k] = last64.f[k].detach();
+  last64.h_f = last64.h_f.detach(), last64.h_F = last64.h_F.detach();
+  const Results only_want = run(last64, s.spec, false);
+  expect_close(only.df[4], only_want.df[4], 1e-4, 1e-3, "last layer weight");
+  expect_close(only.df[5], only_want.df[5], 1e-4, 1e-3, "last layer bias");
+  EXPECT_FALSE(only.df[1].defined());
   It3HeadLoss r = it3_head_loss(x.h_f, x.h_F, x.s0, x.f, x.F, s.spec);
-  r.loss.backward();
-  EXPECT_TRUE(x.h_f.grad().defined());
-  EXPECT_FALSE(x.f[2].grad().defined());
-  EXPECT_TRUE(x.f[3].grad().defined());
   EXPECT_FALSE(r.y0.requires_grad());
   EXPECT_FALSE(r.y1.requires_grad());
 }
@@ -191,6 +212,25 @@ TEST(It3Head, ErrorsNameTheOp) {
                "the head needs 1 to 4 layers, got 5");
   expect_error([&] { feature_head(x.h_f, x.s0, x.f, s.spec); }, "feature_head",
                "must not require grad");
+  expect_error([&] { it3_head_loss(x.h_f, zeros({8, 49}), x.s0, x.f, x.F, s.spec); },
+               "it3_head_loss", "h_F (8x49) must have h_f's shape (8x50)");
+  std::vector<Tensor> missing = x.F;
+  missing[1] = Tensor();
+  expect_error([&] { it3_head_loss(x.h_f, x.h_F, x.s0, x.f, missing, s.spec); }, "it3_head_loss",
+               "F's embed bias");
+  const ops::It3HeadLossResult r = ops::it3_head_loss(x.h_f, x.h_F, x.s0, x.f, x.F, s.spec);
+  expect_error(
+      [&] {
+        ops::it3_head_loss_backward(ones({}), r.work, x.h_f, x.h_F, x.s0, x.f, x.F, s.spec, true,
+                                    true, std::vector<bool>(3, true));
+      },
+      "it3_head_loss_backward", "need_df has 3 flags for 6 tensors of f");
+  expect_error(
+      [&] {
+        ops::it3_head_loss_backward(ones({2}), r.work, x.h_f, x.h_F, x.s0, x.f, x.F, s.spec, true,
+                                    true, std::vector<bool>(6, true));
+      },
+      "it3_head_loss_backward", "grad_output must hold 1 element");
 }
 
 // The cnn's IT³ adaptation through the Adapter with the fused head and without: the same
@@ -198,35 +238,58 @@ TEST(It3Head, ErrorsNameTheOp) {
 struct AdaptRun {
   Tensor y, first, last;
   std::string reason;
+  bool fused = false;  // the batch went through the fused head
 };
 
-AdaptRun adapt_cnn(Device d, it3::FusedMode head, it3::Anchor anchor, int steps, int64_t batch,
+// One variation of the options: the knobs the fused head must follow as the composed ops do.
+struct Variant {
+  std::string name;
+  std::function<void(it3::AdaptOptions&)> set;
+};
+
+std::vector<Variant> variants() {
+  return {
+      {"frozen", [](it3::AdaptOptions&) {}},
+      {"head anchor", [](it3::AdaptOptions& o) { o.anchor = it3::Anchor::head; }},
+      {"ema anchor, reset never",
+       [](it3::AdaptOptions& o) { o.anchor = it3::Anchor::ema, o.reset = it3::ResetPolicy::never; }},
+      {"mse", [](it3::AdaptOptions& o) { o.distance = it3::Distance::mse; }},
+      {"prediction anchor", [](it3::AdaptOptions& o) { o.prediction = it3::Prediction::anchor; }},
+      {"read-out before the update", [](it3::AdaptOptions& o) { o.readout_before_update = true; }},
+      {"random one-hot ∅", [](it3::AdaptOptions& o) { o.neutral = it3::NeutralSignal::random_one_hot; }},
+      {"random-step", [](it3::AdaptOptions& o) { o.method = it3::Method::random_step; }},
+      {"last layer only", [](it3::AdaptOptions& o) { o.params = it3::ParamSelection::last(1); }},
+  };
+}
+
+AdaptRun adapt_cnn(Device d, it3::FusedMode head, const Variant& v, int steps, int64_t batch,
                    uint64_t seed) {
   auto model = it3::make_small_cnn(10, {DType::f32, d}, seed);
   it3::AdaptOptions o = it3::AdaptOptions::for_method(it3::Method::it3);
   o.steps = steps;
-  o.anchor = anchor;
-  if (anchor == it3::Anchor::ema) o.reset = it3::ResetPolicy::never;  // it3-online's pairing
   o.lr = 1e-2;  // large enough that the steps move the predictions visibly
+  v.set(o);
   o.check_finite = false;
   o.fused_head = head;
   it3::Adapter a(model, o);
   AdaptRun r;
   r.reason = a.fused_head_reason();
   const it3::Input x(randn({batch, 1, 28, 28}, seed + 7, {DType::f32, d}));
+  r.fused = a.uses_fused_head(x);
   r.y = a.adapt_and_predict(x, nullptr, &r.first, &r.last).detach();
   return r;
 }
 
 void check_adapter(Device d, it3::FusedMode fused) {
-  for (it3::Anchor anchor : {it3::Anchor::frozen, it3::Anchor::head, it3::Anchor::ema})
+  for (const Variant& v : variants())
     for (int k : {1, 3}) {
-      const std::string what = std::string("anchor ") + it3::anchor_name(anchor) + ", K " +
-                               std::to_string(k) + " on " + d.str();
-      const AdaptRun on = adapt_cnn(d, fused, anchor, k, 8, kSeed);
-      const AdaptRun off = adapt_cnn(d, it3::FusedMode::off, anchor, k, 8, kSeed);
+      const std::string what = v.name + ", K " + std::to_string(k) + " on " + d.str();
+      const AdaptRun on = adapt_cnn(d, fused, v, k, 8, kSeed);
+      const AdaptRun off = adapt_cnn(d, it3::FusedMode::off, v, k, 8, kSeed);
       EXPECT_EQ(on.reason, "") << what;
+      EXPECT_TRUE(on.fused) << what;
       EXPECT_NE(off.reason, "") << what;
+      EXPECT_FALSE(off.fused) << what;
       expect_close(on.first, off.first, 1e-4, 1e-3, what + " first loss");
       expect_close(on.last, off.last, 1e-4, 1e-3, what + " last loss");
       expect_close(on.y, off.y, 1e-4, 1e-3, what + " prediction");
@@ -235,6 +298,12 @@ void check_adapter(Device d, it3::FusedMode fused) {
 
 TEST(It3Head, AdapterGivesTheComposedPathsPredictions) {
   check_adapter(Device::cpu(), it3::FusedMode::on);
+}
+
+TEST(It3Head, AdapterTakesUpToTheKernelsBatchWhenOn) {
+  const int64_t most = kIt3HeadMaxBatch;
+  EXPECT_TRUE(adapt_cnn(Device::cpu(), it3::FusedMode::on, variants()[0], 1, most, kSeed).fused);
+  EXPECT_FALSE(adapt_cnn(Device::cpu(), it3::FusedMode::on, variants()[0], 1, most + 1, kSeed).fused);
 }
 
 TEST(It3Head, AdapterSaysWhyNot) {
@@ -276,8 +345,12 @@ TEST(It3HeadCuda, MatchesTheComposedOpsAndRunsOneLaunchEachWay) {
   const ops::It3HeadGrads d2 =
       ops::it3_head_loss_backward(g, r2.work, x.h_f, x.h_F, x.s0, x.f, x.F, s.spec, true, true, all);
   EXPECT_TRUE(testing::bit_equal(r2.loss, r.loss));
+  EXPECT_TRUE(testing::bit_equal(r2.y0, r.y0));
+  EXPECT_TRUE(testing::bit_equal(r2.y1, r.y1));
   EXPECT_TRUE(testing::bit_equal(d2.dh_f, d.dh_f));
-  EXPECT_TRUE(testing::bit_equal(d2.df[2], d.df[2]));
+  EXPECT_TRUE(testing::bit_equal(d2.dh_F, d.dh_F));
+  for (size_t k = 0; k < d.df.size(); ++k)
+    EXPECT_TRUE(testing::bit_equal(d2.df[k], d.df[k])) << "df[" << k << "]";
   NoGradGuard ng;
   EXPECT_EQ(launches([&] { feature_head(x.h_f, x.s0, x.f, s.spec); }), 1u);
 }
@@ -285,6 +358,10 @@ TEST(It3HeadCuda, MatchesTheComposedOpsAndRunsOneLaunchEachWay) {
 TEST(It3HeadCuda, AdapterGivesTheComposedPathsPredictions) {
   IDEM_REQUIRE_GPU();
   check_adapter(Device::cuda(0), it3::FusedMode::automatic);
+  // Automatic stops at kFusedHeadAutoMaxBatch rows; on goes on to kIt3HeadMaxBatch.
+  const int64_t above = it3::kFusedHeadAutoMaxBatch + 1;
+  EXPECT_FALSE(adapt_cnn(Device::cuda(0), it3::FusedMode::automatic, variants()[0], 1, above, kSeed).fused);
+  EXPECT_TRUE(adapt_cnn(Device::cuda(0), it3::FusedMode::on, variants()[0], 1, above, kSeed).fused);
 }
 
 }  // namespace

@@ -16,7 +16,7 @@ void check_net(const std::vector<Tensor>& net, const char* which, const It3HeadP
              net.size());
   const auto expect = [&](size_t k, Shape want, const std::string& what) {
     const Tensor& t = net[k];
-    check_defined(t, op, what.c_str());
+    check_defined(t, op, (std::string(which) + "'s " + what).c_str());
     check_same_device({&like, &t}, op);
     check_same_dtype(like, t, op);
     IDEM_CHECK(t.shape() == want, op, which, "'s ", what, " must be ", shape_str(want), ", got ",
@@ -54,6 +54,9 @@ It3HeadParams it3_head_params(const Tensor& h_f, const Tensor& h_F, const Tensor
              "h_f must be (B, n_0) and s0 (B, C) with one B, got h_f ", shape_str(h_f.shape()),
              " and s0 ", shape_str(s0.shape()));
   const int64_t B = h_f.size(0), n0 = h_f.size(1), C = s0.size(1);
+  IDEM_CHECK(n0 >= 1 && n0 <= kIt3HeadMaxWidth && C >= 1 && C <= kIt3HeadMaxWidth, op,
+             "the features and the signal must be 1 to ", kIt3HeadMaxWidth, " wide, got h_f ",
+             shape_str(h_f.shape()), " and s0 ", shape_str(s0.shape()));
   IDEM_CHECK(B >= 1 && B <= kIt3HeadMaxBatch, op, "the batch must be 1 to ", kIt3HeadMaxBatch,
              " rows, got ", B);
   IDEM_CHECK(f.size() == size_t(2 * L + 2), op, "f needs ", 2 * L + 2,
@@ -64,7 +67,8 @@ It3HeadParams it3_head_params(const Tensor& h_f, const Tensor& h_F, const Tensor
   for (int l = 0; l < L; ++l) {
     const Tensor& w = f[size_t(2 + 2 * l)];
     check_defined(w, op, "a layer weight");
-    IDEM_CHECK(w.dim() == 2, op, "f's layer ", l + 1, " weight must be 2-D, got ",
+    IDEM_CHECK(w.dim() == 2 && w.size(0) >= 1 && w.size(0) <= kIt3HeadMaxWidth, op, "f's layer ",
+               l + 1, " weight must be (n, in) with 1 <= n <= ", kIt3HeadMaxWidth, ", got ",
                shape_str(w.shape()));
     p.widths[l + 1] = int(w.size(0));
   }
