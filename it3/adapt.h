@@ -133,8 +133,9 @@ struct AdaptOptions {
   // the softmaxes and the distance, forward and backward) as one op, and the prediction's head
   // as one more (it3/fused_head.h): automatic on a GPU for batches up to
   // kFusedHeadAutoMaxBatch, on also on the CPU (the reference), off never. The body runs op
-  // by op either way. `--fused-head auto|on|off`.
-  FusedMode fused_head = FusedMode::automatic;
+  // by op either way. `--fused-head auto|on|off`. Off by default until its CUDA kernel has
+  // passed the CUDA suite and been timed on a GPU (docs/it3.md, "The fused head").
+  FusedMode fused_head = FusedMode::off;
   EntropyKnobs entropy;  // eata, deyo, memo
 
   // The method's reference configuration:

@@ -18,8 +18,10 @@ namespace idem::it3 {
 
 struct AdaptOptions;
 
-// Measured on an H100 (docs/performance.md): above this batch the one block of the kernel
-// was slower than the composed ops' grid-wide launches, so FusedMode::automatic stops there.
+// Where FusedMode::automatic stops: one block of the kernel walks every row, so past some batch
+// the composed ops' grid-wide launches win. 64 is an estimate (512 threads, about 7 rows of
+// outputs each at the cnn's widths), not yet measured on a GPU: tools/gpu_check.sh's
+// GPU_CHECK_AB=IDEM_ARGS:--fused-head=off,--fused-head=on over batches 8 … 256 decides it.
 constexpr int64_t kFusedHeadAutoMaxBatch = 64;
 
 // Why the IT³ loss of `model` against `anchor` cannot run through the fused head ("" when it

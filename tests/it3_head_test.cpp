@@ -309,6 +309,8 @@ TEST(It3Head, AdapterTakesUpToTheKernelsBatchWhenOn) {
 TEST(It3Head, AdapterSaysWhyNot) {
   auto model = it3::make_small_cnn(10, {}, 1);
   it3::AdaptOptions o = it3::AdaptOptions::for_method(it3::Method::it3);
+  EXPECT_NE(it3::Adapter(model, o).fused_head_reason().find("is off"), std::string::npos);
+  o.fused_head = it3::FusedMode::automatic;
   EXPECT_NE(it3::Adapter(model, o).fused_head_reason().find("on the CPU"), std::string::npos);
   o.fused_head = it3::FusedMode::on;
   EXPECT_EQ(it3::Adapter(model, o).fused_head_reason(), "");

@@ -50,7 +50,9 @@
 #                               MODEL:BATCH:STEPS:PATH of GPU_CHECK_AB_CASES: one table in
 #                               $OUT/ab.log. VAR = IDEM_BIN times binaries instead: the value
 #                               `tree` is this tree's idem, `base` the one GPU_CHECK_BASE_PATCH
-#                               builds (GPU_CHECK_AB=IDEM_BIN:tree,base)
+#                               builds (GPU_CHECK_AB=IDEM_BIN:tree,base). VAR = IDEM_ARGS
+#                               passes each value as one more argument to `idem bench it3`
+#                               instead (GPU_CHECK_AB=IDEM_ARGS:--fused-head=off,--fused-head=auto)
 #   GPU_CHECK_BASE_PATCH=FILE   a code A/B in one call: FILE is a patch from the baseline to this
 #                               tree (e.g. `git diff HEAD~1 -- cuda/ > base.patch` at the tree
 #                               root, left untracked so it travels); after the build the script
@@ -100,11 +102,12 @@ export -f bench_numbers
 # env_ab BUILD VAR VALUES ROUNDS CASES: `idem bench it3` for each comma-separated
 # MODEL:BATCH:STEPS:PATH of CASES under each comma-separated value of the environment variable
 # VAR, the values in turn, ROUNDS times (so drift shows): one table, median / p10 / p90 µs.
-# VAR = IDEM_BIN picks the binary instead (tree: BUILD's idem, base: $base_exe) and sets nothing.
+# VAR = IDEM_BIN picks the binary instead (tree: BUILD's idem, base: $base_exe) and sets nothing;
+# VAR = IDEM_ARGS appends the value to the command line instead (one argument, e.g. --x=y).
 # Returns non-zero when a run failed (its row is left out).
 env_ab() {
   local build=$1 var=$2 vals=$3 rounds=$4 cases=$5 rc=0 c m b k r round v j n med p10 p90 exe
-  local -a vs cs set_env
+  local -a vs cs set_env extra
   IFS="," read -r -a vs <<<"$vals"
   IFS="," read -r -a cs <<<"$cases"
   printf "%-24s %-8s %5s %2s %-6s %5s %10s %10s %10s\n" "$var" model batch K path round us_median us_p10 us_p90
@@ -112,8 +115,10 @@ env_ab() {
     IFS=":" read -r m b k r <<<"$c"
     for ((round = 1; round <= rounds; ++round)); do
       for v in "${vs[@]}"; do
-        exe=$build/idem set_env=("$var=$v")
-        if [ "$var" = IDEM_BIN ]; then
+        exe=$build/idem set_env=("$var=$v") extra=()
+        if [ "$var" = IDEM_ARGS ]; then
+          set_env=() extra=("$v")
+        elif [ "$var" = IDEM_BIN ]; then
           set_env=()
           case "$v" in
             tree) ;;
@@ -123,7 +128,7 @@ env_ab() {
             *) echo "env_ab: IDEM_BIN takes tree or base, got $v" >&2; rc=1; continue ;;
           esac
         fi
-        j=$(env ${set_env[@]+"${set_env[@]}"} "$exe" bench it3 --model "$m" --path "$r" --batch "$b" --steps "$k" --json) || { rc=1; continue; }
+        j=$(env ${set_env[@]+"${set_env[@]}"} "$exe" bench it3 --model "$m" --path "$r" --batch "$b" --steps "$k" ${extra[@]+"${extra[@]}"} --json) || { rc=1; continue; }
         n=$(bench_numbers "$j") || { rc=1; continue; }
         read -r med p10 p90 <<<"$n"
         printf "%-24s %-8s %5s %2s %-6s %5s %10s %10s %10s\n" "$v" "$m" "$b" "$k" "$r" "$round" "$med" "$p10" "$p90"
