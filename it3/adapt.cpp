@@ -590,12 +590,13 @@ Adapter::LossPasses Adapter::it3_passes(const Input& x, Cost& cost) {
       cost.forwards += 2;
       return p;
     }
-    if (!one_body) h = Tensor();  // the composed path runs f's whole forward
   }
   if (one_body) {
     auto& f = static_cast<FeatureModel&>(*model_);
     if (!h.defined()) h = f.features(x);
     p.first = f.from_features(h, s0);
+  } else if (h.defined()) {  // the fused head's attempt ran f's body already
+    p.first = static_cast<FeatureModel&>(*model_).from_features(h, s0);
   } else {
     p.first = model_->forward(x, s0);
   }

@@ -19,8 +19,8 @@ namespace idem::it3 {
 struct AdaptOptions;
 
 // Where FusedMode::automatic stops: one block of the kernel walks every row, so past some batch
-// the composed ops' grid-wide launches win. 64 is an estimate (512 threads, about 7 rows of
-// outputs each at the cnn's widths), not yet measured on a GPU: tools/gpu_check.sh's
+// the composed ops' grid-wide launches win. 64 is an estimate (512 threads, about 6 outputs of
+// a 50-wide layer each at the cnn's widths), not yet measured on a GPU: tools/gpu_check.sh's
 // GPU_CHECK_AB=IDEM_ARGS:--fused-head=off,--fused-head=on over batches 8 … 256 decides it.
 constexpr int64_t kFusedHeadAutoMaxBatch = 64;
 

@@ -8,7 +8,8 @@
 //  - CUDA (skipped without a GPU): the same against the composed ops on the CPU, one launch
 //    each way, the same bits on a second call; feature_head is one launch.
 //  - The Adapter: the cnn's IT³ adaptation with the fused head gives the composed path's
-//    predictions and losses (CPU with fused_head on; the GPU's default).
+//    predictions and losses under nine option variants (CPU with fused_head on; the GPU with
+//    automatic), and takes the batches its mode allows.
 // The op-case rows (tests/op_cases/fused_cases.cpp) add f64 gradcheck and CPU/CUDA parity.
 #include <gtest/gtest.h>
 
@@ -47,6 +48,11 @@ std::vector<HeadShape> shapes() {
       {"one_layer_relu", 5, 7, 3, {}, {kRelu, {kNone}, 0.01, DistanceKind::l1}},
       {"three_layers", 13, 33, 6, {17, 40}, {kNone, {kRelu, kLeaky, kNone}, 0.2, DistanceKind::mse}},
       {"act_on_last", 4, 9, 5, {11}, {kLeaky, {kRelu, kLeaky}, 0.1, DistanceKind::l1}},
+      // Batches that make every phase stride past the GPU block's 512 threads, and the limits:
+      // four layers, width 256, batch 256.
+      {"cnn_b64", 64, 50, 10, {50}, {kLeaky, {kLeaky, kNone}, 0.01, DistanceKind::l1}},
+      {"widest_b256", 256, 256, 10, {256, 64, 32},
+       {kRelu, {kLeaky, kRelu, kLeaky, kNone}, 0.05, DistanceKind::mse}},
   };
 }
 

@@ -52,7 +52,7 @@
 #                               `tree` is this tree's idem, `base` the one GPU_CHECK_BASE_PATCH
 #                               builds (GPU_CHECK_AB=IDEM_BIN:tree,base). VAR = IDEM_ARGS
 #                               passes each value as one more argument to `idem bench it3`
-#                               instead (GPU_CHECK_AB=IDEM_ARGS:--fused-head=off,--fused-head=auto)
+#                               instead (GPU_CHECK_AB=IDEM_ARGS:--fused-head=off,--fused-head=on)
 #   GPU_CHECK_BASE_PATCH=FILE   a code A/B in one call: FILE is a patch from the baseline to this
 #                               tree (e.g. `git diff HEAD~1 -- cuda/ > base.patch` at the tree
 #                               root, left untracked so it travels); after the build the script

@@ -366,6 +366,7 @@ AdaptSettings adapt_settings_from(const Args& a, const Task& task, DemoSize size
   s.path = it3::parse_adapt_path(a.str("path"));
   // The profile times op by op, which a graph replay (one launch) cannot show.
   if (a.has("profile") && a.flag("profile")) s.path = it3::AdaptPath::eager;
+  const it3::FusedMode fused_head = it3::parse_fused_mode(a.str("fused-head"));  // IT³ rows only
   for (it3::Method m : s.methods) {
     // The order: the method's reference, the task's defaults, the recipe (IT³ rows: it3 and
     // random-step): task_adapt_options; then every flag the user gave explicitly.
@@ -381,7 +382,6 @@ AdaptSettings adapt_settings_from(const Args& a, const Task& task, DemoSize size
         if (!a.str("anchor").empty()) o.anchor = it3::parse_anchor(a.str("anchor"));
         o.ema_alpha = a.number("alpha");
         if (a.has("persistent-moments")) o.persistent_moments = true;
-        o.fused_head = it3::parse_fused_mode(a.str("fused-head"));
         if (m != it3::Method::random_step) {
           if (a.has("prediction")) o.prediction = it3::parse_prediction(a.str("prediction"));
           if (a.has("readout-before-update")) o.readout_before_update = true;
@@ -391,6 +391,7 @@ AdaptSettings adapt_settings_from(const Args& a, const Task& task, DemoSize size
       const bool norm_method = m == it3::Method::tent || m == it3::Method::eata || m == it3::Method::deyo;
       if (!a.str("params").empty() && !norm_method) o.params = it3::ParamSelection::parse(a.str("params"));
     }
+    o.fused_head = fused_head;
     if (a.has("neutral-signal")) o.neutral = it3::parse_neutral_signal(a.str("neutral-signal"));
     if (!a.str("bn-mode").empty() && m != it3::Method::bn && m != it3::Method::tent &&
         m != it3::Method::eata && m != it3::Method::deyo)

@@ -2,9 +2,9 @@
 // phase of core/kernels/it3_head_phases.h, its threads striding over each phase's outputs with a
 // barrier between phases, so the whole loss is one launch and its backward another. The saved
 // activations live in global memory (the work and scratch tensors), which a block's barrier
-// makes visible to its threads; at the cnn's sizes (B ≤ 64, widths ≤ 64: under 200 KB) they
-// mostly stay in L1 and L2. Replaces about 25 small launches of the composed path
-// (it3/adapt.cpp).
+// makes visible to its threads; at the cnn's sizes (B ≤ 64, widths ≤ 64: under 100 KB) they
+// should stay in L1 and L2 (not yet measured). Replaces about 22 small launches of the
+// composed path (it3/adapt.cpp; counted from its ops, core/kernels/it3_head.h).
 #include <cuda_runtime.h>
 
 #include "core/kernels/it3_head_args.h"
