@@ -579,10 +579,10 @@ Adapter::LossPasses Adapter::it3_passes(const Input& x, Cost& cost) {
   Tensor h;
   if (uses_fused_head(x)) {
     // The same passes from the features on as one op (it3/fused_head.h): F's features are
-    // f's (detached unless F is the head anchor) or its own body's. A body that ends in a
-    // feature map (B, C, H, W) takes the composed path below, which broadcasts the embedding.
+    // f's (detached unless F is the head anchor) or its own body's. Features the op does not
+    // take (FusedHead::takes) go on through the composed path below.
     h = static_cast<FeatureModel&>(*model_).features(x);
-    if (h.dim() == 2) {
+    if (FusedHead::takes(h)) {
       Tensor h_F = one_body ? (head_anchor ? h : h.detach())
                             : static_cast<FeatureModel&>(*anchor_).features(x);
       It3HeadLoss r = head_->loss(h, h_F, s0);
@@ -792,14 +792,14 @@ Tensor Adapter::run(const Input& x, Cost& cost, Tensor* first_loss, Tensor* last
   if (opt_.prediction == Prediction::anchor && uses_it3_loss(opt_.method)) {
     y = it3_passes(x, cost).second;
   } else {
-    Tensor h;
-    if (uses_fused_head(x)) h = static_cast<FeatureModel&>(*model_).features(x);
-    if (h.defined() && h.dim() == 2)  // else the composed head (see it3_passes)
-      y = head_->predict(h, neutral_signal(x));
-    else if (h.defined())
-      y = static_cast<FeatureModel&>(*model_).from_features(h, neutral_signal(x));
-    else
+    if (uses_fused_head(x)) {
+      auto& f = static_cast<FeatureModel&>(*model_);
+      const Tensor h = f.features(x);
+      y = FusedHead::takes(h) ? head_->predict(h, neutral_signal(x))
+                              : f.from_features(h, neutral_signal(x));
+    } else {
       y = model_->forward(x, neutral_signal(x));
+    }
     cost.forwards += 1;
     if (opt_.prediction == Prediction::anchor) {
       y = anchor().forward(x, model_->to_signal(y));

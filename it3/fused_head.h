@@ -41,6 +41,10 @@ class FusedHead {
   // "" when a batch of x runs through the fused head: 1 ≤ B ≤ kIt3HeadMaxBatch, and with
   // FusedMode::automatic B ≤ kFusedHeadAutoMaxBatch.
   std::string batch_reason(const Input& x) const;
+  // Whether the op takes the body's features h: (B, n_0) rows. A body that ends in a feature
+  // map (B, C, H, W) takes the composed head (FeatureModel::from_features broadcasts the
+  // embedding over the map).
+  static bool takes(const Tensor& h) { return h.dim() == 2; }
   // The step's loss (differentiable in h_f, h_F and θ's head), y0 and y1 (it3/adapt.cpp's
   // it3_passes; s0 = ∅).
   It3HeadLoss loss(const Tensor& h_f, const Tensor& h_F, const Tensor& s0) const;

@@ -171,14 +171,14 @@ TEST(It3Head, ComputesOnlyTheWantedGradientsWithTheRightValues) {
   expect_close(got.dh_f, want.dh_f, 1e-4, 1e-3, "dh_f");
   for (size_t k : {1, 3, 4, 5}) expect_close(got.df[k], want.df[k], 1e-4, 1e-3, "df[" + std::to_string(k) + "]");
   // Only the head's last layer adapts: the embed's phase is skipped altogether.
-  Operands last = make_operands(s, {}, false);
-  for (size_t k = 0; k < 4; ++k) last.f[k] = last.f[k].detach();
-  last.h_f = last.h_f.detach(), last.h_F = last.h_F.detach();
-  const Results only = run(last, s.spec, true);
-  Operands last64 = make_operands(s, {DType::f64}, false);
-  for (size_t k = 0; k < 4; ++k) last64.f[k] = last64.f[k].detach();
-  last64.h_f = last64.h_f.detach(), last64.h_F = last64.h_F.detach();
-  const Results only_want = run(last64, s.spec, false);
+  const auto last_layer_only = [](Operands x) {
+    for (size_t k = 0; k < 4; ++k) x.f[k] = x.f[k].detach();
+    x.h_f = x.h_f.detach(), x.h_F = x.h_F.detach();
+    return x;
+  };
+  const Results only = run(last_layer_only(make_operands(s, {}, false)), s.spec, true);
+  const Results only_want =
+      run(last_layer_only(make_operands(s, {DType::f64}, false)), s.spec, false);
   expect_close(only.df[4], only_want.df[4], 1e-4, 1e-3, "last layer weight");
   expect_close(only.df[5], only_want.df[5], 1e-4, 1e-3, "last layer bias");
   EXPECT_FALSE(only.df[1].defined());
