@@ -24,8 +24,9 @@
 #   GPU_CHECK_DEMO=TASKS        also run `idem demo --task T` for each comma-separated task and
 #                               copy each run directory (table, plots) under $OUT/demo-T
 #   GPU_CHECK_NCU=LIST          also time the kernels of one adaptation under ncu for each
-#                               comma-separated MODEL:BATCH:STEPS[:PATH] (PATH eager by default,
-#                               or fused; tools/ncu_adapt.sh); tables
+#                               comma-separated MODEL:BATCH:STEPS[:PATH[:ARG]] (PATH eager by
+#                               default, or fused; ARG one more idem argument, e.g.
+#                               --fused-head=on; tools/ncu_adapt.sh); tables
 #                               in $OUT/ncu.log
 #   GPU_CHECK_STALLS=LIST       also, for each semicolon-separated MODEL:BATCH:STEPS:PATH:REGEX
 #                               (PATH eager or fused, empty for fused: `idem bench it3
@@ -304,7 +305,7 @@ fi
 # ---- kernel durations of one adaptation under ncu (issue 7) ----
 if [ -n "${GPU_CHECK_NCU:-}" ]; then
   step ncu 240 bash -c 'set -e; IFS="," read -r -a cfgs <<<"$3"; for c in "${cfgs[@]}"; do
-      IFS=":" read -r m b k pth <<<"$c"; bash "$1/tools/ncu_adapt.sh" "$2/idem" "$m" "$b" "$k" "$4" "${pth:-eager}"; echo; done' \
+      IFS=":" read -r m b k pth ex <<<"$c"; bash "$1/tools/ncu_adapt.sh" "$2/idem" "$m" "$b" "$k" "$4" "${pth:-eager}" "${ex:-}"; echo; done' \
     ncu "$root" "$build" "$GPU_CHECK_NCU" "$out/ncu"
 fi
 

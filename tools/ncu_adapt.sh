@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Kernel durations of ONE IT³ adaptation under Nsight Compute, as a markdown table per
 # kernel (launches, µs each, µs total, share). Usage:
-#   tools/ncu_adapt.sh IDEM_EXE MODEL BATCH STEPS [OUT_DIR [PATH]]
+#   tools/ncu_adapt.sh IDEM_EXE MODEL BATCH STEPS [OUT_DIR [PATH [EXTRA]]]
 # PATH is idem bench's --path, eager (default) or fused: the fused path's one kernel then shows
 # its device time, which set beside `idem bench it3`'s wall time per adaptation splits the
 # time into kernel and host (launch, synchronization) parts.
@@ -14,16 +14,21 @@
 # pay DRAM latency it never pays in a replay. NCU_COLD=1 restores ncu's flushed, locked defaults.
 set -eu -o pipefail
 exe="$1" model="$2" batch="$3" steps="$4" out="${5:-.}" path="${6:-eager}"
+# EXTRA: one more argument for idem bench it3 (e.g. --fused-head=on), named in the files and title.
+extra="${7:-}"
+extra_args=()
+tag=""
+if [ -n "$extra" ]; then extra_args=("$extra"); tag="-$(printf '%s' "$extra" | tr -c 'A-Za-z0-9' '_')"; fi
 ncu_bin="${NCU:-$(command -v ncu || echo /usr/local/cuda/bin/ncu)}"
 [ -x "$ncu_bin" ] || { echo "ncu_adapt: ncu not found (set NCU=/path/to/ncu)" >&2; exit 2; }
 mkdir -p "$out"
-csv="$out/ncu-$model-b$batch-k$steps-$path.csv"
+csv="$out/ncu-$model-b$batch-k$steps-$path$tag.csv"
 mode=(--cache-control none --clock-control none)
 [ -n "${NCU_COLD:-}" ] && mode=()
-err="$out/ncu-$model-b$batch-k$steps-$path.err"
+err="$out/ncu-$model-b$batch-k$steps-$path$tag.err"
 if ! "$ncu_bin" --profile-from-start off "${mode[@]}" --metrics gpu__time_duration.sum --csv \
   "$exe" bench it3 --model "$model" --batch "$batch" --steps "$steps" --device cuda \
-  --reps 1 --warmup 3 --profiler-range --path "$path" >"$csv.raw" 2>"$err"; then
+  --reps 1 --warmup 3 --profiler-range --path "$path" ${extra_args[@]+"${extra_args[@]}"} >"$csv.raw" 2>"$err"; then
   echo "ncu_adapt: ncu failed for $model batch $batch K $steps ($path); last lines of $err:" >&2
   tail -n 20 "$err" >&2
   exit 1
@@ -31,7 +36,7 @@ fi
 # ncu prints the program's own output before the CSV: keep the lines from the CSV header on.
 sed -n '/^"ID"/,$p' "$csv.raw" >"$csv"
 rm -f "$csv.raw"
-python3 - "$csv" "$model" "$batch" "$steps" "$path" <<'PY'
+python3 - "$csv" "$model" "$batch" "$steps" "$path${extra:+ $extra}" <<'PY'
 import csv, os, re, sys
 from collections import OrderedDict
 path, model, batch, steps, adapt_path = sys.argv[1:6]
