@@ -255,6 +255,7 @@ void it3_head_bwd(const std::vector<Tensor>&, const Tensor&, const Tensor&, cons
                   const std::vector<Tensor>&, const It3HeadParams&) {
   no_cuda("it3_head_loss_backward");
 }
+bool it3_head_staged(const It3HeadParams&, int, bool) { no_cuda("it3_head_loss"); }
 void multi_copy(const void*, int64_t, int64_t, int) { no_cuda("multi_copy"); }
 FusedMlpLaunch fused_mlp_adapt(const FusedMlpAdaptParams&, int) { no_cuda("fused_mlp_adapt"); }
 int fused_mlp_adapt_grid(const FusedMlpAdaptParams&, int) { no_cuda("fused_mlp_adapt"); }

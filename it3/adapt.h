@@ -131,11 +131,11 @@ struct AdaptOptions {
   FusedMode fused = FusedMode::automatic;
   // Whether the IT³ loss of a feature-injection model runs its head (θ's and the anchor's,
   // the softmaxes and the distance, forward and backward) as one op, and the prediction's head
-  // as one more (it3/fused_head.h): automatic on a GPU for batches up to
-  // kFusedHeadAutoMaxBatch, on also on the CPU (the reference), off never. The body runs op
-  // by op either way. `--fused-head auto|on|off`. Off by default until its CUDA kernel has
-  // passed the CUDA suite and been timed on a GPU (docs/it3.md, "The fused head").
-  FusedMode fused_head = FusedMode::off;
+  // as one more (it3/fused_head.h): automatic (the default) on a GPU for batches up to
+  // kFusedHeadAutoMaxBatch, and not in an adaptation captured in a CUDA graph unless
+  // kFusedHeadAutoInGraphs (fused_head_in_graph); on also on the CPU (the reference) and in
+  // graphs; off never. The body runs op by op either way. `--fused-head auto|on|off`.
+  FusedMode fused_head = FusedMode::automatic;
   EntropyKnobs entropy;  // eata, deyo, memo
 
   // The method's reference configuration:

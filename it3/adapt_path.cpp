@@ -66,7 +66,8 @@ struct PathAdapter::Capture {
 
 PathAdapter::PathAdapter(const std::shared_ptr<RecursiveModel>& trained, AdaptOptions options,
                          ActmadStats stats, AdaptPath path)
-    : trained_(trained), stats_(stats), asked_(path), check_finite_(options.check_finite) {
+    : trained_(trained), stats_(stats), asked_(path), check_finite_(options.check_finite),
+      fused_head_(options.fused_head) {
   IDEM_CHECK(trained != nullptr, "it3::PathAdapter", "the trained model is null");
   // The fused path first: one kernel call per batch beats a replay of ~30 kernels.
   options.fused = path == AdaptPath::fused       ? FusedMode::on
@@ -83,6 +84,7 @@ PathAdapter::PathAdapter(const std::shared_ptr<RecursiveModel>& trained, AdaptOp
     AdaptOptions graph_options = options;
     graph_options.fused = FusedMode::off;
     graph_options.check_finite = false;
+    graph_options.fused_head = fused_head_in_graph(options.fused_head);
     if (path == AdaptPath::automatic && graph_path_blocker(graph_options, trained->device()).empty())
       graph_options_ = graph_options;
     adapter_ = std::make_unique<Adapter>(trained, options, stats_);
@@ -96,7 +98,10 @@ PathAdapter::PathAdapter(const std::shared_ptr<RecursiveModel>& trained, AdaptOp
   chosen_ = path == AdaptPath::eager || !blocker.empty() ? AdaptPath::eager : AdaptPath::graph;
   last_path_ = chosen_;
   // A replay never reads a value back; the graph path checks the losses after the replay.
-  if (chosen_ == AdaptPath::graph) options.check_finite = false;
+  if (chosen_ == AdaptPath::graph) {
+    options.check_finite = false;
+    options.fused_head = fused_head_in_graph(options.fused_head);
+  }
   adapter_ = std::make_unique<Adapter>(trained, options, stats_);
 }
 
@@ -116,6 +121,7 @@ AdaptResult PathAdapter::predict(const Input& x) {
                "edges); use --path auto or eager");
     AdaptOptions eager_options = adapter_->options();
     eager_options.check_finite = check_finite_;
+    eager_options.fused_head = fused_head_;
     // Rebuild once as a plain eager adapter: every later batch of this task has edges too.
     adapter_ = std::make_unique<Adapter>(trained_, eager_options, stats_);
     chosen_ = AdaptPath::eager;

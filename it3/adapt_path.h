@@ -7,7 +7,8 @@
 //   eager   Adapter::predict: one host call per op (any device, any options)
 //   graph   the whole adaptation of one batch captured once per input shape in a CUDA graph
 //           (core/kernels/cuda_graph.h) and replayed per batch; the batch is copied into the
-//           captured input first
+//           captured input first; a feature-injection model's fused head (it3/fused_head.h)
+//           is captured only when asked for (fused_head on) or kFusedHeadAutoInGraphs
 //   fused   the whole adaptation as ONE fused kernel call (it3/fused_adapt.h): small concat
 //           MLPs with IT³ offline; on the CPU too when named (the plain-loop reference)
 //   auto    fused where it applies on a GPU and the batch runs as one block of the kernels (the
@@ -86,6 +87,7 @@ class PathAdapter {
   AdaptPath chosen_;
   AdaptPath last_path_;
   bool check_finite_;  // the user's wish; the graph path's Adapter runs with it off
+  FusedMode fused_head_;  // the user's wish; the graph path's Adapter: fused_head_in_graph of it
   std::unique_ptr<Adapter> adapter_;
   std::optional<AdaptOptions> graph_options_;  // set: auto may send unfused batches to a graph
   std::unique_ptr<Adapter> graph_adapter_;

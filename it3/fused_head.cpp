@@ -83,6 +83,10 @@ std::vector<Tensor> tensors_of(const std::vector<std::shared_ptr<Linear>>& linea
 
 }  // namespace
 
+FusedMode fused_head_in_graph(FusedMode mode) {
+  return mode == FusedMode::automatic && !kFusedHeadAutoInGraphs ? FusedMode::off : mode;
+}
+
 std::string fused_head_ineligible_reason(RecursiveModel& model, RecursiveModel* anchor,
                                          const AdaptOptions& o) {
   if (o.fused_head == FusedMode::off) return "the fused head is off (AdaptOptions::fused_head)";

@@ -17,12 +17,21 @@
 namespace idem::it3 {
 
 struct AdaptOptions;
+enum class FusedMode : uint8_t;  // it3/adapt.h
 
 // Where FusedMode::automatic stops: one block of the kernel walks every row, so past some batch
-// the composed ops' grid-wide launches win. 64 is an estimate (512 threads, about 6 outputs of
-// a 50-wide layer each at the cnn's widths), not yet measured on a GPU: tools/gpu_check.sh's
-// GPU_CHECK_AB=IDEM_ARGS:--fused-head=off,--fused-head=on over batches 8 … 256 decides it.
+// the composed ops' grid-wide launches win (docs/it3.md, "The fused head", has the
+// measurements that set it).
 constexpr int64_t kFusedHeadAutoMaxBatch = 64;
+// Whether FusedMode::automatic takes the fused head inside a CUDA graph too. Eagerly it saves
+// about 20 host launches; in a graph a launch costs about 2 µs of replay, and the measurements
+// (docs/it3.md) say which is faster there.
+constexpr bool kFusedHeadAutoInGraphs = false;
+// The fused-head mode for an adaptation that will be captured in a CUDA graph: automatic
+// becomes off unless kFusedHeadAutoInGraphs; on and off stay. Decided when the Adapter is
+// built, never per call: the warm-ups before a capture must run the kernels the capture does
+// (they fill the allocator's cache for it).
+FusedMode fused_head_in_graph(FusedMode mode);
 
 // Why the IT³ loss of `model` against `anchor` cannot run through the fused head ("" when it
 // can, batch aside): an IT³ method (it3, it3-online, random-step) with a separate frozen anchor

@@ -357,7 +357,7 @@ TEST(Cli, BenchIt3TimesTheMethodNamedByMethod) {
   EXPECT_NE(r.out.find(" 0 launches/batch, 1 forwards, 0 backwards, 0 steps"), std::string::npos) << r.out;
 }
 
-// --fused-head reaches the Adapter's options (off by default) and a bad value is an error that
+// --fused-head reaches the Adapter's options (auto by default) and a bad value is an error that
 // lists the choices.
 TEST(Cli, BenchIt3FusedHeadFlag) {
   if (std::string(IDEM_CLI_PATH).empty()) GTEST_SKIP() << "the idem executable was not built";
@@ -367,7 +367,7 @@ TEST(Cli, BenchIt3FusedHeadFlag) {
     ASSERT_EQ(r.code, 0) << r.out;
     const auto v = json_in(r.out, "{\"bench\":\"it3\"");
     ASSERT_TRUE(v.is_object()) << r.out;
-    EXPECT_EQ(v.at("options").at("fused_head").as_string(), mode.empty() ? "off" : mode) << flag;
+    EXPECT_EQ(v.at("options").at("fused_head").as_string(), mode.empty() ? "auto" : mode) << flag;
   }
   expect_cli_error("bench it3 --model cnn --device cpu --fused-head maybe",
                    "unknown fused mode 'maybe' (expected auto, on or off)");

@@ -20,6 +20,7 @@
 #include "autograd/fused_functions.h"
 #include "autograd/it3_head_function.h"
 #include "it3/adapt.h"
+#include "it3/adapt_path.h"
 #include "it3/models.h"
 #include "tests/test_util.h"
 
@@ -315,6 +316,9 @@ TEST(It3Head, AdapterTakesUpToTheKernelsBatchWhenOn) {
 TEST(It3Head, AdapterSaysWhyNot) {
   auto model = it3::make_small_cnn(10, {}, 1);
   it3::AdaptOptions o = it3::AdaptOptions::for_method(it3::Method::it3);
+  EXPECT_EQ(o.fused_head, it3::FusedMode::automatic);  // the default
+  EXPECT_NE(it3::Adapter(model, o).fused_head_reason().find("on the CPU"), std::string::npos);
+  o.fused_head = it3::FusedMode::off;
   EXPECT_NE(it3::Adapter(model, o).fused_head_reason().find("is off"), std::string::npos);
   o.fused_head = it3::FusedMode::automatic;
   EXPECT_NE(it3::Adapter(model, o).fused_head_reason().find("on the CPU"), std::string::npos);
@@ -328,6 +332,14 @@ TEST(It3Head, AdapterSaysWhyNot) {
   o.distance = it3::Distance::l1;
   o.method = it3::Method::tent;
   EXPECT_NE(it3::Adapter(model, o).fused_head_reason().find("method tent"), std::string::npos);
+}
+
+// A CUDA-graph capture keeps the fused head only where asked for or where it is faster.
+TEST(It3Head, GraphCapturesTakeItUnderAutoOnlyWhereItIsFaster) {
+  EXPECT_EQ(it3::fused_head_in_graph(it3::FusedMode::on), it3::FusedMode::on);
+  EXPECT_EQ(it3::fused_head_in_graph(it3::FusedMode::off), it3::FusedMode::off);
+  EXPECT_EQ(it3::fused_head_in_graph(it3::FusedMode::automatic),
+            it3::kFusedHeadAutoInGraphs ? it3::FusedMode::automatic : it3::FusedMode::off);
 }
 
 TEST(It3HeadCuda, MatchesTheComposedOpsAndRunsOneLaunchEachWay) {
@@ -361,6 +373,52 @@ TEST(It3HeadCuda, MatchesTheComposedOpsAndRunsOneLaunchEachWay) {
     EXPECT_TRUE(testing::bit_equal(d2.df[k], d.df[k])) << "df[" << k << "]";
   NoGradGuard ng;
   EXPECT_EQ(launches([&] { feature_head(x.h_f, x.s0, x.f, s.spec); }), 1u);
+}
+
+// The shapes above run both kernels: from shared memory (the cnn's up to batch 64) and from
+// global memory (the limits, too large to stage).
+TEST(It3HeadCuda, TheShapesCoverTheStagedAndTheGlobalKernels) {
+  IDEM_REQUIRE_GPU();
+  const Options gpu{DType::f32, Device::cuda(0)};
+  for (const std::string name : {"cnn_b8", "cnn_b64", "widest_b256"}) {
+    const HeadShape* s = nullptr;
+    for (const HeadShape& c : shapes()) s = c.name == name ? &c : s;
+    ASSERT_NE(s, nullptr) << name;
+    const Operands x = make_operands(*s, gpu, false);
+    const It3HeadParams p = ops::it3_head_params(x.h_f, x.h_F, x.s0, x.f, x.F, s->spec, true, "test");
+    const bool staged = name != "widest_b256";
+    EXPECT_EQ(cuda::it3_head_staged(p, 0, false), staged) << name;
+    EXPECT_EQ(cuda::it3_head_staged(p, 0, true), staged) << name;
+  }
+}
+
+// In a CUDA graph (the command line's graph path) the fused head is captured when it is on, and
+// under auto only where kFusedHeadAutoInGraphs says it is faster; the replay's prediction is the
+// composed eager one's either way.
+TEST(It3HeadCuda, GraphPathCapturesItWhenOn) {
+  IDEM_REQUIRE_GPU();
+  const Device d = Device::cuda(0);
+  const AdaptRun eager = adapt_cnn(d, it3::FusedMode::off, variants()[0], 1, 8, kSeed);
+  for (const it3::FusedMode head : {it3::FusedMode::on, it3::FusedMode::automatic}) {
+    const std::string what = std::string("--fused-head ") + it3::fused_mode_name(head);
+    auto model = it3::make_small_cnn(10, {DType::f32, d}, kSeed);
+    it3::AdaptOptions o = it3::AdaptOptions::for_method(it3::Method::it3);
+    o.steps = 1;
+    o.lr = 1e-2;
+    o.fused_head = head;
+    it3::PathAdapter p(model, o, {}, it3::AdaptPath::graph);
+    const it3::Input x(randn({8, 1, 28, 28}, kSeed + 7, {DType::f32, d}));
+    const it3::AdaptResult r = p.predict(x);
+    EXPECT_EQ(p.path(), it3::AdaptPath::graph) << what;
+    EXPECT_EQ(p.captures(), 1u) << what;
+    EXPECT_EQ(p.adapter().uses_fused_head(x), head == it3::FusedMode::on || it3::kFusedHeadAutoInGraphs)
+        << what;
+    expect_close(r.prediction, eager.y, 1e-4, 1e-3, what + " prediction");
+    // A second batch replays the same graph.
+    const it3::AdaptResult r2 = p.predict(x);
+    EXPECT_EQ(p.captures(), 1u) << what;
+    expect_close(r2.prediction, eager.y, 1e-4, 1e-3, what + " second prediction");
+  }
 }
 
 TEST(It3HeadCuda, AdapterGivesTheComposedPathsPredictions) {

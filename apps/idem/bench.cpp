@@ -345,7 +345,10 @@ std::string prepare_case(const Args& a, const It3Spec& spec, const Device device
     c.b.model->to(device);
     c.b.model->eval();
   }
-  const it3::AdaptOptions o = case_options(spec, a, m, path == "fused");
+  it3::AdaptOptions o = case_options(spec, a, m, path == "fused");
+  // As the command line's graph path does (it3::PathAdapter): auto keeps the fused head out of
+  // a capture unless it is faster there.
+  if (path == "graph") o.fused_head = it3::fused_head_in_graph(o.fused_head);
   if (path == "graph")
     if (std::string why = it3::graph_path_blocker(o, device); !why.empty())
       return std::string("--path graph cannot run ") + it3::method_name(m) + ": " + why;
@@ -690,7 +693,7 @@ int cmd_bench(int argc, char** argv) {
                                 {"task", true, "", "it3: time the adaptation that TASK's demo runs (" + std::string(kTaskNames) + ") instead of a bench model's: the task's model, the options its rows start from in idem adapt and demo (K, lr, BatchNorm mode, ...; the JSON's \"options\" lists them) and its test batch and K unless --batch or --steps are given, on built-in stand-in data of the task's shape (fmnist: synthetic 28×28 images)"},
                                 {"batch", true, "8", "test batch size (sage: number of 32×32 meshes; --task: the task's test batch)"},
                                 {"steps", true, "1", "it3: adaptation steps K (--task: the task's K); train: training steps that --export writes"},
-                                {"fused-head", true, "off", "it3 on a feature-injection model (cnn): the head's IT³ loss as one op, one launch each way: auto (on a GPU, batches up to 64), on (also the CPU reference) or off (the default until the kernel is checked on a GPU)"},
+                                {"fused-head", true, "auto", "it3 on a feature-injection model (cnn): the head's IT³ loss as one op, one launch each way: auto (on a GPU, batches up to 64, not on --path graph), on (also the CPU reference and in graphs) or off"},
                                 {"path", true, "", "it3: eager (op by op), graph (the adaptation captured in a CUDA graph and replayed) or fused (one kernel call: small MLPs); default: --graph's"},
                                 {"graph", true, "off", "on: --path graph, off: --path eager (when --path is not given)"},
                                 {"reps", true, "200", "timed repetitions"},

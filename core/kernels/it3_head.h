@@ -124,6 +124,10 @@ void it3_head_bwd(const std::vector<Tensor>& df, const Tensor& dh_f, const Tenso
                   const Tensor& scratch, const Tensor& g, const Tensor& work, const Tensor& s0,
                   const std::vector<Tensor>& f, const std::vector<Tensor>& F,
                   const It3HeadParams& p);
+// Whether a call with `p` on `device` runs from shared memory (the weights, the work buffer and
+// the backward's scratch staged there: cuda/kernels/it3_head.cu) rather than global memory, for
+// the forward (backward = false) or the backward. Tests ask it to cover both kernels.
+bool it3_head_staged(const It3HeadParams& p, int device, bool backward);
 }  // namespace cuda
 
 }  // namespace idem
