@@ -1,7 +1,8 @@
 // Run-time choices from environment variables that take one of a few named values
 // (IDEM_GEMM, IDEM_CPU_GEMM, IDEM_CONV, IDEM_FUSED_KERNEL, IDEM_FUSED_SYNC,
 // IDEM_GEMM_CLUSTER_SPLIT, IDEM_SAGE_CONV) or are on/off
-// switches (IDEM_ANOMALY, IDEM_DETERMINISTIC, IDEM_CUDA_SYNC, IDEM_POISON_ALLOC): one reader for
+// switches (IDEM_ANOMALY, IDEM_DETERMINISTIC, IDEM_CUDA_SYNC, IDEM_POISON_ALLOC,
+// IDEM_IT3_HEAD_STAGED): one reader for
 // each kind, so
 // every such switch treats a bad value the same way, as an error that says what was expected,
 // never as a silent fallback to the default (a typo in a comparison run would otherwise time
@@ -21,13 +22,13 @@ namespace idem {
 std::string env_choice(const char* name, std::initializer_list<const char*> allowed,
                        const char* fallback);
 
-// An on/off switch (IDEM_ANOMALY, IDEM_DETERMINISTIC, IDEM_CUDA_SYNC, IDEM_POISON_ALLOC): true for 1, true or on; false for 0,
-// false or off, and when unset or empty; anything else is an idem::Error, as for env_choice.
+// An on/off switch (IDEM_ANOMALY, IDEM_DETERMINISTIC, IDEM_CUDA_SYNC, IDEM_POISON_ALLOC,
+// IDEM_IT3_HEAD_STAGED): true for 1, true or on; false for 0, false or off, and when unset or empty; anything else is an idem::Error, as for env_choice.
 bool env_flag(const char* name);
 
 // A process-wide setting that code may choose with set() and the environment gives otherwise
 // (the GEMM, CPU GEMM and convolution backends, IDEM_DETERMINISTIC, IDEM_ANOMALY,
-// IDEM_POISON_ALLOC). The environment is read by the first
+// IDEM_POISON_ALLOC, IDEM_IT3_HEAD_STAGED). The environment is read by the first
 // get() that no set() came before, and kept; until then a bad value throws at every get(). An
 // explicit set() never reads the environment, so a program (or test) that chooses the setting
 // works whatever the variable holds. `read` is env_choice/env_flag behind a small function.

@@ -21,6 +21,7 @@
 #include "autograd/functions.h"
 #include "core/determinism.h"
 #include "core/kernels/conv.h"
+#include "core/kernels/it3_head.h"
 #include "core/kernels/matmul.h"
 #include "core/kernels/runtime.h"
 #include "core/tensor.h"
@@ -213,6 +214,15 @@ TEST(EnvSwitch, BackendSettersOverrideABadValue) {
     if (!why.empty()) return why;
     set_anomaly_mode(false);
     return std::string(anomaly_mode() ? "set_anomaly_mode(false) ignored" : "");
+  });
+  in_fresh_process("IDEM_IT3_HEAD_STAGED", "staged", [] {
+    std::string why = error_mismatch([] { it3_head_staging(); }, "[env] IDEM_IT3_HEAD_STAGED is 'staged'");
+    if (!why.empty()) return why;
+    set_it3_head_staging(true);
+    return std::string(it3_head_staging() ? "" : "set_it3_head_staging(true) ignored");
+  });
+  in_fresh_process("IDEM_IT3_HEAD_STAGED", "on", [] {
+    return std::string(it3_head_staging() ? "" : "IDEM_IT3_HEAD_STAGED=on not read");
   });
   // A good value is still what the backend reads.
   in_fresh_process("IDEM_GEMM", "cublas", [] {

@@ -54,6 +54,8 @@
 #                               builds (GPU_CHECK_AB=IDEM_BIN:tree,base). VAR = IDEM_ARGS
 #                               passes each value as one more argument to `idem bench it3`
 #                               instead (GPU_CHECK_AB=IDEM_ARGS:--fused-head=off,--fused-head=on)
+#   GPU_CHECK_AB_ARGS=ARGS      more arguments for every `idem bench it3` of GPU_CHECK_AB (split at
+#                               spaces), e.g. "--fused-head on" while A/B-ing an environment variable
 #   GPU_CHECK_BASE_PATCH=FILE   a code A/B in one call: FILE is a patch from the baseline to this
 #                               tree (e.g. `git diff HEAD~1 -- cuda/ > base.patch` at the tree
 #                               root, left untracked so it travels); after the build the script
@@ -108,7 +110,8 @@ export -f bench_numbers
 # Returns non-zero when a run failed (its row is left out).
 env_ab() {
   local build=$1 var=$2 vals=$3 rounds=$4 cases=$5 rc=0 c m b k r round v j n med p10 p90 exe
-  local -a vs cs set_env extra
+  local -a vs cs set_env extra fixed
+  read -r -a fixed <<<"${GPU_CHECK_AB_ARGS:-}"
   IFS="," read -r -a vs <<<"$vals"
   IFS="," read -r -a cs <<<"$cases"
   printf "%-24s %-8s %5s %2s %-6s %5s %10s %10s %10s\n" "$var" model batch K path round us_median us_p10 us_p90
@@ -129,7 +132,7 @@ env_ab() {
             *) echo "env_ab: IDEM_BIN takes tree or base, got $v" >&2; rc=1; continue ;;
           esac
         fi
-        j=$(env ${set_env[@]+"${set_env[@]}"} "$exe" bench it3 --model "$m" --path "$r" --batch "$b" --steps "$k" ${extra[@]+"${extra[@]}"} --json) || { rc=1; continue; }
+        j=$(env ${set_env[@]+"${set_env[@]}"} "$exe" bench it3 --model "$m" --path "$r" --batch "$b" --steps "$k" ${fixed[@]+"${fixed[@]}"} ${extra[@]+"${extra[@]}"} --json) || { rc=1; continue; }
         n=$(bench_numbers "$j") || { rc=1; continue; }
         read -r med p10 p90 <<<"$n"
         printf "%-24s %-8s %5s %2s %-6s %5s %10s %10s %10s\n" "$v" "$m" "$b" "$k" "$r" "$round" "$med" "$p10" "$p90"

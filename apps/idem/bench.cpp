@@ -693,7 +693,7 @@ int cmd_bench(int argc, char** argv) {
                                 {"task", true, "", "it3: time the adaptation that TASK's demo runs (" + std::string(kTaskNames) + ") instead of a bench model's: the task's model, the options its rows start from in idem adapt and demo (K, lr, BatchNorm mode, ...; the JSON's \"options\" lists them) and its test batch and K unless --batch or --steps are given, on built-in stand-in data of the task's shape (fmnist: synthetic 28×28 images)"},
                                 {"batch", true, "8", "test batch size (sage: number of 32×32 meshes; --task: the task's test batch)"},
                                 {"steps", true, "1", "it3: adaptation steps K (--task: the task's K); train: training steps that --export writes"},
-                                {"fused-head", true, "auto", "it3 on a feature-injection model (cnn): the head's IT³ loss as one op, one launch each way: auto (on a GPU, batches up to 64, not on --path graph), on (also the CPU reference and in graphs) or off"},
+                                {"fused-head", true, "auto", "it3 on a feature-injection model (cnn): the head's IT³ loss as one op, one launch each way: auto (on a GPU, batches up to 32, not on --path graph), on (also the CPU reference and in graphs) or off"},
                                 {"path", true, "", "it3: eager (op by op), graph (the adaptation captured in a CUDA graph and replayed) or fused (one kernel call: small MLPs); default: --graph's"},
                                 {"graph", true, "off", "on: --path graph, off: --path eager (when --path is not given)"},
                                 {"reps", true, "200", "timed repetitions"},

@@ -123,7 +123,7 @@ std::vector<OptionSpec> adapt_options() {
           {"neutral-signal", true, "", "∅ at test time, every method: fixed (default) or random-onehot"},
           {"persistent-moments", false, "", "IT³ rows: keep the optimizer's moments across batches (weights still reset)"},
           {"readout-before-update", false, "", "it3 rows: predict from the last step's pass before its update"},
-          {"fused-head", true, "auto", "IT³ rows on a feature-injection model (the cnn): its head's loss as one op, one launch each way: auto (on a GPU, batches up to 64, not inside a CUDA graph), on (also the CPU reference and in graphs) or off (docs/it3.md, The fused head)"},
+          {"fused-head", true, "auto", "IT³ rows on a feature-injection model (the cnn): its head's loss as one op, one launch each way: auto (on a GPU, batches up to 32, not inside a CUDA graph), on (also the CPU reference and in graphs) or off (docs/it3.md, The fused head)"},
           {"path", true, "auto", "auto (on a GPU: one fused kernel call per batch for a small MLP at a small batch, else a CUDA graph per batch shape where it applies; else eager), eager (one call per op), fused or graph (docs/it3.md, Execution paths)"},
           {"profile", false, "", "write profile.md: a per-op table of one adapted batch per method (runs eager)"}};
 }

@@ -126,8 +126,15 @@ void it3_head_bwd(const std::vector<Tensor>& df, const Tensor& dh_f, const Tenso
                   const It3HeadParams& p);
 // Whether a call with `p` on `device` runs from shared memory (the weights, the work buffer and
 // the backward's scratch staged there: cuda/kernels/it3_head.cu) rather than global memory, for
-// the forward (backward = false) or the backward. Tests ask it to cover both kernels.
+// the forward (backward = false) or the backward: it3_head_staging() on and the operands fit.
 bool it3_head_staged(const It3HeadParams& p, int device, bool backward);
 }  // namespace cuda
+
+// Whether the CUDA kernels may stage in shared memory at all. Off by default: the staged kernels
+// were written after the last GPU run and have not yet run on a GPU (docs/it3.md, "The fused
+// head"); the global-memory kernels are the ones measured. IDEM_IT3_HEAD_STAGED=on|off
+// (core/env.h) unless set_it3_head_staging came first, which overrides it (the tests run both).
+bool it3_head_staging();
+void set_it3_head_staging(bool on);
 
 }  // namespace idem

@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "core/env.h"
 #include "core/ops/checks.h"
 
 namespace idem::ops {
@@ -154,3 +155,18 @@ Tensor feature_head(const Tensor& h, const Tensor& s, const std::vector<Tensor>&
 }
 
 }  // namespace idem::ops
+
+namespace idem {
+
+namespace {
+bool staging_from_env() { return env_flag("IDEM_IT3_HEAD_STAGED"); }
+EnvSetting<bool>& staging_slot() {
+  static EnvSetting<bool> on{staging_from_env};
+  return on;
+}
+}  // namespace
+
+bool it3_head_staging() { return staging_slot().get(); }
+void set_it3_head_staging(bool on) { staging_slot().set(on); }
+
+}  // namespace idem

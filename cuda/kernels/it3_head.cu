@@ -6,13 +6,17 @@
 // Where the operands live. Each phase is a set of short dot products whose inputs the previous
 // phase wrote, so a phase costs the latency of its loads. A first version kept the activations
 // in global memory: on an H100 at the cnn's batch 8 its forward took 18.8 µs and its backward
-// 27.8 µs (ncu), about 2 µs a phase, the latency of L2 (a store does not leave its line in the
-// SM's L1 for the next phase's reads). So when they fit one block's shared memory (the cnn's
-// head up to about batch 128), the kernel first copies both nets' weights there, keeps the work
+// 27.8 µs (ncu), about 2 µs a phase, some ten L2 round trips one after another in a thread's
+// dot product; we think its reads of what the phase before stored miss L1 (not profiled
+// further). So when they fit one block's shared memory (the cnn's head up to batch 64 both
+// ways, the forward to 128), the kernel first copies both nets' weights there, keeps the work
 // buffer (and the backward's scratch) there, and at the end copies the work buffer out to global
 // memory, where the backward and the caller's y0 / y1 read it. The phases themselves are the
 // same code either way: only the pointers they are given differ. Larger calls run from global
-// memory as before.
+// memory as before. Staging is opt-in (it3_head_staging(), IDEM_IT3_HEAD_STAGED=on) until the
+// staged kernels have run on a GPU: they were written after the last GPU run. (The backward
+// stages all of both nets, though it reads only the W_l and F's E: about 5 KB more than it
+// needs at the cnn's widths, kept for one staging routine both ways.)
 #include <cuda_runtime.h>
 
 #include "core/kernels/it3_head_args.h"
@@ -117,6 +121,7 @@ DynamicSharedMemory& bwd_smem() {
 }  // namespace
 
 bool it3_head_staged(const It3HeadParams& p, int device, bool backward) {
+  if (!it3_head_staging()) return false;
   const char* op = backward ? "it3_head_loss_backward" : "it3_head_loss";
   set_device(device);
   return backward ? bwd_smem().fits(device, size_t(bwd_staged_floats(p)) * sizeof(float), op)
