@@ -27,6 +27,13 @@ AdaptPath parse_adapt_path(const std::string& name) {
   fail("it3 adaptation path", "unknown path '", name, "' (expected auto, fused, graph or eager)");
 }
 
+AdaptOptions graph_capture_options(AdaptOptions options) {
+  options.fused = FusedMode::off;
+  options.check_finite = false;
+  options.fused_head = fused_head_in_graph(options.fused_head);
+  return options;
+}
+
 std::string graph_path_blocker(const AdaptOptions& o, Device device) {
   if (!device.is_cuda()) return "the graph path needs a CUDA device, the model is on " + device.str();
   const bool steps = o.steps > 0 && o.method != Method::none && o.method != Method::bn;
@@ -81,10 +88,7 @@ PathAdapter::PathAdapter(const std::shared_ptr<RecursiveModel>& trained, AdaptOp
     chosen_ = last_path_ = AdaptPath::fused;
     // auto: a batch the fused kernel does not take (too large for one block, or over 256 rows)
     // goes to a CUDA graph where one applies, else op by op; --path fused runs it op by op.
-    AdaptOptions graph_options = options;
-    graph_options.fused = FusedMode::off;
-    graph_options.check_finite = false;
-    graph_options.fused_head = fused_head_in_graph(options.fused_head);
+    const AdaptOptions graph_options = graph_capture_options(options);
     if (path == AdaptPath::automatic && graph_path_blocker(graph_options, trained->device()).empty())
       graph_options_ = graph_options;
     adapter_ = std::make_unique<Adapter>(trained, options, stats_);
@@ -98,10 +102,7 @@ PathAdapter::PathAdapter(const std::shared_ptr<RecursiveModel>& trained, AdaptOp
   chosen_ = path == AdaptPath::eager || !blocker.empty() ? AdaptPath::eager : AdaptPath::graph;
   last_path_ = chosen_;
   // A replay never reads a value back; the graph path checks the losses after the replay.
-  if (chosen_ == AdaptPath::graph) {
-    options.check_finite = false;
-    options.fused_head = fused_head_in_graph(options.fused_head);
-  }
+  if (chosen_ == AdaptPath::graph) options = graph_capture_options(options);
   adapter_ = std::make_unique<Adapter>(trained, options, stats_);
 }
 

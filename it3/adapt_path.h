@@ -43,6 +43,12 @@ AdaptPath parse_adapt_path(const std::string& name);
 // structure are refused per batch (automatic then runs that batch eagerly).
 std::string graph_path_blocker(const AdaptOptions& options, Device device);
 
+// The options of an Adapter whose adaptation is captured in a CUDA graph (PathAdapter's graph
+// path, `idem bench it3 --path graph`): no fused call (the graph replays the ops), no loss
+// read back between steps (a replay cannot stop; the losses are checked after it), and the
+// fused head only where fused_head_in_graph keeps it.
+AdaptOptions graph_capture_options(AdaptOptions options);
+
 class PathAdapter {
  public:
   // `path` automatic picks per the rules above; fused or graph asked for explicitly and not
@@ -87,7 +93,7 @@ class PathAdapter {
   AdaptPath chosen_;
   AdaptPath last_path_;
   bool check_finite_;  // the user's wish; the graph path's Adapter runs with it off
-  FusedMode fused_head_;  // the user's wish; the graph path's Adapter: fused_head_in_graph of it
+  FusedMode fused_head_;  // the user's wish (the graph path's Adapter: graph_capture_options)
   std::unique_ptr<Adapter> adapter_;
   std::optional<AdaptOptions> graph_options_;  // set: auto may send unfused batches to a graph
   std::unique_ptr<Adapter> graph_adapter_;

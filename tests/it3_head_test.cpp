@@ -386,11 +386,12 @@ TEST(It3HeadCuda, TheStagedKernelsMatchTheComposedOps) {
     ~Restore() { set_it3_head_staging(was); }
   } restore;
   const Options gpu{DType::f32, Device::cuda(0)};
+  const std::vector<HeadShape> all = shapes();  // s below points into it
   for (const bool on : {false, true}) {
     set_it3_head_staging(on);
     for (const std::string name : {"cnn_b8", "widest_b256"}) {
       const HeadShape* s = nullptr;
-      for (const HeadShape& c : shapes()) s = c.name == name ? &c : s;
+      for (const HeadShape& c : all) s = c.name == name ? &c : s;
       ASSERT_NE(s, nullptr) << name;
       const Operands x = make_operands(*s, gpu, false);
       const It3HeadParams p = ops::it3_head_params(x.h_f, x.h_F, x.s0, x.f, x.F, s->spec, true, "test");

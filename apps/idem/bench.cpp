@@ -346,9 +346,8 @@ std::string prepare_case(const Args& a, const It3Spec& spec, const Device device
     c.b.model->eval();
   }
   it3::AdaptOptions o = case_options(spec, a, m, path == "fused");
-  // As the command line's graph path does (it3::PathAdapter): auto keeps the fused head out of
-  // a capture unless it is faster there.
-  if (path == "graph") o.fused_head = it3::fused_head_in_graph(o.fused_head);
+  // The same options as the command line's graph path captures (it3::PathAdapter).
+  if (path == "graph") o = it3::graph_capture_options(o);
   if (path == "graph")
     if (std::string why = it3::graph_path_blocker(o, device); !why.empty())
       return std::string("--path graph cannot run ") + it3::method_name(m) + ": " + why;

@@ -6,10 +6,8 @@
 
 #include <cuda_runtime.h>
 
-#include <array>
 #include <atomic>
 #include <cstdint>
-#include <mutex>
 
 #include "core/kernels/fused_mlp_adapt.h"
 #include "core/kernels/optim_math.h"

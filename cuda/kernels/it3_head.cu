@@ -36,20 +36,19 @@ struct BlockRun {
 };
 
 // Elements of one net's weights (E, e, then W_l, b_l per layer): what staging it takes.
-IDEM_HOST_DEVICE inline int net_elements(const It3HeadParams& p) {
+int net_elements(const It3HeadParams& p) {
   int n = p.widths[0] * p.signal + p.widths[0];
   for (int l = 0; l < p.layers; ++l) n += p.widths[l + 1] * p.widths[l] + p.widths[l + 1];
   return n;
 }
 
-// Shared-memory floats of each kernel when staged: the forward holds its work buffer and the
-// nets it reads (f, and F with the loss); the backward the work buffer, its scratch and both nets.
-int fwd_staged_floats(const It3HeadParams& p) {
-  return it3_head_layout(p).work + net_elements(p) * (p.loss ? 2 : 1);
-}
-int bwd_staged_floats(const It3HeadParams& p) {
+// Shared-memory bytes of a staged call: the forward holds its work buffer and the nets it reads
+// (f, and F with the loss); the backward the work buffer, its scratch and both nets.
+size_t staged_bytes(const It3HeadParams& p, bool backward) {
   const It3HeadLayout o = it3_head_layout(p);
-  return o.work + o.scratch + 2 * net_elements(p);
+  const int floats = backward ? o.work + o.scratch + 2 * net_elements(p)
+                              : o.work + net_elements(p) * (p.loss ? 2 : 1);
+  return size_t(floats) * sizeof(float);
 }
 
 // Copies n floats from src to the shared array at `at` (block-strided; the caller's barrier
@@ -122,10 +121,9 @@ DynamicSharedMemory& bwd_smem() {
 
 bool it3_head_staged(const It3HeadParams& p, int device, bool backward) {
   if (!it3_head_staging()) return false;
-  const char* op = backward ? "it3_head_loss_backward" : "it3_head_loss";
   set_device(device);
-  return backward ? bwd_smem().fits(device, size_t(bwd_staged_floats(p)) * sizeof(float), op)
-                  : fwd_smem().fits(device, size_t(fwd_staged_floats(p)) * sizeof(float), op);
+  DynamicSharedMemory& smem = backward ? bwd_smem() : fwd_smem();
+  return smem.fits(device, staged_bytes(p, backward), backward ? "it3_head_loss_backward" : "it3_head_loss");
 }
 
 void it3_head_fwd(const Tensor& loss, const Tensor& work, const Tensor& h_f, const Tensor& h_F, const Tensor& s0,
@@ -133,15 +131,11 @@ void it3_head_fwd(const Tensor& loss, const Tensor& work, const Tensor& h_f, con
                   const It3HeadParams& p) {
   const int device = work.device().index;
   set_device(device);
-  const auto args = it3_head::fwd_args<float>(loss, work, h_f, h_F, s0, f, F, p);
-  const size_t bytes = size_t(fwd_staged_floats(p)) * sizeof(float);
-  if (it3_head_staged(p, device, false)) {
-    it3_head_fwd_kernel<true><<<1, kIt3HeadThreads, bytes, current_stream()>>>(args);
-    IDEM_LAUNCH_CHECK("it3_head_loss");
-  } else {
-    it3_head_fwd_kernel<false><<<1, kIt3HeadThreads, 0, current_stream()>>>(args);
-    IDEM_LAUNCH_CHECK("it3_head_loss");
-  }
+  const bool staged = it3_head_staged(p, device, false);
+  const auto kernel = staged ? it3_head_fwd_kernel<true> : it3_head_fwd_kernel<false>;
+  kernel<<<1, kIt3HeadThreads, staged ? staged_bytes(p, false) : 0, current_stream()>>>(
+      it3_head::fwd_args<float>(loss, work, h_f, h_F, s0, f, F, p));
+  IDEM_LAUNCH_CHECK("it3_head_loss");
 }
 
 void it3_head_bwd(const std::vector<Tensor>& df, const Tensor& dh_f, const Tensor& dh_F,
@@ -150,15 +144,11 @@ void it3_head_bwd(const std::vector<Tensor>& df, const Tensor& dh_f, const Tenso
                   const It3HeadParams& p) {
   const int device = work.device().index;
   set_device(device);
-  const auto args = it3_head::bwd_args<float>(df, dh_f, dh_F, scratch, g, work, s0, f, F, p);
-  const size_t bytes = size_t(bwd_staged_floats(p)) * sizeof(float);
-  if (it3_head_staged(p, device, true)) {
-    it3_head_bwd_kernel<true><<<1, kIt3HeadThreads, bytes, current_stream()>>>(args);
-    IDEM_LAUNCH_CHECK("it3_head_loss_backward");
-  } else {
-    it3_head_bwd_kernel<false><<<1, kIt3HeadThreads, 0, current_stream()>>>(args);
-    IDEM_LAUNCH_CHECK("it3_head_loss_backward");
-  }
+  const bool staged = it3_head_staged(p, device, true);
+  const auto kernel = staged ? it3_head_bwd_kernel<true> : it3_head_bwd_kernel<false>;
+  kernel<<<1, kIt3HeadThreads, staged ? staged_bytes(p, true) : 0, current_stream()>>>(
+      it3_head::bwd_args<float>(df, dh_f, dh_F, scratch, g, work, s0, f, F, p));
+  IDEM_LAUNCH_CHECK("it3_head_loss_backward");
 }
 
 }  // namespace idem::cuda
