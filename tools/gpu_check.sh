@@ -52,8 +52,11 @@
 #                               $OUT/ab.log. VAR = IDEM_BIN times binaries instead: the value
 #                               `tree` is this tree's idem, `base` the one GPU_CHECK_BASE_PATCH
 #                               builds (GPU_CHECK_AB=IDEM_BIN:tree,base). VAR = IDEM_ARGS
-#                               passes each value as one more argument to `idem bench it3`
-#                               instead (GPU_CHECK_AB=IDEM_ARGS:--fused-head=off,--fused-head=on)
+#                               passes each value's words as more arguments to `idem bench it3`
+#                               instead (GPU_CHECK_AB=IDEM_ARGS:--fused-head=off,--fused-head=on),
+#                               except words NAME=value, which set that variable for the run, so
+#                               one table compares settings of both kinds
+#                               (...,IDEM_IT3_HEAD_STAGED=off --fused-head=on)
 #   GPU_CHECK_AB_ARGS=ARGS      more arguments for every `idem bench it3` of GPU_CHECK_AB (split at
 #                               spaces), e.g. "--fused-head on" while A/B-ing an environment variable
 #   GPU_CHECK_BASE_PATCH=FILE   a code A/B in one call: FILE is a patch from the baseline to this
@@ -106,7 +109,8 @@ export -f bench_numbers
 # MODEL:BATCH:STEPS:PATH of CASES under each comma-separated value of the environment variable
 # VAR, the values in turn, ROUNDS times (so drift shows): one table, median / p10 / p90 µs.
 # VAR = IDEM_BIN picks the binary instead (tree: BUILD's idem, base: $base_exe) and sets nothing;
-# VAR = IDEM_ARGS appends the value to the command line instead (one argument, e.g. --x=y).
+# VAR = IDEM_ARGS appends the value's words to the command line instead (e.g. --x=y), except
+# words NAME=value, which set that variable for the run (so one table can mix both).
 # Returns non-zero when a run failed (its row is left out).
 env_ab() {
   local build=$1 var=$2 vals=$3 rounds=$4 cases=$5 rc=0 c m b k r round v j n med p10 p90 exe
@@ -114,14 +118,23 @@ env_ab() {
   read -r -a fixed <<<"${GPU_CHECK_AB_ARGS:-}"
   IFS="," read -r -a vs <<<"$vals"
   IFS="," read -r -a cs <<<"$cases"
-  printf "%-24s %-8s %5s %2s %-6s %5s %10s %10s %10s\n" "$var" model batch K path round us_median us_p10 us_p90
+  local width=24
+  for v in "${vs[@]}"; do [ ${#v} -gt $width ] && width=${#v}; done
+  printf "%-${width}s %-8s %5s %2s %-6s %5s %10s %10s %10s\n" "$var" model batch K path round us_median us_p10 us_p90
   for c in "${cs[@]}"; do
     IFS=":" read -r m b k r <<<"$c"
     for ((round = 1; round <= rounds; ++round)); do
       for v in "${vs[@]}"; do
         exe=$build/idem set_env=("$var=$v") extra=()
         if [ "$var" = IDEM_ARGS ]; then
-          set_env=() extra=("$v")
+          # Words of the value: NAME=value sets a variable, anything else is an argument.
+          set_env=() extra=()
+          local w
+          local -a words
+          read -r -a words <<<"$v"
+          for w in "${words[@]}"; do
+            if [[ "$w" =~ ^[A-Z_][A-Z0-9_]*= ]]; then set_env+=("$w"); else extra+=("$w"); fi
+          done
         elif [ "$var" = IDEM_BIN ]; then
           set_env=()
           case "$v" in
@@ -135,7 +148,7 @@ env_ab() {
         j=$(env ${set_env[@]+"${set_env[@]}"} "$exe" bench it3 --model "$m" --path "$r" --batch "$b" --steps "$k" ${fixed[@]+"${fixed[@]}"} ${extra[@]+"${extra[@]}"} --json) || { rc=1; continue; }
         n=$(bench_numbers "$j") || { rc=1; continue; }
         read -r med p10 p90 <<<"$n"
-        printf "%-24s %-8s %5s %2s %-6s %5s %10s %10s %10s\n" "$v" "$m" "$b" "$k" "$r" "$round" "$med" "$p10" "$p90"
+        printf "%-${width}s %-8s %5s %2s %-6s %5s %10s %10s %10s\n" "$v" "$m" "$b" "$k" "$r" "$round" "$med" "$p10" "$p90"
       done
     done
   done
