@@ -73,8 +73,7 @@ struct PathAdapter::Capture {
 
 PathAdapter::PathAdapter(const std::shared_ptr<RecursiveModel>& trained, AdaptOptions options,
                          ActmadStats stats, AdaptPath path)
-    : trained_(trained), stats_(stats), asked_(path), check_finite_(options.check_finite),
-      fused_head_(options.fused_head) {
+    : trained_(trained), stats_(stats), asked_(path), check_finite_(options.check_finite) {
   IDEM_CHECK(trained != nullptr, "it3::PathAdapter", "the trained model is null");
   // The fused path first: one kernel call per batch beats a replay of ~30 kernels.
   options.fused = path == AdaptPath::fused       ? FusedMode::on
@@ -102,7 +101,10 @@ PathAdapter::PathAdapter(const std::shared_ptr<RecursiveModel>& trained, AdaptOp
   chosen_ = path == AdaptPath::eager || !blocker.empty() ? AdaptPath::eager : AdaptPath::graph;
   last_path_ = chosen_;
   // A replay never reads a value back; the graph path checks the losses after the replay.
-  if (chosen_ == AdaptPath::graph) options = graph_capture_options(options);
+  if (chosen_ == AdaptPath::graph) {
+    eager_options_ = options;
+    options = graph_capture_options(options);
+  }
   adapter_ = std::make_unique<Adapter>(trained, options, stats_);
 }
 
@@ -120,11 +122,8 @@ AdaptResult PathAdapter::predict(const Input& x) {
     IDEM_CHECK(asked_ != AdaptPath::graph, "it3::PathAdapter",
                "--path graph cannot replay batches with graph structure (every batch has its own "
                "edges); use --path auto or eager");
-    AdaptOptions eager_options = adapter_->options();
-    eager_options.check_finite = check_finite_;
-    eager_options.fused_head = fused_head_;
     // Rebuild once as a plain eager adapter: every later batch of this task has edges too.
-    adapter_ = std::make_unique<Adapter>(trained_, eager_options, stats_);
+    adapter_ = std::make_unique<Adapter>(trained_, *eager_options_, stats_);
     chosen_ = AdaptPath::eager;
   }
   if (chosen_ == AdaptPath::fused) {

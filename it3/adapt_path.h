@@ -93,7 +93,9 @@ class PathAdapter {
   AdaptPath chosen_;
   AdaptPath last_path_;
   bool check_finite_;  // the user's wish; the graph path's Adapter runs with it off
-  FusedMode fused_head_;  // the user's wish (the graph path's Adapter: graph_capture_options)
+  // The graph path: its options before graph_capture_options, for the eager rebuild that
+  // batches with graph structure force.
+  std::optional<AdaptOptions> eager_options_;
   std::unique_ptr<Adapter> adapter_;
   std::optional<AdaptOptions> graph_options_;  // set: auto may send unfused batches to a graph
   std::unique_ptr<Adapter> graph_adapter_;

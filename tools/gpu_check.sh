@@ -113,8 +113,8 @@ export -f bench_numbers
 # words NAME=value, which set that variable for the run (so one table can mix both).
 # Returns non-zero when a run failed (its row is left out).
 env_ab() {
-  local build=$1 var=$2 vals=$3 rounds=$4 cases=$5 rc=0 c m b k r round v j n med p10 p90 exe
-  local -a vs cs set_env extra fixed
+  local build=$1 var=$2 vals=$3 rounds=$4 cases=$5 rc=0 c m b k r round v w j n med p10 p90 exe
+  local -a vs cs set_env extra fixed words
   read -r -a fixed <<<"${GPU_CHECK_AB_ARGS:-}"
   IFS="," read -r -a vs <<<"$vals"
   IFS="," read -r -a cs <<<"$cases"
@@ -129,8 +129,6 @@ env_ab() {
         if [ "$var" = IDEM_ARGS ]; then
           # Words of the value: NAME=value sets a variable, anything else is an argument.
           set_env=() extra=()
-          local w
-          local -a words
           read -r -a words <<<"$v"
           for w in "${words[@]}"; do
             if [[ "$w" =~ ^[A-Z_][A-Z0-9_]*= ]]; then set_env+=("$w"); else extra+=("$w"); fi

@@ -346,11 +346,12 @@ std::string prepare_case(const Args& a, const It3Spec& spec, const Device device
     c.b.model->eval();
   }
   it3::AdaptOptions o = case_options(spec, a, m, path == "fused");
-  // The same options as the command line's graph path captures (it3::PathAdapter).
-  if (path == "graph") o = it3::graph_capture_options(o);
-  if (path == "graph")
+  if (path == "graph") {
+    // The same options as the command line's graph path captures (it3::PathAdapter).
+    o = it3::graph_capture_options(o);
     if (std::string why = it3::graph_path_blocker(o, device); !why.empty())
       return std::string("--path graph cannot run ") + it3::method_name(m) + ": " + why;
+  }
   // The statistics a method starts from come from the bench batch itself (it stands in for
   // training data; the timing does not depend on their values).
   it3::ActmadStats stats;
