@@ -19,8 +19,8 @@ std::string env_choice(const char* name, std::initializer_list<const char*> allo
   fail("env", name, " is '", value, "'; expected one of: ", list, " (or unset: ", fallback, ")");
 }
 
-bool env_flag(const char* name) {
-  const std::string v = env_choice(name, {"1", "true", "on", "0", "false", "off"}, "0");
+bool env_flag(const char* name, bool fallback) {
+  const std::string v = env_choice(name, {"1", "true", "on", "0", "false", "off"}, fallback ? "1" : "0");
   return v == "1" || v == "true" || v == "on";
 }
 

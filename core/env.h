@@ -23,8 +23,10 @@ std::string env_choice(const char* name, std::initializer_list<const char*> allo
                        const char* fallback);
 
 // An on/off switch (IDEM_ANOMALY, IDEM_DETERMINISTIC, IDEM_CUDA_SYNC, IDEM_POISON_ALLOC,
-// IDEM_IT3_HEAD_STAGED): true for 1, true or on; false for 0, false or off, and when unset or empty; anything else is an idem::Error, as for env_choice.
-bool env_flag(const char* name);
+// IDEM_IT3_HEAD_STAGED): true for 1, true or on; false for 0, false or off; `fallback` when
+// unset or empty (off for every switch but IDEM_IT3_HEAD_STAGED); anything else is an
+// idem::Error, as for env_choice.
+bool env_flag(const char* name, bool fallback = false);
 
 // A process-wide setting that code may choose with set() and the environment gives otherwise
 // (the GEMM, CPU GEMM and convolution backends, IDEM_DETERMINISTIC, IDEM_ANOMALY,

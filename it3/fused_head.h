@@ -20,14 +20,13 @@ struct AdaptOptions;
 enum class FusedMode : uint8_t;  // it3/adapt.h
 
 // Where FusedMode::automatic stops: one block of the kernel walks every row, so past some batch
-// the composed ops' grid-wide launches win. Measured on an H100 (docs/it3.md, "The fused
-// head"): eagerly it saves about 22 launches, 140–190 µs of host time; its kernels cost 9 µs
-// more than the composed ones at batch 8 and about 140 µs more at 64 (in a CUDA graph, where
-// only the kernels count). So eagerly it breaks even near batch 64; at 32 the kernels' cost,
-// interpolated, is about 65 µs, well inside the saving.
+// the composed ops' grid-wide launches win. Measured on an H100 with the staged kernels
+// (docs/it3.md, "The fused head"; µs per eager cnn adaptation, composed / fused): 251 / 202 at
+// batch 8, 254 / 244 at 32, 272 / 305 at 64. So 32 is the last batch measured where it wins.
 constexpr int64_t kFusedHeadAutoMaxBatch = 32;
-// Whether FusedMode::automatic takes the fused head inside a CUDA graph too: no, since there
-// it was slower at every batch measured (8, 64, 128; docs/it3.md).
+// Whether FusedMode::automatic takes the fused head inside a CUDA graph too: no, since there,
+// where only the kernels count, it was slower at every batch measured (staged: 171 vs 166 µs
+// at batch 8, 275 vs 198 at 64; docs/it3.md).
 constexpr bool kFusedHeadAutoInGraphs = false;
 // The fused-head mode for an adaptation that will be captured in a CUDA graph: automatic
 // becomes off unless kFusedHeadAutoInGraphs; on and off stay. Decided when the Adapter is

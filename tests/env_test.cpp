@@ -105,6 +105,21 @@ TEST(EnvFlag, OnOffSpellingsUnsetAndErrors) {
   }
 }
 
+// A switch that is on by default (IDEM_IT3_HEAD_STAGED): unset or empty gives the fallback, and
+// off still turns it off; the error names the default it would have had.
+TEST(EnvFlag, FallbackOnIsWhatUnsetAndEmptyGive) {
+  for (const char* unset : {static_cast<const char*>(nullptr), ""}) {
+    EnvVar e(unset);
+    EXPECT_TRUE(env_flag(kVar, true));
+  }
+  for (const char* off : {"0", "false", "off"}) {
+    EnvVar e(off);
+    EXPECT_FALSE(env_flag(kVar, true)) << off;
+  }
+  EnvVar e("yes");
+  expect_error([] { env_flag(kVar, true); }, "env", std::string(kVar) + " is 'yes'", "(or unset: 1)");
+}
+
 // ---- EnvSetting: a set() overrides the variable; a get() without one reads it once ----
 
 enum class Pick : uint8_t { rows, phase };
@@ -221,8 +236,11 @@ TEST(EnvSwitch, BackendSettersOverrideABadValue) {
     set_it3_head_staging(true);
     return std::string(it3_head_staging() ? "" : "set_it3_head_staging(true) ignored");
   });
-  in_fresh_process("IDEM_IT3_HEAD_STAGED", "on", [] {
-    return std::string(it3_head_staging() ? "" : "IDEM_IT3_HEAD_STAGED=on not read");
+  in_fresh_process("IDEM_IT3_HEAD_STAGED", "off", [] {
+    return std::string(it3_head_staging() ? "IDEM_IT3_HEAD_STAGED=off not read" : "");
+  });
+  in_fresh_process("IDEM_IT3_HEAD_STAGED", "", [] {  // empty is unset: staging is on by default
+    return std::string(it3_head_staging() ? "" : "staging is off with IDEM_IT3_HEAD_STAGED unset");
   });
   // A good value is still what the backend reads.
   in_fresh_process("IDEM_GEMM", "cublas", [] {

@@ -6,8 +6,9 @@
 //    none, l1 and mse), with h_f and h_F distinct tensors or the same one; F gets no gradient;
 //    only the wanted gradients are computed; errors name the op.
 //  - CUDA (skipped without a GPU): the same against the composed ops on the CPU, one launch
-//    each way, the same bits on a second call; feature_head is one launch; the same values
-//    with the opt-in shared-memory staging on; the graph path captures the head when it is on.
+//    each way, the same bits on a second call; feature_head is one launch; staging (on by
+//    default) picks the shared-memory kernel where it fits, and with it off the global-memory
+//    kernels give the same values; the graph path captures the head when it is on.
 //  - The Adapter: the cnn's IT³ adaptation with the fused head gives the composed path's
 //    predictions and losses under nine option variants (CPU with fused_head on; the GPU with
 //    automatic), and takes the batches its mode allows.
@@ -374,12 +375,13 @@ TEST(It3HeadCuda, MatchesTheComposedOpsAndRunsOneLaunchEachWay) {
   EXPECT_EQ(launches([&] { feature_head(x.h_f, x.s0, x.f, s.spec); }), 1u);
 }
 
-// With staging on (opt-in until it has run on a GPU: core/kernels/it3_head.h) the same shapes
-// run both kernels: the staged one (the cnn's shapes; batch 8 needs 45 KB, which every GPU
-// has, batch 64 157 KB, which an H100 has) and the global-memory one (the limits, too large to
-// stage); values against the composed ops as above, and the Adapter's losses and predictions
-// (feature_head included) against the composed path's.
-TEST(It3HeadCuda, TheStagedKernelsMatchTheComposedOps) {
+// Staging (on by default: core/kernels/it3_head.h) picks the kernel: with it on the cnn's
+// shapes run the staged one (batch 8 needs 45 KB, which every GPU has, batch 64 157 KB, which
+// an H100 has) and the limits the global-memory one (too large to stage); with it off every
+// shape runs from global memory. The tests above run the default; here, with staging off, the
+// same values against the composed ops, and the Adapter's losses and predictions (feature_head
+// included) against the composed path's.
+TEST(It3HeadCuda, StagingOffRunsTheGlobalMemoryKernelsWithTheSameValues) {
   IDEM_REQUIRE_GPU();
   struct Restore {
     bool was = it3_head_staging();
@@ -400,7 +402,7 @@ TEST(It3HeadCuda, TheStagedKernelsMatchTheComposedOps) {
       EXPECT_EQ(cuda::it3_head_staged(p, 0, true), staged) << name << " staging " << on;
     }
   }
-  set_it3_head_staging(true);
+  set_it3_head_staging(false);
   for (const HeadShape& s : shapes())
     for (bool same : {false, true}) check_against_composed(s, gpu, same, 1e-4, 1e-3);
   check_adapter(Device::cuda(0), it3::FusedMode::automatic);

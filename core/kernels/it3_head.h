@@ -130,9 +130,9 @@ void it3_head_bwd(const std::vector<Tensor>& df, const Tensor& dh_f, const Tenso
 bool it3_head_staged(const It3HeadParams& p, int device, bool backward);
 }  // namespace cuda
 
-// Whether the CUDA kernels may stage in shared memory at all. Off by default: the staged kernels
-// were written after the last GPU run and have not yet run on a GPU (docs/it3.md, "The fused
-// head"); the global-memory kernels are the ones measured. IDEM_IT3_HEAD_STAGED=on|off
+// Whether the CUDA kernels may stage in shared memory at all. On by default: on an H100 the
+// staged kernels were faster from batch 32 on and level at batch 8 (docs/it3.md, "The fused
+// head"); off runs every call from global memory, for comparison. IDEM_IT3_HEAD_STAGED=on|off
 // (core/env.h) unless set_it3_head_staging came first, which overrides it (the tests run both).
 bool it3_head_staging();
 void set_it3_head_staging(bool on);

@@ -159,7 +159,8 @@ Tensor feature_head(const Tensor& h, const Tensor& s, const std::vector<Tensor>&
 namespace idem {
 
 namespace {
-bool staging_from_env() { return env_flag("IDEM_IT3_HEAD_STAGED"); }
+// On unless IDEM_IT3_HEAD_STAGED says off: the staged kernels are the faster ones (docs/it3.md).
+bool staging_from_env() { return env_flag("IDEM_IT3_HEAD_STAGED", /*fallback=*/true); }
 EnvSetting<bool>& staging_slot() {
   static EnvSetting<bool> on{staging_from_env};
   return on;
