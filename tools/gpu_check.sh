@@ -73,6 +73,10 @@
 #                               paper-cifar" (e.g. to split the work over two calls)
 #   GPU_CHECK_PATHS=1           also time `idem adapt` on the eager and auto (fused or CUDA graph) paths
 #                               beside `idem bench it3` (tools/adapt_path_timing.sh)
+#   GPU_CHECK_MAX_FILES=N       at the end, when more than N files are under $OUT (default 8: what
+#                               the GPU machine's tool brings back), keep summary.txt and the
+#                               logs read most often and pack everything else into
+#                               $OUT/more.tgz (0 = never pack)
 set -u -o pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -384,5 +388,31 @@ if [ -x "$build/idem_bench" ] && [ "$bench_re" != "none" ]; then
   step bench "$budget" "$build/idem_bench" "${bench_args[@]}"
 fi
 
+# The GPU machine's tool brings back at most 8 files from $OUT and drops the rest (a call with
+# the sanitizers, ncu and a comparison writes more): past GPU_CHECK_MAX_FILES, keep the files
+# read most often and pack the others, subfolders included, into more.tgz.
+pack_out() {
+  local max=${GPU_CHECK_MAX_FILES:-8} f list=/tmp/gpu_check_pack.list tgz=/tmp/gpu_check_more.tgz
+  local -a keep=()
+  [ "$max" -gt 1 ] || return 0
+  [ "$(find "$out" -type f | wc -l)" -gt "$max" ] || return 0
+  for f in summary.txt ctest.log ab.log compare_pytorch.log sanitize.log ncu.log stalls.log; do
+    [ -f "$out/$f" ] && [ ${#keep[@]} -lt $((max - 1)) ] && keep+=("./$f")
+  done
+  (cd "$out" && find . -type f -print) | while IFS= read -r f; do
+    case " ${keep[*]} " in *" $f "*) ;; *) echo "$f" ;; esac
+  done >"$list"
+  [ -s "$list" ] || return 0
+  rm -f "$tgz"
+  if (cd "$out" && tar czf "$tgz" -T "$list" && xargs -d '\n' rm -f <"$list"); then
+    mv "$tgz" "$out/more.tgz"
+    find "$out" -mindepth 1 -type d -empty -delete
+    echo "packed $(wc -l <"$list") more files into $out/more.tgz (kept: ${keep[*]})"
+  else
+    echo "pack_out: could not pack $out; files past the first $max may not come back" >&2
+  fi
+}
+
 summary
+pack_out
 [ ${#failed_steps[@]} -eq 0 ]
