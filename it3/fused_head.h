@@ -21,12 +21,13 @@ enum class FusedMode : uint8_t;  // it3/adapt.h
 
 // Where FusedMode::automatic stops: one block of the kernel walks every row, so past some batch
 // the composed ops' grid-wide launches win. Measured on an H100 with the staged kernels
-// (docs/it3.md, "The fused head"; µs per eager cnn adaptation, composed / fused): 251 / 202 at
-// batch 8, 254 / 244 at 32, 272 / 305 at 64. So 32 is the last batch measured where it wins.
+// (docs/it3.md, "The fused head"; µs per eager cnn adaptation, the fused head against the
+// composed one): 202 against 252 at batch 8, 244 against 254 at 32, 305 against 272 at 64.
+// So 32 is the last batch measured where it wins.
 constexpr int64_t kFusedHeadAutoMaxBatch = 32;
 // Whether FusedMode::automatic takes the fused head inside a CUDA graph too: no, since there,
-// where only the kernels count, it was slower at every batch measured (staged: 171 vs 166 µs
-// at batch 8, 275 vs 198 at 64; docs/it3.md).
+// where only the kernels count, it was slower at every batch measured (staged: 171 against
+// 166 µs at batch 8, 275 against 198 at 64; docs/it3.md).
 constexpr bool kFusedHeadAutoInGraphs = false;
 // The fused-head mode for an adaptation that will be captured in a CUDA graph: automatic
 // becomes off unless kFusedHeadAutoInGraphs; on and off stay. Decided when the Adapter is

@@ -7,8 +7,8 @@
 //    only the wanted gradients are computed; errors name the op.
 //  - CUDA (skipped without a GPU): the same against the composed ops on the CPU, one launch
 //    each way, the same bits on a second call; feature_head is one launch; staging (on by
-//    default) picks the shared-memory kernel where it fits, and with it off the global-memory
-//    kernels give the same values; the graph path captures the head when it is on.
+//    default) picks the shared-memory kernel where it fits, and each setting gives the same
+//    values; the graph path captures the head when it is on.
 //  - The Adapter: the cnn's IT³ adaptation with the fused head gives the composed path's
 //    predictions and losses under nine option variants (CPU with fused_head on; the GPU with
 //    automatic), and takes the batches its mode allows.
@@ -378,10 +378,10 @@ TEST(It3HeadCuda, MatchesTheComposedOpsAndRunsOneLaunchEachWay) {
 // Staging (on by default: core/kernels/it3_head.h) picks the kernel: with it on the cnn's
 // shapes run the staged one (batch 8 needs 45 KB, which every GPU has, batch 64 157 KB, which
 // an H100 has) and the limits the global-memory one (too large to stage); with it off every
-// shape runs from global memory. The tests above run the default; here, with staging off, the
-// same values against the composed ops, and the Adapter's losses and predictions (feature_head
+// shape runs from global memory. Under each setting, whatever IDEM_IT3_HEAD_STAGED says, the
+// values against the composed ops, and the Adapter's losses and predictions (feature_head
 // included) against the composed path's.
-TEST(It3HeadCuda, StagingOffRunsTheGlobalMemoryKernelsWithTheSameValues) {
+TEST(It3HeadCuda, EachStagingSettingMatchesTheComposedOps) {
   IDEM_REQUIRE_GPU();
   struct Restore {
     bool was = it3_head_staging();
@@ -402,10 +402,13 @@ TEST(It3HeadCuda, StagingOffRunsTheGlobalMemoryKernelsWithTheSameValues) {
       EXPECT_EQ(cuda::it3_head_staged(p, 0, true), staged) << name << " staging " << on;
     }
   }
-  set_it3_head_staging(false);
-  for (const HeadShape& s : shapes())
-    for (bool same : {false, true}) check_against_composed(s, gpu, same, 1e-4, 1e-3);
-  check_adapter(Device::cuda(0), it3::FusedMode::automatic);
+  for (const bool on : {true, false}) {
+    SCOPED_TRACE(on ? "staging on" : "staging off");
+    set_it3_head_staging(on);
+    for (const HeadShape& s : shapes())
+      for (bool same : {false, true}) check_against_composed(s, gpu, same, 1e-4, 1e-3);
+    check_adapter(Device::cuda(0), it3::FusedMode::automatic);
+  }
 }
 
 // In a CUDA graph (the command line's graph path) the fused head is captured when it is on, and

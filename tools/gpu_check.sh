@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The GPU machine's check, in one call: configure (Release, IDEM_CUDA=ON, build folder outside
 # the tree), build with -j16, run the test suite through CTest, then the kernel report and the
-# benchmarks when idem_bench was built. Full logs go under $OUT (else ./gpu_check_out); a short
-# summary (GPU, tests passed/failed, benchmark lines) ends the output. Exits non-zero when any
+# benchmarks when idem_bench was built. Full logs go under $OUT (else ./gpu_check_out; past
+# eight files under $OUT, all but the summary and the most-read logs are packed into
+# more.tgz: GPU_CHECK_MAX_FILES); a short summary (GPU, tests passed/failed, benchmark lines)
+# ends the output. Exits non-zero when any
 # step fails. Meant to finish in under ~8 minutes on a 16-core H100 machine.
 #
 # Environment knobs:
@@ -73,10 +75,12 @@
 #                               paper-cifar" (e.g. to split the work over two calls)
 #   GPU_CHECK_PATHS=1           also time `idem adapt` on the eager and auto (fused or CUDA graph) paths
 #                               beside `idem bench it3` (tools/adapt_path_timing.sh)
-#   GPU_CHECK_MAX_FILES=N       at the end, when more than N files are under $OUT (default 8: what
-#                               the GPU machine's tool brings back), keep summary.txt and the
-#                               logs read most often and pack everything else into
-#                               $OUT/more.tgz (0 = never pack)
+#   GPU_CHECK_MAX_FILES=N       at the end, when more than N files are under $OUT, keep N − 1 of
+#                               summary.txt, ctest.log, ab.log, compare_pytorch.log,
+#                               sanitize.log, ncu.log and stalls.log (in that order) and pack
+#                               everything else into $OUT/more.tgz (default 8, what the GPU
+#                               machine's tool brings back, when OUT is set; else 0; below 2 =
+#                               never pack)
 set -u -o pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -388,29 +392,45 @@ if [ -x "$build/idem_bench" ] && [ "$bench_re" != "none" ]; then
   step bench "$budget" "$build/idem_bench" "${bench_args[@]}"
 fi
 
-# The GPU machine's tool brings back at most 8 files from $OUT and drops the rest (a call with
-# the sanitizers, ncu and a comparison writes more): past GPU_CHECK_MAX_FILES, keep the files
-# read most often and pack the others, subfolders included, into more.tgz.
+# The GPU machine's tool brings back at most 8 files from $OUT (16 MiB each) and drops the rest
+# (a call with the sanitizers, ncu and a comparison writes more): past GPU_CHECK_MAX_FILES,
+# keep the files read most often and pack the others, subfolders included, into more.tgz; ncu
+# report files are left out of it when it would pass 15 MiB. Names are passed NUL-separated.
 pack_out() {
-  local max=${GPU_CHECK_MAX_FILES:-8} f list=/tmp/gpu_check_pack.list tgz=/tmp/gpu_check_more.tgz
+  local max f n tmp
   local -a keep=()
-  [ "$max" -gt 1 ] || return 0
-  [ "$(find "$out" -type f | wc -l)" -gt "$max" ] || return 0
+  if [ -n "${GPU_CHECK_MAX_FILES:-}" ]; then max=$GPU_CHECK_MAX_FILES
+  elif [ -n "${OUT:-}" ]; then max=8  # the GPU machine's limit
+  else max=0; fi                     # a local ./gpu_check_out: never pack
+  [[ "$max" =~ ^[0-9]+$ ]] || { echo "pack_out: GPU_CHECK_MAX_FILES is '$max'; expected a whole number" >&2; return 1; }
+  [ "$max" -ge 2 ] || return 0
+  n=$(find "$out" -type f | wc -l)
+  [ "$n" -gt "$max" ] || return 0
   for f in summary.txt ctest.log ab.log compare_pytorch.log sanitize.log ncu.log stalls.log; do
-    [ -f "$out/$f" ] && [ ${#keep[@]} -lt $((max - 1)) ] && keep+=("./$f")
+    [ -f "$out/$f" ] && [ ${#keep[@]} -lt $((max - 1)) ] && keep+=("$f")
   done
-  (cd "$out" && find . -type f -print) | while IFS= read -r f; do
-    case " ${keep[*]} " in *" $f "*) ;; *) echo "$f" ;; esac
-  done >"$list"
-  [ -s "$list" ] || return 0
-  rm -f "$tgz"
-  if (cd "$out" && tar czf "$tgz" -T "$list" && xargs -d '\n' rm -f <"$list"); then
-    mv "$tgz" "$out/more.tgz"
-    find "$out" -mindepth 1 -type d -empty -delete
-    echo "packed $(wc -l <"$list") more files into $out/more.tgz (kept: ${keep[*]})"
-  else
-    echo "pack_out: could not pack $out; files past the first $max may not come back" >&2
+  tmp=$(mktemp -d /tmp/gpu_check_pack.XXXX) || return 1
+  pack_list() {  # every file under $out but the kept ones (and, with $1, the ncu reports)
+    (cd "$out" && find . -type f ${1:+! -name '*.ncu-rep'} -print0) |
+      while IFS= read -r -d '' f; do
+        local k skip=
+        for k in "${keep[@]}"; do [ "$f" = "./$k" ] && skip=1; done
+        [ -n "$skip" ] || printf '%s\0' "$f"
+      done
+  }
+  pack_list >"$tmp/list"
+  (cd "$out" && tar czf "$tmp/more.tgz" --null --no-unquote -T "$tmp/list") || { rm -rf "$tmp"; return 1; }
+  if [ "$(stat -c %s "$tmp/more.tgz")" -gt $((15 * 1024 * 1024)) ]; then
+    echo "pack_out: over 15 MiB with the ncu reports; packing without them (they stay behind)"
+    pack_list no-ncu-rep >"$tmp/list"
+    (cd "$out" && tar czf "$tmp/more.tgz" --null --no-unquote -T "$tmp/list") || { rm -rf "$tmp"; return 1; }
   fi
+  (cd "$out" && xargs -0 rm -f <"$tmp/list")
+  mv "$tmp/more.tgz" "$out/more.tgz"
+  find "$out" -mindepth 1 -type d -empty -delete
+  echo "packed $(tr -cd '\0' <"$tmp/list" | wc -c) more files into $out/more.tgz (kept: ${keep[*]})" |
+    tee -a "$out/summary.txt"
+  rm -rf "$tmp"
 }
 
 summary
