@@ -4,8 +4,8 @@
 # benchmarks when idem_bench was built. Full logs go under $OUT (else ./gpu_check_out; past
 # eight files under $OUT, all but the summary and the most-read logs are packed into
 # more.tgz: GPU_CHECK_MAX_FILES); a short summary (GPU, tests passed/failed, benchmark lines)
-# ends the output. Exits non-zero when any
-# step fails. Meant to finish in under ~8 minutes on a 16-core H100 machine.
+# ends the output. Exits non-zero when any step fails. Meant to finish in under ~8 minutes on
+# a 16-core H100 machine.
 #
 # Environment knobs:
 #   GPU_CHECK_TESTS=REGEX       run only the CTest tests matching REGEX (e.g. 'Parity|Cuda')
@@ -397,34 +397,24 @@ fi
 # keep the files read most often and pack the others, subfolders included, into more.tgz; ncu
 # report files are left out of it when it would pass 15 MiB. Names are passed NUL-separated.
 pack_out() {
-  local max f n tmp
-  local -a keep=()
+  local max f tmp
+  local -a keep=() skip=()
   if [ -n "${GPU_CHECK_MAX_FILES:-}" ]; then max=$GPU_CHECK_MAX_FILES
   elif [ -n "${OUT:-}" ]; then max=8  # the GPU machine's limit
   else max=0; fi                     # a local ./gpu_check_out: never pack
   [[ "$max" =~ ^[0-9]+$ ]] || { echo "pack_out: GPU_CHECK_MAX_FILES is '$max'; expected a whole number" >&2; return 1; }
   [ "$max" -ge 2 ] || return 0
-  n=$(find "$out" -type f | wc -l)
-  [ "$n" -gt "$max" ] || return 0
+  [ "$(find "$out" -type f | wc -l)" -gt "$max" ] || return 0
   for f in summary.txt ctest.log ab.log compare_pytorch.log sanitize.log ncu.log stalls.log; do
-    [ -f "$out/$f" ] && [ ${#keep[@]} -lt $((max - 1)) ] && keep+=("$f")
+    [ -f "$out/$f" ] && [ ${#keep[@]} -lt $((max - 1)) ] && keep+=("$f") skip+=(! -path "./$f")
   done
   tmp=$(mktemp -d /tmp/gpu_check_pack.XXXX) || return 1
-  pack_list() {  # every file under $out but the kept ones (and, with $1, the ncu reports)
-    (cd "$out" && find . -type f ${1:+! -name '*.ncu-rep'} -print0) |
-      while IFS= read -r -d '' f; do
-        local k skip=
-        for k in "${keep[@]}"; do [ "$f" = "./$k" ] && skip=1; done
-        [ -n "$skip" ] || printf '%s\0' "$f"
-      done
-  }
-  pack_list >"$tmp/list"
-  (cd "$out" && tar czf "$tmp/more.tgz" --null --no-unquote -T "$tmp/list") || { rm -rf "$tmp"; return 1; }
-  if [ "$(stat -c %s "$tmp/more.tgz")" -gt $((15 * 1024 * 1024)) ]; then
-    echo "pack_out: over 15 MiB with the ncu reports; packing without them (they stay behind)"
-    pack_list no-ncu-rep >"$tmp/list"
-    (cd "$out" && tar czf "$tmp/more.tgz" --null --no-unquote -T "$tmp/list") || { rm -rf "$tmp"; return 1; }
-  fi
+  for f in '' '*.ncu-rep'; do  # the second pass, only when the first is too large, drops ncu reports
+    (cd "$out" && find . -type f "${skip[@]}" ${f:+! -name "$f"} -print0 >"$tmp/list" &&
+      tar czf "$tmp/more.tgz" --null --no-unquote -T "$tmp/list") || { rm -rf "$tmp"; return 1; }
+    [ "$(stat -c %s "$tmp/more.tgz")" -gt $((15 * 1024 * 1024)) ] || break
+    [ -n "$f" ] || echo "pack_out: over 15 MiB with the ncu reports; packing without them (they stay behind)"
+  done
   (cd "$out" && xargs -0 rm -f <"$tmp/list")
   mv "$tmp/more.tgz" "$out/more.tgz"
   find "$out" -mindepth 1 -type d -empty -delete

@@ -130,10 +130,10 @@ void it3_head_bwd(const std::vector<Tensor>& df, const Tensor& dh_f, const Tenso
 bool it3_head_staged(const It3HeadParams& p, int device, bool backward);
 }  // namespace cuda
 
-// Whether the CUDA kernels may stage in shared memory at all. On by default: on an H100 the
-// staged kernels were faster in a CUDA graph at every batch measured (by 5 µs at batch 8, 60–65
-// at 64) and eagerly from batch 32 on, level eagerly at 8 (docs/it3.md, "The fused head");
-// off runs every call from global memory, for comparison. IDEM_IT3_HEAD_STAGED=on|off
+// Whether the CUDA kernels may stage in shared memory at all. On by default: the staged kernels
+// were never slower than the global-memory ones beyond the noise, and much faster at larger
+// batches (docs/it3.md, "The fused head"); off runs every call from global memory, for
+// comparison. IDEM_IT3_HEAD_STAGED=on|off
 // (core/env.h) unless set_it3_head_staging came first, which overrides it (the tests run both).
 bool it3_head_staging();
 void set_it3_head_staging(bool on);

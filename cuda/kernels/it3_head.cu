@@ -14,14 +14,12 @@
 // memory, where the backward and the caller's y0 / y1 read it. The phases themselves are the
 // same code either way: only the pointers they are given differ. Larger calls run from global
 // memory as before. Staging is on by default (it3_head_staging(); IDEM_IT3_HEAD_STAGED=off
-// runs every call from global memory): on an H100 it took one eager cnn adaptation at batch
-// 64 from 375 to 305 µs, but the batch-8 kernels only from 18.8 to 18.1 µs (forward) and 27.8
-// to 26.4 µs (backward, ncu). Copying the staged segments as one list (one block_stage, a
-// round trip or two instead of one per segment) was tried and was no faster (an adaptation at
-// batch 8 in a CUDA graph took 176 µs; 171 with this copy, in an earlier run on another
-// H100), so the copy stays segment by segment. (The
-// backward stages all of both nets, though it reads only the W_l and F's E: about 5 KB more
-// than it needs at the cnn's widths, kept for one staging routine both ways.)
+// runs every call from global memory): it is faster from batch 32 on and about level at 8,
+// where a phase does not wait on global memory. The copy goes segment by segment: one
+// block_stage over a list of the segments was tried and was no faster. (Numbers in
+// docs/performance.md, "The staged fused head".) (The backward stages all of both nets, though
+// it reads only the W_l and F's E: about 5 KB more than it needs at the cnn's widths, kept for
+// one staging routine both ways.)
 #include <cuda_runtime.h>
 
 #include "core/kernels/it3_head_args.h"
