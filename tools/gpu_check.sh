@@ -14,8 +14,6 @@
 #   GPU_CHECK_MIN_TIME=SECONDS  --benchmark_min_time (default 0.05)
 #   GPU_CHECK_BUILD_DIR=DIR     build folder (default /tmp/idem-build)
 #   GPU_CHECK_JOBS=N            build parallelism (default 16)
-#   GPU_CHECK_CUDA_FLAGS=FLAGS  more nvcc flags for the build (CMAKE_CUDA_FLAGS), e.g. -lineinfo
-#                               so GPU_CHECK_STALLS names CUDA source lines beside the SASS
 #   GPU_CHECK_BUDGET=SECONDS    wall-clock budget for all steps (default 450); a step gets at
 #                               most what is left, so the summary always prints
 #   GPU_CHECK_SANITIZE=1        also run the CUDA tests under compute-sanitizer
@@ -243,7 +241,6 @@ echo "== GPU: $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | 
 # ---- configure (benchmarks on when Google Benchmark is found and GPU_CHECK_BENCH is not
 # "none": then idem_bench is not built at all, a shorter build) ----
 cfg=(-S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DIDEM_CUDA=ON -DIDEM_TESTS=ON)
-[ -n "${GPU_CHECK_CUDA_FLAGS:-}" ] && cfg+=("-DCMAKE_CUDA_FLAGS=$GPU_CHECK_CUDA_FLAGS")
 command -v ninja >/dev/null 2>&1 && [ ! -f "$build/CMakeCache.txt" ] && cfg+=(-G Ninja)
 want_bench=ON
 [ "$bench_re" = "none" ] && want_bench=OFF

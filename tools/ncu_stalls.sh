@@ -8,8 +8,9 @@
 #                         reasons in cycles per issued instruction, occupancy, launch shape);
 #   stalls-*.source.csv   the source page: one row per SASS instruction with its samples;
 #   stalls-*.top.txt      the 40 instructions with the most samples, with their stall columns.
-# Build with -DCMAKE_CUDA_FLAGS=-lineinfo to get CUDA source lines beside the SASS. Clocks and
-# caches as in tools/ncu_adapt.sh (no flush, no lock: the kernel's data stays in L2 as in a run).
+# The library is built with -lineinfo (CMakeLists.txt), so the report can map SASS to CUDA
+# lines. Clocks and caches as in tools/ncu_adapt.sh (no flush, no lock: the kernel's data
+# stays in L2 as in a run).
 # KERNEL_REGEX matches ncu's --kernel-name-base, `function` by default (the name without its
 # template arguments); NCU_NAME_BASE=demangled matches the whole demangled name instead, so one
 # instantiation can be picked (e.g. 'conv2d_fwd_tiled_kernel<4'). The first matching launch of

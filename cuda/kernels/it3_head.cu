@@ -18,7 +18,7 @@
 // where a phase does not wait on global memory. The copy goes segment by segment: one
 // block_stage over a list of the segments was tried and was no faster. (Numbers in
 // docs/performance.md, "The staged fused head".) (The backward stages all of both nets, though
-// it reads only the W_l and F's E: about 5 KB more than it needs at the cnn's widths, kept for
+// it reads only the W_l and F's E: about 3 KB more than it needs at the cnn's widths, kept for
 // one staging routine both ways.)
 #include <cuda_runtime.h>
 
